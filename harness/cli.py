@@ -1,0 +1,124 @@
+"""The ``harness`` command line. Exit codes: 0 pass, 1 gate failed (or inconclusive),
+2 bad configuration or input, 3 any other error.
+
+stdout carries results (tables, verdict); stderr carries progress and warnings. Heavy
+modules (torch, mlflow) are imported inside commands so that ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from enum import Enum
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+
+from harness.errors import HarnessError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Evaluate recommender models, compare them, gate launches, log to MLflow.")
+
+
+class InconclusivePolicy(str, Enum):
+    passes = "pass"
+    fails = "fail"
+
+
+def _guard(body: Callable[[], int]) -> None:
+    """Run a command body and map its outcome and errors to exit codes."""
+    try:
+        code = body()
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(exc.exit_code) from None
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise typer.Exit(3) from None
+    except Exception as exc:  # anything unexpected is exit 3, with the traceback for a bug report
+        traceback.print_exc(file=sys.stderr)
+        print(f"error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+        raise typer.Exit(3) from None
+    raise typer.Exit(code)
+
+
+def _run_config(config_path: Path, output: Optional[Path], inconclusive: InconclusivePolicy,
+                progress: bool) -> int:
+    from harness.config import load_config
+    from harness.report import console_summary
+    from harness.runner import run as run_eval
+
+    config = load_config(config_path)
+    outcome = run_eval(config, output=output, progress=progress, inconclusive=inconclusive.value)
+    print(console_summary(outcome.result))
+    print(f"\nresults: {outcome.results_dir}")
+    return outcome.exit_code
+
+
+@app.command()
+def run(
+    config: Path = typer.Argument(..., help="YAML evaluation config."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Results root (default: config's output)."),
+    inconclusive: InconclusivePolicy = typer.Option(InconclusivePolicy.fails, help="Exit code policy for INCONCLUSIVE."),
+    progress: bool = typer.Option(True, help="Show progress bars on stderr."),
+) -> None:
+    """Evaluate the models of CONFIG, compare them, apply the gate and log to MLflow."""
+    _guard(lambda: _run_config(config, output, inconclusive, progress))
+
+
+@app.command()
+def validate(config: Path = typer.Argument(..., help="YAML evaluation config.")) -> None:
+    """Check a config (keys, types, references) without running models."""
+
+    def body() -> int:
+        from harness.config import load_config
+
+        cfg = load_config(config)
+        print(f"{config}: valid ({len(cfg.models)} models, "
+              f"{len(cfg.evaluate.ranking.metrics)} ranking metrics, {len(cfg.gate)} gate criteria)")
+        return 0
+
+    _guard(body)
+
+
+@app.command()
+def demo(
+    dir: Path = typer.Option(Path(".harness-demo"), "--dir", help="Where to write the example config and results."),
+    progress: bool = typer.Option(True, help="Show progress bars on stderr."),
+) -> None:
+    """Write an example config for the built-in synthetic data set and run it."""
+
+    def body() -> int:
+        from harness.demo import write_demo_config
+
+        path = write_demo_config(dir)
+        print(f"wrote example config {path}", file=sys.stderr)
+        return _run_config(path, None, InconclusivePolicy.fails, progress)
+
+    _guard(body)
+
+
+@app.command()
+def sync(results: Path = typer.Argument(Path("results"), help="A results root or one results folder.")) -> None:
+    """Upload results that could not be logged to MLflow, exactly once."""
+
+    def body() -> int:
+        from harness.sync import sync_results
+
+        report = sync_results(results)
+        for line in report.lines:
+            print(line)
+        return 0 if report.all_logged else 3
+
+    _guard(body)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

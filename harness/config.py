@@ -1,0 +1,184 @@
+"""The evaluation spec: YAML validated by pydantic. Unknown keys and wrong types are
+``ConfigError``s that name the key; sections this build does not support are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticDataset(_Strict):
+    """The built-in synthetic world (see ``harness.datasets.make_synthetic``)."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    n_users: int = Field(1000, ge=1)
+    n_items: int = Field(500, ge=2)
+    dim: int = Field(16, ge=1)
+    n_train_per_user: int = Field(20, ge=0)
+    popularity_strength: float = Field(0.5, ge=0)
+    temperature: float = Field(0.5, gt=0)
+
+
+class ModelSpec(_Strict):
+    """One model: an adapter kind and its parameters."""
+
+    kind: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class RankingEval(_Strict):
+    metrics: list[str] = Field(default_factory=lambda: ["ndcg@10", "recall@20"], min_length=1)
+    ties: Literal["stable", "trec_eval"] = "stable"
+    gain: Literal["linear", "exponential"] = "linear"
+    relevance_threshold: int = Field(1, ge=1)
+    k: int | None = Field(None, ge=1, description="depth asked of retrievers (default: largest cut-off)")
+
+    @field_validator("metrics")
+    @classmethod
+    def _parse(cls, names: list[str]) -> list[str]:
+        from harness.metrics import RANKING_METRICS
+        from harness.metrics._names import parse_metric_names
+
+        return [s.label for s in parse_metric_names(names, known=RANKING_METRICS)]
+
+
+class EvaluateSpec(_Strict):
+    ranking: RankingEval = Field(default_factory=RankingEval)
+    calibration: dict[str, Any] | None = None
+    off_policy: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _unsupported(self) -> "EvaluateSpec":
+        for section in ("calibration", "off_policy"):
+            if getattr(self, section) is not None:
+                raise ValueError(f"section 'evaluate.{section}' is not supported by this build yet")
+        return self
+
+
+class CompareSpec(_Strict):
+    baseline: str
+    candidates: list[str] = Field(min_length=1)
+    method: Literal["bootstrap", "t_test"] = "bootstrap"
+    n_resamples: int = Field(2000, ge=100)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    correction: Literal["holm", "bh", "none"] = "holm"
+
+
+class GateCriterion(_Strict):
+    """One gate line. ``direction`` says which way is better; a primary metric must
+    improve by more than ``min_improvement``; a guardrail must be shown to regress by
+    less than ``max_regression`` (absolute, or a fraction of the baseline with
+    ``relative``)."""
+
+    metric: str
+    role: Literal["primary", "guardrail"]
+    direction: Literal["higher", "lower"] = "higher"
+    min_improvement: float = Field(0.0, ge=0)
+    max_regression: float | None = Field(None, ge=0)
+    relative: bool = False
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+
+    @model_validator(mode="after")
+    def _margins(self) -> "GateCriterion":
+        if self.role == "guardrail" and self.max_regression is None:
+            raise ValueError(f"gate criterion {self.metric!r}: a guardrail needs max_regression")
+        if self.role == "primary" and self.max_regression is not None:
+            raise ValueError(f"gate criterion {self.metric!r}: max_regression is for guardrails; "
+                             "a primary metric uses min_improvement")
+        return self
+
+
+class TrackingSpec(_Strict):
+    enabled: bool = True
+    uri: str | None = None
+    experiment: str | None = None
+    promote: dict[str, Any] | None = None
+
+    @field_validator("promote")
+    @classmethod
+    def _no_promote(cls, value: dict[str, Any] | None) -> None:
+        if value is not None:
+            raise ValueError("'tracking.promote' is not supported by this build yet")
+        return None
+
+
+class EvalConfig(_Strict):
+    """A whole evaluation: data, models, metrics, comparison, gate, tracking, output."""
+
+    name: str = Field(min_length=1)
+    seed: int = 0
+    dataset: SyntheticDataset
+    models: dict[str, ModelSpec] = Field(min_length=1)
+    evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
+    compare: CompareSpec | None = None
+    gate: list[GateCriterion] = Field(default_factory=list)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    output: str = "results"
+
+    @model_validator(mode="after")
+    def _cross_refs(self) -> "EvalConfig":
+        from harness.registry import MODEL_KINDS
+
+        for name, spec in self.models.items():
+            if spec.kind not in MODEL_KINDS:
+                raise ValueError(f"models.{name}.kind: unknown adapter kind {spec.kind!r}; "
+                                 f"known: {', '.join(sorted(MODEL_KINDS))}")
+        if self.compare is not None:
+            for role, name in [("baseline", self.compare.baseline)] + [
+                ("candidates", c) for c in self.compare.candidates
+            ]:
+                if name not in self.models:
+                    raise ValueError(f"compare.{role}: {name!r} is not one of models: {sorted(self.models)}")
+            if self.compare.baseline in self.compare.candidates:
+                raise ValueError("compare: the baseline cannot also be a candidate")
+        if self.gate and self.compare is None:
+            raise ValueError("gate: needs a 'compare' section naming baseline and candidates")
+        metrics = set(self.evaluate.ranking.metrics)
+        for i, crit in enumerate(self.gate):
+            if crit.metric not in metrics:
+                raise ValueError(f"gate[{i}].metric: {crit.metric!r} is not evaluated; "
+                                 f"evaluated: {sorted(metrics)}")
+        return self
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {where}: {msg}")
+    return f"invalid config {source}:\n" + "\n".join(lines)
+
+
+def parse_config(data: Any, *, source: str = "<dict>") -> EvalConfig:
+    """Validate a config mapping; raise ``ConfigError`` naming each bad key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config {source}: expected a mapping at the top level, "
+                          f"got {type(data).__name__}")
+    try:
+        return EvalConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+
+
+def load_config(path: str | Path) -> EvalConfig:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path}: malformed YAML: {exc}") from None
+    return parse_config(data, source=str(path))

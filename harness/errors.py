@@ -1,0 +1,55 @@
+"""The harness's exception hierarchy.
+
+A leaf module with no imports of its own, so that every layer (``harness.metrics``,
+``harness.datasets``, ``harness.models`` and the engine) can raise the same errors
+without depending on the engine. Each error also subclasses the matching builtin, so
+``except ValueError`` in user code keeps working.
+
+The CLI maps these to exit codes: ``ConfigError`` and ``DataValidationError`` -> 2,
+every other ``HarnessError`` -> 3.
+"""
+
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    """Base class of every error the harness raises on purpose."""
+
+    exit_code: int = 3
+
+
+class ConfigError(HarnessError, ValueError):
+    """The evaluation config is malformed: unknown key, wrong type, missing file."""
+
+    exit_code = 2
+
+
+class DataValidationError(HarnessError, ValueError):
+    """Input data breaks a rule: NaN scores, duplicate rows, out-of-range values."""
+
+    exit_code = 2
+
+
+class AdapterError(HarnessError, RuntimeError):
+    """A model adapter failed or returned output of the wrong shape or dtype."""
+
+    exit_code = 3
+
+
+class TrackingError(HarnessError, RuntimeError):
+    """The MLflow tracking server could not be reached or refused a request."""
+
+    exit_code = 3
+
+
+class ResultsError(HarnessError, ValueError):
+    """A results folder is missing, unreadable or of an unknown schema version."""
+
+    exit_code = 2
+
+
+def describe_examples(values: object, limit: int = 3) -> str:
+    """Format the first ``limit`` offending values for an error message."""
+    items = list(values)[:limit]  # type: ignore[call-overload]
+    text = ", ".join(repr(v.item() if hasattr(v, "item") else v) for v in items)
+    return f"e.g. {text}" if text else ""

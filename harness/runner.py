@@ -1,0 +1,197 @@
+"""The engine: dataset -> adapters -> outputs -> metric kernels -> per-unit values ->
+EvalResult -> comparison -> gate -> results folder -> MLflow."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from harness.adapters import Ranking, call_retriever
+from harness.compare import compare_models
+from harness.config import EvalConfig
+from harness.errors import AdapterError, HarnessError, TrackingError
+from harness.gate import FAIL, PASS, Verdict, decide
+from harness.metrics import evaluate_ranking
+from harness.metrics.stats import mean_confidence_interval
+from harness.registry import build_model
+from harness.report import junit_xml, markdown_summary
+from harness.results import EvalResult, new_run_id, per_unit_long, update_tracking, write_results
+
+QUERY_BATCH = 4096
+
+
+@dataclass
+class RunOutcome:
+    result: EvalResult
+    results_dir: Path
+    exit_code: int
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def load_dataset(config: EvalConfig) -> Any:
+    """Build the data set named by ``config.dataset``."""
+    from harness.datasets import make_synthetic
+
+    spec = config.dataset.model_dump()
+    spec.pop("kind")
+    return make_synthetic(**spec, seed=config.seed)
+
+
+def retrieve_all(name: str, model: Any, query_ids: np.ndarray, k: int, *, progress: bool) -> Ranking:
+    """Ask a retriever for top-k in query batches, checking every batch's output."""
+    if not hasattr(model, "retrieve"):
+        raise AdapterError(f"model {name!r} ({type(model).__name__}) has no retrieve(); "
+                           "ranking metrics need a Retriever")
+    items, scores = [], []
+    batches = range(0, len(query_ids), QUERY_BATCH)
+    for start in tqdm(batches, desc=f"retrieve {name}", unit="batch", disable=not progress,
+                      file=sys.stderr, leave=False):
+        q = query_ids[start : start + QUERY_BATCH]
+        try:
+            out = call_retriever(model, name, q, k)
+        except AdapterError as exc:
+            raise AdapterError(f"{exc} (queries {start}..{start + len(q) - 1})") from exc
+        pad = k - out.k
+        items.append(np.pad(out.items, ((0, 0), (0, pad)), constant_values=-1))
+        scores.append(np.pad(out.scores, ((0, 0), (0, pad)), constant_values=-np.inf))
+    return Ranking(query_ids, np.concatenate(items), np.concatenate(scores))
+
+
+def _check_known_items(name: str, ranking: Ranking, n_items: int) -> None:
+    unknown = ranking.items >= n_items
+    if unknown.any():
+        raise AdapterError(f"model {name!r} returned {int(unknown.sum())} item ids the dataset does "
+                           f"not know (n_items={n_items}; e.g. {int(ranking.items[unknown][0])})")
+
+
+def config_hash(config: EvalConfig) -> str:
+    text = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def evaluate_models(config: EvalConfig, dataset: Any, *, progress: bool) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Fit and run every model; return per-model per-query metric tables."""
+    ranking_cfg = config.evaluate.ranking
+    cutoffs = [int(m.split("@")[1]) for m in ranking_cfg.metrics if "@" in m]
+    k = ranking_cfg.k or max(cutoffs)
+    query_ids = dataset.query_ids
+    per_unit: dict[str, pd.DataFrame] = {}
+    info: dict[str, Any] = {}
+    for name, spec in config.models.items():
+        model = build_model(name, spec.kind, spec.params, dataset, config.seed)
+        if hasattr(model, "fit"):
+            _say(f"fitting {name} ({spec.kind}) on {len(dataset.train)} interactions")
+            try:
+                model.fit(dataset.train, n_users=dataset.n_users, n_items=dataset.n_items)
+            except HarnessError:
+                raise
+            except Exception as exc:
+                raise AdapterError(f"model {name!r} raised {type(exc).__name__} in fit(): {exc}") from exc
+        ranking = retrieve_all(name, model, query_ids, k, progress=progress)
+        _check_known_items(name, ranking, dataset.n_items)
+        res = evaluate_ranking(dataset.qrels, ranking, ranking_cfg.metrics, gain=ranking_cfg.gain,
+                               ties=ranking_cfg.ties, relevance_threshold=ranking_cfg.relevance_threshold)
+        per_unit[name] = res.per_query
+        info[name] = {"n_queries": res.n_queries, "skipped": res.skipped,
+                      "n_missing_from_run": res.n_missing_from_run}
+    return per_unit, info
+
+
+def metric_rows(per_unit: dict[str, pd.DataFrame], confidence: float) -> list[dict[str, Any]]:
+    rows = []
+    for model, table in per_unit.items():
+        for metric in table.columns:
+            values = table[metric].to_numpy()
+            low, high = mean_confidence_interval(values, confidence=confidence)
+            rows.append({"model": model, "metric": metric, "value": float(values.mean()),
+                         "ci_low": low, "ci_high": high, "n_units": int(values.size)})
+    return rows
+
+
+def exit_code_for(verdict: Verdict | None, *, inconclusive: str = "fail") -> int:
+    """0 PASS (or no gate), 1 FAIL, 1 INCONCLUSIVE unless ``inconclusive='pass'``."""
+    if verdict is None or verdict.decision == PASS:
+        return 0
+    if verdict.decision == FAIL:
+        return 1
+    return 0 if inconclusive == "pass" else 1
+
+
+def run(
+    config: EvalConfig,
+    *,
+    output: str | Path | None = None,
+    progress: bool = True,
+    inconclusive: str = "fail",
+) -> RunOutcome:
+    """Evaluate, compare, gate, write the results folder, then log to MLflow."""
+    dataset = load_dataset(config)
+    _say(f"dataset {dataset.name}: {len(dataset.train)} train interactions, "
+         f"{len(dataset.query_ids)} queries, fingerprint {dataset.fingerprint}")
+    per_unit, info = evaluate_models(config, dataset, progress=progress)
+    confidence = config.compare.confidence if config.compare else 0.95
+    comparison_rows: list[dict[str, Any]] = []
+    verdict: Verdict | None = None
+    if config.compare is not None:
+        comps = compare_models(per_unit, baseline=config.compare.baseline,
+                               candidates=config.compare.candidates,
+                               metrics=config.evaluate.ranking.metrics, method=config.compare.method,
+                               confidence=confidence, n_resamples=config.compare.n_resamples,
+                               seed=config.seed)
+        verdict = decide(config.gate, comps, correction=config.compare.correction)
+        gated = {(c.candidate, c.metric): c for c in verdict.criteria}
+        for comp in comps:
+            row = comp.to_row()
+            crit = gated.get((comp.candidate, comp.metric))
+            row.update(p_value=crit.p_value if crit else None, p_adjusted=crit.p_adjusted if crit else None,
+                       criterion=crit.criterion if crit else None, outcome=crit.outcome if crit else None)
+            comparison_rows.append(row)
+    result = EvalResult(
+        run_id=new_run_id(),
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        config=config.model_dump(mode="json"),
+        config_hash=config_hash(config),
+        dataset={"name": dataset.name, "fingerprint": dataset.fingerprint, "settings": dataset.settings},
+        metrics=metric_rows(per_unit, confidence),
+        per_unit=per_unit_long(per_unit),
+        comparison=comparison_rows,
+        verdict=verdict.to_dict() if verdict else {},
+        extra={"units": info},
+    )
+    out_root = Path(output or config.output)
+    results_dir = write_results(result, out_root, {"summary.md": markdown_summary(result),
+                                                   "junit.xml": junit_xml(result)})
+    _say(f"results written to {results_dir}")
+    if config.tracking.enabled:
+        result.tracking = track(results_dir, result, config.tracking.uri)
+    return RunOutcome(result, results_dir, exit_code_for(verdict, inconclusive=inconclusive))
+
+
+def track(results_dir: Path, result: EvalResult, configured_uri: str | None) -> dict[str, Any]:
+    """Log to MLflow; on failure, record ``pending`` and warn (the results are safe on disk)."""
+    from harness.tracking import log_results, resolve_uri
+
+    uri = resolve_uri(configured_uri)
+    try:
+        tracking = log_results(results_dir, result.to_json_dict(), uri)
+        _say(f"logged to MLflow at {uri} (parent run {tracking['mlflow_run_ids']['parent']})")
+    except TrackingError as exc:
+        tracking = {"status": "pending", "uri": uri, "mlflow_run_ids": {}, "error": str(exc)}
+        warnings.warn(f"{exc}. Results are safe in {results_dir}; upload them later with "
+                      f"'harness sync {results_dir.parent}'.", stacklevel=2)
+        _say(f"WARNING: not logged to MLflow: {exc}; run 'harness sync {results_dir.parent}' later")
+    update_tracking(results_dir, tracking)
+    return tracking

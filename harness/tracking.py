@@ -1,0 +1,231 @@
+"""MLflow logging of a results folder: a parent run per evaluation, a child per model.
+
+The only engine module that imports ``mlflow`` (lazily). It reads what the runner
+already wrote to disk, so a tracking outage never loses an evaluation: the caller
+records ``pending`` and ``harness sync`` logs it later, exactly once (a parent run is
+found again by its ``harness.run_id`` tag).
+
+Names: ``ndcg@10`` is logged as ``ndcg_at_10`` (MLflow keys cannot contain ``@``), its
+interval as ``ndcg_at_10_ci_low`` / ``_ci_high``; deltas on the candidate's child run as
+``delta_ndcg_at_10`` (+ ``_ci_low``, ``_ci_high``, ``_p_adj``); metric-at-k curves as
+``ndcg`` with step = k.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+from harness import __version__
+from harness.errors import TrackingError
+from harness.results import PER_UNIT, RESULTS_JSON
+
+COMPLETE_TAG = "harness.logged"
+
+
+def mlflow_key(metric: str) -> str:
+    """``ndcg@10`` -> ``ndcg_at_10``."""
+    return metric.replace("@", "_at_")
+
+
+def resolve_uri(configured: str | None) -> str:
+    """Config value, else ``MLFLOW_TRACKING_URI``, else MLflow's default local store."""
+    if configured:
+        return configured
+    import mlflow
+
+    return mlflow.get_tracking_uri()
+
+
+def check_reachable(uri: str, timeout: float = 3.0) -> None:
+    """Fail fast (``TrackingError``) when an HTTP tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
+            if resp.status != 200:
+                raise TrackingError(f"tracking server {uri} answered {resp.status} on /health")
+    except (urllib.error.URLError, OSError) as exc:
+        raise TrackingError(f"tracking server {uri} is unreachable: {exc}") from None
+
+
+@contextlib.contextmanager
+def _few_retries() -> Iterator[None]:
+    """MLflow retries HTTP calls for minutes by default; a CI job should not wait that long."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _flat_params(prefix: str, params: dict[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            out.update(_flat_params(f"{prefix}{key}.", value))
+        else:
+            out[f"{prefix}{key}"] = str(value)[:6000]
+    return out
+
+
+def _metric_entities(metrics: dict[str, float], step: int = 0) -> list[Any]:
+    from mlflow.entities import Metric
+
+    import time
+
+    now = int(time.time() * 1000)
+    return [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
+
+
+def _model_metrics(rows: list[dict[str, Any]]) -> tuple[dict[str, float], list[tuple[str, float, int]]]:
+    """Point metrics with their intervals, and (name, value, k) curve points."""
+    flat: dict[str, float] = {}
+    curve: list[tuple[str, float, int]] = []
+    for row in rows:
+        key = mlflow_key(row["metric"])
+        flat[key] = row["value"]
+        flat[f"{key}_ci_low"] = row["ci_low"]
+        flat[f"{key}_ci_high"] = row["ci_high"]
+        flat[f"{key}_n_units"] = row["n_units"]
+        if "@" in row["metric"]:
+            name, k = row["metric"].split("@", 1)
+            curve.append((name, row["value"], int(k)))
+    return flat, curve
+
+
+def _delta_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
+    flat: dict[str, float] = {}
+    for row in rows:
+        key = "delta_" + mlflow_key(row["metric"])
+        flat[key] = row["delta"]
+        flat[f"{key}_ci_low"] = row["ci_low"]
+        flat[f"{key}_ci_high"] = row["ci_high"]
+        if row.get("p_adjusted") is not None:
+            flat[f"{key}_p_adj"] = row["p_adjusted"]
+    return flat
+
+
+def _find_logged(client: Any, experiment_id: str, run_id: str) -> list[Any]:
+    return client.search_runs([experiment_id], filter_string=f"tags.`harness.run_id` = '{run_id}'",
+                              max_results=1000)
+
+
+def log_results(results_dir: str | Path, data: dict[str, Any], uri: str) -> dict[str, Any]:
+    """Log a complete results folder to MLflow; return the ``tracking`` record.
+
+    Idempotent: a parent run already marked complete for this ``run_id`` is reused; a
+    partial one (a crash mid-upload) is deleted and logged again.
+    """
+    from mlflow.tracking import MlflowClient
+
+    check_reachable(uri)
+    results_dir = Path(results_dir)
+    with _few_retries():
+        try:
+            client = MlflowClient(tracking_uri=uri)
+            return _log(client, results_dir, data, uri)
+        except TrackingError:
+            raise
+        except Exception as exc:  # any failure of the store or the server
+            raise TrackingError(f"logging to {uri} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict[str, Any]:
+    config = data["config"]
+    run_id = data["run_id"]
+    experiment = (config.get("tracking") or {}).get("experiment") or config["name"]
+    exp = client.get_experiment_by_name(experiment)
+    experiment_id = exp.experiment_id if exp else client.create_experiment(experiment)
+
+    existing = _find_logged(client, experiment_id, run_id)
+    complete = [r for r in existing if r.data.tags.get(COMPLETE_TAG) == "complete"
+                and "mlflow.parentRunId" not in r.data.tags]
+    if complete:
+        parent = complete[0]
+        children = {r.data.tags.get("harness.model"): r.info.run_id for r in existing
+                    if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+        return {"status": "logged", "uri": uri, "experiment_id": experiment_id,
+                "mlflow_run_ids": {"parent": parent.info.run_id, **children}}
+    for stale in existing:
+        client.delete_run(stale.info.run_id)
+
+    dataset = data["dataset"]
+    verdict = data.get("verdict") or {}
+    compare_cfg = config.get("compare") or {}
+    common_tags = {"harness.run_id": run_id, "harness.version": __version__,
+                   "harness.dataset_fingerprint": str(dataset.get("fingerprint"))}
+    commit = git_commit()
+    if commit:
+        common_tags["harness.git_commit"] = commit
+    parent = client.create_run(experiment_id, run_name=f"{config['name']} {run_id}",
+                               tags={**common_tags, "harness.role": "evaluation",
+                                     "gate.verdict": verdict.get("decision", "n/a")})
+    parent_id = parent.info.run_id
+    client.log_batch(parent_id, params=_params({
+        "dataset.name": dataset.get("name"), "dataset.fingerprint": dataset.get("fingerprint"),
+        "seed": config.get("seed"), "metrics": ",".join(sorted({r["metric"] for r in data["metrics"]})),
+        "compare.baseline": compare_cfg.get("baseline"), "compare.method": compare_cfg.get("method"),
+        "compare.correction": compare_cfg.get("correction")}))
+    ids = {"parent": parent_id}
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for row in data["metrics"]:
+        by_model.setdefault(row["model"], []).append(row)
+    criteria = verdict.get("criteria", [])
+    for model, rows in by_model.items():
+        role = ("baseline" if model == compare_cfg.get("baseline") else
+                "candidate" if model in compare_cfg.get("candidates", []) else "model")
+        tags = {**common_tags, "mlflow.parentRunId": parent_id, "harness.model": model, "harness.role": role}
+        own = [c["outcome"] for c in criteria if c["candidate"] == model]
+        if own:
+            tags["gate.verdict"] = ("FAIL" if "FAIL" in own else "PASS" if set(own) == {"PASS"}
+                                    else "INCONCLUSIVE")
+        child = client.create_run(experiment_id, run_name=model, tags=tags)
+        cid = child.info.run_id
+        ids[model] = cid
+        spec = config["models"][model]
+        params = {"model.kind": spec["kind"], **_flat_params("model.params.", spec.get("params", {})),
+                  "dataset.name": dataset.get("name"), "dataset.fingerprint": dataset.get("fingerprint"),
+                  "seed": config.get("seed")}
+        flat, curve = _model_metrics(rows)
+        comp_rows = [c for c in data.get("comparison", []) if c["candidate"] == model]
+        flat.update(_delta_metrics(comp_rows))
+        from mlflow.entities import Metric
+
+        entities = _metric_entities(flat)
+        entities += [Metric(name, float(v), entities[0].timestamp if entities else 0, k) for name, v, k in curve]
+        client.log_batch(cid, metrics=entities, params=_params(params))
+        client.set_terminated(cid)
+    for name in (RESULTS_JSON, PER_UNIT, "summary.md", "junit.xml"):
+        if (results_dir / name).is_file():
+            client.log_artifact(parent_id, str(results_dir / name))
+    if (results_dir / "plots").is_dir():
+        client.log_artifacts(parent_id, str(results_dir / "plots"), artifact_path="plots")
+    client.set_tag(parent_id, COMPLETE_TAG, "complete")
+    client.set_terminated(parent_id)
+    return {"status": "logged", "uri": uri, "experiment_id": experiment_id, "mlflow_run_ids": ids}
+
+
+def _params(params: dict[str, Any]) -> list[Any]:
+    from mlflow.entities import Param
+
+    return [Param(k, str(v)) for k, v in params.items() if v is not None]

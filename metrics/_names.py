@@ -1,0 +1,69 @@
+"""Parsing of metric names such as ``"ndcg@10"`` or ``"recall@[10,20,50]"``.
+
+Names are parsed once, at the front door; each name maps to exactly one kernel.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from harness.errors import ConfigError
+
+_NAME = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(?:@\s*(\d+|\[\s*\d+(?:\s*,\s*\d+)*\s*\]))?\s*$")
+
+
+@dataclass(frozen=True, order=True)
+class MetricSpec:
+    """One metric at one cut-off: ``name`` (e.g. ``"ndcg"``) and ``k`` (None = no cut-off)."""
+
+    name: str
+    k: int | None = None
+
+    @property
+    def label(self) -> str:
+        """The canonical name, ``ndcg@10``."""
+        return self.name if self.k is None else f"{self.name}@{self.k}"
+
+
+def parse_metric_names(
+    names: str | list[str] | tuple[str, ...],
+    *,
+    known: dict[str, bool],
+) -> list[MetricSpec]:
+    """Expand metric strings into ``MetricSpec`` items, in order, without duplicates.
+
+    Parameters
+    ----------
+    names : str or list of str
+        E.g. ``["ndcg@[10,20]", "map@100", "mrr"]``.
+    known : dict
+        Metric name -> whether it needs a cut-off (True) or may have none (False).
+    """
+    if isinstance(names, str):
+        names = [names]
+    if len(names) == 0:
+        raise ConfigError("metrics: at least one metric name is needed")
+    specs: list[MetricSpec] = []
+    for raw in names:
+        if not isinstance(raw, str):
+            raise ConfigError(f"metrics: expected strings like 'ndcg@10', got {raw!r}")
+        match = _NAME.match(raw.lower())
+        if match is None:
+            raise ConfigError(f"metrics: cannot parse {raw!r}; expected e.g. 'ndcg@10' or 'recall@[10,20]'")
+        name, cut = match.group(1), match.group(2)
+        if name not in known:
+            raise ConfigError(f"metrics: unknown metric {name!r} in {raw!r}; known: {', '.join(sorted(known))}")
+        if cut is None:
+            if known[name]:
+                raise ConfigError(f"metrics: {name!r} needs a cut-off, e.g. '{name}@10'")
+            cutoffs: list[int | None] = [None]
+        else:
+            cutoffs = [int(c) for c in re.findall(r"\d+", cut)]
+            if any(c < 1 for c in cutoffs):  # type: ignore[operator]
+                raise ConfigError(f"metrics: cut-offs must be >= 1 in {raw!r}")
+        for k in cutoffs:
+            spec = MetricSpec(name, k)
+            if spec not in specs:
+                specs.append(spec)
+    return specs
