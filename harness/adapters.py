@@ -149,7 +149,7 @@ def check_ranking(
         # padding must be trailing, scores non-increasing, items unique per row
         if (pad[:, :-1] & ~pad[:, 1:]).any():
             raise AdapterError(f"{source}: padding (-1) must come after every real item of a row")
-        rising = np.diff(np.where(pad, -np.inf, scores), axis=1) > 0
+        rising = (scores[:, 1:] > scores[:, :-1]) & ~pad[:, 1:]
         if rising.any():
             rows = np.unique(np.nonzero(rising)[0])
             raise AdapterError(f"{source}: scores must be non-increasing along each row; "

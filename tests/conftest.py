@@ -1,0 +1,106 @@
+"""Shared fixtures: small evaluation configs and a real MLflow tracking server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def small_config(tmp_path: Path, *, candidate: dict[str, Any] | None = None,
+                 tracking: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
+    """A fast config: 300 users x 200 items, popularity baseline vs a candidate."""
+    cfg: dict[str, Any] = {
+        "name": "test-eval",
+        "seed": 7,
+        "dataset": {"kind": "synthetic", "n_users": 300, "n_items": 200, "dim": 8},
+        "models": {
+            "popularity": {"kind": "popularity"},
+            "candidate": candidate or {"kind": "oracle", "params": {"noise": 0.5}},
+        },
+        "evaluate": {"ranking": {"metrics": ["ndcg@10", "recall@[10,50]"]}},
+        "compare": {"baseline": "popularity", "candidates": ["candidate"], "n_resamples": 500},
+        "gate": [
+            {"metric": "ndcg@10", "role": "primary", "direction": "higher"},
+            {"metric": "recall@50", "role": "guardrail", "direction": "higher", "max_regression": 0.02},
+        ],
+        "tracking": tracking if tracking is not None else {"enabled": False},
+        "output": str(tmp_path / "results"),
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+def write_config(tmp_path: Path, cfg: dict[str, Any], name: str = "eval.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+class MlflowServer:
+    def __init__(self, root: Path) -> None:
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.root = root
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 120.0) -> None:
+        mlflow_bin = shutil.which("mlflow", path=str(VENV_BIN)) or "mlflow"
+        self.proc = subprocess.Popen(
+            [mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(self.port),
+             "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
+             "--artifacts-destination", str(self.root / "artifacts"), "--workers", "1"],
+            stdout=open(self.root / "server.log", "ab"), stderr=subprocess.STDOUT,
+            start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("mlflow server exited:\n" + (self.root / "server.log").read_text()[-3000:])
+            try:
+                with urllib.request.urlopen(self.uri + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError(f"mlflow server not healthy after {timeout}s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+        self.proc = None
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """A real ``mlflow server`` on a free 127.0.0.1 port with a temporary SQLite store."""
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def unreachable_uri() -> str:
+    """An http URI on which nothing listens."""
+    return f"http://127.0.0.1:{free_port()}"

@@ -1,0 +1,139 @@
+"""The CLI's exit codes on real configs: 0 pass, 1 regression, 2 bad config/input, 3 other."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli import app
+from tests.conftest import small_config, write_config
+
+runner = CliRunner()
+
+
+def _invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def _only_results_dir(root: Path) -> Path:
+    dirs = [p for p in root.iterdir() if p.is_dir()]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def test_run_passes_with_a_better_candidate(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, small_config(tmp_path))
+    result = _invoke("run", str(cfg), "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "GATE: PASS" in result.stdout
+    folder = _only_results_dir(tmp_path / "results")
+    data = json.loads((folder / "results.json").read_text())
+    assert data["verdict"]["decision"] == "PASS"
+    assert {r["model"] for r in data["metrics"]} == {"popularity", "candidate"}
+    assert data["dataset"]["fingerprint"] and data["config_hash"]
+    per_unit = pd.read_parquet(folder / "per_unit.parquet")
+    assert list(per_unit.columns) == ["unit_id", "model", "metric", "value"]
+    # per-unit values are the units behind the means
+    row = next(r for r in data["metrics"] if r["model"] == "candidate" and r["metric"] == "ndcg@10")
+    sel = per_unit[(per_unit.model == "candidate") & (per_unit.metric == "ndcg@10")]
+    assert len(sel) == row["n_units"]
+    assert sel["value"].mean() == pytest.approx(row["value"], abs=1e-12)
+    assert (folder / "summary.md").read_text().startswith("## ")
+    assert "<testsuite" in (folder / "junit.xml").read_text()
+
+
+def test_run_fails_on_a_regression(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, small_config(tmp_path, candidate={"kind": "random"}))
+    result = _invoke("run", str(cfg), "--no-progress")
+    assert result.exit_code == 1, result.output
+    assert "GATE: FAIL" in result.stdout
+
+
+def test_inconclusive_exit_code_policy(tmp_path: Path) -> None:
+    # the candidate is the baseline itself under another name: no difference to find
+    cfg_dict = small_config(tmp_path, candidate={"kind": "popularity"})
+    cfg = write_config(tmp_path, cfg_dict)
+    result = _invoke("run", str(cfg), "--no-progress")
+    assert result.exit_code == 1 and "GATE: INCONCLUSIVE" in result.stdout
+    result = _invoke("run", str(cfg), "--no-progress", "--inconclusive", "pass")
+    assert result.exit_code == 0 and "GATE: INCONCLUSIVE" in result.stdout
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name: [unclosed\n", "malformed YAML"),
+    ("- just\n- a list\n", "expected a mapping"),
+])
+def test_malformed_yaml_exits_2(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    result = _invoke("run", str(path))
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_unknown_key_exits_2_and_names_the_key(tmp_path: Path) -> None:
+    cfg = small_config(tmp_path)
+    cfg["evaluate"]["ranking"]["cutof"] = 10
+    result = _invoke("run", str(write_config(tmp_path, cfg)))
+    assert result.exit_code == 2
+    assert "evaluate.ranking.cutof: unknown key" in result.stderr
+    assert not (tmp_path / "results").exists()  # nothing half-written
+
+
+def test_missing_file_exits_2(tmp_path: Path) -> None:
+    result = _invoke("run", str(tmp_path / "nope.yaml"))
+    assert result.exit_code == 2 and "config file not found" in result.stderr
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c["models"].__setitem__("candidate", {"kind": "telepathy"}), "unknown adapter kind 'telepathy'"),
+    (lambda c: c["compare"].__setitem__("baseline", "prod"), "compare.baseline: 'prod' is not one of models"),
+    (lambda c: c["gate"].append({"metric": "map@5", "role": "primary"}), "'map@5' is not evaluated"),
+    (lambda c: c["gate"].append({"metric": "ndcg@10", "role": "guardrail"}), "needs max_regression"),
+    (lambda c: c["evaluate"]["ranking"].__setitem__("metrics", ["ndcg@x"]), "cannot parse 'ndcg@x'"),
+    (lambda c: c["evaluate"]["ranking"].__setitem__("metrics", ["bleu@10"]), "unknown metric 'bleu'"),
+    (lambda c: c["dataset"].__setitem__("n_users", "many"), "dataset"),
+    (lambda c: c["models"]["candidate"].__setitem__("params", {"noise": -1.0}), "noise must be >= 0"),
+])
+def test_bad_configs_exit_2_with_a_clear_message(tmp_path: Path, mutate, message: str) -> None:
+    cfg = small_config(tmp_path)
+    mutate(cfg)
+    result = _invoke("run", str(write_config(tmp_path, cfg)), "--no-progress")
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+
+
+def test_validate(tmp_path: Path) -> None:
+    good = _invoke("validate", str(write_config(tmp_path, small_config(tmp_path))))
+    assert good.exit_code == 0 and "valid" in good.stdout
+    cfg = small_config(tmp_path)
+    cfg["surprise"] = 1
+    bad = _invoke("validate", str(write_config(tmp_path, cfg, "bad.yaml")))
+    assert bad.exit_code == 2 and "surprise: unknown key" in bad.stderr
+
+
+def test_unexpected_errors_exit_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.runner
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(harness.runner, "load_dataset", explode)
+    result = _invoke("run", str(write_config(tmp_path, small_config(tmp_path))))
+    assert result.exit_code == 3 and "disk on fire" in result.stderr
+
+
+def test_console_script_end_to_end(tmp_path: Path) -> None:
+    """The installed `harness` script, as CI calls it: stdout has the verdict, stderr progress."""
+    cfg = write_config(tmp_path, small_config(tmp_path, candidate={"kind": "random"}))
+    proc = subprocess.run([str(Path(sys.executable).parent / "harness"), "run", str(cfg)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "GATE: FAIL" in proc.stdout
+    assert "results written to" in proc.stderr and "GATE" not in proc.stderr
