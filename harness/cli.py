@@ -102,13 +102,17 @@ def demo(
 
 
 @app.command()
-def sync(results: Path = typer.Argument(Path("results"), help="A results root or one results folder.")) -> None:
+def sync(
+    results: Path = typer.Argument(Path("results"), help="A results root or one results folder."),
+    tracking_uri: Optional[str] = typer.Option(
+        None, "--tracking-uri", help="Log here instead of the URI each result was meant for."),
+) -> None:
     """Upload results that could not be logged to MLflow, exactly once."""
 
     def body() -> int:
         from harness.sync import sync_results
 
-        report = sync_results(results)
+        report = sync_results(results, uri=tracking_uri)
         for line in report.lines:
             print(line)
         return 0 if report.all_logged else 3

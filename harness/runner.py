@@ -190,8 +190,7 @@ def track(results_dir: Path, result: EvalResult, configured_uri: str | None) -> 
         _say(f"logged to MLflow at {uri} (parent run {tracking['mlflow_run_ids']['parent']})")
     except TrackingError as exc:
         tracking = {"status": "pending", "uri": uri, "mlflow_run_ids": {}, "error": str(exc)}
-        warnings.warn(f"{exc}. Results are safe in {results_dir}; upload them later with "
-                      f"'harness sync {results_dir.parent}'.", stacklevel=2)
-        _say(f"WARNING: not logged to MLflow: {exc}; run 'harness sync {results_dir.parent}' later")
+        warnings.warn(f"not logged to MLflow: {exc}. Results are safe in {results_dir}; upload "
+                      f"them later with 'harness sync {results_dir.parent}'.", stacklevel=2)
     update_tracking(results_dir, tracking)
     return tracking
