@@ -1,0 +1,64 @@
+"""The `harness` evaluator plugin through `mlflow.models.evaluate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.metrics import evaluate_ranking
+
+
+class ScoreColumn(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return model_input["feature"].to_numpy() * 2.0
+
+
+def _data(seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n_q, n_i = 40, 15
+    df = pd.DataFrame({"user_id": np.repeat(np.arange(n_q), n_i), "item_id": np.tile(np.arange(n_i), n_q)})
+    df["relevance"] = rng.integers(0, 3, len(df))
+    df["feature"] = df["relevance"] + rng.normal(0, 1.0, len(df))
+    return df
+
+
+def test_evaluator_plugin_is_registered() -> None:
+    from mlflow.models.evaluation.evaluator_registry import _model_evaluation_registry
+
+    _model_evaluation_registry.register_entrypoints()
+    assert "harness" in _model_evaluation_registry._registry
+
+
+@pytest.mark.parametrize("use_model", [True, False])
+def test_mlflow_evaluate_with_harness_evaluator(tmp_path: Path, use_model: bool) -> None:
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    data = _data()
+    config = {"query_col": "user_id", "item_col": "item_id", "metrics": ["ndcg@5", "recall@[5,10]"]}
+    try:
+        with mlflow.start_run() as active:
+            if use_model:
+                info = mlflow.pyfunc.log_model(name="scorer", python_model=ScoreColumn())
+                res = mlflow.models.evaluate(info.model_uri, data, targets="relevance",
+                                             model_type="ranking", evaluators=["harness"],
+                                             evaluator_config={"harness": config})
+            else:
+                res = mlflow.models.evaluate(data=data.assign(score=data["feature"] * 2.0),
+                                             predictions="score", targets="relevance",
+                                             model_type="ranking", evaluators="harness",
+                                             evaluator_config=config)
+        expected = evaluate_ranking(
+            data.rename(columns={"user_id": "query_id"})[["query_id", "item_id", "relevance"]],
+            data.rename(columns={"user_id": "query_id"}).assign(score=data["feature"] * 2.0)[
+                ["query_id", "item_id", "score"]], ["ndcg@5", "recall@[5,10]"]).means
+        assert res.metrics["ndcg_at_5"] == pytest.approx(expected["ndcg@5"], abs=1e-12)
+        assert res.metrics["recall_at_10"] == pytest.approx(expected["recall@10"], abs=1e-12)
+        logged = mlflow.get_run(active.info.run_id).data.metrics
+        assert logged["ndcg_at_5"] == pytest.approx(expected["ndcg@5"], abs=1e-12)
+        artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(active.info.run_id)]
+        assert "harness_per_query.json" in artifacts
+    finally:
+        mlflow.set_tracking_uri(None)
