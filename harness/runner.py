@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -190,7 +189,7 @@ def track(results_dir: Path, result: EvalResult, configured_uri: str | None) -> 
         _say(f"logged to MLflow at {uri} (parent run {tracking['mlflow_run_ids']['parent']})")
     except TrackingError as exc:
         tracking = {"status": "pending", "uri": uri, "mlflow_run_ids": {}, "error": str(exc)}
-        warnings.warn(f"not logged to MLflow: {exc}. Results are safe in {results_dir}; upload "
-                      f"them later with 'harness sync {results_dir.parent}'.", stacklevel=2)
+        _say(f"WARNING: not logged to MLflow: {exc}. Results are safe in {results_dir}; upload "
+             f"them later with 'harness sync {results_dir.parent}'.")
     update_tracking(results_dir, tracking)
     return tracking

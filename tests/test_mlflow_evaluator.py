@@ -34,7 +34,9 @@ def test_evaluator_plugin_is_registered() -> None:
 
 
 @pytest.mark.parametrize("use_model", [True, False])
-def test_mlflow_evaluate_with_harness_evaluator(tmp_path: Path, use_model: bool) -> None:
+def test_mlflow_evaluate_with_harness_evaluator(tmp_path: Path, use_model: bool,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the local store puts artifacts under ./mlruns
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     data = _data()
     config = {"query_col": "user_id", "item_col": "item_id", "metrics": ["ndcg@5", "recall@[5,10]"]}
