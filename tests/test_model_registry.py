@@ -1,0 +1,93 @@
+"""Registered-model aliases, prior-run baselines and promotion against a real server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.errors import ConfigError, DataValidationError
+from harness.model_registry import (ModelRef, load_run_per_unit, parse_models_uri, parse_runs_uri,
+                                    promote, resolve_version)
+from tests.conftest import MlflowServer, small_config, write_config
+
+
+class Constant(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return [0.0] * len(model_input)
+
+
+@pytest.mark.parametrize("uri, ref", [
+    ("models:/ranker/3", ModelRef("ranker", "3", None)),
+    ("models:/ranker@champion", ModelRef("ranker", None, "champion")),
+])
+def test_parse_models_uri(uri: str, ref: ModelRef) -> None:
+    assert parse_models_uri(uri) == ref
+    assert parse_models_uri(uri).uri == uri
+
+
+@pytest.mark.parametrize("bad", ["models:/", "models:/a/b/c", "runs:/abc/model", "ranker@champion"])
+def test_bad_model_uris(bad: str) -> None:
+    with pytest.raises(ConfigError, match="registered-model URI"):
+        parse_models_uri(bad)
+
+
+def test_bad_run_uri() -> None:
+    with pytest.raises(ConfigError, match="not a run URI"):
+        parse_runs_uri("runs:/xyz")
+
+
+def _register_versions(server: MlflowServer, name: str, n: int) -> None:
+    mlflow.set_tracking_uri(server.uri)
+    try:
+        for _ in range(n):
+            with mlflow.start_run():
+                mlflow.pyfunc.log_model(name="m", python_model=Constant(), registered_model_name=name)
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_alias_resolution_and_promotion(mlflow_server: MlflowServer) -> None:
+    _register_versions(mlflow_server, "reg-ranker", 2)
+    client = MlflowClient(mlflow_server.uri, registry_uri=mlflow_server.uri)
+    client.set_registered_model_alias("reg-ranker", "champion", "1")
+    pinned = resolve_version(parse_models_uri("models:/reg-ranker@champion"), mlflow_server.uri)
+    assert pinned.version == "1"
+    record = promote(parse_models_uri("models:/reg-ranker/2"), "champion", mlflow_server.uri)
+    assert record == {"registered_model": "reg-ranker", "version": "2", "alias": "champion"}
+    assert client.get_model_version_by_alias("reg-ranker", "champion").version == "2"
+    with pytest.raises(ConfigError, match="cannot resolve"):
+        resolve_version(parse_models_uri("models:/reg-ranker@nobody"), mlflow_server.uri)
+
+
+def test_prior_run_baseline_reuses_per_unit_values(tmp_path: Path, mlflow_server: MlflowServer) -> None:
+    cfg = small_config(tmp_path, tracking={"uri": mlflow_server.uri}, name="prior-run")
+    assert runner_invoke(write_config(tmp_path, cfg)) == 0
+    (folder,) = list((tmp_path / "results").iterdir())
+    data = json.loads((folder / "results.json").read_text())
+    pop_run = data["tracking"]["mlflow_run_ids"]["popularity"]
+    model, table = load_run_per_unit(f"runs:/{pop_run}", mlflow_server.uri,
+                                     fingerprint=data["dataset"]["fingerprint"], metrics=["ndcg@10"])
+    assert model == "popularity"
+    row = next(r for r in data["metrics"] if r["model"] == "popularity" and r["metric"] == "ndcg@10")
+    assert len(table) == row["n_units"]
+    assert table["ndcg@10"].mean() == pytest.approx(row["value"], abs=1e-12)
+    with pytest.raises(DataValidationError, match="fingerprint"):
+        load_run_per_unit(f"runs:/{pop_run}", mlflow_server.uri, fingerprint="other", metrics=["ndcg@10"])
+    with pytest.raises(ConfigError, match="no per-unit values"):
+        load_run_per_unit(f"runs:/{pop_run}", mlflow_server.uri,
+                          fingerprint=data["dataset"]["fingerprint"], metrics=["map@7"])
+    parent = data["tracking"]["mlflow_run_ids"]["parent"]
+    with pytest.raises(ConfigError, match="pick a child run"):
+        load_run_per_unit(f"runs:/{parent}", mlflow_server.uri,
+                          fingerprint=data["dataset"]["fingerprint"], metrics=["ndcg@10"])
+
+
+def runner_invoke(path: Path) -> int:
+    result = CliRunner().invoke(app, ["run", str(path), "--no-progress"])
+    return result.exit_code
