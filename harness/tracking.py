@@ -196,6 +196,9 @@ def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict
                 "candidate" if model in compare_cfg.get("candidates", []) else "model")
         tags = {**common_tags, "mlflow.parentRunId": parent_id, "harness.model": model, "harness.role": role}
         own = [c["outcome"] for c in criteria if c["candidate"] == model]
+        for c in criteria:
+            if c["candidate"] == model:  # per-criterion verdicts, searchable in the UI
+                tags[f"gate.{mlflow_key(c['metric'])}"] = c["outcome"]
         if own:
             tags["gate.verdict"] = ("FAIL" if "FAIL" in own else "PASS" if set(own) == {"PASS"}
                                     else "INCONCLUSIVE")

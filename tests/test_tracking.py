@@ -59,6 +59,7 @@ def test_run_is_logged_as_parent_and_children(tmp_path: Path, mlflow_server: Mlf
     assert base.data.tags["mlflow.parentRunId"] == ids["parent"]
     assert base.data.tags["harness.role"] == "baseline" and cand.data.tags["harness.role"] == "candidate"
     assert cand.data.tags["gate.verdict"] == "PASS"
+    assert cand.data.tags["gate.ndcg_at_10"] == "PASS" and cand.data.tags["gate.recall_at_50"] == "PASS"
     assert cand.data.params["model.kind"] == "oracle" and cand.data.params["model.params.noise"] == "0.5"
     row = next(r for r in data["metrics"] if r["model"] == "candidate" and r["metric"] == "ndcg@10")
     assert cand.data.metrics["ndcg_at_10"] == pytest.approx(row["value"])
