@@ -97,18 +97,18 @@ class GateCriterion(_Strict):
         return self
 
 
+class PromoteSpec(_Strict):
+    """On PASS, point ``alias`` of ``registered_model`` at the candidate's version."""
+
+    registered_model: str = Field(min_length=1)
+    alias: str = Field("champion", pattern=r"^[A-Za-z0-9_\-]+$")
+
+
 class TrackingSpec(_Strict):
     enabled: bool = True
     uri: str | None = None
     experiment: str | None = None
-    promote: dict[str, Any] | None = None
-
-    @field_validator("promote")
-    @classmethod
-    def _no_promote(cls, value: dict[str, Any] | None) -> None:
-        if value is not None:
-            raise ValueError("'tracking.promote' is not supported by this build yet")
-        return None
+    promote: PromoteSpec | None = None
 
 
 class EvalConfig(_Strict):
@@ -133,21 +133,43 @@ class EvalConfig(_Strict):
                 raise ValueError(f"models.{name}.kind: unknown adapter kind {spec.kind!r}; "
                                  f"known: {', '.join(sorted(MODEL_KINDS))}")
         if self.compare is not None:
-            for role, name in [("baseline", self.compare.baseline)] + [
-                ("candidates", c) for c in self.compare.candidates
-            ]:
+            baseline = [] if is_external_baseline(self.compare.baseline) else [("baseline", self.compare.baseline)]
+            for role, name in baseline + [("candidates", c) for c in self.compare.candidates]:
                 if name not in self.models:
                     raise ValueError(f"compare.{role}: {name!r} is not one of models: {sorted(self.models)}")
             if self.compare.baseline in self.compare.candidates:
                 raise ValueError("compare: the baseline cannot also be a candidate")
         if self.gate and self.compare is None:
             raise ValueError("gate: needs a 'compare' section naming baseline and candidates")
+        if self.tracking.promote is not None:
+            self._check_promotable(self.tracking.promote)
         metrics = set(self.evaluate.ranking.metrics)
         for i, crit in enumerate(self.gate):
             if crit.metric not in metrics:
                 raise ValueError(f"gate[{i}].metric: {crit.metric!r} is not evaluated; "
                                  f"evaluated: {sorted(metrics)}")
         return self
+
+
+    def _check_promotable(self, promote: PromoteSpec) -> None:
+        from harness.model_registry import parse_models_uri
+
+        if self.compare is None or len(self.compare.candidates) != 1:
+            raise ValueError("tracking.promote: needs a 'compare' section with exactly one candidate")
+        name = self.compare.candidates[0]
+        spec = self.models[name]
+        uri = spec.params.get("uri", "")
+        if spec.kind != "mlflow" or not str(uri).startswith("models:/"):
+            raise ValueError(f"tracking.promote: candidate {name!r} must be a registered model version "
+                             "(kind: mlflow, params: {uri: models:/NAME/VERSION})")
+        if parse_models_uri(str(uri)).name != promote.registered_model:
+            raise ValueError(f"tracking.promote: candidate {name!r} ({uri}) is not a version of "
+                             f"{promote.registered_model!r}")
+
+
+def is_external_baseline(baseline: str) -> bool:
+    """``runs:/<id>`` (a prior harness run) or ``models:/...`` (a registered model)."""
+    return baseline.startswith(("runs:/", "models:/"))
 
 
 def _format_errors(exc: ValidationError, source: str) -> str:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from harness.adapters import Ranking, call_retriever
 from harness.compare import compare_models
 from harness.config import EvalConfig
-from harness.errors import AdapterError, HarnessError, TrackingError
+from harness.errors import AdapterError, ConfigError, HarnessError, TrackingError
 from harness.gate import FAIL, PASS, Verdict, decide
 from harness.metrics import evaluate_ranking
 from harness.metrics.stats import mean_confidence_interval
@@ -81,15 +81,34 @@ def config_hash(config: EvalConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def evaluate_models(config: EvalConfig, dataset: Any, *, progress: bool) -> tuple[dict[str, pd.DataFrame], dict]:
-    """Fit and run every model; return per-model per-query metric tables."""
+def evaluate_models(config: EvalConfig, dataset: Any, *, progress: bool,
+                    tracking_uri: str | None = None) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Fit and run every model; return per-model per-query metric tables (indexed by
+    the unit id as a string) and what is known about each model's units."""
+    from harness import baselines
+
     ranking_cfg = config.evaluate.ranking
     cutoffs = [int(m.split("@")[1]) for m in ranking_cfg.metrics if "@" in m]
     k = ranking_cfg.k or max(cutoffs)
     query_ids = dataset.query_ids
     per_unit: dict[str, pd.DataFrame] = {}
     info: dict[str, Any] = {}
-    for name, spec in config.models.items():
+    baseline = config.compare.baseline if config.compare else ""
+    if baseline.startswith("runs:/"):
+        per_unit[baseline], info[baseline] = baselines.load_prior_run(
+            baseline, fingerprint=dataset.fingerprint, metrics=ranking_cfg.metrics, tracking_uri=tracking_uri)
+        _say(f"baseline {baseline}: reusing its per-unit values")
+    specs, pinned = baselines.plan_models(config, tracking_uri)
+    settings = baselines.eval_settings_hash(config)
+    for name, spec in specs.items():
+        if name in pinned:
+            info[name] = {"model_version_uri": pinned[name], "eval_settings": settings}
+            stored = baselines.find_stored(pinned[name], fingerprint=dataset.fingerprint, settings=settings,
+                                           metrics=ranking_cfg.metrics, tracking_uri=tracking_uri)
+            if stored is not None:
+                info[name]["reused_from"], per_unit[name] = stored
+                _say(f"{name} ({pinned[name]}): reusing stored per-unit values of {stored[0]}")
+                continue
         model = build_model(name, spec.kind, spec.params, dataset, config.seed)
         if hasattr(model, "fit"):
             _say(f"fitting {name} ({spec.kind}) on {len(dataset.train)} interactions")
@@ -103,9 +122,9 @@ def evaluate_models(config: EvalConfig, dataset: Any, *, progress: bool) -> tupl
         _check_known_items(name, ranking, dataset.n_items)
         res = evaluate_ranking(dataset.qrels, ranking, ranking_cfg.metrics, gain=ranking_cfg.gain,
                                ties=ranking_cfg.ties, relevance_threshold=ranking_cfg.relevance_threshold)
-        per_unit[name] = res.per_query
-        info[name] = {"n_queries": res.n_queries, "skipped": res.skipped,
-                      "n_missing_from_run": res.n_missing_from_run}
+        per_unit[name] = res.per_query.set_axis(res.per_query.index.astype(str))
+        info.setdefault(name, {}).update(n_queries=res.n_queries, skipped=res.skipped,
+                                         n_missing_from_run=res.n_missing_from_run)
     return per_unit, info
 
 
@@ -140,7 +159,10 @@ def run(
     dataset = load_dataset(config)
     _say(f"dataset {dataset.name}: {len(dataset.train)} train interactions, "
          f"{len(dataset.query_ids)} queries, fingerprint {dataset.fingerprint}")
-    per_unit, info = evaluate_models(config, dataset, progress=progress)
+    needs_mlflow = config.tracking.enabled or any(s.kind == "mlflow" for s in config.models.values()) or (
+        config.compare is not None and config.compare.baseline.startswith(("runs:/", "models:/")))
+    tracking_uri = resolve_tracking_uri(config.tracking.uri) if needs_mlflow else None
+    per_unit, info = evaluate_models(config, dataset, progress=progress, tracking_uri=tracking_uri)
     confidence = config.compare.confidence if config.compare else 0.95
     comparison_rows: list[dict[str, Any]] = []
     verdict: Verdict | None = None
@@ -175,15 +197,40 @@ def run(
                                                    "junit.xml": junit_xml(result)})
     _say(f"results written to {results_dir}")
     if config.tracking.enabled:
-        result.tracking = track(results_dir, result, config.tracking.uri)
+        result.tracking = track(results_dir, result, tracking_uri)
+        if config.tracking.promote is not None and verdict is not None and verdict.decision == PASS:
+            result.tracking["promoted"] = promote_candidate(config, info, tracking_uri)
+            update_tracking(results_dir, result.tracking)
     return RunOutcome(result, results_dir, exit_code_for(verdict, inconclusive=inconclusive))
 
 
-def track(results_dir: Path, result: EvalResult, configured_uri: str | None) -> dict[str, Any]:
-    """Log to MLflow; on failure, record ``pending`` and warn (the results are safe on disk)."""
-    from harness.tracking import log_results, resolve_uri
+def resolve_tracking_uri(configured: str | None) -> str:
+    from harness.tracking import resolve_uri
 
-    uri = resolve_uri(configured_uri)
+    return resolve_uri(configured)
+
+
+def promote_candidate(config: EvalConfig, info: dict[str, Any], tracking_uri: str | None) -> dict[str, Any]:
+    """Move the configured alias to the candidate's pinned version (called on PASS only)."""
+    from harness.model_registry import parse_models_uri, promote
+
+    if config.compare is None or config.tracking.promote is None:
+        raise ConfigError("tracking.promote needs a compare section with one candidate")
+    candidate = config.compare.candidates[0]
+    uri = info[candidate]["model_version_uri"]
+    try:
+        record = promote(parse_models_uri(uri), config.tracking.promote.alias, tracking_uri)
+    except TrackingError as exc:
+        _say(f"WARNING: promotion failed: {exc}")
+        return {"status": "failed", "error": str(exc)}
+    _say(f"promoted {uri} to alias {record['alias']!r}")
+    return {"status": "promoted", **record}
+
+
+def track(results_dir: Path, result: EvalResult, uri: str) -> dict[str, Any]:
+    """Log to MLflow; on failure, record ``pending`` and warn (the results are safe on disk)."""
+    from harness.tracking import log_results
+
     try:
         tracking = log_results(results_dir, result.to_json_dict(), uri)
         _say(f"logged to MLflow at {uri} (parent run {tracking['mlflow_run_ids']['parent']})")

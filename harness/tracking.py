@@ -202,10 +202,15 @@ def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict
         if own:
             tags["gate.verdict"] = ("FAIL" if "FAIL" in own else "PASS" if set(own) == {"PASS"}
                                     else "INCONCLUSIVE")
+        units = (data.get("units") or {}).get(model, {})
+        for key in ("model_version_uri", "eval_settings", "reused_from"):
+            if key in units:
+                tags[f"harness.{key}"] = str(units[key])
         child = client.create_run(experiment_id, run_name=model, tags=tags)
         cid = child.info.run_id
         ids[model] = cid
-        spec = config["models"][model]
+        spec = config["models"].get(model) or {
+            "kind": "prior_run" if model.startswith("runs:/") else "mlflow", "params": {"uri": model}}
         params = {"model.kind": spec["kind"], **_flat_params("model.params.", spec.get("params", {})),
                   "dataset.name": dataset.get("name"), "dataset.fingerprint": dataset.get("fingerprint"),
                   "seed": config.get("seed")}

@@ -91,3 +91,38 @@ def test_prior_run_baseline_reuses_per_unit_values(tmp_path: Path, mlflow_server
 def runner_invoke(path: Path) -> int:
     result = CliRunner().invoke(app, ["run", str(path), "--no-progress"])
     return result.exit_code
+
+
+def test_config_baseline_can_be_a_prior_run(tmp_path: Path, mlflow_server: MlflowServer) -> None:
+    first = small_config(tmp_path / "a", tracking={"uri": mlflow_server.uri}, name="prior-baseline")
+    (tmp_path / "a").mkdir()
+    assert runner_invoke(write_config(tmp_path / "a", first)) == 0
+    (folder,) = list((tmp_path / "a" / "results").iterdir())
+    data = json.loads((folder / "results.json").read_text())
+    baseline_uri = f"runs:/{data['tracking']['mlflow_run_ids']['popularity']}"
+
+    second = small_config(tmp_path / "b", tracking={"uri": mlflow_server.uri}, name="prior-baseline")
+    del second["models"]["popularity"]
+    second["compare"]["baseline"] = baseline_uri
+    (tmp_path / "b").mkdir()
+    assert runner_invoke(write_config(tmp_path / "b", second)) == 0
+    (folder2,) = list((tmp_path / "b" / "results").iterdir())
+    data2 = json.loads((folder2 / "results.json").read_text())
+    # same data and seed: the reused baseline gives the very same paired deltas
+    before = {r["metric"]: r["delta"] for r in data["comparison"]}
+    after = {r["metric"]: r["delta"] for r in data2["comparison"]}
+    assert data2["comparison"][0]["baseline"] == baseline_uri
+    assert after == pytest.approx(before, abs=1e-12)
+    assert data2["units"][baseline_uri]["reused_from"] == baseline_uri
+    client = MlflowClient(mlflow_server.uri)
+    child = client.get_run(data2["tracking"]["mlflow_run_ids"][baseline_uri])
+    assert child.data.tags["harness.role"] == "baseline"
+    assert child.data.tags["harness.reused_from"] == baseline_uri
+
+
+def test_promote_requires_a_registered_candidate(tmp_path: Path) -> None:
+    cfg = small_config(tmp_path)
+    cfg["tracking"] = {"promote": {"registered_model": "ranker"}}
+    result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, cfg))])
+    assert result.exit_code == 2
+    assert "must be a registered model version" in result.stderr
