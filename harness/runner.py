@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -109,6 +110,7 @@ def evaluate_models(config: EvalConfig, dataset: Any, *, progress: bool,
                 info[name]["reused_from"], per_unit[name] = stored
                 _say(f"{name} ({pinned[name]}): reusing stored per-unit values of {stored[0]}")
                 continue
+        started_ms = int(time.time() * 1000)
         model = build_model(name, spec.kind, spec.params, dataset, config.seed)
         if hasattr(model, "fit"):
             _say(f"fitting {name} ({spec.kind}) on {len(dataset.train)} interactions")
@@ -124,7 +126,8 @@ def evaluate_models(config: EvalConfig, dataset: Any, *, progress: bool,
                                ties=ranking_cfg.ties, relevance_threshold=ranking_cfg.relevance_threshold)
         per_unit[name] = res.per_query.set_axis(res.per_query.index.astype(str))
         info.setdefault(name, {}).update(n_queries=res.n_queries, skipped=res.skipped,
-                                         n_missing_from_run=res.n_missing_from_run)
+                                         n_missing_from_run=res.n_missing_from_run,
+                                         started_ms=started_ms, ended_ms=int(time.time() * 1000))
     return per_unit, info
 
 

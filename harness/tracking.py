@@ -206,7 +206,8 @@ def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict
         for key in ("model_version_uri", "eval_settings", "reused_from"):
             if key in units:
                 tags[f"harness.{key}"] = str(units[key])
-        child = client.create_run(experiment_id, run_name=model, tags=tags)
+        # the child run spans the model's own fit + evaluation, so the UI shows its duration
+        child = client.create_run(experiment_id, run_name=model, tags=tags, start_time=units.get("started_ms"))
         cid = child.info.run_id
         ids[model] = cid
         spec = config["models"].get(model) or {
@@ -222,7 +223,7 @@ def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict
         entities = _metric_entities(flat)
         entities += [Metric(name, float(v), entities[0].timestamp if entities else 0, k) for name, v, k in curve]
         client.log_batch(cid, metrics=entities, params=_params(params))
-        client.set_terminated(cid)
+        client.set_terminated(cid, end_time=units.get("ended_ms"))
     for name in (RESULTS_JSON, PER_UNIT, "summary.md", "junit.xml"):
         if (results_dir / name).is_file():
             client.log_artifact(parent_id, str(results_dir / name))
