@@ -28,6 +28,8 @@ from harness.report import junit_xml, markdown_summary
 from harness.results import EvalResult, new_run_id, per_unit_long, update_tracking, write_results
 
 QUERY_BATCH = 4096
+# retrieval depth when no metric has a cut-off (e.g. only full-list 'map')
+DEFAULT_DEPTH = 100
 
 
 @dataclass
@@ -90,7 +92,7 @@ def evaluate_models(config: EvalConfig, dataset: Any, *, progress: bool,
 
     ranking_cfg = config.evaluate.ranking
     cutoffs = [int(m.split("@")[1]) for m in ranking_cfg.metrics if "@" in m]
-    k = ranking_cfg.k or max(cutoffs)
+    k = ranking_cfg.k or max(cutoffs, default=DEFAULT_DEPTH)
     query_ids = dataset.query_ids
     per_unit: dict[str, pd.DataFrame] = {}
     info: dict[str, Any] = {}

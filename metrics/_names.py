@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from harness.errors import ConfigError
+
+Cutoff = Literal["required", "optional", "none"]
 
 _NAME = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(?:@\s*(\d+|\[\s*\d+(?:\s*,\s*\d+)*\s*\]))?\s*$")
 
@@ -26,11 +29,7 @@ class MetricSpec:
         return self.name if self.k is None else f"{self.name}@{self.k}"
 
 
-def parse_metric_names(
-    names: str | list[str] | tuple[str, ...],
-    *,
-    known: dict[str, bool],
-) -> list[MetricSpec]:
+def parse_metric_names(names: str | list[str] | tuple[str, ...], *, known: dict[str, Cutoff]) -> list[MetricSpec]:
     """Expand metric strings into ``MetricSpec`` items, in order, without duplicates.
 
     Parameters
@@ -38,7 +37,7 @@ def parse_metric_names(
     names : str or list of str
         E.g. ``["ndcg@[10,20]", "map@100", "mrr"]``.
     known : dict
-        Metric name -> whether it needs a cut-off (True) or may have none (False).
+        Metric name -> whether a cut-off is ``"required"``, ``"optional"`` or ``"none"``.
     """
     if isinstance(names, str):
         names = [names]
@@ -55,10 +54,12 @@ def parse_metric_names(
         if name not in known:
             raise ConfigError(f"metrics: unknown metric {name!r} in {raw!r}; known: {', '.join(sorted(known))}")
         if cut is None:
-            if known[name]:
+            if known[name] == "required":
                 raise ConfigError(f"metrics: {name!r} needs a cut-off, e.g. '{name}@10'")
             cutoffs: list[int | None] = [None]
         else:
+            if known[name] == "none":
+                raise ConfigError(f"metrics: {name!r} takes no cut-off, got {raw!r}")
             cutoffs = [int(c) for c in re.findall(r"\d+", cut)]
             if any(c < 1 for c in cutoffs):  # type: ignore[operator]
                 raise ConfigError(f"metrics: cut-offs must be >= 1 in {raw!r}")

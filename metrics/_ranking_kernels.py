@@ -1,71 +1,263 @@
-"""Vectorised ranking-metric kernels over padded per-query arrays.
+"""Compiled ranking-metric kernels (numba), one pass per query.
 
-Every kernel reads the same inputs, built once by the join in ``ranking.py``:
+The front door (``ranking.py``) validates and factorises ids once; these kernels
+assume clean input. Run rows are grouped by query with a counting sort, then each
+query's segment is ordered, checked for duplicate items, joined with that query's
+judgments (binary search in its sorted qrels segment) and reduced to every requested
+metric at every cut-off, without materialising an (n_queries, K) matrix. Queries are
+processed in parallel (``prange``).
 
-- ``rel[n, K]``: graded relevance of the item at each rank (0 for unjudged or padding);
-- ``ideal_rel[n, K]``: the query's judged relevances sorted descending (0-padded);
-- ``n_relevant[n]``: number of judged items with relevance >= the threshold.
+Metric codes (``METRIC_CODES``) and per-spec cut-offs (``k = -1``: the whole list, or R
+for R-precision) come in as small arrays.
 
-Kernels assume clean input and return one value per query. No loops over queries.
+Ties. ``TIES_ORDERED`` uses the order given by the tie-break key (item id ascending, or
+trec_eval's); ``TIES_AVERAGE`` returns the exact expectation over all orders of
+items with equal scores:
+
+- DCG, hits (precision, recall, F1 = 2 hits / (k + R)) are linear in the items'
+  positions within a tie group, so each position takes the group's mean gain;
+- AP: E[b_i * H_i] for position i at offset j of a group of g items with r relevant
+  and h0 relevant before the group is (r / g) * (h0 + 1 + j (r - 1) / (g - 1));
+- HitRate@k and RR@k use the hypergeometric law of the group straddling the cut-off
+  or holding the first relevant item.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
-
-def discounts(k: int) -> np.ndarray:
-    """1 / log2(i + 1) for ranks i = 1..k."""
-    return 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
-
-
-def gain_values(rel: np.ndarray, gain: str) -> np.ndarray:
-    """Linear gain ``rel`` or exponential gain ``2**rel - 1``, as float64."""
-    rel = rel.astype(np.float64, copy=False)
-    return rel if gain == "linear" else np.exp2(rel) - 1.0
+METRIC_CODES = {"ndcg": 0, "dcg": 1, "recall": 2, "precision": 3, "map": 4, "mrr": 5,
+                "hit_rate": 6, "f1": 7, "r_precision": 8}
+TIES_ORDERED, TIES_AVERAGE = 0, 1
+GAIN_LINEAR, GAIN_EXPONENTIAL = 0, 1
 
 
-def dcg_curve(gains: np.ndarray) -> np.ndarray:
-    """DCG@k for every k = 1..K: cumulative sum of gain_i / log2(i + 1)."""
-    return np.cumsum(gains * discounts(gains.shape[1]), axis=1)
+@numba.njit(cache=True)
+def group_offsets(codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Counting sort: ``order`` lists row indices grouped by code (stable within a
+    group); ``offsets[g]:offsets[g+1]`` is group g's slice. Codes < 0 are dropped."""
+    counts = np.zeros(n_groups + 1, dtype=np.int64)
+    for c in codes:
+        if c >= 0:
+            counts[c + 1] += 1
+    offsets = np.cumsum(counts)
+    fill = offsets[:-1].copy()
+    order = np.empty(offsets[-1], dtype=np.int64)
+    for i in range(codes.shape[0]):
+        c = codes[i]
+        if c >= 0:
+            order[fill[c]] = i
+            fill[c] += 1
+    return order, offsets
 
 
-def ndcg_curve(gains: np.ndarray, ideal_gains: np.ndarray) -> np.ndarray:
-    """nDCG@k for every k: DCG@k / IDCG@k, 0 where IDCG@k is 0."""
-    dcg = dcg_curve(gains)
-    idcg = dcg_curve(ideal_gains)
-    out = np.zeros_like(dcg)
-    np.divide(dcg, idcg, out=out, where=idcg > 0)
-    return out
+@numba.njit(cache=True, inline="always")
+def _gain(rel: float, gain_kind: int) -> float:
+    return rel if gain_kind == GAIN_LINEAR else 2.0**rel - 1.0
 
 
-def hits_curve(binary: np.ndarray) -> np.ndarray:
-    """Number of relevant items within the top k, for every k."""
-    return np.cumsum(binary, axis=1, dtype=np.float64)
+@numba.njit(cache=True)
+def _ordered_segment(rows: np.ndarray, scores: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
+    """Rows of one query sorted by score descending, then tie-break key ascending."""
+    by_tb = rows[np.argsort(tiebreak[rows], kind="mergesort")]
+    return by_tb[np.argsort(-scores[by_tb], kind="mergesort")]
 
 
-def safe_divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num / den with 0 where den is 0 (broadcasting ``den`` over columns if 1-D)."""
-    den = np.asarray(den, dtype=np.float64)
-    if den.ndim == 1 and num.ndim == 2:
-        den = den[:, None]
-    out = np.zeros(np.broadcast(num, den).shape)
-    np.divide(num, den, out=out, where=den > 0)
-    return out
+@numba.njit(cache=True)
+def _lookup(item: int, q_items: np.ndarray, q_rels: np.ndarray, lo: int, hi: int) -> float:
+    pos = lo + np.searchsorted(q_items[lo:hi], item)
+    if pos < hi and q_items[pos] == item:
+        return q_rels[pos]
+    return 0.0
 
 
-def average_precision_curve(binary: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
-    """AP@k (trec_eval ``map_cut``): sum of P@i over relevant ranks i <= k, / all relevant."""
-    hits = hits_curve(binary)
-    ranks = np.arange(1, binary.shape[1] + 1, dtype=np.float64)
-    return safe_divide(np.cumsum(binary * hits / ranks, axis=1), n_relevant)
+@numba.njit(cache=True)
+def _expected_hit(pos_k: int, g_start: np.ndarray, g_size: np.ndarray, g_rel: np.ndarray,
+                  g_of: np.ndarray, rel_before_group: np.ndarray) -> float:
+    """P(at least one relevant item within the first ``pos_k`` positions)."""
+    if pos_k <= 0:
+        return 0.0
+    grp = g_of[pos_k - 1]
+    if rel_before_group[grp] > 0:
+        return 1.0
+    g, r = g_size[grp], g_rel[grp]
+    take = pos_k - g_start[grp]
+    p_none = 1.0
+    for t in range(take):  # hypergeometric: no relevant among `take` of the group
+        p_none *= (g - r - t) / (g - t)
+        if p_none == 0.0:
+            break
+    return 1.0 - p_none
 
 
-def reciprocal_rank_curve(binary: np.ndarray) -> np.ndarray:
-    """RR@k: 1 / rank of the first relevant item if it is within k, else 0."""
-    n, K = binary.shape
-    has = binary.any(axis=1)
-    first = np.where(has, binary.argmax(axis=1), K)
-    ks = np.arange(K)[None, :]
-    rr = np.where(has, 1.0 / (first + 1.0), 0.0)[:, None]
-    return np.where(ks >= first[:, None], rr, 0.0)
+@numba.njit(cache=True)
+def _expected_rr(pos_k: int, first_grp: int, g_start: np.ndarray, g_size: np.ndarray,
+                 g_rel: np.ndarray) -> float:
+    """E[1 / rank of the first relevant item, if within ``pos_k``]."""
+    if first_grp < 0:
+        return 0.0
+    s, g, r = g_start[first_grp], g_size[first_grp], g_rel[first_grp]
+    total = 0.0
+    p_before = 1.0  # P(no relevant in the group's first j positions)
+    for j in range(g - r + 1):
+        if s + j >= pos_k:
+            break
+        p_first = p_before * r / (g - j)
+        total += p_first / (s + j + 1)
+        p_before *= (g - r - j) / (g - j)
+    return total
+
+
+@numba.njit(cache=True, parallel=True)
+def evaluate_segments(
+    run_order: np.ndarray, run_offsets: np.ndarray, run_items: np.ndarray, run_scores: np.ndarray,
+    run_tiebreak: np.ndarray, q_offsets: np.ndarray, q_items: np.ndarray, q_rels: np.ndarray,
+    metric_codes: np.ndarray, cutoffs: np.ndarray, threshold: float, gain_kind: int, ties: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-query values of every (metric, cut-off) spec.
+
+    Returns ``(values[n_queries, n_specs], n_relevant[n_queries], duplicate_item[n_queries])``
+    where ``duplicate_item[q]`` is -1, or an item listed twice for q (an input error).
+    """
+    n_q = q_offsets.shape[0] - 1
+    n_specs = metric_codes.shape[0]
+    values = np.zeros((n_q, n_specs))
+    n_relevant = np.zeros(n_q)
+    duplicate = np.full(n_q, -1, dtype=np.int64)
+    max_cut = 1
+    full_list = False
+    for s in range(n_specs):
+        if cutoffs[s] < 0:
+            full_list = True
+        elif cutoffs[s] > max_cut:
+            max_cut = cutoffs[s]
+    for q in numba.prange(n_q):
+        qs, qe = q_offsets[q], q_offsets[q + 1]
+        n_rel = 0
+        for j in range(qs, qe):
+            if q_rels[j] >= threshold:
+                n_rel += 1
+        n_relevant[q] = n_rel
+        if n_rel == 0:
+            continue
+        rows = run_order[run_offsets[q]:run_offsets[q + 1]]
+        m = rows.shape[0]
+        if m > 1:  # duplicate (query, item) rows are an input error
+            srt = np.sort(run_items[rows])
+            for i in range(1, m):
+                if srt[i] == srt[i - 1]:
+                    duplicate[q] = srt[i]
+                    break
+        # ideal gains: judged relevances, descending; IDCG needs max_cut or all of them
+        ideal = -np.sort(-q_rels[qs:qe])
+        n_ideal = ideal.shape[0]
+        depth_i = max(max_cut, n_ideal if full_list else max_cut, n_rel)
+        idcg = np.zeros(depth_i)
+        acc = 0.0
+        for i in range(depth_i):
+            if i < n_ideal:
+                acc += _gain(ideal[i], gain_kind) / np.log2(i + 2.0)
+            idcg[i] = acc
+        # the ranked list: with "average" ties every item counts (a group may straddle k)
+        ranked = _ordered_segment(rows, run_scores, run_tiebreak) if m > 0 else rows
+        depth = m if (full_list or ties == TIES_AVERAGE) else min(m, max(max_cut, n_rel))
+        depth = max(depth, min(m, n_rel))
+        rel = np.empty(depth)
+        for i in range(depth):
+            rel[i] = _lookup(run_items[ranked[i]], q_items, q_rels, qs, qe)
+        gain = np.empty(depth)
+        binary = np.empty(depth)
+        for i in range(depth):
+            gain[i] = _gain(rel[i], gain_kind)
+            binary[i] = 1.0 if rel[i] >= threshold else 0.0
+        # expected per-position quantities (identity when ties are ordered)
+        bh = np.empty(depth)  # E[b_i * hits_up_to_i]
+        g_of = np.zeros(depth, dtype=np.int64)
+        g_start = np.zeros(depth, dtype=np.int64)
+        g_size = np.zeros(depth, dtype=np.int64)
+        g_rel = np.zeros(depth, dtype=np.int64)
+        rel_before_group = np.zeros(depth, dtype=np.int64)
+        n_groups = 0
+        first_grp = -1
+        if ties == TIES_AVERAGE:
+            scores = run_scores[ranked[:depth]]
+            i = 0
+            hits_before = 0
+            while i < depth:
+                e = i + 1
+                while e < depth and scores[e] == scores[i]:
+                    e += 1
+                g = e - i
+                r = 0
+                gsum = 0.0
+                for t in range(i, e):
+                    r += int(binary[t])
+                    gsum += gain[t]
+                for t in range(i, e):
+                    j = t - i
+                    extra = j * (r - 1) / (g - 1) if g > 1 else 0.0
+                    bh[t] = (r / g) * (hits_before + 1 + extra)
+                    gain[t] = gsum / g
+                    binary[t] = r / g
+                    g_of[t] = n_groups
+                g_start[n_groups], g_size[n_groups], g_rel[n_groups] = i, g, r
+                rel_before_group[n_groups] = hits_before
+                if r > 0 and first_grp < 0:
+                    first_grp = n_groups
+                hits_before += r
+                n_groups += 1
+                i = e
+        else:
+            hits = 0
+            for i in range(depth):
+                if binary[i] > 0:
+                    hits += 1
+                    if first_grp < 0:
+                        first_grp = i
+                bh[i] = binary[i] * hits
+        dcg_at = np.empty(depth)
+        hits_at = np.empty(depth)
+        ap_at = np.empty(depth)
+        d = h = a = 0.0
+        for i in range(depth):
+            d += gain[i] / np.log2(i + 2.0)
+            h += binary[i]
+            a += bh[i] / (i + 1.0)
+            dcg_at[i], hits_at[i], ap_at[i] = d, h, a
+        for s in range(n_specs):
+            code = metric_codes[s]
+            k = cutoffs[s]
+            if code == 8:  # R-precision
+                k = n_rel
+            elif k < 0:
+                k = m
+            last = min(k, depth) - 1  # a list shorter than k keeps its last value
+            dcg = dcg_at[last] if last >= 0 else 0.0
+            hit_count = hits_at[last] if last >= 0 else 0.0
+            if code == 0:
+                # nDCG without a cut-off compares with the ideal over all judged items
+                ik = depth_i - 1 if cutoffs[s] < 0 else min(k, depth_i) - 1
+                values[q, s] = dcg / idcg[ik] if ik >= 0 and idcg[ik] > 0 else 0.0
+            elif code == 1:
+                values[q, s] = dcg
+            elif code == 2:
+                values[q, s] = hit_count / n_rel
+            elif code == 3 or code == 8:
+                values[q, s] = hit_count / k if k > 0 else 0.0
+            elif code == 4:
+                values[q, s] = (ap_at[last] if last >= 0 else 0.0) / n_rel
+            elif code == 5:
+                if ties == TIES_AVERAGE:
+                    values[q, s] = _expected_rr(min(k, depth), first_grp, g_start, g_size, g_rel)
+                else:
+                    values[q, s] = 1.0 / (first_grp + 1.0) if 0 <= first_grp < k else 0.0
+            elif code == 6:
+                if ties == TIES_AVERAGE:
+                    values[q, s] = _expected_hit(min(k, depth), g_start, g_size, g_rel, g_of,
+                                                 rel_before_group)
+                else:
+                    values[q, s] = 1.0 if hit_count > 0 else 0.0
+            elif code == 7:
+                values[q, s] = 2.0 * hit_count / (k + n_rel)
+    return values, n_relevant, duplicate

@@ -1,13 +1,14 @@
 """Ranking metrics with trec_eval semantics: the friendly front door.
 
-``evaluate_ranking`` validates qrels and a run once, joins them once into padded
-per-query arrays, and hands those to the kernels in ``_ranking_kernels``.
+``evaluate_ranking`` validates qrels and a run once, factorises their ids once, groups
+the run by query with a counting sort and hands everything to the compiled one-pass
+kernel in ``_ranking_kernels``. Nothing here loops over queries or rows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -15,21 +16,25 @@ import pandas as pd
 from harness.errors import ConfigError, DataValidationError, describe_examples
 
 from . import _ranking_kernels as K
-from ._names import MetricSpec, parse_metric_names
+from ._names import Cutoff, MetricSpec, parse_metric_names
+
+if TYPE_CHECKING:
+    from harness.adapters import Ranking
 
 Gain = Literal["linear", "exponential"]
-Ties = Literal["stable", "trec_eval"]
+Ties = Literal["stable", "trec_eval", "average"]
 
-# metric name -> needs a cut-off
-RANKING_METRICS: dict[str, bool] = {
-    "ndcg": True,
-    "dcg": True,
-    "recall": True,
-    "precision": True,
-    "map": True,
-    "mrr": True,
-    "hit_rate": True,
-    "f1": True,
+# metric name -> whether it takes a cut-off
+RANKING_METRICS: dict[str, Cutoff] = {
+    "ndcg": "optional",
+    "dcg": "optional",
+    "recall": "optional",
+    "precision": "required",
+    "map": "optional",
+    "mrr": "optional",
+    "hit_rate": "required",
+    "f1": "required",
+    "r_precision": "none",
 }
 
 
@@ -60,18 +65,22 @@ class RankingResult:
 
 
 @dataclass
-class JoinedRanking:
-    """A run joined with its qrels: padded arrays shared by every metric kernel."""
+class PreparedRun:
+    """A run and its qrels, validated and factorised: the kernel's inputs."""
 
-    query_ids: np.ndarray  # (n,) original ids of the qrels queries
-    rel: np.ndarray  # (n, K) relevance at each rank, 0 for unjudged/padding
-    ideal_rel: np.ndarray  # (n, K) judged relevances sorted descending
-    n_relevant: np.ndarray  # (n,)
-    in_run: np.ndarray  # (n,) bool
+    query_ids: np.ndarray  # (n_q,) original ids of the qrels queries
+    run_order: np.ndarray  # run row indices grouped by query
+    run_offsets: np.ndarray  # (n_q + 1,)
+    run_items: np.ndarray  # int64 item keys
+    run_scores: np.ndarray
+    run_tiebreak: np.ndarray  # int64; smaller ranks first among equal scores
+    q_offsets: np.ndarray  # (n_q + 1,) into the qrels sorted by (query, item)
+    q_items: np.ndarray
+    q_rels: np.ndarray
     n_run_only: int
 
 
-def _check_frame(df: pd.DataFrame, name: str, value_col: str) -> None:
+def _check_frame(df: object, name: str, value_col: str) -> pd.DataFrame:
     if not isinstance(df, pd.DataFrame):
         raise DataValidationError(f"{name}: expected a DataFrame, got {type(df).__name__}")
     missing = [c for c in ("query_id", "item_id", value_col) if c not in df.columns]
@@ -80,17 +89,23 @@ def _check_frame(df: pd.DataFrame, name: str, value_col: str) -> None:
     if len(df) == 0:
         raise DataValidationError(f"{name}: is empty (0 rows)")
     for col in ("query_id", "item_id"):
-        nulls = df[col].isna()
+        nulls = df[col].isna().to_numpy()
         if nulls.any():
-            raise DataValidationError(f"{name}: column {col!r} has {int(nulls.sum())} missing ids")
+            raise DataValidationError(f"{name}: column {col!r} has {int(nulls.sum())} missing ids "
+                                      f"(e.g. row {int(np.argmax(nulls))})")
+    return df
+
+
+def _numeric(values: np.ndarray, name: str) -> np.ndarray:
+    if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)
+            or values.dtype == np.bool_):
+        raise DataValidationError(f"{name} must be numeric, got dtype {values.dtype}")
+    return values.astype(np.float64, copy=False)
 
 
 def _validate_qrels(qrels: pd.DataFrame) -> np.ndarray:
     _check_frame(qrels, "qrels", "relevance")
-    rel = qrels["relevance"].to_numpy()
-    if not np.issubdtype(rel.dtype, np.number) or np.issubdtype(rel.dtype, np.complexfloating):
-        raise DataValidationError(f"qrels: column 'relevance' must be numeric, got dtype {rel.dtype}")
-    rel = rel.astype(np.float64)
+    rel = _numeric(qrels["relevance"].to_numpy(), "qrels: column 'relevance'")
     bad = ~np.isfinite(rel) | (rel < 0) | (rel != np.round(rel))
     if bad.any():
         raise DataValidationError(
@@ -99,142 +114,108 @@ def _validate_qrels(qrels: pd.DataFrame) -> np.ndarray:
     return rel
 
 
-def _validate_run_scores(run: pd.DataFrame) -> np.ndarray:
+def _validate_run(run: pd.DataFrame) -> np.ndarray:
     _check_frame(run, "run", "score")
-    scores = run["score"].to_numpy()
-    if not np.issubdtype(scores.dtype, np.number):
-        raise DataValidationError(f"run: column 'score' must be numeric, got dtype {scores.dtype}")
-    scores = scores.astype(np.float64)
+    scores = _numeric(run["score"].to_numpy(), "run: column 'score'")
     bad = ~np.isfinite(scores)
     if bad.any():
         raise DataValidationError(f"run: column 'score' has {int(bad.sum())} NaN or infinite values "
-                                  f"({describe_examples(run['query_id'].to_numpy()[bad])} as query ids)")
+                                  f"(queries {describe_examples(run['query_id'].to_numpy()[bad])})")
     return scores
 
 
-def _factorize(values: np.ndarray, *, sort: bool, what: str) -> np.ndarray:
+def _is_int(values: np.ndarray) -> bool:
+    return np.issubdtype(values.dtype, np.integer)
+
+
+def _item_keys(q_items: np.ndarray, r_items: np.ndarray, ties: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integer keys for joining items, and the run's tie-break key."""
+    if _is_int(q_items) and _is_int(r_items):
+        qk, rk = q_items.astype(np.int64, copy=False), r_items.astype(np.int64, copy=False)
+        if ties != "trec_eval":
+            return qk, rk, rk
+        # trec_eval breaks ties by the id as a string, descending
+        uniques = pd.unique(rk)
+        rank = np.empty(len(uniques), dtype=np.int64)
+        rank[np.argsort(uniques.astype(str))[::-1]] = np.arange(len(uniques))
+        return qk, rk, rank[pd.Index(uniques).get_indexer(rk)]
+    both = np.concatenate([q_items.astype(object), r_items.astype(object)])
+    as_str = ties == "trec_eval"
     try:
-        codes, _ = pd.factorize(values, sort=sort)
+        codes, _ = pd.factorize(both.astype(str) if as_str else both, sort=True)
     except TypeError as exc:
-        raise DataValidationError(f"{what}: ids of mixed types cannot be ordered ({exc})") from exc
-    return codes.astype(np.int64, copy=False)
+        raise DataValidationError(f"item_id: ids of mixed types cannot be ordered ({exc}); "
+                                  "use one type (all ints or all strings)") from None
+    codes = codes.astype(np.int64)
+    qk, rk = codes[: len(q_items)], codes[len(q_items):]
+    return qk, rk, (-rk if as_str else rk)
 
 
-def _duplicate_check(keys_sorted: np.ndarray, ids: np.ndarray, order: np.ndarray, name: str) -> None:
-    dup = np.nonzero(keys_sorted[1:] == keys_sorted[:-1])[0]
-    if dup.size:
-        raise DataValidationError(f"{name}: {dup.size} duplicate (query_id, item_id) rows "
-                                  f"({describe_examples(ids[order[dup]])} as query ids)")
+def prepare(qrels: pd.DataFrame, run: "pd.DataFrame | Ranking", *, ties: Ties = "stable") -> PreparedRun:
+    """Validate and factorise once; group the run by query (O(n) counting sort)."""
+    from harness.adapters import Ranking  # light module; imported here to avoid a cycle
 
-
-def join_run_qrels(
-    qrels: pd.DataFrame,
-    run: pd.DataFrame,
-    depth: int,
-    *,
-    ties: Ties = "stable",
-    relevance_threshold: float = 1,
-) -> JoinedRanking:
-    """Rank the run per query and look up each ranked item's relevance, once.
-
-    The run is ordered by score descending; ties by item id ascending (``"stable"``) or
-    by item id as a string, descending (``"trec_eval"``, trec_eval's own order).
-    """
-    rel_values = _validate_qrels(qrels)
-    scores = _validate_run_scores(run)
-    q_ids = np.concatenate([qrels["query_id"].to_numpy(), run["query_id"].to_numpy()])
-    i_ids = np.concatenate([qrels["item_id"].to_numpy(), run["item_id"].to_numpy()])
-    n_q = len(qrels)
-    # qrels ids come first, so qrels queries get codes 0..nq-1 and run-only queries >= nq
-    q_codes = _factorize(q_ids, sort=False, what="query_id")
-    n_eval = int(q_codes[:n_q].max()) + 1
-    if ties == "trec_eval":
-        i_codes = _factorize(i_ids.astype(str), sort=True, what="item_id")
-        tiebreak = -i_codes[n_q:]
-    elif ties == "stable":
-        i_codes = _factorize(i_ids, sort=True, what="item_id")
-        tiebreak = i_codes[n_q:]
+    rel = _validate_qrels(qrels)
+    if isinstance(run, Ranking):
+        keep = (run.items != -1).ravel()
+        r_q = np.repeat(np.asarray(run.query_ids), run.k)[keep]
+        r_items = run.items.ravel()[keep]
+        scores = run.scores.ravel()[keep].astype(np.float64)
+        if r_items.size == 0:
+            raise DataValidationError("run: the Ranking holds no items (all padding)")
     else:
-        raise ConfigError(f"ties: unknown value {ties!r}; use 'stable' or 'trec_eval'")
-    n_items = int(i_codes.max()) + 1
-    qq, qi = q_codes[:n_q], i_codes[:n_q]
-    rq, ri = q_codes[n_q:], i_codes[n_q:]
+        scores = _validate_run(run)
+        r_q, r_items = run["query_id"].to_numpy(), run["item_id"].to_numpy()
+    qq, query_ids = pd.factorize(qrels["query_id"].to_numpy())
+    n_q = len(query_ids)
+    rq = pd.Index(query_ids).get_indexer(r_q)
+    known = rq >= 0
+    if not known.any():
+        raise DataValidationError(
+            f"run: none of its {len(pd.unique(r_q))} query ids appears in qrels (run ids "
+            f"{describe_examples(pd.unique(r_q))}, qrels ids {describe_examples(query_ids)}); "
+            f"check the id types ({np.asarray(r_q).dtype} vs {query_ids.dtype})")
+    n_run_only = 0 if known.all() else int(len(pd.unique(r_q[~known])))
+    q_items, r_keys, tiebreak = _item_keys(qrels["item_id"].to_numpy(), r_items, ties)
 
-    # qrels: sort by key (query, item) for lookups and duplicate detection
-    q_keys = qq * n_items + qi
-    q_order = np.argsort(q_keys, kind="stable")
-    q_keys_sorted = q_keys[q_order]
-    _duplicate_check(q_keys_sorted, qrels["query_id"].to_numpy(), q_order, "qrels")
-    r_keys = rq * n_items + ri
-    r_order = np.argsort(r_keys, kind="stable")
-    _duplicate_check(r_keys[r_order], run["query_id"].to_numpy(), r_order, "run")
-
-    # run: order rows by (query, score desc, tie-break), rank within query, keep top depth
-    order = np.lexsort((tiebreak, -scores, rq))
-    rq_sorted = rq[order]
-    starts = np.r_[0, np.nonzero(np.diff(rq_sorted))[0] + 1]
-    group_start = np.repeat(starts, np.diff(np.r_[starts, len(rq_sorted)]))
-    rank = np.arange(len(rq_sorted)) - group_start
-    keep = (rank < depth) & (rq_sorted < n_eval)
-    rows = order[keep]
-    pos = np.searchsorted(q_keys_sorted, r_keys[rows])
-    pos_clipped = np.minimum(pos, len(q_keys_sorted) - 1)
-    found = q_keys_sorted[pos_clipped] == r_keys[rows]
-    rel_run = np.where(found, rel_values[q_order[pos_clipped]], 0.0)
-
-    rel = np.zeros((n_eval, depth), dtype=np.float64)
-    rel[rq_sorted[keep], rank[keep]] = rel_run
-
-    # ideal: judged relevances per query, descending
-    i_order = np.lexsort((-rel_values, qq))
-    qq_sorted = qq[i_order]
-    i_starts = np.r_[0, np.nonzero(np.diff(qq_sorted))[0] + 1]
-    i_rank = np.arange(len(qq_sorted)) - np.repeat(i_starts, np.diff(np.r_[i_starts, len(qq_sorted)]))
-    i_keep = i_rank < depth
-    ideal = np.zeros((n_eval, depth), dtype=np.float64)
-    ideal[qq_sorted[i_keep], i_rank[i_keep]] = rel_values[i_order][i_keep]
-
-    in_run = np.zeros(n_eval, dtype=bool)
-    in_run[rq[rq < n_eval]] = True
-    n_run_only = int(np.unique(rq[rq >= n_eval]).size)
-    query_ids = np.asarray(pd.unique(q_ids[:n_q]))
-    n_relevant = np.bincount(qq, weights=rel_values >= relevance_threshold, minlength=n_eval)
-    return JoinedRanking(query_ids, rel, ideal, n_relevant, in_run, n_run_only)
+    q_order = np.lexsort((q_items, qq))
+    qq_sorted, qi_sorted = qq[q_order], q_items[q_order]
+    dup = np.nonzero((qq_sorted[1:] == qq_sorted[:-1]) & (qi_sorted[1:] == qi_sorted[:-1]))[0]
+    if dup.size:
+        raise DataValidationError(f"qrels: {dup.size} duplicate (query_id, item_id) rows "
+                                  f"(queries {describe_examples(query_ids[qq_sorted[dup]])})")
+    q_offsets = np.concatenate([[0], np.cumsum(np.bincount(qq, minlength=n_q))]).astype(np.int64)
+    order, offsets = K.group_offsets(rq.astype(np.int64, copy=False), n_q)
+    return PreparedRun(np.asarray(query_ids), order, offsets, r_keys, scores,
+                       np.ascontiguousarray(tiebreak, dtype=np.int64), q_offsets,
+                       np.ascontiguousarray(qi_sorted), rel[q_order], n_run_only)
 
 
-def _curves(
-    joined: JoinedRanking, names: set[str], *, gain: Gain, threshold: float
-) -> dict[str, np.ndarray]:
-    """Metric@k curves (n, K) for the requested metric names, sharing intermediate arrays."""
-    binary = (joined.rel >= threshold).astype(np.float64)
-    n_rel = joined.n_relevant
-    K_ = joined.rel.shape[1]
-    ks = np.arange(1, K_ + 1, dtype=np.float64)
-    out: dict[str, np.ndarray] = {}
-    if names & {"ndcg", "dcg"}:
-        gains = K.gain_values(joined.rel, gain)
-        if "dcg" in names:
-            out["dcg"] = K.dcg_curve(gains)
-        if "ndcg" in names:
-            out["ndcg"] = K.ndcg_curve(gains, K.gain_values(joined.ideal_rel, gain))
-    if names & {"recall", "precision", "hit_rate", "f1"}:
-        hits = K.hits_curve(binary)
-        recall = K.safe_divide(hits, n_rel)
-        precision = hits / ks
-        out["recall"] = recall
-        out["precision"] = precision
-        out["hit_rate"] = (hits > 0).astype(np.float64)
-        out["f1"] = K.safe_divide(2 * precision * recall, precision + recall)
-    if "map" in names:
-        out["map"] = K.average_precision_curve(binary, n_rel)
-    if "mrr" in names:
-        out["mrr"] = K.reciprocal_rank_curve(binary)
-    return out
+def _kernel_values(prep: PreparedRun, specs: list[MetricSpec], *, gain: Gain, ties: Ties,
+                   threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    if gain not in ("linear", "exponential"):
+        raise ConfigError(f"gain: unknown value {gain!r}; use 'linear' or 'exponential'")
+    if ties not in ("stable", "trec_eval", "average"):
+        raise ConfigError(f"ties: unknown value {ties!r}; use 'stable', 'trec_eval' or 'average'")
+    if threshold <= 0:
+        raise ConfigError(f"relevance_threshold must be > 0 (grade 0 is not relevant), got {threshold}")
+    codes = np.array([K.METRIC_CODES[s.name] for s in specs], dtype=np.int64)
+    cutoffs = np.array([-1 if s.k is None else s.k for s in specs], dtype=np.int64)
+    values, n_rel, duplicate = K.evaluate_segments(
+        prep.run_order, prep.run_offsets, prep.run_items, prep.run_scores, prep.run_tiebreak,
+        prep.q_offsets, prep.q_items, prep.q_rels, codes, cutoffs, float(threshold),
+        K.GAIN_LINEAR if gain == "linear" else K.GAIN_EXPONENTIAL,
+        K.TIES_AVERAGE if ties == "average" else K.TIES_ORDERED)
+    bad = duplicate >= 0
+    if bad.any():
+        raise DataValidationError(f"run: duplicate (query_id, item_id) rows in {int(bad.sum())} queries "
+                                  f"(queries {describe_examples(prep.query_ids[bad])})")
+    return values, n_rel
 
 
 def evaluate_ranking(
     qrels: pd.DataFrame,
-    run: pd.DataFrame,
+    run: "pd.DataFrame | Ranking",
     metrics: str | list[str],
     *,
     gain: Gain = "linear",
@@ -249,12 +230,16 @@ def evaluate_ranking(
         Columns ``query_id``, ``item_id``, ``relevance`` (integers >= 0).
     run : DataFrame or Ranking
         Columns ``query_id``, ``item_id``, ``score``; or a ``Ranking`` from an adapter.
+        Ids may be ints or strings.
     metrics : str or list of str
-        E.g. ``["ndcg@10", "recall@[10,20]", "map@100", "mrr@10"]``.
+        E.g. ``["ndcg@10", "recall@[10,20]", "map@100", "mrr@10", "r_precision"]``.
+        Without a cut-off, ndcg/dcg/recall/map/mrr use the whole list (trec_eval's
+        ``ndcg``, ``map``, ``recip_rank``).
     gain : {"linear", "exponential"}, default "linear"
         Gain of a relevance grade: ``rel`` (trec_eval, scikit-learn) or ``2**rel - 1``.
-    ties : {"stable", "trec_eval"}, default "stable"
-        Order of equal scores: item id ascending, or trec_eval's (id string descending).
+    ties : {"stable", "trec_eval", "average"}, default "stable"
+        Order of equal scores: item id ascending; trec_eval's (id string descending);
+        or the exact expectation over all orders of tied items.
     relevance_threshold : int, default 1
         Grade at or above which an item counts as relevant for binary metrics.
 
@@ -270,10 +255,18 @@ def evaluate_ranking(
     - DCG@k = sum_{i<=k} g(rel_i) / log2(i + 1); nDCG@k = DCG@k / IDCG@k, the ideal
       taken over all judged items of the query;
     - Recall@k = sum_{i<=k} b_i / R; Precision@k = sum_{i<=k} b_i / k;
-    - AP@k = sum_{i<=k} b_i * Precision@i / R; MRR@k = 1 / min{i <= k : b_i}, else 0;
-    - HitRate@k = [sum_{i<=k} b_i > 0]; F1@k = 2 P R / (P + R).
+      R-precision = Precision@R; F1@k = 2 P R / (P + R);
+    - AP@k = sum_{i<=k} b_i * Precision@i / R (trec_eval's map_cut);
+      MRR@k = 1 / min{i <= k : b_i}, else 0; HitRate@k = [sum_{i<=k} b_i > 0].
 
-    Queries without a relevant item are left out and counted in ``skipped``.
+    Queries without a relevant item are left out and counted in ``skipped``; queries in
+    qrels that the run does not rank score 0.
+
+    References
+    ----------
+    Järvelin & Kekäläinen, "Cumulated gain-based evaluation of IR techniques", TOIS 2002.
+    McSherry & Najork, "Computing information retrieval performance measures efficiently
+    in the presence of tied scores", ECIR 2008 (tie-averaged metrics).
 
     Examples
     --------
@@ -283,30 +276,50 @@ def evaluate_ranking(
     {'recall@1': 0.0, 'mrr@2': 0.5}
     """
     specs = parse_metric_names(metrics, known=RANKING_METRICS)
-    if gain not in ("linear", "exponential"):
-        raise ConfigError(f"gain: unknown value {gain!r}; use 'linear' or 'exponential'")
-    from harness.adapters import Ranking  # light module; no cycle at import time
-
-    if isinstance(run, Ranking):
-        run = run.to_frame()
-    depth = max(int(s.k) for s in specs if s.k is not None)
-    joined = join_run_qrels(qrels, run, depth, ties=ties, relevance_threshold=relevance_threshold)
-    return summarize(joined, specs, gain=gain, threshold=relevance_threshold)
-
-
-def summarize(
-    joined: JoinedRanking, specs: list[MetricSpec], *, gain: Gain, threshold: float
-) -> RankingResult:
-    """Cut metric curves at the requested k and build the per-query table and means."""
-    curves = _curves(joined, {s.name for s in specs}, gain=gain, threshold=threshold)
-    evaluated = joined.n_relevant > 0
-    columns = {s.label: curves[s.name][evaluated, int(s.k) - 1] for s in specs}
-    per_query = pd.DataFrame(columns, index=pd.Index(joined.query_ids[evaluated], name="query_id"))
-    means = {label: float(v.mean()) if v.size else float("nan") for label, v in columns.items()}
+    prep = prepare(qrels, run, ties=ties)
+    values, n_rel = _kernel_values(prep, specs, gain=gain, ties=ties, threshold=relevance_threshold)
+    evaluated = n_rel > 0
+    per_query = pd.DataFrame(values[evaluated], columns=[s.label for s in specs],
+                             index=pd.Index(prep.query_ids[evaluated], name="query_id"))
+    ranked = np.diff(prep.run_offsets) > 0
     return RankingResult(
         per_query=per_query,
-        means=means,
+        means={c: float(per_query[c].mean()) if len(per_query) else float("nan") for c in per_query},
         n_queries=int(evaluated.sum()),
-        skipped={"no_relevant": int((~evaluated).sum()), "not_in_qrels": joined.n_run_only},
-        n_missing_from_run=int((evaluated & ~joined.in_run).sum()),
+        skipped={"no_relevant": int((~evaluated).sum()), "not_in_qrels": prep.n_run_only},
+        n_missing_from_run=int((evaluated & ~ranked).sum()),
     )
+
+
+def metric_curves(
+    qrels: pd.DataFrame,
+    run: "pd.DataFrame | Ranking",
+    metrics: list[str],
+    max_k: int,
+    *,
+    gain: Gain = "linear",
+    ties: Ties = "stable",
+    relevance_threshold: int = 1,
+) -> pd.DataFrame:
+    """Mean metric@k for every k = 1..max_k, in one pass (for plots and MLflow steps).
+
+    Parameters
+    ----------
+    metrics : list of str
+        Metric names without cut-off, e.g. ``["ndcg", "recall"]``.
+    max_k : int
+        Largest cut-off.
+
+    Returns
+    -------
+    DataFrame indexed by ``k`` (1..max_k), one column per metric, means over the
+    queries that have a relevant item.
+    """
+    if max_k < 1:
+        raise ConfigError(f"max_k must be >= 1, got {max_k}")
+    names = [s.name for s in parse_metric_names(metrics, known=RANKING_METRICS)]
+    specs = [MetricSpec(name, k) for name in names for k in range(1, max_k + 1)]
+    prep = prepare(qrels, run, ties=ties)
+    values, n_rel = _kernel_values(prep, specs, gain=gain, ties=ties, threshold=relevance_threshold)
+    means = values[n_rel > 0].mean(axis=0).reshape(len(names), max_k).T
+    return pd.DataFrame(means, columns=names, index=pd.RangeIndex(1, max_k + 1, name="k"))
