@@ -140,12 +140,12 @@ def _item_keys(q_items: np.ndarray, r_items: np.ndarray, ties: str) -> tuple[np.
         rank[np.argsort(uniques.astype(str))[::-1]] = np.arange(len(uniques))
         return qk, rk, rank[pd.Index(uniques).get_indexer(rk)]
     both = np.concatenate([q_items.astype(object), r_items.astype(object)])
+    kind = pd.api.types.infer_dtype(both, skipna=False)
+    if kind not in ("string", "integer", "bytes"):
+        raise DataValidationError(f"item_id: ids must be all ints or all strings to be ordered; "
+                                  f"got {kind} ({describe_examples(pd.unique(both))})")
     as_str = ties == "trec_eval"
-    try:
-        codes, _ = pd.factorize(both.astype(str) if as_str else both, sort=True)
-    except TypeError as exc:
-        raise DataValidationError(f"item_id: ids of mixed types cannot be ordered ({exc}); "
-                                  "use one type (all ints or all strings)") from None
+    codes, _ = pd.factorize(both.astype(str) if as_str else both, sort=True)
     codes = codes.astype(np.int64)
     qk, rk = codes[: len(q_items)], codes[len(q_items):]
     return qk, rk, (-rk if as_str else rk)
