@@ -31,10 +31,99 @@ def _oracle(params: dict[str, Any], dataset: Any, seed: int) -> Any:
     return OracleRetriever(dataset.truth["true_scores"], seed=params.pop("seed", seed), **params)
 
 
+def _item_knn(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+    from harness.models.knn import ItemKNN
+
+    return ItemKNN(**params)
+
+
+def _bpr_mf(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+    from harness.models.mf import BPRMF
+
+    return BPRMF(seed=params.pop("seed", seed), **params)
+
+
+def _two_tower(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+    from harness.models.two_tower import TwoTower
+
+    return TwoTower(seed=params.pop("seed", seed), **params)
+
+
+def _lambdamart(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+    from harness.models.lambdamart import LambdaMART
+
+    return LambdaMART(seed=params.pop("seed", seed), **params)
+
+
+def _torch_retriever(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+    from harness.models.torch_retriever import TorchRetriever
+
+    if "checkpoint" not in params:
+        raise ConfigError("model kind 'torch_retriever' needs params.checkpoint (a saved nn.Module)")
+    return TorchRetriever(**params)
+
+
+def _xgboost_ranker(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+    from harness.models.adapter_config import candidate_scorer_params
+    from harness.models.xgboost_ranker import XGBoostRanker
+
+    if "path" not in params:
+        raise ConfigError("model kind 'xgboost_ranker' needs params.path (a saved XGBoost ranking model)")
+    path = params.pop("path")
+    return XGBoostRanker(path, **candidate_scorer_params(params, dataset, seed, build_model))
+
+
+def _sklearn(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+    from harness.models.adapter_config import candidate_scorer_params, load_pickled_estimator
+    from harness.models.sklearn_pointwise import SklearnPointwise
+
+    if "path" not in params:
+        raise ConfigError("model kind 'sklearn' needs params.path (a joblib/pickle file of a fitted estimator)")
+    estimator = load_pickled_estimator(params.pop("path"))
+    return SklearnPointwise(estimator, **candidate_scorer_params(params, dataset, seed, build_model))
+
+
+def _mlflow(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+    from harness.models.adapter_config import candidate_scorer_params
+    from harness.models.mlflow_pyfunc import MLflowPyfunc
+
+    if "uri" not in params:
+        raise ConfigError("model kind 'mlflow' needs params.uri (models:/NAME@alias, models:/NAME/VERSION, runs:/...)")
+    uri = params.pop("uri")
+    features = params.pop("features", None)
+    out = candidate_scorer_params({**params, "features": features or "none"}, dataset, seed, build_model)
+    return MLflowPyfunc(uri, **out)
+
+
+def _precomputed(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+    from harness.models.precomputed import Precomputed
+
+    if "path" not in params:
+        raise ConfigError("model kind 'precomputed' needs params.path (Parquet/CSV: query_id, item_id, score[, rank])")
+    return Precomputed(params.pop("path"), **params)
+
+
+def _pipeline(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+    from harness.models.adapter_config import pipeline_stages
+    from harness.pipeline import Pipeline
+
+    return Pipeline(pipeline_stages(params.pop("stages", None), dataset, seed, build_model), **params)
+
+
 MODEL_KINDS: dict[str, Factory] = {
     "random": _random,
     "popularity": _popularity,
     "oracle": _oracle,
+    "item_knn": _item_knn,
+    "bpr_mf": _bpr_mf,
+    "two_tower": _two_tower,
+    "lambdamart": _lambdamart,
+    "torch_retriever": _torch_retriever,
+    "xgboost_ranker": _xgboost_ranker,
+    "sklearn": _sklearn,
+    "mlflow": _mlflow,
+    "precomputed": _precomputed,
+    "pipeline": _pipeline,
 }
 
 

@@ -122,11 +122,19 @@ def evaluate_models(config: EvalConfig, dataset: Any, *, progress: bool,
                 raise
             except Exception as exc:
                 raise AdapterError(f"model {name!r} raised {type(exc).__name__} in fit(): {exc}") from exc
-        ranking = retrieve_all(name, model, query_ids, k, progress=progress)
+        from harness.pipeline import Pipeline, evaluate_pipeline, stage_summary
+
+        stage_table = None
+        if isinstance(model, Pipeline):  # per-stage columns such as "retrieval/recall@500"
+            ranking, stage_table = evaluate_pipeline(name, model, dataset, ranking_cfg, k, progress=progress)
+        else:
+            ranking = retrieve_all(name, model, query_ids, k, progress=progress)
         _check_known_items(name, ranking, dataset.n_items)
         res = evaluate_ranking(dataset.qrels, ranking, ranking_cfg.metrics, gain=ranking_cfg.gain,
                                ties=ranking_cfg.ties, relevance_threshold=ranking_cfg.relevance_threshold)
         per_unit[name] = res.per_query.set_axis(res.per_query.index.astype(str))
+        if stage_table is not None:  # kept beside the metrics table: other models lack these columns
+            info.setdefault(name, {})["stages"] = stage_summary(stage_table, confidence=0.95)
         info.setdefault(name, {}).update(n_queries=res.n_queries, skipped=res.skipped,
                                          n_missing_from_run=res.n_missing_from_run,
                                          started_ms=started_ms, ended_ms=int(time.time() * 1000))
