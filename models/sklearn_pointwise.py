@@ -44,7 +44,7 @@ class SklearnPointwise(PairScorer):
             raise ConfigError(f"sklearn: features must be a FeatureBuilder, got {type(features).__name__}")
         self.name = name or f"SklearnPointwise({type(estimator).__name__})"
         if hasattr(estimator, "predict_proba"):
-            classes = list(getattr(estimator, "classes_", []))
+            classes = np.asarray(getattr(estimator, "classes_", [])).tolist()
             if positive_class not in classes:
                 raise ConfigError(f"{self.name}: positive_class {positive_class!r} is not among the fitted "
                                   f"classes {classes} (is the estimator fitted?)")
