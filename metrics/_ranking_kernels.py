@@ -58,21 +58,6 @@ def _gain(rel: float, gain_kind: int) -> float:
 
 
 @numba.njit(cache=True)
-def _ordered_segment(rows: np.ndarray, scores: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
-    """Rows of one query sorted by score descending, then tie-break key ascending."""
-    by_tb = rows[np.argsort(tiebreak[rows], kind="mergesort")]
-    return by_tb[np.argsort(-scores[by_tb], kind="mergesort")]
-
-
-@numba.njit(cache=True)
-def _lookup(item: int, q_items: np.ndarray, q_rels: np.ndarray, lo: int, hi: int) -> float:
-    pos = lo + np.searchsorted(q_items[lo:hi], item)
-    if pos < hi and q_items[pos] == item:
-        return q_rels[pos]
-    return 0.0
-
-
-@numba.njit(cache=True)
 def _expected_hit(pos_k: int, g_start: np.ndarray, g_size: np.ndarray, g_rel: np.ndarray,
                   g_of: np.ndarray, rel_before_group: np.ndarray) -> float:
     """P(at least one relevant item within the first ``pos_k`` positions)."""
@@ -109,155 +94,195 @@ def _expected_rr(pos_k: int, first_grp: int, g_start: np.ndarray, g_size: np.nda
     return total
 
 
+@numba.njit(cache=True)
+def _order_by_score(rows: np.ndarray, scores: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
+    """Rows by score descending; runs of equal scores re-ordered by tie-break key."""
+    ranked = rows[np.argsort(-scores[rows])]
+    m = ranked.shape[0]
+    i = 0
+    while i < m:  # ties are rare in real scores: fix each tie group in place
+        e = i + 1
+        while e < m and scores[ranked[e]] == scores[ranked[i]]:
+            e += 1
+        if e - i > 1:
+            group = ranked[i:e].copy()
+            ranked[i:e] = group[np.argsort(tiebreak[group])]
+        i = e
+    return ranked
+
+
+@numba.njit(cache=True)
+def _one_query(q, run_order, run_offsets, run_items, run_scores, run_tiebreak, q_order, q_offsets,
+               q_items, q_rels, metric_codes, cutoffs, threshold, gain_kind, ties, max_cut, full_list,
+               values, n_relevant, duplicate, dup_judged, s_items, s_rels, s_f):
+    """Evaluate query ``q`` into ``values[q]``; ``s_*`` are scratch buffers of the chunk."""
+    qs, qe = q_offsets[q], q_offsets[q + 1]
+    n_judged = qe - qs
+    # this query's judgments sorted by item, for binary search
+    judged_rows = q_order[qs:qe]
+    by_item = judged_rows[np.argsort(q_items[judged_rows], kind="mergesort")]
+    n_rel = 0
+    for j in range(n_judged):
+        s_items[j] = q_items[by_item[j]]
+        s_rels[j] = q_rels[by_item[j]]
+        if s_rels[j] >= threshold:
+            n_rel += 1
+        if j > 0 and s_items[j] == s_items[j - 1]:
+            dup_judged[q] = s_items[j]
+    n_relevant[q] = n_rel
+    if n_rel == 0:
+        return
+    rows = run_order[run_offsets[q]:run_offsets[q + 1]]
+    m = rows.shape[0]
+    items_sorted = np.sort(run_items[rows])
+    for i in range(1, m):
+        if items_sorted[i] == items_sorted[i - 1]:
+            duplicate[q] = items_sorted[i]
+            break
+    ranked = _order_by_score(rows, run_scores, run_tiebreak)
+    # ideal DCG prefix: judged grades descending
+    ideal = -np.sort(-s_rels[:n_judged])
+    depth_i = max(max_cut, n_judged if full_list else max_cut, n_rel)
+    idcg = s_f[0]
+    acc = 0.0
+    for i in range(depth_i):
+        if i < n_judged:
+            acc += _gain(ideal[i], gain_kind) / np.log2(i + 2.0)
+        idcg[i] = acc
+    # with "average" ties every item counts (a tie group may straddle the cut-off)
+    depth = m if (full_list or ties == TIES_AVERAGE) else min(m, max(max_cut, n_rel))
+    gain, binary, bh = s_f[1], s_f[2], s_f[3]
+    for i in range(depth):
+        item = run_items[ranked[i]]
+        pos = np.searchsorted(s_items[:n_judged], item)
+        rel = s_rels[pos] if pos < n_judged and s_items[pos] == item else 0.0
+        gain[i] = _gain(rel, gain_kind)
+        binary[i] = 1.0 if rel >= threshold else 0.0
+    first = -1
+    n_groups = 0
+    g_start = g_size = g_rel = g_of = rel_before_group = s_items  # only read when averaging
+    if ties == TIES_AVERAGE:
+        g_start = np.empty(depth, dtype=np.int64)
+        g_size = np.empty(depth, dtype=np.int64)
+        g_rel = np.empty(depth, dtype=np.int64)
+        g_of = np.empty(depth, dtype=np.int64)
+        rel_before_group = np.empty(depth, dtype=np.int64)
+        i = 0
+        hits_before = 0
+        while i < depth:
+            e = i + 1
+            while e < depth and run_scores[ranked[e]] == run_scores[ranked[i]]:
+                e += 1
+            g = e - i
+            r = 0
+            gsum = 0.0
+            for t in range(i, e):
+                r += int(binary[t])
+                gsum += gain[t]
+            for t in range(i, e):
+                extra = (t - i) * (r - 1) / (g - 1) if g > 1 else 0.0
+                bh[t] = (r / g) * (hits_before + 1 + extra)
+                gain[t] = gsum / g
+                binary[t] = r / g
+                g_of[t] = n_groups
+            g_start[n_groups], g_size[n_groups], g_rel[n_groups] = i, g, r
+            rel_before_group[n_groups] = hits_before
+            if r > 0 and first < 0:
+                first = n_groups
+            hits_before += r
+            n_groups += 1
+            i = e
+    else:
+        hits = 0
+        for i in range(depth):
+            if binary[i] > 0:
+                hits += 1
+                if first < 0:
+                    first = i
+            bh[i] = binary[i] * hits
+    # prefix sums, in place: gain -> DCG@i, binary -> hits@i, bh -> AP numerator@i
+    d = h = a = 0.0
+    for i in range(depth):
+        d += gain[i] / np.log2(i + 2.0)
+        h += binary[i]
+        a += bh[i] / (i + 1.0)
+        gain[i], binary[i], bh[i] = d, h, a
+    for s in range(metric_codes.shape[0]):
+        code = metric_codes[s]
+        k = cutoffs[s]
+        if code == 8:  # R-precision
+            k = n_rel
+        elif k < 0:
+            k = m
+        last = min(k, depth) - 1  # a list shorter than k keeps its last value
+        dcg = gain[last] if last >= 0 else 0.0
+        hit_count = binary[last] if last >= 0 else 0.0
+        if code == 0:
+            # nDCG without a cut-off compares with the ideal over all judged items
+            ik = depth_i - 1 if cutoffs[s] < 0 else min(k, depth_i) - 1
+            values[q, s] = dcg / idcg[ik] if ik >= 0 and idcg[ik] > 0 else 0.0
+        elif code == 1:
+            values[q, s] = dcg
+        elif code == 2:
+            values[q, s] = hit_count / n_rel
+        elif code == 3 or code == 8:
+            values[q, s] = hit_count / k if k > 0 else 0.0
+        elif code == 4:
+            values[q, s] = (bh[last] if last >= 0 else 0.0) / n_rel
+        elif code == 5:
+            if ties == TIES_AVERAGE:
+                values[q, s] = _expected_rr(min(k, depth), first, g_start, g_size, g_rel)
+            else:
+                values[q, s] = 1.0 / (first + 1.0) if 0 <= first < k else 0.0
+        elif code == 6:
+            if ties == TIES_AVERAGE:
+                values[q, s] = _expected_hit(min(k, depth), g_start, g_size, g_rel, g_of, rel_before_group)
+            else:
+                values[q, s] = 1.0 if hit_count > 0 else 0.0
+        elif code == 7:
+            values[q, s] = 2.0 * hit_count / (k + n_rel)
+
+
 @numba.njit(cache=True, parallel=True)
 def evaluate_segments(
     run_order: np.ndarray, run_offsets: np.ndarray, run_items: np.ndarray, run_scores: np.ndarray,
-    run_tiebreak: np.ndarray, q_offsets: np.ndarray, q_items: np.ndarray, q_rels: np.ndarray,
-    metric_codes: np.ndarray, cutoffs: np.ndarray, threshold: float, gain_kind: int, ties: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    run_tiebreak: np.ndarray, q_order: np.ndarray, q_offsets: np.ndarray, q_items: np.ndarray,
+    q_rels: np.ndarray, metric_codes: np.ndarray, cutoffs: np.ndarray, threshold: float,
+    gain_kind: int, ties: int, n_chunks: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-query values of every (metric, cut-off) spec.
 
-    Returns ``(values[n_queries, n_specs], n_relevant[n_queries], duplicate_item[n_queries])``
-    where ``duplicate_item[q]`` is -1, or an item listed twice for q (an input error).
+    Run rows and judgments come grouped by query (``*_order`` / ``*_offsets`` from
+    ``group_offsets``). Returns ``(values[n_queries, n_specs], n_relevant[n_queries],
+    duplicate_run_item[n_queries], duplicate_judged_item[n_queries])``; the last two are
+    -1, or an item listed twice for that query (an input error).
     """
     n_q = q_offsets.shape[0] - 1
-    n_specs = metric_codes.shape[0]
-    values = np.zeros((n_q, n_specs))
+    values = np.zeros((n_q, metric_codes.shape[0]))
     n_relevant = np.zeros(n_q)
     duplicate = np.full(n_q, -1, dtype=np.int64)
+    dup_judged = np.full(n_q, -1, dtype=np.int64)
     max_cut = 1
     full_list = False
-    for s in range(n_specs):
+    for s in range(metric_codes.shape[0]):
         if cutoffs[s] < 0:
             full_list = True
         elif cutoffs[s] > max_cut:
             max_cut = cutoffs[s]
-    for q in numba.prange(n_q):
-        qs, qe = q_offsets[q], q_offsets[q + 1]
-        n_rel = 0
-        for j in range(qs, qe):
-            if q_rels[j] >= threshold:
-                n_rel += 1
-        n_relevant[q] = n_rel
-        if n_rel == 0:
-            continue
-        rows = run_order[run_offsets[q]:run_offsets[q + 1]]
-        m = rows.shape[0]
-        if m > 1:  # duplicate (query, item) rows are an input error
-            srt = np.sort(run_items[rows])
-            for i in range(1, m):
-                if srt[i] == srt[i - 1]:
-                    duplicate[q] = srt[i]
-                    break
-        # ideal gains: judged relevances, descending; IDCG needs max_cut or all of them
-        ideal = -np.sort(-q_rels[qs:qe])
-        n_ideal = ideal.shape[0]
-        depth_i = max(max_cut, n_ideal if full_list else max_cut, n_rel)
-        idcg = np.zeros(depth_i)
-        acc = 0.0
-        for i in range(depth_i):
-            if i < n_ideal:
-                acc += _gain(ideal[i], gain_kind) / np.log2(i + 2.0)
-            idcg[i] = acc
-        # the ranked list: with "average" ties every item counts (a group may straddle k)
-        ranked = _ordered_segment(rows, run_scores, run_tiebreak) if m > 0 else rows
-        depth = m if (full_list or ties == TIES_AVERAGE) else min(m, max(max_cut, n_rel))
-        depth = max(depth, min(m, n_rel))
-        rel = np.empty(depth)
-        for i in range(depth):
-            rel[i] = _lookup(run_items[ranked[i]], q_items, q_rels, qs, qe)
-        gain = np.empty(depth)
-        binary = np.empty(depth)
-        for i in range(depth):
-            gain[i] = _gain(rel[i], gain_kind)
-            binary[i] = 1.0 if rel[i] >= threshold else 0.0
-        # expected per-position quantities (identity when ties are ordered)
-        bh = np.empty(depth)  # E[b_i * hits_up_to_i]
-        g_of = np.zeros(depth, dtype=np.int64)
-        g_start = np.zeros(depth, dtype=np.int64)
-        g_size = np.zeros(depth, dtype=np.int64)
-        g_rel = np.zeros(depth, dtype=np.int64)
-        rel_before_group = np.zeros(depth, dtype=np.int64)
-        n_groups = 0
-        first_grp = -1
-        if ties == TIES_AVERAGE:
-            scores = run_scores[ranked[:depth]]
-            i = 0
-            hits_before = 0
-            while i < depth:
-                e = i + 1
-                while e < depth and scores[e] == scores[i]:
-                    e += 1
-                g = e - i
-                r = 0
-                gsum = 0.0
-                for t in range(i, e):
-                    r += int(binary[t])
-                    gsum += gain[t]
-                for t in range(i, e):
-                    j = t - i
-                    extra = j * (r - 1) / (g - 1) if g > 1 else 0.0
-                    bh[t] = (r / g) * (hits_before + 1 + extra)
-                    gain[t] = gsum / g
-                    binary[t] = r / g
-                    g_of[t] = n_groups
-                g_start[n_groups], g_size[n_groups], g_rel[n_groups] = i, g, r
-                rel_before_group[n_groups] = hits_before
-                if r > 0 and first_grp < 0:
-                    first_grp = n_groups
-                hits_before += r
-                n_groups += 1
-                i = e
-        else:
-            hits = 0
-            for i in range(depth):
-                if binary[i] > 0:
-                    hits += 1
-                    if first_grp < 0:
-                        first_grp = i
-                bh[i] = binary[i] * hits
-        dcg_at = np.empty(depth)
-        hits_at = np.empty(depth)
-        ap_at = np.empty(depth)
-        d = h = a = 0.0
-        for i in range(depth):
-            d += gain[i] / np.log2(i + 2.0)
-            h += binary[i]
-            a += bh[i] / (i + 1.0)
-            dcg_at[i], hits_at[i], ap_at[i] = d, h, a
-        for s in range(n_specs):
-            code = metric_codes[s]
-            k = cutoffs[s]
-            if code == 8:  # R-precision
-                k = n_rel
-            elif k < 0:
-                k = m
-            last = min(k, depth) - 1  # a list shorter than k keeps its last value
-            dcg = dcg_at[last] if last >= 0 else 0.0
-            hit_count = hits_at[last] if last >= 0 else 0.0
-            if code == 0:
-                # nDCG without a cut-off compares with the ideal over all judged items
-                ik = depth_i - 1 if cutoffs[s] < 0 else min(k, depth_i) - 1
-                values[q, s] = dcg / idcg[ik] if ik >= 0 and idcg[ik] > 0 else 0.0
-            elif code == 1:
-                values[q, s] = dcg
-            elif code == 2:
-                values[q, s] = hit_count / n_rel
-            elif code == 3 or code == 8:
-                values[q, s] = hit_count / k if k > 0 else 0.0
-            elif code == 4:
-                values[q, s] = (ap_at[last] if last >= 0 else 0.0) / n_rel
-            elif code == 5:
-                if ties == TIES_AVERAGE:
-                    values[q, s] = _expected_rr(min(k, depth), first_grp, g_start, g_size, g_rel)
-                else:
-                    values[q, s] = 1.0 / (first_grp + 1.0) if 0 <= first_grp < k else 0.0
-            elif code == 6:
-                if ties == TIES_AVERAGE:
-                    values[q, s] = _expected_hit(min(k, depth), g_start, g_size, g_rel, g_of,
-                                                 rel_before_group)
-                else:
-                    values[q, s] = 1.0 if hit_count > 0 else 0.0
-            elif code == 7:
-                values[q, s] = 2.0 * hit_count / (k + n_rel)
-    return values, n_relevant, duplicate
+    max_run = 1
+    max_judged = 1
+    for q in range(n_q):
+        max_run = max(max_run, run_offsets[q + 1] - run_offsets[q])
+        max_judged = max(max_judged, q_offsets[q + 1] - q_offsets[q])
+    width = max(max_run, max_judged, max_cut) + 1
+    # scratch buffers are allocated per chunk (a few per thread), not per query
+    n_chunks = max(1, min(n_q, n_chunks))
+    for c in numba.prange(n_chunks):
+        s_items = np.empty(max_judged, dtype=np.int64)
+        s_rels = np.empty(max_judged)
+        s_f = np.empty((4, width))
+        for q in range(c * n_q // n_chunks, (c + 1) * n_q // n_chunks):
+            _one_query(q, run_order, run_offsets, run_items, run_scores, run_tiebreak, q_order, q_offsets,
+                       q_items, q_rels, metric_codes, cutoffs, threshold, gain_kind, ties, max_cut,
+                       full_list, values, n_relevant, duplicate, dup_judged, s_items, s_rels, s_f)
+    return values, n_relevant, duplicate, dup_judged

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -74,8 +75,9 @@ class PreparedRun:
     run_items: np.ndarray  # int64 item keys
     run_scores: np.ndarray
     run_tiebreak: np.ndarray  # int64; smaller ranks first among equal scores
-    q_offsets: np.ndarray  # (n_q + 1,) into the qrels sorted by (query, item)
-    q_items: np.ndarray
+    q_order: np.ndarray  # qrels row indices grouped by query
+    q_offsets: np.ndarray  # (n_q + 1,)
+    q_items: np.ndarray  # int64 item keys, same key space as run_items
     q_rels: np.ndarray
     n_run_only: int
 
@@ -178,17 +180,11 @@ def prepare(qrels: pd.DataFrame, run: "pd.DataFrame | Ranking", *, ties: Ties = 
     n_run_only = 0 if known.all() else int(len(pd.unique(r_q[~known])))
     q_items, r_keys, tiebreak = _item_keys(qrels["item_id"].to_numpy(), r_items, ties)
 
-    q_order = np.lexsort((q_items, qq))
-    qq_sorted, qi_sorted = qq[q_order], q_items[q_order]
-    dup = np.nonzero((qq_sorted[1:] == qq_sorted[:-1]) & (qi_sorted[1:] == qi_sorted[:-1]))[0]
-    if dup.size:
-        raise DataValidationError(f"qrels: {dup.size} duplicate (query_id, item_id) rows "
-                                  f"(queries {describe_examples(query_ids[qq_sorted[dup]])})")
-    q_offsets = np.concatenate([[0], np.cumsum(np.bincount(qq, minlength=n_q))]).astype(np.int64)
+    q_order, q_offsets = K.group_offsets(qq.astype(np.int64, copy=False), n_q)
     order, offsets = K.group_offsets(rq.astype(np.int64, copy=False), n_q)
-    return PreparedRun(np.asarray(query_ids), order, offsets, r_keys, scores,
-                       np.ascontiguousarray(tiebreak, dtype=np.int64), q_offsets,
-                       np.ascontiguousarray(qi_sorted), rel[q_order], n_run_only)
+    return PreparedRun(np.asarray(query_ids), order, offsets, np.ascontiguousarray(r_keys), scores,
+                       np.ascontiguousarray(tiebreak, dtype=np.int64), q_order, q_offsets,
+                       np.ascontiguousarray(q_items), rel, n_run_only)
 
 
 def _kernel_values(prep: PreparedRun, specs: list[MetricSpec], *, gain: Gain, ties: Ties,
@@ -201,11 +197,15 @@ def _kernel_values(prep: PreparedRun, specs: list[MetricSpec], *, gain: Gain, ti
         raise ConfigError(f"relevance_threshold must be > 0 (grade 0 is not relevant), got {threshold}")
     codes = np.array([K.METRIC_CODES[s.name] for s in specs], dtype=np.int64)
     cutoffs = np.array([-1 if s.k is None else s.k for s in specs], dtype=np.int64)
-    values, n_rel, duplicate = K.evaluate_segments(
+    values, n_rel, duplicate, dup_judged = K.evaluate_segments(
         prep.run_order, prep.run_offsets, prep.run_items, prep.run_scores, prep.run_tiebreak,
-        prep.q_offsets, prep.q_items, prep.q_rels, codes, cutoffs, float(threshold),
+        prep.q_order, prep.q_offsets, prep.q_items, prep.q_rels, codes, cutoffs, float(threshold),
         K.GAIN_LINEAR if gain == "linear" else K.GAIN_EXPONENTIAL,
-        K.TIES_AVERAGE if ties == "average" else K.TIES_ORDERED)
+        K.TIES_AVERAGE if ties == "average" else K.TIES_ORDERED, 16 * numba.get_num_threads())
+    bad = dup_judged >= 0
+    if bad.any():
+        raise DataValidationError(f"qrels: duplicate (query_id, item_id) rows in {int(bad.sum())} queries "
+                                  f"(queries {describe_examples(prep.query_ids[bad])})")
     bad = duplicate >= 0
     if bad.any():
         raise DataValidationError(f"run: duplicate (query_id, item_id) rows in {int(bad.sum())} queries "

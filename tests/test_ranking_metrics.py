@@ -146,7 +146,7 @@ def _frames():
     (lambda q, r: (q.assign(relevance=[-1, 0]), r), "integers >= 0; 1 rows do not"),
     (lambda q, r: (q.assign(relevance=[0.5, 0]), r), "integers >= 0"),
     (lambda q, r: (q.assign(relevance=["a", "b"]), r), "must be numeric"),
-    (lambda q, r: (pd.concat([q, q]), r), "qrels: 2 duplicate"),
+    (lambda q, r: (pd.concat([q, q]), r), "qrels: duplicate .* in 1 queries"),
     (lambda q, r: (q, r.assign(score=[np.nan, 1.0])), "1 NaN or infinite"),
     (lambda q, r: (q, r.assign(score=[np.inf, 1.0])), "1 NaN or infinite"),
     (lambda q, r: (q, r.assign(item_id=[1, 1])), "run: duplicate .* in 1 queries"),
