@@ -1,0 +1,144 @@
+"""Ranking-metric speed: the harness vs pytrec_eval and ranx, on the same data, in one run.
+
+Builds N queries x 100 candidates with graded judgments, evaluates the six accuracy
+metrics (nDCG, recall, precision, MAP, MRR, hit rate) at cut-offs 10/20/100 with each
+tool, checks that the numbers agree, and prints times, ratios and peak memory.
+
+    python benchmarks/ranking_speed.py --queries 1000000            # harness alone at 1M
+    python benchmarks/ranking_speed.py --queries 100000 --peers      # all three at 100k
+
+Targets (2 cores): >= 20x pytrec_eval and >= 30x ranx end to end, >= 3x ranx's
+``evaluate`` alone; 1M x 100 under 4 GiB peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+CUTS = (10, 20, 100)
+OURS = [f"{m}@{k}" for m in ("ndcg", "recall", "precision", "map", "mrr", "hit_rate") for k in CUTS]
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def build(n_queries: int, n_candidates: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run: n_candidates scored items per query; qrels: 20 judged items per query, half of
+    them among the candidates, grades 0..3."""
+    rng = np.random.default_rng(seed)
+    n_items = 50_000
+    q = np.repeat(np.arange(n_queries, dtype=np.int64), n_candidates)
+    # distinct items per query: a random offset plus a stride keeps them unique
+    start = rng.integers(0, n_items, n_queries)
+    step = rng.integers(1, 50, n_queries)
+    items = (start[:, None] + step[:, None] * np.arange(n_candidates)) % n_items
+    run = pd.DataFrame({"query_id": q, "item_id": items.ravel(),
+                        "score": rng.random(q.size)})
+    judged = np.concatenate([items[:, :: n_candidates // 10][:, :10],
+                             (items[:, :10] + 7 * n_items // 13) % n_items], axis=1)
+    qj = np.repeat(np.arange(n_queries, dtype=np.int64), judged.shape[1])
+    qrels = pd.DataFrame({"query_id": qj, "item_id": judged.ravel(),
+                          "relevance": rng.integers(0, 4, qj.size)})
+    qrels = qrels.drop_duplicates(["query_id", "item_id"])
+    return qrels, run
+
+
+def time_harness(qrels: pd.DataFrame, run: pd.DataFrame) -> tuple[float, pd.DataFrame]:
+    from harness.metrics import evaluate_ranking
+
+    tiny_q, tiny_r = build(50, 100, 1)
+    evaluate_ranking(tiny_q, tiny_r, OURS)  # JIT compilation (cached on disk after the first run)
+    start = time.perf_counter()
+    result = evaluate_ranking(qrels, run, OURS)
+    return time.perf_counter() - start, result.per_query
+
+
+def time_pytrec(qrels: pd.DataFrame, run: pd.DataFrame) -> tuple[float, float, dict]:
+    import pytrec_eval
+
+    start = time.perf_counter()
+    qd: dict = {}
+    for qid, iid, rel in zip(qrels["query_id"].astype(str), qrels["item_id"].astype(str), qrels["relevance"].tolist()):
+        qd.setdefault(qid, {})[iid] = rel
+    rd: dict = {}
+    for qid, iid, score in zip(run["query_id"].astype(str), run["item_id"].astype(str), run["score"].tolist()):
+        rd.setdefault(qid, {})[iid] = score
+    built = time.perf_counter()
+    measures = {"ndcg_cut.10,20,100", "recall.10,20,100", "P.10,20,100", "map_cut.10,20,100",
+                "recip_rank", "success.10,20,100"}
+    out = pytrec_eval.RelevanceEvaluator(qd, measures).evaluate(rd)
+    return time.perf_counter() - start, time.perf_counter() - built, out
+
+
+def time_ranx(qrels: pd.DataFrame, run: pd.DataFrame) -> tuple[float, float, dict]:
+    from ranx import Qrels, Run, evaluate
+
+    start = time.perf_counter()
+    qr = qrels.assign(query_id=qrels["query_id"].astype(str).astype(object),
+                      item_id=qrels["item_id"].astype(str).astype(object))
+    rn = run.assign(query_id=run["query_id"].astype(str).astype(object),
+                    item_id=run["item_id"].astype(str).astype(object))
+    rq = Qrels.from_df(qr, q_id_col="query_id", doc_id_col="item_id", score_col="relevance")
+    rr = Run.from_df(rn, q_id_col="query_id", doc_id_col="item_id", score_col="score")
+    built = time.perf_counter()
+    evaluate(rq, rr, OURS)  # includes numba compilation on a first call; time the second
+    warm = time.perf_counter()
+    means = evaluate(rq, rr, OURS)
+    done = time.perf_counter()
+    return (built - start) + (done - warm), done - warm, means
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--queries", type=int, default=1_000_000)
+    parser.add_argument("--candidates", type=int, default=100)
+    parser.add_argument("--peers", action="store_true", help="also run pytrec_eval and ranx (slow, memory hungry)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    qrels, run = build(args.queries, args.candidates, args.seed)
+    gc.collect()
+    print(f"data: {args.queries:,} queries x {args.candidates} candidates = {len(run):,} run rows, "
+          f"{len(qrels):,} judgments; peak RSS after building {peak_rss_gib():.2f} GiB", flush=True)
+    t_ours, ours = time_harness(qrels, run)
+    print(f"harness  evaluate (18 metrics, from DataFrames): {t_ours:8.2f} s   "
+          f"peak RSS {peak_rss_gib():.2f} GiB (input data included)", flush=True)
+    if not args.peers:
+        return 0
+
+    t_trec, t_trec_eval, trec = time_pytrec(qrels, run)
+    print(f"pytrec_eval end to end: {t_trec:8.2f} s  (evaluate alone {t_trec_eval:.2f} s)", flush=True)
+    trec_names = {"ndcg": "ndcg_cut_{k}", "recall": "recall_{k}", "precision": "P_{k}",
+                  "map": "map_cut_{k}", "hit_rate": "success_{k}"}
+    ids = [str(q) for q in ours.index]
+    worst = 0.0
+    for name, pattern in trec_names.items():
+        for k in CUTS:
+            theirs = np.array([trec[q][pattern.format(k=k)] for q in ids])
+            worst = max(worst, float(np.abs(ours[f"{name}@{k}"].to_numpy() - theirs).max()))
+    print(f"  max |harness - pytrec_eval| over {len(ids):,} queries x 15 measures: {worst:.2e}")
+    del trec
+    gc.collect()
+
+    t_ranx, t_ranx_eval, ranx_means = time_ranx(qrels, run)
+    print(f"ranx     end to end: {t_ranx:8.2f} s  (warm evaluate alone {t_ranx_eval:.2f} s)", flush=True)
+    diffs = {m: abs(ours[m].mean() - ranx_means[m]) for m in OURS}
+    print(f"  max |mean harness - mean ranx| over 18 metrics: {max(diffs.values()):.2e} "
+          f"(largest: {max(diffs, key=diffs.get)})")
+    print()
+    print(f"speed-up vs pytrec_eval end to end : {t_trec / t_ours:6.1f}x  (target >= 20x)")
+    print(f"speed-up vs ranx end to end        : {t_ranx / t_ours:6.1f}x  (target >= 30x)")
+    print(f"speed-up vs ranx evaluate alone    : {t_ranx_eval / t_ours:6.1f}x  (target >= 3x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
