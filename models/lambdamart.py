@@ -51,6 +51,8 @@ class LambdaMART:
     seed : int, default 0
         Seeds the hold-out split, the SVD feature and XGBoost.
     exclude_seen : bool, default True
+    n_jobs : int, default 1
+        XGBoost threads (more threads than free cores slows the small lists here down).
 
     Notes
     -----
@@ -63,12 +65,12 @@ class LambdaMART:
 
     def __init__(self, *, n_candidates: int = 200, n_holdout: int = 5, n_estimators: int = 100,
                  max_depth: int = 4, learning_rate: float = 0.1, seed: int = 0,
-                 exclude_seen: bool = True) -> None:
+                 exclude_seen: bool = True, n_jobs: int = 1) -> None:
         check_hyper("lambdamart", n_candidates=n_candidates, n_holdout=n_holdout, n_estimators=n_estimators,
                     max_depth=max_depth, learning_rate=learning_rate)
         self.n_candidates, self.n_holdout = n_candidates, n_holdout
         self.n_estimators, self.max_depth, self.learning_rate = n_estimators, max_depth, learning_rate
-        self.seed, self.exclude_seen = seed, exclude_seen
+        self.seed, self.exclude_seen, self.n_jobs = seed, exclude_seen, n_jobs
         self.ranker: XGBoostRanker | None = None
 
     def fit(self, train: pd.DataFrame, *, n_users: int, n_items: int) -> "LambdaMART":
@@ -86,7 +88,7 @@ class LambdaMART:
         held_keys = np.unique(held["user_id"].to_numpy() * n_items + held["item_id"].to_numpy())
         labels = np.isin(pairs["query_id"].to_numpy() * n_items + pairs["item_id"].to_numpy(), held_keys)
         model = xgb.XGBRanker(objective="rank:ndcg", n_estimators=self.n_estimators, max_depth=self.max_depth,
-                              learning_rate=self.learning_rate, random_state=self.seed, n_jobs=2,
+                              learning_rate=self.learning_rate, random_state=self.seed, n_jobs=self.n_jobs,
                               tree_method="hist")
         model.fit(features.matrix(pairs), labels.astype(np.float32), qid=pairs["query_id"].to_numpy())
         knn_full = ItemKNN(exclude_seen=self.exclude_seen)

@@ -73,7 +73,7 @@ class MMR:
         rel = np.where(real, (scores - lo) / span, 0.0)
         E = self.V[np.where(real, items, 0)]
         sim = np.einsum("nid,njd->nij", E, E)
-        max_sim = np.zeros((n, width))
+        max_sim = np.zeros((n, width))  # max similarity to the chosen; 0 while none is chosen
         available = real.copy()
         out = np.full((n, k), PAD_ITEM, dtype=np.int64)
         rows = np.arange(n)
@@ -83,5 +83,5 @@ class MMR:
             ok = available[rows, pick]
             out[ok, t] = items[rows[ok], pick[ok]]
             available[rows, pick] = False
-            max_sim = np.maximum(max_sim, sim[rows, pick, :])
+            max_sim = sim[rows, pick, :] if t == 0 else np.maximum(max_sim, sim[rows, pick, :])
         return out
