@@ -15,7 +15,9 @@ dataset:
 models:
   random:     {kind: random}
   popularity: {kind: popularity}   # the production baseline in this story
-  candidate:  {kind: oracle, params: {noise: 1.0}}   # a model of known, better quality
+  candidate:                       # matrix factorisation trained with BPR (PyTorch), seeded
+    kind: bpr_mf
+    params: {dim: 16, n_epochs: 40}
 evaluate:
   ranking: {metrics: ["ndcg@[10,20]", "recall@[20,100]", "map@100", "mrr@10"], ties: stable}
 compare:
