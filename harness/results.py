@@ -95,10 +95,12 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def write_results(result: EvalResult, output: str | Path, extra_files: dict[str, str] | None = None) -> Path:
+def write_results(result: EvalResult, output: str | Path, extra_files: dict[str, str] | None = None,
+                  figures: dict[str, Any] | None = None) -> Path:
     """Write the results folder completely under a temporary name, then rename it.
 
-    A crash leaves either no folder or a complete one, never a half-written one.
+    ``figures`` (name -> matplotlib figure) are saved as ``plots/<name>.png``. A crash
+    leaves either no folder or a complete one, never a half-written one.
     """
     root = Path(output)
     root.mkdir(parents=True, exist_ok=True)
@@ -113,6 +115,9 @@ def write_results(result: EvalResult, output: str | Path, extra_files: dict[str,
         for name, text in (extra_files or {}).items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_text(text)
+        for name, fig in (figures or {}).items():
+            (tmp / "plots").mkdir(exist_ok=True)
+            fig.savefig(tmp / "plots" / f"{name}.png", dpi=110)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

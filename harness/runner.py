@@ -21,7 +21,8 @@ from harness.compare import compare_models
 from harness.config import EvalConfig
 from harness.errors import AdapterError, ConfigError, HarnessError, TrackingError
 from harness.gate import FAIL, PASS, Verdict, decide
-from harness.metrics import evaluate_ranking
+from harness.curves import curve_names, plot_metric_curves
+from harness.metrics import evaluate_ranking, metric_curves
 from harness.metrics.stats import mean_confidence_interval
 from harness.registry import build_model
 from harness.report import junit_xml, markdown_summary
@@ -133,6 +134,11 @@ def evaluate_models(config: EvalConfig, dataset: Any, *, progress: bool,
         res = evaluate_ranking(dataset.qrels, ranking, ranking_cfg.metrics, gain=ranking_cfg.gain,
                                ties=ranking_cfg.ties, relevance_threshold=ranking_cfg.relevance_threshold)
         per_unit[name] = res.per_query.set_axis(res.per_query.index.astype(str))
+        if curve_names(ranking_cfg.metrics):
+            curves = metric_curves(dataset.qrels, ranking, curve_names(ranking_cfg.metrics), max(cutoffs),
+                                   gain=ranking_cfg.gain, ties=ranking_cfg.ties,
+                                   relevance_threshold=ranking_cfg.relevance_threshold)
+            info.setdefault(name, {})["curves"] = {c: curves[c].tolist() for c in curves}
         if stage_table is not None:  # kept beside the metrics table: other models lack these columns
             info.setdefault(name, {})["stages"] = stage_summary(stage_table, confidence=0.95)
         info.setdefault(name, {}).update(n_queries=res.n_queries, skipped=res.skipped,
@@ -207,7 +213,8 @@ def run(
     )
     out_root = Path(output or config.output)
     results_dir = write_results(result, out_root, {"summary.md": markdown_summary(result),
-                                                   "junit.xml": junit_xml(result)})
+                                                   "junit.xml": junit_xml(result)},
+                                figures=_figures(info))
     _say(f"results written to {results_dir}")
     if config.tracking.enabled:
         result.tracking = track(results_dir, result, tracking_uri)
@@ -215,6 +222,19 @@ def run(
             result.tracking["promoted"] = promote_candidate(config, info, tracking_uri)
             update_tracking(results_dir, result.tracking)
     return RunOutcome(result, results_dir, exit_code_for(verdict, inconclusive=inconclusive))
+
+
+def _figures(info: dict[str, Any]) -> dict[str, Any]:
+    """PNG plots of the run: metric@k curves of every model."""
+    curves = {m: pd.DataFrame(i["curves"], index=pd.RangeIndex(1, len(next(iter(i["curves"].values()))) + 1))
+              for m, i in info.items() if i.get("curves")}
+    if not curves:
+        return {}
+    import matplotlib.pyplot as plt
+
+    fig = plot_metric_curves(curves)
+    plt.close(fig)
+    return {"ranking_curves": fig}
 
 
 def resolve_tracking_uri(configured: str | None) -> str:

@@ -26,6 +26,7 @@ from harness.errors import TrackingError
 from harness.results import PER_UNIT, RESULTS_JSON
 
 COMPLETE_TAG = "harness.logged"
+MAX_BATCH = 1000
 
 
 def mlflow_key(metric: str) -> str:
@@ -221,8 +222,14 @@ def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict
         from mlflow.entities import Metric
 
         entities = _metric_entities(flat)
-        entities += [Metric(name, float(v), entities[0].timestamp if entities else 0, k) for name, v, k in curve]
-        client.log_batch(cid, metrics=entities, params=_params(params))
+        stamp = entities[0].timestamp if entities else 0
+        if units.get("curves"):  # the full metric@k curve, k = 1..K
+            curve = [(name, v, k) for name, values in units["curves"].items()
+                     for k, v in enumerate(values, start=1)]
+        entities += [Metric(name, float(v), stamp, k) for name, v, k in curve]
+        client.log_batch(cid, params=_params(params))
+        for start in range(0, len(entities), MAX_BATCH):  # MLflow takes <= 1000 metrics a call
+            client.log_batch(cid, metrics=entities[start : start + MAX_BATCH])
         client.set_terminated(cid, end_time=units.get("ended_ms"))
     for name in (RESULTS_JSON, PER_UNIT, "summary.md", "junit.xml"):
         if (results_dir / name).is_file():

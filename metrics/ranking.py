@@ -179,6 +179,9 @@ def prepare(qrels: pd.DataFrame, run: "pd.DataFrame | Ranking", *, ties: Ties = 
             f"check the id types ({np.asarray(r_q).dtype} vs {query_ids.dtype})")
     n_run_only = 0 if known.all() else int(len(pd.unique(r_q[~known])))
     q_items, r_keys, tiebreak = _item_keys(qrels["item_id"].to_numpy(), r_items, ties)
+    if ties == "trec_eval":
+        # trec_eval keeps scores as C floats: scores equal in single precision tie there
+        scores = scores.astype(np.float32).astype(np.float64)
 
     q_order, q_offsets = K.group_offsets(qq.astype(np.int64, copy=False), n_q)
     order, offsets = K.group_offsets(rq.astype(np.int64, copy=False), n_q)
@@ -238,8 +241,9 @@ def evaluate_ranking(
     gain : {"linear", "exponential"}, default "linear"
         Gain of a relevance grade: ``rel`` (trec_eval, scikit-learn) or ``2**rel - 1``.
     ties : {"stable", "trec_eval", "average"}, default "stable"
-        Order of equal scores: item id ascending; trec_eval's (id string descending);
-        or the exact expectation over all orders of tied items.
+        Order of equal scores: item id ascending; trec_eval's (scores compared in single
+        precision, as trec_eval stores them, then id string descending); or the exact
+        expectation over all orders of tied items.
     relevance_threshold : int, default 1
         Grade at or above which an item counts as relevant for binary metrics.
 

@@ -71,6 +71,30 @@ def test_agrees_with_trec_eval(seed: int, string_ids: bool) -> None:
     assert ours.skipped["not_in_qrels"] == len(set(run["query_id"]) - set(qrels["query_id"]))
 
 
+def test_trec_eval_ties_in_single_precision() -> None:
+    """trec_eval stores scores as C floats: scores that differ only in double precision tie,
+    and the tie goes to the larger document id string."""
+    low, high = 0.7, float(np.nextafter(np.float64(0.7), 1.0))
+    qrels = pd.DataFrame({"query_id": "q", "item_id": ["a", "b"], "relevance": [1, 0]})
+    run = pd.DataFrame({"query_id": "q", "item_id": ["a", "b"], "score": [high, low]})
+    theirs = _trec(qrels, run)["q"]["recip_rank"]
+    assert theirs == 0.5
+    assert evaluate_ranking(qrels, run, ["mrr"], ties="trec_eval").means["mrr"] == theirs
+    assert evaluate_ranking(qrels, run, ["mrr"], ties="stable").means["mrr"] == 1.0
+
+
+def test_agrees_with_trec_eval_on_continuous_scores() -> None:
+    rng = np.random.default_rng(11)
+    qrels, run = _random_case(11, n_queries=3000)
+    run["score"] = rng.random(len(run))  # ~1e-4 of queries have a single-precision tie
+    ours = evaluate_ranking(qrels, run, ["ndcg@10", "map@100", "mrr"], ties="trec_eval").per_query
+    theirs = _trec(qrels, run)
+    common = [q for q in ours.index if str(q) in theirs]
+    for metric, measure in (("ndcg@10", "ndcg_cut_10"), ("map@100", "map_cut_100"), ("mrr", "recip_rank")):
+        expected = [theirs[str(q)][measure] for q in common]
+        np.testing.assert_allclose(ours.loc[common, metric], expected, rtol=0, atol=1e-9)
+
+
 def test_average_ties_ndcg_agrees_with_scikit_learn() -> None:
     """scikit-learn's ndcg_score averages over tied scores (McSherry & Najork) and judges
     every item of a row; give both the same dense matrices."""

@@ -69,9 +69,12 @@ def test_run_is_logged_as_parent_and_children(tmp_path: Path, mlflow_server: Mlf
     assert cand.data.metrics["delta_ndcg_at_10"] == pytest.approx(comp["delta"])
     assert cand.data.metrics["delta_ndcg_at_10_p_adj"] == pytest.approx(comp["p_adjusted"])
     assert "delta_ndcg_at_10" not in base.data.metrics
-    # metric-at-k curve: recall logged at steps 10 and 50
-    steps = sorted(m.step for m in client.get_metric_history(ids["candidate"], "recall"))
-    assert steps == [10, 50]
+    # metric-at-k curve: recall logged at every k = 1..50, equal to the cut-off metrics
+    history = {m.step: m.value for m in client.get_metric_history(ids["candidate"], "recall")}
+    assert sorted(history) == list(range(1, 51))
+    assert history[10] == pytest.approx(cand.data.metrics["recall_at_10"])
+    assert history[50] == pytest.approx(cand.data.metrics["recall_at_50"])
+    assert "plots/ranking_curves.png" in {a.path for a in client.list_artifacts(ids["parent"], "plots")}
 
 
 def test_server_killed_mid_run_then_sync_logs_exactly_once(
