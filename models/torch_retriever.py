@@ -23,8 +23,8 @@ from harness.errors import AdapterError, ConfigError
 from ._scoring import seen_matrix
 
 DEFAULT_MEMORY_BUDGET_MB = 256
-# bytes per cell of a score block: float32 score, the tie-check mask, and slack for
-# torch.topk's workspace
+# bytes per cell of a score block: the float32 score, and as much again of slack for
+# torch.topk's workspace and the allocator
 _BYTES_PER_CELL = 8
 
 
@@ -54,15 +54,19 @@ def topk_block(scores: Any, k: int) -> tuple[Any, Any]:
     import torch
 
     k_eff = min(k, scores.shape[1])
-    values, cols = torch.topk(scores, k_eff, dim=1, largest=True, sorted=True)
-    if k_eff < scores.shape[1] and k_eff > 0:
-        # a tie across the boundary: more items reach the k-th value than were kept,
-        # and topk may have kept the wrong ones; redo those rows with a stable sort
-        straddle = (scores >= values[:, -1:]).sum(dim=1) > k_eff
+    if k_eff < scores.shape[1]:
+        # one extra value shows a tie across the boundary: the (k+1)-th largest equals
+        # the k-th exactly when more items reach the k-th value than are kept, and then
+        # topk may have kept the wrong ones; redo those rows with a stable sort
+        values, cols = torch.topk(scores, k_eff + 1, dim=1, largest=True, sorted=True)
+        straddle = values[:, k_eff] == values[:, k_eff - 1] if k_eff > 0 else values[:, 0] != values[:, 0]
+        values, cols = values[:, :k_eff], cols[:, :k_eff]
         if bool(straddle.any()):
             rows = straddle.nonzero().squeeze(1)
             v, c = torch.sort(scores[rows], dim=1, descending=True, stable=True)
             values[rows], cols[rows] = v[:, :k_eff], c[:, :k_eff]
+    else:
+        values, cols = torch.topk(scores, k_eff, dim=1, largest=True, sorted=True)
     # within the kept set: column ascending, then a stable sort by value descending
     by_col = torch.argsort(cols, dim=1)
     cols, values = cols.gather(1, by_col), values.gather(1, by_col)
