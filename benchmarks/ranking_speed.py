@@ -17,6 +17,7 @@ import argparse
 import gc
 import resource
 import sys
+import threading
 import time
 
 import numpy as np
@@ -28,6 +29,32 @@ OURS = [f"{m}@{k}" for m in ("ndcg", "recall", "precision", "map", "mrr", "hit_r
 
 def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def current_rss_gib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**30
+
+
+class RssSampler:
+    """Peak RSS over a block of code, sampled every 5 ms (ru_maxrss cannot be reset)."""
+
+    def __enter__(self) -> "RssSampler":
+        self.start = current_rss_gib()
+        self.peak = self.start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, current_rss_gib())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, current_rss_gib())
 
 
 def build(n_queries: int, n_candidates: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -56,9 +83,14 @@ def time_harness(qrels: pd.DataFrame, run: pd.DataFrame) -> tuple[float, pd.Data
 
     tiny_q, tiny_r = build(50, 100, 1)
     evaluate_ranking(tiny_q, tiny_r, OURS)  # JIT compilation (cached on disk after the first run)
-    start = time.perf_counter()
-    result = evaluate_ranking(qrels, run, OURS)
-    return time.perf_counter() - start, result.per_query
+    gc.collect()
+    with RssSampler() as rss:
+        start = time.perf_counter()
+        result = evaluate_ranking(qrels, run, OURS)
+        elapsed = time.perf_counter() - start
+    print(f"harness  memory: RSS {rss.start:.2f} GiB before (the input tables), peak {rss.peak:.2f} GiB "
+          f"during evaluate: {rss.peak - rss.start:.2f} GiB of working memory", flush=True)
+    return elapsed, result.per_query
 
 
 def time_pytrec(qrels: pd.DataFrame, run: pd.DataFrame) -> tuple[float, float, dict]:

@@ -43,7 +43,9 @@ def group_offsets(codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndar
             counts[c + 1] += 1
     offsets = np.cumsum(counts)
     fill = offsets[:-1].copy()
-    order = np.empty(offsets[-1], dtype=np.int64)
+    # int32 row indices halve the memory of the largest array (100M rows: 400 MB);
+    # the front door refuses inputs of 2**31 rows or more
+    order = np.empty(offsets[-1], dtype=np.int32)
     for i in range(codes.shape[0]):
         c = codes[i]
         if c >= 0:

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 Gain = Literal["linear", "exponential"]
 Ties = Literal["stable", "trec_eval", "average"]
 
+MAX_ROWS = 2**31  # row indices are int32
+
 # metric name -> whether it takes a cut-off
 RANKING_METRICS: dict[str, Cutoff] = {
     "ndcg": "optional",
@@ -153,6 +155,18 @@ def _item_keys(q_items: np.ndarray, r_items: np.ndarray, ties: str) -> tuple[np.
     return qk, rk, (-rk if as_str else rk)
 
 
+def _query_codes(index: pd.Index, ids: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
+    """Position of each id in ``index`` (-1 if absent), as int32, looked up in chunks so
+    that no int64 array of the run's length is ever allocated."""
+    if len(ids) >= MAX_ROWS:
+        raise DataValidationError(f"run: {len(ids):,} rows; evaluate at most {MAX_ROWS - 1:,} at a time "
+                                  "(split the queries into batches)")
+    out = np.empty(len(ids), dtype=np.int32)
+    for start in range(0, len(ids), chunk):
+        out[start : start + chunk] = index.get_indexer(ids[start : start + chunk])
+    return out
+
+
 def prepare(qrels: pd.DataFrame, run: "pd.DataFrame | Ranking", *, ties: Ties = "stable") -> PreparedRun:
     """Validate and factorise once; group the run by query (O(n) counting sort)."""
     from harness.adapters import Ranking  # light module; imported here to avoid a cycle
@@ -170,7 +184,7 @@ def prepare(qrels: pd.DataFrame, run: "pd.DataFrame | Ranking", *, ties: Ties = 
         r_q, r_items = run["query_id"].to_numpy(), run["item_id"].to_numpy()
     qq, query_ids = pd.factorize(qrels["query_id"].to_numpy())
     n_q = len(query_ids)
-    rq = pd.Index(query_ids).get_indexer(r_q)
+    rq = _query_codes(pd.Index(query_ids), r_q)
     known = rq >= 0
     if not known.any():
         raise DataValidationError(
@@ -183,8 +197,10 @@ def prepare(qrels: pd.DataFrame, run: "pd.DataFrame | Ranking", *, ties: Ties = 
         # trec_eval keeps scores as C floats: scores equal in single precision tie there
         scores = scores.astype(np.float32).astype(np.float64)
 
-    q_order, q_offsets = K.group_offsets(qq.astype(np.int64, copy=False), n_q)
-    order, offsets = K.group_offsets(rq.astype(np.int64, copy=False), n_q)
+    if len(qq) >= MAX_ROWS:
+        raise DataValidationError(f"qrels: {len(qq):,} rows; at most {MAX_ROWS - 1:,} are supported")
+    q_order, q_offsets = K.group_offsets(qq.astype(np.int32), n_q)
+    order, offsets = K.group_offsets(rq, n_q)
     return PreparedRun(np.asarray(query_ids), order, offsets, np.ascontiguousarray(r_keys), scores,
                        np.ascontiguousarray(tiebreak, dtype=np.int64), q_order, q_offsets,
                        np.ascontiguousarray(q_items), rel, n_run_only)
