@@ -182,15 +182,16 @@ def run_stages(name: str, pipeline: Pipeline, query_ids: np.ndarray, *, batch: i
             for stage, rs in parts.items()}
 
 
-def stage_metric_names(metrics: list[str], stage_k: int) -> list[str]:
-    """The configured metrics that fit within a stage's k, plus ``recall@k`` (its ceiling)."""
+def stage_metric_names(metrics: list[str], stage_k: int, *, ceiling: bool = True) -> list[str]:
+    """The configured metrics that fit within a stage's k, plus ``recall@k`` (its ceiling)
+    when ``ceiling``."""
     from harness.metrics._names import parse_metric_names
     from harness.metrics.ranking import RANKING_METRICS
 
     labels = [s.label for s in parse_metric_names(metrics, known=RANKING_METRICS)
               if s.k is not None and int(s.k) <= stage_k]
-    ceiling = f"recall@{stage_k}"
-    return labels + ([ceiling] if ceiling not in labels else [])
+    extra = f"recall@{stage_k}"
+    return labels + ([extra] if ceiling and extra not in labels else [])
 
 
 def evaluate_pipeline(name: str, pipeline: Pipeline, dataset: Any, ranking_cfg: Any, k: int, *,
@@ -198,8 +199,14 @@ def evaluate_pipeline(name: str, pipeline: Pipeline, dataset: Any, ranking_cfg: 
     """Run a pipeline over the dataset's queries and evaluate every stage but the last.
 
     Returns the last stage's ranking padded to ``k`` (evaluated by the runner like any
-    model's) and a per-query table of the earlier stages' metrics, columns named
-    ``"<stage>/<metric>"`` (e.g. ``retrieval/recall@500``); see :func:`stage_metric_names`.
+    model's) and a per-query table with
+
+    - ``"<stage>/<metric>"`` for every stage but the last (e.g. ``retrieval/recall@500``,
+      the ceiling of the later stages; see :func:`stage_metric_names`);
+    - ``"<stage>/within_candidates/<metric>"`` for every stage but the first: the stage
+      judged against the judgments of the candidates it was given only, which isolates
+      its own quality from the recall of the stages before it. Queries none of whose
+      relevant items reached the stage are NaN there (left out of that column's mean).
     """
     from harness.metrics import evaluate_ranking
 
@@ -209,12 +216,21 @@ def evaluate_pipeline(name: str, pipeline: Pipeline, dataset: Any, ranking_cfg: 
         if unknown.any():
             raise AdapterError(f"model {name!r}, stage {stage!r}: {int(unknown.sum())} item ids the dataset does "
                                f"not know (n_items={dataset.n_items}; e.g. {int(ranking.items[unknown][0])})")
+    options = {"gain": ranking_cfg.gain, "ties": ranking_cfg.ties,
+               "relevance_threshold": ranking_cfg.relevance_threshold}
     tables = []
     for s in pipeline.stages[:-1]:
         res = evaluate_ranking(dataset.qrels, stages[s.name], stage_metric_names(ranking_cfg.metrics, s.k),
-                               gain=ranking_cfg.gain, ties=ranking_cfg.ties,
-                               relevance_threshold=ranking_cfg.relevance_threshold)
+                               **options)
         tables.append(res.per_query.add_prefix(f"{s.name}/"))
+    for prev, s in zip(pipeline.stages, pipeline.stages[1:]):
+        # the stage judged only on what it was given: judgments of its candidates
+        reachable = dataset.qrels.merge(stages[prev.name].to_frame()[["query_id", "item_id"]],
+                                        on=["query_id", "item_id"])
+        names = stage_metric_names(ranking_cfg.metrics, s.k, ceiling=False)
+        if len(reachable) and names:
+            res = evaluate_ranking(reachable, stages[s.name], names, **options)
+            tables.append(res.per_query.add_prefix(f"{s.name}/within_candidates/"))
     table = pd.concat(tables, axis=1) if tables else pd.DataFrame(index=pd.Index([], name="query_id"))
     return pad_to(stages[pipeline.stages[-1].name], k), table
 
@@ -225,7 +241,7 @@ def stage_summary(table: pd.DataFrame, *, confidence: float = 0.95) -> dict[str,
 
     out = {}
     for column in table.columns:
-        values = table[column].to_numpy()
+        values = table[column].dropna().to_numpy()
         low, high = mean_confidence_interval(values, confidence=confidence)
         out[column] = {"value": float(values.mean()), "ci_low": float(low), "ci_high": float(high),
                        "n_units": int(values.size)}

@@ -18,7 +18,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from harness.adapters import PAD_ITEM, PAD_SCORE, Ranking
-from harness.errors import AdapterError, ConfigError
+from harness.errors import AdapterError, ConfigError, describe_examples
 
 from ._scoring import seen_matrix
 
@@ -168,9 +168,12 @@ class TorchRetriever:
         import torch
 
         self.module.eval()
+        # ids go where the module's weights are (a module moved to a GPU stays there)
+        weights = next(iter(self.module.parameters()), None) if hasattr(self.module, "parameters") else None
+        where = weights.device if weights is not None else "cpu"
         try:
             with torch.no_grad():
-                out = getattr(self.module, method)(torch.as_tensor(ids, dtype=torch.long))
+                out = getattr(self.module, method)(torch.as_tensor(ids, dtype=torch.long, device=where))
         except Exception as exc:
             raise AdapterError(f"{self.name}: {method}() raised {type(exc).__name__} for {what}: {exc}") from exc
         if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != len(ids):
@@ -198,6 +201,11 @@ class TorchRetriever:
 
         query_ids = np.asarray(query_ids, dtype=np.int64)
         items = self.item_embeddings()
+        if self._seen is not None:
+            unknown = (query_ids < 0) | (query_ids >= self._seen.shape[0])
+            if unknown.any():
+                raise AdapterError(f"{self.name}: {int(unknown.sum())} query ids outside the training users "
+                                   f"0..{self._seen.shape[0] - 1} ({describe_examples(query_ids[unknown])})")
         batch = query_batch_size(self.n_items, self.memory_budget_mb)
         k_eff = min(k, self.n_items)
         out_items = np.full((len(query_ids), k), PAD_ITEM, dtype=np.int64)

@@ -190,3 +190,10 @@ def test_result_is_a_valid_ranking_with_padding() -> None:
     assert (out.items[0, 2:] == -1).all() and np.isneginf(out.scores[0, 2:]).all()
     assert set(out.items[0, :2]) == {3, 4}
     assert (out.items[1] != -1).all()
+
+
+def test_unknown_query_ids_are_named() -> None:
+    Q, V, train = small_int_world(7)
+    model = TorchRetriever(Table(Q, V)).fit(train, n_users=len(Q), n_items=len(V))
+    with pytest.raises(AdapterError, match=r"2 query ids outside the training users 0\.\.39 \(e\.g\. 40, -1\)"):
+        model.retrieve(np.array([0, 40, -1]), 3)

@@ -163,6 +163,7 @@ def test_stage_metric_names() -> None:
     assert stage_metric_names(["ndcg@[10,20]", "recall@100", "map@1000"], 100) == \
         ["ndcg@10", "ndcg@20", "recall@100"]
     assert stage_metric_names(["ndcg@10"], 500) == ["ndcg@10", "recall@500"]
+    assert stage_metric_names(["ndcg@10", "recall@[10,100]"], 50, ceiling=False) == ["ndcg@10", "recall@10"]
 
 
 def test_runner_evaluates_each_stage(tmp_path: Path) -> None:
@@ -181,7 +182,8 @@ def test_runner_evaluates_each_stage(tmp_path: Path) -> None:
     outcome = run(config, progress=False)
     data = json.loads((outcome.results_dir / "results.json").read_text())
     stage = data["units"]["candidate"]["stages"]
-    assert set(stage) == {"retrieval/ndcg@10", "retrieval/recall@10", "retrieval/recall@50", "retrieval/recall@80"}
+    assert set(stage) == {"retrieval/ndcg@10", "retrieval/recall@10", "retrieval/recall@50", "retrieval/recall@80",
+                          "ranking/within_candidates/ndcg@10", "ranking/within_candidates/recall@10"}
     final = {r["metric"]: r["value"] for r in data["metrics"] if r["model"] == "candidate"}
     assert final["recall@50"] <= stage["retrieval/recall@80"]["value"] + 1e-12
     # the stage value is evaluate_ranking of the retrieval stage itself
@@ -189,3 +191,20 @@ def test_runner_evaluates_each_stage(tmp_path: Path) -> None:
     direct = evaluate_ranking(ds.qrels, knn.retrieve(ds.query_ids, 80), ["recall@80"]).means["recall@80"]
     assert stage["retrieval/recall@80"]["value"] == pytest.approx(direct, abs=1e-12)
     assert stage["retrieval/recall@80"]["ci_low"] <= direct <= stage["retrieval/recall@80"]["ci_high"]
+    # within candidates: the ranking stage judged on the judgments of the 80 candidates only,
+    # by a plain per-query reference
+    from harness.pipeline import Pipeline
+    from harness.registry import build_model
+
+    ranker = build_model("r", "xgboost_ranker", {"path": str(tmp_path / "ltr.json")}, ds, config.seed)
+    pipe = Pipeline([("retrieval", knn, 80), ("ranking", ranker, 40)])
+    out = pipe.run(ds.query_ids)
+    rel = {(q, i): r for q, i, r in ds.qrels.itertuples(index=False)}
+    recalls = []
+    for q, cands, ranked in zip(ds.query_ids, out["retrieval"].items, out["ranking"].items):
+        reachable = {i for i in cands if rel.get((q, i), 0) >= 1}
+        if reachable:
+            recalls.append(len(reachable & set(ranked[:10])) / len(reachable))
+    within = stage["ranking/within_candidates/recall@10"]
+    assert within["n_units"] == len(recalls)
+    assert within["value"] == pytest.approx(np.mean(recalls), abs=1e-12)
