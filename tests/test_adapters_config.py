@@ -1,0 +1,66 @@
+"""Adapter kinds named in a config, run end to end by the runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from harness.config import parse_config
+from harness.errors import AdapterError
+from harness.metrics import evaluate_ranking
+from harness.models.features import interaction_features
+from harness.runner import load_dataset, run
+from tests.conftest import small_config
+
+
+def metrics_of(outcome, model: str) -> dict[str, float]:
+    data = json.loads((outcome.results_dir / "results.json").read_text())
+    return {r["metric"]: r["value"] for r in data["metrics"] if r["model"] == model}
+
+
+def test_precomputed_file_evaluates_like_the_ranking_it_holds(tmp_path: Path) -> None:
+    cfg = small_config(tmp_path)
+    ds = load_dataset(parse_config(cfg))
+    rng = np.random.default_rng(0)
+    scores = ds.truth["true_scores"] + rng.normal(0, 1.0, ds.truth["true_scores"].shape)
+    q, i = np.nonzero(np.ones_like(scores, dtype=bool))
+    frame = pd.DataFrame({"query_id": q, "item_id": i, "score": scores[q, i]})
+    seen = set(zip(ds.train.user_id, ds.train.item_id))
+    frame = frame[[(a, b) not in seen for a, b in zip(frame.query_id, frame.item_id)]]
+    frame.to_parquet(tmp_path / "preds.parquet", index=False)
+    cfg["models"]["candidate"] = {"kind": "precomputed", "params": {"path": str(tmp_path / "preds.parquet")}}
+    got = metrics_of(run(parse_config(cfg), progress=False), "candidate")
+    want = evaluate_ranking(ds.qrels, frame, ["ndcg@10", "recall@[10,50]"]).means
+    assert got == pytest.approx(want, abs=1e-12)
+
+
+def test_sklearn_pickle_with_candidates_from_config(tmp_path: Path) -> None:
+    cfg = small_config(tmp_path)
+    ds = load_dataset(parse_config(cfg))
+    fb = interaction_features(ds.train, ds.n_users, ds.n_items, seed=cfg["seed"])
+    pairs = pd.DataFrame({"query_id": np.repeat(np.arange(ds.n_users), 40),
+                          "item_id": np.tile(np.arange(40), ds.n_users)})
+    y = ds.truth["true_relevance"][pairs.query_id, pairs.item_id] > 0
+    joblib.dump(LogisticRegression().fit(fb.matrix(pairs), y), tmp_path / "clf.joblib")
+    cfg["models"]["candidate"] = {"kind": "sklearn", "params": {
+        "path": str(tmp_path / "clf.joblib"), "candidates": {"kind": "item_knn"}, "n_candidates": 100}}
+    outcome = run(parse_config(cfg), progress=False)
+    got, pop = metrics_of(outcome, "candidate"), metrics_of(outcome, "popularity")
+    assert got["ndcg@10"] > pop["ndcg@10"]
+    assert outcome.exit_code == 0
+
+
+def test_bad_precomputed_ids_fail_the_run_with_the_model_named(tmp_path: Path) -> None:
+    cfg = small_config(tmp_path)
+    pd.DataFrame({"query_id": np.arange(300), "item_id": np.full(300, 999), "score": np.ones(300)}).to_csv(
+        tmp_path / "p.csv", index=False)
+    cfg["models"]["candidate"] = {"kind": "precomputed", "params": {"path": str(tmp_path / "p.csv")}}
+    with pytest.raises(AdapterError, match=r"model 'candidate' returned \d+ item ids the dataset does not know "
+                                           r"\(n_items=200; e\.g\. 999\)"):
+        run(parse_config(cfg), progress=False)
