@@ -1,19 +1,38 @@
-"""Candidate vs baseline on the same units: paired deltas with intervals and p-values."""
+"""Candidate vs baseline on the same units: paired deltas with intervals, p-values, MDE.
+
+Mean-type metrics (one value per unit, the metric is their mean) come as per-unit
+tables. Ratio-type metrics (SNIPS, ECE, ...: not a mean of per-unit values) come as
+:class:`~harness.metrics.stats.SumStatistic` objects per model and metric; they get
+percentile or BCa bootstrap intervals from the same resampling engine.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
-from harness.errors import DataValidationError
-from harness.metrics.stats import DeltaInference, infer_paired_deltas, minimum_detectable_effect
+from harness.errors import ConfigError, DataValidationError
+from harness.metrics.stats import (BOOTSTRAP_METHODS, METHODS, DeltaInference, Estimand, SumStatistic,
+                                   bootstrap_estimands, infer_paired_means, minimum_detectable_effect)
+
+# One-sided level and power at which every comparison reports its minimum detectable effect.
+MDE_ALPHA = 0.05
+MDE_POWER = 0.8
 
 
 @dataclass
 class MetricComparison:
-    """One metric, one candidate vs the baseline."""
+    """One metric, one candidate vs the baseline.
+
+    ``delta`` = candidate - baseline, ``relative_delta`` = candidate / baseline - 1 (None
+    when the baseline value is 0), each with its own interval; ``mde`` and
+    ``relative_mde`` are the effects a one-sided test at 5% detects with 80% power at
+    this sample size; ``note`` says why the comparison cannot settle the gate (e.g.
+    a low effective sample size), if it cannot.
+    """
 
     metric: str
     baseline: str
@@ -24,34 +43,110 @@ class MetricComparison:
     relative_delta: float | None
     ci_low: float
     ci_high: float
+    relative_ci_low: float | None
+    relative_ci_high: float | None
+    p_two_sided: float
+    std_error: float
     n_units: int
     mde: float
+    relative_mde: float | None
     method: str
-    inference: DeltaInference
+    confidence: float
+    kind: str = "mean"
+    note: str | None = None
+    inference: DeltaInference | None = field(default=None, repr=False)
+    relative_inference: DeltaInference | None = field(default=None, repr=False)
 
     def to_row(self) -> dict:
-        row = asdict(self)
-        row.pop("inference")
+        row = {k: v for k, v in asdict(self).items() if k not in ("inference", "relative_inference")}
         return row
 
+    def __post_init__(self) -> None:
+        if self.inference is None:
+            raise DataValidationError(f"comparison of {self.metric!r}: needs an inference")
 
-def paired_frame(per_unit: dict[str, pd.DataFrame], baseline: str, candidate: str,
+
+def _inference_fields(inf: DeltaInference, rel: DeltaInference | None) -> dict:
+    return dict(delta=inf.estimate, ci_low=inf.ci_low, ci_high=inf.ci_high,
+                relative_delta=None if rel is None else rel.estimate,
+                relative_ci_low=None if rel is None else rel.ci_low,
+                relative_ci_high=None if rel is None else rel.ci_high,
+                p_two_sided=inf.p_two_sided(0.0), std_error=inf.std_error, n_units=inf.n_units,
+                mde=minimum_detectable_effect(inf.std_error, alpha=MDE_ALPHA, power=MDE_POWER),
+                relative_mde=None if rel is None else minimum_detectable_effect(
+                    rel.std_error, alpha=MDE_ALPHA, power=MDE_POWER),
+                inference=inf, relative_inference=rel)
+
+
+def paired_frame(per_unit: Mapping[str, pd.DataFrame], baseline: str, candidate: str,
                  metrics: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Align two models' per-unit tables on their common units; refuse a mismatch."""
+    """Align two models' per-unit tables on their units; refuse any mismatch."""
+    for model in (baseline, candidate):
+        if model not in per_unit:
+            raise ConfigError(f"compare: no per-unit values for model {model!r}; have {sorted(per_unit)}")
+        missing = [m for m in metrics if m not in per_unit[model].columns]
+        if missing:
+            raise DataValidationError(f"compare: model {model!r} has no per-unit values for "
+                                      f"{len(missing)} metric(s), e.g. {missing[:3]}")
     base, cand = per_unit[baseline][metrics], per_unit[candidate][metrics]
+    for model, table in ((baseline, base), (candidate, cand)):
+        dup = table.index[table.index.duplicated()]
+        if len(dup):
+            raise DataValidationError(f"compare: model {model!r} has {len(dup)} duplicated unit ids, "
+                                      f"e.g. {list(dup[:3])}")
     if not base.index.equals(cand.index):
         only_base = base.index.difference(cand.index)
         only_cand = cand.index.difference(base.index)
         if len(only_base) or len(only_cand):
+            example = list(only_base[:2]) + list(only_cand[:2])
             raise DataValidationError(
                 f"cannot pair {candidate!r} with {baseline!r}: {len(only_base)} units only in the "
-                f"baseline, {len(only_cand)} only in the candidate")
+                f"baseline, {len(only_cand)} only in the candidate (e.g. {example})")
         cand = cand.loc[base.index]
     return base, cand
 
 
+def _compare_statistics(base_stats: Mapping[str, SumStatistic], cand_stats: Mapping[str, SumStatistic],
+                        names: list[str], *, method: str, confidence: float, n_resamples: int, seed: int,
+                        weights: str) -> list[tuple[float, float, DeltaInference, DeltaInference | None, str]]:
+    """Ratio-type metrics: delta and relative delta from one shared bootstrap of the units."""
+    cols, ests, values = [], [], []
+    offset = 0
+    n_units = {cand_stats[m].n_units for m in names} | {base_stats[m].n_units for m in names}
+    if len(n_units) != 1:
+        raise DataValidationError(f"ratio-type metrics {names}: cover different unit counts {sorted(n_units)}")
+    for name in names:
+        b, c = base_stats[name], cand_stats[name]
+        kc, kb = c.parts.shape[1], b.parts.shape[1]
+        cs, bs = np.arange(offset, offset + kc), np.arange(offset + kc, offset + kc + kb)
+        offset += kc + kb
+        cols += [c.parts, b.parts]
+        bval, cval = b.value(), c.value()
+        values.append((bval, cval))
+
+        def delta(s: np.ndarray, t: np.ndarray, c=c, b=b, kc=kc) -> np.ndarray:
+            return c.combine(s[..., :kc], t) - b.combine(s[..., kc:], t)
+
+        def rel(s: np.ndarray, t: np.ndarray, c=c, b=b, kc=kc) -> np.ndarray:
+            return c.combine(s[..., :kc], t) / b.combine(s[..., kc:], t) - 1.0
+
+        both = np.concatenate([cs, bs])
+        ests.append(Estimand(both, delta))
+        ests.append(Estimand(both, rel) if bval != 0 else None)
+    parts = np.hstack(cols)
+    used = [e for e in ests if e is not None]
+    infs = iter(bootstrap_estimands(parts, used, method=method, confidence=confidence,
+                                    n_resamples=n_resamples, seed=seed, weights=weights))
+    out = []
+    for i, (bval, cval) in enumerate(values):
+        absolute = next(infs)
+        relative = next(infs) if ests[2 * i + 1] is not None else None
+        out.append((bval, cval, absolute, relative, method))
+    return out
+
+
 def compare_models(
-    per_unit: dict[str, pd.DataFrame],
+    per_unit: Mapping[str, pd.DataFrame],
     *,
     baseline: str,
     candidates: list[str],
@@ -60,27 +155,73 @@ def compare_models(
     confidence: float = 0.95,
     n_resamples: int = 2000,
     seed: int = 0,
+    weights: str = "auto",
+    statistics: Mapping[str, Mapping[str, SumStatistic]] | None = None,
+    notes: Mapping[tuple[str, str], str] | None = None,
 ) -> list[MetricComparison]:
     """Paired comparison of each candidate with the baseline on every metric.
 
-    ``per_unit[model]`` is a DataFrame indexed by unit id with one column per metric.
-    All metrics of a candidate share one bootstrap resample of the units.
+    Parameters
+    ----------
+    per_unit : mapping model -> DataFrame
+        Indexed by unit id, one column per mean-type metric.
+    metrics : list of str
+        Metrics to compare: columns of ``per_unit`` or keys of ``statistics``.
+    method : {"bootstrap", "bca", "t_test", "randomization"}
+        Percentile or BCa paired bootstrap, paired t-test (relative delta by the delta
+        method), or paired sign-flip randomisation test (interval by test inversion).
+    weights : {"auto", "multinomial", "poisson"}
+        Bootstrap weights (see :func:`harness.metrics.stats.bootstrap_sums`).
+    statistics : mapping model -> metric -> SumStatistic, optional
+        Ratio-type metrics. The candidate's and the baseline's statistic of a metric
+        must have one row per unit, the same units in the same order (e.g. the logged
+        rounds of an off-policy data set). Always bootstrapped: with ``method``
+        ``t_test`` or ``randomization`` they get BCa, and the row's ``method`` says so.
+    notes : mapping (candidate, metric) -> str, optional
+        Why a comparison cannot settle the gate (e.g. ``"effective sample size 40 <
+        100"``); the gate then reports that criterion INCONCLUSIVE.
+
+    Notes
+    -----
+    All metrics of a candidate share one resample of the units (seed ``seed + i`` for
+    the i-th candidate), which keeps their correlation.
     """
+    if method not in METHODS:
+        raise ConfigError(f"compare.method: unknown value {method!r}; use one of {', '.join(METHODS)}")
+    if not candidates:
+        raise ConfigError("compare.candidates: need at least one candidate")
+    if baseline in candidates:
+        raise ConfigError(f"compare: the baseline {baseline!r} cannot also be a candidate")
+    statistics = statistics or {}
+    notes = notes or {}
     rows: list[MetricComparison] = []
     for c_index, candidate in enumerate(candidates):
-        base, cand = paired_frame(per_unit, baseline, candidate, metrics)
-        deltas = cand.to_numpy() - base.to_numpy()
-        inferences = infer_paired_deltas(deltas, method=method, confidence=confidence,
-                                         n_resamples=n_resamples, seed=seed + c_index)
-        for j, metric in enumerate(metrics):
-            b_mean = float(base[metric].mean())
-            inf = inferences[j]
+        stat_names = [m for m in metrics if m in statistics.get(candidate, {})]
+        mean_names = [m for m in metrics if m not in stat_names]
+        results: dict[str, tuple] = {}
+        if mean_names:
+            base, cand = paired_frame(per_unit, baseline, candidate, mean_names)
+            absolute, relative = infer_paired_means(
+                cand.to_numpy(dtype=np.float64), base.to_numpy(dtype=np.float64), method=method,
+                confidence=confidence, n_resamples=n_resamples, seed=seed + c_index, weights=weights)
+            for j, name in enumerate(mean_names):
+                results[name] = (float(base[name].mean()), float(cand[name].mean()), absolute[j],
+                                 relative[j], method, "mean")
+        if stat_names:
+            missing = [m for m in stat_names if m not in statistics.get(baseline, {})]
+            if missing:
+                raise DataValidationError(f"compare: ratio-type metric(s) {missing} given for {candidate!r} "
+                                          f"but not for the baseline {baseline!r}")
+            used = method if method in BOOTSTRAP_METHODS else "bca"
+            for name, res in zip(stat_names, _compare_statistics(
+                    statistics[baseline], statistics[candidate], stat_names, method=used,
+                    confidence=confidence, n_resamples=n_resamples, seed=seed + c_index, weights=weights)):
+                results[name] = (*res, "statistic")
+        for name in metrics:
+            b_val, c_val, inf, rel, used_method, kind = results[name]
             rows.append(MetricComparison(
-                metric=metric, baseline=baseline, candidate=candidate,
-                baseline_value=b_mean, candidate_value=float(cand[metric].mean()),
-                delta=inf.estimate,
-                relative_delta=inf.estimate / b_mean if b_mean != 0 else None,
-                ci_low=inf.ci_low, ci_high=inf.ci_high, n_units=inf.n_units,
-                mde=minimum_detectable_effect(inf.std_error), method=method, inference=inf,
-            ))
+                metric=name, baseline=baseline, candidate=candidate, baseline_value=b_val,
+                candidate_value=c_val, method=used_method, confidence=confidence, kind=kind,
+                note=notes.get((candidate, name)), **_inference_fields(inf, rel)))
     return rows
+

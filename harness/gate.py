@@ -1,16 +1,22 @@
 """The launch gate: PASS / FAIL / INCONCLUSIVE from paired comparisons.
 
-Each criterion is tested twice, one-sided, on the delta oriented by its ``direction``:
+Each criterion is tested twice, one-sided, on its delta oriented so that "gain" is
+positive when the candidate is better (``direction``), on the absolute scale or, with
+``relative: true``, on candidate / baseline - 1 (whose interval resamples the
+baseline too, so a relative margin is not treated as a fixed number):
 
 - the *pass* test: primary H1: gain > min_improvement (superiority); guardrail
-  H1: loss < max_regression (non-inferiority);
-- the *fail* test: primary H1: the metric is worse (loss > 0); guardrail
-  H1: loss > max_regression (a regression beyond the margin).
+  H1: gain > -max_regression (non-inferiority);
+- the *fail* test: primary H1: gain < 0 (significantly worse); guardrail
+  H1: gain < -max_regression (a regression beyond the margin).
 
 p-values of each kind are adjusted over the whole family the gate decides on (every
-criterion x candidate), Holm by default. A criterion PASSes when its adjusted pass
-p-value < alpha, FAILs when its adjusted fail p-value < alpha, else is INCONCLUSIVE.
-The verdict is FAIL if any criterion fails, PASS if all pass, else INCONCLUSIVE.
+criterion x candidate): Holm by default (family-wise error), Benjamini-Hochberg or
+none on request. A criterion FAILs when its adjusted fail p-value < alpha, PASSes when
+its adjusted pass p-value < alpha, else is INCONCLUSIVE, and then says what would
+settle it: the minimum detectable effect at this sample size and the number of units
+needed if the true delta were the observed one. The verdict is FAIL if any criterion
+fails, PASS if all pass, else INCONCLUSIVE.
 """
 
 from __future__ import annotations
@@ -21,13 +27,20 @@ import numpy as np
 
 from harness.compare import MetricComparison
 from harness.config import GateCriterion
-from harness.metrics.stats import adjust_p_values
+from harness.errors import ConfigError, DataValidationError
+from harness.metrics.stats import CORRECTIONS, DeltaInference, adjust_p_values, minimum_detectable_effect, required_units
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
+# power at which an INCONCLUSIVE criterion's "units needed" is computed
+POWER = 0.8
 
 
 @dataclass
 class CriterionResult:
+    """One gate criterion for one candidate. ``delta``/``ci_*``/``margin`` are on the
+    criterion's scale (relative when ``relative``); ``p_value`` is the pass test's,
+    ``p_regression`` the fail test's; ``units_needed`` is null unless INCONCLUSIVE."""
+
     metric: str
     candidate: str
     role: str
@@ -43,6 +56,11 @@ class CriterionResult:
     p_regression_adjusted: float
     outcome: str
     reason: str = ""
+    relative: bool = False
+    alpha: float = 0.05
+    mde: float | None = None
+    n_units: int = 0
+    units_needed: float | None = None
 
 
 @dataclass
@@ -50,28 +68,59 @@ class Verdict:
     decision: str
     reasons: list[str] = field(default_factory=list)
     criteria: list[CriterionResult] = field(default_factory=list)
+    correction: str = "holm"
 
     def to_dict(self) -> dict:
-        return {"decision": self.decision, "reasons": self.reasons,
+        return {"decision": self.decision, "reasons": self.reasons, "correction": self.correction,
                 "criteria": [asdict(c) for c in self.criteria]}
 
 
-def _margin(crit: GateCriterion, baseline_value: float) -> float:
-    margin = crit.min_improvement if crit.role == "primary" else float(crit.max_regression or 0.0)
-    return margin * abs(baseline_value) if crit.relative else margin
+@dataclass
+class _Pending:
+    crit: GateCriterion
+    comp: MetricComparison
+    inf: DeltaInference
+    sign: float
+    threshold: float  # the pass test: sign * estimand > threshold
+    p_pass: float
+    p_fail: float
+    text: str
 
 
-def _tests(crit: GateCriterion, comp: MetricComparison, margin: float) -> tuple[float, float, str]:
-    """(p_pass, p_fail, description) for one criterion on one comparison."""
-    inf = comp.inference
+def _plan(crit: GateCriterion, comp: MetricComparison) -> _Pending:
+    inf = comp.relative_inference if crit.relative else comp.inference
+    if inf is None:
+        raise DataValidationError(f"gate: {crit.metric!r} has a relative margin but the baseline "
+                                  f"{comp.baseline!r} scores 0 on it, so a relative change is undefined")
     sign = 1.0 if crit.direction == "higher" else -1.0
     better = inf.p_greater if sign > 0 else inf.p_less
     worse = inf.p_less if sign > 0 else inf.p_greater
-    unit = f"{crit.max_regression if crit.role == 'guardrail' else crit.min_improvement:g}" + (
-        " (relative)" if crit.relative else "")
+    scale = " (relative)" if crit.relative else ""
     if crit.role == "primary":
-        return better(sign * margin), worse(0.0), f"improve by more than {unit}"
-    return better(-sign * margin), worse(-sign * margin), f"regress by less than {unit}"
+        threshold = crit.min_improvement
+        return _Pending(crit, comp, inf, sign, threshold, better(sign * threshold), worse(0.0),
+                        f"improve by more than {threshold:g}{scale}")
+    threshold = -float(crit.max_regression or 0.0)
+    return _Pending(crit, comp, inf, sign, threshold, better(sign * threshold), worse(sign * threshold),
+                    f"regress by less than {-threshold:g}{scale}")
+
+
+def _settle(p: _Pending, alpha: float) -> tuple[float, float | None, str]:
+    """(MDE, units needed to PASS, advice) for an INCONCLUSIVE criterion."""
+    inf, n = p.inf, p.inf.n_units
+    mde = minimum_detectable_effect(inf.std_error, alpha=alpha, power=POWER)
+    gap = p.sign * inf.estimate - p.threshold
+    if gap > 0:
+        need = required_units(gap, inf.std_error, n, alpha=alpha, power=POWER)
+        return mde, need, (f"detectable margin at n={n}: {mde:.4g}; to PASS at {POWER:.0%} power if the true "
+                           f"delta is the observed one: ~{need:,.0f} units ({need / n:.1f}x)")
+    worse_gap = -(p.sign * inf.estimate) if p.crit.role == "primary" else -gap
+    tail = ""
+    if worse_gap > 0:
+        need_fail = required_units(worse_gap, inf.std_error, n, alpha=alpha, power=POWER)
+        tail = f"; to confirm the regression: ~{need_fail:,.0f} units"
+    return mde, None, (f"the observed delta does not meet the requirement, so more data would not make it "
+                       f"PASS unless the true delta is better (detectable margin at n={n}: {mde:.4g}){tail}")
 
 
 def decide(
@@ -80,40 +129,55 @@ def decide(
     *,
     correction: str = "holm",
 ) -> Verdict:
-    """Apply the gate to the comparisons of every candidate."""
+    """Apply the gate to the comparisons of every candidate.
+
+    The family adjusted for multiplicity is every (candidate, criterion) pair.
+    """
+    if correction not in CORRECTIONS:
+        raise ConfigError(f"correction: unknown value {correction!r}; use one of {', '.join(CORRECTIONS)}")
     if not criteria:
-        return Verdict(PASS, ["no gate criteria configured"])
+        return Verdict(PASS, ["no gate criteria configured"], correction=correction)
     by_key = {(c.candidate, c.metric): c for c in comparisons}
     candidates = list(dict.fromkeys(c.candidate for c in comparisons))
-    pending = []
+    pending: list[_Pending] = []
     for candidate in candidates:
         for crit in criteria:
-            comp = by_key[(candidate, crit.metric)]
-            margin = _margin(crit, comp.baseline_value)
-            p_pass, p_fail, text = _tests(crit, comp, margin)
-            pending.append((crit, comp, margin, p_pass, p_fail, text))
-    p_pass_adj = adjust_p_values(np.array([p[3] for p in pending]), correction)
-    p_fail_adj = adjust_p_values(np.array([p[4] for p in pending]), correction)
+            if (candidate, crit.metric) not in by_key:
+                have = sorted({c.metric for c in comparisons if c.candidate == candidate})
+                raise ConfigError(f"gate: metric {crit.metric!r} was not compared for {candidate!r}; "
+                                  f"compared: {have}")
+            pending.append(_plan(crit, by_key[(candidate, crit.metric)]))
+    p_pass_adj = adjust_p_values(np.array([p.p_pass for p in pending]), correction)
+    p_fail_adj = adjust_p_values(np.array([p.p_fail for p in pending]), correction)
+    # what an INCONCLUSIVE criterion would need: the strictest per-test level of the family
+    per_test = (lambda a: a / len(pending)) if correction == "holm" else (lambda a: a)
     results = []
-    for (crit, comp, margin, p_pass, p_fail, text), pa, fa in zip(pending, p_pass_adj, p_fail_adj):
-        if fa < crit.alpha:
+    for p, pa, fa in zip(pending, p_pass_adj, p_fail_adj):
+        crit, comp, inf = p.crit, p.comp, p.inf
+        margin = p.threshold if crit.role == "primary" else -p.threshold
+        mde = need = None
+        if comp.note:
+            outcome, why = INCONCLUSIVE, f"cannot be settled by this data: {comp.note}"
+        elif fa < crit.alpha:
             outcome = FAIL
             why = ("significantly worse" if crit.role == "primary"
                    else f"regression beyond the margin {margin:.4g}")
         elif pa < crit.alpha:
-            outcome, why = PASS, f"shown to {text}"
+            outcome, why = PASS, f"shown to {p.text}"
         else:
             outcome = INCONCLUSIVE
-            why = (f"not shown to {text}; detectable effect at this sample size "
-                   f"~{comp.mde:.4g} (n={comp.n_units})")
+            mde, need, advice = _settle(p, per_test(crit.alpha))
+            why = f"not shown to {p.text}; {advice}"
+        scale = "relative delta" if crit.relative else "delta"
         reason = (f"{outcome}: {comp.candidate} {crit.metric} ({crit.role}, {crit.direction} is better) "
-                  f"delta={comp.delta:+.4g} CI [{comp.ci_low:+.4g}, {comp.ci_high:+.4g}] "
-                  f"p_adj={pa:.3g} / regression p_adj={fa:.3g}: {why}")
+                  f"{scale}={inf.estimate:+.4g} {comp.confidence:.0%} CI [{inf.ci_low:+.4g}, {inf.ci_high:+.4g}] "
+                  f"p_adj={pa:.3g} / regression p_adj={fa:.3g} ({comp.method}, {correction}): {why}")
         results.append(CriterionResult(
             metric=crit.metric, candidate=comp.candidate, role=crit.role, direction=crit.direction,
-            criterion=text, delta=comp.delta, ci_low=comp.ci_low, ci_high=comp.ci_high,
-            margin=margin, p_value=p_pass, p_adjusted=float(pa), p_regression=p_fail,
-            p_regression_adjusted=float(fa), outcome=outcome, reason=reason))
+            criterion=p.text, delta=inf.estimate, ci_low=inf.ci_low, ci_high=inf.ci_high,
+            margin=margin, p_value=p.p_pass, p_adjusted=float(pa), p_regression=p.p_fail,
+            p_regression_adjusted=float(fa), outcome=outcome, reason=reason, relative=crit.relative,
+            alpha=crit.alpha, mde=mde, n_units=inf.n_units, units_needed=need))
     outcomes = {r.outcome for r in results}
     decision = FAIL if FAIL in outcomes else PASS if outcomes == {PASS} else INCONCLUSIVE
-    return Verdict(decision, [r.reason for r in results], results)
+    return Verdict(decision, [r.reason for r in results], results, correction)

@@ -1,20 +1,59 @@
-"""Statistics for paired comparisons: intervals, one-sided tests, multiplicity control.
+"""Statistics for paired comparisons: intervals, one-sided tests, multiplicity, power.
 
-Every function takes per-unit values (one row per query, round or user) so that the
-candidate and the baseline are compared on the SAME units.
+Every function works on per-unit values (one row per query, logged round or user), so
+that a candidate and its baseline are compared on the SAME units.
+
+Three families of inference, each giving an interval and one-sided p-values for any
+margin (``p_greater(m)``: H1 delta > m; ``p_less(m)``: H1 delta < m):
+
+- paired Student t (means; the relative difference through the delta method);
+- paired bootstrap, percentile or BCa, for any statistic that is a function of
+  (weighted) sums of per-unit columns: means, ratios such as SNIPS, binned errors such
+  as ECE (see :class:`SumStatistic`);
+- paired randomisation (sign-flip) test, exact for small n, Monte Carlo otherwise.
+
+Bootstrap weights. Resampling n units with replacement is the same as weighting unit i
+by its count c_i ~ Multinomial(n, 1/n); the statistic then needs only the weighted
+column sums ``c @ parts``: a matrix product instead of a gather. For small n the counts
+are drawn exactly as ``scipy.stats.bootstrap`` draws its indices (same seed, same
+resamples). For large n, counts are replaced by independent Poisson(1) weights
+(the Poisson bootstrap, Hanley & MacGibbon 2006; Chamandy et al. 2012): they can be
+drawn per block of units, so memory is bounded by one block, and they are generated
+as 16-bit uniform codes mapped through a Poisson(1) quantile table (one random byte
+pair and one table look-up per weight; probabilities exact to 2^-16), then multiplied
+in float32 against column-centred parts and accumulated in float64.
+
+References
+----------
+Efron & Tibshirani (1993), *An Introduction to the Bootstrap*, ch. 14 (BCa).
+Chamandy, Muralidharan, Najmi & Naidu (2012), *Estimating uncertainty for massive
+data streams*, Google technical report (Poisson bootstrap).
+Fisher (1935), *The Design of Experiments* (randomisation test).
+Holm (1979); Benjamini & Hochberg (1995).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable, Sequence
 
 import numpy as np
+from scipy import special
 from scipy import stats as sps
 
-from harness.errors import DataValidationError
+from harness.errors import ConfigError, DataValidationError
 
-# A bootstrap chunk holds at most this many resampled indices (64 MiB of int64).
-_CHUNK_CELLS = 8_000_000
+# Cells (resamples x units) held in memory by one bootstrap block.
+_CHUNK_CELLS = 4_000_000
+# Up to this many units the exact multinomial bootstrap is used by weights="auto".
+MULTINOMIAL_MAX_UNITS = 20_000
+# Up to this many units the sign-flip test enumerates all 2^n sign vectors.
+EXACT_SIGN_FLIP_MAX_UNITS = 14
+
+Combine = Callable[[np.ndarray, np.ndarray], np.ndarray]
+BOOTSTRAP_METHODS = ("bootstrap", "bca")
+METHODS = ("bootstrap", "bca", "t_test", "randomization")
 
 
 def _as_2d(values: np.ndarray, name: str) -> np.ndarray:
@@ -23,42 +62,108 @@ def _as_2d(values: np.ndarray, name: str) -> np.ndarray:
         arr = arr[:, None]
     if arr.ndim != 2 or arr.shape[0] < 2:
         raise DataValidationError(f"{name}: need at least 2 units, got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise DataValidationError(f"{name}: {int((~np.isfinite(arr)).sum())} NaN or infinite values")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise DataValidationError(f"{name}: {int(bad.sum())} NaN or infinite values "
+                                  f"(e.g. row {int(np.argwhere(bad)[0][0])})")
     return arr
 
 
-def bootstrap_mean_replicates(
-    values: np.ndarray, *, n_resamples: int = 2000, seed: int = 0
-) -> np.ndarray:
-    """Means of ``values`` (n_units, n_metrics) over ``n_resamples`` bootstrap resamples.
+def _check_level(confidence: float, n_resamples: int) -> None:
+    if not 0.5 < confidence < 1:
+        raise ConfigError(f"confidence: must be in (0.5, 1), got {confidence!r}")
+    if n_resamples < 10:
+        raise ConfigError(f"n_resamples: need at least 10, got {n_resamples!r}")
 
-    Units are resampled with replacement (the same resample for every metric, which
-    keeps their correlation). Resampling counts come from one ``bincount`` per chunk
-    and the means from a matrix product, so memory stays bounded for any n.
 
-    Returns
-    -------
-    ndarray of shape (n_resamples, n_metrics)
+# --------------------------------------------------------------------------- statistics
+
+
+@dataclass(frozen=True)
+class SumStatistic:
+    """A statistic computed from the column sums of per-unit parts.
+
+    ``value = combine(parts.sum(axis=0), n_units)``. Under a bootstrap resample with
+    unit weights ``w`` it is ``combine(w @ parts, w.sum())``, and with unit i left out
+    (jackknife) ``combine(S - parts[i], n - 1)``: so every such statistic gets
+    percentile and BCa intervals without per-resample Python code.
+
+    Parameters
+    ----------
+    parts : ndarray of shape (n_units, k)
+        Per-unit contributions, e.g. ``[w_i r_i, w_i]`` for SNIPS.
+    combine : callable ``(sums, total) -> value``
+        ``sums`` has shape (..., k), ``total`` (the summed unit weights) broadcasts to
+        (...). Must be vectorised over the leading axes.
+    name : str
+        For messages.
+
+    Examples
+    --------
+    A mean is ``mean_statistic(x)``; SNIPS = sum(w r) / sum(w) is
+    ``ratio_statistic(w * r, w)``; ECE over bins b is ``SumStatistic(parts=onehot_b *
+    (y - p), combine=lambda s, t: np.abs(s).sum(-1) / t)``.
     """
-    arr = _as_2d(values, "values")
-    n = arr.shape[0]
-    rng = np.random.default_rng(seed)
-    chunk = max(1, min(n_resamples, _CHUNK_CELLS // n))
-    out = np.empty((n_resamples, arr.shape[1]))
-    for start in range(0, n_resamples, chunk):
-        b = min(chunk, n_resamples - start)
-        idx = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
-        counts = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n)
-        out[start : start + b] = counts @ arr / n
-    return out
+
+    parts: np.ndarray
+    combine: Combine
+    name: str = "statistic"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "parts", _as_2d(self.parts, f"{self.name} parts"))
+
+    @property
+    def n_units(self) -> int:
+        return int(self.parts.shape[0])
+
+    def value(self) -> float:
+        return float(self.combine(self.parts.sum(axis=0), np.float64(self.n_units)))
+
+
+def mean_statistic(values: np.ndarray, *, name: str = "mean") -> SumStatistic:
+    """Mean of per-unit values: sum(w x) / sum(w)."""
+    return SumStatistic(np.asarray(values, dtype=np.float64), lambda s, t: s[..., 0] / t, name)
+
+
+def ratio_statistic(numerator: np.ndarray, denominator: np.ndarray, *, name: str = "ratio") -> SumStatistic:
+    """Ratio of sums, sum(num) / sum(den): SNIPS (num = w r, den = w), CTR per impression, ..."""
+    num = np.asarray(numerator, dtype=np.float64)
+    den = np.asarray(denominator, dtype=np.float64)
+    if num.shape != den.shape or num.ndim != 1:
+        raise DataValidationError(f"{name}: numerator {num.shape} and denominator {den.shape} "
+                                  "must be 1-D arrays of the same length")
+    return SumStatistic(np.column_stack([num, den]), lambda s, t: s[..., 0] / s[..., 1], name)
+
+
+def _paired(cand: SumStatistic, base: SumStatistic, op: Callable[[np.ndarray, np.ndarray], np.ndarray],
+            name: str) -> SumStatistic:
+    if cand.n_units != base.n_units:
+        raise DataValidationError(f"{name}: candidate has {cand.n_units} units, baseline {base.n_units}; "
+                                  "a paired comparison needs the same units in the same order")
+    k = cand.parts.shape[1]
+    return SumStatistic(np.hstack([cand.parts, base.parts]),
+                        lambda s, t: op(cand.combine(s[..., :k], t), base.combine(s[..., k:], t)), name)
+
+
+def paired_difference(candidate: SumStatistic, baseline: SumStatistic) -> SumStatistic:
+    """candidate - baseline on the same units (one resample drives both)."""
+    return _paired(candidate, baseline, np.subtract, f"{candidate.name} - {baseline.name}")
+
+
+def paired_relative_difference(candidate: SumStatistic, baseline: SumStatistic) -> SumStatistic:
+    """candidate / baseline - 1 on the same units; the baseline's own noise is resampled too."""
+    return _paired(candidate, baseline, lambda c, b: c / b - 1.0, f"{candidate.name} / {baseline.name} - 1")
+
+
+# --------------------------------------------------------------------------- inference
 
 
 @dataclass(frozen=True)
 class DeltaInference:
-    """Inference on the mean of paired deltas: estimate, interval and one-sided p-values.
+    """Inference on one estimand: estimate, two-sided interval, one-sided p-values.
 
-    ``p_greater(m)`` is the p-value of H1: delta > m; ``p_less(m)`` of H1: delta < m.
+    ``p_greater(m)`` is the p-value of H1: estimand > m; ``p_less(m)`` of H1: < m.
+    ``std_error`` is the t standard error, or the bootstrap/randomisation SD.
     """
 
     estimate: float
@@ -67,28 +172,438 @@ class DeltaInference:
     method: str
     std_error: float
     n_units: int
-    _replicates: np.ndarray | None = None
+
+    def p_greater(self, margin: float) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def p_less(self, margin: float) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def p_two_sided(self, margin: float = 0.0) -> float:
+        """2 min(p_greater, p_less), capped at 1."""
+        return float(min(1.0, 2 * min(self.p_greater(margin), self.p_less(margin))))
+
+
+@dataclass(frozen=True)
+class TInference(DeltaInference):
+    """Student t with ``df`` degrees of freedom: t = (estimate - m) / SE."""
+
+    df: float = 1.0
+
+    def _t(self, margin: float, alternative: str) -> float:
+        diff, se = self.estimate - margin, self.std_error
+        if se == 0:
+            if diff == 0:
+                return 1.0
+            return 0.0 if (diff > 0) == (alternative == "greater") else 1.0
+        t = diff / se
+        return float(sps.t.sf(t, self.df) if alternative == "greater" else sps.t.cdf(t, self.df))
 
     def p_greater(self, margin: float) -> float:
-        if self._replicates is not None:
-            # percentile-interval duality: the smallest alpha at which the one-sided
-            # lower bound exceeds the margin
-            return float((1 + np.sum(self._replicates <= margin)) / (1 + self._replicates.size))
-        return _t_p(self.estimate - margin, self.std_error, self.n_units, "greater")
+        return self._t(margin, "greater")
 
     def p_less(self, margin: float) -> float:
-        if self._replicates is not None:
-            return float((1 + np.sum(self._replicates >= margin)) / (1 + self._replicates.size))
-        return _t_p(self.estimate - margin, self.std_error, self.n_units, "less")
+        return self._t(margin, "less")
 
 
-def _t_p(diff: float, se: float, n: int, alternative: str) -> float:
-    if se == 0:
-        if diff == 0:
-            return 1.0
-        return 0.0 if (diff > 0) == (alternative == "greater") else 1.0
-    t = diff / se
-    return float(sps.t.sf(t, n - 1) if alternative == "greater" else sps.t.cdf(t, n - 1))
+@dataclass(frozen=True)
+class PercentileInference(DeltaInference):
+    """Percentile bootstrap; p-values by duality with the one-sided percentile bound,
+    (1 + #{replicates <= m}) / (B + 1) for H1: > m."""
+
+    replicates: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+
+    def p_greater(self, margin: float) -> float:
+        r = self.replicates
+        return float((1 + np.count_nonzero(r <= margin)) / (1 + r.size))
+
+    def p_less(self, margin: float) -> float:
+        r = self.replicates
+        return float((1 + np.count_nonzero(r >= margin)) / (1 + r.size))
+
+
+@dataclass(frozen=True)
+class BcaInference(PercentileInference):
+    """BCa bootstrap (Efron 1987). The p-value of H1: > m is the level alpha at which
+    the one-sided BCa lower bound equals m: with z_m = Phi^-1(G(m)) and D = z_m - z0,
+    p = Phi(D / (1 + a D) - z0)."""
+
+    z0: float = 0.0
+    acceleration: float = 0.0
+
+    def _z(self, margin: float) -> float:
+        r = self.replicates
+        g = (np.count_nonzero(r < margin) + 0.5 * np.count_nonzero(r == margin)) / r.size
+        g = min(max(g, 1.0 / (r.size + 1)), r.size / (r.size + 1))
+        d = special.ndtri(g) - self.z0
+        denom = 1 + self.acceleration * d
+        if denom <= 0:  # beyond the range where the BCa map is monotone
+            return np.inf if d > 0 else -np.inf
+        return float(d / denom - self.z0)
+
+    def p_greater(self, margin: float) -> float:
+        return float(special.ndtr(self._z(margin)))
+
+    def p_less(self, margin: float) -> float:
+        return float(special.ndtr(-self._z(margin)))
+
+
+@dataclass(frozen=True)
+class SignFlipInference(DeltaInference):
+    """Paired randomisation test of H0: E[u - m v] = 0 with u - m v symmetric per unit.
+
+    For the absolute delta u = d, v = 1; for the relative one u = c - b, v = b (since
+    c / b - 1 = m  <=>  c - (1 + m) b = 0). With sign vectors e, the null statistic is
+    mean(e (u - m v)) = A_u - m A_v, compared with the observed mean(u) - m mean(v).
+    Exact over all 2^n sign vectors for small n, else Monte Carlo with the +1 rule.
+    """
+
+    a_u: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    a_v: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    u_bar: float = 0.0
+    v_bar: float = 1.0
+    exact: bool = False
+
+    def _p(self, margin: float, sign: float) -> float:
+        obs = self.u_bar - margin * self.v_bar
+        null = self.a_u - margin * self.a_v
+        tol = 100 * np.finfo(float).eps * max(abs(obs), abs(self.u_bar), 1e-300)
+        # estimand > m  <=>  mean(u - m v) > 0 when mean(v) > 0 (reversed when < 0)
+        direction = sign if self.v_bar > 0 else -sign
+        hits = np.count_nonzero(direction * (null - obs) >= -tol)
+        if self.exact:
+            return float(hits / null.size)
+        return float((1 + hits) / (1 + null.size))
+
+    def p_greater(self, margin: float) -> float:
+        return self._p(margin, 1.0)
+
+    def p_less(self, margin: float) -> float:
+        return self._p(margin, -1.0)
+
+
+def _invert(inf: DeltaInference, alpha: float, spread: float) -> tuple[float, float]:
+    """Interval {m: p_greater(m) > alpha/2 and p_less(m) > alpha/2} by bisection."""
+    est = inf.estimate
+    step = max(spread, 1e-12 * max(1.0, abs(est)), 1e-300)
+
+    def root(fn: Callable[[float], float], outward: float) -> float:
+        inside, far = est, est + outward * step
+        for _ in range(60):  # expand until rejected
+            if fn(far) <= alpha / 2:
+                break
+            inside, far = far, far + outward * (far - est)
+        else:
+            return -np.inf if outward < 0 else np.inf
+        for _ in range(80):
+            mid = 0.5 * (inside + far)
+            if fn(mid) <= alpha / 2:
+                far = mid
+            else:
+                inside = mid
+        return 0.5 * (inside + far)
+
+    return root(inf.p_greater, -1.0), root(inf.p_less, 1.0)
+
+
+# --------------------------------------------------------------------------- resampling
+
+
+@lru_cache(maxsize=1)
+def _poisson_table() -> np.ndarray:
+    """Poisson(1) quantiles for the 65536 16-bit codes: code u maps to k when
+    F(k-1) <= (u + 0.5) / 2^16 < F(k)."""
+    codes = (np.arange(1 << 16) + 0.5) / (1 << 16)
+    cdf = sps.poisson.cdf(np.arange(20), 1.0)
+    return np.searchsorted(cdf, codes, side="right").astype(np.float32)
+
+
+def _resolve_weights(weights: str, n: int) -> str:
+    if weights == "auto":
+        return "multinomial" if n <= MULTINOMIAL_MAX_UNITS else "poisson"
+    if weights not in ("multinomial", "poisson"):
+        raise ConfigError(f"weights: unknown value {weights!r}; use 'auto', 'multinomial' or 'poisson'")
+    return weights
+
+
+def bootstrap_sums(
+    parts: np.ndarray, *, n_resamples: int = 2000, seed: int = 0, weights: str = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted column sums of ``parts`` under ``n_resamples`` bootstrap weightings.
+
+    Parameters
+    ----------
+    parts : ndarray of shape (n_units, k)
+    weights : {"auto", "multinomial", "poisson"}
+        ``multinomial``: counts of a resample with replacement, drawn as
+        ``rng.integers(0, n, (b, n))`` exactly like ``scipy.stats.bootstrap``;
+        ``poisson``: independent Poisson(1) weights, drawn per block of units;
+        ``auto``: multinomial up to ``MULTINOMIAL_MAX_UNITS`` units.
+
+    Returns
+    -------
+    sums : ndarray of shape (n_resamples, k)
+        sum_i w_bi parts_i.
+    totals : ndarray of shape (n_resamples,)
+        sum_i w_bi (n for multinomial weights).
+    """
+    arr = _as_2d(parts, "parts")
+    n, k = arr.shape
+    rng = np.random.default_rng(seed)
+    scheme = _resolve_weights(weights, n)
+    sums = np.zeros((n_resamples, k))
+    totals = np.zeros(n_resamples)
+    if scheme == "multinomial":
+        chunk = max(1, min(n_resamples, _CHUNK_CELLS // n))
+        for start in range(0, n_resamples, chunk):
+            b = min(chunk, n_resamples - start)
+            idx = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
+            counts = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
+            sums[start : start + b] = counts @ arr
+        totals[:] = n
+        return sums, totals
+    table = _poisson_table()
+    centre = arr.mean(axis=0)
+    # centred parts plus a ones column: float32 products stay small, the ones give sum(w)
+    work = np.hstack([arr - centre, np.ones((n, 1))]).astype(np.float32)
+    block = max(1, _CHUNK_CELLS // n_resamples)
+    acc = np.zeros((n_resamples, k + 1))
+    for start in range(0, n, block):
+        u = min(block, n - start)
+        codes = np.frombuffer(rng.bytes(2 * n_resamples * u), dtype=np.uint16).reshape(n_resamples, u)
+        acc += table.take(codes) @ work[start : start + u]
+    totals[:] = acc[:, k]
+    sums[:] = acc[:, :k] + totals[:, None] * centre
+    return sums, totals
+
+
+def bootstrap_mean_replicates(
+    values: np.ndarray, *, n_resamples: int = 2000, seed: int = 0, weights: str = "auto"
+) -> np.ndarray:
+    """Resampled means of ``values`` (n_units, n_metrics): shape (n_resamples, n_metrics).
+
+    One resample of the units serves every column, which keeps their correlation.
+    """
+    sums, totals = bootstrap_sums(values, n_resamples=n_resamples, seed=seed, weights=weights)
+    return sums / totals[:, None]
+
+
+@dataclass(frozen=True)
+class Estimand:
+    """``combine`` applied to the sums of columns ``cols`` of a shared parts matrix."""
+
+    cols: np.ndarray
+    combine: Combine
+
+
+def _jackknife(parts: np.ndarray, est: Estimand, block: int = 1 << 16) -> np.ndarray:
+    """Leave-one-out values combine(S - parts_i, n - 1), in blocks of units."""
+    sub = parts[:, est.cols]
+    total = sub.sum(axis=0)
+    n = sub.shape[0]
+    out = np.empty(n)
+    for start in range(0, n, block):
+        out[start : start + block] = est.combine(total - sub[start : start + block], np.float64(n - 1))
+    return out
+
+
+def _acceleration(jack: np.ndarray) -> float:
+    u = jack.mean() - jack
+    den = 6.0 * np.sum(u**2) ** 1.5
+    return float(np.sum(u**3) / den) if den > 0 else 0.0
+
+
+def bootstrap_estimands(
+    parts: np.ndarray,
+    estimands: Sequence[Estimand],
+    *,
+    method: str = "bootstrap",
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    weights: str = "auto",
+) -> list[DeltaInference]:
+    """Percentile (``method="bootstrap"``) or BCa (``"bca"``) inference for several
+    estimands over one shared resample of the units.
+
+    Notes
+    -----
+    Percentile: the alpha/2 and 1 - alpha/2 quantiles of the replicates. BCa: the
+    quantiles at Phi(z0 + (z0 + z)/(1 - a (z0 + z))) for z = z_{alpha/2}, z_{1-alpha/2},
+    with z0 = Phi^-1(mid-rank of the estimate among the replicates) and the
+    acceleration a = sum(u^3) / (6 (sum u^2)^1.5) from jackknife values u
+    (Efron & Tibshirani 1993, eq. 14.15), as ``scipy.stats.bootstrap`` computes them.
+    """
+    if method not in BOOTSTRAP_METHODS:
+        raise ConfigError(f"method: {method!r} is not a bootstrap method; use one of {BOOTSTRAP_METHODS}")
+    _check_level(confidence, n_resamples)
+    arr = _as_2d(parts, "parts")
+    n = arr.shape[0]
+    sums, totals = bootstrap_sums(arr, n_resamples=n_resamples, seed=seed, weights=weights)
+    alpha = 1 - confidence
+    full = arr.sum(axis=0)
+    out: list[DeltaInference] = []
+    for est in estimands:
+        theta = float(est.combine(full[est.cols], np.float64(n)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reps = np.asarray(est.combine(sums[:, est.cols], totals), dtype=np.float64)
+        if not np.isfinite(reps).all() or not np.isfinite(theta):
+            raise DataValidationError(
+                f"bootstrap: the statistic is undefined (division by zero?) on "
+                f"{int((~np.isfinite(reps)).sum())} of {n_resamples} resamples")
+        se = float(reps.std(ddof=1))
+        if method == "bootstrap":
+            lo, hi = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
+            out.append(PercentileInference(theta, float(lo), float(hi), method, se, n, replicates=reps))
+            continue
+        mid = (np.count_nonzero(reps < theta) + np.count_nonzero(reps <= theta)) / (2 * reps.size)
+        z0 = float(special.ndtri(mid))
+        a = _acceleration(_jackknife(arr, est))
+        z = special.ndtri(np.array([alpha / 2, 1 - alpha / 2]))
+        levels = special.ndtr(z0 + (z0 + z) / (1 - a * (z0 + z)))
+        if not np.isfinite(z0) or not np.isfinite(levels).all():
+            raise DataValidationError("bca: the bootstrap distribution is degenerate (every replicate "
+                                      "on one side of the estimate); use method 'bootstrap'")
+        lo, hi = np.quantile(reps, levels)
+        out.append(BcaInference(theta, float(lo), float(hi), method, se, n, replicates=reps,
+                                z0=z0, acceleration=a))
+    return out
+
+
+def bootstrap_statistics(
+    statistics: Sequence[SumStatistic], *, method: str = "bootstrap", confidence: float = 0.95,
+    n_resamples: int = 2000, seed: int = 0, weights: str = "auto",
+) -> list[DeltaInference]:
+    """Bootstrap inference for ``SumStatistic``s of the same units, one shared resample."""
+    if not statistics:
+        return []
+    n = {s.n_units for s in statistics}
+    if len(n) != 1:
+        raise DataValidationError(f"statistics: all must cover the same units, got unit counts {sorted(n)}")
+    parts = np.hstack([s.parts for s in statistics])
+    bounds = np.cumsum([0] + [s.parts.shape[1] for s in statistics])
+    ests = [Estimand(np.arange(bounds[i], bounds[i + 1]), s.combine) for i, s in enumerate(statistics)]
+    return bootstrap_estimands(parts, ests, method=method, confidence=confidence,
+                               n_resamples=n_resamples, seed=seed, weights=weights)
+
+
+def sign_flip_means(
+    columns: np.ndarray, *, n_resamples: int = 10_000, seed: int = 0
+) -> tuple[np.ndarray, bool]:
+    """mean(e * column) for random (or, for n <= EXACT_SIGN_FLIP_MAX_UNITS, all 2^n)
+    sign vectors e. Returns (array of shape (n_flips, k), exact)."""
+    arr = _as_2d(columns, "columns")
+    n, k = arr.shape
+    if n <= EXACT_SIGN_FLIP_MAX_UNITS:
+        codes = np.arange(1 << n)[:, None] >> np.arange(n)[None, :] & 1
+        return (1.0 - 2.0 * codes) @ arr / n, True
+    rng = np.random.default_rng(seed)
+    out = np.zeros((n_resamples, k))
+    block = max(8, (_CHUNK_CELLS // n_resamples) // 8 * 8)
+    for start in range(0, n, block):
+        u = min(block, n - start)
+        nbytes = (u + 7) // 8
+        bits = np.unpackbits(np.frombuffer(rng.bytes(n_resamples * nbytes), dtype=np.uint8)
+                             .reshape(n_resamples, nbytes), axis=1, count=u)
+        out += (1.0 - 2.0 * bits.astype(np.float32)) @ arr[start : start + u].astype(np.float32)
+    return out / n, False
+
+
+# --------------------------------------------------------------------------- mean metrics
+
+
+def infer_paired_means(
+    candidate: np.ndarray,
+    baseline: np.ndarray,
+    *,
+    method: str = "bootstrap",
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    weights: str = "auto",
+) -> tuple[list[DeltaInference], list[DeltaInference | None]]:
+    """Absolute and relative paired differences of column means.
+
+    Parameters
+    ----------
+    candidate, baseline : ndarray of shape (n_units,) or (n_units, n_metrics)
+        Per-unit metric values on the same units, in the same order.
+    method : {"bootstrap", "bca", "t_test", "randomization"}
+
+    Returns
+    -------
+    absolute : list of inferences on mean(c) - mean(b), one per metric
+    relative : list of inferences on mean(c) / mean(b) - 1 (None where mean(b) == 0)
+
+    Notes
+    -----
+    t: d_bar -+ t_{1-a/2, n-1} sd(d) / sqrt(n); relative by the delta method:
+    r = c_bar / b_bar - 1, SE = sd(c_i - (1 + r) b_i) / (|b_bar| sqrt(n)).
+    Bootstrap: the ratio of resampled sums, so the baseline's noise counts.
+    Randomisation: sign flips of d_i (absolute) or of c_i - (1 + m) b_i (relative),
+    the interval by test inversion.
+    """
+    if method not in METHODS:
+        raise ConfigError(f"method: unknown value {method!r}; use one of {', '.join(METHODS)}")
+    _check_level(confidence, n_resamples)
+    c = _as_2d(candidate, "candidate")
+    b = _as_2d(baseline, "baseline")
+    if c.shape != b.shape:
+        raise DataValidationError(f"candidate {c.shape} and baseline {b.shape} must have the same shape")
+    n, m = c.shape
+    b_mean = b.mean(axis=0)
+    has_rel = b_mean != 0
+    alpha = 1 - confidence
+    if method in BOOTSTRAP_METHODS:
+        parts = np.hstack([c - b, b])
+        ests = [Estimand(np.array([j]), lambda s, t: s[..., 0] / t) for j in range(m)]
+        # (sum d + sum b) / sum b - 1 == sum c / sum b - 1
+        ests += [Estimand(np.array([j, m + j]), lambda s, t: s[..., 0] / s[..., 1]) for j in range(m) if has_rel[j]]
+        infs = bootstrap_estimands(parts, ests, method=method, confidence=confidence,
+                                   n_resamples=n_resamples, seed=seed, weights=weights)
+        rel_iter = iter(infs[m:])
+        return infs[:m], [next(rel_iter) if has_rel[j] else None for j in range(m)]
+    d = c - b
+    if method == "t_test":
+        q = sps.t.ppf(1 - alpha / 2, n - 1)
+        absolute: list[DeltaInference] = []
+        relative: list[DeltaInference | None] = []
+        for j in range(m):
+            mean, se = float(d[:, j].mean()), float(d[:, j].std(ddof=1) / np.sqrt(n))
+            absolute.append(TInference(mean, mean - q * se, mean + q * se, method, se, n, df=n - 1))
+            if not has_rel[j]:
+                relative.append(None)
+                continue
+            r = float(c[:, j].mean() / b_mean[j] - 1)
+            rse = float((c[:, j] - (1 + r) * b[:, j]).std(ddof=1) / (abs(b_mean[j]) * np.sqrt(n)))
+            relative.append(TInference(r, r - q * rse, r + q * rse, method, rse, n, df=n - 1))
+        return absolute, relative
+    flips, exact = sign_flip_means(np.hstack([d, b, np.ones((n, 1))]), n_resamples=n_resamples, seed=seed)
+    ones = flips[:, 2 * m]
+    absolute, relative = [], []
+    for j in range(m):
+        a_d, a_b = flips[:, j], flips[:, m + j]
+        mean = float(d[:, j].mean())
+        # H0 delta = m  <=>  mean(d - m) = 0: null statistic a_d - m mean(e)
+        inf = SignFlipInference(mean, np.nan, np.nan, method, float(a_d.std(ddof=1)), n,
+                                a_u=a_d, a_v=ones, u_bar=mean, v_bar=1.0, exact=exact)
+        absolute.append(_with_interval(inf, alpha))
+        if not has_rel[j]:
+            relative.append(None)
+            continue
+        r = float(c[:, j].mean() / b_mean[j] - 1)
+        # H0 rel = m  <=>  mean(d - m b) = 0: null statistic a_d - m a_b
+        rinf = SignFlipInference(r, np.nan, np.nan, method, float(a_d.std(ddof=1) / abs(b_mean[j])), n,
+                                 a_u=a_d, a_v=a_b, u_bar=mean, v_bar=float(b_mean[j]), exact=exact)
+        relative.append(_with_interval(rinf, alpha))
+    return absolute, relative
+
+
+def _with_interval(inf: SignFlipInference, alpha: float) -> SignFlipInference:
+    """The interval of a randomisation test: the margins it does not reject."""
+    lo, hi = _invert(inf, alpha, 4 * inf.std_error)
+    return SignFlipInference(inf.estimate, lo, hi, inf.method, inf.std_error, inf.n_units, a_u=inf.a_u,
+                             a_v=inf.a_v, u_bar=inf.u_bar, v_bar=inf.v_bar, exact=inf.exact)
 
 
 def infer_paired_deltas(
@@ -98,38 +613,14 @@ def infer_paired_deltas(
     confidence: float = 0.95,
     n_resamples: int = 2000,
     seed: int = 0,
+    weights: str = "auto",
 ) -> list[DeltaInference]:
-    """Interval and tests for the mean of each column of paired deltas.
-
-    Parameters
-    ----------
-    deltas : ndarray of shape (n_units,) or (n_units, n_metrics)
-        Candidate minus baseline, per unit.
-    method : {"bootstrap", "t_test"}
-        Percentile bootstrap over units, or Student's t (the paired t-test).
-    confidence : float
-        Two-sided level of the interval.
-
-    Notes
-    -----
-    t: mean(d) -+ t_{1-a/2, n-1} * sd(d) / sqrt(n). Bootstrap: the a/2 and 1-a/2
-    quantiles of the resampled means.
-    """
-    arr = _as_2d(deltas, "deltas")
-    n, m = arr.shape
-    mean = arr.mean(axis=0)
-    se = arr.std(axis=0, ddof=1) / np.sqrt(n)
-    alpha = 1 - confidence
-    if method == "bootstrap":
-        reps = bootstrap_mean_replicates(arr, n_resamples=n_resamples, seed=seed)
-        lo, hi = np.quantile(reps, [alpha / 2, 1 - alpha / 2], axis=0)
-        return [DeltaInference(float(mean[j]), float(lo[j]), float(hi[j]), method, float(se[j]), n,
-                               reps[:, j].copy()) for j in range(m)]
-    if method == "t_test":
-        q = sps.t.ppf(1 - alpha / 2, n - 1)
-        return [DeltaInference(float(mean[j]), float(mean[j] - q * se[j]), float(mean[j] + q * se[j]),
-                               method, float(se[j]), n) for j in range(m)]
-    raise DataValidationError(f"method: unknown value {method!r}; use 'bootstrap' or 't_test'")
+    """Interval and tests for the mean of each column of paired deltas (candidate -
+    baseline per unit); see :func:`infer_paired_means` for the methods."""
+    d = _as_2d(deltas, "deltas")
+    absolute, _ = infer_paired_means(d, np.zeros_like(d), method=method, confidence=confidence,
+                                     n_resamples=n_resamples, seed=seed, weights=weights)
+    return absolute
 
 
 def mean_confidence_interval(values: np.ndarray, *, confidence: float = 0.95) -> tuple[float, float]:
@@ -141,6 +632,9 @@ def mean_confidence_interval(values: np.ndarray, *, confidence: float = 0.95) ->
     mean = arr.mean()
     half = sps.t.ppf(0.5 + confidence / 2, n - 1) * arr.std(ddof=1) / np.sqrt(n)
     return float(mean - half), float(mean + half)
+
+
+# --------------------------------------------------------------------------- multiplicity
 
 
 def holm_adjust(p_values: np.ndarray) -> np.ndarray:
@@ -160,25 +654,51 @@ def holm_adjust(p_values: np.ndarray) -> np.ndarray:
 
 
 def bh_adjust(p_values: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (false discovery rate control)."""
+    """Benjamini-Hochberg adjusted p-values (false discovery rate control):
+    p_adj(i) = min_{j >= i} min(1, m p_(j) / j)."""
     p = np.asarray(p_values, dtype=np.float64)
     if p.size == 0:
         return p
     return sps.false_discovery_control(p, method="bh")
 
 
+CORRECTIONS = ("holm", "bh", "none")
+
+
 def adjust_p_values(p_values: np.ndarray, correction: str) -> np.ndarray:
-    """Apply ``"holm"``, ``"bh"`` or ``"none"``."""
+    """Apply ``"holm"`` (default of the gate), ``"bh"`` or ``"none"``."""
     if correction == "holm":
         return holm_adjust(p_values)
     if correction == "bh":
         return bh_adjust(p_values)
     if correction == "none":
         return np.asarray(p_values, dtype=np.float64)
-    raise DataValidationError(f"correction: unknown value {correction!r}; use 'holm', 'bh' or 'none'")
+    raise ConfigError(f"correction: unknown value {correction!r}; use 'holm', 'bh' or 'none'")
+
+
+# --------------------------------------------------------------------------- power
 
 
 def minimum_detectable_effect(std_error: float, *, alpha: float = 0.05, power: float = 0.8) -> float:
     """Smallest true delta a one-sided test at ``alpha`` detects with ``power``:
-    (z_{1-alpha} + z_{power}) * SE."""
+    MDE = (z_{1-alpha} + z_{power}) * SE."""
     return float((sps.norm.ppf(1 - alpha) + sps.norm.ppf(power)) * std_error)
+
+
+def power_at(effect: float, std_error: float, *, alpha: float = 0.05) -> float:
+    """Power of a one-sided z test at ``alpha`` against a true ``effect`` (> 0 is the
+    tested direction): Phi(effect / SE - z_{1-alpha})."""
+    if std_error <= 0:
+        return 1.0 if effect > 0 else 0.0
+    return float(sps.norm.cdf(effect / std_error - sps.norm.ppf(1 - alpha)))
+
+
+def required_units(effect: float, std_error: float, n_units: int, *, alpha: float = 0.05,
+                   power: float = 0.8) -> float:
+    """Units needed for a one-sided test at ``alpha`` to reach ``power`` against a true
+    ``effect``, scaling SE as 1/sqrt(n): n * ((z_{1-alpha} + z_power) SE / effect)^2.
+    ``inf`` when ``effect <= 0`` (more data cannot show it)."""
+    if effect <= 0:
+        return float("inf")
+    return float(np.ceil(n_units * (minimum_detectable_effect(std_error, alpha=alpha, power=power)
+                                    / effect) ** 2))
