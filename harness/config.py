@@ -67,7 +67,7 @@ class EvaluateSpec(_Strict):
 class CompareSpec(_Strict):
     baseline: str
     candidates: list[str] = Field(min_length=1)
-    method: Literal["bootstrap", "t_test"] = "bootstrap"
+    method: Literal["bootstrap", "bca", "t_test", "randomization"] = "bootstrap"
     n_resamples: int = Field(2000, ge=100)
     confidence: float = Field(0.95, gt=0.5, lt=1)
     correction: Literal["holm", "bh", "none"] = "holm"
