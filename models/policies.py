@@ -1,0 +1,207 @@
+"""Evaluation policies for off-policy estimation, built from a model's scores.
+
+Each policy implements ``harness.adapters.Policy`` (``action_probabilities(contexts,
+actions)``) and gives the sparse inputs of the estimators in batches, so that memory
+stays O(batch * n_actions * len_list) whatever the number of logged rows:
+
+- ``action_probabilities(contexts, actions, positions)``: pi_e of the logged action at
+  the logged position, ``pi_e[n]``;
+- ``expected_reward(contexts, q_hat, positions)``: ``v_hat[n] = sum_a pi_e(a | x, pos)
+  q_hat(x, a, pos)``.
+
+Scores come either as a table ``scores[n_contexts, n_actions]`` indexed by integer
+context ids, or as a callable ``scores(contexts) -> (batch, n_actions)``.
+Distributions are ``(batch, n_actions, len_list)``: position ``p`` of a ranking policy
+is its p-th slot (OBP's ``action_dist``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Union
+
+import numpy as np
+
+from harness.adapters import check_probabilities
+from harness.errors import AdapterError, DataValidationError
+
+__all__ = ["EpsilonGreedyPolicy", "ProbabilityTablePolicy", "SoftmaxPolicy", "TopKPolicy"]
+
+Scores = Union[np.ndarray, Callable[[np.ndarray], np.ndarray]]
+QHat = Union[np.ndarray, Callable[[np.ndarray], np.ndarray]]
+BATCH = 65_536
+
+
+def _rows(source: Any, contexts: np.ndarray, name: str) -> np.ndarray:
+    """Rows of a table (integer context ids) or the output of a callable."""
+    if callable(source):
+        out = np.asarray(source(contexts), dtype=np.float64)
+        if out.shape[0] != len(contexts):
+            raise AdapterError(f"{name}: callable returned {out.shape[0]} rows for {len(contexts)} contexts")
+        return out
+    ids = np.asarray(contexts)
+    if ids.dtype.kind not in "iu" or ((ids < 0) | (ids >= source.shape[0])).any():
+        raise DataValidationError(f"{name}: contexts must be integer ids in [0, {source.shape[0] - 1}] "
+                                  f"for a table of {source.shape[0]} contexts")
+    return source[ids]
+
+
+class _BatchedPolicy:
+    """Batched evaluation of ``distribution`` (subclasses define it)."""
+
+    len_list: int
+    batch_size: int
+
+    def distribution(self, contexts: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _positions(self, positions: np.ndarray | None, n: int) -> np.ndarray:
+        if positions is None:
+            return np.zeros(n, dtype=np.int64)
+        pos = np.asarray(positions)
+        if pos.shape != (n,) or pos.dtype.kind not in "iu" or ((pos < 0) | (pos >= self.len_list)).any():
+            raise DataValidationError(f"positions: expected {n} integers in [0, {self.len_list - 1}]")
+        return pos
+
+    def _gather(self, contexts: np.ndarray, positions: np.ndarray | None,
+                pick: Callable[[np.ndarray, slice, np.ndarray], np.ndarray]) -> np.ndarray:
+        n = len(contexts)
+        pos = self._positions(positions, n)
+        out = np.empty(n)
+        for start in range(0, n, self.batch_size):
+            sl = slice(start, min(n, start + self.batch_size))
+            dist = self.distribution(contexts[sl])
+            out[sl] = pick(dist, sl, pos[sl])
+        return out
+
+    def action_probabilities(self, contexts: np.ndarray, actions: np.ndarray,
+                             positions: np.ndarray | None = None) -> np.ndarray:
+        """``pi_e(actions[i] | contexts[i], positions[i])`` for each logged row."""
+        acts = np.asarray(actions)
+        if acts.shape != (len(contexts),) or acts.dtype.kind not in "iu":
+            raise DataValidationError(f"actions: expected {len(contexts)} integer ids, got shape {acts.shape}")
+
+        def pick(dist: np.ndarray, sl: slice, pos: np.ndarray) -> np.ndarray:
+            a = acts[sl]
+            if ((a < 0) | (a >= dist.shape[1])).any():
+                raise DataValidationError(f"actions: ids outside [0, {dist.shape[1] - 1}]")
+            return dist[np.arange(len(a)), a, pos]
+
+        return check_probabilities(self._gather(contexts, positions, pick), len(contexts),
+                                   source=type(self).__name__)
+
+    def expected_reward(self, contexts: np.ndarray, q_hat: QHat,
+                        positions: np.ndarray | None = None) -> np.ndarray:
+        """``v_hat[i] = sum_a pi_e(a | x_i, pos_i) q_hat(x_i, a, pos_i)``.
+
+        ``q_hat`` is a table ``(n_contexts, n_actions[, len_list])`` indexed by context
+        id, or a callable returning ``(batch, n_actions[, len_list])``.
+        """
+        def pick(dist: np.ndarray, sl: slice, pos: np.ndarray) -> np.ndarray:
+            q = _rows(q_hat, contexts[sl], "q_hat")
+            if q.ndim == 2:
+                q = q[:, :, None]
+            if q.shape[:2] != dist.shape[:2]:
+                raise DataValidationError(f"q_hat: {q.shape[1]} actions, policy has {dist.shape[1]}")
+            rows = np.arange(len(pos))
+            q_pos = q[rows, :, pos if q.shape[2] > 1 else 0]
+            return np.einsum("ij,ij->i", dist[rows, :, pos], q_pos)
+
+        return self._gather(contexts, positions, pick)
+
+
+def _check_len_list(len_list: int, n_actions: int | None = None) -> None:
+    if not isinstance(len_list, int) or len_list < 1 or (n_actions is not None and len_list > n_actions):
+        raise DataValidationError(f"len_list must be an integer in [1, n_actions], got {len_list!r}")
+
+
+@dataclass
+class TopKPolicy(_BatchedPolicy):
+    """Deterministic ranking: position p holds the p-th highest-scoring action.
+
+    Ties are broken by action id ascending (the harness's ranking default):
+    ``pi(a | x, p) = 1{a = argsort(-scores[x])[p]}``.
+    """
+
+    scores: Scores
+    len_list: int = 1
+    batch_size: int = BATCH
+
+    def __post_init__(self) -> None:
+        _check_len_list(self.len_list)
+
+    def _top(self, contexts: np.ndarray) -> tuple[np.ndarray, int]:
+        s = _rows(self.scores, contexts, "scores")
+        if s.ndim != 2 or s.shape[1] < self.len_list or np.isnan(s).any():
+            raise AdapterError(f"scores: expected (batch, n_actions >= {self.len_list}) without NaN, got {s.shape}")
+        return np.argsort(-s, axis=1, kind="stable")[:, : self.len_list], s.shape[1]
+
+    def distribution(self, contexts: np.ndarray) -> np.ndarray:
+        top, n_actions = self._top(contexts)
+        dist = np.zeros((len(top), n_actions, self.len_list))
+        rows = np.arange(len(top))[:, None]
+        dist[rows, top, np.arange(self.len_list)] = 1.0
+        return dist
+
+
+@dataclass
+class EpsilonGreedyPolicy(TopKPolicy):
+    """``pi(a | x, p) = (1 - epsilon) 1{a = top_p(x)} + epsilon / n_actions``."""
+
+    epsilon: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise DataValidationError(f"epsilon must be in [0, 1], got {self.epsilon!r}")
+
+    def distribution(self, contexts: np.ndarray) -> np.ndarray:
+        greedy = super().distribution(contexts)
+        return (1.0 - self.epsilon) * greedy + self.epsilon / greedy.shape[1]
+
+
+@dataclass
+class SoftmaxPolicy(_BatchedPolicy):
+    """``pi(a | x) = exp(s_a / T) / sum_b exp(s_b / T)`` at every position."""
+
+    scores: Scores
+    temperature: float = 1.0
+    len_list: int = 1
+    batch_size: int = BATCH
+
+    def __post_init__(self) -> None:
+        _check_len_list(self.len_list)
+        if not self.temperature > 0:
+            raise DataValidationError(f"temperature must be > 0, got {self.temperature!r}")
+
+    def distribution(self, contexts: np.ndarray) -> np.ndarray:
+        s = _rows(self.scores, contexts, "scores") / self.temperature
+        z = np.exp(s - s.max(axis=1, keepdims=True))
+        p = z / z.sum(axis=1, keepdims=True)
+        return np.repeat(p[:, :, None], self.len_list, axis=2)
+
+
+@dataclass
+class ProbabilityTablePolicy(_BatchedPolicy):
+    """An explicit table ``pi[n_contexts, n_actions]`` or ``pi[n_contexts, n_actions, len_list]``."""
+
+    table: np.ndarray
+    batch_size: int = BATCH
+    atol: float = 1e-8
+
+    def __post_init__(self) -> None:
+        t = np.asarray(self.table, dtype=np.float64)
+        if t.ndim == 2:
+            t = t[:, :, None]
+        if t.ndim != 3:
+            raise DataValidationError(f"table: expected 2-D or 3-D, got shape {t.shape}")
+        if not ((t >= 0) & (t <= 1)).all():
+            raise DataValidationError(f"table: {int((~((t >= 0) & (t <= 1))).sum())} entries outside [0, 1] or NaN")
+        off = np.abs(t.sum(axis=1) - 1.0) > self.atol
+        if off.any():
+            raise DataValidationError(f"table: {int(off.sum())} (context, position) rows do not sum to 1")
+        self.table = t
+        self.len_list = t.shape[2]
+
+    def distribution(self, contexts: np.ndarray) -> np.ndarray:
+        return _rows(self.table, contexts, "table")

@@ -1,0 +1,141 @@
+"""Evaluation policies (top-k, epsilon-greedy, softmax, probability table) and the
+cross-fitted reward model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+from harness.adapters import Policy
+from harness.datasets.bandit import LoggedFeedback
+from harness.datasets.synthetic_bandit import make_synthetic_bandit
+from harness.errors import AdapterError, DataValidationError
+from harness.metrics.off_policy import DR, OPEInputs
+from harness.models.policies import EpsilonGreedyPolicy, ProbabilityTablePolicy, SoftmaxPolicy, TopKPolicy
+from harness.models.reward_model import fit_reward_model
+
+SCORES = np.array([[0.1, 0.9, 0.5, 0.9],     # tie between actions 1 and 3: id ascending
+                   [2.0, -1.0, 0.0, 1.0]])
+
+
+def test_top_k_policy_hand_case():
+    dist = TopKPolicy(SCORES, len_list=2).distribution(np.array([0, 1]))
+    assert dist.shape == (2, 4, 2)
+    np.testing.assert_array_equal(dist[0, :, 0], [0, 1, 0, 0])
+    np.testing.assert_array_equal(dist[0, :, 1], [0, 0, 0, 1])
+    np.testing.assert_array_equal(dist[1, :, 0], [1, 0, 0, 0])
+    np.testing.assert_array_equal(dist[1, :, 1], [0, 0, 0, 1])
+
+
+def test_epsilon_greedy_and_softmax_hand_cases():
+    eg = EpsilonGreedyPolicy(SCORES, epsilon=0.2).distribution(np.array([1]))
+    np.testing.assert_allclose(eg[0, :, 0], [0.85, 0.05, 0.05, 0.05])
+    sm = SoftmaxPolicy(SCORES, temperature=2.0, len_list=2).distribution(np.array([1]))
+    z = np.exp(np.array([2.0, -1.0, 0.0, 1.0]) / 2)
+    np.testing.assert_allclose(sm[0, :, 0], z / z.sum())
+    np.testing.assert_allclose(sm[0, :, 1], z / z.sum())
+
+
+def test_policies_implement_the_adapter_protocol_and_batch_consistently():
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(30, 7))
+    contexts = rng.integers(0, 30, 1000)
+    actions = rng.integers(0, 7, 1000)
+    positions = rng.integers(0, 3, 1000)
+    q = rng.uniform(size=(30, 7, 3))
+    for pol_small, pol in [(SoftmaxPolicy(scores, temperature=0.5, len_list=3, batch_size=17),
+                            SoftmaxPolicy(scores, temperature=0.5, len_list=3)),
+                           (EpsilonGreedyPolicy(scores, epsilon=0.3, len_list=3, batch_size=17),
+                            EpsilonGreedyPolicy(scores, epsilon=0.3, len_list=3))]:
+        assert isinstance(pol, Policy)
+        dense = pol.distribution(contexts)
+        np.testing.assert_allclose(dense.sum(axis=1), 1.0)
+        p = pol_small.action_probabilities(contexts, actions, positions)
+        np.testing.assert_allclose(p, dense[np.arange(1000), actions, positions])
+        v = pol_small.expected_reward(contexts, q, positions)
+        ref = [sum(dense[i, a, positions[i]] * q[contexts[i], a, positions[i]] for a in range(7))
+               for i in range(1000)]
+        np.testing.assert_allclose(v, ref, atol=1e-12)
+    # a callable scorer gives the same as the table
+    call = SoftmaxPolicy(lambda ctx: scores[ctx], temperature=0.5, len_list=3)
+    np.testing.assert_allclose(call.action_probabilities(contexts, actions, positions),
+                               SoftmaxPolicy(scores, temperature=0.5, len_list=3)
+                               .action_probabilities(contexts, actions, positions))
+
+
+def test_probability_table_policy():
+    table = np.array([[0.5, 0.5, 0.0], [0.1, 0.2, 0.7]])
+    pol = ProbabilityTablePolicy(table)
+    np.testing.assert_allclose(pol.action_probabilities(np.array([1, 0]), np.array([2, 2])), [0.7, 0.0])
+    with pytest.raises(DataValidationError, match="1 .context, position. rows do not sum to 1"):
+        ProbabilityTablePolicy(np.array([[0.5, 0.4, 0.0], [0.1, 0.2, 0.7]]))
+    with pytest.raises(DataValidationError, match="entries outside"):
+        ProbabilityTablePolicy(np.array([[1.5, -0.5]]))
+
+
+def test_policy_bad_input():
+    with pytest.raises(DataValidationError, match="epsilon must be in"):
+        EpsilonGreedyPolicy(SCORES, epsilon=1.5)
+    with pytest.raises(DataValidationError, match="temperature must be > 0"):
+        SoftmaxPolicy(SCORES, temperature=0.0)
+    with pytest.raises(DataValidationError, match="contexts must be integer ids"):
+        TopKPolicy(SCORES).action_probabilities(np.array([5]), np.array([0]))
+    with pytest.raises(DataValidationError, match="positions: expected 1 integers"):
+        TopKPolicy(SCORES).action_probabilities(np.array([0]), np.array([0]), np.array([1]))
+    with pytest.raises(AdapterError, match="without NaN"):
+        TopKPolicy(np.array([[np.nan, 1.0]])).distribution(np.array([0]))
+
+
+# --- reward model ---------------------------------------------------------------------------
+
+def test_reward_model_is_cross_fitted():
+    sim = make_synthetic_bandit(600, n_actions=4, len_list=2, n_contexts=10, seed=4)
+    fb = sim.feedback
+    fit = fit_reward_model(fb, LinearRegression(), n_folds=3, seed=1)
+    assert sorted(np.bincount(fit.fold)) == [400, 400, 400]
+    X = np.hstack([fb.context, np.eye(4)[fb.action]])
+    for f in range(3):
+        for p in range(2):
+            train = (fit.fold != f) & (fb.positions == p)
+            test = (fit.fold == f) & (fb.positions == p)
+            ref = LinearRegression().fit(X[train], fb.reward[train]).predict(X[test])
+            np.testing.assert_allclose(fit.q_hat[test], ref, atol=1e-10)
+
+
+def test_reward_model_expected_reward_and_dr_ground_truth():
+    sim = make_synthetic_bandit(3000, n_actions=5, n_contexts=15, seed=6)
+    fb = sim.feedback
+    fit = fit_reward_model(fb, LogisticRegression(), n_folds=2, seed=0)
+    pol = EpsilonGreedyPolicy(sim.q_true[:, :, 0], epsilon=0.3)
+    v_hat = fit.expected_reward(pol, batch_size=333)
+    dense = pol.distribution(fb.context_id)
+    q_all = np.column_stack([fit.predict(np.arange(len(fb)), np.full(len(fb), a)) for a in range(5)])
+    np.testing.assert_allclose(v_hat, (dense[:, :, 0] * q_all).sum(axis=1), atol=1e-12)
+    data = OPEInputs(reward=fb.reward, pscore=fb.pscore,
+                     pi_e=pol.action_probabilities(fb.context_id, fb.action), q_hat=fit.q_hat, v_hat=v_hat)
+    iv = DR().estimate_interval(data, alpha=0.001)
+    assert iv.low <= sim.policy_value(pol.distribution(np.arange(15))) <= iv.high
+
+
+def test_reward_model_bad_input():
+    fb = LoggedFeedback(action=np.array([0, 1]), reward=np.array([1.0, 0.0]), pscore=np.array([0.5, 0.5]),
+                        n_actions=2)
+    with pytest.raises(DataValidationError, match=r"n_folds must be an integer in \[2, 2\]"):
+        fit_reward_model(fb, LinearRegression(), n_folds=5)
+    with pytest.raises(AdapterError, match="needs fit and predict"):
+        fit_reward_model(fb, object(), n_folds=2)
+    with pytest.raises(DataValidationError, match="feedback must be a LoggedFeedback"):
+        fit_reward_model({"reward": [1]}, LinearRegression())
+
+
+def test_reward_model_accepts_xgboost_classifier():
+    from xgboost import XGBClassifier
+    sim = make_synthetic_bandit(400, n_actions=3, n_contexts=5, seed=9)
+    fit = fit_reward_model(sim.feedback, XGBClassifier(n_estimators=5, max_depth=2, n_jobs=1), n_folds=2, seed=0)
+    assert fit.q_hat.shape == (400,) and ((fit.q_hat > 0) & (fit.q_hat < 1)).all()
+    # the fold-0 model predicts fold-0 rows: refit it independently and compare
+    fb, test = sim.feedback, fit.fold == 0
+    X = np.hstack([fb.context, np.eye(3)[fb.action]])
+    ref = XGBClassifier(n_estimators=5, max_depth=2, n_jobs=1).fit(X[~test], fb.reward[~test])
+    np.testing.assert_allclose(fit.q_hat[test], ref.predict_proba(X[test])[:, 1], atol=1e-6)
