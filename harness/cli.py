@@ -120,6 +120,49 @@ def sync(
     _guard(body)
 
 
+@app.command()
+def compare(
+    baseline: str = typer.Argument(..., help="Baseline results folder or MLflow run id."),
+    candidate: str = typer.Argument(..., help="Candidate results folder or MLflow run id."),
+    baseline_model: Optional[str] = typer.Option(None, help="Model in BASELINE (default: its only model)."),
+    candidate_model: Optional[str] = typer.Option(
+        None, help="Model in CANDIDATE (default: its only model, or the one candidate its config compared)."),
+    gate: Optional[Path] = typer.Option(None, "--gate", help="YAML gate criteria (default: the candidate run's)."),
+    metrics: Optional[str] = typer.Option(None, help="Comma-separated metrics (default: all in both runs)."),
+    method: Optional[str] = typer.Option(None, help="bootstrap | bca | t_test | randomization."),
+    n_resamples: Optional[int] = typer.Option(None, help="Bootstrap resamples / random sign flips."),
+    confidence: Optional[float] = typer.Option(None, help="Two-sided interval level."),
+    correction: Optional[str] = typer.Option(None, help="holm | bh | none."),
+    seed: Optional[int] = typer.Option(None, help="Resampling seed (default: the candidate run's)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="Write results.json, summary.md, junit.xml under this folder."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow URI for run ids."),
+    inconclusive: InconclusivePolicy = typer.Option(InconclusivePolicy.fails, help="Exit code policy for INCONCLUSIVE."),
+) -> None:
+    """Compare two evaluated runs unit by unit and apply the gate (exit 0 PASS, 1 FAIL)."""
+
+    def body() -> int:
+        from harness.compare import compare_runs, load_gate_file
+        from harness.report import console_summary, junit_xml, markdown_summary
+        from harness.results import write_results
+        from harness.runner import exit_code_for
+
+        criteria = load_gate_file(str(gate)) if gate is not None else None
+        names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+        result, verdict = compare_runs(
+            baseline, candidate, baseline_model=baseline_model, candidate_model=candidate_model,
+            gate=criteria, metrics=names, method=method, n_resamples=n_resamples, confidence=confidence,
+            correction=correction, seed=seed, tracking_uri=tracking_uri)
+        print(console_summary(result))
+        if output is not None:
+            folder = write_results(result, output, {"summary.md": markdown_summary(result),
+                                                    "junit.xml": junit_xml(result)})
+            print(f"\nresults: {folder}")
+        return exit_code_for(verdict, inconclusive=inconclusive.value)
+
+    _guard(body)
+
+
 def main() -> None:
     app()
 

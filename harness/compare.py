@@ -225,3 +225,190 @@ def compare_models(
                 note=notes.get((candidate, name)), **_inference_fields(inf, rel)))
     return rows
 
+
+
+# --------------------------------------------------------------------------- results folders
+
+
+@dataclass
+class RunSide:
+    """One side of ``harness compare``: a results folder (or MLflow run) and one model in it."""
+
+    source: str
+    model: str
+    table: pd.DataFrame  # per-unit values, indexed by unit id, one column per metric
+    data: dict
+
+
+def _download_run(ref: str, tracking_uri: str | None) -> str:
+    """Fetch results.json and per_unit.parquet of an MLflow (parent) run into a temp folder."""
+    import tempfile
+
+    from harness.errors import ResultsError, TrackingError
+    from harness.results import PER_UNIT, RESULTS_JSON
+
+    run_id = ref.removeprefix("runs:/").strip("/")
+    try:
+        import mlflow.artifacts
+    except ImportError as exc:  # pragma: no cover - mlflow is a dependency
+        raise TrackingError(f"cannot read MLflow run {ref}: {exc}") from None
+    dst = tempfile.mkdtemp(prefix="harness-compare-")
+    for name in (RESULTS_JSON, PER_UNIT):
+        try:
+            mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name, dst_path=dst,
+                                                tracking_uri=tracking_uri)
+        except Exception as exc:  # mlflow raises its own exception types
+            raise ResultsError(f"{ref}: cannot download artifact {name!r} of MLflow run {run_id} "
+                               f"({type(exc).__name__}: {exc}); pass the harness parent run") from None
+    return dst
+
+
+def load_side(ref: str, *, model: str | None, role: str, tracking_uri: str | None = None) -> RunSide:
+    """Read the per-unit values of ``model`` from a results folder or an MLflow run id.
+
+    Without ``model``: the folder's only model, or (for the candidate side) the single
+    candidate its config compared.
+    """
+    import re
+    from pathlib import Path
+
+    from harness.errors import ResultsError
+    from harness.results import PER_UNIT, read_results_json
+
+    path = Path(ref)
+    if not path.exists() and (ref.startswith("runs:/") or re.fullmatch(r"[0-9a-f]{32}", ref)):
+        path = Path(_download_run(ref, tracking_uri))
+    if not path.is_dir():
+        raise ResultsError(f"{role}: {ref!r} is neither a results folder nor an MLflow run id")
+    data = read_results_json(path)
+    if not (path / PER_UNIT).is_file():
+        raise ResultsError(f"{role}: no {PER_UNIT} in {ref}")
+    long = pd.read_parquet(path / PER_UNIT)
+    missing = {"unit_id", "model", "metric", "value"} - set(long.columns)
+    if missing:
+        raise ResultsError(f"{role}: {ref}/{PER_UNIT} lacks column(s) {sorted(missing)}")
+    models = list(dict.fromkeys(long["model"].astype(str)))
+    if model is None:
+        compared = (data.get("config") or {}).get("compare") or {}
+        if len(models) == 1:
+            model = models[0]
+        elif role == "candidate" and len(compared.get("candidates", [])) == 1:
+            model = compared["candidates"][0]
+        else:
+            raise ConfigError(f"{role}: {ref} holds {len(models)} models {models}; name one with "
+                              f"--{role}-model")
+    if model not in models:
+        raise ConfigError(f"--{role}-model: {model!r} is not in {ref}; it holds {models}")
+    rows = long[long["model"].astype(str) == model]
+    dup = rows.duplicated(["unit_id", "metric"])
+    if dup.any():
+        raise DataValidationError(f"{role}: {int(dup.sum())} duplicated (unit_id, metric) rows for {model!r} "
+                                  f"in {ref}, e.g. {rows.loc[dup, ['unit_id', 'metric']].iloc[0].tolist()}")
+    table = rows.pivot(index="unit_id", columns="metric", values="value")
+    table.index = table.index.astype(str)
+    table.columns.name = None
+    return RunSide(ref, model, table[list(dict.fromkeys(rows["metric"]))], data)
+
+
+def load_gate_file(path: str) -> list:
+    """Gate criteria from a YAML file: a list of criteria, or a mapping with a ``gate`` key."""
+    from pathlib import Path
+
+    import yaml
+    from pydantic import TypeAdapter, ValidationError
+
+    from harness.config import GateCriterion
+
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"--gate: file not found: {path}")
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--gate {path}: malformed YAML: {exc}") from None
+    if isinstance(raw, dict):
+        raw = raw.get("gate")
+    if not isinstance(raw, list):
+        raise ConfigError(f"--gate {path}: expected a list of criteria or a mapping with a 'gate' list")
+    try:
+        return TypeAdapter(list[GateCriterion]).validate_python(raw)
+    except ValidationError as exc:
+        lines = [f"  gate[{'.'.join(str(p) for p in e['loc'])}]: {e['msg'].removeprefix('Value error, ')}"
+                 for e in exc.errors()]
+        raise ConfigError(f"--gate {path}: invalid criteria:\n" + "\n".join(lines)) from None
+
+
+def compare_runs(
+    baseline_ref: str,
+    candidate_ref: str,
+    *,
+    baseline_model: str | None = None,
+    candidate_model: str | None = None,
+    gate: list | None = None,
+    metrics: list[str] | None = None,
+    method: str | None = None,
+    n_resamples: int | None = None,
+    confidence: float | None = None,
+    correction: str | None = None,
+    seed: int | None = None,
+    tracking_uri: str | None = None,
+):
+    """``harness compare``: pair two runs' per-unit values by unit id and metric, compare
+    and gate them. Unset options come from the candidate run's config (``compare``,
+    ``gate``, ``seed``), then the defaults. Returns ``(EvalResult, Verdict)``."""
+    from datetime import datetime, timezone
+
+    from harness.gate import comparison_rows, decide
+    from harness.results import EvalResult, new_run_id, per_unit_long
+    from harness.runner import metric_rows
+
+    base = load_side(baseline_ref, model=baseline_model, role="baseline", tracking_uri=tracking_uri)
+    cand = load_side(candidate_ref, model=candidate_model, role="candidate", tracking_uri=tracking_uri)
+    fps = [(s.data.get("dataset") or {}).get("fingerprint") for s in (base, cand)]
+    if fps[0] != fps[1]:
+        raise DataValidationError(f"compare: the runs evaluated different data (dataset fingerprint "
+                                  f"{fps[0]!r} vs {fps[1]!r}); unit ids would not name the same units")
+    config = cand.data.get("config") or {}
+    spec = config.get("compare") or {}
+    criteria = gate if gate is not None else load_criteria(config.get("gate") or [])
+    common = [m for m in cand.table.columns if m in base.table.columns]
+    chosen = metrics or common
+    absent = [m for m in list(chosen) + [c.metric for c in criteria] if m not in common]
+    if absent:
+        raise ConfigError(f"compare: metric(s) {sorted(set(absent))} are not in both runs; common: {common}")
+    b_name, c_name = base.model, cand.model
+    if b_name == c_name:
+        b_name, c_name = f"{b_name} (baseline)", f"{c_name} (candidate)"
+    per_unit = {b_name: base.table[chosen], c_name: cand.table[chosen]}
+    method = method or spec.get("method", "bootstrap")
+    confidence = confidence or spec.get("confidence", 0.95)
+    correction = correction or spec.get("correction", "holm")
+    seed = config.get("seed", 0) if seed is None else seed
+    comps = compare_models(per_unit, baseline=b_name, candidates=[c_name], metrics=chosen, method=method,
+                           confidence=confidence, n_resamples=n_resamples or spec.get("n_resamples", 2000),
+                           seed=seed)
+    verdict = decide(criteria, comps, correction=correction)
+    result = EvalResult(
+        run_id=new_run_id(), created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        config={"name": f"compare {b_name} vs {c_name}",
+                "compare": {"baseline": b_name, "candidates": [c_name], "method": method,
+                            "n_resamples": n_resamples or spec.get("n_resamples", 2000),
+                            "confidence": confidence, "correction": correction},
+                "gate": [c.model_dump(mode="json") for c in criteria], "seed": seed,
+                "sources": {"baseline": base.source, "candidate": cand.source}},
+        config_hash="", dataset=dict(cand.data.get("dataset") or {}),
+        metrics=metric_rows(per_unit, confidence), per_unit=per_unit_long(per_unit),
+        comparison=comparison_rows(comps, verdict), verdict=verdict.to_dict())
+    return result, verdict
+
+
+def load_criteria(raw: list) -> list:
+    """Validate gate criteria given as plain mappings (a results.json config's ``gate``)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from harness.config import GateCriterion
+
+    try:
+        return TypeAdapter(list[GateCriterion]).validate_python(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"gate: invalid criteria in the candidate run's config: {exc}") from None

@@ -181,3 +181,17 @@ def decide(
     outcomes = {r.outcome for r in results}
     decision = FAIL if FAIL in outcomes else PASS if outcomes == {PASS} else INCONCLUSIVE
     return Verdict(decision, [r.reason for r in results], results, correction)
+
+
+def comparison_rows(comparisons: list[MetricComparison], verdict: Verdict) -> list[dict]:
+    """``results.json`` comparison rows: each comparison with its gate criterion's
+    ``p_value``, ``p_adjusted``, ``criterion`` and ``outcome`` (None when not gated)."""
+    gated = {(c.candidate, c.metric): c for c in verdict.criteria}
+    rows = []
+    for comp in comparisons:
+        row = comp.to_row()
+        crit = gated.get((comp.candidate, comp.metric))
+        row.update(p_value=crit.p_value if crit else None, p_adjusted=crit.p_adjusted if crit else None,
+                   criterion=crit.criterion if crit else None, outcome=crit.outcome if crit else None)
+        rows.append(row)
+    return rows

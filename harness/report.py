@@ -1,4 +1,9 @@
-"""Human and CI views of a result: console table, markdown summary, JUnit XML."""
+"""Human and CI views of a result: console table, markdown summary, JUnit XML.
+
+The markdown fits a PR comment or ``$GITHUB_STEP_SUMMARY``; the JUnit XML has one
+testcase per gate criterion and candidate (FAIL -> ``failure``, INCONCLUSIVE ->
+``skipped``), so a CI test view names the metric that stopped the launch.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +13,24 @@ import pandas as pd
 
 from harness.results import EvalResult
 
+ICONS = {"PASS": "✅", "FAIL": "❌", "INCONCLUSIVE": "⚠️"}
 
-def _fmt(value: object, digits: int = 4) -> str:
+
+def _num(value: object, spec: str = "+.4f") -> str:
     if value is None or (isinstance(value, float) and value != value):
         return "—"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+    return format(value, spec)
+
+
+def _pct(value: object) -> str:
+    return "—" if value is None else f"{value:+.2%}"
 
 
 def metric_table(result: EvalResult) -> pd.DataFrame:
     """Models as rows, metrics as columns, values ``mean [low, high]``."""
     df = result.metrics_frame
-    cell = df.apply(lambda r: f"{r['value']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]", axis=1)
+    cell = df.apply(lambda r: f"{r['value']:.4f} [{_num(r['ci_low'], '.4f')}, {_num(r['ci_high'], '.4f')}]",
+                    axis=1)
     table = df.assign(cell=cell).pivot(index="model", columns="metric", values="cell")
     order = list(dict.fromkeys(df["metric"]))
     models = list(dict.fromkeys(df["model"]))
@@ -34,7 +44,8 @@ def console_summary(result: EvalResult) -> str:
     lines.append(metric_table(result).to_string())
     if result.comparison:
         comp = pd.DataFrame(result.comparison)
-        cols = ["candidate", "metric", "delta", "ci_low", "ci_high", "p_adjusted", "outcome"]
+        cols = ["candidate", "metric", "delta", "ci_low", "ci_high", "relative_delta", "p_two_sided",
+                "p_adjusted", "outcome"]
         lines += ["", "comparison vs " + str(comp["baseline"].iloc[0]) + ":",
                   comp[[c for c in cols if c in comp]].to_string(index=False, na_rep="—",
                                                              float_format=lambda x: f"{x:+.4f}")]
@@ -45,11 +56,45 @@ def console_summary(result: EvalResult) -> str:
     return "\n".join(lines)
 
 
+def _comparison_section(result: EvalResult) -> list[str]:
+    rows = result.comparison
+    if not rows:
+        return []
+    level = rows[0].get("confidence", 0.95)
+    out = ["", f"### Comparison with `{rows[0]['baseline']}` (paired, {rows[0].get('method', '')})", "",
+           f"| candidate | metric | baseline | candidate | delta | {level:.0%} CI | relative | p (two-sided) "
+           "| MDE |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['candidate']} | {r['metric']} | {_num(r.get('baseline_value'), '.4f')} | "
+                   f"{_num(r.get('candidate_value'), '.4f')} | {_num(r['delta'])} | "
+                   f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}] | {_pct(r.get('relative_delta'))} | "
+                   f"{_num(r.get('p_two_sided'), '.3g')} | {_num(r.get('mde'), '.4f')} |")
+    return out
+
+
+def _criteria_section(result: EvalResult) -> list[str]:
+    criteria = result.verdict.get("criteria", [])
+    if not criteria:
+        return []
+    correction = result.verdict.get("correction", "holm")
+    out = ["", f"### Gate criteria (p-values adjusted over {len(criteria)} criteria, {correction})", "",
+           "| candidate | metric | role | requirement | delta | CI | p (adj.) | regression p (adj.) | outcome |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for c in criteria:
+        fmt = _pct if c.get("relative") else _num
+        out.append(f"| {c['candidate']} | {c['metric']} | {c['role']} | {c['criterion']} | {fmt(c['delta'])} | "
+                   f"[{fmt(c['ci_low'])}, {fmt(c['ci_high'])}] | {c['p_adjusted']:.3g} | "
+                   f"{c['p_regression_adjusted']:.3g} | {ICONS.get(c['outcome'], '')} **{c['outcome']}** |")
+    out += ["", "<details><summary>Why</summary>", ""]
+    out += [f"- {r}" for r in result.verdict.get("reasons", [])]
+    out += ["", "</details>"]
+    return out
+
+
 def markdown_summary(result: EvalResult) -> str:
     """A summary fit for a PR comment or ``$GITHUB_STEP_SUMMARY``."""
     verdict = result.verdict.get("decision", "n/a")
-    icon = {"PASS": "✅", "FAIL": "❌", "INCONCLUSIVE": "⚠️"}.get(verdict, "")
-    out = [f"## {icon} Gate: {verdict} — `{result.config.get('name')}`", "",
+    out = [f"## {ICONS.get(verdict, '')} Gate: {verdict} — `{result.config.get('name')}`", "",
            f"Run `{result.run_id}` · dataset `{result.dataset.get('name')}` "
            f"(fingerprint `{result.dataset.get('fingerprint')}`)", "", "### Metrics", ""]
     table = metric_table(result)
@@ -57,33 +102,29 @@ def markdown_summary(result: EvalResult) -> str:
     out.append("|---|" + "---|" * len(table.columns))
     for model, row in table.iterrows():
         out.append(f"| {model} | " + " | ".join(row.values) + " |")
-    criteria = result.verdict.get("criteria", [])
-    if criteria:
-        out += ["", "### Gate criteria", "",
-                "| candidate | metric | role | delta | 95% CI | p (adj.) | outcome |",
-                "|---|---|---|---|---|---|---|"]
-        for c in criteria:
-            out.append(f"| {c['candidate']} | {c['metric']} | {c['role']} | {c['delta']:+.4f} | "
-                       f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] | {c['p_adjusted']:.3g} | "
-                       f"**{c['outcome']}** |")
-        out += ["", "<details><summary>Reasons</summary>", ""]
-        out += [f"- {r}" for r in result.verdict.get("reasons", [])]
-        out += ["", "</details>"]
+    out += _comparison_section(result)
+    out += _criteria_section(result)
     return "\n".join(out) + "\n"
 
 
 def junit_xml(result: EvalResult) -> str:
-    """One testcase per gate criterion, so CI shows which metric failed."""
+    """One testcase per gate criterion and candidate, so CI shows which metric failed."""
     criteria = result.verdict.get("criteria", [])
     suite = ET.Element("testsuite", name=f"harness-gate.{result.config.get('name')}",
                        tests=str(len(criteria)),
                        failures=str(sum(c["outcome"] == "FAIL" for c in criteria)),
+                       errors="0",
                        skipped=str(sum(c["outcome"] == "INCONCLUSIVE" for c in criteria)))
+    props = ET.SubElement(suite, "properties")
+    for name, value in (("decision", result.verdict.get("decision", "n/a")), ("run_id", result.run_id),
+                        ("correction", result.verdict.get("correction", "")),
+                        ("dataset_fingerprint", result.dataset.get("fingerprint"))):
+        ET.SubElement(props, "property", name=name, value=str(value))
     for c in criteria:
         case = ET.SubElement(suite, "testcase", classname=f"gate.{c['candidate']}",
                              name=f"{c['metric']} ({c['role']})")
         if c["outcome"] == "FAIL":
-            ET.SubElement(case, "failure", message=c["reason"]).text = c["reason"]
+            ET.SubElement(case, "failure", message=c["reason"], type="regression").text = c["reason"]
         elif c["outcome"] == "INCONCLUSIVE":
             ET.SubElement(case, "skipped", message=c["reason"])
         ET.SubElement(case, "system-out").text = c["reason"]
