@@ -3,9 +3,22 @@
 from .beyond_accuracy import (average_popularity, catalog_coverage, exposure_counts, gini_index,
                               intra_list_diversity, novelty, personalization)
 from .ranking import RANKING_METRICS, RankingResult, evaluate_ranking, metric_curves
+from .calibrated_recs import calibration_kl, mean_calibration_kl
+from .calibration import (CALIBRATION_METRICS, brier_decomposition, brier_score, brier_score_per_row,
+                          calibration_by_segment, calibration_slope_intercept, calibration_summary,
+                          ece_bootstrap, evaluate_calibration, expected_calibration_error, log_loss,
+                          log_loss_per_row, normalized_entropy, observed_expected_ratio,
+                          reliability_curve, wilson_interval)
 
 __all__ = [
     "RANKING_METRICS", "RankingResult", "average_popularity", "catalog_coverage", "evaluate_ranking",
     "exposure_counts", "gini_index", "intra_list_diversity", "metric_curves", "novelty",
     "personalization",
+]
+__all__ += [
+    "CALIBRATION_METRICS", "brier_decomposition", "brier_score", "brier_score_per_row",
+    "calibration_by_segment", "calibration_kl", "calibration_slope_intercept", "calibration_summary",
+    "ece_bootstrap", "evaluate_calibration", "expected_calibration_error", "log_loss", "log_loss_per_row",
+    "mean_calibration_kl", "normalized_entropy", "observed_expected_ratio", "reliability_curve",
+    "wilson_interval",
 ]

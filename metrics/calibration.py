@@ -1,0 +1,592 @@
+"""Calibration of predicted probabilities against binary outcomes.
+
+A model that feeds an auction, a bid or a multi-objective blend must output
+probabilities that mean what they say: among rows predicted at 0.1, about 10 % should
+be positive. These functions measure how far a model is from that, overall and per
+segment (cohort, surface, popularity bucket).
+
+Inputs are ``y`` (labels in {0, 1}) and ``p`` (predicted P(y = 1) in [0, 1]), checked
+once at the door by :func:`check_labels_probabilities`. Binning (edges, empty bins)
+is described in :mod:`harness.metrics._binning`.
+
+References
+----------
+.. [1] Naeini, Cooper, Hauskrecht (2015). Obtaining well calibrated probabilities
+   using Bayesian binning. AAAI. (ECE, MCE)
+.. [2] Murphy (1973). A new vector partition of the probability score. J. Appl.
+   Meteorol. 12. (reliability, resolution, uncertainty)
+.. [3] Stephenson, Coelho, Jolliffe (2008). Two extra components in the Brier score
+   decomposition. Weather and Forecasting 23. (within-bin variance and covariance)
+.. [4] He et al. (2014). Practical lessons from predicting clicks on ads at Facebook.
+   ADKDD. (normalized entropy)
+.. [5] Cox (1958). Two further applications of a model for binary regression.
+   Biometrika 45. (calibration slope and intercept)
+.. [6] Wilson (1927). Probable inference, the law of succession, and statistical
+   inference. JASA 22.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy import special
+from scipy import stats as sps
+
+from harness.errors import DataValidationError, describe_examples
+
+from ._binning import binned_sums, check_bin_options, group_codes
+
+NORMS = ("l1", "l2", "max")
+DEFAULT_EPS = 1e-15
+# metric name -> cut-off rule, for harness.metrics._names.parse_metric_names
+CALIBRATION_METRICS = {name: "none" for name in (
+    "ece", "mce", "brier", "log_loss", "normalized_entropy", "oe_ratio",
+    "calibration_slope", "calibration_intercept")}
+# the metrics that are means over rows: they have per-row contributions
+PER_ROW_METRICS = ("brier", "log_loss")
+# a bootstrap chunk holds at most this many resampled counts (64 MiB of int64)
+_CHUNK_CELLS = 8_000_000
+
+
+# ---------------------------------------------------------------- validation
+
+def check_labels_probabilities(y: Any, p: Any, *, y_name: str = "y", p_name: str = "p") -> tuple[np.ndarray, np.ndarray]:
+    """Validate binary labels and probabilities; return them as float64 arrays.
+
+    Raises ``DataValidationError`` naming the parameter, the count and an example for:
+    empty input, length mismatch, non-numeric values, labels not in {0, 1},
+    probabilities that are NaN or outside [0, 1].
+    """
+    y_arr, p_arr = np.asarray(y), np.asarray(p)
+    for name, arr in ((y_name, y_arr), (p_name, p_arr)):
+        if arr.ndim != 1:
+            raise DataValidationError(f"{name}: expected a 1-D array, got shape {arr.shape}")
+        if arr.dtype.kind not in "biuf":
+            raise DataValidationError(f"{name}: expected numbers, got dtype {arr.dtype} "
+                                      f"({describe_examples(arr)})")
+    if y_arr.shape[0] != p_arr.shape[0]:
+        raise DataValidationError(f"{y_name} and {p_name}: length mismatch, {y_arr.shape[0]} labels "
+                                  f"and {p_arr.shape[0]} probabilities")
+    if y_arr.shape[0] == 0:
+        raise DataValidationError(f"{y_name}, {p_name}: empty input (0 rows)")
+    y_f, p_f = y_arr.astype(np.float64), p_arr.astype(np.float64)
+    bad_y = (y_f != 0) & (y_f != 1)
+    if bad_y.any():
+        raise DataValidationError(f"{y_name}: {int(bad_y.sum())} labels are not 0 or 1 "
+                                  f"({describe_examples(y_arr[bad_y])})")
+    bad_p = ~((p_f >= 0) & (p_f <= 1))
+    if bad_p.any():
+        raise DataValidationError(f"{p_name}: {int(bad_p.sum())} probabilities are NaN or outside [0, 1] "
+                                  f"({describe_examples(p_arr[bad_p])})")
+    return y_f, p_f
+
+
+def _check_eps(eps: float) -> None:
+    if not 0 <= eps < 0.5:
+        raise DataValidationError(f"eps: must be in [0, 0.5), got {eps!r}")
+
+
+def _check_norm(norm: str) -> None:
+    if norm not in NORMS:
+        raise DataValidationError(f"norm: unknown value {norm!r}; use 'l1', 'l2' or 'max'")
+
+
+# ------------------------------------------------------------------- kernels
+# Kernels take clean arrays and group codes and return one value per group.
+
+def _ece_from_sums(count: np.ndarray, sum_p: np.ndarray, sum_y: np.ndarray, norm: str) -> np.ndarray:
+    """ECE per row of ``(n_groups, n_bins)`` bin sums; empty bins weigh nothing."""
+    n = count.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gap = np.abs(sum_p - sum_y) / count  # |mean p - mean y| per bin; NaN when empty
+    if norm == "l1":
+        return np.abs(sum_p - sum_y).sum(axis=-1) / n
+    if norm == "l2":
+        return np.sqrt(np.where(count > 0, count * gap**2, 0.0).sum(axis=-1) / n)
+    return np.where(count > 0, gap, -np.inf).max(axis=-1)
+
+
+def _log_loss_rows(y: np.ndarray, p: np.ndarray, eps: float) -> np.ndarray:
+    q = np.clip(p, eps, 1 - eps)
+    # xlogy keeps 0 * log(0) = 0 when eps = 0 and the outcome was predicted with certainty
+    return -(special.xlogy(y, q) + special.xlogy(1 - y, 1 - q))
+
+
+def _binary_entropy(rate: np.ndarray) -> np.ndarray:
+    return -(special.xlogy(rate, rate) + special.xlogy(1 - rate, 1 - rate))
+
+
+def _logistic_fit(y: np.ndarray, x: np.ndarray, groups: np.ndarray, n_groups: int, *,
+                  max_iter: int = 100, tol: float = 1e-12) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum-likelihood (intercept, slope) of ``logit P(y=1) = a + b x`` per group.
+
+    Newton-Raphson on the concave log-likelihood, all groups at once (2 x 2 systems in
+    closed form), with step halving per group so the likelihood never decreases.
+    Groups where the MLE does not exist (separated classes, which includes one class
+    only and constant x) get NaN.
+    """
+    def bsum(w: np.ndarray) -> np.ndarray:
+        return np.bincount(groups, weights=w, minlength=n_groups)
+
+    def loglik(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        eta = a[groups] + b[groups] * x
+        return bsum(y * eta - np.logaddexp(0.0, eta))
+
+    # In one dimension the MLE exists iff the x ranges of the two classes overlap
+    # (no complete or quasi-complete separation); that also rules out one class only
+    # and constant x.
+    lo_x, hi_x = np.full((2, n_groups), np.inf), np.full((2, n_groups), -np.inf)
+    for label in (0, 1):
+        rows = y == label
+        np.minimum.at(lo_x[label], groups[rows], x[rows])
+        np.maximum.at(hi_x[label], groups[rows], x[rows])
+    active = (hi_x[0] > lo_x[1]) & (hi_x[1] > lo_x[0])
+    a, b = np.zeros(n_groups), np.ones(n_groups)  # start at "calibrated"
+    converged = ~active
+    ll = loglik(a, b)
+    for _ in range(max_iter):
+        eta = a[groups] + b[groups] * x
+        mu = special.expit(eta)
+        w, r = mu * (1 - mu), y - mu
+        ga, gb = bsum(r), bsum(r * x)
+        haa, hab, hbb = bsum(w), bsum(w * x), bsum(w * x * x)
+        det = haa * hbb - hab**2
+        todo = ~converged & (det > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            da = np.where(todo, (hbb * ga - hab * gb) / det, 0.0)
+            db = np.where(todo, (haa * gb - hab * ga) / det, 0.0)
+        step = np.ones(n_groups)
+        for _ in range(60):
+            new_ll = loglik(a + step * da, b + step * db)
+            worse = todo & (new_ll < ll - 1e-13 * np.abs(ll))
+            if not worse.any():
+                break
+            step[worse] /= 2
+        a, b, ll = a + step * da, b + step * db, new_ll
+        done = todo & (np.maximum(np.abs(step * da), np.abs(step * db)) <= tol * (1 + np.abs(b)))
+        converged |= done | (~converged & (det <= 0))
+        if converged.all():
+            break
+    ok = active & converged & (np.abs(b) < 1e6)
+    return np.where(ok, a, np.nan), np.where(ok, b, np.nan)
+
+
+# ------------------------------------------------------------ public metrics
+
+def expected_calibration_error(y: Any, p: Any, *, n_bins: int = 15, strategy: str = "uniform",
+                               norm: str = "l1") -> float:
+    """Expected calibration error over bins of the predicted probability.
+
+    Parameters
+    ----------
+    y : array-like of shape (n,)
+        Binary labels (0 or 1).
+    p : array-like of shape (n,)
+        Predicted probabilities of label 1, in [0, 1].
+    n_bins : int, default 15
+        Number of bins.
+    strategy : {"uniform", "quantile"}, default "uniform"
+        Equal-width bins on [0, 1], or equal-mass bins at the quantiles of ``p``.
+        A row falls in bin j when ``edge_j < p <= edge_{j+1}`` (the first bin is closed
+        on the left); see :mod:`harness.metrics._binning`.
+    norm : {"l1", "l2", "max"}, default "l1"
+        How bin gaps are combined; ``"max"`` is the maximum calibration error (MCE).
+
+    Returns
+    -------
+    float
+
+    Notes
+    -----
+    With ``n_b`` rows in bin b, mean prediction ``pbar_b`` and observed rate ``obar_b``:
+
+    - l1 (ECE): ``sum_b (n_b / n) |pbar_b - obar_b|``
+    - l2: ``sqrt(sum_b (n_b / n) (pbar_b - obar_b)^2)``
+    - max (MCE): ``max_b |pbar_b - obar_b|`` over non-empty bins.
+
+    Empty bins contribute nothing (weight 0 in l1/l2, skipped by max). ECE is biased
+    upwards in small samples: a perfectly calibrated model scores about
+    ``sum_b sqrt(2 n_b p(1-p) / pi) / n`` > 0.
+
+    References: Naeini et al. (2015), see the module docstring.
+
+    Examples
+    --------
+    >>> expected_calibration_error([0, 1, 1, 1], [0.2, 0.4, 0.6, 0.8], n_bins=2)
+    0.25
+    """
+    y_f, p_f = check_labels_probabilities(y, p)
+    check_bin_options(n_bins, strategy)
+    _check_norm(norm)
+    count, sum_p, sum_y, _, _ = binned_sums(y_f, p_f, np.zeros(len(y_f), np.int64), 1,
+                                            n_bins=n_bins, strategy=strategy)
+    return float(_ece_from_sums(count, sum_p, sum_y, norm)[0])
+
+
+def brier_score_per_row(y: Any, p: Any) -> np.ndarray:
+    """Per-row Brier contributions ``(p_i - y_i)^2``; their mean is :func:`brier_score`.
+
+    For paired comparisons of two models scored on the same rows.
+    """
+    y_f, p_f = check_labels_probabilities(y, p)
+    return (p_f - y_f) ** 2
+
+
+def brier_score(y: Any, p: Any) -> float:
+    """Brier score: mean squared error of the probabilities, ``(1/n) sum_i (p_i - y_i)^2``.
+
+    Equals scikit-learn's ``brier_score_loss``. Lower is better; 0 is perfect.
+
+    Examples
+    --------
+    >>> round(brier_score([0, 1], [0.2, 0.6]), 12)
+    0.1
+    """
+    return float(np.mean(brier_score_per_row(y, p)))
+
+
+@dataclass(frozen=True)
+class BrierDecomposition:
+    """Murphy's partition of the Brier score over bins, with the within-bin terms.
+
+    ``brier == reliability - resolution + uncertainty + within_bin_variance +
+    within_bin_covariance`` holds exactly (up to rounding). The two within-bin terms
+    are 0 when predictions are constant within every bin; their sum is ``remainder``.
+    """
+
+    brier: float
+    reliability: float
+    resolution: float
+    uncertainty: float
+    within_bin_variance: float
+    within_bin_covariance: float
+    n_bins: int
+    strategy: str
+
+    @property
+    def remainder(self) -> float:
+        """``brier - (reliability - resolution + uncertainty)``: the within-bin part."""
+        return self.within_bin_variance + self.within_bin_covariance
+
+
+def brier_decomposition(y: Any, p: Any, *, n_bins: int = 15, strategy: str = "uniform") -> BrierDecomposition:
+    """Decompose the Brier score into reliability, resolution and uncertainty.
+
+    Notes
+    -----
+    With bins as in :func:`expected_calibration_error`, base rate ``obar``:
+
+    - reliability ``REL = (1/n) sum_b n_b (pbar_b - obar_b)^2`` (lower is better)
+    - resolution ``RES = (1/n) sum_b n_b (obar_b - obar)^2`` (higher is better)
+    - uncertainty ``UNC = obar (1 - obar)``
+    - within-bin variance ``WBV = (1/n) sum_i (p_i - pbar_{b(i)})^2``
+    - within-bin covariance ``WBC = -(2/n) sum_i (p_i - pbar_{b(i)}) (y_i - obar_{b(i)})``
+
+    and ``Brier = REL - RES + UNC + WBV + WBC`` exactly (Murphy 1973; Stephenson et al.
+    2008). Murphy's three-term identity holds exactly when p is constant within bins.
+
+    Examples
+    --------
+    >>> d = brier_decomposition([0, 1, 1, 1], [0.25, 0.25, 0.75, 0.75], n_bins=2)
+    >>> round(d.reliability, 4), round(d.resolution, 4), d.uncertainty
+    (0.0625, 0.0625, 0.1875)
+    """
+    y_f, p_f = check_labels_probabilities(y, p)
+    check_bin_options(n_bins, strategy)
+    n = len(y_f)
+    count, sum_p, sum_y, flat, _ = binned_sums(y_f, p_f, np.zeros(n, np.int64), 1,
+                                               n_bins=n_bins, strategy=strategy)
+    count, sum_p, sum_y = count[0], sum_p[0], sum_y[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pbar, obar_b = np.where(count > 0, sum_p / count, 0.0), np.where(count > 0, sum_y / count, 0.0)
+    obar = y_f.mean()
+    dp, dy = p_f - pbar[flat], y_f - obar_b[flat]
+    return BrierDecomposition(
+        brier=float(np.mean((p_f - y_f) ** 2)),
+        reliability=float(np.sum(count * (pbar - obar_b) ** 2) / n),
+        resolution=float(np.sum(count * (obar_b - obar) ** 2) / n),
+        uncertainty=float(obar * (1 - obar)),
+        within_bin_variance=float(np.sum(dp**2) / n),
+        within_bin_covariance=float(-2 * np.sum(dp * dy) / n),
+        n_bins=n_bins, strategy=strategy,
+    )
+
+
+def log_loss_per_row(y: Any, p: Any, *, eps: float = DEFAULT_EPS) -> np.ndarray:
+    """Per-row log loss ``-(y log q + (1 - y) log(1 - q))``, ``q = clip(p, eps, 1 - eps)``.
+
+    Their mean is :func:`log_loss`; for paired comparisons on the same rows.
+    """
+    y_f, p_f = check_labels_probabilities(y, p)
+    _check_eps(eps)
+    return _log_loss_rows(y_f, p_f, eps)
+
+
+def log_loss(y: Any, p: Any, *, eps: float = DEFAULT_EPS) -> float:
+    """Mean log loss (cross-entropy, natural log) with probabilities clipped to [eps, 1-eps].
+
+    ``LL = -(1/n) sum_i [y_i log q_i + (1 - y_i) log(1 - q_i)]``, ``q = clip(p, eps, 1-eps)``.
+    Clipping keeps a confident mistake (p = 0 for a positive) finite: it costs
+    ``-log(eps)`` (34.5 nats at the default 1e-15). ``eps=0`` disables clipping and can
+    return ``inf``.
+
+    Examples
+    --------
+    >>> round(log_loss([1, 0], [0.5, 0.5]), 6)
+    0.693147
+    """
+    return float(np.mean(log_loss_per_row(y, p, eps=eps)))
+
+
+def normalized_entropy(y: Any, p: Any, *, eps: float = DEFAULT_EPS) -> float:
+    """Log loss divided by the entropy of the base rate (He et al. 2014).
+
+    ``NE = LL / H(obar)``, ``H(r) = -r log r - (1 - r) log(1 - r)``. Predicting the base
+    rate for every row gives NE = 1; lower is better. NaN when all labels are equal
+    (H = 0: there is nothing to predict).
+
+    Examples
+    --------
+    >>> normalized_entropy([0, 1], [0.5, 0.5])
+    1.0
+    """
+    y_f, p_f = check_labels_probabilities(y, p)
+    _check_eps(eps)
+    h = float(_binary_entropy(np.array(y_f.mean())))
+    return float(np.mean(_log_loss_rows(y_f, p_f, eps)) / h) if h > 0 else float("nan")
+
+
+def observed_expected_ratio(y: Any, p: Any) -> float:
+    """Observed over expected positives, ``sum_i y_i / sum_i p_i``.
+
+    1 when the model is calibrated in the large; above 1 it under-predicts. NaN when
+    every prediction is 0 (nothing is expected).
+
+    Examples
+    --------
+    >>> observed_expected_ratio([1, 0, 1, 0], [0.25, 0.25, 0.25, 0.25])
+    2.0
+    """
+    y_f, p_f = check_labels_probabilities(y, p)
+    expected = p_f.sum()
+    return float(y_f.sum() / expected) if expected > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class CalibrationFit:
+    """Logistic recalibration ``logit P(y = 1) = intercept + slope * logit(p)``."""
+
+    slope: float
+    intercept: float
+
+
+def calibration_slope_intercept(y: Any, p: Any, *, eps: float = DEFAULT_EPS) -> CalibrationFit:
+    """Calibration slope and intercept by logistic recalibration (Cox 1958).
+
+    Fits ``logit P(y = 1 | p) = a + b logit(q)``, ``q = clip(p, eps, 1 - eps)``, by exact
+    maximum likelihood (Newton-Raphson with step halving). A calibrated model has
+    ``b = 1, a = 0``; ``b < 1`` means over-confident predictions (too extreme),
+    ``b > 1`` under-confident ones; ``a`` shifts the overall level.
+
+    Returns NaN for both when the MLE does not exist: the classes are separated by p
+    (every positive scored at least as high as every negative, or the reverse), which
+    includes one class only and constant p.
+
+    Examples
+    --------
+    >>> fit = calibration_slope_intercept([0, 1, 0, 1, 1, 0], [0.2, 0.3, 0.5, 0.6, 0.7, 0.4])
+    >>> fit.slope > 0
+    True
+    """
+    y_f, p_f = check_labels_probabilities(y, p)
+    _check_eps(eps)
+    x = special.logit(np.clip(p_f, eps, 1 - eps))
+    a, b = _logistic_fit(y_f, x, np.zeros(len(y_f), np.int64), 1)
+    return CalibrationFit(slope=float(b[0]), intercept=float(a[0]))
+
+
+def wilson_interval(successes: Any, n: Any, *, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for a binomial proportion, vectorised (Wilson 1927).
+
+    ``(phat + z^2/(2n) -+ z sqrt(phat (1 - phat)/n + z^2/(4 n^2))) / (1 + z^2/n)``,
+    ``z = Phi^{-1}(1 - alpha/2)``. NaN where ``n == 0``.
+
+    Examples
+    --------
+    >>> lo, hi = wilson_interval(0, 10)
+    >>> round(float(lo), 4), round(float(hi), 4)
+    (0.0, 0.2775)
+    """
+    if not 0 < confidence < 1:
+        raise DataValidationError(f"confidence: must be in (0, 1), got {confidence!r}")
+    k, m = np.asarray(successes, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    z = sps.norm.ppf(0.5 + confidence / 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        phat = k / m
+        denom = 1 + z**2 / m
+        centre = (phat + z**2 / (2 * m)) / denom
+        half = z * np.sqrt(phat * (1 - phat) / m + z**2 / (4 * m**2)) / denom
+    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+
+
+def reliability_curve(y: Any, p: Any, *, n_bins: int = 15, strategy: str = "uniform",
+                      confidence: float = 0.95) -> pd.DataFrame:
+    """Per-bin mean prediction, observed rate, count and Wilson interval.
+
+    Returns
+    -------
+    DataFrame with one row per bin (empty bins included, with count 0 and NaN rates):
+    ``bin``, ``lower``, ``upper`` (edges), ``count``, ``mean_predicted``,
+    ``observed_rate``, ``ci_low``, ``ci_high`` (Wilson interval of the observed rate).
+    The non-empty rows' ``observed_rate`` / ``mean_predicted`` equal scikit-learn's
+    ``calibration_curve(y, p, n_bins=n_bins, strategy=strategy)``.
+    """
+    y_f, p_f = check_labels_probabilities(y, p)
+    check_bin_options(n_bins, strategy)
+    count, sum_p, sum_y, _, edges = binned_sums(y_f, p_f, np.zeros(len(y_f), np.int64), 1,
+                                                n_bins=n_bins, strategy=strategy)
+    count, sum_p, sum_y, edges = count[0], sum_p[0], sum_y[0], edges[0]
+    lo, hi = wilson_interval(sum_y, count, confidence=confidence)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return pd.DataFrame({
+            "bin": np.arange(n_bins), "lower": edges[:-1], "upper": edges[1:],
+            "count": count.astype(np.int64), "mean_predicted": sum_p / count,
+            "observed_rate": sum_y / count, "ci_low": lo, "ci_high": hi,
+        })
+
+
+def calibration_by_segment(y: Any, p: Any, segments: Any, *, n_bins: int = 15,
+                           strategy: str = "uniform", eps: float = DEFAULT_EPS) -> pd.DataFrame:
+    """Every calibration metric per segment, in one vectorised pass.
+
+    Parameters
+    ----------
+    y, p : array-like of shape (n,)
+        Labels and probabilities, as in :func:`expected_calibration_error`.
+    segments : array-like of shape (n,)
+        A segment label per row (user cohort, surface, popularity bucket...). Missing
+        values are an error.
+    n_bins, strategy : as in :func:`expected_calibration_error`; quantile edges are
+        computed within each segment.
+    eps : float
+        Clipping of log loss and of ``logit(p)`` for the slope.
+
+    Returns
+    -------
+    DataFrame indexed by segment (sorted) with columns ``n``, ``positives``,
+    ``base_rate``, ``mean_predicted``, ``ece``, ``mce``, ``brier``, ``log_loss``,
+    ``normalized_entropy``, ``oe_ratio``, ``calibration_slope``,
+    ``calibration_intercept``. Each value equals the corresponding scalar function
+    on that segment's rows.
+    """
+    y_f, p_f = check_labels_probabilities(y, p)
+    check_bin_options(n_bins, strategy)
+    _check_eps(eps)
+    groups, labels = group_codes(segments, len(y_f))
+    return _metrics_table(y_f, p_f, groups, len(labels), n_bins=n_bins, strategy=strategy,
+                          eps=eps).set_axis(pd.Index(labels, name="segment"))
+
+
+def calibration_summary(y: Any, p: Any, *, n_bins: int = 15, strategy: str = "uniform",
+                        eps: float = DEFAULT_EPS) -> dict[str, float]:
+    """All metrics of :func:`calibration_by_segment` for the whole input, as a dict."""
+    y_f, p_f = check_labels_probabilities(y, p)
+    check_bin_options(n_bins, strategy)
+    _check_eps(eps)
+    table = _metrics_table(y_f, p_f, np.zeros(len(y_f), np.int64), 1, n_bins=n_bins,
+                           strategy=strategy, eps=eps)
+    return {k: float(v) for k, v in table.iloc[0].items()}
+
+
+def _metrics_table(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_groups: int, *, n_bins: int,
+                   strategy: str, eps: float) -> pd.DataFrame:
+    count, sum_p, sum_y, _, _ = binned_sums(y, p, groups, n_groups, n_bins=n_bins, strategy=strategy)
+    n = count.sum(axis=1)
+    pos, expected = sum_y.sum(axis=1), sum_p.sum(axis=1)
+    ll = np.bincount(groups, weights=_log_loss_rows(y, p, eps), minlength=n_groups) / n
+    entropy = _binary_entropy(pos / n)
+    intercept, slope = _logistic_fit(y, special.logit(np.clip(p, eps, 1 - eps)), groups, n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return pd.DataFrame({
+            "n": n.astype(np.int64), "positives": pos.astype(np.int64), "base_rate": pos / n,
+            "mean_predicted": expected / n,
+            "ece": _ece_from_sums(count, sum_p, sum_y, "l1"),
+            "mce": _ece_from_sums(count, sum_p, sum_y, "max"),
+            "brier": np.bincount(groups, weights=(p - y) ** 2, minlength=n_groups) / n,
+            "log_loss": ll,
+            "normalized_entropy": np.where(entropy > 0, ll / entropy, np.nan),
+            "oe_ratio": np.where(expected > 0, pos / expected, np.nan),
+            "calibration_slope": slope, "calibration_intercept": intercept,
+        })
+
+
+@dataclass(frozen=True)
+class BootstrapInterval:
+    """A point estimate, its percentile bootstrap interval and the replicates."""
+
+    estimate: float
+    ci_low: float
+    ci_high: float
+    replicates: np.ndarray
+
+
+def ece_bootstrap(y: Any, p: Any, *, n_bins: int = 15, strategy: str = "uniform", norm: str = "l1",
+                  n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> BootstrapInterval:
+    """Percentile bootstrap interval of the ECE (rows resampled with replacement).
+
+    Bin edges are fixed at those of the full sample (for ``quantile``, the interval is
+    conditional on the binning). Each resample is a vector of row counts drawn with
+    one ``bincount``; its bin sums are a sparse matrix product, so no loop runs over
+    resamples or rows. Note ECE's upward bias: the interval of a calibrated model
+    does not reach 0.
+
+    Returns
+    -------
+    BootstrapInterval
+        ``estimate`` (ECE of the full sample), ``ci_low``, ``ci_high`` and the
+        ``replicates`` (n_resamples,).
+    """
+    y_f, p_f = check_labels_probabilities(y, p)
+    check_bin_options(n_bins, strategy)
+    _check_norm(norm)
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
+        raise DataValidationError(f"n_resamples: must be an integer >= 1, got {n_resamples!r}")
+    if not 0 < confidence < 1:
+        raise DataValidationError(f"confidence: must be in (0, 1), got {confidence!r}")
+    n = len(y_f)
+    count, sum_p, sum_y, flat, _ = binned_sums(y_f, p_f, np.zeros(n, np.int64), 1,
+                                               n_bins=n_bins, strategy=strategy)
+    estimate = float(_ece_from_sums(count, sum_p, sum_y, norm)[0])
+    rows = np.arange(n)
+    # (n, 3 * n_bins): one-hot of the bin, times 1, p and y
+    design = sp.csr_matrix((np.concatenate([np.ones(n), p_f, y_f]),
+                            (np.tile(rows, 3), np.concatenate([flat, flat + n_bins, flat + 2 * n_bins]))),
+                           shape=(n, 3 * n_bins))
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(n_resamples, _CHUNK_CELLS // n))
+    reps = np.empty(n_resamples)
+    for start in range(0, n_resamples, chunk):
+        b = min(chunk, n_resamples - start)
+        idx = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
+        weights = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
+        sums = np.asarray((design.T @ weights.T).T)  # (b, 3 * n_bins)
+        reps[start:start + b] = _ece_from_sums(sums[:, :n_bins], sums[:, n_bins:2 * n_bins],
+                                               sums[:, 2 * n_bins:], norm)
+    alpha = 1 - confidence
+    lo, hi = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
+    return BootstrapInterval(estimate, float(lo), float(hi), reps)
+
+
+def evaluate_calibration(y: Any, p: Any, metrics: Sequence[str], *, n_bins: int = 15,
+                         strategy: str = "uniform", eps: float = DEFAULT_EPS) -> dict[str, float]:
+    """The named metrics (keys of ``CALIBRATION_METRICS``) as a dict, in the given order."""
+    unknown = [m for m in metrics if m not in CALIBRATION_METRICS]
+    if unknown:
+        raise DataValidationError(f"metrics: unknown calibration metric {unknown[0]!r}; "
+                                  f"known: {', '.join(CALIBRATION_METRICS)}")
+    summary = calibration_summary(y, p, n_bins=n_bins, strategy=strategy, eps=eps)
+    return {m: summary[m] for m in metrics}
