@@ -114,7 +114,10 @@ def evaluate_models(config: EvalConfig, dataset: Any, *, progress: bool,
                 _say(f"{name} ({pinned[name]}): reusing stored per-unit values of {stored[0]}")
                 continue
         started_ms = int(time.time() * 1000)
-        model = build_model(name, spec.kind, spec.params, dataset, config.seed)
+        params = spec.params
+        if spec.kind == "mlflow" and tracking_uri and "tracking_uri" not in params:
+            params = {**params, "tracking_uri": tracking_uri}  # load from the store the config names
+        model = build_model(name, spec.kind, params, dataset, config.seed)
         if hasattr(model, "fit"):
             _say(f"fitting {name} ({spec.kind}) on {len(dataset.train)} interactions")
             try:

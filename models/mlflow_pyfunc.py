@@ -8,6 +8,7 @@ against those columns when the model is loaded, not at the first failing batch.
 
 from __future__ import annotations
 
+import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from harness.errors import AdapterError, ConfigError
 from ._candidates import DEFAULT_PAIR_BATCH, PairScorer, score_in_batches
 from .features import FeatureBuilder
 
+_MODELS = re.compile(r"^models:/(?P<name>[^/@\s]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_\-]+))$")
 _URI = re.compile(r"^(models:/[^/@\s]+(/\d+|@[A-Za-z0-9_\-]+)|runs:/[0-9a-f]{32}/\S+)$")
 
 
@@ -36,21 +38,53 @@ def check_model_uri(uri: str) -> str:
 
 
 @contextmanager
-def _tracking(uri: str | None) -> Iterator[None]:
-    """Point MLflow at ``uri`` (tracking and registry) for the duration, then restore."""
+def global_tracking_uri(uri: str | None) -> Iterator[None]:
+    """MLflow's global tracking URI set to ``uri`` (if given) for the block, then restored
+    exactly: the module setting and the ``MLFLOW_TRACKING_URI`` variable, which
+    ``mlflow.set_tracking_uri`` also writes."""
     import mlflow
+    from mlflow.tracking._tracking_service import utils
 
     if uri is None:
         yield
         return
-    before_t, before_r = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    saved, saved_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(before_t)
-        mlflow.set_registry_uri(before_r)
+        mlflow.set_tracking_uri(saved)
+        if saved_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved_env
+
+
+def _load(uri: str, tracking_uri: str | None) -> tuple[Any, Any]:
+    """Download the model's files from ``tracking_uri`` (without touching MLflow's global
+    tracking/registry settings) and load them; returns ``(model, tempdir)``."""
+    import tempfile
+
+    import mlflow
+
+    if (Path(uri) / "MLmodel").is_file():
+        return mlflow.pyfunc.load_model(uri), None
+    from mlflow.tracking import MlflowClient
+
+    source = uri
+    match = _MODELS.match(uri)
+    if match:  # resolve the registered version to where its files are, on this store
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        version = match["version"] or client.get_model_version_by_alias(match["name"], match["alias"]).version
+        source = client.get_model_version_download_uri(match["name"], version)
+    else:
+        # runs:/ may name an MLflow 3 logged model, which only the run-URI resolver finds;
+        # it reads the global tracking URI, so set it for the call and restore it exactly
+        with global_tracking_uri(tracking_uri):
+            return mlflow.pyfunc.load_model(uri), None
+    tmp = tempfile.TemporaryDirectory(prefix="harness-pyfunc-")
+    local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp.name, tracking_uri=tracking_uri)
+    return mlflow.pyfunc.load_model(local), tmp
 
 
 class MLflowPyfunc(PairScorer):
@@ -78,8 +112,6 @@ class MLflowPyfunc(PairScorer):
                  query_col: str = "query_id", item_col: str = "item_id", score_column: str | None = None,
                  candidates: Any = None, n_candidates: int | None = None, exclude_seen: bool = True,
                  batch_size: int = DEFAULT_PAIR_BATCH, name: str | None = None) -> None:
-        import mlflow
-
         self.uri = check_model_uri(uri)
         self.name = name or f"MLflowPyfunc({uri})"
         self.tracking_uri = tracking_uri
@@ -88,8 +120,7 @@ class MLflowPyfunc(PairScorer):
         self.candidates, self.n_candidates = candidates, n_candidates
         self.exclude_seen, self.batch_size = exclude_seen, batch_size
         try:
-            with _tracking(tracking_uri):
-                self.model = mlflow.pyfunc.load_model(uri)
+            self.model, self._files = _load(uri, tracking_uri)
         except Exception as exc:  # missing model, unknown alias, unreachable server
             raise ConfigError(f"{self.name}: cannot load the model: {type(exc).__name__}: {exc}") from exc
         self._check_schema()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import mlflow
@@ -12,7 +14,7 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from harness.errors import AdapterError, ConfigError
-from harness.models.mlflow_pyfunc import MLflowPyfunc, check_model_uri
+from harness.models.mlflow_pyfunc import MLflowPyfunc, check_model_uri, global_tracking_uri
 
 
 class Affinity(mlflow.pyfunc.PythonModel):
@@ -35,17 +37,13 @@ def store(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("mlflow-adapter")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     example = pd.DataFrame({"user_id": np.array([0, 1], dtype=np.int64), "item_id": np.array([2, 3], dtype=np.int64)})
-    before = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
+    with global_tracking_uri(uri):
         exp = mlflow.create_experiment("adapters", artifact_location=(root / "artifacts").as_uri())
         with mlflow.start_run(experiment_id=exp) as run:
             info = mlflow.pyfunc.log_model(name="model", python_model=Affinity(),
                                            signature=infer_signature(example, np.zeros(2)),
                                            registered_model_name="affinity")
         MlflowClient(uri).set_registered_model_alias("affinity", "champion", "1")
-    finally:
-        mlflow.set_tracking_uri(before)
     return uri, run.info.run_id, info
 
 
@@ -53,12 +51,15 @@ def test_round_trip_through_each_uri_form(store) -> None:
     uri, run_id, _ = store
     pairs = pd.DataFrame({"query_id": np.repeat(np.arange(5), 4), "item_id": np.tile(np.arange(4), 5)})
     want = expected_score(pairs["query_id"].to_numpy(), pairs["item_id"].to_numpy())
-    before = mlflow.get_tracking_uri()
+    before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri(), os.environ.get("MLFLOW_TRACKING_URI"),
+              os.environ.get("MLFLOW_REGISTRY_URI"))
     for model_uri in ("models:/affinity/1", "models:/affinity@champion", f"runs:/{run_id}/model"):
         model = MLflowPyfunc(model_uri, tracking_uri=uri, query_col="user_id", batch_size=7)
         np.testing.assert_allclose(model.predict(pairs), want)
         np.testing.assert_allclose(model.predict_proba(pairs), want)
-    assert mlflow.get_tracking_uri() == before  # the adapter restores MLflow's settings
+    after = (mlflow.get_tracking_uri(), mlflow.get_registry_uri(), os.environ.get("MLFLOW_TRACKING_URI"),
+             os.environ.get("MLFLOW_REGISTRY_URI"))
+    assert after == before  # the adapter leaves MLflow's global settings alone
     # whole-catalogue retrieval, seen items excluded, vs a plain reference
     model.fit(pd.DataFrame({"user_id": [0, 2], "item_id": [1, 3]}), n_users=5, n_items=4)
     out = model.retrieve(np.arange(5), 3)
@@ -92,3 +93,41 @@ def test_unknown_model_is_a_config_error(store) -> None:
     uri, _, _ = store
     with pytest.raises(ConfigError, match=r"cannot load the model"):
         MLflowPyfunc("models:/affinity@nobody", tracking_uri=uri)
+
+
+class Catalogue(mlflow.pyfunc.PythonModel):
+    """A registered 'production' model: score = item popularity rank proxy (item id mod 17)."""
+
+    def predict(self, context, model_input, params=None):
+        return (model_input["item_id"].to_numpy() % 17).astype(float)
+
+
+def test_registered_model_baseline_runs_through_the_runner(tmp_path: Path, monkeypatch) -> None:
+    from harness.config import parse_config
+    from harness.runner import load_dataset, run
+    from tests.conftest import small_config
+
+    monkeypatch.chdir(tmp_path)  # the local store keeps run artifacts under ./mlruns
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with global_tracking_uri(uri):
+        with mlflow.start_run():
+            mlflow.pyfunc.log_model(name="model", python_model=Catalogue(), registered_model_name="prod-ranker")
+        MlflowClient(uri).set_registered_model_alias("prod-ranker", "champion", "1")
+    cfg = small_config(tmp_path, tracking={"uri": uri, "enabled": False})
+    cfg["compare"]["baseline"] = "models:/prod-ranker@champion"
+    del cfg["models"]["popularity"]
+    outcome = run(parse_config(cfg), progress=False)
+    data = json.loads((outcome.results_dir / "results.json").read_text())
+    got = {r["metric"]: r["value"] for r in data["metrics"] if r["model"] == "models:/prod-ranker@champion"}
+    # reference: the same scores for every unseen (user, item), evaluated directly
+    ds = load_dataset(parse_config(cfg))
+    q, i = np.nonzero(np.ones((ds.n_users, ds.n_items), dtype=bool))
+    frame = pd.DataFrame({"query_id": q, "item_id": i, "score": (i % 17).astype(float)})
+    seen = pd.MultiIndex.from_frame(ds.train[["user_id", "item_id"]])
+    frame = frame[~pd.MultiIndex.from_arrays([frame.query_id, frame.item_id]).isin(seen)]
+    frame = frame[frame.query_id.isin(ds.query_ids)]
+    from harness.metrics import evaluate_ranking
+
+    want = evaluate_ranking(ds.qrels, frame, ["ndcg@10", "recall@[10,50]"]).means
+    assert got == pytest.approx(want, abs=1e-12)
+    assert data["units"]["models:/prod-ranker@champion"]["model_version_uri"] == "models:/prod-ranker/1"
