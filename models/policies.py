@@ -63,6 +63,11 @@ class _BatchedPolicy:
             raise DataValidationError(f"positions: expected {n} integers in [0, {self.len_list - 1}]")
         return pos
 
+    def distribution_at(self, contexts: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """``pi(. | contexts[i], positions[i])`` as (batch, n_actions)."""
+        dist = self.distribution(contexts)
+        return dist[np.arange(len(positions)), :, positions]
+
     def _gather(self, contexts: np.ndarray, positions: np.ndarray | None,
                 pick: Callable[[np.ndarray, slice, np.ndarray], np.ndarray]) -> np.ndarray:
         n = len(contexts)
@@ -70,8 +75,7 @@ class _BatchedPolicy:
         out = np.empty(n)
         for start in range(0, n, self.batch_size):
             sl = slice(start, min(n, start + self.batch_size))
-            dist = self.distribution(contexts[sl])
-            out[sl] = pick(dist, sl, pos[sl])
+            out[sl] = pick(self.distribution_at(contexts[sl], pos[sl]), sl, pos[sl])
         return out
 
     def action_probabilities(self, contexts: np.ndarray, actions: np.ndarray,
@@ -85,7 +89,7 @@ class _BatchedPolicy:
             a = acts[sl]
             if ((a < 0) | (a >= dist.shape[1])).any():
                 raise DataValidationError(f"actions: ids outside [0, {dist.shape[1] - 1}]")
-            return dist[np.arange(len(a)), a, pos]
+            return dist[np.arange(len(a)), a]
 
         return check_probabilities(self._gather(contexts, positions, pick), len(contexts),
                                    source=type(self).__name__)
@@ -103,9 +107,8 @@ class _BatchedPolicy:
                 q = q[:, :, None]
             if q.shape[:2] != dist.shape[:2]:
                 raise DataValidationError(f"q_hat: {q.shape[1]} actions, policy has {dist.shape[1]}")
-            rows = np.arange(len(pos))
-            q_pos = q[rows, :, pos if q.shape[2] > 1 else 0]
-            return np.einsum("ij,ij->i", dist[rows, :, pos], q_pos)
+            q_pos = q[np.arange(len(pos)), :, pos if q.shape[2] > 1 else 0]
+            return np.einsum("ij,ij->i", dist, q_pos)
 
         return self._gather(contexts, positions, pick)
 
@@ -143,6 +146,13 @@ class TopKPolicy(_BatchedPolicy):
         dist[rows, top, np.arange(self.len_list)] = 1.0
         return dist
 
+    def distribution_at(self, contexts: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        top, n_actions = self._top(contexts)
+        rows = np.arange(len(top))
+        dist = np.zeros((len(top), n_actions))
+        dist[rows, top[rows, positions]] = 1.0
+        return dist
+
 
 @dataclass
 class EpsilonGreedyPolicy(TopKPolicy):
@@ -157,6 +167,10 @@ class EpsilonGreedyPolicy(TopKPolicy):
 
     def distribution(self, contexts: np.ndarray) -> np.ndarray:
         greedy = super().distribution(contexts)
+        return (1.0 - self.epsilon) * greedy + self.epsilon / greedy.shape[1]
+
+    def distribution_at(self, contexts: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        greedy = super().distribution_at(contexts, positions)
         return (1.0 - self.epsilon) * greedy + self.epsilon / greedy.shape[1]
 
 
@@ -175,10 +189,15 @@ class SoftmaxPolicy(_BatchedPolicy):
             raise DataValidationError(f"temperature must be > 0, got {self.temperature!r}")
 
     def distribution(self, contexts: np.ndarray) -> np.ndarray:
+        return np.repeat(self._probs(contexts)[:, :, None], self.len_list, axis=2)
+
+    def distribution_at(self, contexts: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        return self._probs(contexts)
+
+    def _probs(self, contexts: np.ndarray) -> np.ndarray:
         s = _rows(self.scores, contexts, "scores") / self.temperature
         z = np.exp(s - s.max(axis=1, keepdims=True))
-        p = z / z.sum(axis=1, keepdims=True)
-        return np.repeat(p[:, :, None], self.len_list, axis=2)
+        return z / z.sum(axis=1, keepdims=True)
 
 
 @dataclass

@@ -70,7 +70,7 @@ class RewardModelFit:
     def expected_reward(self, policy: Any, *, batch_size: int = 8192) -> np.ndarray:
         """Cross-fitted ``v_hat[i] = sum_a pi_e(a | x_i, pos_i) q_hat(x_i, a, pos_i)``.
 
-        ``policy.distribution(contexts)`` is called with the feedback's ``context_id``
+        ``policy.distribution_at(contexts, positions)`` is called with the feedback's ``context_id``
         (or row index when there is none), ``batch_size`` rows at a time; memory is
         O(batch_size * n_actions).
         """
@@ -80,9 +80,7 @@ class RewardModelFit:
         out = np.empty(n)
         for start in range(0, n, batch_size):
             rows = np.arange(start, min(n, start + batch_size))
-            dist = policy.distribution(contexts[rows])
-            pos = fb.positions[rows]
-            pi = dist[np.arange(len(rows)), :, pos]
+            pi = policy.distribution_at(contexts[rows], fb.positions[rows])
             q = self.predict(np.repeat(rows, n_actions), np.tile(np.arange(n_actions), len(rows)))
             out[rows] = np.einsum("ij,ij->i", pi, q.reshape(len(rows), n_actions))
         return out

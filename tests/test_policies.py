@@ -47,7 +47,8 @@ def test_policies_implement_the_adapter_protocol_and_batch_consistently():
     for pol_small, pol in [(SoftmaxPolicy(scores, temperature=0.5, len_list=3, batch_size=17),
                             SoftmaxPolicy(scores, temperature=0.5, len_list=3)),
                            (EpsilonGreedyPolicy(scores, epsilon=0.3, len_list=3, batch_size=17),
-                            EpsilonGreedyPolicy(scores, epsilon=0.3, len_list=3))]:
+                            EpsilonGreedyPolicy(scores, epsilon=0.3, len_list=3)),
+                           (TopKPolicy(scores, len_list=3, batch_size=17), TopKPolicy(scores, len_list=3))]:
         assert isinstance(pol, Policy)
         dense = pol.distribution(contexts)
         np.testing.assert_allclose(dense.sum(axis=1), 1.0)
