@@ -364,14 +364,16 @@ def bootstrap_sums(
         return sums, totals
     table = _poisson_table()
     centre = arr.mean(axis=0)
-    # centred parts plus a ones column: float32 products stay small, the ones give sum(w)
-    work = np.hstack([arr - centre, np.ones((n, 1))]).astype(np.float32)
     block = max(1, _CHUNK_CELLS // n_resamples)
+    # centred parts plus a ones column, one block at a time: float32 products stay
+    # small and the ones column gives sum(w)
+    work = np.ones((min(block, n), k + 1), dtype=np.float32)
     acc = np.zeros((n_resamples, k + 1))
     for start in range(0, n, block):
         u = min(block, n - start)
+        np.subtract(arr[start : start + u], centre, out=work[:u, :k], casting="same_kind")
         codes = np.frombuffer(rng.bytes(2 * n_resamples * u), dtype=np.uint16).reshape(n_resamples, u)
-        acc += table.take(codes) @ work[start : start + u]
+        acc += table.take(codes) @ work[:u]
     totals[:] = acc[:, k]
     sums[:] = acc[:, :k] + totals[:, None] * centre
     return sums, totals
