@@ -221,3 +221,14 @@ def test_precomputed_bad_paths(tmp_path: Path) -> None:
     (tmp_path / "x.json").write_text("{}")
     with pytest.raises(ConfigError, match="must end in .parquet"):
         Precomputed(tmp_path / "x.json")
+
+
+def test_adapters_implement_the_protocols() -> None:
+    from harness.adapters import PointwiseModel, Ranker, Retriever
+
+    fb, pairs, X, y = world()
+    clf = SklearnPointwise(LogisticRegression().fit(X, y), fb)
+    booster = xgb.XGBRanker(objective="rank:pairwise", n_estimators=2).fit(X, y, qid=pairs["query_id"].to_numpy())
+    for adapter in (clf, XGBoostRanker(booster, fb), Precomputed(ranking_frame())):
+        assert isinstance(adapter, Ranker) and isinstance(adapter, Retriever)
+    assert isinstance(clf, PointwiseModel)
