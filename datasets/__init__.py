@@ -2,5 +2,13 @@
 
 from .base import InteractionDataset, fingerprint_tables
 from .synthetic import make_synthetic
+from .candidates import restrict_to_candidates, with_candidates
+from .interactions import build_dataset, dataset_from_spec, load_interactions
+from .movielens import load_movielens_dataset, read_movielens
+from .multistage import MultiStageWorld, make_multistage
+from .schema import Column, Schema, validate_table
 
 __all__ = ["InteractionDataset", "fingerprint_tables", "make_synthetic"]
+__all__ += ["Column", "MultiStageWorld", "Schema", "build_dataset", "dataset_from_spec", "load_interactions",
+            "load_movielens_dataset", "make_multistage", "read_movielens", "restrict_to_candidates",
+            "validate_table", "with_candidates"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,22 @@ class InteractionDataset:
         Generator or loader settings that, with the tables, define the fingerprint.
     truth : dict
         Known ground truth for synthetic worlds (e.g. ``true_scores[n_users, n_items]``).
+    item_categories : DataFrame, optional
+        Long table ``item_id``, ``category`` (e.g. MovieLens genres): one row per item and
+        category, for category calibration (Steck's KL) and diversity.
+    user_ids, item_ids : ndarray, optional
+        Raw id of each internal id: ``item_ids[j]`` is the id in the source file of item ``j``.
+    item_features, user_features : DataFrame, optional
+        Side tables keyed by ``item_id`` / ``user_id`` (internal ids).
+    cold_start : dict
+        Counts of users/items/judgments that only occur in the held-out part.
+    segments : dict
+        Named subsets of query ids (e.g. ``cold_users``) that can be evaluated apart.
+    candidates : DataFrame, optional
+        ``query_id``, ``item_id`` pairs that models must rank instead of the full catalogue
+        (see ``harness.datasets.candidates``); None means the full catalogue.
+    warnings : list of str
+        What a reader of the results must know (sampled candidates, removed users, ...).
     """
 
     name: str
@@ -38,6 +54,15 @@ class InteractionDataset:
     n_items: int
     settings: dict[str, Any] = field(default_factory=dict)
     truth: dict[str, np.ndarray] = field(default_factory=dict)
+    item_categories: pd.DataFrame | None = None
+    user_ids: np.ndarray | None = None
+    item_ids: np.ndarray | None = None
+    item_features: pd.DataFrame | None = None
+    user_features: pd.DataFrame | None = None
+    cold_start: dict[str, int] = field(default_factory=dict)
+    segments: dict[str, np.ndarray] = field(default_factory=dict)
+    candidates: pd.DataFrame | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def query_ids(self) -> np.ndarray:
@@ -47,7 +72,30 @@ class InteractionDataset:
     @property
     def fingerprint(self) -> str:
         """Content hash of the tables and settings: equal data gives equal fingerprints."""
-        return fingerprint_tables({"train": self.train, "qrels": self.qrels}, self.settings)
+        tables = {"train": self.train, "qrels": self.qrels}
+        optional = {"item_categories": self.item_categories, "item_features": self.item_features,
+                    "user_features": self.user_features, "candidates": self.candidates}
+        tables.update({k: v for k, v in optional.items() if v is not None})
+        return fingerprint_tables(tables, self.settings)
+
+    def category_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        """Category names (sorted) and a boolean ``(n_items, n_categories)`` membership matrix."""
+        if self.item_categories is None:
+            return np.array([], dtype=object), np.zeros((self.n_items, 0), dtype=bool)
+        names, codes = np.unique(self.item_categories["category"].to_numpy(dtype=object), return_inverse=True)
+        out = np.zeros((self.n_items, len(names)), dtype=bool)
+        out[self.item_categories["item_id"].to_numpy(), codes] = True
+        return names, out
+
+    def restrict_queries(self, query_ids: np.ndarray, *, label: str) -> "InteractionDataset":
+        """The same data with judgments kept only for ``query_ids`` (e.g. a segment such as
+        ``segments["cold_users"]``), named ``<name>[label]``; train is unchanged."""
+        keep = np.isin(self.qrels["query_id"].to_numpy(), np.asarray(query_ids))
+        cands = self.candidates
+        if cands is not None:
+            cands = cands[np.isin(cands["query_id"].to_numpy(), np.asarray(query_ids))].reset_index(drop=True)
+        return replace(self, name=f"{self.name}[{label}]", qrels=self.qrels[keep].reset_index(drop=True),
+                       settings={**self.settings, "queries": label}, candidates=cands)
 
 
 def fingerprint_tables(tables: dict[str, pd.DataFrame], settings: dict[str, Any]) -> str:

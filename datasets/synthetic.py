@@ -22,6 +22,14 @@ from .base import InteractionDataset
 RELEVANCE_QUANTILES = (0.90, 0.96, 0.99)
 
 
+def sample_without_replacement(logits: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Per row, ``n`` distinct columns drawn one after another with probability
+    ``softmax(logits)`` over the columns not drawn yet (Gumbel top-k: the ``n`` largest
+    ``logits + Gumbel noise``; Kool et al., ICML 2019). Returns ``(rows, n)`` in draw order."""
+    gumbel = rng.gumbel(size=logits.shape)
+    return np.argsort(-(logits + gumbel), axis=1)[:, :n]
+
+
 def make_synthetic(
     *,
     n_users: int = 1000,
@@ -69,8 +77,7 @@ def make_synthetic(
     cuts = np.quantile(affinity, RELEVANCE_QUANTILES)
     relevance = np.searchsorted(cuts, affinity, side="right").astype(np.int64)
 
-    gumbel = rng.gumbel(size=affinity.shape)
-    seen = np.argsort(-(affinity / temperature + gumbel), axis=1)[:, :n_train_per_user]
+    seen = sample_without_replacement(affinity / temperature, n_train_per_user, rng)
     train = pd.DataFrame(
         {
             "user_id": np.repeat(np.arange(n_users, dtype=np.int64), n_train_per_user),

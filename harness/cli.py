@@ -77,6 +77,10 @@ def validate(config: Path = typer.Argument(..., help="YAML evaluation config."))
         from harness.config import load_config
 
         cfg = load_config(config)
+        if cfg.dataset.kind in ("movielens", "interactions"):  # files exist, schema holds, split is non-empty
+            from harness.datasets.interactions import dataset_from_spec, describe_dataset
+
+            print(describe_dataset(dataset_from_spec(cfg.dataset.model_dump(by_alias=True), seed=cfg.seed)))
         print(f"{config}: valid ({len(cfg.models)} models, "
               f"{len(cfg.evaluate.ranking.metrics)} ranking metrics, {len(cfg.gate)} gate criteria)")
         return 0

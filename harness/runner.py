@@ -48,6 +48,13 @@ def load_dataset(config: EvalConfig) -> Any:
     """Build the data set named by ``config.dataset``."""
     from harness.datasets import make_synthetic
 
+    if config.dataset.kind in ("movielens", "interactions"):  # file-backed: loaded, checked, split, judged
+        from harness.datasets.interactions import dataset_from_spec
+
+        dataset = dataset_from_spec(config.dataset.model_dump(by_alias=True), seed=config.seed)
+        for warning in dataset.warnings:
+            _say(f"WARNING: dataset: {warning}")
+        return dataset
     spec = config.dataset.model_dump()
     spec.pop("kind")
     return make_synthetic(**spec, seed=config.seed)

@@ -1,0 +1,301 @@
+"""Interaction logs from Parquet/CSV with a column mapping, and the one builder that turns
+any loaded log (MovieLens or generic) into an ``InteractionDataset``.
+
+The builder validates the raw table (``datasets.schema``), maps raw user and item ids to
+contiguous ``0..n-1`` ints (sorted raw ids, so the mapping does not depend on row order)
+and keeps the mapping, splits (``datasets.splits``), judges the held-out rows
+(``datasets.judgments``) and counts cold-start users and items. Nothing is dropped without
+being asked for in the spec, and every removal is counted in ``dataset.warnings``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import ConfigError, DataValidationError
+
+from .base import InteractionDataset
+from .judgments import judge
+from .schema import Column, Schema, Violation, find_violations, interactions_schema, raise_violations, \
+    reference_violations
+from .splits import split_mask
+
+CANONICAL = ("user", "item", "rating", "label", "timestamp")
+COLD_START_POLICIES = ("keep", "exclude")
+DUPLICATE_POLICIES = ("error", "keep_last")
+
+
+# ----------------------------------------------------------------------------- reading
+def read_table(path: str | Path, *, delimiter: str | None = None, columns: Sequence[str] | None = None,
+               encoding: str = "utf8") -> pd.DataFrame:
+    """Read a Parquet or CSV file (by suffix) through pyarrow; missing file -> ``ConfigError``."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"data file not found: {path}")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            table = pq.read_table(path, columns=list(columns) if columns else None)
+        else:
+            delim = delimiter or ("\t" if path.suffix.lower() in (".tsv", ".tab") else ",")
+            table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(encoding=encoding),
+                                   parse_options=pacsv.ParseOptions(delimiter=delim),
+                                   convert_options=pacsv.ConvertOptions(include_columns=list(columns) if columns else None))
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataValidationError(f"{path}: cannot be read as a table: {exc}") from None
+    return table.to_pandas()
+
+
+def load_interactions(paths: str | Path | Sequence[str | Path], *, columns: Mapping[str, str],
+                      delimiter: str | None = None) -> pd.DataFrame:
+    """Read one or more interaction files and rename the mapped columns to the canonical
+    names ``user``, ``item``, ``rating``, ``label``, ``timestamp``.
+
+    ``columns`` maps canonical name -> source column; ``user`` and ``item`` are required.
+    Unmapped source columns are not read.
+    """
+    unknown = set(columns) - set(CANONICAL)
+    if unknown:
+        raise ConfigError(f"columns: unknown canonical names {sorted(unknown)}; known: {', '.join(CANONICAL)}")
+    for need in ("user", "item"):
+        if need not in columns:
+            raise ConfigError(f"columns: a mapping for {need!r} is required (e.g. {need}: {need}_id)")
+    files = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not files:
+        raise ConfigError("path: at least one interactions file is required")
+    source = list(columns.values())
+    frames = []
+    for f in files:
+        df = read_table(f, delimiter=delimiter)
+        missing = [c for c in source if c not in df.columns]
+        if missing:
+            raise DataValidationError(f"{f}: mapped columns {missing} not found (columns: {list(df.columns)})")
+        frames.append(df[source].rename(columns={v: k for k, v in columns.items()}))
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+# ----------------------------------------------------------------------------- building
+def _map_ids(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    codes, uniques = pd.factorize(values, sort=True)
+    return codes.astype(np.int64), np.asarray(uniques)
+
+
+def _keep_last(df: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
+    """Keep each (user, item) pair's latest row (by timestamp, else file order); count the rest."""
+    order = df.sort_values("timestamp", kind="stable") if "timestamp" in df.columns else df
+    dup = order.duplicated(["user", "item"], keep="last")
+    if dup.any():
+        warnings.append(f"duplicates: {int(dup.sum())} repeated (user, item) rows replaced by the "
+                        "pair's latest row (duplicates: keep_last)")
+    return order[~dup.to_numpy()]
+
+
+def _side_table(table: pd.DataFrame, key: str, raw_ids: np.ndarray, *, what: str,
+                warnings: list[str]) -> pd.DataFrame:
+    """Re-key a side table from raw ids (column ``key``) to internal ids, in id order."""
+    pos = pd.Index(raw_ids).get_indexer(table[key])
+    unknown = pos < 0
+    if unknown.any():
+        warnings.append(f"{what}: {int(unknown.sum())} rows for ids without interactions are not part of "
+                        "the catalogue and were left out")
+    out = table.loc[~unknown].drop(columns=[key])
+    id_col = "item_id" if what.startswith("item") else "user_id"
+    out.insert(0, id_col, pos[~unknown].astype(np.int64))
+    return out.sort_values(id_col, kind="stable").reset_index(drop=True)
+
+
+def _cold_start(train: pd.DataFrame, test: pd.DataFrame, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean flags over test rows: user unseen in train, item unseen in train."""
+    seen_u = np.zeros(n_users, dtype=bool)
+    seen_i = np.zeros(n_items, dtype=bool)
+    seen_u[train["user_id"].to_numpy()] = True
+    seen_i[train["item_id"].to_numpy()] = True
+    return ~seen_u[test["user_id"].to_numpy()], ~seen_i[test["item_id"].to_numpy()]
+
+
+def build_dataset(
+    log: pd.DataFrame,
+    *,
+    name: str,
+    split: Mapping[str, Any],
+    relevance: Mapping[str, Any],
+    seed: int = 0,
+    rating_range: tuple[float | None, float | None] = (None, None),
+    item_categories: pd.DataFrame | None = None,
+    known_items: pd.Series | None = None,
+    item_features: pd.DataFrame | None = None,
+    user_features: pd.DataFrame | None = None,
+    cold_start: str = "keep",
+    duplicates: str = "error",
+    settings: Mapping[str, Any] | None = None,
+) -> InteractionDataset:
+    """Validate, map, split and judge an interaction log.
+
+    Parameters
+    ----------
+    log : DataFrame
+        Canonical columns ``user``, ``item`` and optionally ``rating``, ``label``, ``timestamp``.
+    name : str
+        Name of the data set (results, MLflow).
+    split : mapping
+        ``{kind: random|temporal|leave_last_out|temporal_ratio, ...}`` (see ``datasets.splits``).
+    relevance : mapping
+        ``{from: rating, threshold: 4}``, ``{from: rating, grades: {4: 1, 5: 2}}``,
+        ``{from: label}`` or ``{from: interaction}`` (see ``datasets.judgments``).
+    seed : int
+        Seed of the random split (unless the split spec has its own ``seed``).
+    rating_range : (low, high)
+        Inclusive range every rating must lie in.
+    item_categories : DataFrame, optional
+        Raw ``item``, ``category`` rows (e.g. genres).
+    known_items : Series, optional
+        Raw ids of the item table (e.g. every movie listed); an interaction with another
+        item is a violation.
+    item_features, user_features : DataFrame, optional
+        Side tables with raw ids in column ``item`` / ``user``.
+    cold_start : {"keep", "exclude"}
+        ``keep`` evaluates held-out users unseen in training (listed in
+        ``segments["cold_users"]``); ``exclude`` removes their judgments, counted in ``warnings``.
+    duplicates : {"error", "keep_last"}
+        Repeated (user, item) rows are an error, or collapse to the latest one (counted).
+    settings : mapping, optional
+        Loader settings for the fingerprint (format, column mapping); never file paths.
+    """
+    if cold_start not in COLD_START_POLICIES:
+        raise ConfigError(f"cold_start: {cold_start!r} is unknown; known: {', '.join(COLD_START_POLICIES)}")
+    if duplicates not in DUPLICATE_POLICIES:
+        raise ConfigError(f"duplicates: {duplicates!r} is unknown; known: {', '.join(DUPLICATE_POLICIES)}")
+    warnings: list[str] = []
+    schema = interactions_schema(rating="rating" in log.columns, label="label" in log.columns,
+                                 timestamp="timestamp" in log.columns, rating_range=rating_range,
+                                 unique=duplicates == "error")
+    violations = find_violations(log, schema)
+    if known_items is not None and "item" in log.columns:
+        violations += reference_violations(log["item"], known_items, table="interactions",
+                                           column="item", parent_table="the item table")
+    raise_violations(violations)
+    if duplicates == "keep_last":
+        log = _keep_last(log, warnings)
+
+    users, user_ids = _map_ids(log["user"])
+    items, item_ids = _map_ids(log["item"])
+    frame = pd.DataFrame({"user_id": users, "item_id": items})
+    for col in ("rating", "label", "timestamp"):
+        if col in log.columns:
+            frame[col] = log[col].to_numpy()
+    frame = frame.sort_values(["user_id", "item_id"], kind="stable").reset_index(drop=True)
+    ts = frame["timestamp"].to_numpy() if "timestamp" in frame.columns else None
+    test_mask = split_mask(dict(split), users=frame["user_id"].to_numpy(), items=frame["item_id"].to_numpy(),
+                           timestamps=ts, seed=seed)
+    train = frame[~test_mask].reset_index(drop=True)
+    test = frame[test_mask].reset_index(drop=True)
+    if len(test) == 0:
+        raise DataValidationError(f"split {dict(split)}: no interaction was held out "
+                                  f"({len(frame)} rows, {len(user_ids)} users); nothing to evaluate")
+
+    n_users, n_items = len(user_ids), len(item_ids)
+    cold_user, cold_item = _cold_start(train, test, n_users, n_items)
+    counts = {"test_rows": len(test), "cold_users": int(np.unique(test["user_id"][cold_user]).size),
+              "cold_items": int(np.unique(test["item_id"][cold_item]).size),
+              "judgments_of_cold_users": int(cold_user.sum()), "judgments_of_cold_items": int(cold_item.sum())}
+    relevance_values = judge(test, relevance)
+    qrels = pd.DataFrame({"query_id": test["user_id"].to_numpy(), "item_id": test["item_id"].to_numpy(),
+                          "relevance": relevance_values})
+    if cold_start == "exclude" and cold_user.any():
+        qrels = qrels[~cold_user].reset_index(drop=True)
+        warnings.append(f"cold_start: {counts['judgments_of_cold_users']} judgments of {counts['cold_users']} "
+                        "users unseen in training were not evaluated (cold_start: exclude)")
+    query_ids = np.unique(qrels["query_id"].to_numpy())
+    cold_ids = np.unique(test["user_id"].to_numpy()[cold_user])
+    segments = {"cold_users": np.intersect1d(query_ids, cold_ids), "warm_users": np.setdiff1d(query_ids, cold_ids)}
+
+    cats = None
+    if item_categories is not None:
+        cats = _side_table(item_categories[["item", "category"]], "item", item_ids, what="item categories",
+                           warnings=warnings)
+        cats = cats.drop_duplicates().sort_values(["item_id", "category"], kind="stable").reset_index(drop=True)
+    feats = {k: _side_table(t, k, ids, what=f"{k} features", warnings=warnings)
+             for k, t, ids in (("item", item_features, item_ids), ("user", user_features, user_ids)) if t is not None}
+    all_settings = {**dict(settings or {}), "split": dict(split), "relevance": dict(relevance),
+                    "cold_start": cold_start, "duplicates": duplicates, "seed": seed}
+    return InteractionDataset(
+        name=name, train=train, qrels=qrels, n_users=n_users, n_items=n_items, settings=all_settings,
+        item_categories=cats, user_ids=user_ids, item_ids=item_ids, item_features=feats.get("item"),
+        user_features=feats.get("user"), cold_start=counts, segments=segments, warnings=warnings,
+    )
+
+
+# ----------------------------------------------------------------------------- config
+def _feature_table(spec: Mapping[str, Any] | None, key: str) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """A feature table spec ``{path, id_column, category_column?, category_separator?}`` ->
+    (features keyed by raw ``key``, long categories table or None)."""
+    if spec is None:
+        return None, None
+    table = read_table(spec["path"])
+    id_col = spec.get("id_column", key)
+    violations: list[Violation] = find_violations(
+        table, Schema(f"{key} features", (Column(id_col, "id"),), ((id_col,),)))
+    raise_violations(violations)
+    table = table.rename(columns={id_col: key})
+    cats = None
+    cat_col = spec.get("category_column")
+    if cat_col is not None:
+        if cat_col not in table.columns:
+            raise DataValidationError(f"{spec['path']}: category_column {cat_col!r} not found "
+                                      f"(columns: {list(table.columns)})")
+        cats = split_categories(table[key], table[cat_col], spec.get("category_separator", "|"))
+    return table, cats
+
+
+def split_categories(ids: pd.Series, labels: pd.Series, separator: str) -> pd.DataFrame:
+    """Long ``item``, ``category`` table from a column of separated category lists
+    (``"Action|Comedy"``); empty and null lists give no rows."""
+    parts = labels.fillna("").astype(str).str.split(separator, regex=False)
+    long = pd.DataFrame({"item": ids.to_numpy(), "category": parts.to_numpy()}).explode("category")
+    long["category"] = long["category"].astype(str).str.strip()
+    return long[long["category"] != ""].reset_index(drop=True)
+
+
+def dataset_from_spec(spec: Mapping[str, Any], *, seed: int) -> InteractionDataset:
+    """Build the data set of a config's ``dataset`` section of kind movielens or interactions."""
+    spec = dict(spec)
+    kind = spec.pop("kind")
+    common = {"split": spec.pop("split"), "relevance": spec.pop("relevance"), "seed": seed,
+              "cold_start": spec.pop("cold_start", "keep"), "duplicates": spec.pop("duplicates", "error")}
+    spec.pop("exclude_seen", None)
+    if kind == "movielens":
+        from .movielens import load_movielens_dataset
+
+        return load_movielens_dataset(spec.pop("path"), fmt=spec.pop("format", "auto"), **common)
+    if kind != "interactions":
+        raise ConfigError(f"dataset.kind {kind!r} is not a file-backed kind (movielens, interactions)")
+    columns = spec["columns"]
+    log = load_interactions(spec["path"], columns=columns, delimiter=spec.get("delimiter"))
+    item_feats, cats = _feature_table(spec.get("item_features"), "item")
+    user_feats, _ = _feature_table(spec.get("user_features"), "user")
+    if cats is not None:
+        item_feats = item_feats.drop(columns=[spec["item_features"]["category_column"]])  # type: ignore[union-attr]
+    paths = spec["path"] if isinstance(spec["path"], list) else [spec["path"]]
+    name = spec.get("name") or f"interactions:{Path(paths[0]).stem}"
+    known = item_feats["item"] if item_feats is not None else None
+    return build_dataset(log, name=name, item_categories=cats, known_items=known, item_features=item_feats,
+                         user_features=user_feats, rating_range=(spec.get("rating_min"), spec.get("rating_max")),
+                         settings={"kind": "interactions", "columns": dict(columns)}, **common)
+
+
+def describe_dataset(ds: InteractionDataset) -> str:
+    """A few lines on a built data set: sizes, split, cold start, fingerprint, warnings."""
+    rel = ds.qrels["relevance"].to_numpy()
+    cs = ds.cold_start
+    lines = [f"dataset {ds.name}: {ds.n_users} users, {ds.n_items} items, {len(ds.train)} train interactions, "
+             f"{len(ds.qrels)} judgments ({int((rel >= 1).sum())} relevant) over {len(ds.query_ids)} queries",
+             f"  split {ds.settings.get('split')}; cold start: {cs.get('cold_users', 0)} users, "
+             f"{cs.get('cold_items', 0)} items unseen in training; fingerprint {ds.fingerprint}"]
+    lines += [f"  warning: {w}" for w in ds.warnings]
+    return "\n".join(lines)

@@ -1,0 +1,188 @@
+"""Declarative table schemas: required columns, dtypes, ranges, nulls, uniqueness, references.
+
+Every loader checks its raw tables here before anything is mapped, split or judged. A
+check never drops or coerces a row: it collects every violation of every rule and raises
+one ``DataValidationError`` that names, per violation, the table, the column, how many
+rows break the rule and a few example values, so that a user can fix the file in one go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import DataValidationError, describe_examples
+
+# what a column must hold; "id" accepts integer or string ids, "timestamp" numbers or datetimes
+Kind = Literal["integer", "number", "string", "id", "timestamp", "any"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column rule.
+
+    Parameters
+    ----------
+    name : str
+        Column name in the table as loaded.
+    kind : {"integer", "number", "string", "id", "timestamp", "any"}
+        Allowed dtypes. ``number`` excludes booleans; ``id`` is integer or string.
+    required : bool
+        A missing required column is a violation; a missing optional one is not checked.
+    nullable : bool
+        Whether nulls (None/NaN/NaT) are allowed.
+    min, max : float, optional
+        Inclusive value range for numeric kinds; numbers must also be finite.
+    """
+
+    name: str
+    kind: Kind = "any"
+    required: bool = True
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class Schema:
+    """Rules of one table: its columns and the column sets whose values must be unique."""
+
+    table: str
+    columns: tuple[Column, ...]
+    unique: tuple[tuple[str, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule: where, which rule, how many rows, examples."""
+
+    table: str
+    column: str
+    rule: str
+    count: int
+    examples: tuple = field(default=())
+
+    def __str__(self) -> str:
+        ex = describe_examples(self.examples)
+        return f"{self.table}.{self.column}: {self.rule} ({self.count} rows{'; ' + ex if ex else ''})"
+
+
+def _dtype_ok(series: pd.Series, kind: Kind) -> bool:
+    dt = series.dtype
+    is_int = pd.api.types.is_integer_dtype(dt) and not pd.api.types.is_bool_dtype(dt)
+    is_num = pd.api.types.is_numeric_dtype(dt) and not pd.api.types.is_bool_dtype(dt)
+    is_str = pd.api.types.is_string_dtype(dt)
+    if kind == "integer":
+        return is_int
+    if kind == "number":
+        return is_num
+    if kind == "string":
+        return is_str
+    if kind == "id":
+        return is_int or is_str
+    if kind == "timestamp":
+        return is_num or pd.api.types.is_datetime64_any_dtype(dt)
+    return True
+
+
+def _bad_type_examples(series: pd.Series, kind: Kind) -> tuple[int, tuple]:
+    """Rows whose value does not parse as the wanted kind (for a helpful message)."""
+    if kind in ("integer", "number", "timestamp") and not pd.api.types.is_numeric_dtype(series.dtype):
+        parsed = pd.to_numeric(series, errors="coerce")
+        bad = parsed.isna() & series.notna()
+        if bad.any():
+            return int(bad.sum()), tuple(series[bad].head(3))
+    return len(series), tuple(series.head(3))
+
+
+def _column_violations(df: pd.DataFrame, table: str, col: Column) -> list[Violation]:
+    s = df[col.name]
+    if not _dtype_ok(s, col.kind):
+        n, ex = _bad_type_examples(s, col.kind)
+        return [Violation(table, col.name, f"expected {col.kind} values, got dtype {s.dtype}", n, ex)]
+    out = []
+    null = s.isna().to_numpy()
+    if null.any() and not col.nullable:
+        rows = np.flatnonzero(null)[:3]
+        out.append(Violation(table, col.name, "null values (row positions shown)", int(null.sum()), tuple(rows)))
+    if col.kind in ("integer", "number", "timestamp") and pd.api.types.is_numeric_dtype(s.dtype):
+        values = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        present = ~np.isnan(values)
+        inf = present & ~np.isfinite(values)
+        if inf.any():
+            out.append(Violation(table, col.name, "infinite values", int(inf.sum()), tuple(values[inf][:3])))
+        low = present & (values < col.min) if col.min is not None else np.zeros(len(s), bool)
+        high = present & (values > col.max) if col.max is not None else np.zeros(len(s), bool)
+        outside = (low | high) & ~inf
+        if outside.any():
+            rng = f"[{'-inf' if col.min is None else col.min}, {'inf' if col.max is None else col.max}]"
+            out.append(Violation(table, col.name, f"values outside {rng}", int(outside.sum()),
+                                 tuple(s.to_numpy()[outside][:3])))
+    return out
+
+
+def find_violations(df: pd.DataFrame, schema: Schema) -> list[Violation]:
+    """Every violation of ``schema`` in ``df`` (an empty list when the table is clean)."""
+    out: list[Violation] = []
+    if len(df) == 0:
+        out.append(Violation(schema.table, "*", "table is empty", 0))
+    present = set(map(str, df.columns))
+    for col in schema.columns:
+        if col.name not in present:
+            if col.required:
+                out.append(Violation(schema.table, col.name,
+                                     f"required column missing (columns: {sorted(present)})", len(df)))
+            continue
+        out.extend(_column_violations(df, schema.table, col))
+    for key in schema.unique:
+        if not set(key) <= present:
+            continue
+        dup = df.duplicated(list(key), keep="first").to_numpy()
+        if dup.any():
+            rows = df.loc[dup, list(key)].head(3)
+            examples = tuple(tuple(r) if len(key) > 1 else r[0] for r in rows.itertuples(index=False))
+            out.append(Violation(schema.table, "+".join(key), "duplicate values of a unique key",
+                                 int(dup.sum()), examples))
+    return out
+
+
+def raise_violations(violations: list[Violation]) -> None:
+    """Raise one ``DataValidationError`` listing every violation (no-op when empty)."""
+    if violations:
+        lines = "\n".join(f"  {v}" for v in violations)
+        raise DataValidationError(f"{len(violations)} data validation error(s):\n{lines}")
+
+
+def validate_table(df: pd.DataFrame, schema: Schema) -> None:
+    """Check ``df`` against ``schema``; raise ``DataValidationError`` listing all violations."""
+    raise_violations(find_violations(df, schema))
+
+
+def reference_violations(child: pd.Series, parent: pd.Series, *, table: str, column: str,
+                         parent_table: str) -> list[Violation]:
+    """Values of ``child`` that do not occur in ``parent`` (a foreign key into another table)."""
+    missing = ~child.isin(parent.unique()).to_numpy()
+    if not missing.any():
+        return []
+    values = pd.unique(child.to_numpy()[missing])
+    return [Violation(table, column, f"values not found in {parent_table}", int(missing.sum()),
+                      tuple(values[:3]))]
+
+
+def interactions_schema(*, table: str = "interactions", rating: bool = False, label: bool = False,
+                        timestamp: bool = False, rating_range: tuple[float | None, float | None] = (None, None),
+                        unique: bool = True) -> Schema:
+    """The rules of an interactions table with canonical columns ``user``, ``item`` and
+    optional ``rating`` (finite, in ``rating_range``), ``label`` (integer >= 0) and
+    ``timestamp``; ``(user, item)`` unique unless ``unique=False``."""
+    cols = [Column("user", "id"), Column("item", "id")]
+    if rating:
+        cols.append(Column("rating", "number", min=rating_range[0], max=rating_range[1]))
+    if label:
+        cols.append(Column("label", "integer", min=0))
+    if timestamp:
+        cols.append(Column("timestamp", "timestamp"))
+    return Schema(table, tuple(cols), (("user", "item"),) if unique else ())

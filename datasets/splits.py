@@ -1,0 +1,121 @@
+"""Train/test splits of an interaction log, each returning a boolean test mask.
+
+Four splits, all vectorised (one lexsort, no loop over users):
+
+- ``random``: a seeded uniform sample of ``round(n * test_fraction)`` rows.
+- ``temporal``: one global cut; rows after the cut are test. Every train timestamp is
+  <= every test timestamp.
+- ``leave_last_out``: each user's last ``k`` interactions (by time) are test.
+- ``temporal_ratio``: each user's last ``floor(n_u * test_fraction)`` interactions are test.
+
+Per-user splits order a user's rows by ``(timestamp, tiebreak)``, so that the result does
+not depend on row order in the file, and never put all of a user's rows in test: a user
+with too few rows keeps them all in train, and is counted in the split's statistics.
+Within a user, every train timestamp is <= every test timestamp.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from harness.errors import ConfigError, DataValidationError
+
+SPLIT_KINDS = ("random", "temporal", "leave_last_out", "temporal_ratio")
+
+
+def _check_fraction(test_fraction: float, kind: str) -> None:
+    if not 0.0 < test_fraction < 1.0:
+        raise ConfigError(f"split {kind}: test_fraction must be in (0, 1), got {test_fraction}")
+
+
+def random_split(n_rows: int, *, test_fraction: float, seed: int) -> np.ndarray:
+    """Seeded uniform test sample of exactly ``round(n_rows * test_fraction)`` rows."""
+    _check_fraction(test_fraction, "random")
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(n_rows, dtype=bool)
+    mask[rng.permutation(n_rows)[: int(round(n_rows * test_fraction))]] = True
+    return mask
+
+
+def temporal_split(timestamps: np.ndarray, *, test_fraction: float | None = None,
+                   cutoff: float | None = None) -> np.ndarray:
+    """Global cut: test rows are those with ``timestamp > cut``.
+
+    With ``cutoff`` the cut is given; with ``test_fraction`` it is the timestamp of the
+    last train row when rows are sorted by time and the last ``round(n * test_fraction)``
+    are test. Rows tied with the cut stay in train, so the test share can be smaller.
+    """
+    if (test_fraction is None) == (cutoff is None):
+        raise ConfigError("split temporal: give exactly one of test_fraction or cutoff")
+    ts = np.asarray(timestamps)
+    if cutoff is None:
+        _check_fraction(float(test_fraction), "temporal")  # type: ignore[arg-type]
+        n_test = int(round(len(ts) * float(test_fraction)))  # type: ignore[arg-type]
+        if n_test == 0:
+            return np.zeros(len(ts), dtype=bool)
+        cut = np.partition(ts, len(ts) - n_test - 1)[len(ts) - n_test - 1] if n_test < len(ts) else None
+        if cut is None:
+            raise ConfigError(f"split temporal: test_fraction {test_fraction} leaves no train rows")
+        return ts > cut
+    if np.issubdtype(ts.dtype, np.datetime64):
+        return ts > np.datetime64(cutoff)
+    return ts > float(cutoff)
+
+
+def _user_order(users: np.ndarray, timestamps: np.ndarray, tiebreak: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Row order by (user, timestamp, tiebreak), each row's position from the end of its
+    user's rows (0 = latest) and its user's row count."""
+    order = np.lexsort((tiebreak, timestamps, users))
+    u = users[order]
+    starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
+    sizes = np.diff(np.r_[starts, len(u)])
+    size_of_row = np.repeat(sizes, sizes)
+    pos = np.arange(len(u)) - np.repeat(starts, sizes)
+    return order, size_of_row - 1 - pos, size_of_row
+
+
+def leave_last_out(users: np.ndarray, timestamps: np.ndarray, tiebreak: np.ndarray, *, k: int = 1) -> np.ndarray:
+    """Each user's last ``k`` rows by time are test; users with <= k rows stay in train."""
+    if k < 1:
+        raise ConfigError(f"split leave_last_out: k must be >= 1, got {k}")
+    order, from_end, size = _user_order(users, timestamps, tiebreak)
+    mask = np.zeros(len(users), dtype=bool)
+    mask[order] = (from_end < k) & (size > k)
+    return mask
+
+
+def temporal_ratio(users: np.ndarray, timestamps: np.ndarray, tiebreak: np.ndarray, *,
+                   test_fraction: float) -> np.ndarray:
+    """Each user's last ``floor(n_u * test_fraction)`` rows by time are test (at least one
+    row of every user stays in train)."""
+    _check_fraction(test_fraction, "temporal_ratio")
+    order, from_end, size = _user_order(users, timestamps, tiebreak)
+    n_test = np.minimum(np.floor(size * test_fraction), size - 1)
+    mask = np.zeros(len(users), dtype=bool)
+    mask[order] = from_end < n_test
+    return mask
+
+
+def split_mask(spec: dict[str, Any], *, users: np.ndarray, items: np.ndarray,
+               timestamps: np.ndarray | None, seed: int) -> np.ndarray:
+    """Dispatch a split spec ``{kind, ...}`` to its function; returns the test mask.
+
+    Temporal and per-user splits need timestamps; ``leave_last_out`` without them is
+    refused rather than silently falling back to row order.
+    """
+    params = {k: v for k, v in spec.items() if k != "kind" and v is not None}
+    kind = spec.get("kind")
+    if kind == "random":
+        return random_split(len(users), test_fraction=params.get("test_fraction", 0.2),
+                            seed=params.get("seed", seed))
+    if kind not in SPLIT_KINDS:
+        raise ConfigError(f"split kind {kind!r} is unknown; known: {', '.join(SPLIT_KINDS)}")
+    if timestamps is None:
+        raise DataValidationError(f"split {kind} needs a timestamp column, and the data has none")
+    if kind == "temporal":
+        return temporal_split(timestamps, test_fraction=params.get("test_fraction"), cutoff=params.get("cutoff"))
+    if kind == "leave_last_out":
+        return leave_last_out(users, timestamps, items, k=params.get("k", 1))
+    return temporal_ratio(users, timestamps, items, test_fraction=params.get("test_fraction", 0.2))
