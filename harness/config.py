@@ -186,14 +186,37 @@ class RankingEval(_Strict):
         return [s.label for s in parse_metric_names(names, known=RANKING_METRICS)]
 
 
+class CalibrationEval(_Strict):
+    """Calibration of models that implement ``predict_proba``, on a click log with known
+    true probabilities (``harness.datasets.synthetic_clicks``)."""
+
+    metrics: list[str] = Field(default_factory=lambda: ["ece", "brier", "log_loss"], min_length=1)
+    n_bins: int = Field(15, ge=1)
+    strategy: Literal["uniform", "quantile"] = "uniform"
+    eps: float = Field(1e-15, ge=0, lt=0.5, description="clipping of p for log loss and logit(p)")
+    n_resamples: int = Field(1000, ge=100, description="bootstrap resamples of the ECE interval")
+    segment_by: Literal["none", "item_popularity"] = "item_popularity"
+    n_per_user: int = Field(20, ge=1, description="impressions per user in the click log")
+    scale: float = Field(1.5, ge=0, description="weight of the true affinity in the true click probability")
+    base_rate: float = Field(0.1, gt=0, lt=1, description="click probability of an average (user, item)")
+
+    @field_validator("metrics")
+    @classmethod
+    def _parse(cls, names: list[str]) -> list[str]:
+        from harness.metrics._names import parse_metric_names
+        from harness.metrics.calibration import CALIBRATION_METRICS
+
+        return [s.label for s in parse_metric_names(names, known=CALIBRATION_METRICS)]
+
+
 class EvaluateSpec(_Strict):
     ranking: RankingEval = Field(default_factory=RankingEval)
-    calibration: dict[str, Any] | None = None
+    calibration: CalibrationEval | None = None
     off_policy: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _unsupported(self) -> "EvaluateSpec":
-        for section in ("calibration", "off_policy"):
+        for section in ("off_policy",):
             if getattr(self, section) is not None:
                 raise ValueError(f"section 'evaluate.{section}' is not supported by this build yet")
         return self
@@ -279,6 +302,11 @@ class EvalConfig(_Strict):
         if self.tracking.promote is not None:
             self._check_promotable(self.tracking.promote)
         metrics = set(self.evaluate.ranking.metrics)
+        if self.evaluate.calibration is not None:  # row means can be compared and gated
+            if self.dataset.kind != "synthetic":
+                raise ValueError("evaluate.calibration: needs the synthetic dataset (its click log has "
+                                 f"known true probabilities); got dataset kind {self.dataset.kind!r}")
+            metrics |= {m for m in self.evaluate.calibration.metrics if m in ("brier", "log_loss")}
         for i, crit in enumerate(self.gate):
             if crit.metric not in metrics:
                 raise ValueError(f"gate[{i}].metric: {crit.metric!r} is not evaluated; "

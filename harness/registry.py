@@ -31,6 +31,14 @@ def _oracle(params: dict[str, Any], dataset: Any, seed: int) -> Any:
     return OracleRetriever(dataset.truth["true_scores"], seed=params.pop("seed", seed), **params)
 
 
+def _oracle_clicks(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+    from harness.models.oracle_clicks import OracleClickModel
+
+    if "true_scores" not in dataset.truth:
+        raise ConfigError("model kind 'oracle_clicks' needs a synthetic dataset with known true scores")
+    return OracleClickModel(dataset.truth["true_scores"], **params)
+
+
 def _item_knn(params: dict[str, Any], dataset: Any, seed: int) -> Any:
     from harness.models.knn import ItemKNN
 
@@ -114,6 +122,7 @@ MODEL_KINDS: dict[str, Factory] = {
     "random": _random,
     "popularity": _popularity,
     "oracle": _oracle,
+    "oracle_clicks": _oracle_clicks,
     "item_knn": _item_knn,
     "bpr_mf": _bpr_mf,
     "two_tower": _two_tower,

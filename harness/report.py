@@ -34,7 +34,7 @@ def metric_table(result: EvalResult) -> pd.DataFrame:
     table = df.assign(cell=cell).pivot(index="model", columns="metric", values="cell")
     order = list(dict.fromkeys(df["metric"]))
     models = list(dict.fromkeys(df["model"]))
-    return table.loc[models, order]
+    return table.loc[models, order].fillna("—")  # a model may lack a metric (e.g. no predict_proba)
 
 
 def console_summary(result: EvalResult) -> str:

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,7 @@ from harness.compare import compare_models
 from harness.config import EvalConfig
 from harness.errors import AdapterError, ConfigError, HarnessError, TrackingError
 from harness.gate import FAIL, PASS, Verdict, decide
+from harness.calibration_runner import CalibrationRun
 from harness.curves import curve_names, plot_metric_curves
 from harness.metrics import evaluate_ranking, metric_curves
 from harness.metrics.stats import mean_confidence_interval
@@ -93,7 +94,8 @@ def config_hash(config: EvalConfig) -> str:
 
 
 def evaluate_models(config: EvalConfig, dataset: Any, *, progress: bool,
-                    tracking_uri: str | None = None) -> tuple[dict[str, pd.DataFrame], dict]:
+                    tracking_uri: str | None = None,
+                    on_model: Callable[[str, Any], None] | None = None) -> tuple[dict[str, pd.DataFrame], dict]:
     """Fit and run every model; return per-model per-query metric tables (indexed by
     the unit id as a string) and what is known about each model's units."""
     from harness import baselines
@@ -133,6 +135,8 @@ def evaluate_models(config: EvalConfig, dataset: Any, *, progress: bool,
                 raise
             except Exception as exc:
                 raise AdapterError(f"model {name!r} raised {type(exc).__name__} in fit(): {exc}") from exc
+        if on_model is not None:  # e.g. calibration scores the fitted model's probabilities
+            on_model(name, model)
         from harness.pipeline import Pipeline, evaluate_pipeline, stage_summary
 
         stage_table = None
@@ -191,7 +195,9 @@ def run(
     needs_mlflow = config.tracking.enabled or any(s.kind == "mlflow" for s in config.models.values()) or (
         config.compare is not None and config.compare.baseline.startswith(("runs:/", "models:/")))
     tracking_uri = resolve_tracking_uri(config.tracking.uri) if needs_mlflow else None
-    per_unit, info = evaluate_models(config, dataset, progress=progress, tracking_uri=tracking_uri)
+    calibration = CalibrationRun(config.evaluate.calibration, dataset, config.seed)  # inert if not configured
+    per_unit, info = evaluate_models(config, dataset, progress=progress, tracking_uri=tracking_uri,
+                                     on_model=calibration)
     confidence = config.compare.confidence if config.compare else 0.95
     comparison_rows: list[dict[str, Any]] = []
     verdict: Verdict | None = None
@@ -201,6 +207,7 @@ def run(
                                metrics=config.evaluate.ranking.metrics, method=config.compare.method,
                                confidence=confidence, n_resamples=config.compare.n_resamples,
                                seed=config.seed)
+        comps += calibration.compare(config.compare, config.seed)  # per-row brier / log_loss
         verdict = decide(config.gate, comps, correction=config.compare.correction)
         gated = {(c.candidate, c.metric): c for c in verdict.criteria}
         for comp in comps:
@@ -215,16 +222,16 @@ def run(
         config=config.model_dump(mode="json"),
         config_hash=config_hash(config),
         dataset={"name": dataset.name, "fingerprint": dataset.fingerprint, "settings": dataset.settings},
-        metrics=metric_rows(per_unit, confidence),
-        per_unit=per_unit_long(per_unit),
+        metrics=metric_rows(per_unit, confidence) + calibration.metric_rows(confidence),
+        per_unit=calibration.with_units(per_unit_long(per_unit)),
         comparison=comparison_rows,
         verdict=verdict.to_dict() if verdict else {},
-        extra={"units": info},
+        extra={"units": info, **calibration.extra()},
     )
     out_root = Path(output or config.output)
     results_dir = write_results(result, out_root, {"summary.md": markdown_summary(result),
                                                    "junit.xml": junit_xml(result)},
-                                figures=_figures(info))
+                                figures={**_figures(info), **calibration.figures()})
     _say(f"results written to {results_dir}")
     if config.tracking.enabled:
         result.tracking = track(results_dir, result, tracking_uri)

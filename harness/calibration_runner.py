@@ -1,0 +1,174 @@
+"""Calibration inside a run: click log -> each PointwiseModel's p -> metrics, per-row
+units, reliability plot.
+
+Calibration units are rows of the click log (impressions), not queries, so their
+per-unit values live in their own table per model, indexed ``click:<row>``, beside the
+per-query ranking table. Both end up in ``per_unit.parquet`` (the prefix keeps the unit
+families apart), and comparisons pair a candidate with the baseline row by row on the
+same click log. Models without ``predict_proba`` are skipped and listed.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.adapters import PointwiseModel, check_probabilities
+from harness.errors import AdapterError, HarnessError
+
+UNIT_PREFIX = "click:"
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def popularity_buckets(train: pd.DataFrame, items: np.ndarray, n_items: int, n_buckets: int = 5) -> np.ndarray:
+    """Item popularity bucket of each row: quantile bucket of the item's training count,
+    ``"pop1"`` (least popular) .. ``"popN"``; ties share a bucket (by rank, so always N)."""
+    counts = np.bincount(train["item_id"].to_numpy(), minlength=n_items)
+    ranks = pd.Series(counts).rank(method="first").to_numpy()
+    bucket = np.minimum((ranks - 1) * n_buckets // n_items, n_buckets - 1).astype(np.int64)
+    return np.char.add("pop", (bucket[items] + 1).astype(str))
+
+
+class CalibrationRun:
+    """Collects calibration results of the models of one run (called once per model).
+
+    With ``spec=None`` (no ``evaluate.calibration`` section) it is inert: calling it
+    does nothing and every output is empty, so the runner needs no branches.
+    """
+
+    def __init__(self, spec: Any, dataset: Any, seed: int) -> None:
+        from harness.datasets.synthetic_clicks import make_click_log
+
+        self.spec = spec
+        self.seed = seed
+        self.clicks = pd.DataFrame({"query_id": [], "item_id": [], "label": []})
+        self.segments: np.ndarray | None = None
+        if spec is not None:
+            self.clicks = make_click_log(dataset, n_per_user=spec.n_per_user, scale=spec.scale,
+                                         base_rate=spec.base_rate, seed=seed + 1)
+            if spec.segment_by == "item_popularity":
+                self.segments = popularity_buckets(dataset.train, self.clicks["item_id"].to_numpy(),
+                                                   dataset.n_items)
+        self.unit_ids = UNIT_PREFIX + pd.RangeIndex(len(self.clicks)).astype(str)
+        self.per_row: dict[str, pd.DataFrame] = {}
+        self.summary: dict[str, dict[str, float]] = {}
+        self.ece_ci: dict[str, tuple[float, float]] = {}
+        self.curves: dict[str, pd.DataFrame] = {}
+        self.by_segment: dict[str, pd.DataFrame] = {}
+        self.skipped: list[str] = []
+
+    def __call__(self, name: str, model: Any) -> None:
+        """Score the click log with ``model`` and compute every calibration output."""
+        from harness.metrics import calibration as cal
+
+        if self.spec is None:
+            return
+        if not isinstance(model, PointwiseModel):
+            self.skipped.append(name)
+            _say(f"calibration: {name} has no predict_proba(); skipped")
+            return
+        pairs = self.clicks[["query_id", "item_id"]]
+        try:
+            p = model.predict_proba(pairs)
+        except HarnessError:
+            raise
+        except Exception as exc:
+            raise AdapterError(f"model {name!r} raised {type(exc).__name__} in predict_proba(): {exc}") from exc
+        p = check_probabilities(p, len(pairs), source=f"model {name!r}")
+        y = self.clicks["label"].to_numpy()
+        s = self.spec
+        self.summary[name] = cal.calibration_summary(y, p, n_bins=s.n_bins, strategy=s.strategy, eps=s.eps)
+        self.per_row[name] = pd.DataFrame({"brier": cal.brier_score_per_row(y, p),
+                                           "log_loss": cal.log_loss_per_row(y, p, eps=s.eps)},
+                                          index=pd.Index(self.unit_ids, name="unit_id"))
+        if "ece" in s.metrics:
+            boot = cal.ece_bootstrap(y, p, n_bins=s.n_bins, strategy=s.strategy, n_resamples=s.n_resamples,
+                                     seed=self.seed)
+            self.ece_ci[name] = (boot.ci_low, boot.ci_high)
+        self.curves[name] = cal.reliability_curve(y, p, n_bins=s.n_bins, strategy=s.strategy)
+        if self.segments is not None:
+            self.by_segment[name] = cal.calibration_by_segment(y, p, self.segments, n_bins=s.n_bins,
+                                                               strategy=s.strategy, eps=s.eps)
+
+    def metric_rows(self, confidence: float) -> list[dict[str, Any]]:
+        """Rows ``{model, metric, value, ci_low, ci_high, n_units}`` of the configured metrics.
+
+        Intervals: Student t over rows for the per-row means (brier, log_loss), the
+        percentile bootstrap for ECE, none (NaN) for the others.
+        """
+        from harness.metrics.stats import mean_confidence_interval
+
+        rows = []
+        for model, summary in self.summary.items():
+            for metric in self.spec.metrics:
+                low = high = float("nan")
+                if metric in self.per_row[model].columns:
+                    low, high = mean_confidence_interval(self.per_row[model][metric].to_numpy(),
+                                                         confidence=confidence)
+                elif metric == "ece":
+                    low, high = self.ece_ci[model]
+                rows.append({"model": model, "metric": metric, "value": summary[metric],
+                             "ci_low": low, "ci_high": high, "n_units": len(self.clicks)})
+        return rows
+
+    def per_row_metrics(self) -> list[str]:
+        """Configured metrics that are row means, so paired comparisons apply."""
+        return [m for m in self.spec.metrics if m in ("brier", "log_loss")] if self.spec else []
+
+    def with_units(self, per_unit_long: pd.DataFrame) -> pd.DataFrame:
+        """``per_unit_long`` plus the per-row units ``click:<row>`` of the per-row metrics."""
+        from harness.results import per_unit_long as to_long
+
+        keep = self.per_row_metrics()
+        if not keep or not self.per_row:
+            return per_unit_long
+        rows = to_long({m: t[keep] for m, t in self.per_row.items()})
+        return pd.concat([per_unit_long, rows], ignore_index=True)
+
+    def compare(self, compare_spec: Any, seed: int) -> list[Any]:
+        """Paired comparisons on the per-row metrics, when baseline and candidates have p."""
+        from harness.compare import compare_models
+
+        names = [compare_spec.baseline, *compare_spec.candidates]
+        metrics = self.per_row_metrics()
+        if not metrics or any(n not in self.per_row for n in names):
+            return []
+        return compare_models(self.per_row, baseline=compare_spec.baseline,
+                              candidates=list(compare_spec.candidates), metrics=metrics,
+                              method=compare_spec.method, confidence=compare_spec.confidence,
+                              n_resamples=compare_spec.n_resamples, seed=seed)
+
+    def extra(self) -> dict[str, Any]:
+        """``{"calibration": ...}`` for results.json (all metrics, curves, segments), or {}."""
+        return {"calibration": self.info()} if self.spec is not None else {}
+
+    def info(self) -> dict[str, Any]:
+        """JSON-ready summary: click log size, all metrics, ECE interval, curves, segments."""
+        return {
+            "n_rows": len(self.clicks), "base_rate": float(self.clicks["label"].mean()),
+            "skipped_models": self.skipped,
+            "models": {m: {"metrics": self.summary[m],
+                           "ece_ci": list(self.ece_ci.get(m, (None, None))),
+                           "reliability": self.curves[m].to_dict(orient="list"),
+                           **({"by_segment": self.by_segment[m].reset_index().to_dict(orient="list")}
+                              if m in self.by_segment else {})}
+                       for m in self.summary},
+        }
+
+    def figures(self) -> dict[str, Any]:
+        """``reliability`` (all models on one diagram) when any model had p."""
+        if not self.curves:
+            return {}
+        import matplotlib.pyplot as plt
+
+        from harness.plots import plot_reliability
+
+        fig = plot_reliability(self.curves, metrics={m: {"ece": s["ece"]} for m, s in self.summary.items()})
+        plt.close(fig)
+        return {"reliability": fig}

@@ -1,0 +1,95 @@
+"""Calibration plots: reliability diagrams with Wilson intervals and a histogram of p.
+
+Figures are built with matplotlib's Agg backend (no display needed) and returned to
+the caller; :func:`save_figure` writes a PNG and closes the figure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import DataValidationError
+
+CURVE_COLUMNS = ("lower", "upper", "count", "mean_predicted", "observed_rate", "ci_low", "ci_high")
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_reliability(curves: pd.DataFrame | Mapping[str, pd.DataFrame], *, title: str | None = None,
+                     metrics: Mapping[str, Mapping[str, float]] | None = None) -> Any:
+    """Reliability diagram (top) and histogram of predicted probabilities (bottom).
+
+    Parameters
+    ----------
+    curves : DataFrame or mapping of name -> DataFrame
+        Output(s) of :func:`harness.metrics.calibration.reliability_curve`, one per
+        model. Each model is a line of observed rate against mean predicted
+        probability over its non-empty bins, with Wilson-interval error bars; the
+        dashed diagonal is perfect calibration.
+    title : str, optional
+        Figure title.
+    metrics : mapping of name -> {metric: value}, optional
+        Shown in the legend, e.g. ``{"model": {"ece": 0.012}}``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The histogram panel shows each model's row count per bin (log scale), drawn
+        as steps over the bin edges.
+    """
+    if isinstance(curves, pd.DataFrame):
+        curves = {"model": curves}
+    if not curves:
+        raise DataValidationError("curves: nothing to plot (no reliability curves given)")
+    for name, curve in curves.items():
+        missing = [c for c in CURVE_COLUMNS if c not in curve.columns]
+        if missing:
+            raise DataValidationError(f"curves[{name!r}]: missing columns {missing}; "
+                                      "pass the output of reliability_curve()")
+    plt = _pyplot()
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(6.0, 7.0), sharex=True,
+                                   gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfectly calibrated")
+    for name, curve in curves.items():
+        filled = curve[curve["count"] > 0]
+        label = name
+        if metrics and name in metrics:
+            label += " (" + ", ".join(f"{k}={v:.4f}" for k, v in metrics[name].items()) + ")"
+        x, rate = filled["mean_predicted"].to_numpy(), filled["observed_rate"].to_numpy()
+        err = np.vstack([rate - filled["ci_low"].to_numpy(), filled["ci_high"].to_numpy() - rate])
+        line = ax.errorbar(x, rate, yerr=err, marker="o", markersize=4, linewidth=1.6, capsize=2,
+                           label=label)
+        edges = np.append(curve["lower"].to_numpy(), curve["upper"].to_numpy()[-1])
+        hist.stairs(curve["count"].to_numpy(), edges, color=line[0].get_color(), linewidth=1.4)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("observed positive rate")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(title or "Reliability diagram (95% Wilson intervals)")
+    hist.set_yscale("log")
+    hist.set_xlabel("predicted probability")
+    hist.set_ylabel("rows per bin")
+    hist.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
+    """Write ``fig`` as PNG (creating folders) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, format="png")
+    _pyplot().close(fig)
+    return path

@@ -1,0 +1,179 @@
+"""Calibration in the runner: the click log with known truth, the oracle click model,
+the config section, and a whole run (metrics, per-row units, comparison, gate, plot)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.adapters import PointwiseModel, Retriever
+from harness.config import parse_config
+from harness.datasets import make_synthetic
+from harness.datasets.synthetic_clicks import click_probabilities, make_click_log
+from harness.errors import AdapterError, ConfigError
+from harness.metrics.calibration import (brier_score, calibration_slope_intercept, ece_bootstrap,
+                                         expected_calibration_error, log_loss, reliability_curve)
+from harness.models.oracle_clicks import OracleClickModel
+from harness.runner import run
+
+from conftest import small_config
+
+
+@pytest.fixture(scope="module")
+def world():
+    return make_synthetic(n_users=600, n_items=150, dim=8, seed=5)
+
+
+def test_click_log_draws_labels_from_the_documented_true_probability(world) -> None:
+    log = make_click_log(world, n_per_user=25, scale=1.2, base_rate=0.2, seed=3)
+    assert list(log.columns) == ["query_id", "item_id", "label", "true_p"]
+    assert len(log) == 600 * 25
+    assert (log.groupby("query_id")["item_id"].nunique() == 25).all()  # distinct impressions per user
+    a = world.truth["true_scores"]
+    expected = 1 / (1 + np.exp(-(1.2 * (a - a.mean()) / a.std() + np.log(0.2 / 0.8))))
+    np.testing.assert_allclose(log["true_p"], expected[log["query_id"], log["item_id"]], rtol=1e-12)
+    assert set(log["label"].unique()) <= {0, 1}
+    # labels follow true_p: observed clicks within 4 standard errors of the expected count
+    sd = np.sqrt((log["true_p"] * (1 - log["true_p"])).sum())
+    assert abs(log["label"].sum() - log["true_p"].sum()) < 4 * sd
+    again = make_click_log(world, n_per_user=25, scale=1.2, base_rate=0.2, seed=3)
+    pd.testing.assert_frame_equal(log, again)
+
+
+def test_click_log_bad_settings(world) -> None:
+    with pytest.raises(ConfigError, match="n_per_user must be in"):
+        make_click_log(world, n_per_user=0)
+    with pytest.raises(ConfigError, match="base_rate must be in"):
+        click_probabilities(world.truth["true_scores"], base_rate=1.0)
+    bare = make_synthetic(n_users=5, n_items=10, dim=2, n_train_per_user=2)
+    bare.truth = {}
+    with pytest.raises(ConfigError, match="no known true scores"):
+        make_click_log(bare)
+
+
+def test_oracle_click_model_returns_true_p_and_its_power(world) -> None:
+    log = make_click_log(world, n_per_user=10, seed=1)
+    pairs = log[["query_id", "item_id"]]
+    model = OracleClickModel(world.truth["true_scores"])
+    assert isinstance(model, PointwiseModel) and isinstance(model, Retriever)
+    np.testing.assert_allclose(model.predict_proba(pairs), log["true_p"], rtol=1e-15)
+    squared = OracleClickModel(world.truth["true_scores"], power=2.0)
+    np.testing.assert_allclose(squared.predict_proba(pairs), log["true_p"] ** 2, rtol=1e-14)
+    with pytest.raises(AdapterError, match=r"1 rows have unknown ids \(e.g. query 0, item 999\)"):
+        model.predict_proba(pd.DataFrame({"query_id": [0], "item_id": [999]}))
+    with pytest.raises(ConfigError, match="power must be"):
+        OracleClickModel(world.truth["true_scores"], power=0)
+
+
+def test_true_probability_model_is_calibrated_and_p_squared_is_flagged(world) -> None:
+    log = make_click_log(world, n_per_user=60, seed=2)  # 36k impressions
+    y, p = log["label"].to_numpy(), log["true_p"].to_numpy()
+    truth = ece_bootstrap(y, p, n_bins=10, n_resamples=300, seed=0)
+    # within sampling error of 0: below the expected |mean of n_b residuals| summed over bins
+    curve = reliability_curve(y, p, n_bins=10)
+    filled = curve[curve["count"] > 0]
+    v = filled["mean_predicted"] * (1 - filled["mean_predicted"])
+    noise = np.sum(np.sqrt(2 * filled["count"] * v / np.pi)) / len(y)
+    assert truth.estimate < 3 * noise
+    fit = calibration_slope_intercept(y, p)
+    assert fit.slope == pytest.approx(1.0, abs=0.06)
+    assert fit.intercept == pytest.approx(0.0, abs=0.12)
+    squared = ece_bootstrap(y, p**2, n_bins=10, n_resamples=300, seed=0)
+    assert squared.ci_low > truth.ci_high
+    assert calibration_slope_intercept(y, p**2).slope < 0.8
+    assert brier_score(y, p**2) > brier_score(y, p)
+
+
+def calib_config(tmp_path: Path, **calibration) -> dict:
+    cfg = small_config(
+        tmp_path,
+        candidate={"kind": "oracle_clicks", "params": {"power": 2.0}},
+        models={"truth": {"kind": "oracle_clicks"}, "candidate": {"kind": "oracle_clicks", "params": {"power": 2.0}},
+                "popularity": {"kind": "popularity"}},
+        compare={"baseline": "truth", "candidates": ["candidate"], "n_resamples": 200},
+        gate=[{"metric": "ndcg@10", "role": "primary", "direction": "higher"},
+              {"metric": "brier", "role": "guardrail", "direction": "lower", "max_regression": 0.001}],
+    )
+    cfg["dataset"] = {"kind": "synthetic", "n_users": 200, "n_items": 100, "dim": 8}
+    cfg["evaluate"]["calibration"] = {"metrics": ["ece", "brier", "log_loss", "calibration_slope"],
+                                      "n_bins": 10, "n_resamples": 200, **calibration}
+    return cfg
+
+
+def test_config_calibration_section(tmp_path) -> None:
+    cfg = parse_config(calib_config(tmp_path, strategy="quantile"))
+    cal = cfg.evaluate.calibration
+    assert cal.metrics == ["ece", "brier", "log_loss", "calibration_slope"] and cal.strategy == "quantile"
+    with pytest.raises(ConfigError, match="unknown metric 'auc'"):
+        parse_config(calib_config(tmp_path, metrics=["auc"]))
+    with pytest.raises(ConfigError, match="evaluate.calibration.n_bin: unknown key"):
+        parse_config(calib_config(tmp_path, n_bin=3))
+    bad_gate = calib_config(tmp_path)
+    bad_gate["gate"][1]["metric"] = "ece"  # not a per-row mean: no paired comparison
+    with pytest.raises(ConfigError, match="'ece' is not evaluated"):
+        parse_config(bad_gate)
+
+
+def test_run_with_calibration_writes_metrics_units_plot_and_gates_on_brier(tmp_path) -> None:
+    outcome = run(parse_config(calib_config(tmp_path)), progress=False)
+    out = outcome.results_dir
+    data = json.loads((out / "results.json").read_text())
+    rows = pd.DataFrame(data["metrics"])
+    cal_rows = rows[rows["metric"].isin(["ece", "brier", "log_loss", "calibration_slope"])]
+    assert set(cal_rows["model"]) == {"truth", "candidate"}  # popularity has no predict_proba
+    assert data["calibration"]["skipped_models"] == ["popularity"]
+    n_rows = data["calibration"]["n_rows"]
+    assert n_rows == 200 * 20 and (cal_rows["n_units"] == n_rows).all()
+
+    # the values are those of the metric functions on the same click log
+    dataset = make_synthetic(n_users=200, n_items=100, dim=8, seed=7)
+    log = make_click_log(dataset, seed=7 + 1)
+    y, p = log["label"].to_numpy(), log["true_p"].to_numpy()
+    value = rows.set_index(["model", "metric"])["value"]
+    assert value["truth", "ece"] == pytest.approx(expected_calibration_error(y, p, n_bins=10), abs=1e-12)
+    assert value["candidate", "brier"] == pytest.approx(brier_score(y, p**2), abs=1e-12)
+    assert value["candidate", "log_loss"] == pytest.approx(log_loss(y, p**2), abs=1e-12)
+
+    # per-row units sit beside the per-query units, prefixed, and average to the metric
+    units = pd.read_parquet(out / "per_unit.parquet")
+    clicks = units[units["unit_id"].str.startswith("click:")]
+    assert set(clicks["metric"]) == {"brier", "log_loss"}
+    truth_brier = clicks[(clicks["model"] == "truth") & (clicks["metric"] == "brier")]
+    assert len(truth_brier) == n_rows
+    assert truth_brier["value"].mean() == pytest.approx(value["truth", "brier"], abs=1e-12)
+    assert not units[units["metric"] == "ndcg@10"]["unit_id"].str.startswith("click:").any()
+
+    # paired comparison on rows; the p^2 candidate fails the brier guardrail
+    comp = pd.DataFrame(data["comparison"]).set_index("metric")
+    assert comp.loc["brier", "delta"] == pytest.approx(brier_score(y, p**2) - brier_score(y, p), abs=1e-12)
+    assert comp.loc["brier", "n_units"] == n_rows
+    assert comp.loc["brier", "outcome"] == "FAIL"
+    assert data["verdict"]["decision"] == "FAIL" and outcome.exit_code == 1
+
+    curve = pd.DataFrame(data["calibration"]["models"]["truth"]["reliability"])
+    assert curve["count"].sum() == n_rows
+    segments = pd.DataFrame(data["calibration"]["models"]["truth"]["by_segment"])
+    assert list(segments["segment"]) == [f"pop{i}" for i in range(1, 6)] and segments["n"].sum() == n_rows
+    png = out / "plots" / "reliability.png"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_run_without_calibration_is_unchanged(tmp_path) -> None:
+    cfg = calib_config(tmp_path)
+    del cfg["evaluate"]["calibration"]
+    cfg["gate"] = cfg["gate"][:1]
+    outcome = run(parse_config(cfg), progress=False)
+    data = json.loads((outcome.results_dir / "results.json").read_text())
+    assert "calibration" not in data
+    assert not (outcome.results_dir / "plots" / "reliability.png").exists()
+    assert set(pd.DataFrame(data["metrics"])["metric"]) == {"ndcg@10", "recall@10", "recall@50"}
+
+
+def test_model_returning_bad_probabilities_is_an_adapter_error(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(OracleClickModel, "predict_proba", lambda self, pairs: np.full(len(pairs), 1.5))
+    with pytest.raises(AdapterError, match=r"model 'truth': \d+ probabilities outside \[0, 1\]"):
+        run(parse_config(calib_config(tmp_path)), progress=False)

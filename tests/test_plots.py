@@ -1,0 +1,64 @@
+"""Reliability diagram: what is drawn equals the curve it was given; PNG written."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.patches import StepPatch  # noqa: E402
+
+from harness.errors import DataValidationError  # noqa: E402
+from harness.metrics.calibration import reliability_curve  # noqa: E402
+from harness.plots import plot_reliability, save_figure  # noqa: E402
+
+
+def curves() -> dict:
+    rng = np.random.default_rng(0)
+    p = rng.beta(1.5, 4, 5000)
+    y = (rng.random(p.size) < p).astype(int)
+    return {"calibrated": reliability_curve(y, p, n_bins=10), "squared": reliability_curve(y, p**2, n_bins=10)}
+
+
+def test_diagram_draws_each_curve_with_its_wilson_bars_and_histogram() -> None:
+    data = curves()
+    fig = plot_reliability(data, metrics={"calibrated": {"ece": 0.01}})
+    diagram, hist = fig.axes
+    np.testing.assert_allclose(diagram.get_lines()[0].get_xydata(), [[0, 0], [1, 1]])  # the diagonal
+    assert len(diagram.containers) == 2  # one errorbar per model
+    for container, curve in zip(diagram.containers, data.values()):
+        filled = curve[curve["count"] > 0]
+        line, _, (bars,) = container.lines
+        np.testing.assert_allclose(line.get_xdata(), filled["mean_predicted"])
+        np.testing.assert_allclose(line.get_ydata(), filled["observed_rate"])
+        segments = np.array(bars.get_segments())  # (n_bins, 2 ends, xy)
+        np.testing.assert_allclose(segments[:, 0, 1], filled["ci_low"])
+        np.testing.assert_allclose(segments[:, 1, 1], filled["ci_high"])
+    labels = [t.get_text() for t in diagram.get_legend().get_texts()]
+    assert "calibrated (ece=0.0100)" in labels and "squared" in labels
+    steps = [p for p in hist.patches if isinstance(p, StepPatch)]
+    assert len(steps) == 2
+    for step, curve in zip(steps, data.values()):
+        np.testing.assert_array_equal(step.get_data().values, curve["count"].to_numpy())
+        np.testing.assert_allclose(step.get_data().edges, np.linspace(0, 1, 11))
+    assert hist.get_yscale() == "log"
+    plt.close(fig)
+
+
+def test_single_curve_and_png_written(tmp_path) -> None:
+    fig = plot_reliability(curves()["squared"], title="one model")
+    path = save_figure(fig, tmp_path / "plots" / "reliability.png")
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    assert not plt.fignum_exists(fig.number)
+
+
+def test_bad_curves_are_refused() -> None:
+    with pytest.raises(DataValidationError, match="nothing to plot"):
+        plot_reliability({})
+    bad = curves()["squared"].drop(columns=["ci_low"])
+    with pytest.raises(DataValidationError, match=r"curves\['m'\]: missing columns \['ci_low'\]"):
+        plot_reliability({"m": bad})
