@@ -177,7 +177,8 @@ def estimate_intervals(
     z = float(sps.norm.ppf(1 - alpha / 2))
     boot = None
     if method == "bootstrap":
-        boot = bootstrap_column_means(np.hstack(blocks), n_boot=n_bootstrap, seed=seed,
+        unique, where = _dedupe_columns(blocks)
+        boot = bootstrap_column_means(np.column_stack(unique), n_boot=n_bootstrap, seed=seed,
                                       resampling=resampling)
     out: dict[str, OPEInterval] = {}
     start = 0
@@ -190,11 +191,25 @@ def estimate_intervals(
         if boot is None:
             low, high = value - z * se, value + z * se
         else:
-            reps = est._combine(boot[:, start:start + k])
+            reps = est._combine(boot[:, where[start:start + k]])
             low, high = (float(v) for v in np.quantile(reps, [alpha / 2, 1 - alpha / 2]))
         start += k
         out[est.name] = OPEInterval(est.name, value, float(low), float(high), se, alpha, method, n)
     return out
+
+
+def _dedupe_columns(blocks: list[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
+    """Distinct columns of all blocks (IPS's and SNIPS's ``w r`` are resampled once) and,
+    for each input column in order, the index of its distinct column."""
+    unique: list[np.ndarray] = []
+    where: list[int] = []
+    for col in (c for block in blocks for c in block.T):
+        match = next((j for j, u in enumerate(unique) if np.array_equal(u, col)), None)
+        if match is None:
+            unique.append(col)
+            match = len(unique) - 1
+        where.append(match)
+    return unique, where
 
 
 @dataclass(frozen=True)

@@ -37,32 +37,33 @@ def test_epsilon_greedy_and_softmax_hand_cases():
     np.testing.assert_allclose(sm[0, :, 1], z / z.sum())
 
 
-def test_policies_implement_the_adapter_protocol_and_batch_consistently():
+@pytest.mark.parametrize("make", [
+    lambda sc, **kw: SoftmaxPolicy(sc, temperature=0.5, len_list=3, **kw),
+    lambda sc, **kw: EpsilonGreedyPolicy(sc, epsilon=0.3, len_list=3, **kw),
+    lambda sc, **kw: TopKPolicy(sc, len_list=3, **kw),
+])
+def test_policies_table_and_batched_paths_agree_with_dense_reference(make):
     rng = np.random.default_rng(0)
     scores = rng.normal(size=(30, 7))
     contexts = rng.integers(0, 30, 1000)
     actions = rng.integers(0, 7, 1000)
     positions = rng.integers(0, 3, 1000)
     q = rng.uniform(size=(30, 7, 3))
-    for pol_small, pol in [(SoftmaxPolicy(scores, temperature=0.5, len_list=3, batch_size=17),
-                            SoftmaxPolicy(scores, temperature=0.5, len_list=3)),
-                           (EpsilonGreedyPolicy(scores, epsilon=0.3, len_list=3, batch_size=17),
-                            EpsilonGreedyPolicy(scores, epsilon=0.3, len_list=3)),
-                           (TopKPolicy(scores, len_list=3, batch_size=17), TopKPolicy(scores, len_list=3))]:
-        assert isinstance(pol, Policy)
-        dense = pol.distribution(contexts)
-        np.testing.assert_allclose(dense.sum(axis=1), 1.0)
-        p = pol_small.action_probabilities(contexts, actions, positions)
-        np.testing.assert_allclose(p, dense[np.arange(1000), actions, positions])
-        v = pol_small.expected_reward(contexts, q, positions)
-        ref = [sum(dense[i, a, positions[i]] * q[contexts[i], a, positions[i]] for a in range(7))
-               for i in range(1000)]
-        np.testing.assert_allclose(v, ref, atol=1e-12)
-    # a callable scorer gives the same as the table
-    call = SoftmaxPolicy(lambda ctx: scores[ctx], temperature=0.5, len_list=3)
-    np.testing.assert_allclose(call.action_probabilities(contexts, actions, positions),
-                               SoftmaxPolicy(scores, temperature=0.5, len_list=3)
-                               .action_probabilities(contexts, actions, positions))
+    table_pol = make(scores)  # whole-table gather path
+    batched = make(lambda ctx: scores[ctx], batch_size=17)  # callable scorer: batched path
+    assert isinstance(table_pol, Policy) and isinstance(batched, Policy)
+    dense = table_pol.distribution(contexts)
+    np.testing.assert_allclose(dense.sum(axis=1), 1.0)
+    ref_p = dense[np.arange(1000), actions, positions]
+    ref_v = [sum(dense[i, a, positions[i]] * q[contexts[i], a, positions[i]] for a in range(7))
+             for i in range(1000)]
+    for pol in (table_pol, batched):
+        np.testing.assert_allclose(pol.action_probabilities(contexts, actions, positions), ref_p)
+    np.testing.assert_allclose(table_pol.expected_reward(contexts, q, positions), ref_v, atol=1e-12)
+    np.testing.assert_allclose(batched.expected_reward(contexts, lambda ctx: q[ctx], positions), ref_v,
+                               atol=1e-12)
+    np.testing.assert_allclose(table_pol.expected_reward(contexts, lambda ctx: q[ctx], positions), ref_v,
+                               atol=1e-12)
 
 
 def test_probability_table_policy():
