@@ -57,6 +57,7 @@ class CalibrationRun:
                                                    dataset.n_items)
         self.unit_ids = UNIT_PREFIX + pd.RangeIndex(len(self.clicks)).astype(str)
         self.per_row: dict[str, pd.DataFrame] = {}
+        self.proba: dict[str, np.ndarray] = {}
         self.summary: dict[str, dict[str, float]] = {}
         self.ece_ci: dict[str, tuple[float, float]] = {}
         self.curves: dict[str, pd.DataFrame] = {}
@@ -83,6 +84,7 @@ class CalibrationRun:
         p = check_probabilities(p, len(pairs), source=f"model {name!r}")
         y = self.clicks["label"].to_numpy()
         s = self.spec
+        self.proba[name] = p
         self.summary[name] = cal.calibration_summary(y, p, n_bins=s.n_bins, strategy=s.strategy, eps=s.eps)
         self.per_row[name] = pd.DataFrame({"brier": cal.brier_score_per_row(y, p),
                                            "log_loss": cal.log_loss_per_row(y, p, eps=s.eps)},
@@ -121,6 +123,10 @@ class CalibrationRun:
         """Configured metrics that are row means, so paired comparisons apply."""
         return [m for m in self.spec.metrics if m in ("brier", "log_loss")] if self.spec else []
 
+    def comparable_metrics(self) -> list[str]:
+        """Configured metrics with a paired comparison: the row means, and ECE (a sum statistic)."""
+        return [m for m in self.spec.metrics if m in ("brier", "log_loss", "ece")] if self.spec else []
+
     def with_units(self, per_unit_long: pd.DataFrame) -> pd.DataFrame:
         """``per_unit_long`` plus the per-row units ``click:<row>`` of the per-row metrics."""
         from harness.results import per_unit_long as to_long
@@ -132,17 +138,28 @@ class CalibrationRun:
         return pd.concat([per_unit_long, rows], ignore_index=True)
 
     def compare(self, compare_spec: Any, seed: int) -> list[Any]:
-        """Paired comparisons on the per-row metrics, when baseline and candidates have p."""
+        """Paired comparisons row by row (same click log), when baseline and candidates have p.
+
+        Brier and log loss compare their per-row values; ECE is bootstrapped as a sum
+        statistic (bin edges of each model fixed at its full-sample edges), both from
+        one shared resample of the rows per candidate.
+        """
         from harness.compare import compare_models
+        from harness.metrics.calibration import ece_statistic
 
         names = [compare_spec.baseline, *compare_spec.candidates]
-        metrics = self.per_row_metrics()
+        metrics = self.comparable_metrics()
         if not metrics or any(n not in self.per_row for n in names):
             return []
+        statistics = None
+        if "ece" in metrics:
+            y = self.clicks["label"].to_numpy()
+            statistics = {n: {"ece": ece_statistic(y, self.proba[n], n_bins=self.spec.n_bins,
+                                                   strategy=self.spec.strategy)} for n in names}
         return compare_models(self.per_row, baseline=compare_spec.baseline,
                               candidates=list(compare_spec.candidates), metrics=metrics,
                               method=compare_spec.method, confidence=compare_spec.confidence,
-                              n_resamples=compare_spec.n_resamples, seed=seed)
+                              n_resamples=compare_spec.n_resamples, seed=seed, statistics=statistics)
 
     def extra(self) -> dict[str, Any]:
         """``{"calibration": ...}`` for results.json (all metrics, curves, segments), or {}."""

@@ -302,11 +302,11 @@ class EvalConfig(_Strict):
         if self.tracking.promote is not None:
             self._check_promotable(self.tracking.promote)
         metrics = set(self.evaluate.ranking.metrics)
-        if self.evaluate.calibration is not None:  # row means can be compared and gated
+        if self.evaluate.calibration is not None:  # paired over click-log rows: can be gated
             if self.dataset.kind != "synthetic":
                 raise ValueError("evaluate.calibration: needs the synthetic dataset (its click log has "
                                  f"known true probabilities); got dataset kind {self.dataset.kind!r}")
-            metrics |= {m for m in self.evaluate.calibration.metrics if m in ("brier", "log_loss")}
+            metrics |= {m for m in self.evaluate.calibration.metrics if m in ("brier", "log_loss", "ece")}
         for i, crit in enumerate(self.gate):
             if crit.metric not in metrics:
                 raise ValueError(f"gate[{i}].metric: {crit.metric!r} is not evaluated; "

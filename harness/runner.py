@@ -207,7 +207,7 @@ def run(
                                metrics=config.evaluate.ranking.metrics, method=config.compare.method,
                                confidence=confidence, n_resamples=config.compare.n_resamples,
                                seed=config.seed)
-        comps += calibration.compare(config.compare, config.seed)  # per-row brier / log_loss
+        comps += calibration.compare(config.compare, config.seed)  # brier, log_loss, ece over click rows
         verdict = decide(config.gate, comps, correction=config.compare.correction)
         gated = {(c.candidate, c.metric): c for c in verdict.criteria}
         for comp in comps:

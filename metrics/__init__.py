@@ -6,7 +6,7 @@ from .ranking import RANKING_METRICS, RankingResult, evaluate_ranking, metric_cu
 from .calibrated_recs import calibration_kl, mean_calibration_kl
 from .calibration import (CALIBRATION_METRICS, brier_decomposition, brier_score, brier_score_per_row,
                           calibration_by_segment, calibration_slope_intercept, calibration_summary,
-                          ece_bootstrap, evaluate_calibration, expected_calibration_error, log_loss,
+                          ece_bootstrap, ece_statistic, evaluate_calibration, expected_calibration_error, log_loss,
                           log_loss_per_row, normalized_entropy, observed_expected_ratio,
                           reliability_curve, wilson_interval)
 
@@ -18,7 +18,7 @@ __all__ = [
 __all__ += [
     "CALIBRATION_METRICS", "brier_decomposition", "brier_score", "brier_score_per_row",
     "calibration_by_segment", "calibration_kl", "calibration_slope_intercept", "calibration_summary",
-    "ece_bootstrap", "evaluate_calibration", "expected_calibration_error", "log_loss", "log_loss_per_row",
+    "ece_bootstrap", "ece_statistic", "evaluate_calibration", "expected_calibration_error", "log_loss", "log_loss_per_row",
     "mean_calibration_kl", "normalized_entropy", "observed_expected_ratio", "reliability_curve",
     "wilson_interval",
 ]

@@ -39,6 +39,7 @@ from scipy import stats as sps
 from harness.errors import DataValidationError, describe_examples
 
 from ._binning import binned_sums, check_bin_options, group_codes
+from .stats import SumStatistic
 
 NORMS = ("l1", "l2", "max")
 DEFAULT_EPS = 1e-15
@@ -579,6 +580,33 @@ def ece_bootstrap(y: Any, p: Any, *, n_bins: int = 15, strategy: str = "uniform"
     alpha = 1 - confidence
     lo, hi = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
     return BootstrapInterval(estimate, float(lo), float(hi), reps)
+
+
+def _abs_sum_over_bins(sums: np.ndarray, total: np.ndarray) -> np.ndarray:
+    return np.abs(sums).sum(axis=-1) / total
+
+
+def ece_statistic(y: Any, p: Any, *, n_bins: int = 15, strategy: str = "uniform") -> SumStatistic:
+    """The (l1) ECE as a sum statistic, for paired bootstrap comparisons of two models.
+
+    ``parts[i, b] = [row i in bin b] (p_i - y_i)`` and
+    ``ECE = sum_b |sum_i parts[i, b]| / n``, so a resample with row weights w gives
+    ``sum_b |w @ parts[:, b]| / sum(w)`` (bin edges fixed at the full sample's). Two
+    models scored on the same rows are compared by
+    :func:`harness.compare.compare_models` with ``statistics=``.
+
+    Returns
+    -------
+    harness.metrics.stats.SumStatistic
+        ``value()`` equals :func:`expected_calibration_error` (norm ``"l1"``).
+    """
+    y_f, p_f = check_labels_probabilities(y, p)
+    check_bin_options(n_bins, strategy)
+    n = len(y_f)
+    _, _, _, flat, _ = binned_sums(y_f, p_f, np.zeros(n, np.int64), 1, n_bins=n_bins, strategy=strategy)
+    parts = np.zeros((n, n_bins))
+    parts[np.arange(n), flat] = p_f - y_f
+    return SumStatistic(parts, _abs_sum_over_bins, name="ece")
 
 
 def evaluate_calibration(y: Any, p: Any, metrics: Sequence[str], *, n_bins: int = 15,

@@ -342,6 +342,20 @@ def test_ece_bootstrap_replicates_equal_slow_resampling(norm: str) -> None:
     np.testing.assert_array_equal(again.replicates, boot.replicates)
 
 
+def test_ece_statistic_value_and_resampled_value_equal_ece() -> None:
+    y, p = draw(500, 12)
+    for strategy in ("uniform", "quantile"):
+        stat = calibration.ece_statistic(y, p, n_bins=7, strategy=strategy)
+        assert stat.value() == pytest.approx(expected_calibration_error(y, p, n_bins=7, strategy=strategy),
+                                             abs=1e-12)
+    # a resample with integer row weights is the ECE of the repeated rows (edges fixed, uniform bins)
+    stat = calibration.ece_statistic(y, p, n_bins=7)
+    idx = np.random.default_rng(1).integers(0, len(y), len(y))
+    w = np.bincount(idx, minlength=len(y)).astype(float)
+    assert float(stat.combine(w @ stat.parts, w.sum())) == pytest.approx(
+        expected_calibration_error(y[idx], p[idx], n_bins=7), abs=1e-12)
+
+
 # ---------------------------------------------------------------- bad input
 
 BAD = [

@@ -96,7 +96,8 @@ def calib_config(tmp_path: Path, **calibration) -> dict:
                 "popularity": {"kind": "popularity"}},
         compare={"baseline": "truth", "candidates": ["candidate"], "n_resamples": 200},
         gate=[{"metric": "ndcg@10", "role": "primary", "direction": "higher"},
-              {"metric": "brier", "role": "guardrail", "direction": "lower", "max_regression": 0.001}],
+              {"metric": "brier", "role": "guardrail", "direction": "lower", "max_regression": 0.001},
+              {"metric": "ece", "role": "guardrail", "direction": "lower", "max_regression": 0.005}],
     )
     cfg["dataset"] = {"kind": "synthetic", "n_users": 200, "n_items": 100, "dim": 8}
     cfg["evaluate"]["calibration"] = {"metrics": ["ece", "brier", "log_loss", "calibration_slope"],
@@ -113,9 +114,13 @@ def test_config_calibration_section(tmp_path) -> None:
     with pytest.raises(ConfigError, match="evaluate.calibration.n_bin: unknown key"):
         parse_config(calib_config(tmp_path, n_bin=3))
     bad_gate = calib_config(tmp_path)
-    bad_gate["gate"][1]["metric"] = "ece"  # not a per-row mean: no paired comparison
-    with pytest.raises(ConfigError, match="'ece' is not evaluated"):
+    bad_gate["gate"][1]["metric"] = "calibration_slope"  # no paired comparison for it
+    with pytest.raises(ConfigError, match="'calibration_slope' is not evaluated"):
         parse_config(bad_gate)
+    movielens = calib_config(tmp_path)
+    movielens["dataset"] = {"kind": "movielens", "path": str(tmp_path)}
+    with pytest.raises(ConfigError, match="evaluate.calibration: needs the synthetic dataset"):
+        parse_config(movielens)
 
 
 def test_run_with_calibration_writes_metrics_units_plot_and_gates_on_brier(tmp_path) -> None:
@@ -152,6 +157,10 @@ def test_run_with_calibration_writes_metrics_units_plot_and_gates_on_brier(tmp_p
     assert comp.loc["brier", "delta"] == pytest.approx(brier_score(y, p**2) - brier_score(y, p), abs=1e-12)
     assert comp.loc["brier", "n_units"] == n_rows
     assert comp.loc["brier", "outcome"] == "FAIL"
+    ece_delta = expected_calibration_error(y, p**2, n_bins=10) - expected_calibration_error(y, p, n_bins=10)
+    assert comp.loc["ece", "delta"] == pytest.approx(ece_delta, abs=1e-12)
+    assert comp.loc["ece", "ci_low"] < ece_delta < comp.loc["ece", "ci_high"]
+    assert comp.loc["ece", "ci_low"] > 0.005 and comp.loc["ece", "outcome"] == "FAIL"
     assert data["verdict"]["decision"] == "FAIL" and outcome.exit_code == 1
 
     curve = pd.DataFrame(data["calibration"]["models"]["truth"]["reliability"])
