@@ -119,6 +119,19 @@ def _cold_start(train: pd.DataFrame, test: pd.DataFrame, n_users: int, n_items: 
     return ~seen_u[test["user_id"].to_numpy()], ~seen_i[test["item_id"].to_numpy()]
 
 
+def _canonical(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A spec as it goes into the fingerprint: unset (None) keys dropped and whole floats
+    written as ints, so that ``{threshold: 4}`` and ``{threshold: 4.0, grades: null}`` agree."""
+    def norm(v: Any) -> Any:
+        if isinstance(v, Mapping):
+            return {norm(k): norm(x) for k, x in v.items() if x is not None}
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        return v
+
+    return norm(dict(spec))
+
+
 def build_dataset(
     log: pd.DataFrame,
     *,
@@ -222,7 +235,7 @@ def build_dataset(
         cats = cats.drop_duplicates().sort_values(["item_id", "category"], kind="stable").reset_index(drop=True)
     feats = {k: _side_table(t, k, ids, what=f"{k} features", warnings=warnings)
              for k, t, ids in (("item", item_features, item_ids), ("user", user_features, user_ids)) if t is not None}
-    all_settings = {**dict(settings or {}), "split": dict(split), "relevance": dict(relevance),
+    all_settings = {**dict(settings or {}), "split": _canonical(split), "relevance": _canonical(relevance),
                     "cold_start": cold_start, "duplicates": duplicates, "seed": seed}
     return InteractionDataset(
         name=name, train=train, qrels=qrels, n_users=n_users, n_items=n_items, settings=all_settings,

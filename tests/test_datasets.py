@@ -1,0 +1,296 @@
+"""Generic interaction loader, judgments, cold start, fingerprints, candidate sets, config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.config import parse_config
+from harness.datasets import InteractionDataset
+from harness.datasets.candidates import (given_candidates, restrict_to_candidates, sampled_candidates,
+                                         with_candidates)
+from harness.datasets.interactions import build_dataset, dataset_from_spec, load_interactions
+from harness.datasets.judgments import judge, relevance_from_labels, relevance_from_ratings
+from harness.errors import ConfigError, DataValidationError
+
+
+def clicks(n_users: int = 30, n_items: int = 25, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        for i in rng.choice(n_items, size=int(rng.integers(3, 12)), replace=False):
+            rows.append((f"user-{u}", f"sku{i:03d}", int(rng.integers(0, 3)), float(rng.integers(1, 6)),
+                         int(rng.integers(0, 10**6))))
+    return pd.DataFrame(rows, columns=["uid", "sku", "clicks", "stars", "ts"])
+
+
+MAPPING = {"user": "uid", "item": "sku", "label": "clicks", "rating": "stars", "timestamp": "ts"}
+
+
+# ---------------------------------------------------------------- judgments
+def test_relevance_from_ratings_by_hand() -> None:
+    r = np.array([1, 3.5, 4, 4.5, 5])
+    np.testing.assert_array_equal(relevance_from_ratings(r, threshold=4), [0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(relevance_from_ratings(r, grades={4: 1, 5: 3}), [0, 0, 1, 1, 3])
+    np.testing.assert_array_equal(relevance_from_ratings(r, grades={3.5: 1, 4.5: 2}), [0, 1, 1, 2, 2])
+    with pytest.raises(ConfigError, match="exactly one"):
+        relevance_from_ratings(r)
+    with pytest.raises(ConfigError, match="non-decreasing"):
+        relevance_from_ratings(r, grades={4: 2, 5: 1})
+    with pytest.raises(ConfigError, match="integers >= 1"):
+        relevance_from_ratings(r, grades={4: 0})
+
+
+def test_relevance_from_labels_and_interactions() -> None:
+    np.testing.assert_array_equal(relevance_from_labels(np.array([0, 2, 1])), [0, 2, 1])
+    np.testing.assert_array_equal(relevance_from_labels(np.array([True, False])), [1, 0])
+    with pytest.raises(DataValidationError, match=r"2 negative labels.*-1"):
+        relevance_from_labels(np.array([0, -1, -3]))
+    with pytest.raises(DataValidationError, match="labels must be integers"):
+        relevance_from_labels(np.array([0.5, 1.0]))
+    test = pd.DataFrame({"rating": [1.0, 5.0]})
+    np.testing.assert_array_equal(judge(test, {"from": "interaction"}), [1, 1])
+    with pytest.raises(DataValidationError, match="no label column"):
+        judge(test, {"from": "label"})
+
+
+# ---------------------------------------------------------------- generic loader
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_load_interactions_with_mapping(tmp_path: Path, suffix: str) -> None:
+    df = clicks()
+    path = tmp_path / f"log{suffix}"
+    df.to_csv(path, index=False) if suffix == ".csv" else df.to_parquet(path, index=False)
+    log = load_interactions(path, columns=MAPPING)
+    assert list(log.columns) == list(MAPPING)
+    assert len(log) == len(df)
+    np.testing.assert_array_equal(log["label"], df["clicks"])
+    two = load_interactions([path, path], columns=MAPPING)
+    assert len(two) == 2 * len(df)
+
+
+def test_load_interactions_errors(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    clicks().to_csv(path, index=False)
+    with pytest.raises(ConfigError, match="data file not found"):
+        load_interactions(tmp_path / "nope.csv", columns=MAPPING)
+    with pytest.raises(DataValidationError, match=r"mapped columns \['who'\] not found"):
+        load_interactions(path, columns={"user": "who", "item": "sku"})
+    with pytest.raises(ConfigError, match="a mapping for 'item' is required"):
+        load_interactions(path, columns={"user": "uid"})
+    with pytest.raises(ConfigError, match="unknown canonical names"):
+        load_interactions(path, columns={"user": "uid", "item": "sku", "weight": "clicks"})
+
+
+def test_dataset_from_spec_with_features(tmp_path: Path) -> None:
+    df = clicks()
+    df.to_parquet(tmp_path / "log.parquet", index=False)
+    skus = sorted(df["sku"].unique())
+    items = pd.DataFrame({"sku": skus + ["sku999"], "price": np.arange(len(skus) + 1, dtype=float),
+                          "tags": ["a|b", "", None] + ["b"] * (len(skus) - 2)})
+    items.to_csv(tmp_path / "items.csv", index=False)
+    users = pd.DataFrame({"uid": sorted(df["uid"].unique()), "age": 30})
+    users.to_csv(tmp_path / "users.csv", index=False)
+    spec = {"kind": "interactions", "path": str(tmp_path / "log.parquet"), "columns": MAPPING,
+            "split": {"kind": "temporal_ratio", "test_fraction": 0.3}, "relevance": {"from": "label"},
+            "item_features": {"path": str(tmp_path / "items.csv"), "id_column": "sku", "category_column": "tags"},
+            "user_features": {"path": str(tmp_path / "users.csv"), "id_column": "uid"}}
+    ds = dataset_from_spec(spec, seed=0)
+    assert ds.n_items == len(skus) and ds.n_users == df["uid"].nunique()
+    assert list(ds.item_ids) == skus
+    assert list(ds.item_features.columns) == ["item_id", "price"]
+    np.testing.assert_array_equal(ds.item_features["item_id"], np.arange(len(skus)))
+    np.testing.assert_array_equal(ds.item_features["price"], np.arange(len(skus), dtype=float))
+    cats = ds.item_categories
+    assert set(cats.loc[cats["item_id"] == 0, "category"]) == {"a", "b"}
+    assert not (cats["item_id"] == 1).any() and not (cats["item_id"] == 2).any()
+    assert any("item features: 1 rows" in w for w in ds.warnings)  # sku999 has no interactions
+    assert list(ds.user_features.columns) == ["user_id", "age"]
+    # labels are the relevance, unchanged
+    raw = df.set_index(["uid", "sku"])["clicks"]
+    for q, i, r in ds.qrels.itertuples(index=False):
+        assert raw[(ds.user_ids[q], ds.item_ids[i])] == r
+
+
+def test_items_missing_from_feature_table_are_an_error(tmp_path: Path) -> None:
+    df = clicks()
+    df.to_csv(tmp_path / "log.csv", index=False)
+    pd.DataFrame({"sku": sorted(df["sku"].unique())[1:], "x": 1}).to_csv(tmp_path / "items.csv", index=False)
+    spec = {"kind": "interactions", "path": str(tmp_path / "log.csv"), "columns": MAPPING,
+            "split": {"kind": "random"}, "relevance": {"from": "interaction"},
+            "item_features": {"path": str(tmp_path / "items.csv"), "id_column": "sku"}}
+    with pytest.raises(DataValidationError, match=r"interactions.item: values not found in the item table"):
+        dataset_from_spec(spec, seed=0)
+
+
+# ---------------------------------------------------------------- cold start
+def cold_log() -> pd.DataFrame:
+    # user "c" and item 9 occur only after the cut at t=5
+    return pd.DataFrame({"user": ["a", "a", "b", "b", "a", "b", "c", "c"], "item": [1, 2, 1, 3, 3, 9, 1, 2],
+                         "timestamp": [1, 2, 3, 4, 6, 7, 8, 9], "rating": [5, 4, 3, 5, 5, 4, 5, 1]})
+
+
+def test_cold_start_counted_and_segmented() -> None:
+    ds = build_dataset(cold_log(), name="t", split={"kind": "temporal", "cutoff": 5},
+                       relevance={"from": "rating", "threshold": 4})
+    assert ds.cold_start == {"test_rows": 4, "cold_users": 1, "cold_items": 1, "judgments_of_cold_users": 2,
+                             "judgments_of_cold_items": 1}
+    c = int(np.flatnonzero(ds.user_ids == "c")[0])
+    np.testing.assert_array_equal(ds.segments["cold_users"], [c])
+    np.testing.assert_array_equal(ds.segments["warm_users"], sorted(set(ds.query_ids) - {c}))
+    cold = ds.restrict_queries(ds.segments["cold_users"], label="cold_users")
+    assert cold.name == "t[cold_users]" and set(cold.qrels["query_id"]) == {c}
+    assert cold.fingerprint != ds.fingerprint
+    excluded = build_dataset(cold_log(), name="t", split={"kind": "temporal", "cutoff": 5},
+                             relevance={"from": "rating", "threshold": 4}, cold_start="exclude")
+    assert c not in set(excluded.qrels["query_id"]) and len(excluded.qrels) == 2
+    assert any("2 judgments of 1 users unseen in training" in w for w in excluded.warnings)
+
+
+# ---------------------------------------------------------------- fingerprint
+def built(df: pd.DataFrame, **kw) -> InteractionDataset:
+    args = {"name": "t", "split": {"kind": "random", "test_fraction": 0.25}, "relevance": {"from": "label"},
+            "seed": 1, **kw}
+    return build_dataset(df.rename(columns={"uid": "user", "sku": "item", "clicks": "label", "ts": "timestamp"}),
+                         **args)
+
+
+def test_fingerprint_changes_with_data_and_settings_only() -> None:
+    df = clicks()
+    base = built(df).fingerprint
+    assert built(df.copy()).fingerprint == base
+    assert built(df.sample(frac=1.0, random_state=3)).fingerprint == base  # row order is not content
+    changed = df.copy()
+    changed.loc[5, "clicks"] += 1
+    assert built(changed).fingerprint != base
+    assert built(df.drop(index=7)).fingerprint != base
+    assert built(df, seed=2).fingerprint != base
+    assert built(df, split={"kind": "random", "test_fraction": 0.3}).fingerprint != base
+    assert built(df, name="other name").fingerprint == base  # names are labels, not content
+
+
+def test_fingerprint_ignores_the_path(tmp_path: Path) -> None:
+    df = clicks()
+    spec = {"kind": "interactions", "columns": MAPPING, "split": {"kind": "random"}, "relevance": {"from": "label"}}
+    prints = []
+    for name in ("a.csv", "b.csv"):
+        df.to_csv(tmp_path / name, index=False)
+        prints.append(dataset_from_spec({**spec, "path": str(tmp_path / name)}, seed=0).fingerprint)
+    assert prints[0] == prints[1]
+
+
+# ---------------------------------------------------------------- candidates
+def dense_dataset(n_users: int = 40, n_items: int = 60) -> InteractionDataset:
+    rng = np.random.default_rng(4)
+    rows = [(u, int(i), int(t)) for u in range(n_users)
+            for t, i in enumerate(rng.choice(n_items, size=int(rng.integers(5, 20)), replace=False))]
+    df = pd.DataFrame(rows, columns=["user", "item", "timestamp"])
+    return build_dataset(df, name="d", split={"kind": "leave_last_out", "k": 2}, relevance={"from": "interaction"})
+
+
+def test_sampled_candidates() -> None:
+    ds = dense_dataset()
+    cands, short = sampled_candidates(ds, n_negatives=10, seed=0)
+    assert short == 0
+    seen = set(zip(ds.train["user_id"], ds.train["item_id"]))
+    judged = set(zip(ds.qrels["query_id"], ds.qrels["item_id"]))
+    pairs = list(zip(cands["query_id"], cands["item_id"]))
+    assert len(pairs) == len(set(pairs))
+    assert judged <= set(pairs) and not seen & set(pairs)
+    per_query = cands.groupby("query_id").size()
+    np.testing.assert_array_equal(per_query.to_numpy(), ds.qrels.groupby("query_id").size().to_numpy() + 10)
+    again, _ = sampled_candidates(ds, n_negatives=10, seed=0)
+    pd.testing.assert_frame_equal(cands, again)
+    assert not cands.equals(sampled_candidates(ds, n_negatives=10, seed=1)[0])
+    _, short = sampled_candidates(ds, n_negatives=50, seed=0)
+    assert short > 0
+
+
+def test_sampled_negatives_are_uniform() -> None:
+    # 3000 users with items 0..4 seen and 5 judged: negatives uniform over the 14 others
+    n_users = 3000
+    df = pd.DataFrame({"user": np.repeat(np.arange(n_users), 6), "item": np.tile(np.arange(6), n_users),
+                       "timestamp": np.tile(np.arange(6), n_users)})
+    wide = pd.DataFrame({"user": n_users, "item": np.arange(20), "timestamp": np.arange(20)})  # catalogue of 20
+    ds = build_dataset(pd.concat([df, wide]), name="u", split={"kind": "leave_last_out", "k": 1},
+                       relevance={"from": "interaction"})
+    ds.qrels = ds.qrels[ds.qrels["query_id"] < n_users].reset_index(drop=True)
+    c, _ = sampled_candidates(ds, n_negatives=2, seed=0)
+    counts = np.bincount(c["item_id"].to_numpy(), minlength=20)
+    assert counts[5] == n_users and counts[:5].sum() == 0
+    assert (c.groupby("query_id").size() == 3).all()
+    freq = counts[6:] / n_users  # each of 14 items is chosen with probability 2/14
+    assert np.abs(freq - 2 / 14).max() < 4 * np.sqrt((2 / 14) * (12 / 14) / n_users)
+
+
+def test_with_candidates_warns_and_fingerprints() -> None:
+    ds = dense_dataset()
+    sampled = with_candidates(ds, {"kind": "sampled", "n_negatives": 5, "seed": 0})
+    assert any("Krichene & Rendle" in w for w in sampled.warnings)
+    assert sampled.fingerprint != ds.fingerprint
+    assert with_candidates(ds, {"kind": "full"}).candidates is None
+    table = pd.DataFrame({"user": ds.user_ids[[0, 0, 1]], "item": ds.item_ids[[0, 1, 2]]})
+    given = with_candidates(ds, {"kind": "given"}, table)
+    assert given.candidates.values.tolist() == [[0, 0], [0, 1], [1, 2]]
+    assert any("relevant judgments are not among the given candidates" in w for w in given.warnings)
+    with pytest.raises(DataValidationError, match=r"candidates.item: 1 ids unknown.*'nope'"):
+        given_candidates(ds, pd.DataFrame({"user": [ds.user_ids[0]], "item": ["nope"]}))
+    with pytest.raises(ConfigError, match="unknown"):
+        with_candidates(ds, {"kind": "some"})
+
+
+def test_restrict_to_candidates_matches_loop() -> None:
+    rng = np.random.default_rng(0)
+    q = np.arange(5)
+    items = np.array([rng.permutation(12)[:8] for _ in q])
+    items[1, 6:] = -1
+    scores = -np.sort(-rng.random((5, 8)), axis=1)
+    cands = pd.DataFrame({"query_id": rng.integers(0, 5, 40), "item_id": rng.integers(0, 12, 40)}).drop_duplicates()
+    got_i, got_s = restrict_to_candidates(q, items, scores, cands, n_items=12)
+    allowed = set(zip(cands["query_id"], cands["item_id"]))
+    for r in q:
+        keep = [(i, s) for i, s in zip(items[r], scores[r]) if i >= 0 and (r, i) in allowed]
+        want_i = [i for i, _ in keep] + [-1] * (8 - len(keep))
+        want_s = [s for _, s in keep] + [-np.inf] * (8 - len(keep))
+        np.testing.assert_array_equal(got_i[r], want_i)
+        np.testing.assert_array_equal(got_s[r], want_s)
+
+
+# ---------------------------------------------------------------- config
+BASE = {"name": "x", "models": {"p": {"kind": "popularity"}}, "tracking": {"enabled": False}}
+
+
+def test_config_dataset_kinds() -> None:
+    cfg = parse_config({**BASE, "dataset": {"kind": "movielens", "path": "data/ml-1m",
+                                            "split": {"kind": "leave_last_out", "k": 10},
+                                            "relevance": {"from": "rating", "threshold": 4}}})
+    dumped = cfg.dataset.model_dump(by_alias=True)
+    assert dumped["split"] == {"kind": "leave_last_out", "k": 10}
+    assert dumped["relevance"] == {"from": "rating", "threshold": 4.0, "grades": None}
+    assert cfg.model_dump(mode="json")["dataset"]["relevance"]["from"] == "rating"
+    assert parse_config({**BASE, "dataset": {"n_users": 5}}).dataset.kind == "synthetic"
+    cfg = parse_config({**BASE, "dataset": {"kind": "interactions", "path": ["a.parquet", "b.parquet"],
+                                            "columns": {"user": "u", "item": "i"},
+                                            "relevance": {"from": "interaction"}, "split": {"kind": "temporal"}}})
+    assert cfg.dataset.split.test_fraction == 0.2
+
+
+@pytest.mark.parametrize(("dataset", "message"), [
+    ({"kind": "movielens", "path": "x", "split": {"kind": "sideways"}}, "does not match any of the expected tags"),
+    ({"kind": "movielens", "path": "x", "split": {"kind": "leave_last_out", "k": 0}}, "k: Input should be greater"),
+    ({"kind": "movielens", "path": "x", "split": {"kind": "temporal", "test_fraction": 0.2, "cutoff": 5}},
+     "not both"),
+    ({"kind": "movielens", "path": "x", "relevance": {"from": "label", "threshold": 3}}, "apply to ratings"),
+    ({"kind": "movielens", "path": "x", "format": "2m"}, "format"),
+    ({"kind": "movielens", "path": "x", "exclude_seen": False}, "exclude_seen"),
+    ({"kind": "movielens", "path": "x", "colour": "red"}, "colour: unknown key"),
+    ({"kind": "interactions", "path": "x.csv", "columns": {"user": "u", "item": "i"}}, "needs columns.rating"),
+    ({"kind": "interactions", "path": "x.csv", "columns": {"user": "u"}, "relevance": {"from": "interaction"}},
+     "item"),
+    ({"kind": "warehouse"}, "does not match any of the expected tags"),
+])
+def test_config_dataset_errors(dataset: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config({**BASE, "dataset": dataset})
