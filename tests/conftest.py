@@ -91,6 +91,21 @@ class MlflowServer:
         self.proc = None
 
 
+@pytest.fixture(autouse=True)
+def isolated_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test gets its own default MLflow store and leaves MLflow's globals as it found
+    them, so that no test writes to the repository's mlflow.db or sees another's URI."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'default-mlflow.db'}")
+    yield
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     """A real ``mlflow server`` on a free 127.0.0.1 port with a temporary SQLite store."""
