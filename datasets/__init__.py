@@ -12,3 +12,7 @@ __all__ = ["InteractionDataset", "fingerprint_tables", "make_synthetic"]
 __all__ += ["Column", "MultiStageWorld", "Schema", "build_dataset", "dataset_from_spec", "load_interactions",
             "load_movielens_dataset", "make_multistage", "read_movielens", "restrict_to_candidates",
             "validate_table", "with_candidates"]
+from .bandit import LoggedFeedback, load_open_bandit_dataset
+from .synthetic_bandit import SyntheticBandit, make_synthetic_bandit
+
+__all__ += ["LoggedFeedback", "SyntheticBandit", "load_open_bandit_dataset", "make_synthetic_bandit"]

@@ -22,3 +22,15 @@ __all__ += [
     "mean_calibration_kl", "normalized_entropy", "observed_expected_ratio", "reliability_curve",
     "wilson_interval",
 ]
+from .off_policy import (DM, DR, ESTIMATORS, IPS, SNDR, SNIPS, DRos, OffPolicyEstimator, OPEInputs, OPEInterval,
+                         SwitchDR, estimate_intervals)
+from .ope_diagnostics import WeightDiagnostics, support_deficiency, weight_diagnostics
+from .ope_evaluate import OffPolicyResult, compare_policies, evaluate_off_policy, make_estimator
+from .slate import SlateIndependentIPS, SlateInputs, SlateRewardInteractionIPS, SlateStandardIPS, slate_pscores
+
+__all__ += [
+    "DM", "DR", "DRos", "ESTIMATORS", "IPS", "OPEInputs", "OPEInterval", "OffPolicyEstimator", "OffPolicyResult",
+    "SNDR", "SNIPS", "SlateIndependentIPS", "SlateInputs", "SlateRewardInteractionIPS", "SlateStandardIPS",
+    "SwitchDR", "WeightDiagnostics", "compare_policies", "estimate_intervals", "evaluate_off_policy",
+    "make_estimator", "slate_pscores", "support_deficiency", "weight_diagnostics",
+]

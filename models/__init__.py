@@ -12,6 +12,10 @@ _LAZY = {
     "SklearnPointwise": "sklearn_pointwise", "MLflowPyfunc": "mlflow_pyfunc",
     "Precomputed": "precomputed", "FeatureBuilder": "features", "MMR": "rerank",
 }
+_LAZY.update({  # off-policy evaluation policies and the cross-fitted reward model
+    "TopKPolicy": "policies", "EpsilonGreedyPolicy": "policies", "SoftmaxPolicy": "policies",
+    "ProbabilityTablePolicy": "policies", "fit_reward_model": "reward_model",
+})
 __all__ += list(_LAZY)
 
 
