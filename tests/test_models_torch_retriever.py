@@ -8,6 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from torch import nn
 
 from harness.adapters import Ranking
@@ -197,3 +200,14 @@ def test_unknown_query_ids_are_named() -> None:
     model = TorchRetriever(Table(Q, V)).fit(train, n_users=len(Q), n_items=len(V))
     with pytest.raises(AdapterError, match=r"2 query ids outside the training users 0\.\.39 \(e\.g\. 40, -1\)"):
         model.retrieve(np.array([0, 40, -1]), 3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float32, st.tuples(st.integers(1, 8), st.integers(1, 12)),
+              elements=st.sampled_from([-np.inf, -1.0, 0.0, 0.5, 2.0])),
+       st.integers(1, 14))
+def test_topk_block_property_equals_stable_sort(s: np.ndarray, k: int) -> None:
+    values, cols = topk_block(torch.from_numpy(s.copy()), k)
+    ref = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    np.testing.assert_array_equal(cols.numpy(), ref)
+    np.testing.assert_array_equal(values.numpy(), np.take_along_axis(s, ref, axis=1))
