@@ -59,7 +59,7 @@ class CalibrationRun:
         self.per_row: dict[str, pd.DataFrame] = {}
         self.proba: dict[str, np.ndarray] = {}
         self.summary: dict[str, dict[str, float]] = {}
-        self.ece_ci: dict[str, tuple[float, float]] = {}
+        self.intervals: dict[str, dict[str, tuple[float, float]]] = {}
         self.curves: dict[str, pd.DataFrame] = {}
         self.by_segment: dict[str, pd.DataFrame] = {}
         self.skipped: list[str] = []
@@ -89,32 +89,62 @@ class CalibrationRun:
         self.per_row[name] = pd.DataFrame({"brier": cal.brier_score_per_row(y, p),
                                            "log_loss": cal.log_loss_per_row(y, p, eps=s.eps)},
                                           index=pd.Index(self.unit_ids, name="unit_id"))
-        if "ece" in s.metrics:
-            boot = cal.ece_bootstrap(y, p, n_bins=s.n_bins, strategy=s.strategy, n_resamples=s.n_resamples,
-                                     seed=self.seed)
-            self.ece_ci[name] = (boot.ci_low, boot.ci_high)
+        self.intervals[name] = self._intervals(name, y, p)
         self.curves[name] = cal.reliability_curve(y, p, n_bins=s.n_bins, strategy=s.strategy)
         if self.segments is not None:
             self.by_segment[name] = cal.calibration_by_segment(y, p, self.segments, n_bins=s.n_bins,
                                                                strategy=s.strategy, eps=s.eps)
 
-    def metric_rows(self, confidence: float) -> list[dict[str, Any]]:
-        """Rows ``{model, metric, value, ci_low, ci_high, n_units}`` of the configured metrics.
+    def _intervals(self, name: str, y: np.ndarray, p: np.ndarray,
+                   confidence: float = 0.95) -> dict[str, tuple[float, float]]:
+        """95% intervals of the configured metrics.
 
-        Intervals: Student t over rows for the per-row means (brier, log_loss), the
-        percentile bootstrap for ECE, none (NaN) for the others.
+        Student t over rows for the row means (brier, log_loss), as for ranking metrics;
+        one shared percentile bootstrap of the rows (``n_resamples``) for ece, mce,
+        normalized_entropy and oe_ratio; Wald intervals for the slope and intercept.
+        A statistic undefined on some resample (e.g. no positives) gets no interval.
         """
-        from harness.metrics.stats import mean_confidence_interval
+        from scipy import stats as sps
 
+        from harness.errors import DataValidationError
+        from harness.metrics import calibration as cal
+        from harness.metrics.stats import bootstrap_statistics, mean_confidence_interval
+
+        s = self.spec
+        nan = (float("nan"), float("nan"))
+        out: dict[str, tuple[float, float]] = {}
+        for metric in ("brier", "log_loss"):
+            if metric in s.metrics:
+                out[metric] = mean_confidence_interval(self.per_row[name][metric].to_numpy(),
+                                                       confidence=confidence)
+        boot = [m for m in s.metrics if m in ("ece", "mce", "normalized_entropy", "oe_ratio")]
+        stats = cal.calibration_statistics(y, p, boot, n_bins=s.n_bins, strategy=s.strategy, eps=s.eps)
+
+        def run(names: list[str]) -> list[Any]:
+            return bootstrap_statistics([stats[m] for m in names], confidence=confidence,
+                                        n_resamples=s.n_resamples, seed=self.seed)
+        try:
+            out.update({m: (inf.ci_low, inf.ci_high) for m, inf in zip(boot, run(boot))})
+        except DataValidationError:  # isolate the undefined statistic (same seed: same resamples)
+            for m in boot:
+                try:
+                    inf = run([m])[0]
+                    out[m] = (inf.ci_low, inf.ci_high)
+                except DataValidationError:
+                    out[m] = nan
+        z = float(sps.norm.ppf(0.5 + confidence / 2))
+        for metric in ("calibration_slope", "calibration_intercept"):
+            est, se = self.summary[name][metric], self.summary[name][f"{metric}_se"]
+            out[metric] = (est - z * se, est + z * se)
+        return out
+
+    def metric_rows(self, confidence: float) -> list[dict[str, Any]]:
+        """Rows ``{model, metric, value, ci_low, ci_high, n_units}`` of the configured metrics,
+        with the 95% intervals of :meth:`_intervals`."""
         rows = []
         for model, summary in self.summary.items():
             for metric in self.spec.metrics:
-                low = high = float("nan")
-                if metric in self.per_row[model].columns:
-                    low, high = mean_confidence_interval(self.per_row[model][metric].to_numpy(),
-                                                         confidence=confidence)
-                elif metric == "ece":
-                    low, high = self.ece_ci[model]
+                low, high = self.intervals[model][metric]
                 rows.append({"model": model, "metric": metric, "value": summary[metric],
                              "ci_low": low, "ci_high": high, "n_units": len(self.clicks)})
         return rows
@@ -124,8 +154,11 @@ class CalibrationRun:
         return [m for m in self.spec.metrics if m in ("brier", "log_loss")] if self.spec else []
 
     def comparable_metrics(self) -> list[str]:
-        """Configured metrics with a paired comparison: the row means, and ECE (a sum statistic)."""
-        return [m for m in self.spec.metrics if m in ("brier", "log_loss", "ece")] if self.spec else []
+        """Configured metrics with a paired comparison: the row means and the other sum
+        statistics (``harness.metrics.calibration.STATISTIC_METRICS``)."""
+        from harness.metrics.calibration import STATISTIC_METRICS
+
+        return [m for m in self.spec.metrics if m in STATISTIC_METRICS] if self.spec else []
 
     def with_units(self, per_unit_long: pd.DataFrame) -> pd.DataFrame:
         """``per_unit_long`` plus the per-row units ``click:<row>`` of the per-row metrics."""
@@ -140,22 +173,22 @@ class CalibrationRun:
     def compare(self, compare_spec: Any, seed: int) -> list[Any]:
         """Paired comparisons row by row (same click log), when baseline and candidates have p.
 
-        Brier and log loss compare their per-row values; ECE is bootstrapped as a sum
-        statistic (bin edges of each model fixed at its full-sample edges), both from
-        one shared resample of the rows per candidate.
+        Brier and log loss compare their per-row values; ece, mce, normalized_entropy
+        and oe_ratio are bootstrapped as sum statistics (bin edges of each model fixed
+        at its full-sample edges), all from one shared resample of the rows per candidate.
         """
         from harness.compare import compare_models
-        from harness.metrics.calibration import ece_statistic
+        from harness.metrics.calibration import calibration_statistics
 
         names = [compare_spec.baseline, *compare_spec.candidates]
         metrics = self.comparable_metrics()
         if not metrics or any(n not in self.per_row for n in names):
             return []
-        statistics = None
-        if "ece" in metrics:
-            y = self.clicks["label"].to_numpy()
-            statistics = {n: {"ece": ece_statistic(y, self.proba[n], n_bins=self.spec.n_bins,
-                                                   strategy=self.spec.strategy)} for n in names}
+        ratio_type = [m for m in metrics if m not in self.per_row_metrics()]
+        y = self.clicks["label"].to_numpy()
+        statistics = {n: calibration_statistics(y, self.proba[n], ratio_type, n_bins=self.spec.n_bins,
+                                                strategy=self.spec.strategy, eps=self.spec.eps)
+                      for n in names} if ratio_type else None
         return compare_models(self.per_row, baseline=compare_spec.baseline,
                               candidates=list(compare_spec.candidates), metrics=metrics,
                               method=compare_spec.method, confidence=compare_spec.confidence,
@@ -171,7 +204,7 @@ class CalibrationRun:
             "n_rows": len(self.clicks), "base_rate": float(self.clicks["label"].mean()),
             "skipped_models": self.skipped,
             "models": {m: {"metrics": self.summary[m],
-                           "ece_ci": list(self.ece_ci.get(m, (None, None))),
+                           "intervals": {k: list(v) for k, v in self.intervals[m].items()},
                            "reliability": self.curves[m].to_dict(orient="list"),
                            **({"by_segment": self.by_segment[m].reset_index().to_dict(orient="list")}
                               if m in self.by_segment else {})}

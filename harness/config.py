@@ -306,7 +306,9 @@ class EvalConfig(_Strict):
             if self.dataset.kind != "synthetic":
                 raise ValueError("evaluate.calibration: needs the synthetic dataset (its click log has "
                                  f"known true probabilities); got dataset kind {self.dataset.kind!r}")
-            metrics |= {m for m in self.evaluate.calibration.metrics if m in ("brier", "log_loss", "ece")}
+            from harness.metrics.calibration import STATISTIC_METRICS
+
+            metrics |= {m for m in self.evaluate.calibration.metrics if m in STATISTIC_METRICS}
         for i, crit in enumerate(self.gate):
             if crit.metric not in metrics:
                 raise ValueError(f"gate[{i}].metric: {crit.metric!r} is not evaluated; "

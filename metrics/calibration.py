@@ -122,8 +122,9 @@ def _binary_entropy(rate: np.ndarray) -> np.ndarray:
 
 
 def _logistic_fit(y: np.ndarray, x: np.ndarray, groups: np.ndarray, n_groups: int, *,
-                  max_iter: int = 100, tol: float = 1e-12) -> tuple[np.ndarray, np.ndarray]:
-    """Maximum-likelihood (intercept, slope) of ``logit P(y=1) = a + b x`` per group.
+                  max_iter: int = 100, tol: float = 1e-12) -> tuple[np.ndarray, ...]:
+    """Maximum-likelihood (intercept, slope) of ``logit P(y=1) = a + b x`` per group,
+    and their standard errors from the observed information at the MLE.
 
     Newton-Raphson on the concave log-likelihood, all groups at once (2 x 2 systems in
     closed form), with step halving per group so the likelihood never decreases.
@@ -173,7 +174,15 @@ def _logistic_fit(y: np.ndarray, x: np.ndarray, groups: np.ndarray, n_groups: in
         if converged.all():
             break
     ok = active & converged & (np.abs(b) < 1e6)
-    return np.where(ok, a, np.nan), np.where(ok, b, np.nan)
+    # Wald: inverse of the information [[sum w, sum w x], [sum w x, sum w x^2]] at the MLE
+    mu = special.expit(a[groups] + b[groups] * x)
+    w = mu * (1 - mu)
+    haa, hab, hbb = bsum(w), bsum(w * x), bsum(w * x * x)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        det = haa * hbb - hab**2
+        se_a, se_b = np.sqrt(hbb / det), np.sqrt(haa / det)
+    nan = np.nan
+    return (np.where(ok, a, nan), np.where(ok, b, nan), np.where(ok, se_a, nan), np.where(ok, se_b, nan))
 
 
 # ------------------------------------------------------------ public metrics
@@ -379,10 +388,23 @@ def observed_expected_ratio(y: Any, p: Any) -> float:
 
 @dataclass(frozen=True)
 class CalibrationFit:
-    """Logistic recalibration ``logit P(y = 1) = intercept + slope * logit(p)``."""
+    """Logistic recalibration ``logit P(y = 1) = intercept + slope * logit(p)``, with
+    Wald standard errors (square roots of the diagonal of the inverse information)."""
 
     slope: float
     intercept: float
+    slope_se: float = float("nan")
+    intercept_se: float = float("nan")
+
+    def interval(self, which: str = "slope", *, confidence: float = 0.95) -> tuple[float, float]:
+        """Wald interval ``estimate -+ z_{1-alpha/2} se`` of ``"slope"`` or ``"intercept"``."""
+        if which not in ("slope", "intercept"):
+            raise DataValidationError(f"which: unknown value {which!r}; use 'slope' or 'intercept'")
+        if not 0 < confidence < 1:
+            raise DataValidationError(f"confidence: must be in (0, 1), got {confidence!r}")
+        est, se = getattr(self, which), getattr(self, f"{which}_se")
+        z = float(sps.norm.ppf(0.5 + confidence / 2))
+        return est - z * se, est + z * se
 
 
 def calibration_slope_intercept(y: Any, p: Any, *, eps: float = DEFAULT_EPS) -> CalibrationFit:
@@ -406,8 +428,9 @@ def calibration_slope_intercept(y: Any, p: Any, *, eps: float = DEFAULT_EPS) -> 
     y_f, p_f = check_labels_probabilities(y, p)
     _check_eps(eps)
     x = special.logit(np.clip(p_f, eps, 1 - eps))
-    a, b = _logistic_fit(y_f, x, np.zeros(len(y_f), np.int64), 1)
-    return CalibrationFit(slope=float(b[0]), intercept=float(a[0]))
+    a, b, se_a, se_b = _logistic_fit(y_f, x, np.zeros(len(y_f), np.int64), 1)
+    return CalibrationFit(slope=float(b[0]), intercept=float(a[0]), slope_se=float(se_b[0]),
+                          intercept_se=float(se_a[0]))
 
 
 def wilson_interval(successes: Any, n: Any, *, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
@@ -481,7 +504,8 @@ def calibration_by_segment(y: Any, p: Any, segments: Any, *, n_bins: int = 15,
     DataFrame indexed by segment (sorted) with columns ``n``, ``positives``,
     ``base_rate``, ``mean_predicted``, ``ece``, ``mce``, ``brier``, ``log_loss``,
     ``normalized_entropy``, ``oe_ratio``, ``calibration_slope``,
-    ``calibration_intercept``. Each value equals the corresponding scalar function
+    ``calibration_intercept`` and the Wald standard errors ``calibration_slope_se``,
+    ``calibration_intercept_se``. Each value equals the corresponding scalar function
     on that segment's rows.
     """
     y_f, p_f = check_labels_probabilities(y, p)
@@ -510,7 +534,8 @@ def _metrics_table(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_groups: i
     pos, expected = sum_y.sum(axis=1), sum_p.sum(axis=1)
     ll = np.bincount(groups, weights=_log_loss_rows(y, p, eps), minlength=n_groups) / n
     entropy = _binary_entropy(pos / n)
-    intercept, slope = _logistic_fit(y, special.logit(np.clip(p, eps, 1 - eps)), groups, n_groups)
+    intercept, slope, intercept_se, slope_se = _logistic_fit(y, special.logit(np.clip(p, eps, 1 - eps)),
+                                                             groups, n_groups)
     with np.errstate(invalid="ignore", divide="ignore"):
         return pd.DataFrame({
             "n": n.astype(np.int64), "positives": pos.astype(np.int64), "base_rate": pos / n,
@@ -522,6 +547,7 @@ def _metrics_table(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_groups: i
             "normalized_entropy": np.where(entropy > 0, ll / entropy, np.nan),
             "oe_ratio": np.where(expected > 0, pos / expected, np.nan),
             "calibration_slope": slope, "calibration_intercept": intercept,
+            "calibration_slope_se": slope_se, "calibration_intercept_se": intercept_se,
         })
 
 
@@ -586,27 +612,83 @@ def _abs_sum_over_bins(sums: np.ndarray, total: np.ndarray) -> np.ndarray:
     return np.abs(sums).sum(axis=-1) / total
 
 
-def ece_statistic(y: Any, p: Any, *, n_bins: int = 15, strategy: str = "uniform") -> SumStatistic:
-    """The (l1) ECE as a sum statistic, for paired bootstrap comparisons of two models.
+def _max_gap_over_bins(sums: np.ndarray, total: np.ndarray) -> np.ndarray:
+    half = sums.shape[-1] // 2
+    count, gap = sums[..., :half], np.abs(sums[..., half:])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, gap / count, -np.inf).max(axis=-1)
 
-    ``parts[i, b] = [row i in bin b] (p_i - y_i)`` and
-    ``ECE = sum_b |sum_i parts[i, b]| / n``, so a resample with row weights w gives
-    ``sum_b |w @ parts[:, b]| / sum(w)`` (bin edges fixed at the full sample's). Two
-    models scored on the same rows are compared by
-    :func:`harness.compare.compare_models` with ``statistics=``.
 
-    Returns
-    -------
-    harness.metrics.stats.SumStatistic
-        ``value()`` equals :func:`expected_calibration_error` (norm ``"l1"``).
+def _mean_of_first(sums: np.ndarray, total: np.ndarray) -> np.ndarray:
+    return sums[..., 0] / total
+
+
+def _ratio(sums: np.ndarray, total: np.ndarray) -> np.ndarray:
+    return sums[..., 0] / sums[..., 1]
+
+
+def _normalized_entropy(sums: np.ndarray, total: np.ndarray) -> np.ndarray:
+    return (sums[..., 0] / total) / _binary_entropy(sums[..., 1] / total)
+
+
+# metrics that are functions of column sums of per-row parts (bootstrap and pairing)
+STATISTIC_METRICS = ("ece", "mce", "brier", "log_loss", "normalized_entropy", "oe_ratio")
+
+
+def calibration_statistics(y: Any, p: Any, metrics: Sequence[str] = STATISTIC_METRICS, *, n_bins: int = 15,
+                           strategy: str = "uniform", eps: float = DEFAULT_EPS) -> dict[str, SumStatistic]:
+    """Calibration metrics as sum statistics of per-row parts, for bootstrap intervals and
+    paired comparisons (:func:`harness.metrics.stats.bootstrap_statistics`,
+    :func:`harness.compare.compare_models` with ``statistics=``).
+
+    With ``e_ib = [row i in bin b]`` (bin edges fixed at the full sample's):
+
+    - ece: parts ``e_ib (p_i - y_i)``; ``sum_b |S_b| / n``
+    - mce: parts ``[e_ib, e_ib (p_i - y_i)]``; ``max_b |S'_b| / S_b`` over non-empty bins
+    - brier, log_loss: the per-row values; their mean
+    - normalized_entropy: parts ``[ll_i, y_i]``; ``(S_0 / n) / H(S_1 / n)``
+    - oe_ratio: parts ``[y_i, p_i]``; ``S_0 / S_1``
+
+    A resample with row weights w replaces S by ``w @ parts`` and n by ``sum(w)``;
+    ``value()`` of each equals the corresponding metric function.
     """
     y_f, p_f = check_labels_probabilities(y, p)
     check_bin_options(n_bins, strategy)
+    _check_eps(eps)
+    unknown = [m for m in metrics if m not in STATISTIC_METRICS]
+    if unknown:
+        raise DataValidationError(f"metrics: {unknown[0]!r} is not a sum statistic; "
+                                  f"use some of {', '.join(STATISTIC_METRICS)}")
     n = len(y_f)
-    _, _, _, flat, _ = binned_sums(y_f, p_f, np.zeros(n, np.int64), 1, n_bins=n_bins, strategy=strategy)
-    parts = np.zeros((n, n_bins))
-    parts[np.arange(n), flat] = p_f - y_f
-    return SumStatistic(parts, _abs_sum_over_bins, name="ece")
+    rows = np.arange(n)
+    out: dict[str, SumStatistic] = {}
+    if "ece" in metrics or "mce" in metrics:
+        _, _, _, flat, _ = binned_sums(y_f, p_f, np.zeros(n, np.int64), 1, n_bins=n_bins, strategy=strategy)
+        gap = np.zeros((n, n_bins))
+        gap[rows, flat] = p_f - y_f
+        if "ece" in metrics:
+            out["ece"] = SumStatistic(gap, _abs_sum_over_bins, name="ece")
+        if "mce" in metrics:
+            onehot = np.zeros((n, n_bins))
+            onehot[rows, flat] = 1.0
+            out["mce"] = SumStatistic(np.hstack([onehot, gap]), _max_gap_over_bins, name="mce")
+    if "brier" in metrics:
+        out["brier"] = SumStatistic(((p_f - y_f) ** 2)[:, None], _mean_of_first, name="brier")
+    if "log_loss" in metrics or "normalized_entropy" in metrics:
+        ll = _log_loss_rows(y_f, p_f, eps)
+        if "log_loss" in metrics:
+            out["log_loss"] = SumStatistic(ll[:, None], _mean_of_first, name="log_loss")
+        if "normalized_entropy" in metrics:
+            out["normalized_entropy"] = SumStatistic(np.column_stack([ll, y_f]), _normalized_entropy,
+                                                     name="normalized_entropy")
+    if "oe_ratio" in metrics:
+        out["oe_ratio"] = SumStatistic(np.column_stack([y_f, p_f]), _ratio, name="oe_ratio")
+    return {m: out[m] for m in metrics}
+
+
+def ece_statistic(y: Any, p: Any, *, n_bins: int = 15, strategy: str = "uniform") -> SumStatistic:
+    """The (l1) ECE as a sum statistic (see :func:`calibration_statistics`)."""
+    return calibration_statistics(y, p, ["ece"], n_bins=n_bins, strategy=strategy)["ece"]
 
 
 def evaluate_calibration(y: Any, p: Any, metrics: Sequence[str], *, n_bins: int = 15,

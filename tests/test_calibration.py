@@ -254,6 +254,29 @@ def test_exact_recalibration_recovers_known_slope_and_intercept() -> None:
     assert fit.intercept == pytest.approx(-0.4, abs=0.03)
 
 
+def test_slope_standard_errors_are_the_inverse_information_and_cover() -> None:
+    y, p = draw(2000, 17)
+    fit = calibration_slope_intercept(y, p)
+    x = special.logit(p)
+    mu = special.expit(fit.intercept + fit.slope * x)
+    design = np.column_stack([np.ones_like(x), x])
+    cov = np.linalg.inv(design.T @ (design * (mu * (1 - mu))[:, None]))
+    assert fit.intercept_se == pytest.approx(math.sqrt(cov[0, 0]), rel=1e-9)
+    assert fit.slope_se == pytest.approx(math.sqrt(cov[1, 1]), rel=1e-9)
+    lo, hi = fit.interval("slope", confidence=0.9)
+    assert (lo + hi) / 2 == pytest.approx(fit.slope) and hi - lo == pytest.approx(2 * 1.6448536 * fit.slope_se)
+    # 400 independent calibrated data sets as segments of one call: 95% Wald intervals
+    # of the slope cover the true value 1 about 95% of the time
+    n_sets, n_each = 400, 400
+    rng = np.random.default_rng(23)
+    q = rng.beta(2, 5, n_sets * n_each)
+    labels = (rng.random(q.size) < q).astype(int)
+    table = calibration_by_segment(labels, q, np.repeat(np.arange(n_sets), n_each))
+    half = 1.959964 * table["calibration_slope_se"]
+    coverage = np.mean(np.abs(table["calibration_slope"] - 1) <= half)
+    assert 0.91 <= coverage <= 0.985
+
+
 def test_slope_is_nan_when_not_identifiable() -> None:
     assert math.isnan(calibration_slope_intercept([1, 1, 1], [0.2, 0.5, 0.7]).slope)
     assert math.isnan(calibration_slope_intercept([0, 1, 1], [0.4, 0.4, 0.4]).slope)
@@ -340,6 +363,32 @@ def test_ece_bootstrap_replicates_equal_slow_resampling(norm: str) -> None:
     assert (boot.ci_low, boot.ci_high) == pytest.approx((lo, hi), abs=1e-12)
     again = ece_bootstrap(y, p, n_bins=5, norm=norm, n_resamples=40, seed=3)
     np.testing.assert_array_equal(again.replicates, boot.replicates)
+
+
+def test_calibration_statistics_equal_the_metric_functions_also_when_resampled() -> None:
+    y, p = draw(400, 19)
+    stats = calibration.calibration_statistics(y, p, n_bins=6, strategy="quantile")
+    scalar = {"ece": expected_calibration_error(y, p, n_bins=6, strategy="quantile"),
+              "mce": expected_calibration_error(y, p, n_bins=6, strategy="quantile", norm="max"),
+              "brier": brier_score(y, p), "log_loss": log_loss(y, p),
+              "normalized_entropy": normalized_entropy(y, p), "oe_ratio": observed_expected_ratio(y, p)}
+    assert set(stats) == set(scalar)
+    for name, stat in stats.items():
+        assert stat.value() == pytest.approx(scalar[name], abs=1e-12), name
+    # row weights from a resample = the metrics of the repeated rows; uniform bins keep
+    # their edges, so every statistic matches the plain function on the resample
+    uniform = calibration.calibration_statistics(y, p, n_bins=6)
+    idx = np.random.default_rng(2).integers(0, len(y), len(y))
+    w = np.bincount(idx, minlength=len(y)).astype(float)
+    resampled = {"ece": expected_calibration_error(y[idx], p[idx], n_bins=6),
+                 "mce": expected_calibration_error(y[idx], p[idx], n_bins=6, norm="max"),
+                 "brier": brier_score(y[idx], p[idx]), "log_loss": log_loss(y[idx], p[idx]),
+                 "normalized_entropy": normalized_entropy(y[idx], p[idx]),
+                 "oe_ratio": observed_expected_ratio(y[idx], p[idx])}
+    for name, stat in uniform.items():
+        assert float(stat.combine(w @ stat.parts, w.sum())) == pytest.approx(resampled[name], abs=1e-12), name
+    with pytest.raises(DataValidationError, match="'calibration_slope' is not a sum statistic"):
+        calibration.calibration_statistics(y, p, ["calibration_slope"])
 
 
 def test_ece_statistic_value_and_resampled_value_equal_ece() -> None:

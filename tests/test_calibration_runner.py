@@ -100,7 +100,7 @@ def calib_config(tmp_path: Path, **calibration) -> dict:
               {"metric": "ece", "role": "guardrail", "direction": "lower", "max_regression": 0.005}],
     )
     cfg["dataset"] = {"kind": "synthetic", "n_users": 200, "n_items": 100, "dim": 8}
-    cfg["evaluate"]["calibration"] = {"metrics": ["ece", "brier", "log_loss", "calibration_slope"],
+    cfg["evaluate"]["calibration"] = {"metrics": ["ece", "brier", "log_loss", "calibration_slope", "oe_ratio"],
                                       "n_bins": 10, "n_resamples": 200, **calibration}
     return cfg
 
@@ -108,7 +108,8 @@ def calib_config(tmp_path: Path, **calibration) -> dict:
 def test_config_calibration_section(tmp_path) -> None:
     cfg = parse_config(calib_config(tmp_path, strategy="quantile"))
     cal = cfg.evaluate.calibration
-    assert cal.metrics == ["ece", "brier", "log_loss", "calibration_slope"] and cal.strategy == "quantile"
+    assert cal.metrics == ["ece", "brier", "log_loss", "calibration_slope", "oe_ratio"]
+    assert cal.strategy == "quantile"
     with pytest.raises(ConfigError, match="unknown metric 'auc'"):
         parse_config(calib_config(tmp_path, metrics=["auc"]))
     with pytest.raises(ConfigError, match="evaluate.calibration.n_bin: unknown key"):
@@ -128,7 +129,7 @@ def test_run_with_calibration_writes_metrics_units_plot_and_gates_on_brier(tmp_p
     out = outcome.results_dir
     data = json.loads((out / "results.json").read_text())
     rows = pd.DataFrame(data["metrics"])
-    cal_rows = rows[rows["metric"].isin(["ece", "brier", "log_loss", "calibration_slope"])]
+    cal_rows = rows[rows["metric"].isin(["ece", "brier", "log_loss", "calibration_slope", "oe_ratio"])]
     assert set(cal_rows["model"]) == {"truth", "candidate"}  # popularity has no predict_proba
     assert data["calibration"]["skipped_models"] == ["popularity"]
     n_rows = data["calibration"]["n_rows"]
@@ -142,6 +143,12 @@ def test_run_with_calibration_writes_metrics_units_plot_and_gates_on_brier(tmp_p
     assert value["truth", "ece"] == pytest.approx(expected_calibration_error(y, p, n_bins=10), abs=1e-12)
     assert value["candidate", "brier"] == pytest.approx(brier_score(y, p**2), abs=1e-12)
     assert value["candidate", "log_loss"] == pytest.approx(log_loss(y, p**2), abs=1e-12)
+    # every calibration metric has an interval around its value (t, bootstrap or Wald)
+    assert (cal_rows["ci_low"] <= cal_rows["value"]).all() and (cal_rows["value"] <= cal_rows["ci_high"]).all()
+    slope = calibration_slope_intercept(y, p)
+    truth_slope = cal_rows.set_index(["model", "metric"]).loc[("truth", "calibration_slope")]
+    assert truth_slope["ci_low"] == pytest.approx(slope.interval("slope")[0], abs=1e-9)
+    assert truth_slope["ci_low"] < 1 < truth_slope["ci_high"]
 
     # per-row units sit beside the per-query units, prefixed, and average to the metric
     units = pd.read_parquet(out / "per_unit.parquet")
@@ -161,6 +168,8 @@ def test_run_with_calibration_writes_metrics_units_plot_and_gates_on_brier(tmp_p
     assert comp.loc["ece", "delta"] == pytest.approx(ece_delta, abs=1e-12)
     assert comp.loc["ece", "ci_low"] < ece_delta < comp.loc["ece", "ci_high"]
     assert comp.loc["ece", "ci_low"] > 0.005 and comp.loc["ece", "outcome"] == "FAIL"
+    assert comp.loc["oe_ratio", "delta"] == pytest.approx(np.sum(y) / np.sum(p**2) - np.sum(y) / np.sum(p),
+                                                          abs=1e-12)
     assert data["verdict"]["decision"] == "FAIL" and outcome.exit_code == 1
 
     curve = pd.DataFrame(data["calibration"]["models"]["truth"]["reliability"])
