@@ -263,7 +263,7 @@ class SNIPS(OffPolicyEstimator):
     name: ClassVar[str] = "snips"
 
     def _columns(self, data: OPEInputs) -> np.ndarray:
-        w = data.weight
+        w = _positive_total_weight(data, self.name)
         return np.column_stack([w * data.reward, w])
 
     def _combine(self, means: np.ndarray) -> np.ndarray:
@@ -294,6 +294,16 @@ class DM(OffPolicyEstimator):
 
     def _columns(self, data: OPEInputs) -> np.ndarray:
         return data.require_reward_model(self.name)[1][:, None]
+
+
+def _positive_total_weight(data: OPEInputs, name: str) -> np.ndarray:
+    """The weights, refusing data where every weight is 0 (a ratio 0 / 0)."""
+    w = data.weight
+    if not (w > 0).any():
+        raise DataValidationError(f"{name}: pi_e is 0 on all {w.shape[0]} logged rows, so the "
+                                  f"self-normalised estimate is 0 / 0; the logs carry no information "
+                                  f"about this policy")
+    return w
 
 
 def _dr_columns(data: OPEInputs, name: str, weight: np.ndarray) -> np.ndarray:
@@ -350,7 +360,7 @@ class SNDR(OffPolicyEstimator):
 
     def _columns(self, data: OPEInputs) -> np.ndarray:
         q_hat, v_hat = data.require_reward_model(self.name)
-        w = data.weight
+        w = _positive_total_weight(data, self.name)
         return np.column_stack([v_hat, w * (data.reward - q_hat), w])
 
     def _combine(self, means: np.ndarray) -> np.ndarray:

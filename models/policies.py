@@ -150,6 +150,23 @@ class _BatchedPolicy:
             return v_table[ctx, self._positions(positions, len(ctx))]
         return self._gather(contexts, positions, pick)
 
+    def unsupported_mass(self, contexts: np.ndarray, logging_policy: "_BatchedPolicy",
+                         positions: np.ndarray | None = None) -> np.ndarray:
+        """Per row, this policy's mass on actions the logging policy never takes:
+        ``sum_a pi_e(a | x_i, pos_i) 1{pi_b(a | x_i, pos_i) = 0}`` (support deficiency;
+        input of ``harness.metrics.weight_diagnostics``), in batches."""
+        n = len(contexts)
+        pos = self._positions(positions, n)
+        out = np.empty(n)
+        for start in range(0, n, self.batch_size):
+            sl = slice(start, min(n, start + self.batch_size))
+            e = self.distribution_at(contexts[sl], pos[sl])
+            b = logging_policy.distribution_at(contexts[sl], pos[sl])
+            if e.shape != b.shape:
+                raise DataValidationError(f"logging_policy: {b.shape[1]} actions, this policy {e.shape[1]}")
+            out[sl] = np.where(b == 0, e, 0.0).sum(axis=1)
+        return out
+
 
 def _check_len_list(len_list: int, n_actions: int | None = None) -> None:
     if not isinstance(len_list, int) or len_list < 1 or (n_actions is not None and len_list > n_actions):

@@ -218,6 +218,14 @@ def test_model_based_estimators_name_what_is_missing():
             est.estimate_policy_value(d)
 
 
+def test_self_normalised_estimators_refuse_all_zero_weights():
+    d = OPEInputs(reward=np.ones(3), pscore=np.full(3, 0.5), pi_e=np.zeros(3), q_hat=np.ones(3), v_hat=np.ones(3))
+    for est in (SNIPS(), SNDR()):
+        with pytest.raises(DataValidationError, match=f"{est.name}: pi_e is 0 on all 3 logged rows"):
+            est.estimate_policy_value(d)
+    assert IPS().estimate_policy_value(d) == 0.0
+
+
 @pytest.mark.parametrize("make", [lambda: IPS(lambda_=-1.0), lambda: DR(lambda_=float("nan")),
                                   lambda: SwitchDR(tau=-0.5), lambda: DRos(lambda_=-2.0)])
 def test_bad_hyperparameters(make):

@@ -141,3 +141,12 @@ def test_reward_model_accepts_xgboost_classifier():
     X = np.hstack([fb.context, np.eye(3)[fb.action]])
     ref = XGBClassifier(n_estimators=5, max_depth=2, n_jobs=1).fit(X[~test], fb.reward[~test])
     np.testing.assert_allclose(fit.q_hat[test], ref.predict_proba(X[test])[:, 1], atol=1e-6)
+
+
+def test_unsupported_mass_against_a_logging_policy_that_never_shows_some_actions():
+    logging = ProbabilityTablePolicy(np.array([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]]))
+    target = SoftmaxPolicy(np.zeros((2, 3)), batch_size=1)  # uniform 1/3
+    mass = target.unsupported_mass(np.array([0, 1, 1]), logging)
+    np.testing.assert_allclose(mass, [1 / 3, 2 / 3, 2 / 3])
+    greedy = TopKPolicy(np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]))
+    np.testing.assert_allclose(greedy.unsupported_mass(np.array([0, 1]), logging), [0.0, 1.0])
