@@ -9,6 +9,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from scipy import optimize, special
 from sklearn.calibration import calibration_curve
 from sklearn.linear_model import LogisticRegression
@@ -531,3 +534,33 @@ def test_docstring_examples(module) -> None:
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
     assert module is calibrated_recs or result.attempted >= 8
+
+
+# ---------------------------------------------------------------- properties
+
+
+@st.composite
+def labelled(draw_):
+    n = draw_(st.integers(1, 60))
+    p = draw_(arrays(np.float64, n, elements=st.floats(0, 1)))
+    y = draw_(arrays(np.int64, n, elements=st.integers(0, 1)))
+    return y, p
+
+
+@settings(max_examples=60, deadline=None)
+@given(labelled(), st.integers(1, 12), st.sampled_from(["uniform", "quantile"]))
+def test_properties_of_ece_and_brier_decomposition(data, n_bins, strategy) -> None:
+    y, p = data
+    l1 = expected_calibration_error(y, p, n_bins=n_bins, strategy=strategy)
+    l2 = expected_calibration_error(y, p, n_bins=n_bins, strategy=strategy, norm="l2")
+    mx = expected_calibration_error(y, p, n_bins=n_bins, strategy=strategy, norm="max")
+    assert 0 <= l1 <= l2 + 1e-12 and l2 <= mx + 1e-12 and mx <= 1
+    # one bin: calibration in the large
+    assert expected_calibration_error(y, p, n_bins=1) == pytest.approx(abs(p.mean() - y.mean()), abs=1e-12)
+    # invariant to the order of rows
+    perm = np.random.default_rng(0).permutation(len(y))
+    assert expected_calibration_error(y[perm], p[perm], n_bins=n_bins, strategy=strategy) == pytest.approx(
+        l1, abs=1e-12)
+    d = brier_decomposition(y, p, n_bins=n_bins, strategy=strategy)
+    assert d.reliability - d.resolution + d.uncertainty + d.remainder == pytest.approx(d.brier, abs=1e-12)
+    assert d.reliability >= 0 and d.resolution >= 0 and d.within_bin_variance >= 0
