@@ -145,7 +145,8 @@ def load_open_bandit_dataset(path: str | Path, *, behavior_policy: str = "random
     timestamp (stable), positions mapped to 0-based dense ranks, context = one-hot
     user features ``user_feature_*`` with the first level of each dropped (sorted
     levels, ``pd.get_dummies(drop_first=True)``), action context = label-encoded
-    categorical item features followed by ``item_feature_0``.
+    categorical item features followed by ``item_feature_0``. ``context_id`` numbers the
+    distinct contexts (in sorted order of their one-hot rows).
 
     Raises
     ------
@@ -178,7 +179,10 @@ def load_open_bandit_dataset(path: str | Path, *, behavior_policy: str = "random
     n_actions = len(items)
     if not np.array_equal(items["item_id"].to_numpy(), np.arange(n_actions)):
         raise DataValidationError(f"{item_file}: item_id must be 0..{n_actions - 1} (one row per item)")
+    # context_id: index of the row's distinct user-feature combination (for policy tables)
+    _, context_id = np.unique(context, axis=0, return_inverse=True)
     return LoggedFeedback(
+        context_id=context_id.ravel().astype(np.int64),
         action=data["item_id"].to_numpy(), reward=data["click"].to_numpy(), pscore=data["propensity_score"].to_numpy(),
         n_actions=n_actions, context=context, position=position.astype(np.int64),
         len_list=int(position.max()) + 1, action_context=action_context, nonnegative_reward=True,

@@ -67,16 +67,21 @@ class RewardModelFit:
                     out[sel] = _predict(model, self._features(rows[sel], actions[sel]))
         return out
 
-    def expected_reward(self, policy: Any, *, batch_size: int = 8192) -> np.ndarray:
+    def expected_reward(self, policy: Any, *, contexts: np.ndarray | None = None,
+                        batch_size: int = 8192) -> np.ndarray:
         """Cross-fitted ``v_hat[i] = sum_a pi_e(a | x_i, pos_i) q_hat(x_i, a, pos_i)``.
 
-        ``policy.distribution_at(contexts, positions)`` is called with the feedback's ``context_id``
-        (or row index when there is none), ``batch_size`` rows at a time; memory is
-        O(batch_size * n_actions).
+        ``policy.distribution_at(contexts[rows], positions[rows])`` is called
+        ``batch_size`` rows at a time (memory O(batch_size * n_actions)); ``contexts``
+        defaults to the feedback's ``context_id``, else its ``context`` features.
         """
         fb = self.feedback
         n, n_actions = len(fb), fb.n_actions
-        contexts = fb.context_id if fb.context_id is not None else np.arange(n)
+        if contexts is None:
+            contexts = fb.context_id if fb.context_id is not None else fb.context
+        if contexts is None or len(contexts) != n:
+            raise DataValidationError(f"contexts: need one per logged row ({n}); the feedback has no "
+                                      f"context_id or context features")
         out = np.empty(n)
         for start in range(0, n, batch_size):
             rows = np.arange(start, min(n, start + batch_size))

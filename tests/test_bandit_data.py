@@ -83,6 +83,9 @@ def test_open_bandit_dataset_loader(tmp_path):
         lv = sorted(set(col))
         expected += [[float(v == level) for v in col] for level in lv[1:]]
     np.testing.assert_array_equal(fb.context, np.array(expected).T)
+    # equal context rows share a context id, different rows do not
+    same = (fb.context[:, None, :] == fb.context[None, :, :]).all(axis=2)
+    np.testing.assert_array_equal(same, fb.context_id[:, None] == fb.context_id[None, :])
     enc = np.column_stack([LabelEncoder().fit_transform(items[c]) for c in ("item_feature_1", "item_feature_2")])
     np.testing.assert_allclose(fb.action_context, np.column_stack([enc, items["item_feature_0"]]))
 

@@ -150,3 +150,18 @@ def test_unsupported_mass_against_a_logging_policy_that_never_shows_some_actions
     np.testing.assert_allclose(mass, [1 / 3, 2 / 3, 2 / 3])
     greedy = TopKPolicy(np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]))
     np.testing.assert_allclose(greedy.unsupported_mass(np.array([0, 1]), logging), [0.0, 1.0])
+
+
+def test_reward_model_expected_reward_with_feature_contexts():
+    sim = make_synthetic_bandit(300, n_actions=3, n_contexts=6, seed=2)
+    fb = sim.feedback
+    no_ids = LoggedFeedback(action=fb.action, reward=fb.reward, pscore=fb.pscore, n_actions=3, context=fb.context)
+    fit = fit_reward_model(no_ids, LinearRegression(), n_folds=2, seed=0)
+    weights = np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [0.5, 0.5, 0], [0, 0, 0]])
+    pol = SoftmaxPolicy(lambda feats: feats @ weights)  # scores from the context features
+    v = fit.expected_reward(pol, batch_size=64)
+    q_all = np.column_stack([fit.predict(np.arange(300), np.full(300, a)) for a in range(3)])
+    np.testing.assert_allclose(v, (pol.distribution_at(fb.context, np.zeros(300, int)) * q_all).sum(axis=1))
+    bare = LoggedFeedback(action=fb.action, reward=fb.reward, pscore=fb.pscore, n_actions=3)
+    with pytest.raises(DataValidationError, match=r"contexts: need one per logged row \(300\)"):
+        fit_reward_model(bare, LinearRegression(), n_folds=2).expected_reward(pol)
