@@ -168,6 +168,8 @@ def estimate_intervals(
     if method == "bootstrap" and (not isinstance(n_bootstrap, int) or n_bootstrap < 2):
         raise DataValidationError(f"n_bootstrap must be an integer >= 2, got {n_bootstrap!r}")
     names = [e.name for e in estimators]
+    if not names:
+        raise DataValidationError("estimators: give at least one estimator")
     if len(set(names)) != len(names):
         raise DataValidationError(f"estimators: duplicate names {names}")
     blocks = [est._columns(data) for est in estimators]

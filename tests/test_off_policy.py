@@ -241,6 +241,8 @@ def test_bad_interval_options():
         IPS().estimate_interval(d, alpha=1.5)
     with pytest.raises(DataValidationError, match="resampling must be one of"):
         IPS().estimate_interval(d, method="bootstrap", resampling="jackknife")
+    with pytest.raises(DataValidationError, match="at least one estimator"):
+        estimate_intervals([], d)
     with pytest.raises(DataValidationError, match="duplicate names"):
         estimate_intervals([IPS(), IPS(lambda_=2.0)], d)
     with pytest.raises(DataValidationError, match="at least 2 units"):
