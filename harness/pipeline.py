@@ -195,18 +195,20 @@ def stage_metric_names(metrics: list[str], stage_k: int, *, ceiling: bool = True
 
 
 def evaluate_pipeline(name: str, pipeline: Pipeline, dataset: Any, ranking_cfg: Any, k: int, *,
-                      progress: bool = False) -> tuple[Ranking, pd.DataFrame]:
+                      progress: bool = False) -> tuple[Ranking, pd.DataFrame, pd.DataFrame]:
     """Run a pipeline over the dataset's queries and evaluate every stage but the last.
 
-    Returns the last stage's ranking padded to ``k`` (evaluated by the runner like any
-    model's) and a per-query table with
+    Returns ``(final, stages, within)``: the last stage's ranking padded to ``k``
+    (evaluated by the runner like any model's) and two per-query tables:
 
-    - ``"<stage>/<metric>"`` for every stage but the last (e.g. ``retrieval/recall@500``,
-      the ceiling of the later stages; see :func:`stage_metric_names`);
-    - ``"<stage>/within_candidates/<metric>"`` for every stage but the first: the stage
-      judged against the judgments of the candidates it was given only, which isolates
-      its own quality from the recall of the stages before it. Queries none of whose
-      relevant items reached the stage are NaN there (left out of that column's mean).
+    - ``stages``: ``"<stage>/<metric>"`` for every stage but the last (e.g.
+      ``retrieval/recall@500``, the ceiling of the later stages; see
+      :func:`stage_metric_names`), over the same queries as the final metrics;
+    - ``within``: ``"<stage>/within_candidates/<metric>"`` for every stage but the
+      first: the stage judged against the judgments of the candidates it was given
+      only, which isolates its own quality from the recall of the stages before it.
+      Queries none of whose relevant items reached the stage are NaN there (left out
+      of that column's mean), so these have their own query sets.
     """
     from harness.metrics import evaluate_ranking
 
@@ -218,7 +220,7 @@ def evaluate_pipeline(name: str, pipeline: Pipeline, dataset: Any, ranking_cfg: 
                                f"not know (n_items={dataset.n_items}; e.g. {int(ranking.items[unknown][0])})")
     options = {"gain": ranking_cfg.gain, "ties": ranking_cfg.ties,
                "relevance_threshold": ranking_cfg.relevance_threshold}
-    tables = []
+    tables, within = [], []
     for s in pipeline.stages[:-1]:
         res = evaluate_ranking(dataset.qrels, stages[s.name], stage_metric_names(ranking_cfg.metrics, s.k),
                                **options)
@@ -230,9 +232,12 @@ def evaluate_pipeline(name: str, pipeline: Pipeline, dataset: Any, ranking_cfg: 
         names = stage_metric_names(ranking_cfg.metrics, s.k, ceiling=False)
         if len(reachable) and names:
             res = evaluate_ranking(reachable, stages[s.name], names, **options)
-            tables.append(res.per_query.add_prefix(f"{s.name}/within_candidates/"))
-    table = pd.concat(tables, axis=1) if tables else pd.DataFrame(index=pd.Index([], name="query_id"))
-    return pad_to(stages[pipeline.stages[-1].name], k), table
+            within.append(res.per_query.add_prefix(f"{s.name}/within_candidates/"))
+
+    def joined(parts: list[pd.DataFrame]) -> pd.DataFrame:
+        return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=pd.Index([], name="query_id"))
+
+    return pad_to(stages[pipeline.stages[-1].name], k), joined(tables), joined(within)
 
 
 def stage_summary(table: pd.DataFrame, *, confidence: float = 0.95) -> dict[str, dict[str, float]]:

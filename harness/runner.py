@@ -139,22 +139,24 @@ def evaluate_models(config: EvalConfig, dataset: Any, *, progress: bool,
             on_model(name, model)
         from harness.pipeline import Pipeline, evaluate_pipeline, stage_summary
 
-        stage_table = None
+        stage_table = within_table = None
         if isinstance(model, Pipeline):  # per-stage columns such as "retrieval/recall@500"
-            ranking, stage_table = evaluate_pipeline(name, model, dataset, ranking_cfg, k, progress=progress)
+            ranking, stage_table, within_table = evaluate_pipeline(name, model, dataset, ranking_cfg, k,
+                                                                   progress=progress)
         else:
             ranking = retrieve_all(name, model, query_ids, k, progress=progress)
         _check_known_items(name, ranking, dataset.n_items)
         res = evaluate_ranking(dataset.qrels, ranking, ranking_cfg.metrics, gain=ranking_cfg.gain,
                                ties=ranking_cfg.ties, relevance_threshold=ranking_cfg.relevance_threshold)
-        per_unit[name] = res.per_query.set_axis(res.per_query.index.astype(str))
+        per_query = res.per_query if stage_table is None else res.per_query.join(stage_table)
+        per_unit[name] = per_query.set_axis(per_query.index.astype(str))
         if curve_names(ranking_cfg.metrics):
             curves = metric_curves(dataset.qrels, ranking, curve_names(ranking_cfg.metrics), max(cutoffs),
                                    gain=ranking_cfg.gain, ties=ranking_cfg.ties,
                                    relevance_threshold=ranking_cfg.relevance_threshold)
             info.setdefault(name, {})["curves"] = {c: curves[c].tolist() for c in curves}
-        if stage_table is not None:  # kept beside the metrics table: other models lack these columns
-            info.setdefault(name, {})["stages"] = stage_summary(stage_table, confidence=0.95)
+        if within_table is not None:  # each stage on its own candidates: query sets of their own
+            info.setdefault(name, {})["stages"] = stage_summary(within_table, confidence=0.95)
         info.setdefault(name, {}).update(n_queries=res.n_queries, skipped=res.skipped,
                                          n_missing_from_run=res.n_missing_from_run,
                                          started_ms=started_ms, ended_ms=int(time.time() * 1000))

@@ -181,11 +181,15 @@ def test_runner_evaluates_each_stage(tmp_path: Path) -> None:
         tmp_path / "ltr.json")
     outcome = run(config, progress=False)
     data = json.loads((outcome.results_dir / "results.json").read_text())
-    stage = data["units"]["candidate"]["stages"]
-    assert set(stage) == {"retrieval/ndcg@10", "retrieval/recall@10", "retrieval/recall@50", "retrieval/recall@80",
-                          "ranking/within_candidates/ndcg@10", "ranking/within_candidates/recall@10"}
-    final = {r["metric"]: r["value"] for r in data["metrics"] if r["model"] == "candidate"}
+    rows = {r["metric"]: r for r in data["metrics"] if r["model"] == "candidate"}
+    assert set(rows) == {"ndcg@10", "recall@10", "recall@50", "retrieval/ndcg@10", "retrieval/recall@10",
+                         "retrieval/recall@50", "retrieval/recall@80"}
+    stage = {m: r for m, r in rows.items() if m.startswith("retrieval/")}
+    final = {m: r["value"] for m, r in rows.items()}
     assert final["recall@50"] <= stage["retrieval/recall@80"]["value"] + 1e-12
+    assert "retrieval/recall@80" in (outcome.results_dir / "summary.md").read_text()
+    within = data["units"]["candidate"]["stages"]
+    assert set(within) == {"ranking/within_candidates/ndcg@10", "ranking/within_candidates/recall@10"}
     # the stage value is evaluate_ranking of the retrieval stage itself
     knn = ItemKNN().fit(ds.train, n_users=ds.n_users, n_items=ds.n_items)
     direct = evaluate_ranking(ds.qrels, knn.retrieve(ds.query_ids, 80), ["recall@80"]).means["recall@80"]
@@ -205,6 +209,5 @@ def test_runner_evaluates_each_stage(tmp_path: Path) -> None:
         reachable = {i for i in cands if rel.get((q, i), 0) >= 1}
         if reachable:
             recalls.append(len(reachable & set(ranked[:10])) / len(reachable))
-    within = stage["ranking/within_candidates/recall@10"]
-    assert within["n_units"] == len(recalls)
-    assert within["value"] == pytest.approx(np.mean(recalls), abs=1e-12)
+    assert within["ranking/within_candidates/recall@10"]["n_units"] == len(recalls)
+    assert within["ranking/within_candidates/recall@10"]["value"] == pytest.approx(np.mean(recalls), abs=1e-12)
