@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
@@ -126,3 +127,55 @@ def test_promote_requires_a_registered_candidate(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, cfg))])
     assert result.exit_code == 2
     assert "must be a registered model version" in result.stderr
+
+
+class TableScores(mlflow.pyfunc.PythonModel):
+    """Scores looked up in a (n_users, n_items) table shipped with the model."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def predict(self, context, model_input, params=None):
+        return self.table[model_input["query_id"].to_numpy(), model_input["item_id"].to_numpy()]
+
+
+def test_promotion_on_pass_only_and_stored_baseline_reuse(tmp_path: Path, monkeypatch) -> None:
+    from harness.datasets import make_synthetic
+    from harness.models.mlflow_pyfunc import global_tracking_uri
+
+    monkeypatch.chdir(tmp_path)  # the local store keeps run artifacts under ./mlruns
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = small_config(tmp_path, tracking={"uri": uri, "promote": {"registered_model": "ranker",
+                                                                   "alias": "champion"}})
+    world = make_synthetic(n_users=300, n_items=200, dim=8, seed=cfg["seed"])
+    weak = np.tile(np.arange(200, dtype=float) % 17, (300, 1))
+    with global_tracking_uri(uri):
+        for table in (weak, world.truth["true_scores"]):  # version 1 (weak), version 2 (ideal)
+            with mlflow.start_run():
+                mlflow.pyfunc.log_model(name="model", python_model=TableScores(table),
+                                        registered_model_name="ranker")
+    client = MlflowClient(uri, registry_uri=uri)
+    client.set_registered_model_alias("ranker", "champion", "1")
+    del cfg["models"]["popularity"]
+    cfg["models"]["candidate"] = {"kind": "mlflow", "params": {"uri": "models:/ranker/2"}}
+    cfg["compare"]["baseline"] = "models:/ranker@champion"
+
+    assert runner_invoke(write_config(tmp_path, cfg)) == 0  # PASS: version 2 is better
+    first = json.loads(sorted((tmp_path / "results").iterdir())[0].joinpath("results.json").read_text())
+    assert first["verdict"]["decision"] == "PASS"
+    assert first["tracking"]["promoted"] == {"status": "promoted", "registered_model": "ranker",
+                                             "version": "2", "alias": "champion"}
+    assert str(client.get_model_version_by_alias("ranker", "champion").version) == "2"
+
+    # champion is now version 2: the baseline's per-unit values are reused from the first
+    # run's candidate child (same version, data and settings), and an identical candidate
+    # is INCONCLUSIVE, so nothing is promoted
+    assert runner_invoke(write_config(tmp_path, cfg)) == 1
+    second_dir = sorted((tmp_path / "results").iterdir())[1]
+    second = json.loads((second_dir / "results.json").read_text())
+    baseline_units = second["units"]["models:/ranker@champion"]
+    assert baseline_units["model_version_uri"] == "models:/ranker/2"
+    assert baseline_units["reused_from"] == f"runs:/{first['tracking']['mlflow_run_ids']['candidate']}"
+    assert second["verdict"]["decision"] == "INCONCLUSIVE"
+    assert "promoted" not in second["tracking"]
+    assert str(client.get_model_version_by_alias("ranker", "champion").version) == "2"
