@@ -86,11 +86,15 @@ def main(argv: list[str] | None = None) -> int:
           f"({args.queries * args.items / elapsed / 1e9:.2f} G scores/s)")
     print(f"  query batch     {batch} queries -> score block {block_mib:.0f} MiB (float32)")
     print(f"  output          {out.items.nbytes / 2**20 + out.scores.nbytes / 2**20:.0f} MiB "
-          f"(items int64 + scores float64)")
+          f"(items int64 + scores float64, kept by the caller)")
+    output_mib = out.items.nbytes / 2**20 + out.scores.nbytes / 2**20
+    working = peak - rss_before - output_mib
     print(f"  peak RSS        {peak:.0f} MiB (RSS before the timed run: {rss_before:.0f} MiB; "
           f"peak - before = {peak - rss_before:.0f} MiB)")
+    print(f"  working memory  {working:.0f} MiB (peak - before - output) vs budget {args.budget_mb:g} MiB: "
+          f"{'within' if working <= args.budget_mb * 1.1 else 'OVER'}")
     print(f"  brute-force agreement on {len(sample)} queries: {agree:.6f}")
-    return 0 if agree > 0.999 else 1
+    return 0 if agree > 0.999 and working <= args.budget_mb * 1.1 else 1
 
 
 if __name__ == "__main__":
