@@ -242,6 +242,7 @@ class RunSide:
 
 def _download_run(ref: str, tracking_uri: str | None) -> str:
     """Fetch results.json and per_unit.parquet of an MLflow (parent) run into a temp folder."""
+    import shutil
     import tempfile
 
     from harness.errors import ResultsError, TrackingError
@@ -258,6 +259,7 @@ def _download_run(ref: str, tracking_uri: str | None) -> str:
             mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name, dst_path=dst,
                                                 tracking_uri=tracking_uri)
         except Exception as exc:  # mlflow raises its own exception types
+            shutil.rmtree(dst, ignore_errors=True)
             raise ResultsError(f"{ref}: cannot download artifact {name!r} of MLflow run {run_id} "
                                f"({type(exc).__name__}: {exc}); pass the harness parent run") from None
     return dst
@@ -270,20 +272,26 @@ def load_side(ref: str, *, model: str | None, role: str, tracking_uri: str | Non
     candidate its config compared.
     """
     import re
+    import shutil
     from pathlib import Path
 
     from harness.errors import ResultsError
     from harness.results import PER_UNIT, read_results_json
 
     path = Path(ref)
-    if not path.exists() and (ref.startswith("runs:/") or re.fullmatch(r"[0-9a-f]{32}", ref)):
+    downloaded = not path.exists() and (ref.startswith("runs:/") or re.fullmatch(r"[0-9a-f]{32}", ref))
+    if downloaded:
         path = Path(_download_run(ref, tracking_uri))
     if not path.is_dir():
         raise ResultsError(f"{role}: {ref!r} is neither a results folder nor an MLflow run id")
-    data = read_results_json(path)
-    if not (path / PER_UNIT).is_file():
-        raise ResultsError(f"{role}: no {PER_UNIT} in {ref}")
-    long = pd.read_parquet(path / PER_UNIT)
+    try:
+        data = read_results_json(path)
+        if not (path / PER_UNIT).is_file():
+            raise ResultsError(f"{role}: no {PER_UNIT} in {ref}")
+        long = pd.read_parquet(path / PER_UNIT)
+    finally:
+        if downloaded:
+            shutil.rmtree(path, ignore_errors=True)
     missing = {"unit_id", "model", "metric", "value"} - set(long.columns)
     if missing:
         raise ResultsError(f"{role}: {ref}/{PER_UNIT} lacks column(s) {sorted(missing)}")

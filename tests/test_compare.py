@@ -216,3 +216,25 @@ def test_cli_compare_bad_input_exits_2(tmp_path, case, message):
     out = invoke(*args)
     assert out.exit_code == 2, out.output
     assert message in out.stderr
+
+
+def test_cli_compare_reads_mlflow_run_ids(tmp_path):
+    """A harness parent run logs results.json and per_unit.parquet as artifacts."""
+    from mlflow.tracking import MlflowClient
+
+    per_unit = tables(shift=(0.03, 0.0))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("gate", artifact_location=str(tmp_path / "artifacts"))
+    run_ids = []
+    for name, model, gate in (("a", "prod", None), ("b", "cand", GATE)):
+        folder = write_run(tmp_path / name, {model: per_unit[model]}, gate=gate)
+        run = client.create_run(experiment)
+        for file in ("results.json", "per_unit.parquet"):
+            client.log_artifact(run.info.run_id, str(folder / file))
+        run_ids.append(run.info.run_id)
+    out = invoke(run_ids[0], f"runs:/{run_ids[1]}", "--tracking-uri", uri, "--n-resamples", "300")
+    assert out.exit_code == 0, out.output
+    assert "GATE: PASS" in out.stdout
+    missing = invoke("0" * 32, run_ids[1], "--tracking-uri", uri)
+    assert missing.exit_code == 2 and "cannot download artifact" in missing.stderr
