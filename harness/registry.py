@@ -118,6 +118,12 @@ def _pipeline(params: dict[str, Any], dataset: Any, seed: int) -> Any:
     return Pipeline(pipeline_stages(params.pop("stages", None), dataset, seed, build_model), **params)
 
 
+def _mmr(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+    from harness.models.adapter_config import interaction_mmr
+
+    return interaction_mmr(dataset, seed, **params)
+
+
 MODEL_KINDS: dict[str, Factory] = {
     "random": _random,
     "popularity": _popularity,
@@ -133,6 +139,7 @@ MODEL_KINDS: dict[str, Factory] = {
     "mlflow": _mlflow,
     "precomputed": _precomputed,
     "pipeline": _pipeline,
+    "mmr": _mmr,
 }
 
 

@@ -69,3 +69,14 @@ def pipeline_stages(stages: Any, dataset: Any, seed: int, build_model: BuildMode
                         f"stages[{i}]", dataset, seed, build_model)
         out.append((spec["name"], model, spec["k"]))
     return out
+
+
+def interaction_mmr(dataset: Any, seed: int, *, lambda_: float = 0.5, dim: int = 16) -> Any:
+    """An MMR re-ranker (a pipeline's last stage) whose item similarity is the cosine of
+    the items' rank-``dim`` SVD factors of the training interactions."""
+    from .features import interaction_matrix, truncated_svd_factors
+    from .rerank import MMR
+
+    X = interaction_matrix(dataset.train, dataset.n_users, dataset.n_items)
+    _, item_vectors = truncated_svd_factors(X, dim, seed=seed)
+    return MMR(item_vectors, lambda_=lambda_)

@@ -169,7 +169,8 @@ def test_stage_metric_names() -> None:
 def test_runner_evaluates_each_stage(tmp_path: Path) -> None:
     stages = [{"name": "retrieval", "k": 80, "kind": "item_knn"},
               {"name": "ranking", "k": 40, "kind": "xgboost_ranker",
-               "params": {"path": str(tmp_path / "ltr.json")}}]
+               "params": {"path": str(tmp_path / "ltr.json")}},
+              {"name": "rerank", "k": 20, "kind": "mmr", "params": {"lambda_": 0.8}}]
     cfg = small_config(tmp_path, candidate={"kind": "pipeline", "params": {"stages": stages}})
     config = parse_config(cfg)
     # a LambdaMART booster trained on the same interaction features serves as the ranking stage
@@ -183,13 +184,17 @@ def test_runner_evaluates_each_stage(tmp_path: Path) -> None:
     data = json.loads((outcome.results_dir / "results.json").read_text())
     rows = {r["metric"]: r for r in data["metrics"] if r["model"] == "candidate"}
     assert set(rows) == {"ndcg@10", "recall@10", "recall@50", "retrieval/ndcg@10", "retrieval/recall@10",
-                         "retrieval/recall@50", "retrieval/recall@80"}
-    stage = {m: r for m, r in rows.items() if m.startswith("retrieval/")}
+                         "retrieval/recall@50", "retrieval/recall@80", "ranking/ndcg@10", "ranking/recall@10",
+                         "ranking/recall@40"}
+    stage = {m: r for m, r in rows.items() if "/" in m}
     final = {m: r["value"] for m, r in rows.items()}
-    assert final["recall@50"] <= stage["retrieval/recall@80"]["value"] + 1e-12
+    # each stage sees only its predecessor's candidates: recall at a stage's full depth cannot grow
+    assert final["recall@50"] <= stage["ranking/recall@40"]["value"] + 1e-12
+    assert stage["ranking/recall@40"]["value"] <= stage["retrieval/recall@80"]["value"] + 1e-12
     assert "retrieval/recall@80" in (outcome.results_dir / "summary.md").read_text()
     within = data["units"]["candidate"]["stages"]
-    assert set(within) == {"ranking/within_candidates/ndcg@10", "ranking/within_candidates/recall@10"}
+    assert set(within) == {"ranking/within_candidates/ndcg@10", "ranking/within_candidates/recall@10",
+                           "rerank/within_candidates/ndcg@10", "rerank/within_candidates/recall@10"}
     # the stage value is evaluate_ranking of the retrieval stage itself
     knn = ItemKNN().fit(ds.train, n_users=ds.n_users, n_items=ds.n_items)
     direct = evaluate_ranking(ds.qrels, knn.retrieve(ds.query_ids, 80), ["recall@80"]).means["recall@80"]
@@ -201,7 +206,7 @@ def test_runner_evaluates_each_stage(tmp_path: Path) -> None:
     from harness.registry import build_model
 
     ranker = build_model("r", "xgboost_ranker", {"path": str(tmp_path / "ltr.json")}, ds, config.seed)
-    pipe = Pipeline([("retrieval", knn, 80), ("ranking", ranker, 40)])
+    pipe = Pipeline([("retrieval", knn, 80), ("ranking", ranker, 40)])  # the first two stages
     out = pipe.run(ds.query_ids)
     rel = {(q, i): r for q, i, r in ds.qrels.itertuples(index=False)}
     recalls = []
