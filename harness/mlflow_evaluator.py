@@ -13,7 +13,9 @@ Registered through the entry point ``mlflow.model_evaluator: harness`` in
 computes the harness's ranking metrics on (query, item, relevance) rows — the model
 scores each row, or the scores come from ``predictions=`` — and logs them to the active
 run like MLflow's own evaluators do (``ndcg_at_10``; per-query values as a table
-artifact). ``model_type`` may be ``"ranking"`` or ``"retrieval"``.
+artifact). When the labels are 0/1 and the scores are probabilities, calibration metrics
+are logged too (``calibration_ece``, ``calibration_brier``, ...; ``calibration: false`` in
+the evaluator config turns them off). ``model_type`` may be ``"ranking"`` or ``"retrieval"``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ def _scores(model: Any, dataset: Any, predictions: str | None) -> np.ndarray:
     return np.asarray(dataset.predictions_data, dtype=np.float64).reshape(-1)
 
 
+def _binary_probabilities(labels: np.ndarray, scores: np.ndarray) -> bool:
+    """Calibration applies when labels are 0/1 and scores are probabilities."""
+    return bool(np.isin(labels, (0.0, 1.0)).all() and ((scores >= 0) & (scores <= 1)).all())
+
+
 class HarnessEvaluator(ModelEvaluator):
     """Ranking metrics with trec_eval semantics for ``mlflow.models.evaluate``."""
 
@@ -62,6 +69,7 @@ class HarnessEvaluator(ModelEvaluator):
         item_col = config.pop("item_col", "item_id")
         metrics = config.pop("metrics", DEFAULT_METRICS)
         options = {k: config.pop(k) for k in ("gain", "ties", "relevance_threshold") if k in config}
+        calibration = bool(config.pop("calibration", True))
         if config:
             raise ConfigError(f"harness evaluator: unknown evaluator_config keys {sorted(config)}")
         features = dataset.features_data
@@ -82,6 +90,11 @@ class HarnessEvaluator(ModelEvaluator):
         result = evaluate_ranking(qrels, run, metrics, **options)
         values = {mlflow_key(k): v for k, v in result.means.items()}
         values["n_queries"] = float(result.n_queries)
+        labels = np.asarray(dataset.labels_data, dtype=np.float64)
+        if calibration and _binary_probabilities(labels, scores):
+            from harness.metrics import calibration_summary
+
+            values.update({f"calibration_{k}": v for k, v in calibration_summary(labels, scores).items()})
         client = MlflowClient()
         client.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in values.items()])
         table = result.per_query.reset_index()

@@ -64,3 +64,21 @@ def test_mlflow_evaluate_with_harness_evaluator(tmp_path: Path, use_model: bool,
         assert "harness_per_query.json" in artifacts
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def test_binary_labels_and_probabilities_add_calibration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn.metrics import brier_score_loss
+
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    rng = np.random.default_rng(2)
+    data = pd.DataFrame({"user_id": np.repeat(np.arange(30), 10), "item_id": np.tile(np.arange(10), 30)})
+    data["p"] = rng.random(len(data))
+    data["click"] = (rng.random(len(data)) < data["p"]).astype(int)
+    with mlflow.start_run():
+        res = mlflow.models.evaluate(data=data, predictions="p", targets="click", model_type="ranking",
+                                     evaluators="harness",
+                                     evaluator_config={"query_col": "user_id", "metrics": ["ndcg@5"]})
+    assert res.metrics["calibration_brier"] == pytest.approx(brier_score_loss(data["click"], data["p"]), abs=1e-12)
+    assert "calibration_ece" in res.metrics and "ndcg_at_5" in res.metrics
+
