@@ -25,7 +25,7 @@ from .schema import Column, Schema, Violation, find_violations, interactions_sch
 from .splits import as_sortable_times, split_mask
 
 CANONICAL = ("user", "item", "rating", "label", "timestamp")
-COLD_START_POLICIES = ("keep", "exclude")
+COLD_START_POLICIES = ("keep", "exclude", "only")
 DUPLICATE_POLICIES = ("error", "keep_last")
 
 
@@ -197,9 +197,11 @@ def build_dataset(
         item is a violation.
     item_features, user_features : DataFrame, optional
         Side tables with raw ids in column ``item`` / ``user``.
-    cold_start : {"keep", "exclude"}
-        ``keep`` evaluates held-out users unseen in training (listed in
-        ``segments["cold_users"]``); ``exclude`` removes their judgments, counted in ``warnings``.
+    cold_start : {"keep", "exclude", "only"}
+        Held-out users unseen in training: ``keep`` evaluates them with the rest (they are
+        listed in ``segments["cold_users"]``), ``exclude`` leaves their judgments out and
+        ``only`` evaluates nothing else, so that two runs report warm and cold users apart;
+        every removal is counted in ``warnings``.
     duplicates : {"error", "keep_last"}
         Repeated (user, item) rows are an error, or collapse to the latest one (counted).
     settings : mapping, optional
@@ -255,6 +257,12 @@ def build_dataset(
         qrels = qrels[~cold_user].reset_index(drop=True)
         warnings.append(f"cold_start: {counts['judgments_of_cold_users']} judgments of {counts['cold_users']} "
                         "users unseen in training were not evaluated (cold_start: exclude)")
+    elif cold_start == "only":
+        qrels = qrels[cold_user].reset_index(drop=True)
+        warnings.append(f"cold_start: only the {counts['cold_users']} users unseen in training are evaluated; "
+                        f"{int((~cold_user).sum())} judgments of warm users are not (cold_start: only)")
+        if len(qrels) == 0:
+            raise DataValidationError(f"cold_start: only: split {dict(split)} leaves no user unseen in training")
     query_ids = np.unique(qrels["query_id"].to_numpy())
     cold_ids = np.unique(test["user_id"].to_numpy()[cold_user])
     segments = {"cold_users": np.intersect1d(query_ids, cold_ids), "warm_users": np.setdiff1d(query_ids, cold_ids)}
@@ -276,13 +284,15 @@ def build_dataset(
 
 
 # ----------------------------------------------------------------------------- config
-def _feature_table(spec: Mapping[str, Any] | None, key: str) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-    """A feature table spec ``{path, id_column, category_column?, category_separator?}`` ->
-    (features keyed by raw ``key``, long categories table or None)."""
+def _feature_table(spec: Mapping[str, Any] | None, key: str,
+                   default_id: str) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """A feature table spec ``{path, id_column?, category_column?, category_separator?}`` ->
+    (features keyed by raw ``key``, long categories table or None). The id column defaults
+    to the interactions' own column name for that id (``default_id``)."""
     if spec is None:
         return None, None
     table = read_table(spec["path"])
-    id_col = spec.get("id_column", key)
+    id_col = spec.get("id_column") or default_id
     violations: list[Violation] = find_violations(
         table, Schema(f"{key} features", (Column(id_col, "id"),), ((id_col,),)))
     raise_violations(violations)
@@ -321,8 +331,8 @@ def dataset_from_spec(spec: Mapping[str, Any], *, seed: int) -> InteractionDatas
         raise ConfigError(f"dataset.kind {kind!r} is not a file-backed kind (movielens, interactions)")
     columns = spec["columns"]
     log = load_interactions(spec["path"], columns=columns, delimiter=spec.get("delimiter"))
-    item_feats, cats = _feature_table(spec.get("item_features"), "item")
-    user_feats, _ = _feature_table(spec.get("user_features"), "user")
+    item_feats, cats = _feature_table(spec.get("item_features"), "item", columns["item"])
+    user_feats, _ = _feature_table(spec.get("user_features"), "user", columns["user"])
     if cats is not None:
         item_feats = item_feats.drop(columns=[spec["item_features"]["category_column"]])  # type: ignore[union-attr]
     paths = spec["path"] if isinstance(spec["path"], list) else [spec["path"]]

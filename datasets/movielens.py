@@ -69,18 +69,20 @@ def _read(source: Path | bytes, names: list[str] | None, delimiter: str, *, enco
     return table.to_pandas()
 
 
-def _read_dat(path: Path, names: list[str]) -> pd.DataFrame:
-    """Read a ``::``-separated file (UTF-8, else latin-1 as in MovieLens 1M's movies.dat)."""
+def _read_dat(path: Path, names: list[str], *, text: bool = True) -> pd.DataFrame:
+    """Read a ``::``-separated file. Text files (movies, users) are UTF-8, else latin-1 as
+    in MovieLens 1M's movies.dat; the all-numeric ratings file skips that check."""
     raw = path.read_bytes()
     if _SEP in raw:
         raise DataValidationError(f"movielens: {path} contains the byte 0x1f, which the '::' reader "
                                   "uses as its separator; the file is not a MovieLens .dat file")
     raw = raw.replace(b"::", _SEP)
-    try:
-        raw.decode("utf8")
-        encoding = "utf8"
-    except UnicodeDecodeError:
-        encoding = "latin1"
+    encoding = "utf8"
+    if text:
+        try:
+            raw.decode("utf8")
+        except UnicodeDecodeError:
+            encoding = "latin1"
     return _read(raw, names, "\x1f", encoding=encoding, what=str(path))
 
 
@@ -115,7 +117,7 @@ def _load_100k(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.Data
 
 
 def _load_dat(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None, pd.DataFrame | None]:
-    log = _read_dat(_require(folder, "ratings.dat"), ["user", "item", "rating", "timestamp"])
+    log = _read_dat(_require(folder, "ratings.dat"), ["user", "item", "rating", "timestamp"], text=False)
     items = cats = users = None
     if (folder / "movies.dat").is_file():
         movies = _read_dat(folder / "movies.dat", ["item", "title", "genres"])

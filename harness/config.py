@@ -94,7 +94,7 @@ class RelevanceSpec(_Strict):
 class _FileDataset(_Strict):
     split: DataSplit = Field(default_factory=lambda: LeaveLastOutSplit(kind="leave_last_out", k=1))
     relevance: RelevanceSpec = Field(default_factory=RelevanceSpec)
-    cold_start: Literal["keep", "exclude"] = "keep"
+    cold_start: Literal["keep", "exclude", "only"] = "keep"
     duplicates: Literal["error", "keep_last"] = "error"
     exclude_seen: bool = True
 
@@ -127,7 +127,7 @@ class ColumnMapping(_Strict):
 
 class FeatureTable(_Strict):
     path: str = Field(min_length=1)
-    id_column: str | None = Field(None, description="default: the mapped user/item column's canonical name")
+    id_column: str | None = Field(None, description="default: the source column mapped to user/item")
     category_column: str | None = None
     category_separator: str = "|"
 

@@ -95,7 +95,7 @@ def test_dataset_from_spec_with_features(tmp_path: Path) -> None:
     users.to_csv(tmp_path / "users.csv", index=False)
     spec = {"kind": "interactions", "path": str(tmp_path / "log.parquet"), "columns": MAPPING,
             "split": {"kind": "temporal_ratio", "test_fraction": 0.3}, "relevance": {"from": "label"},
-            "item_features": {"path": str(tmp_path / "items.csv"), "id_column": "sku", "category_column": "tags"},
+            "item_features": {"path": str(tmp_path / "items.csv"), "category_column": "tags"},  # id: "sku"
             "user_features": {"path": str(tmp_path / "users.csv"), "id_column": "uid"}}
     ds = dataset_from_spec(spec, seed=0)
     assert ds.n_items == len(skus) and ds.n_users == df["uid"].nunique()
@@ -147,6 +147,13 @@ def test_cold_start_counted_and_segmented() -> None:
                              relevance={"from": "rating", "threshold": 4}, cold_start="exclude")
     assert c not in set(excluded.qrels["query_id"]) and len(excluded.qrels) == 2
     assert any("2 judgments of 1 users unseen in training" in w for w in excluded.warnings)
+    only = build_dataset(cold_log(), name="t", split={"kind": "temporal", "cutoff": 5},
+                         relevance={"from": "rating", "threshold": 4}, cold_start="only")
+    assert set(only.qrels["query_id"]) == {c} and len(only.qrels) == 2
+    assert any("only the 1 users unseen in training" in w for w in only.warnings)
+    with pytest.raises(DataValidationError, match="leaves no user unseen"):
+        build_dataset(cold_log(), name="t", split={"kind": "leave_last_out", "k": 1},
+                      relevance={"from": "interaction"}, cold_start="only")
 
 
 # ---------------------------------------------------------------- fingerprint
