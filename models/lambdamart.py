@@ -90,7 +90,8 @@ class LambdaMART:
         model = xgb.XGBRanker(objective="rank:ndcg", n_estimators=self.n_estimators, max_depth=self.max_depth,
                               learning_rate=self.learning_rate, random_state=self.seed, n_jobs=self.n_jobs,
                               tree_method="hist")
-        model.fit(features.matrix(pairs), labels.astype(np.float32), qid=pairs["query_id"].to_numpy())
+        # a DataFrame, so that the model records its feature names (checked when it is served)
+        model.fit(features.build(pairs), labels.astype(np.float32), qid=pairs["query_id"].to_numpy())
         knn_full = ItemKNN(exclude_seen=self.exclude_seen)
         self.ranker = XGBoostRanker(model, interaction_features(train, n_users, n_items, seed=self.seed),
                                     candidates=knn_full, n_candidates=self.n_candidates,

@@ -232,3 +232,14 @@ def test_adapters_implement_the_protocols() -> None:
     for adapter in (clf, XGBoostRanker(booster, fb), Precomputed(ranking_frame())):
         assert isinstance(adapter, Ranker) and isinstance(adapter, Retriever)
     assert isinstance(clf, PointwiseModel)
+
+
+def test_xgboost_feature_names_are_checked() -> None:
+    fb, pairs, X, y = world()
+    model = xgb.XGBRanker(objective="rank:ndcg", n_estimators=2).fit(fb.build(pairs), y, qid=pairs["query_id"])
+    renamed = FeatureBuilder(user_features=pd.DataFrame({"a": np.zeros(N_USERS), "b": np.zeros(N_USERS)}),
+                             item_features=pd.DataFrame({"i0": np.zeros(N_ITEMS), "i1": np.zeros(N_ITEMS)}))
+    with pytest.raises(ConfigError, match=r"feature names differ: model \['user_u0', 'user_u1', 'item_i0', "
+                                          r"'item_i1'\], builder \['user_a', 'user_b', 'item_i0', 'item_i1'\]"):
+        XGBoostRanker(model, renamed)
+    assert XGBoostRanker(model, fb).rank(candidates(), 3).k == 3
