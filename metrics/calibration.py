@@ -32,14 +32,13 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from scipy import special
 from scipy import stats as sps
 
 from harness.errors import DataValidationError, describe_examples
 
 from ._binning import binned_sums, check_bin_options, group_codes
-from .stats import SumStatistic
+from .stats import SumStatistic, bootstrap_statistics
 
 NORMS = ("l1", "l2", "max")
 DEFAULT_EPS = 1e-15
@@ -49,8 +48,6 @@ CALIBRATION_METRICS = {name: "none" for name in (
     "calibration_slope", "calibration_intercept")}
 # the metrics that are means over rows: they have per-row contributions
 PER_ROW_METRICS = ("brier", "log_loss")
-# a bootstrap chunk holds at most this many resampled counts (64 MiB of int64)
-_CHUNK_CELLS = 8_000_000
 
 
 # ---------------------------------------------------------------- validation
@@ -566,10 +563,13 @@ def ece_bootstrap(y: Any, p: Any, *, n_bins: int = 15, strategy: str = "uniform"
     """Percentile bootstrap interval of the ECE (rows resampled with replacement).
 
     Bin edges are fixed at those of the full sample (for ``quantile``, the interval is
-    conditional on the binning). Each resample is a vector of row counts drawn with
-    one ``bincount``; its bin sums are a sparse matrix product, so no loop runs over
-    resamples or rows. Note ECE's upward bias: the interval of a calibrated model
-    does not reach 0.
+    conditional on the binning). The ECE is a function of per-bin sums of row parts
+    (:func:`calibration_statistics`), so each resample costs one weighted sum and no
+    loop runs over resamples or rows; resampling weights come from
+    :func:`harness.metrics.stats.bootstrap_sums` (multinomial, i.e. exactly a
+    resample with replacement, up to ``MULTINOMIAL_MAX_UNITS`` rows; independent
+    Poisson(1) weights above). Note ECE's upward bias: the interval of a calibrated
+    model does not reach 0.
 
     Returns
     -------
@@ -577,35 +577,15 @@ def ece_bootstrap(y: Any, p: Any, *, n_bins: int = 15, strategy: str = "uniform"
         ``estimate`` (ECE of the full sample), ``ci_low``, ``ci_high`` and the
         ``replicates`` (n_resamples,).
     """
-    y_f, p_f = check_labels_probabilities(y, p)
-    check_bin_options(n_bins, strategy)
     _check_norm(norm)
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
         raise DataValidationError(f"n_resamples: must be an integer >= 1, got {n_resamples!r}")
     if not 0 < confidence < 1:
         raise DataValidationError(f"confidence: must be in (0, 1), got {confidence!r}")
-    n = len(y_f)
-    count, sum_p, sum_y, flat, _ = binned_sums(y_f, p_f, np.zeros(n, np.int64), 1,
-                                               n_bins=n_bins, strategy=strategy)
-    estimate = float(_ece_from_sums(count, sum_p, sum_y, norm)[0])
-    rows = np.arange(n)
-    # (n, 3 * n_bins): one-hot of the bin, times 1, p and y
-    design = sp.csr_matrix((np.concatenate([np.ones(n), p_f, y_f]),
-                            (np.tile(rows, 3), np.concatenate([flat, flat + n_bins, flat + 2 * n_bins]))),
-                           shape=(n, 3 * n_bins))
-    rng = np.random.default_rng(seed)
-    chunk = max(1, min(n_resamples, _CHUNK_CELLS // n))
-    reps = np.empty(n_resamples)
-    for start in range(0, n_resamples, chunk):
-        b = min(chunk, n_resamples - start)
-        idx = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
-        weights = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
-        sums = np.asarray((design.T @ weights.T).T)  # (b, 3 * n_bins)
-        reps[start:start + b] = _ece_from_sums(sums[:, :n_bins], sums[:, n_bins:2 * n_bins],
-                                               sums[:, 2 * n_bins:], norm)
-    alpha = 1 - confidence
-    lo, hi = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
-    return BootstrapInterval(estimate, float(lo), float(hi), reps)
+    name = {"l1": "ece", "l2": "_ece_l2", "max": "mce"}[norm]
+    stat = calibration_statistics(y, p, [name], n_bins=n_bins, strategy=strategy)[name]
+    inf = bootstrap_statistics([stat], confidence=confidence, n_resamples=n_resamples, seed=seed)[0]
+    return BootstrapInterval(inf.estimate, inf.ci_low, inf.ci_high, inf.replicates)
 
 
 def _abs_sum_over_bins(sums: np.ndarray, total: np.ndarray) -> np.ndarray:
@@ -617,6 +597,13 @@ def _max_gap_over_bins(sums: np.ndarray, total: np.ndarray) -> np.ndarray:
     count, gap = sums[..., :half], np.abs(sums[..., half:])
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, gap / count, -np.inf).max(axis=-1)
+
+
+def _root_mean_square_gap(sums: np.ndarray, total: np.ndarray) -> np.ndarray:
+    half = sums.shape[-1] // 2
+    count, gap = sums[..., :half], sums[..., half:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.sqrt(np.where(count > 0, gap**2 / count, 0.0).sum(axis=-1) / total)
 
 
 def _mean_of_first(sums: np.ndarray, total: np.ndarray) -> np.ndarray:
@@ -655,23 +642,26 @@ def calibration_statistics(y: Any, p: Any, metrics: Sequence[str] = STATISTIC_ME
     y_f, p_f = check_labels_probabilities(y, p)
     check_bin_options(n_bins, strategy)
     _check_eps(eps)
-    unknown = [m for m in metrics if m not in STATISTIC_METRICS]
+    unknown = [m for m in metrics if m not in STATISTIC_METRICS and m != "_ece_l2"]
     if unknown:
         raise DataValidationError(f"metrics: {unknown[0]!r} is not a sum statistic; "
                                   f"use some of {', '.join(STATISTIC_METRICS)}")
     n = len(y_f)
     rows = np.arange(n)
     out: dict[str, SumStatistic] = {}
-    if "ece" in metrics or "mce" in metrics:
+    if {"ece", "mce", "_ece_l2"} & set(metrics):
         _, _, _, flat, _ = binned_sums(y_f, p_f, np.zeros(n, np.int64), 1, n_bins=n_bins, strategy=strategy)
         gap = np.zeros((n, n_bins))
         gap[rows, flat] = p_f - y_f
         if "ece" in metrics:
             out["ece"] = SumStatistic(gap, _abs_sum_over_bins, name="ece")
-        if "mce" in metrics:
+        if "mce" in metrics or "_ece_l2" in metrics:
             onehot = np.zeros((n, n_bins))
             onehot[rows, flat] = 1.0
-            out["mce"] = SumStatistic(np.hstack([onehot, gap]), _max_gap_over_bins, name="mce")
+            if "mce" in metrics:
+                out["mce"] = SumStatistic(np.hstack([onehot, gap]), _max_gap_over_bins, name="mce")
+            if "_ece_l2" in metrics:  # for ece_bootstrap(norm="l2")
+                out["_ece_l2"] = SumStatistic(np.hstack([onehot, gap]), _root_mean_square_gap, name="ece_l2")
     if "brier" in metrics:
         out["brier"] = SumStatistic(((p_f - y_f) ** 2)[:, None], _mean_of_first, name="brier")
     if "log_loss" in metrics or "normalized_entropy" in metrics:
