@@ -17,6 +17,7 @@ import pandas as pd
 from harness.errors import ConfigError
 
 from .base import InteractionDataset
+from .synthetic_clicks import click_probabilities
 
 # quantiles of the affinity above which an item has relevance 1, 2, 3
 RELEVANCE_QUANTILES = (0.90, 0.96, 0.99)
@@ -59,7 +60,9 @@ def make_synthetic(
     -------
     InteractionDataset
         ``qrels`` holds every unseen item with relevance >= 1; ``truth`` holds
-        ``true_scores`` (the affinity) and ``true_relevance`` (n_users, n_items).
+        ``true_scores`` (the affinity), ``true_relevance`` and ``true_click_prob`` (the
+        exact click probability of every pair under the default click model of
+        ``harness.datasets.synthetic_clicks``), each (n_users, n_items).
     """
     for name, value in {"n_users": n_users, "n_items": n_items, "dim": dim}.items():
         if value < 1:
@@ -99,5 +102,6 @@ def make_synthetic(
         n_users=n_users,
         n_items=n_items,
         settings=settings,
-        truth={"true_scores": affinity, "true_relevance": relevance},
+        truth={"true_scores": affinity, "true_relevance": relevance,
+               "true_click_prob": click_probabilities(affinity)},
     )

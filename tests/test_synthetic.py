@@ -134,3 +134,27 @@ def test_multistage_errors() -> None:
         world.expected("map", 10, retriever="recall=1", ranker_quality=1.0)
     with pytest.raises(ConfigError, match="ranker_quality"):
         world.rank("recall=1", ranker_quality=1.5)
+
+
+def test_true_click_probabilities_match_simulated_clicks() -> None:
+    from harness.datasets.synthetic_clicks import CLICK_BASE_RATE, make_click_log
+
+    ds = make_synthetic(n_users=400, n_items=100, dim=4, seed=5)
+    p = ds.truth["true_click_prob"]
+    assert p.shape == (400, 100) and ((p > 0) & (p < 1)).all()
+    # monotone in the affinity, and a pair of average affinity clicks at the base rate
+    order = np.argsort(ds.truth["true_scores"].ravel())
+    assert (np.diff(p.ravel()[order]) >= 0).all()
+    a = ds.truth["true_scores"]
+    z0 = np.unravel_index(np.argmin(np.abs(a - a.mean())), a.shape)
+    assert p[z0] == pytest.approx(CLICK_BASE_RATE, abs=1e-3)
+    log = make_click_log(ds, n_per_user=50, seed=1)
+    np.testing.assert_array_equal(log["true_p"], p[log["query_id"], log["item_id"]])
+    # Monte Carlo: per decile of p, the observed click rate matches the mean true p
+    bins = np.quantile(log["true_p"], np.linspace(0, 1, 11))
+    which = np.clip(np.searchsorted(bins, log["true_p"], side="right") - 1, 0, 9)
+    for b in range(10):
+        sel = which == b
+        want = log["true_p"][sel].mean()
+        se = np.sqrt(want * (1 - want) / sel.sum())
+        assert abs(log["label"][sel].mean() - want) < 4.5 * se
