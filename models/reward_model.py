@@ -18,10 +18,12 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import KFold
 
-from harness.datasets.bandit import LoggedFeedback
 from harness.errors import AdapterError, DataValidationError
 
 __all__ = ["RewardModelFit", "fit_reward_model"]
+
+_FEEDBACK_FIELDS = ("action", "reward", "positions", "len_list", "n_actions", "context", "context_id",
+                    "action_context")
 
 
 def _predict(model: Any, X: np.ndarray) -> np.ndarray:
@@ -46,7 +48,7 @@ class RewardModelFit:
         ``models[fold][position]``.
     """
 
-    feedback: LoggedFeedback
+    feedback: Any  # harness.datasets.LoggedFeedback
     q_hat: np.ndarray
     fold: np.ndarray
     models: list[list[Any]] = field(repr=False)
@@ -91,7 +93,7 @@ class RewardModelFit:
         return out
 
 
-def _design(fb: LoggedFeedback, rows: np.ndarray, actions: np.ndarray) -> np.ndarray:
+def _design(fb: Any, rows: np.ndarray, actions: np.ndarray) -> np.ndarray:
     """OBP's design matrix: context features, then the action's features."""
     action_ctx = fb.action_context if fb.action_context is not None else np.eye(fb.n_actions)
     parts = [fb.context[rows]] if fb.context is not None else []
@@ -99,7 +101,7 @@ def _design(fb: LoggedFeedback, rows: np.ndarray, actions: np.ndarray) -> np.nda
     return np.hstack(parts)
 
 
-def fit_reward_model(feedback: LoggedFeedback, model: Any, *, n_folds: int = 3,
+def fit_reward_model(feedback: Any, model: Any, *, n_folds: int = 3,
                      seed: int = 0) -> RewardModelFit:
     """Fit ``model`` clones by K-fold cross-fitting, one per (fold, position).
 
@@ -117,8 +119,10 @@ def fit_reward_model(feedback: LoggedFeedback, model: Any, *, n_folds: int = 3,
     -------
     RewardModelFit
     """
-    if not isinstance(feedback, LoggedFeedback):
-        raise DataValidationError(f"feedback must be a LoggedFeedback, got {type(feedback).__name__}")
+    missing = [a for a in _FEEDBACK_FIELDS if not hasattr(feedback, a)]
+    if missing:  # duck-typed: models/ does not import harness.datasets
+        raise DataValidationError(f"feedback must be a LoggedFeedback (harness.datasets); "
+                                  f"{type(feedback).__name__} lacks {missing}")
     n = len(feedback)
     if not isinstance(n_folds, int) or not 2 <= n_folds <= n:
         raise DataValidationError(f"n_folds must be an integer in [2, {n}] (rows), got {n_folds!r}")

@@ -127,7 +127,7 @@ def test_reward_model_bad_input():
         fit_reward_model(fb, LinearRegression(), n_folds=5)
     with pytest.raises(AdapterError, match="needs fit and predict"):
         fit_reward_model(fb, object(), n_folds=2)
-    with pytest.raises(DataValidationError, match="feedback must be a LoggedFeedback"):
+    with pytest.raises(DataValidationError, match=r"feedback must be a LoggedFeedback \(harness.datasets\); dict lacks"):
         fit_reward_model({"reward": [1]}, LinearRegression())
 
 
