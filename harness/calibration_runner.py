@@ -107,7 +107,7 @@ class CalibrationRun:
         from scipy import stats as sps
 
         from harness.errors import DataValidationError
-        from harness.metrics import calibration as cal
+        from harness.metrics.calibration_stats import calibration_statistics
         from harness.metrics.stats import bootstrap_statistics, mean_confidence_interval
 
         s = self.spec
@@ -118,7 +118,7 @@ class CalibrationRun:
                 out[metric] = mean_confidence_interval(self.per_row[name][metric].to_numpy(),
                                                        confidence=confidence)
         boot = [m for m in s.metrics if m in ("ece", "mce", "normalized_entropy", "oe_ratio")]
-        stats = cal.calibration_statistics(y, p, boot, n_bins=s.n_bins, strategy=s.strategy, eps=s.eps)
+        stats = calibration_statistics(y, p, boot, n_bins=s.n_bins, strategy=s.strategy, eps=s.eps)
 
         def run(names: list[str]) -> list[Any]:
             return bootstrap_statistics([stats[m] for m in names], confidence=confidence,
@@ -155,8 +155,8 @@ class CalibrationRun:
 
     def comparable_metrics(self) -> list[str]:
         """Configured metrics with a paired comparison: the row means and the other sum
-        statistics (``harness.metrics.calibration.STATISTIC_METRICS``)."""
-        from harness.metrics.calibration import STATISTIC_METRICS
+        statistics (``harness.metrics.calibration_stats.STATISTIC_METRICS``)."""
+        from harness.metrics.calibration_stats import STATISTIC_METRICS
 
         return [m for m in self.spec.metrics if m in STATISTIC_METRICS] if self.spec else []
 
@@ -178,7 +178,7 @@ class CalibrationRun:
         at its full-sample edges), all from one shared resample of the rows per candidate.
         """
         from harness.compare import compare_models
-        from harness.metrics.calibration import calibration_statistics
+        from harness.metrics.calibration_stats import calibration_statistics
 
         names = [compare_spec.baseline, *compare_spec.candidates]
         metrics = self.comparable_metrics()

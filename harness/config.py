@@ -306,7 +306,7 @@ class EvalConfig(_Strict):
             if self.dataset.kind != "synthetic":
                 raise ValueError("evaluate.calibration: needs the synthetic dataset (its click log has "
                                  f"known true probabilities); got dataset kind {self.dataset.kind!r}")
-            from harness.metrics.calibration import STATISTIC_METRICS
+            from harness.metrics.calibration_stats import STATISTIC_METRICS
 
             metrics |= {m for m in self.evaluate.calibration.metrics if m in STATISTIC_METRICS}
         for i, crit in enumerate(self.gate):

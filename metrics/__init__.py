@@ -5,11 +5,10 @@ from .beyond_accuracy import (average_popularity, catalog_coverage, exposure_cou
 from .ranking import RANKING_METRICS, RankingResult, evaluate_ranking, metric_curves
 from .calibrated_recs import calibration_kl, mean_calibration_kl
 from .calibration import (CALIBRATION_METRICS, brier_decomposition, brier_score, brier_score_per_row,
-                          calibration_by_segment, calibration_slope_intercept, calibration_statistics,
-                          calibration_summary,
-                          ece_bootstrap, ece_statistic, evaluate_calibration, expected_calibration_error, log_loss,
-                          log_loss_per_row, normalized_entropy, observed_expected_ratio,
-                          reliability_curve, wilson_interval)
+                          calibration_by_segment, calibration_slope_intercept, calibration_summary,
+                          evaluate_calibration, expected_calibration_error, log_loss, log_loss_per_row,
+                          normalized_entropy, observed_expected_ratio, reliability_curve, wilson_interval)
+from .calibration_stats import calibration_statistics, ece_bootstrap, ece_statistic
 
 __all__ = [
     "RANKING_METRICS", "RankingResult", "average_popularity", "catalog_coverage", "evaluate_ranking",

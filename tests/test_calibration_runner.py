@@ -15,8 +15,9 @@ from harness.config import parse_config
 from harness.datasets import make_synthetic
 from harness.datasets.synthetic_clicks import click_probabilities, make_click_log
 from harness.errors import AdapterError, ConfigError
-from harness.metrics.calibration import (brier_score, calibration_slope_intercept, ece_bootstrap,
+from harness.metrics.calibration import (brier_score, calibration_slope_intercept,
                                          expected_calibration_error, log_loss, reliability_curve)
+from harness.metrics.calibration_stats import ece_bootstrap
 from harness.models.oracle_clicks import OracleClickModel
 from harness.runner import run
 
