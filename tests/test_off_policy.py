@@ -6,6 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from harness.errors import DataValidationError
 from harness.metrics.off_policy import (DM, DR, ESTIMATORS, IPS, SNDR, SNIPS, DRos, OPEInputs, SwitchDR,
@@ -269,3 +272,38 @@ def test_module_docstring_example():
 
     import harness.metrics.off_policy as mod
     assert doctest.testmod(mod).failed == 0
+
+
+# --- properties ---------------------------------------------------------------------------
+
+@st.composite
+def _logged(draw):
+    n = draw(st.integers(2, 40))
+    unit = st.floats(0.01, 1.0)
+    return OPEInputs(reward=draw(arrays(float, n, elements=st.floats(-5, 5))),
+                     pscore=draw(arrays(float, n, elements=unit)),
+                     pi_e=draw(arrays(float, n, elements=unit)),
+                     q_hat=draw(arrays(float, n, elements=st.floats(-5, 5))),
+                     v_hat=draw(arrays(float, n, elements=st.floats(-5, 5))))
+
+
+@settings(max_examples=60, deadline=None)
+@given(_logged(), st.floats(0.1, 10), st.floats(-3, 3))
+def test_affine_reward_properties(d, scale, shift):
+    shifted = OPEInputs(reward=scale * d.reward + shift, pscore=d.pscore, pi_e=d.pi_e,
+                        q_hat=scale * d.q_hat + shift, v_hat=scale * d.v_hat + shift)
+    # SNIPS and SNDR are equivariant to affine changes of the reward (and the model)
+    for est in (SNIPS(), SNDR()):
+        assert est.estimate_policy_value(shifted) == pytest.approx(
+            scale * est.estimate_policy_value(d) + shift, abs=1e-8)
+    # IPS is linear in the reward; SNIPS lies within the reward range
+    assert IPS().estimate_policy_value(OPEInputs(reward=scale * d.reward, pscore=d.pscore, pi_e=d.pi_e)) == \
+        pytest.approx(scale * IPS().estimate_policy_value(d), abs=1e-8)
+    assert d.reward.min() - 1e-12 <= SNIPS().estimate_policy_value(d) <= d.reward.max() + 1e-12
+    # a reward model that is exact on the logged rows leaves DR equal to DM
+    exact = OPEInputs(reward=d.reward, pscore=d.pscore, pi_e=d.pi_e, q_hat=d.reward, v_hat=d.v_hat)
+    assert DR().estimate_policy_value(exact) == pytest.approx(DM().estimate_policy_value(exact), abs=1e-12)
+    # intervals contain their estimate, and clipping never increases IPS's |weights|
+    iv = SNDR().estimate_interval(d)
+    assert iv.low <= iv.estimate <= iv.high
+    assert (np.abs(IPS(lambda_=1.0).per_row_contributions(d)) <= np.abs(IPS().per_row_contributions(d)) + 1e-12).all()

@@ -124,3 +124,18 @@ def test_propensity_kind_checks():
         slate_pscores(SLATE, np.array([0, 2, 0, 1]), B_COND)
     with pytest.raises(DataValidationError, match="sips needs SlateInputs"):
         SlateStandardIPS().estimate_policy_value(object())
+
+
+def test_slate_bootstrap_interval_resamples_slates():
+    rng = np.random.default_rng(3)
+    n_slates = 300
+    slate_id = np.repeat(np.arange(n_slates), 2)
+    pos = np.tile([0, 1], n_slates)
+    d = SlateInputs(slate_id=slate_id, position=pos, reward=rng.binomial(1, 0.4, 2 * n_slates).astype(float),
+                    pscore=rng.uniform(0.2, 1, 2 * n_slates), pi_e=rng.uniform(0, 1, 2 * n_slates))
+    est = SlateIndependentIPS()
+    boot = est.estimate_interval(d, method="bootstrap", n_bootstrap=2000, seed=1)
+    ana = est.estimate_interval(d)
+    assert boot.n_units == n_slates and boot.estimate == ana.estimate
+    assert boot.low == pytest.approx(ana.low, abs=0.15 * ana.se)
+    assert boot.high == pytest.approx(ana.high, abs=0.15 * ana.se)
