@@ -167,6 +167,8 @@ def build_dataset(
     rating_range: tuple[float | None, float | None] = (None, None),
     item_categories: pd.DataFrame | None = None,
     known_items: pd.Series | None = None,
+    known_users: pd.Series | None = None,
+    id_kind: str = "id",
     item_features: pd.DataFrame | None = None,
     user_features: pd.DataFrame | None = None,
     cold_start: str = "keep",
@@ -192,9 +194,11 @@ def build_dataset(
         Inclusive range every rating must lie in.
     item_categories : DataFrame, optional
         Raw ``item``, ``category`` rows (e.g. genres).
-    known_items : Series, optional
-        Raw ids of the item table (e.g. every movie listed); an interaction with another
-        item is a violation.
+    known_items, known_users : Series, optional
+        Raw ids of the item / user table (e.g. every movie listed); an interaction with
+        another item / user is a violation.
+    id_kind : {"id", "integer", "string"}
+        What raw user and item ids must be (MovieLens ids are integers).
     item_features, user_features : DataFrame, optional
         Side tables with raw ids in column ``item`` / ``user``.
     cold_start : {"keep", "exclude", "only"}
@@ -213,11 +217,13 @@ def build_dataset(
         raise ConfigError(f"duplicates: {duplicates!r} is unknown; known: {', '.join(DUPLICATE_POLICIES)}")
     warnings: list[str] = []
     schema = interactions_schema(rating="rating" in log.columns, label="label" in log.columns,
-                                 timestamp="timestamp" in log.columns, rating_range=rating_range, unique=False)
+                                 timestamp="timestamp" in log.columns, rating_range=rating_range, unique=False,
+                                 ids=id_kind)  # type: ignore[arg-type]
     violations = find_violations(log, schema)
-    if known_items is not None and "item" in log.columns:
-        violations += reference_violations(log["item"], known_items, table="interactions",
-                                           column="item", parent_table="the item table")
+    for col, known in (("user", known_users), ("item", known_items)):
+        if known is not None and col in log.columns:
+            violations += reference_violations(log[col], known, table="interactions", column=col,
+                                               parent_table=f"the {col} table")
     if any(v.column in ("user", "item", "*") for v in violations):
         raise_violations(violations)  # ids must be sound before they can be mapped
     users, user_ids = _map_ids(log["user"])
@@ -329,7 +335,7 @@ def dataset_from_spec(spec: Mapping[str, Any], *, seed: int) -> InteractionDatas
         return load_movielens_dataset(spec.pop("path"), fmt=spec.pop("format", "auto"), **common)
     if kind != "interactions":
         raise ConfigError(f"dataset.kind {kind!r} is not a file-backed kind (movielens, interactions)")
-    columns = spec["columns"]
+    columns = {k: v for k, v in spec["columns"].items() if v is not None}  # unmapped keys come as None
     log = load_interactions(spec["path"], columns=columns, delimiter=spec.get("delimiter"))
     item_feats, cats = _feature_table(spec.get("item_features"), "item", columns["item"])
     user_feats, _ = _feature_table(spec.get("user_features"), "user", columns["user"])
@@ -337,10 +343,11 @@ def dataset_from_spec(spec: Mapping[str, Any], *, seed: int) -> InteractionDatas
         item_feats = item_feats.drop(columns=[spec["item_features"]["category_column"]])  # type: ignore[union-attr]
     paths = spec["path"] if isinstance(spec["path"], list) else [spec["path"]]
     name = spec.get("name") or f"interactions:{Path(paths[0]).stem}"
-    known = item_feats["item"] if item_feats is not None else None
-    return build_dataset(log, name=name, item_categories=cats, known_items=known, item_features=item_feats,
+    return build_dataset(log, name=name, item_categories=cats, item_features=item_feats,
+                         known_items=None if item_feats is None else item_feats["item"],
+                         known_users=None if user_feats is None else user_feats["user"],
                          user_features=user_feats, rating_range=(spec.get("rating_min"), spec.get("rating_max")),
-                         settings={"kind": "interactions", "columns": dict(columns)}, **common)
+                         settings={"kind": "interactions"}, **common)  # source column names are not content
 
 
 def describe_dataset(ds: InteractionDataset) -> str:

@@ -181,5 +181,6 @@ def load_movielens_dataset(path: str | Path, *, fmt: str = "auto", split: dict[s
     return build_dataset(raw["ratings"], name=f"movielens-{raw['format']}:{Path(path).name}", split=split,
                          relevance=relevance, seed=seed, rating_range=RATING_RANGE, item_categories=raw["categories"],
                          known_items=None if items is None else items["item"], item_features=items,
+                         known_users=None if raw["users"] is None else raw["users"]["user"], id_kind="integer",
                          user_features=raw["users"], cold_start=cold_start, duplicates=duplicates,
                          settings={"kind": "movielens", "format": raw["format"]})

@@ -16,8 +16,9 @@ import pandas as pd
 
 from harness.errors import DataValidationError, describe_examples
 
-# what a column must hold; "id" accepts integer or string ids, "timestamp" numbers or datetimes
-Kind = Literal["integer", "number", "string", "id", "timestamp", "any"]
+# what a column must hold; "id" accepts integer or string ids, "timestamp" numbers or
+# datetimes, "label" integers or booleans
+Kind = Literal["integer", "number", "string", "id", "timestamp", "label", "any"]
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,9 @@ class Column:
     ----------
     name : str
         Column name in the table as loaded.
-    kind : {"integer", "number", "string", "id", "timestamp", "any"}
-        Allowed dtypes. ``number`` excludes booleans; ``id`` is integer or string.
+    kind : {"integer", "number", "string", "id", "timestamp", "label", "any"}
+        Allowed dtypes. ``number`` and ``integer`` exclude booleans; ``id`` is integer or
+        string; ``label`` is integer or boolean.
     required : bool
         A missing required column is a violation; a missing optional one is not checked.
     nullable : bool
@@ -77,6 +79,8 @@ def _dtype_ok(series: pd.Series, kind: Kind) -> bool:
     is_str = pd.api.types.is_string_dtype(dt)
     if kind == "integer":
         return is_int
+    if kind == "label":
+        return is_int or pd.api.types.is_bool_dtype(dt)
     if kind == "number":
         return is_num
     if kind == "string":
@@ -108,7 +112,7 @@ def _column_violations(df: pd.DataFrame, table: str, col: Column) -> list[Violat
     if null.any() and not col.nullable:
         rows = np.flatnonzero(null)[:3]
         out.append(Violation(table, col.name, "null values (row positions shown)", int(null.sum()), tuple(rows)))
-    if col.kind in ("integer", "number", "timestamp") and pd.api.types.is_numeric_dtype(s.dtype):
+    if col.kind in ("integer", "number", "timestamp", "label") and pd.api.types.is_numeric_dtype(s.dtype):
         values = s.to_numpy(dtype=np.float64, na_value=np.nan)
         present = ~np.isnan(values)
         inf = present & ~np.isfinite(values)
@@ -174,15 +178,15 @@ def reference_violations(child: pd.Series, parent: pd.Series, *, table: str, col
 
 def interactions_schema(*, table: str = "interactions", rating: bool = False, label: bool = False,
                         timestamp: bool = False, rating_range: tuple[float | None, float | None] = (None, None),
-                        unique: bool = True) -> Schema:
-    """The rules of an interactions table with canonical columns ``user``, ``item`` and
-    optional ``rating`` (finite, in ``rating_range``), ``label`` (integer >= 0) and
-    ``timestamp``; ``(user, item)`` unique unless ``unique=False``."""
-    cols = [Column("user", "id"), Column("item", "id")]
+                        unique: bool = True, ids: Kind = "id") -> Schema:
+    """The rules of an interactions table with canonical columns ``user``, ``item`` (of kind
+    ``ids``) and optional ``rating`` (finite, in ``rating_range``), ``label`` (integer >= 0
+    or boolean) and ``timestamp``; ``(user, item)`` unique unless ``unique=False``."""
+    cols = [Column("user", ids), Column("item", ids)]
     if rating:
         cols.append(Column("rating", "number", min=rating_range[0], max=rating_range[1]))
     if label:
-        cols.append(Column("label", "integer", min=0))
+        cols.append(Column("label", "label", min=0))
     if timestamp:
         cols.append(Column("timestamp", "timestamp"))
     return Schema(table, tuple(cols), (("user", "item"),) if unique else ())

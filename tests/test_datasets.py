@@ -301,3 +301,27 @@ def test_config_dataset_kinds() -> None:
 def test_config_dataset_errors(dataset: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config({**BASE, "dataset": dataset})
+
+
+def test_interactions_config_through_the_runner(tmp_path: Path) -> None:
+    from harness.runner import load_dataset
+
+    df = clicks()
+    df.to_parquet(tmp_path / "log.parquet", index=False)
+    pd.DataFrame({"uid": df["uid"].unique()[1:], "age": 3}).to_csv(tmp_path / "users.csv", index=False)
+    dataset = {"kind": "interactions", "path": str(tmp_path / "log.parquet"),
+               "columns": {"user": "uid", "item": "sku", "timestamp": "ts"},
+               "split": {"kind": "leave_last_out", "k": 2}, "relevance": {"from": "interaction"}}
+    ds = load_dataset(parse_config({**BASE, "dataset": dataset}))
+    assert len(ds.train) + len(ds.qrels) == len(df)
+    assert list(ds.train.columns) == ["user_id", "item_id", "timestamp"]
+    assert (ds.qrels["relevance"] == 1).all()
+    renamed = df.rename(columns={"uid": "customer"})
+    renamed.to_parquet(tmp_path / "log2.parquet", index=False)
+    again = load_dataset(parse_config({**BASE, "dataset": {**dataset, "path": str(tmp_path / "log2.parquet"),
+                                                           "columns": {"user": "customer", "item": "sku",
+                                                                       "timestamp": "ts"}}}))
+    assert again.fingerprint == ds.fingerprint  # same content under another column name
+    with pytest.raises(DataValidationError, match=r"interactions.user: values not found in the user table \(.*'user-0'"):
+        load_dataset(parse_config({**BASE, "dataset": {**dataset, "user_features": {
+            "path": str(tmp_path / "users.csv")}}}))

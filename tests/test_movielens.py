@@ -191,3 +191,14 @@ def test_graded_relevance_from_ratings(tmp_path: Path) -> None:
             for q, i, r in ds.qrels[["query_id", "item_id", "relevance"]].itertuples(index=False)}
     # last two by time: user 1 -> (5: 4, 7: 1); user 2 -> (5: 2, 11: 5); user 3 -> (1: 2, 5: 5)
     assert held == {(1, 5): 1, (1, 7): 0, (2, 5): 0, (2, 11): 2, (3, 1): 0, (3, 5): 2}
+
+
+def test_users_missing_from_user_table_and_non_integer_ids(tmp_path: Path) -> None:
+    bad = RATINGS + [(8, 1, 4, 500)]  # user 8 is not in u.user
+    with pytest.raises(DataValidationError, match=r"interactions.user: values not found in the user table \(1 rows"):
+        load_movielens_dataset(write_100k(tmp_path / "u", bad), split=SPLIT, relevance=REL)
+    folder = write_csv(tmp_path / "s")
+    with open(folder / "ratings.csv", "a") as f:
+        f.write("u9,1,4.0,600\n")
+    with pytest.raises(DataValidationError, match=r"interactions.user: expected integer values.*'u9'"):
+        load_movielens_dataset(folder, split=SPLIT, relevance=REL)

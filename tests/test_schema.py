@@ -110,3 +110,13 @@ def test_interactions_schema_shape() -> None:
     assert [c.name for c in s.columns] == ["user", "item", "rating", "timestamp"]
     assert s.unique == ()
     assert interactions_schema().unique == (("user", "item"),)
+
+
+def test_label_kind_takes_integers_and_booleans() -> None:
+    s = interactions_schema(label=True)
+    ok = pd.DataFrame({"user": [1, 2], "item": [1, 1], "label": [True, False]})
+    assert find_violations(ok, s) == []
+    bad = pd.DataFrame({"user": [1, 2], "item": [1, 1], "label": [0.5, 1.0]})
+    assert [v.column for v in find_violations(bad, s)] == ["label"]
+    neg = pd.DataFrame({"user": [1, 2], "item": [1, 1], "label": [-1, 1]})
+    assert "values outside [0, inf]" in find_violations(neg, s)[0].rule
