@@ -69,9 +69,9 @@ class OPEInterval:
         return dict(self.__dict__)
 
 
-def _check_nonnegative(value: float, name: str, *, allow_inf: bool = True) -> None:
-    if not isinstance(value, (int, float)) or math.isnan(value) or value < 0 or (
-            not allow_inf and math.isinf(value)):
+def _check_nonnegative(value: float, name: str) -> None:
+    """Hyperparameters (clipping, switching, shrinkage): a number in [0, inf]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
         raise DataValidationError(f"{name} must be a non-negative number, got {value!r}")
 
 
