@@ -212,13 +212,19 @@ class CalibrationRun:
         }
 
     def figures(self) -> dict[str, Any]:
-        """``reliability`` (all models on one diagram) when any model had p."""
+        """``reliability`` (all models on one diagram) and ``calibration_by_segment``
+        (ECE and O/E per segment) when any model had p."""
         if not self.curves:
             return {}
         import matplotlib.pyplot as plt
 
-        from harness.plots import plot_reliability
+        from harness.plots import plot_calibration_by_segment, plot_reliability
 
-        fig = plot_reliability(self.curves, metrics={m: {"ece": s["ece"]} for m, s in self.summary.items()})
-        plt.close(fig)
-        return {"reliability": fig}
+        figures = {"reliability": plot_reliability(
+            self.curves, metrics={m: {"ece": s["ece"]} for m, s in self.summary.items()})}
+        if self.by_segment:
+            figures["calibration_by_segment"] = plot_calibration_by_segment(
+                self.by_segment, title=f"Calibration by {self.spec.segment_by.replace('_', ' ')}")
+        for fig in figures.values():  # saved later by write_results; nothing stays open
+            plt.close(fig)
+        return figures

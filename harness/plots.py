@@ -86,6 +86,52 @@ def plot_reliability(curves: pd.DataFrame | Mapping[str, pd.DataFrame], *, title
     return fig
 
 
+def plot_calibration_by_segment(tables: Mapping[str, pd.DataFrame], *, metrics: tuple[str, ...] = ("ece", "oe_ratio"),
+                                title: str | None = None) -> Any:
+    """Grouped bars of calibration metrics per segment, one bar per model.
+
+    Parameters
+    ----------
+    tables : mapping of name -> DataFrame
+        Outputs of :func:`harness.metrics.calibration.calibration_by_segment`, one per
+        model, over the same segments.
+    metrics : tuple of str
+        Columns to plot, one panel each; ``oe_ratio`` gets a reference line at 1
+        (calibrated in the large), the others at 0.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if not tables:
+        raise DataValidationError("tables: nothing to plot (no per-segment tables given)")
+    for name, table in tables.items():
+        missing = [m for m in (*metrics, "n") if m not in table.columns]
+        if missing:
+            raise DataValidationError(f"tables[{name!r}]: missing columns {missing}; "
+                                      "pass the output of calibration_by_segment()")
+    segments = list(next(iter(tables.values())).index)
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.8 * len(metrics), 3.8), squeeze=False)
+    width = 0.8 / len(tables)
+    x = np.arange(len(segments))
+    for ax, metric in zip(axes[0], metrics):
+        for j, (name, table) in enumerate(tables.items()):
+            ax.bar(x + (j - (len(tables) - 1) / 2) * width, table.reindex(segments)[metric].to_numpy(),
+                   width=width, label=name)
+        ax.axhline(1.0 if metric == "oe_ratio" else 0.0, color="grey", linestyle="--", linewidth=1)
+        ax.set_xticks(x)
+        counts = next(iter(tables.values()))["n"].reindex(segments)
+        ax.set_xticklabels([f"{s}\n(n={c})" for s, c in zip(segments, counts)], fontsize=8)
+        ax.set_title(metric)
+        ax.grid(axis="y", alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", ncol=len(tables), fontsize=8)
+    fig.suptitle(title or "Calibration by segment", x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    return fig
+
+
 def save_figure(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
     """Write ``fig`` as PNG (creating folders) and close it."""
     path = Path(path)

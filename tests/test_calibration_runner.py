@@ -177,8 +177,8 @@ def test_run_with_calibration_writes_metrics_units_plot_and_gates_on_brier(tmp_p
     assert curve["count"].sum() == n_rows
     segments = pd.DataFrame(data["calibration"]["models"]["truth"]["by_segment"])
     assert list(segments["segment"]) == [f"pop{i}" for i in range(1, 6)] and segments["n"].sum() == n_rows
-    png = out / "plots" / "reliability.png"
-    assert png.read_bytes()[:4] == b"\x89PNG"
+    for name in ("reliability", "calibration_by_segment"):
+        assert (out / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_run_without_calibration_is_unchanged(tmp_path) -> None:

@@ -12,8 +12,8 @@ import pytest  # noqa: E402
 from matplotlib.patches import StepPatch  # noqa: E402
 
 from harness.errors import DataValidationError  # noqa: E402
-from harness.metrics.calibration import reliability_curve  # noqa: E402
-from harness.plots import plot_reliability, save_figure  # noqa: E402
+from harness.metrics.calibration import calibration_by_segment, reliability_curve  # noqa: E402
+from harness.plots import plot_calibration_by_segment, plot_reliability, save_figure  # noqa: E402
 
 
 def curves() -> dict:
@@ -62,3 +62,21 @@ def test_bad_curves_are_refused() -> None:
     bad = curves()["squared"].drop(columns=["ci_low"])
     with pytest.raises(DataValidationError, match=r"curves\['m'\]: missing columns \['ci_low'\]"):
         plot_reliability({"m": bad})
+
+
+def test_segment_bars_equal_the_per_segment_table(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    p = rng.beta(1.5, 4, 3000)
+    y = (rng.random(p.size) < p).astype(int)
+    seg = rng.choice(np.array(["a", "b", "c"]), p.size)
+    tables = {"calibrated": calibration_by_segment(y, p, seg), "squared": calibration_by_segment(y, p**2, seg)}
+    fig = plot_calibration_by_segment(tables)
+    ece_ax, oe_ax = fig.axes
+    for ax, metric in ((ece_ax, "ece"), (oe_ax, "oe_ratio")):
+        heights = np.array([bar.get_height() for bar in ax.patches]).reshape(2, 3)
+        for row, table in zip(heights, tables.values()):
+            np.testing.assert_allclose(row, table[metric].to_numpy())
+    assert [t.get_text().split("\n")[0] for t in ece_ax.get_xticklabels()] == ["a", "b", "c"]
+    assert save_figure(fig, tmp_path / "seg.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(DataValidationError, match=r"tables\['m'\]: missing columns \['ece'\]"):
+        plot_calibration_by_segment({"m": tables["squared"].drop(columns=["ece"])})
