@@ -38,6 +38,8 @@ class InteractionDataset:
         Side tables keyed by ``item_id`` / ``user_id`` (internal ids).
     cold_start : dict
         Counts of users/items/judgments that only occur in the held-out part.
+    split_stats : dict
+        Rows in train and test, users with held-out rows and users without any.
     segments : dict
         Named subsets of query ids (e.g. ``cold_users``) that can be evaluated apart.
     candidates : DataFrame, optional
@@ -60,6 +62,7 @@ class InteractionDataset:
     item_features: pd.DataFrame | None = None
     user_features: pd.DataFrame | None = None
     cold_start: dict[str, int] = field(default_factory=dict)
+    split_stats: dict[str, int] = field(default_factory=dict)
     segments: dict[str, np.ndarray] = field(default_factory=dict)
     candidates: pd.DataFrame | None = None
     warnings: list[str] = field(default_factory=list)

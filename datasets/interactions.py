@@ -252,8 +252,14 @@ def build_dataset(
                                   f"({len(frame)} rows, {len(user_ids)} users); nothing to evaluate")
 
     n_users, n_items = len(user_ids), len(item_ids)
+    with_test = int(np.unique(test["user_id"].to_numpy()).size)
+    stats = {"train_rows": len(train), "test_rows": len(test), "users_with_test": with_test,
+             "users_without_test": n_users - with_test}
+    if split.get("kind") in ("leave_last_out", "temporal_ratio") and stats["users_without_test"]:
+        warnings.append(f"split: {stats['users_without_test']} users have too few interactions to hold any out "
+                        f"under {_canonical(split)}; all their rows are in train")
     cold_user, cold_item = _cold_start(train, test, n_users, n_items)
-    counts = {"test_rows": len(test), "cold_users": int(np.unique(test["user_id"][cold_user]).size),
+    counts = {"cold_users": int(np.unique(test["user_id"][cold_user]).size),
               "cold_items": int(np.unique(test["item_id"][cold_item]).size),
               "judgments_of_cold_users": int(cold_user.sum()), "judgments_of_cold_items": int(cold_item.sum())}
     relevance_values = judge(test, relevance)
@@ -285,7 +291,8 @@ def build_dataset(
     return InteractionDataset(
         name=name, train=train, qrels=qrels, n_users=n_users, n_items=n_items, settings=all_settings,
         item_categories=cats, user_ids=user_ids, item_ids=item_ids, item_features=feats.get("item"),
-        user_features=feats.get("user"), cold_start=counts, segments=segments, warnings=warnings,
+        user_features=feats.get("user"), cold_start=counts, split_stats=stats, segments=segments,
+        warnings=warnings,
     )
 
 
@@ -356,7 +363,8 @@ def describe_dataset(ds: InteractionDataset) -> str:
     cs = ds.cold_start
     lines = [f"dataset {ds.name}: {ds.n_users} users, {ds.n_items} items, {len(ds.train)} train interactions, "
              f"{len(ds.qrels)} judgments ({int((rel >= 1).sum())} relevant) over {len(ds.query_ids)} queries",
-             f"  split {ds.settings.get('split')}; cold start: {cs.get('cold_users', 0)} users, "
+             f"  split {ds.settings.get('split')}: {ds.split_stats.get('users_with_test', 0)} users with held-out "
+             f"rows, {ds.split_stats.get('users_without_test', 0)} without; cold start: {cs.get('cold_users', 0)} users, "
              f"{cs.get('cold_items', 0)} items unseen in training; fingerprint {ds.fingerprint}"]
     lines += [f"  warning: {w}" for w in ds.warnings]
     return "\n".join(lines)

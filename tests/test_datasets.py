@@ -135,8 +135,9 @@ def cold_log() -> pd.DataFrame:
 def test_cold_start_counted_and_segmented() -> None:
     ds = build_dataset(cold_log(), name="t", split={"kind": "temporal", "cutoff": 5},
                        relevance={"from": "rating", "threshold": 4})
-    assert ds.cold_start == {"test_rows": 4, "cold_users": 1, "cold_items": 1, "judgments_of_cold_users": 2,
+    assert ds.cold_start == {"cold_users": 1, "cold_items": 1, "judgments_of_cold_users": 2,
                              "judgments_of_cold_items": 1}
+    assert ds.split_stats == {"train_rows": 4, "test_rows": 4, "users_with_test": 3, "users_without_test": 0}
     c = int(np.flatnonzero(ds.user_ids == "c")[0])
     np.testing.assert_array_equal(ds.segments["cold_users"], [c])
     np.testing.assert_array_equal(ds.segments["warm_users"], sorted(set(ds.query_ids) - {c}))

@@ -13,6 +13,9 @@ import yaml
 from harness.datasets.movielens import GENRES_100K, load_movielens_dataset
 
 from conftest import VENV_BIN
+from typer.testing import CliRunner
+
+from harness.cli import app
 
 SPLIT = {"kind": "leave_last_out", "k": 2}
 RELEVANCE = {"from": "rating", "threshold": 4}
@@ -55,8 +58,14 @@ def config(tmp_path: Path, folder: Path) -> Path:
 
 
 def harness(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """The installed command, in a fresh process (as CI runs it)."""
     return subprocess.run([str(VENV_BIN / "harness"), *map(str, args)], capture_output=True, text=True,
                           timeout=300)
+
+
+def in_process(*args: str | Path):
+    """The same CLI in this process (fast; for the error paths)."""
+    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def test_run_on_movielens_100k(tmp_path: Path) -> None:
@@ -78,17 +87,18 @@ def test_run_on_movielens_100k(tmp_path: Path) -> None:
 def test_validate_checks_the_data(tmp_path: Path) -> None:
     folder = write_ml100k(tmp_path / "ml-100k")
     cfg = config(tmp_path, folder)
-    ok = harness("validate", cfg)
-    assert ok.returncode == 0, ok.stderr
+    ok = in_process("validate", cfg)
+    assert ok.exit_code == 0, ok.stderr
     assert "dataset movielens-100k:ml-100k: 60 users" in ok.stdout and "valid" in ok.stdout
+    assert not (tmp_path / "results").exists()  # nothing was run
     with open(folder / "u.data", "a") as f:
         f.write("1\t2\t9\t880000000\n2\t3\t0\t880000001\n")
-    bad = harness("validate", cfg)
-    assert bad.returncode == 2
+    bad = in_process("validate", cfg)
+    assert bad.exit_code == 2
     assert "interactions.rating: values outside [0.5, 5.0] (2 rows" in bad.stderr
     (folder / "u.data").unlink()
-    missing = harness("validate", cfg)
-    assert missing.returncode == 2 and "cannot tell the format" in missing.stderr
+    missing = in_process("validate", cfg)
+    assert missing.exit_code == 2 and "cannot tell the format" in missing.stderr
 
 
 @pytest.mark.parametrize("split", [{"kind": "temporal", "cutoff": 0}, {"kind": "leave_last_out", "k": 50}])
@@ -100,5 +110,5 @@ def test_run_refuses_an_empty_test_split(tmp_path: Path, split: dict) -> None:
     if split["kind"] == "temporal":
         data["dataset"]["split"]["cutoff"] = 2_000_000_000  # after every timestamp
     cfg.write_text(yaml.safe_dump(data))
-    out = harness("run", cfg, "--no-progress")
-    assert out.returncode == 2 and "no interaction was held out" in out.stderr
+    out = in_process("run", cfg, "--no-progress")
+    assert out.exit_code == 2 and "no interaction was held out" in out.stderr

@@ -115,6 +115,12 @@ def test_no_leakage_in_built_dataset(split: dict) -> None:
     raw = set(zip(df["user"], df["item"]))
     back = {(ds.user_ids[u], ds.item_ids[i]) for u, i in train_pairs | test_pairs}
     assert back == raw
+    stats = ds.split_stats
+    assert stats["train_rows"] == len(ds.train) and stats["test_rows"] == len(ds.qrels)
+    assert stats["users_with_test"] == ds.qrels["query_id"].nunique()
+    assert stats["users_with_test"] + stats["users_without_test"] == df["user"].nunique()
+    short = any("too few interactions to hold any out" in w for w in ds.warnings)
+    assert short == (split["kind"] in ("leave_last_out", "temporal_ratio") and stats["users_without_test"] > 0)
     if split["kind"] == "temporal":
         test_ts = df.set_index(["user", "item"]).loc[[(ds.user_ids[u], ds.item_ids[i]) for u, i in test_pairs],
                                                       "timestamp"]
