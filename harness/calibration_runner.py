@@ -140,11 +140,11 @@ class CalibrationRun:
 
     def metric_rows(self, confidence: float) -> list[dict[str, Any]]:
         """Rows ``{model, metric, value, ci_low, ci_high, n_units}`` of the configured metrics,
-        with the 95% intervals of :meth:`_intervals`."""
+        with the 95% intervals of :meth:`_intervals` (none for the Brier decomposition terms)."""
         rows = []
         for model, summary in self.summary.items():
             for metric in self.spec.metrics:
-                low, high = self.intervals[model][metric]
+                low, high = self.intervals[model].get(metric, (float("nan"), float("nan")))
                 rows.append({"model": model, "metric": metric, "value": summary[metric],
                              "ci_low": low, "ci_high": high, "n_units": len(self.clicks)})
         return rows

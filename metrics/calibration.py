@@ -45,7 +45,7 @@ DEFAULT_EPS = 1e-15
 # metric name -> cut-off rule, for harness.metrics._names.parse_metric_names
 CALIBRATION_METRICS = {name: "none" for name in (
     "ece", "mce", "brier", "log_loss", "normalized_entropy", "oe_ratio",
-    "calibration_slope", "calibration_intercept")}
+    "calibration_slope", "calibration_intercept", "reliability", "resolution", "uncertainty")}
 # the metrics that are means over rows: they have per-row contributions
 PER_ROW_METRICS = ("brier", "log_loss")
 
@@ -499,7 +499,8 @@ def calibration_by_segment(y: Any, p: Any, segments: Any, *, n_bins: int = 15,
     Returns
     -------
     DataFrame indexed by segment (sorted) with columns ``n``, ``positives``,
-    ``base_rate``, ``mean_predicted``, ``ece``, ``mce``, ``brier``, ``log_loss``,
+    ``base_rate``, ``mean_predicted``, ``ece``, ``mce``, ``brier``, ``reliability``,
+    ``resolution``, ``uncertainty`` (see :func:`brier_decomposition`), ``log_loss``,
     ``normalized_entropy``, ``oe_ratio``, ``calibration_slope``,
     ``calibration_intercept`` and the Wald standard errors ``calibration_slope_se``,
     ``calibration_intercept_se``. Each value equals the corresponding scalar function
@@ -531,6 +532,9 @@ def _metrics_table(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_groups: i
     pos, expected = sum_y.sum(axis=1), sum_p.sum(axis=1)
     ll = np.bincount(groups, weights=_log_loss_rows(y, p, eps), minlength=n_groups) / n
     entropy = _binary_entropy(pos / n)
+    with np.errstate(invalid="ignore", divide="ignore"):  # Murphy's terms; empty bins add nothing
+        reliability = np.where(count > 0, (sum_p - sum_y) ** 2 / count, 0.0).sum(axis=1) / n
+        resolution = np.where(count > 0, count * (sum_y / count - (pos / n)[:, None]) ** 2, 0.0).sum(axis=1) / n
     intercept, slope, intercept_se, slope_se = _logistic_fit(y, special.logit(np.clip(p, eps, 1 - eps)),
                                                              groups, n_groups)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -540,6 +544,7 @@ def _metrics_table(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_groups: i
             "ece": _ece_from_sums(count, sum_p, sum_y, "l1"),
             "mce": _ece_from_sums(count, sum_p, sum_y, "max"),
             "brier": np.bincount(groups, weights=(p - y) ** 2, minlength=n_groups) / n,
+            "reliability": reliability, "resolution": resolution, "uncertainty": (pos / n) * (1 - pos / n),
             "log_loss": ll,
             "normalized_entropy": np.where(entropy > 0, ll / entropy, np.nan),
             "oe_ratio": np.where(expected > 0, pos / expected, np.nan),

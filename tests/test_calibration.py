@@ -328,6 +328,9 @@ def test_by_segment_equals_scalar_functions_on_each_subset() -> None:
             assert row["mce"] == pytest.approx(expected_calibration_error(y[m], p[m], n_bins=6, strategy=strategy,
                                                                           norm="max"), abs=1e-12)
             assert row["brier"] == pytest.approx(brier_score_loss(y[m], p[m]), abs=1e-12)
+            d = brier_decomposition(y[m], p[m], n_bins=6, strategy=strategy)
+            for term in ("reliability", "resolution", "uncertainty"):
+                assert row[term] == pytest.approx(getattr(d, term), abs=1e-12)
             assert row["log_loss"] == pytest.approx(log_loss(y[m], p[m]), abs=1e-12)
             assert row["oe_ratio"] == pytest.approx(observed_expected_ratio(y[m], p[m]), abs=1e-12)
             ne = normalized_entropy(y[m], p[m])

@@ -15,7 +15,7 @@ from harness.config import parse_config
 from harness.datasets import make_synthetic
 from harness.datasets.synthetic_clicks import click_probabilities, make_click_log
 from harness.errors import AdapterError, ConfigError
-from harness.metrics.calibration import (brier_score, calibration_slope_intercept,
+from harness.metrics.calibration import (brier_decomposition, brier_score, calibration_slope_intercept,
                                          expected_calibration_error, log_loss, reliability_curve)
 from harness.metrics.calibration_stats import ece_bootstrap
 from harness.models.oracle_clicks import OracleClickModel
@@ -101,7 +101,8 @@ def calib_config(tmp_path: Path, **calibration) -> dict:
               {"metric": "ece", "role": "guardrail", "direction": "lower", "max_regression": 0.005}],
     )
     cfg["dataset"] = {"kind": "synthetic", "n_users": 200, "n_items": 100, "dim": 8}
-    cfg["evaluate"]["calibration"] = {"metrics": ["ece", "brier", "log_loss", "calibration_slope", "oe_ratio"],
+    cfg["evaluate"]["calibration"] = {"metrics": ["ece", "brier", "log_loss", "calibration_slope", "oe_ratio",
+                                                  "reliability"],
                                       "n_bins": 10, "n_resamples": 200, **calibration}
     return cfg
 
@@ -109,7 +110,7 @@ def calib_config(tmp_path: Path, **calibration) -> dict:
 def test_config_calibration_section(tmp_path) -> None:
     cfg = parse_config(calib_config(tmp_path, strategy="quantile"))
     cal = cfg.evaluate.calibration
-    assert cal.metrics == ["ece", "brier", "log_loss", "calibration_slope", "oe_ratio"]
+    assert cal.metrics == ["ece", "brier", "log_loss", "calibration_slope", "oe_ratio", "reliability"]
     assert cal.strategy == "quantile"
     with pytest.raises(ConfigError, match="unknown metric 'auc'"):
         parse_config(calib_config(tmp_path, metrics=["auc"]))
@@ -144,6 +145,8 @@ def test_run_with_calibration_writes_metrics_units_plot_and_gates_on_brier(tmp_p
     assert value["truth", "ece"] == pytest.approx(expected_calibration_error(y, p, n_bins=10), abs=1e-12)
     assert value["candidate", "brier"] == pytest.approx(brier_score(y, p**2), abs=1e-12)
     assert value["candidate", "log_loss"] == pytest.approx(log_loss(y, p**2), abs=1e-12)
+    assert value["candidate", "reliability"] == pytest.approx(
+        brier_decomposition(y, p**2, n_bins=10).reliability, abs=1e-12)
     # every calibration metric has an interval around its value (t, bootstrap or Wald)
     assert (cal_rows["ci_low"] <= cal_rows["value"]).all() and (cal_rows["value"] <= cal_rows["ci_high"]).all()
     slope = calibration_slope_intercept(y, p)
