@@ -89,15 +89,13 @@ class CalibrationRun:
         self.per_row[name] = pd.DataFrame({"brier": cal.brier_score_per_row(y, p),
                                            "log_loss": cal.log_loss_per_row(y, p, eps=s.eps)},
                                           index=pd.Index(self.unit_ids, name="unit_id"))
-        self.intervals[name] = self._intervals(name, y, p)
         self.curves[name] = cal.reliability_curve(y, p, n_bins=s.n_bins, strategy=s.strategy)
         if self.segments is not None:
             self.by_segment[name] = cal.calibration_by_segment(y, p, self.segments, n_bins=s.n_bins,
                                                                strategy=s.strategy, eps=s.eps)
 
-    def _intervals(self, name: str, y: np.ndarray, p: np.ndarray,
-                   confidence: float = 0.95) -> dict[str, tuple[float, float]]:
-        """95% intervals of the configured metrics.
+    def _intervals(self, name: str, confidence: float) -> dict[str, tuple[float, float]]:
+        """Intervals of the configured metrics at level ``confidence``.
 
         Student t over rows for the row means (brier, log_loss), as for ranking metrics;
         one shared percentile bootstrap of the rows (``n_resamples``) for ece, mce,
@@ -111,6 +109,7 @@ class CalibrationRun:
         from harness.metrics.stats import bootstrap_statistics, mean_confidence_interval
 
         s = self.spec
+        y, p = self.clicks["label"].to_numpy(), self.proba[name]
         nan = (float("nan"), float("nan"))
         out: dict[str, tuple[float, float]] = {}
         for metric in ("brier", "log_loss"):
@@ -140,9 +139,10 @@ class CalibrationRun:
 
     def metric_rows(self, confidence: float) -> list[dict[str, Any]]:
         """Rows ``{model, metric, value, ci_low, ci_high, n_units}`` of the configured metrics,
-        with the 95% intervals of :meth:`_intervals` (none for the Brier decomposition terms)."""
+        with the intervals of :meth:`_intervals` (none for the Brier decomposition terms)."""
         rows = []
         for model, summary in self.summary.items():
+            self.intervals[model] = self._intervals(model, confidence)
             for metric in self.spec.metrics:
                 low, high = self.intervals[model].get(metric, (float("nan"), float("nan")))
                 rows.append({"model": model, "metric": metric, "value": summary[metric],
@@ -204,7 +204,7 @@ class CalibrationRun:
             "n_rows": len(self.clicks), "base_rate": float(self.clicks["label"].mean()),
             "skipped_models": self.skipped,
             "models": {m: {"metrics": self.summary[m],
-                           "intervals": {k: list(v) for k, v in self.intervals[m].items()},
+                           "intervals": {k: list(v) for k, v in self.intervals.get(m, {}).items()},
                            "reliability": self.curves[m].to_dict(orient="list"),
                            **({"by_segment": self.by_segment[m].reset_index().to_dict(orient="list")}
                               if m in self.by_segment else {})}

@@ -95,7 +95,7 @@ def calib_config(tmp_path: Path, **calibration) -> dict:
         candidate={"kind": "oracle_clicks", "params": {"power": 2.0}},
         models={"truth": {"kind": "oracle_clicks"}, "candidate": {"kind": "oracle_clicks", "params": {"power": 2.0}},
                 "popularity": {"kind": "popularity"}},
-        compare={"baseline": "truth", "candidates": ["candidate"], "n_resamples": 200},
+        compare={"baseline": "truth", "candidates": ["candidate"], "n_resamples": 200, "confidence": 0.9},
         gate=[{"metric": "ndcg@10", "role": "primary", "direction": "higher"},
               {"metric": "brier", "role": "guardrail", "direction": "lower", "max_regression": 0.001},
               {"metric": "ece", "role": "guardrail", "direction": "lower", "max_regression": 0.005}],
@@ -151,7 +151,7 @@ def test_run_with_calibration_writes_metrics_units_plot_and_gates_on_brier(tmp_p
     assert (cal_rows["ci_low"] <= cal_rows["value"]).all() and (cal_rows["value"] <= cal_rows["ci_high"]).all()
     slope = calibration_slope_intercept(y, p)
     truth_slope = cal_rows.set_index(["model", "metric"]).loc[("truth", "calibration_slope")]
-    assert truth_slope["ci_low"] == pytest.approx(slope.interval("slope")[0], abs=1e-9)
+    assert truth_slope["ci_low"] == pytest.approx(slope.interval("slope", confidence=0.9)[0], abs=1e-9)
     assert truth_slope["ci_low"] < 1 < truth_slope["ci_high"]
 
     # per-row units sit beside the per-query units, prefixed, and average to the metric
