@@ -165,8 +165,12 @@ def _logistic_fit(y: np.ndarray, x: np.ndarray, groups: np.ndarray, n_groups: in
             if not worse.any():
                 break
             step[worse] /= 2
+        moved = np.maximum(np.abs(step * da), np.abs(step * db)) / (1 + np.abs(b))
+        # converged: a negligible step, or (with rounding noise in sums of many rows) a
+        # small step that no longer changes the likelihood
+        flat = (np.abs(new_ll - ll) <= 1e-14 * np.abs(ll)) & (moved <= 1e-7)
         a, b, ll = a + step * da, b + step * db, new_ll
-        done = todo & (np.maximum(np.abs(step * da), np.abs(step * db)) <= tol * (1 + np.abs(b)))
+        done = todo & ((moved <= tol) | flat)
         converged |= done | (~converged & (det <= 0))
         if converged.all():
             break
