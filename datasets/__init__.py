@@ -16,3 +16,6 @@ from .bandit import LoggedFeedback, load_open_bandit_dataset
 from .synthetic_bandit import SyntheticBandit, make_synthetic_bandit
 
 __all__ += ["LoggedFeedback", "SyntheticBandit", "load_open_bandit_dataset", "make_synthetic_bandit"]
+from .synthetic_clicks import click_probabilities, make_click_log
+
+__all__ += ["click_probabilities", "make_click_log"]

@@ -16,6 +16,7 @@ _LAZY.update({  # off-policy evaluation policies and the cross-fitted reward mod
     "TopKPolicy": "policies", "EpsilonGreedyPolicy": "policies", "SoftmaxPolicy": "policies",
     "ProbabilityTablePolicy": "policies", "fit_reward_model": "reward_model",
 })
+_LAZY["OracleClickModel"] = "oracle_clicks"  # true click probabilities of the synthetic world
 __all__ += list(_LAZY)
 
 
