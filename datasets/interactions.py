@@ -30,24 +30,64 @@ DUPLICATE_POLICIES = ("error", "keep_last")
 
 
 # ----------------------------------------------------------------------------- reading
+def _column_names(path: Path, delimiter: str) -> list[str]:
+    """Column names of a Parquet file (its schema) or a CSV file (its header)."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return list(pq.read_schema(path).names)
+    with pacsv.open_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter)) as reader:
+        return list(reader.schema.names)
+
+
+def _canonical_int_ids(table: "pa.Table", names: Sequence[str]) -> "pa.Table":  # noqa: F821
+    """CSV id columns are read as text, so that ``007`` and ``7`` stay two ids; a column whose
+    every value is a canonical integer (no sign or leading zeros to lose) becomes int64."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for name in names:
+        col = table[name]
+        if col.null_count == 0 and len(col) and \
+                pc.all(pc.match_substring_regex(col, r"^-?(0|[1-9][0-9]{0,17})$")).as_py():
+            table = table.set_column(table.schema.get_field_index(name), name, pc.cast(col, pa.int64()))
+    return table
+
+
 def read_table(path: str | Path, *, delimiter: str | None = None, columns: Sequence[str] | None = None,
-               encoding: str = "utf8") -> pd.DataFrame:
-    """Read a Parquet or CSV file (by suffix) through pyarrow; missing file -> ``ConfigError``."""
+               id_columns: Sequence[str] = (), encoding: str = "utf8") -> pd.DataFrame:
+    """Read a Parquet or CSV file (by suffix) through pyarrow.
+
+    Only ``columns`` are read when given (a missing one is a ``DataValidationError`` that
+    lists the file's columns); ``id_columns`` of a CSV file keep their text unless every
+    value is a canonical integer. A missing file is a ``ConfigError``.
+    """
+    import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"data file not found: {path}")
+    is_parquet = path.suffix.lower() in (".parquet", ".pq")
+    delim = delimiter or ("\t" if path.suffix.lower() in (".tsv", ".tab") else ",")
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            table = pq.read_table(path, columns=list(columns) if columns else None)
+        if columns is not None:
+            names = _column_names(path, delim)
+            missing = [c for c in columns if c not in names]
+            if missing:
+                raise DataValidationError(f"{path}: columns {missing} not found (columns: {names})")
+        if is_parquet:
+            table = pq.read_table(path, columns=list(columns) if columns is not None else None)
         else:
-            delim = delimiter or ("\t" if path.suffix.lower() in (".tsv", ".tab") else ",")
             table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(encoding=encoding),
                                    parse_options=pacsv.ParseOptions(delimiter=delim),
-                                   convert_options=pacsv.ConvertOptions(include_columns=list(columns) if columns else None))
-    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+                                   convert_options=pacsv.ConvertOptions(
+                                       include_columns=list(columns) if columns is not None else None,
+                                       column_types={c: pa.string() for c in id_columns}))
+            table = _canonical_int_ids(table, id_columns)
+    except (OSError, pa.ArrowInvalid) as exc:
         raise DataValidationError(f"{path}: cannot be read as a table: {exc}") from None
     return table.to_pandas()
 
@@ -58,7 +98,8 @@ def load_interactions(paths: str | Path | Sequence[str | Path], *, columns: Mapp
     names ``user``, ``item``, ``rating``, ``label``, ``timestamp``.
 
     ``columns`` maps canonical name -> source column; ``user`` and ``item`` are required.
-    Unmapped source columns are not read.
+    Only mapped columns are read. In CSV files user and item ids are text unless every id
+    is a canonical integer (so ``"007"`` is never turned into ``7``).
     """
     unknown = set(columns) - set(CANONICAL)
     if unknown:
@@ -70,13 +111,11 @@ def load_interactions(paths: str | Path | Sequence[str | Path], *, columns: Mapp
     if not files:
         raise ConfigError("path: at least one interactions file is required")
     source = list(columns.values())
-    frames = []
-    for f in files:
-        df = read_table(f, delimiter=delimiter)
-        missing = [c for c in source if c not in df.columns]
-        if missing:
-            raise DataValidationError(f"{f}: mapped columns {missing} not found (columns: {list(df.columns)})")
-        frames.append(df[source].rename(columns={v: k for k, v in columns.items()}))
+    if len(set(source)) != len(source):
+        raise ConfigError(f"columns: each canonical column needs its own source column, got {dict(columns)}")
+    ids = [columns["user"], columns["item"]]
+    frames = [read_table(f, delimiter=delimiter, columns=source, id_columns=ids)
+              .rename(columns={v: k for k, v in columns.items()}) for f in files]
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
@@ -304,8 +343,8 @@ def _feature_table(spec: Mapping[str, Any] | None, key: str,
     to the interactions' own column name for that id (``default_id``)."""
     if spec is None:
         return None, None
-    table = read_table(spec["path"])
     id_col = spec.get("id_column") or default_id
+    table = read_table(spec["path"], id_columns=[id_col])
     violations: list[Violation] = find_violations(
         table, Schema(f"{key} features", (Column(id_col, "id"),), ((id_col,),)))
     raise_violations(violations)

@@ -76,12 +76,26 @@ def test_load_interactions_errors(tmp_path: Path) -> None:
     clicks().to_csv(path, index=False)
     with pytest.raises(ConfigError, match="data file not found"):
         load_interactions(tmp_path / "nope.csv", columns=MAPPING)
-    with pytest.raises(DataValidationError, match=r"mapped columns \['who'\] not found"):
+    with pytest.raises(DataValidationError, match=r"columns \['who'\] not found \(columns: \['uid', 'sku'"):
         load_interactions(path, columns={"user": "who", "item": "sku"})
+    with pytest.raises(ConfigError, match="its own source column"):
+        load_interactions(path, columns={"user": "uid", "item": "sku", "rating": "stars", "label": "stars"})
     with pytest.raises(ConfigError, match="a mapping for 'item' is required"):
         load_interactions(path, columns={"user": "uid"})
     with pytest.raises(ConfigError, match="unknown canonical names"):
         load_interactions(path, columns={"user": "uid", "item": "sku", "weight": "clicks"})
+
+
+def test_csv_ids_keep_their_text(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text("u,i,extra\n007,10,x\n7,10,y\n8,011,z\n")
+    log = load_interactions(path, columns={"user": "u", "item": "i"})
+    assert log["user"].tolist() == ["007", "7", "8"]  # "007" and "7" are two users
+    assert log["item"].tolist() == ["10", "10", "011"]
+    assert list(log.columns) == ["user", "item"]  # unmapped columns are not read
+    path.write_text("u,i\n7,10\n-3,12\n")
+    log = load_interactions(path, columns={"user": "u", "item": "i"})
+    assert log["user"].dtype == np.int64 and log["user"].tolist() == [7, -3]
 
 
 def test_dataset_from_spec_with_features(tmp_path: Path) -> None:
