@@ -323,9 +323,6 @@ def load_gate_file(path: str) -> list:
     from pathlib import Path
 
     import yaml
-    from pydantic import TypeAdapter, ValidationError
-
-    from harness.config import GateCriterion
 
     file = Path(path)
     if not file.is_file():
@@ -338,12 +335,7 @@ def load_gate_file(path: str) -> list:
         raw = raw.get("gate")
     if not isinstance(raw, list):
         raise ConfigError(f"--gate {path}: expected a list of criteria or a mapping with a 'gate' list")
-    try:
-        return TypeAdapter(list[GateCriterion]).validate_python(raw)
-    except ValidationError as exc:
-        lines = [f"  gate[{'.'.join(str(p) for p in e['loc'])}]: {e['msg'].removeprefix('Value error, ')}"
-                 for e in exc.errors()]
-        raise ConfigError(f"--gate {path}: invalid criteria:\n" + "\n".join(lines)) from None
+    return load_criteria(raw, source=f"--gate {path}")
 
 
 def compare_runs(
@@ -410,8 +402,8 @@ def compare_runs(
     return result, verdict
 
 
-def load_criteria(raw: list) -> list:
-    """Validate gate criteria given as plain mappings (a results.json config's ``gate``)."""
+def load_criteria(raw: list, *, source: str = "the candidate run's config") -> list:
+    """Validate gate criteria given as plain mappings; errors name each bad key."""
     from pydantic import TypeAdapter, ValidationError
 
     from harness.config import GateCriterion
@@ -419,4 +411,6 @@ def load_criteria(raw: list) -> list:
     try:
         return TypeAdapter(list[GateCriterion]).validate_python(raw)
     except ValidationError as exc:
-        raise ConfigError(f"gate: invalid criteria in the candidate run's config: {exc}") from None
+        lines = [f"  gate[{'.'.join(str(p) for p in e['loc'])}]: {e['msg'].removeprefix('Value error, ')}"
+                 for e in exc.errors()]
+        raise ConfigError(f"{source}: invalid gate criteria:\n" + "\n".join(lines)) from None

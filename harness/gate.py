@@ -170,7 +170,7 @@ def decide(
             why = f"not shown to {p.text}; {advice}"
         scale = "relative delta" if crit.relative else "delta"
         reason = (f"{outcome}: {comp.candidate} {crit.metric} ({crit.role}, {crit.direction} is better) "
-                  f"{scale}={inf.estimate:+.4g} {comp.confidence:.0%} CI [{inf.ci_low:+.4g}, {inf.ci_high:+.4g}] "
+                  f"{scale}={inf.estimate:+.4g} {comp.confidence * 100:g}% CI [{inf.ci_low:+.4g}, {inf.ci_high:+.4g}] "
                   f"p_adj={pa:.3g} / regression p_adj={fa:.3g} ({comp.method}, {correction}): {why}")
         results.append(CriterionResult(
             metric=crit.metric, candidate=comp.candidate, role=crit.role, direction=crit.direction,

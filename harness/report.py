@@ -62,7 +62,7 @@ def _comparison_section(result: EvalResult) -> list[str]:
         return []
     level = rows[0].get("confidence", 0.95)
     out = ["", f"### Comparison with `{rows[0]['baseline']}` (paired, {rows[0].get('method', '')})", "",
-           f"| candidate | metric | baseline | candidate | delta | {level:.0%} CI | relative | p (two-sided) "
+           f"| candidate | metric | baseline | candidate | delta | {level * 100:g}% CI | relative | p (two-sided) "
            "| MDE |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         out.append(f"| {r['candidate']} | {r['metric']} | {_num(r.get('baseline_value'), '.4f')} | "

@@ -460,14 +460,19 @@ def bootstrap_estimands(
             lo, hi = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
             out.append(PercentileInference(theta, float(lo), float(hi), method, se, n, replicates=reps))
             continue
-        mid = (np.count_nonzero(reps < theta) + np.count_nonzero(reps <= theta)) / (2 * reps.size)
-        z0 = float(special.ndtri(mid))
-        a = _acceleration(_jackknife(arr, est))
+        if np.ptp(reps) <= 1e-12 * max(1.0, abs(theta)):
+            z0 = a = 0.0  # no spread (e.g. identical models): BCa is the percentile interval
+        else:
+            mid = (np.count_nonzero(reps < theta) + np.count_nonzero(reps <= theta)) / (2 * reps.size)
+            # every replicate on one side of the estimate: the rank is clipped to 1/(2B)
+            mid = min(max(mid, 0.5 / reps.size), 1 - 0.5 / reps.size)
+            z0 = float(special.ndtri(mid))
+            a = _acceleration(_jackknife(arr, est))
         z = special.ndtri(np.array([alpha / 2, 1 - alpha / 2]))
         levels = special.ndtr(z0 + (z0 + z) / (1 - a * (z0 + z)))
-        if not np.isfinite(z0) or not np.isfinite(levels).all():
-            raise DataValidationError("bca: the bootstrap distribution is degenerate (every replicate "
-                                      "on one side of the estimate); use method 'bootstrap'")
+        if not np.isfinite(levels).all() or (1 - a * (z0 + z) <= 0).any():
+            raise DataValidationError(f"bca: the acceleration {a:.3g} is too large for a BCa interval at "
+                                      f"confidence {confidence}; use method 'bootstrap'")
         lo, hi = np.quantile(reps, levels)
         out.append(BcaInference(theta, float(lo), float(hi), method, se, n, replicates=reps,
                                 z0=z0, acceleration=a))

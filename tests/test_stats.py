@@ -205,6 +205,29 @@ def test_randomization_interval_is_the_set_of_unrejected_margins(pair):
         assert est.p_less(est.ci_high + eps) <= 0.025 < est.p_less(est.ci_high - eps)
 
 
+def test_randomization_interval_with_mixed_sign_baseline_uses_bisection():
+    """Baseline values of both signs: the flips' slopes differ in sign, no closed form."""
+    rng = np.random.default_rng(2)
+    b = rng.normal(0.25, 1.0, 100)
+    c = b + rng.normal(0.1, 0.3, 100)
+    _, (rel,) = infer_paired_means(c, b, method="randomization", n_resamples=3000, seed=1)
+    assert (rel.a_v - rel.v_bar > 0).any() and (rel.a_v - rel.v_bar < 0).any()
+    assert np.isfinite([rel.ci_low, rel.ci_high]).all()
+    eps = 1e-6 * rel.std_error
+    assert rel.ci_low < rel.estimate < rel.ci_high
+    assert rel.p_greater(rel.ci_low - eps) <= 0.025 < rel.p_greater(rel.ci_low + eps)
+    assert rel.p_less(rel.ci_high + eps) <= 0.025 < rel.p_less(rel.ci_high - eps)
+
+
+def test_relative_randomization_set_is_unbounded_when_the_baseline_mean_is_not_known_positive():
+    """As Fieller's set for a ratio: a baseline mean indistinguishable from 0 bounds nothing."""
+    rng = np.random.default_rng(2)
+    b = rng.normal(0.03, 1.0, 100)
+    c = b + rng.normal(0.1, 0.3, 100)
+    _, (rel,) = infer_paired_means(c, b, method="randomization", n_resamples=3000, seed=1)
+    assert b.mean() > 0 and np.isinf(rel.ci_low) and np.isinf(rel.ci_high)
+
+
 def test_relative_randomization_tests_c_minus_scaled_b(pair):
     """H0: mean(c)/mean(b) - 1 = m is the sign-flip test of c - (1 + m) b."""
     c, b = pair
@@ -287,3 +310,12 @@ def test_bad_values_are_refused(pair):
         paired_relative_difference(mean_statistic(c), mean_statistic(b[:-1]))
     with pytest.raises(ConfigError, match="correction"):
         adjust_p_values(np.array([0.1]), "bonferroni")
+
+
+def test_constant_delta_gives_a_point_interval_for_every_method():
+    """Identical models on some metric: zero spread must not crash BCa or the tests."""
+    d = np.full(50, -0.01)
+    for method in ("bootstrap", "bca", "t_test", "randomization"):
+        (inf,) = infer_paired_deltas(d, method=method, n_resamples=200)
+        assert inf.ci_low == pytest.approx(-0.01) and inf.ci_high == pytest.approx(-0.01), method
+        assert inf.p_less(0.0) < 0.01 and inf.p_greater(0.0) > 0.99, method
