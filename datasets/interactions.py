@@ -255,6 +255,50 @@ def build_dataset(
     if duplicates not in DUPLICATE_POLICIES:
         raise ConfigError(f"duplicates: {duplicates!r} is unknown; known: {', '.join(DUPLICATE_POLICIES)}")
     warnings: list[str] = []
+    frame, user_ids, item_ids = _checked_frame(log, rating_range=rating_range, known_users=known_users,
+                                               known_items=known_items, id_kind=id_kind, duplicates=duplicates,
+                                               warnings=warnings)
+    split = _canonical({**split, "seed": split.get("seed", seed)} if split.get("kind") == "random" else split)
+    ts = as_sortable_times(frame["timestamp"]) if "timestamp" in frame.columns else None
+    test_mask = split_mask(split, users=frame["user_id"].to_numpy(), items=frame["item_id"].to_numpy(),
+                           timestamps=ts, seed=seed)
+    train = frame[~test_mask].reset_index(drop=True)
+    test = frame[test_mask].reset_index(drop=True)
+    if len(test) == 0:
+        raise DataValidationError(f"split {split}: no interaction was held out "
+                                  f"({len(frame)} rows, {len(user_ids)} users); nothing to evaluate")
+    n_users, n_items = len(user_ids), len(item_ids)
+    with_test = int(np.unique(test["user_id"].to_numpy()).size)
+    stats = {"train_rows": len(train), "test_rows": len(test), "users_with_test": with_test,
+             "users_without_test": n_users - with_test}
+    if split["kind"] in ("leave_last_out", "temporal_ratio") and stats["users_without_test"]:
+        warnings.append(f"split: {stats['users_without_test']} users have too few interactions to hold any out "
+                        f"under {split}; all their rows are in train")
+    qrels, counts, segments = _judgments(train, test, n_users, n_items, relevance=relevance, split=split,
+                                         cold_start=cold_start, warnings=warnings)
+    cats = None
+    if item_categories is not None:
+        cats = _side_table(item_categories[["item", "category"]], "item", item_ids, what="item categories",
+                           warnings=warnings)
+        cats = cats.drop_duplicates().sort_values(["item_id", "category"], kind="stable").reset_index(drop=True)
+    feats = {k: _side_table(t, k, ids, what=f"{k} features", warnings=warnings)
+             for k, t, ids in (("item", item_features, item_ids), ("user", user_features, user_ids)) if t is not None}
+    # the seed enters through the random split only: a deterministic split's data do not depend on it
+    all_settings = {**dict(settings or {}), "split": split, "relevance": _canonical(relevance),
+                    "cold_start": cold_start, "duplicates": duplicates}
+    return InteractionDataset(
+        name=name, train=train, qrels=qrels, n_users=n_users, n_items=n_items, settings=all_settings,
+        item_categories=cats, user_ids=user_ids, item_ids=item_ids, item_features=feats.get("item"),
+        user_features=feats.get("user"), cold_start=counts, split_stats=stats, segments=segments,
+        warnings=warnings,
+    )
+
+
+def _checked_frame(log: pd.DataFrame, *, rating_range: tuple[float | None, float | None],
+                   known_users: pd.Series | None, known_items: pd.Series | None, id_kind: str, duplicates: str,
+                   warnings: list[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Validate the raw log, map ids, resolve duplicates; rows come out in (user, item) order,
+    the canonical order that makes everything after it independent of the file's row order."""
     schema = interactions_schema(rating="rating" in log.columns, label="label" in log.columns,
                                  timestamp="timestamp" in log.columns, rating_range=rating_range, unique=False,
                                  ids=id_kind)  # type: ignore[arg-type]
@@ -276,34 +320,23 @@ def build_dataset(
     if n_dup:
         warnings.append(f"duplicates: {n_dup} repeated (user, item) rows replaced by the pair's latest row "
                         "(duplicates: keep_last)")
-    # rows in (user, item) order: the canonical order that makes everything below row-order free
     frame = pd.DataFrame({"user_id": users[rows], "item_id": items[rows]})
     for col in ("rating", "label", "timestamp"):
         if col in log.columns:
             frame[col] = log[col].to_numpy()[rows]
-    ts = as_sortable_times(frame["timestamp"]) if "timestamp" in frame.columns else None
-    test_mask = split_mask(dict(split), users=frame["user_id"].to_numpy(), items=frame["item_id"].to_numpy(),
-                           timestamps=ts, seed=seed)
-    train = frame[~test_mask].reset_index(drop=True)
-    test = frame[test_mask].reset_index(drop=True)
-    if len(test) == 0:
-        raise DataValidationError(f"split {dict(split)}: no interaction was held out "
-                                  f"({len(frame)} rows, {len(user_ids)} users); nothing to evaluate")
+    return frame, user_ids, item_ids
 
-    n_users, n_items = len(user_ids), len(item_ids)
-    with_test = int(np.unique(test["user_id"].to_numpy()).size)
-    stats = {"train_rows": len(train), "test_rows": len(test), "users_with_test": with_test,
-             "users_without_test": n_users - with_test}
-    if split.get("kind") in ("leave_last_out", "temporal_ratio") and stats["users_without_test"]:
-        warnings.append(f"split: {stats['users_without_test']} users have too few interactions to hold any out "
-                        f"under {_canonical(split)}; all their rows are in train")
+
+def _judgments(train: pd.DataFrame, test: pd.DataFrame, n_users: int, n_items: int, *,
+               relevance: Mapping[str, Any], split: Mapping[str, Any], cold_start: str,
+               warnings: list[str]) -> tuple[pd.DataFrame, dict[str, int], dict[str, np.ndarray]]:
+    """Judge the held-out rows, count cold-start users and items, apply the cold-start policy."""
     cold_user, cold_item = _cold_start(train, test, n_users, n_items)
-    counts = {"cold_users": int(np.unique(test["user_id"][cold_user]).size),
-              "cold_items": int(np.unique(test["item_id"][cold_item]).size),
+    counts = {"cold_users": int(np.unique(test["user_id"].to_numpy()[cold_user]).size),
+              "cold_items": int(np.unique(test["item_id"].to_numpy()[cold_item]).size),
               "judgments_of_cold_users": int(cold_user.sum()), "judgments_of_cold_items": int(cold_item.sum())}
-    relevance_values = judge(test, relevance)
     qrels = pd.DataFrame({"query_id": test["user_id"].to_numpy(), "item_id": test["item_id"].to_numpy(),
-                          "relevance": relevance_values})
+                          "relevance": judge(test, relevance)})
     if cold_start == "exclude" and cold_user.any():
         qrels = qrels[~cold_user].reset_index(drop=True)
         warnings.append(f"cold_start: {counts['judgments_of_cold_users']} judgments of {counts['cold_users']} "
@@ -317,22 +350,7 @@ def build_dataset(
     query_ids = np.unique(qrels["query_id"].to_numpy())
     cold_ids = np.unique(test["user_id"].to_numpy()[cold_user])
     segments = {"cold_users": np.intersect1d(query_ids, cold_ids), "warm_users": np.setdiff1d(query_ids, cold_ids)}
-
-    cats = None
-    if item_categories is not None:
-        cats = _side_table(item_categories[["item", "category"]], "item", item_ids, what="item categories",
-                           warnings=warnings)
-        cats = cats.drop_duplicates().sort_values(["item_id", "category"], kind="stable").reset_index(drop=True)
-    feats = {k: _side_table(t, k, ids, what=f"{k} features", warnings=warnings)
-             for k, t, ids in (("item", item_features, item_ids), ("user", user_features, user_ids)) if t is not None}
-    all_settings = {**dict(settings or {}), "split": _canonical(split), "relevance": _canonical(relevance),
-                    "cold_start": cold_start, "duplicates": duplicates, "seed": seed}
-    return InteractionDataset(
-        name=name, train=train, qrels=qrels, n_users=n_users, n_items=n_items, settings=all_settings,
-        item_categories=cats, user_ids=user_ids, item_ids=item_ids, item_features=feats.get("item"),
-        user_features=feats.get("user"), cold_start=counts, split_stats=stats, segments=segments,
-        warnings=warnings,
-    )
+    return qrels, counts, segments
 
 
 # ----------------------------------------------------------------------------- config

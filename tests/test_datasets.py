@@ -340,3 +340,12 @@ def test_interactions_config_through_the_runner(tmp_path: Path) -> None:
     with pytest.raises(DataValidationError, match=r"interactions.user: values not found in the user table \(.*'user-0'"):
         load_dataset(parse_config({**BASE, "dataset": {**dataset, "user_features": {
             "path": str(tmp_path / "users.csv")}}}))
+
+
+def test_seed_enters_the_fingerprint_through_the_random_split_only() -> None:
+    df = clicks()
+    last = {"kind": "leave_last_out", "k": 1}
+    assert built(df, split=last, seed=1).fingerprint == built(df, split=last, seed=2).fingerprint
+    assert built(df, seed=1).settings["split"] == {"kind": "random", "test_fraction": 0.25, "seed": 1}
+    own = {"kind": "random", "test_fraction": 0.25, "seed": 5}
+    assert built(df, split=own, seed=1).fingerprint == built(df, split=own, seed=2).fingerprint
