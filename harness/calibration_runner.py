@@ -112,11 +112,9 @@ class CalibrationRun:
         y, p = self.clicks["label"].to_numpy(), self.proba[name]
         nan = (float("nan"), float("nan"))
         out: dict[str, tuple[float, float]] = {}
-        for metric in ("brier", "log_loss"):
-            if metric in s.metrics:
-                out[metric] = mean_confidence_interval(self.per_row[name][metric].to_numpy(),
-                                                       confidence=confidence)
-        boot = [m for m in s.metrics if m in ("ece", "mce", "normalized_entropy", "oe_ratio")]
+        for metric in self.per_row_metrics():
+            out[metric] = mean_confidence_interval(self.per_row[name][metric].to_numpy(), confidence=confidence)
+        boot = [m for m in self.comparable_metrics() if m not in self.per_row_metrics()]
         stats = calibration_statistics(y, p, boot, n_bins=s.n_bins, strategy=s.strategy, eps=s.eps)
 
         def run(names: list[str]) -> list[Any]:
@@ -151,7 +149,9 @@ class CalibrationRun:
 
     def per_row_metrics(self) -> list[str]:
         """Configured metrics that are row means, so paired comparisons apply."""
-        return [m for m in self.spec.metrics if m in ("brier", "log_loss")] if self.spec else []
+        from harness.metrics.calibration import PER_ROW_METRICS
+
+        return [m for m in self.spec.metrics if m in PER_ROW_METRICS] if self.spec else []
 
     def comparable_metrics(self) -> list[str]:
         """Configured metrics with a paired comparison: the row means and the other sum

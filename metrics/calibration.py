@@ -52,7 +52,8 @@ PER_ROW_METRICS = ("brier", "log_loss")
 
 # ---------------------------------------------------------------- validation
 
-def check_labels_probabilities(y: Any, p: Any, *, y_name: str = "y", p_name: str = "p") -> tuple[np.ndarray, np.ndarray]:
+def check_labels_probabilities(y: Any, p: Any, *, y_name: str = "y",
+                               p_name: str = "p") -> tuple[np.ndarray, np.ndarray]:
     """Validate binary labels and probabilities; return them as float64 arrays.
 
     Raises ``DataValidationError`` naming the parameter, the count and an example for:
