@@ -6,7 +6,7 @@ analytic intervals, and one shared 1000-sample bootstrap of all four (Poisson an
 ``pi_e[n]`` and ``v_hat[n]`` from an epsilon-greedy policy. Then OBP 0.5.7 (dense
 ``action_dist``, in its throwaway venv, see ope_parity.py) at the sizes it can hold.
 
-    .venv/bin/python benchmarks/ope_speed.py [--n 10000000] [--obp-sizes 100000,300000]
+    .venv/bin/python benchmarks/ope_speed.py [--n 10000000] [--obp-sizes 100000,1000000]
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000_000)
     parser.add_argument("--n-bootstrap", type=int, default=1000)
     parser.add_argument("--multinomial", action="store_true", help="also time classic resampling")
-    parser.add_argument("--obp-sizes", default="100000,300000")
+    parser.add_argument("--obp-sizes", default="100000,1000000")
     parser.add_argument("--obp-venv", type=Path, default=Path("/tmp/obp-venv"))
     args = parser.parse_args()
     run_ours(args.n, args.n_bootstrap, args.multinomial)
