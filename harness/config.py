@@ -44,6 +44,12 @@ class TemporalSplit(_Strict):
     test_fraction: float | None = Field(None, gt=0, lt=1)
     cutoff: float | str | None = Field(None, description="timestamp (number, or ISO date for datetimes)")
 
+    @field_validator("cutoff", mode="before")
+    @classmethod
+    def _yaml_date(cls, value: Any) -> Any:
+        # YAML reads an unquoted 2024-06-15 as a date: keep it as the ISO text it was
+        return value.isoformat() if hasattr(value, "isoformat") else value
+
     @model_validator(mode="after")
     def _one_cut(self) -> "TemporalSplit":
         if self.test_fraction is not None and self.cutoff is not None:

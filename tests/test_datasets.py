@@ -349,3 +349,16 @@ def test_seed_enters_the_fingerprint_through_the_random_split_only() -> None:
     assert built(df, seed=1).settings["split"] == {"kind": "random", "test_fraction": 0.25, "seed": 1}
     own = {"kind": "random", "test_fraction": 0.25, "seed": 5}
     assert built(df, split=own, seed=1).fingerprint == built(df, split=own, seed=2).fingerprint
+
+
+def test_yaml_date_cutoff(tmp_path: Path) -> None:
+    import yaml
+
+    from harness.config import load_config
+
+    text = yaml.safe_dump({**BASE, "dataset": {"kind": "interactions", "path": "x.csv",
+                                               "columns": {"user": "u", "item": "i", "timestamp": "t"},
+                                               "relevance": {"from": "interaction"}}})
+    text = text.replace("kind: interactions", "kind: interactions\n  split: {kind: temporal, cutoff: 2024-06-15}")
+    (tmp_path / "c.yaml").write_text(text)
+    assert load_config(tmp_path / "c.yaml").dataset.split.cutoff == "2024-06-15"
