@@ -12,10 +12,11 @@ __all__ = ["InteractionDataset", "fingerprint_tables", "make_synthetic"]
 __all__ += ["Column", "MultiStageWorld", "Schema", "build_dataset", "dataset_from_spec", "load_interactions",
             "load_movielens_dataset", "make_multistage", "read_movielens", "restrict_to_candidates",
             "validate_table", "with_candidates"]
-from .bandit import LoggedFeedback, load_open_bandit_dataset
+from .bandit import LoggedFeedback, load_open_bandit_dataset, read_logged_feedback, write_logged_feedback
 from .synthetic_bandit import SyntheticBandit, make_synthetic_bandit
 
-__all__ += ["LoggedFeedback", "SyntheticBandit", "load_open_bandit_dataset", "make_synthetic_bandit"]
+__all__ += ["LoggedFeedback", "SyntheticBandit", "load_open_bandit_dataset", "make_synthetic_bandit",
+            "read_logged_feedback", "write_logged_feedback"]
 from .synthetic_clicks import click_probabilities, make_click_log
 
 __all__ += ["click_probabilities", "make_click_log"]

@@ -18,7 +18,7 @@ import pandas as pd
 
 from harness.errors import DataValidationError, describe_examples
 
-__all__ = ["LoggedFeedback", "load_open_bandit_dataset"]
+__all__ = ["LoggedFeedback", "load_open_bandit_dataset", "read_logged_feedback", "write_logged_feedback"]
 
 
 def _int_column(values: Any, name: str, n: int, upper: int | None) -> np.ndarray:
@@ -186,4 +186,72 @@ def load_open_bandit_dataset(path: str | Path, *, behavior_policy: str = "random
         action=data["item_id"].to_numpy(), reward=data["click"].to_numpy(), pscore=data["propensity_score"].to_numpy(),
         n_actions=n_actions, context=context, position=position.astype(np.int64),
         len_list=int(position.max()) + 1, action_context=action_context, nonnegative_reward=True,
+    )
+
+
+FEEDBACK_REQUIRED = ("action", "reward", "pscore")
+FEEDBACK_OPTIONAL = ("position", "context_id")
+CONTEXT_PREFIX = "context_"
+
+
+def write_logged_feedback(feedback: LoggedFeedback, path: str | Path) -> Path:
+    """Write ``feedback`` as Parquet (``.parquet``) or CSV (any other suffix): columns
+    ``action, reward, pscore`` [, ``position``, ``context_id``, ``context_0..d-1``].
+    ``n_actions`` and ``len_list`` are not stored: pass them to ``read_logged_feedback``
+    when the log does not show the largest action or position."""
+    fb = feedback
+    cols: dict[str, np.ndarray] = {"action": fb.action, "reward": fb.reward, "pscore": fb.pscore}
+    if fb.position is not None:
+        cols["position"] = fb.position
+    if fb.context_id is not None:
+        cols["context_id"] = fb.context_id
+    if fb.context is not None:
+        cols.update({f"{CONTEXT_PREFIX}{j}": fb.context[:, j] for j in range(fb.context.shape[1])})
+    frame = pd.DataFrame(cols)
+    path = Path(path)
+    if path.suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+    return path
+
+
+def read_logged_feedback(path: str | Path, *, n_actions: int | None = None, len_list: int | None = None,
+                         nonnegative_reward: bool = False) -> LoggedFeedback:
+    """Read logged bandit feedback from Parquet or CSV (the layout of ``write_logged_feedback``).
+
+    Columns: ``action`` (int), ``reward``, ``pscore`` required; ``position``,
+    ``context_id`` and feature columns ``context_0, context_1, ...`` optional. Any other
+    column is an error (nothing is silently dropped). ``n_actions`` and ``len_list``
+    default to the largest id + 1 seen in the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataValidationError(f"logged feedback: file not found: {path}")
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    missing = [c for c in FEEDBACK_REQUIRED if c not in frame.columns]
+    if missing:
+        raise DataValidationError(f"{path}: missing columns {missing} (has {list(frame.columns)[:8]})")
+    feature_cols = [c for c in frame.columns if c.startswith(CONTEXT_PREFIX) and c != "context_id"]
+    unknown = [c for c in frame.columns
+               if c not in FEEDBACK_REQUIRED + FEEDBACK_OPTIONAL and c not in feature_cols]
+    if unknown:
+        raise DataValidationError(f"{path}: {len(unknown)} unknown columns {unknown[:5]}; expected "
+                                  f"{list(FEEDBACK_REQUIRED + FEEDBACK_OPTIONAL)} and {CONTEXT_PREFIX}<j> features")
+    try:  # context_0, context_1, ... in numeric order
+        feature_cols.sort(key=lambda c: int(c[len(CONTEXT_PREFIX):]))
+    except ValueError as exc:
+        raise DataValidationError(f"{path}: feature columns must be named {CONTEXT_PREFIX}<int>") from exc
+    action = frame["action"].to_numpy()
+    position = frame["position"].to_numpy() if "position" in frame.columns else None
+    if n_actions is None:
+        n_actions = int(action.max()) + 1 if len(action) and action.dtype.kind in "iu" else 1
+    if len_list is None:
+        len_list = int(position.max()) + 1 if position is not None and position.dtype.kind in "iu" else 1
+    return LoggedFeedback(
+        action=action, reward=frame["reward"].to_numpy(), pscore=frame["pscore"].to_numpy(),
+        n_actions=n_actions, position=position, len_list=len_list,
+        context_id=frame["context_id"].to_numpy() if "context_id" in frame.columns else None,
+        context=frame[feature_cols].to_numpy(dtype=np.float64) if feature_cols else None,
+        nonnegative_reward=nonnegative_reward,
     )

@@ -142,3 +142,31 @@ def test_synthetic_bandit_bad_arguments():
         sim.policy_value(np.ones((4, 3)))
     with pytest.raises(DataValidationError, match="must sum to 1"):
         sim.sparse_policy(np.ones((4, 3, 1)))
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_logged_feedback_file_round_trip(tmp_path, suffix):
+    from harness.datasets.bandit import read_logged_feedback, write_logged_feedback
+    fb = make_synthetic_bandit(50, n_actions=4, len_list=2, n_contexts=5, dim=3, seed=1).feedback
+    path = write_logged_feedback(fb, tmp_path / f"log{suffix}")
+    back = read_logged_feedback(path, n_actions=4)
+    for key in ("action", "reward", "pscore", "position", "context_id"):
+        np.testing.assert_array_equal(getattr(back, key), getattr(fb, key))
+    np.testing.assert_allclose(back.context, fb.context, rtol=1e-15)
+    assert back.n_actions == 4 and back.len_list == 2
+
+
+def test_logged_feedback_file_errors(tmp_path):
+    from harness.datasets.bandit import read_logged_feedback
+    with pytest.raises(DataValidationError, match="file not found"):
+        read_logged_feedback(tmp_path / "none.parquet")
+    pd.DataFrame({"action": [0, 1], "reward": [1.0, 0.0]}).to_csv(tmp_path / "a.csv", index=False)
+    with pytest.raises(DataValidationError, match=r"missing columns \['pscore'\]"):
+        read_logged_feedback(tmp_path / "a.csv")
+    pd.DataFrame({"action": [0, 1], "reward": [1.0, 0.0], "pscore": [0.5, 0.5], "clicks": [1, 2]}).to_csv(
+        tmp_path / "b.csv", index=False)
+    with pytest.raises(DataValidationError, match=r"1 unknown columns \['clicks'\]"):
+        read_logged_feedback(tmp_path / "b.csv")
+    pd.DataFrame({"action": [0, 5], "reward": [1.0, 0.0], "pscore": [0.5, 0.5]}).to_csv(tmp_path / "c.csv", index=False)
+    with pytest.raises(DataValidationError, match=r"action: 1 of 2 values outside \[0, 2\]"):
+        read_logged_feedback(tmp_path / "c.csv", n_actions=3)
