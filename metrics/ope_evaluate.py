@@ -82,11 +82,14 @@ def evaluate_off_policy(
     intervals = estimate_intervals(ests, data, alpha=alpha, method=method, n_bootstrap=n_bootstrap,
                                    seed=seed, resampling=resampling)
     rows, diags, per_unit = [], {}, {}
+    by_clip: dict[float, WeightDiagnostics] = {}  # the weights are shared; only the clip differs
     for est in ests:
         iv = intervals[est.name]
-        diag = weight_diagnostics(data.pi_e, data.pscore, clip=est._clip_threshold(), min_ess=min_ess,
-                                  min_ess_ratio=min_ess_ratio, unsupported_mass=unsupported_mass)
-        diags[est.name] = diag
+        clip = est._clip_threshold()
+        if clip not in by_clip:
+            by_clip[clip] = weight_diagnostics(data.pi_e, data.pscore, clip=clip, min_ess=min_ess,
+                                               min_ess_ratio=min_ess_ratio, unsupported_mass=unsupported_mass)
+        diag = diags[est.name] = by_clip[clip]
         per_unit[est.name] = est.influence_values(data)
         rows.append({"estimator": est.name, "value": iv.estimate, "ci_low": iv.low, "ci_high": iv.high,
                      "se": iv.se, "n_units": iv.n_units, "method": iv.method,
