@@ -37,11 +37,63 @@ def _pair_keys(q: np.ndarray, i: np.ndarray, n_items: int) -> np.ndarray:
     return np.asarray(q, dtype=np.int64) * np.int64(n_items) + np.asarray(i, dtype=np.int64)
 
 
+def _sorted_unique(keys: np.ndarray) -> np.ndarray:
+    keys = np.sort(keys)
+    return keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
+
+
+def _exact_block(q: np.ndarray, take: int, n_items: int, forbidden: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform ``take``-subsets of each query's allowed items by random keys over the whole
+    catalogue (for users with few allowed items): ``(query ids, items)`` of the picks."""
+    keys = rng.random((len(q), n_items))
+    # the block's forbidden pairs are one slice of the sorted keys (queries ascend)
+    lo, hi = np.searchsorted(forbidden, [q[0] * n_items, (q[-1] + 1) * n_items])
+    fu, fi = np.divmod(forbidden[lo:hi], n_items)
+    row = np.searchsorted(q, fu)
+    mine = q[np.minimum(row, len(q) - 1)] == fu
+    keys[row[mine], fi[mine]] = np.inf
+    take = min(take, n_items)
+    pick = np.argpartition(keys, take - 1, axis=1)[:, :take] if take < n_items else \
+        np.broadcast_to(np.arange(n_items), (len(q), n_items))
+    ok = np.isfinite(np.take_along_axis(keys, pick, axis=1))
+    return np.broadcast_to(q[:, None], pick.shape)[ok], pick[ok]
+
+
+def _rejection_block(q: np.ndarray, take: int, n_items: int, forbidden: np.ndarray,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform ``take``-subsets by i.i.d. uniform draws, keeping the first ``take`` distinct
+    allowed items in draw order (a uniformly random subset). Rows that fall short draw
+    again from scratch with twice as many draws; the condition of success is symmetric in
+    the allowed items, so the kept subset stays uniform."""
+    out_q, out_i = [], []
+    width = 2 * take + 8
+    while len(q):
+        draws = rng.integers(0, n_items, (len(q), width))
+        keys = _pair_keys(q[:, None], draws, n_items)
+        pos = np.minimum(np.searchsorted(forbidden, keys), len(forbidden) - 1)
+        ok = forbidden[pos] != keys if len(forbidden) else np.ones(draws.shape, dtype=bool)
+        order = np.argsort(draws, axis=1, kind="stable")
+        srt = np.take_along_axis(draws, order, axis=1)
+        repeat = np.zeros_like(ok)
+        np.put_along_axis(repeat, order[:, 1:], srt[:, 1:] == srt[:, :-1], axis=1)  # later copies
+        ok &= ~repeat
+        keep = ok & (np.cumsum(ok, axis=1) <= take)
+        done = keep.sum(axis=1) == take
+        out_q.append(np.broadcast_to(q[done, None], draws[done].shape)[keep[done]])
+        out_i.append(draws[done][keep[done]])
+        q, width = q[~done], 2 * width
+    return np.concatenate(out_q), np.concatenate(out_i)
+
+
 def sampled_candidates(dataset: InteractionDataset, *, n_negatives: int, seed: int = 0) -> tuple[pd.DataFrame, int]:
     """Judged items plus ``n_negatives`` uniform negatives per query.
 
-    Negatives are items the user has neither in train nor in the judgments. A user with
-    fewer such items gets all of them; the number of such users is returned.
+    Negatives are drawn without replacement, uniformly among the items the user has
+    neither in train nor in the judgments. A user with fewer such items gets all of
+    them; the number of such users is returned. Users with at least ``2 n_negatives``
+    allowed items are sampled by rejection (cost ~ n_negatives per user), the others by
+    random keys over the catalogue (cost ~ n_items per user).
 
     Returns
     -------
@@ -51,27 +103,23 @@ def sampled_candidates(dataset: InteractionDataset, *, n_negatives: int, seed: i
         raise ConfigError(f"candidates sampled: n_negatives must be >= 1, got {n_negatives}")
     n_items = dataset.n_items
     queries = dataset.query_ids
-    forbidden = np.unique(np.r_[_pair_keys(dataset.train["user_id"], dataset.train["item_id"], n_items),
-                                _pair_keys(dataset.qrels["query_id"], dataset.qrels["item_id"], n_items)])
+    forbidden = _sorted_unique(np.r_[_pair_keys(dataset.train["user_id"], dataset.train["item_id"], n_items),
+                                     _pair_keys(dataset.qrels["query_id"], dataset.qrels["item_id"], n_items)])
+    n_allowed = n_items - np.bincount(forbidden // n_items, minlength=dataset.n_users)[queries]
+    short = int((n_allowed < n_negatives).sum())
     rng = np.random.default_rng(seed)
-    block = max(1, _BLOCK_CELLS // n_items)
-    take = min(n_negatives, n_items)
-    out_q, out_i, short = [], [], 0
-    for start in range(0, len(queries), block):  # blocks of queries bound memory; each block is vectorised
-        q = queries[start : start + block]
-        keys = rng.random((len(q), n_items))
-        banned = np.isin(_pair_keys(q[:, None], np.arange(n_items)[None, :], n_items), forbidden)
-        keys[banned] = np.inf
-        pick = np.argpartition(keys, take - 1, axis=1)[:, :take] if take < n_items else \
-            np.broadcast_to(np.arange(n_items), (len(q), n_items))
-        ok = np.isfinite(np.take_along_axis(keys, pick, axis=1))
-        short += int((ok.sum(axis=1) < n_negatives).sum())
-        rows = np.broadcast_to(q[:, None], pick.shape)
-        out_q.append(rows[ok])
-        out_i.append(pick[ok])
-    cands = pd.DataFrame({"query_id": np.concatenate([dataset.qrels["query_id"].to_numpy(), *out_q]),
-                          "item_id": np.concatenate([dataset.qrels["item_id"].to_numpy(), *out_i]).astype(np.int64)})
-    return cands.sort_values(["query_id", "item_id"], kind="stable").reset_index(drop=True), short
+    out_q, out_i = [dataset.qrels["query_id"].to_numpy()], [dataset.qrels["item_id"].to_numpy()]
+    sparse = n_allowed >= 2 * n_negatives
+    for subset, sampler, cells in ((queries[sparse], _rejection_block, 4 * n_negatives + 8),
+                                   (queries[~sparse], _exact_block, n_items)):
+        block = max(1, _BLOCK_CELLS // cells)
+        for start in range(0, len(subset), block):  # blocks of queries bound memory; each is vectorised
+            qq, ii = sampler(subset[start : start + block], n_negatives, n_items, forbidden, rng)
+            out_q.append(qq)
+            out_i.append(ii)
+    keys = np.sort(_pair_keys(np.concatenate(out_q), np.concatenate(out_i), n_items))
+    query_ids, item_ids = np.divmod(keys, n_items)
+    return pd.DataFrame({"query_id": query_ids, "item_id": item_ids}), short
 
 
 def given_candidates(dataset: InteractionDataset, table: pd.DataFrame, *, user: str = "user",

@@ -230,7 +230,8 @@ def test_sampled_candidates() -> None:
     assert short > 0
 
 
-def test_sampled_negatives_are_uniform() -> None:
+@pytest.mark.parametrize("n_neg", [2, 8])  # 14 allowed items: rejection sampling (2), random keys (8)
+def test_sampled_negatives_are_uniform(n_neg: int) -> None:
     # 3000 users with items 0..4 seen and 5 judged: negatives uniform over the 14 others
     n_users = 3000
     df = pd.DataFrame({"user": np.repeat(np.arange(n_users), 6), "item": np.tile(np.arange(6), n_users),
@@ -239,12 +240,17 @@ def test_sampled_negatives_are_uniform() -> None:
     ds = build_dataset(pd.concat([df, wide]), name="u", split={"kind": "leave_last_out", "k": 1},
                        relevance={"from": "interaction"})
     ds.qrels = ds.qrels[ds.qrels["query_id"] < n_users].reset_index(drop=True)
-    c, _ = sampled_candidates(ds, n_negatives=2, seed=0)
+    c, _ = sampled_candidates(ds, n_negatives=n_neg, seed=0)
     counts = np.bincount(c["item_id"].to_numpy(), minlength=20)
     assert counts[5] == n_users and counts[:5].sum() == 0
-    assert (c.groupby("query_id").size() == 3).all()
-    freq = counts[6:] / n_users  # each of 14 items is chosen with probability 2/14
-    assert np.abs(freq - 2 / 14).max() < 4 * np.sqrt((2 / 14) * (12 / 14) / n_users)
+    assert (c.groupby("query_id").size() == 1 + n_neg).all()
+    p = n_neg / 14  # each of the 14 items is in a user's sample with probability n_neg / 14
+    assert np.abs(counts[6:] / n_users - p).max() < 4 * np.sqrt(p * (1 - p) / n_users)
+    # pairs: P(i and j both sampled) = C(12, n-2) / C(14, n) for a uniform n-subset
+    sets = c[c["item_id"] >= 6].pivot_table(index="query_id", columns="item_id", aggfunc="size", fill_value=0)
+    both = (sets[6].to_numpy() & sets[7].to_numpy()).mean()
+    p2 = n_neg * (n_neg - 1) / (14 * 13)
+    assert abs(both - p2) < 4 * np.sqrt(p2 * (1 - p2) / n_users)
 
 
 def test_with_candidates_warns_and_fingerprints() -> None:
