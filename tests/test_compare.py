@@ -238,3 +238,18 @@ def test_cli_compare_reads_mlflow_run_ids(tmp_path):
     assert "GATE: PASS" in out.stdout
     missing = invoke("0" * 32, run_ids[1], "--tracking-uri", uri)
     assert missing.exit_code == 2 and "cannot download artifact" in missing.stderr
+
+
+@pytest.mark.parametrize("method", ["bca", "randomization"])
+def test_runner_gates_with_every_configured_method(tmp_path, method):
+    from harness.config import parse_config
+    from harness.runner import run
+    from tests.conftest import small_config
+
+    cfg = small_config(tmp_path)
+    cfg["compare"] = {**cfg["compare"], "method": method}
+    outcome = run(parse_config(cfg), progress=False)
+    assert outcome.exit_code == 0 and outcome.result.verdict["decision"] == "PASS"
+    data = json.loads((outcome.results_dir / "results.json").read_text())
+    assert {r["method"] for r in data["comparison"]} == {method}
+    assert all(r["ci_low"] <= r["delta"] <= r["ci_high"] for r in data["comparison"])

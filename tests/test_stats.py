@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import doctest
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats as sps
 
 from harness.errors import ConfigError, DataValidationError
@@ -319,3 +323,20 @@ def test_constant_delta_gives_a_point_interval_for_every_method():
         (inf,) = infer_paired_deltas(d, method=method, n_resamples=200)
         assert inf.ci_low == pytest.approx(-0.01) and inf.ci_high == pytest.approx(-0.01), method
         assert inf.p_less(0.0) < 0.01 and inf.p_greater(0.0) > 0.99, method
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=30))
+def test_adjusted_p_values_order(p_list):
+    p = np.array(p_list)
+    holm, bh = holm_adjust(p), bh_adjust(p)
+    assert (holm >= p - 1e-15).all() and (holm <= 1).all()
+    assert (bh >= p - 1e-15).all() and (bh <= holm + 1e-12).all()
+    # adjustment keeps the order of the raw p-values
+    order = np.argsort(p, kind="stable")
+    assert (np.diff(holm[order]) >= -1e-15).all() and (np.diff(bh[order]) >= -1e-15).all()
+
+
+def test_docstring_examples():
+    result = doctest.testmod(stats, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 3 and result.failed == 0
