@@ -16,7 +16,9 @@ import pandas as pd
 
 from harness.errors import ConfigError, DataValidationError
 from harness.metrics.stats import (BOOTSTRAP_METHODS, METHODS, DeltaInference, Estimand, SumStatistic,
-                                   bootstrap_estimands, infer_paired_means, minimum_detectable_effect)
+                                   WeightedStatistic, bootstrap_estimands, bootstrap_weighted,
+                                   infer_paired_means, minimum_detectable_effect,
+                                   paired_weighted_difference)
 
 # One-sided level and power at which every comparison reports its minimum detectable effect.
 MDE_ALPHA = 0.05
@@ -110,6 +112,11 @@ def _compare_statistics(base_stats: Mapping[str, SumStatistic], cand_stats: Mapp
                         names: list[str], *, method: str, confidence: float, n_resamples: int, seed: int,
                         weights: str) -> list[tuple[float, float, DeltaInference, DeltaInference | None, str]]:
     """Ratio-type metrics: delta and relative delta from one shared bootstrap of the units."""
+    for name in names:
+        if not isinstance(base_stats[name], SumStatistic):
+            raise DataValidationError(f"compare: metric {name!r} of the baseline is a "
+                                      f"{type(base_stats[name]).__name__}, of the candidate a SumStatistic; "
+                                      "both sides need the same kind of statistic")
     cols, ests, values = [], [], []
     offset = 0
     n_units = {cand_stats[m].n_units for m in names} | {base_stats[m].n_units for m in names}
@@ -145,6 +152,23 @@ def _compare_statistics(base_stats: Mapping[str, SumStatistic], cand_stats: Mapp
     return out
 
 
+def _compare_weighted(base: WeightedStatistic, cand: WeightedStatistic, name: str, *, method: str,
+                      confidence: float, n_resamples: int, seed: int,
+                      weights: str) -> tuple[float, float, DeltaInference, DeltaInference | None, str]:
+    """A general weighted statistic (AUC, calibration slope): delta and relative delta."""
+    for side, stat in (("baseline", base), ("candidate", cand)):
+        if not isinstance(stat, WeightedStatistic):
+            raise DataValidationError(f"compare: metric {name!r} of the {side} is a {type(stat).__name__}; "
+                                      "both sides need the same kind of statistic")
+    bval, cval = base.value(), cand.value()
+    stats_ = [paired_weighted_difference(cand, base)]
+    if bval != 0:
+        stats_.append(paired_weighted_difference(cand, base, relative=True))
+    infs = bootstrap_weighted(stats_, method=method, confidence=confidence, n_resamples=n_resamples,
+                              seed=seed, weights=weights)
+    return bval, cval, infs[0], infs[1] if bval != 0 else None, method
+
+
 def compare_models(
     per_unit: Mapping[str, pd.DataFrame],
     *,
@@ -156,7 +180,7 @@ def compare_models(
     n_resamples: int = 2000,
     seed: int = 0,
     weights: str = "auto",
-    statistics: Mapping[str, Mapping[str, SumStatistic]] | None = None,
+    statistics: Mapping[str, Mapping[str, SumStatistic | WeightedStatistic]] | None = None,
     notes: Mapping[tuple[str, str], str] | None = None,
 ) -> list[MetricComparison]:
     """Paired comparison of each candidate with the baseline on every metric.
@@ -172,8 +196,10 @@ def compare_models(
         method), or paired sign-flip randomisation test (interval by test inversion).
     weights : {"auto", "multinomial", "poisson"}
         Bootstrap weights (see :func:`harness.metrics.stats.bootstrap_sums`).
-    statistics : mapping model -> metric -> SumStatistic, optional
-        Ratio-type metrics. The candidate's and the baseline's statistic of a metric
+    statistics : mapping model -> metric -> SumStatistic or WeightedStatistic, optional
+        Ratio-type metrics (``SumStatistic``: functions of column sums, such as SNIPS
+        and ECE) and other statistics of weighted units (``WeightedStatistic``: AUC,
+        calibration slope). The candidate's and the baseline's statistic of a metric
         must have one row per unit, the same units in the same order (e.g. the logged
         rounds of an off-policy data set). Always bootstrapped: with ``method``
         ``t_test`` or ``randomization`` they get BCa, and the row's ``method`` says so.
@@ -213,10 +239,17 @@ def compare_models(
                 raise DataValidationError(f"compare: ratio-type metric(s) {missing} given for {candidate!r} "
                                           f"but not for the baseline {baseline!r}")
             used = method if method in BOOTSTRAP_METHODS else "bca"
-            for name, res in zip(stat_names, _compare_statistics(
-                    statistics[baseline], statistics[candidate], stat_names, method=used,
-                    confidence=confidence, n_resamples=n_resamples, seed=seed + c_index, weights=weights)):
-                results[name] = (*res, "statistic")
+            kwargs = dict(method=used, confidence=confidence, n_resamples=n_resamples, seed=seed + c_index,
+                          weights=weights)
+            sums = [m for m in stat_names if isinstance(statistics[candidate][m], SumStatistic)]
+            general = [m for m in stat_names if m not in sums]
+            if sums:
+                for name, res in zip(sums, _compare_statistics(statistics[baseline], statistics[candidate],
+                                                               sums, **kwargs)):
+                    results[name] = (*res, "statistic")
+            for name in general:
+                results[name] = (*_compare_weighted(statistics[baseline][name], statistics[candidate][name],
+                                                    name, **kwargs), "statistic")
         for name in metrics:
             b_val, c_val, inf, rel, used_method, kind = results[name]
             rows.append(MetricComparison(

@@ -453,39 +453,43 @@ def bootstrap_estimands(
     arr = _as_2d(parts, "parts")
     n = arr.shape[0]
     sums, totals = bootstrap_sums(arr, n_resamples=n_resamples, seed=seed, weights=weights)
-    alpha = 1 - confidence
     full = arr.sum(axis=0)
     out: list[DeltaInference] = []
     for est in estimands:
         theta = float(est.combine(full[est.cols], np.float64(n)))
         with np.errstate(divide="ignore", invalid="ignore"):
             reps = np.asarray(est.combine(sums[:, est.cols], totals), dtype=np.float64)
-        if not np.isfinite(reps).all() or not np.isfinite(theta):
-            raise DataValidationError(
-                f"bootstrap: the statistic is undefined (division by zero?) on "
-                f"{int((~np.isfinite(reps)).sum())} of {n_resamples} resamples")
-        se = float(reps.std(ddof=1))
-        if method == "bootstrap":
-            lo, hi = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
-            out.append(PercentileInference(theta, float(lo), float(hi), method, se, n, replicates=reps))
-            continue
-        if np.ptp(reps) <= 1e-12 * max(1.0, abs(theta)):
-            z0 = a = 0.0  # no spread (e.g. identical models): BCa is the percentile interval
-        else:
-            mid = (np.count_nonzero(reps < theta) + np.count_nonzero(reps <= theta)) / (2 * reps.size)
-            # every replicate on one side of the estimate: the rank is clipped to 1/(2B)
-            mid = min(max(mid, 0.5 / reps.size), 1 - 0.5 / reps.size)
-            z0 = float(special.ndtri(mid))
-            a = _acceleration(_jackknife(arr, est))
-        z = special.ndtri(np.array([alpha / 2, 1 - alpha / 2]))
-        levels = special.ndtr(z0 + (z0 + z) / (1 - a * (z0 + z)))
-        if not np.isfinite(levels).all() or (1 - a * (z0 + z) <= 0).any():
-            raise DataValidationError(f"bca: the acceleration {a:.3g} is too large for a BCa interval at "
-                                      f"confidence {confidence}; use method 'bootstrap'")
-        lo, hi = np.quantile(reps, levels)
-        out.append(BcaInference(theta, float(lo), float(hi), method, se, n, replicates=reps,
-                                z0=z0, acceleration=a))
+        out.append(_from_replicates(theta, reps, n, method, confidence, lambda est=est: _jackknife(arr, est)))
     return out
+
+
+def _from_replicates(theta: float, reps: np.ndarray, n: int, method: str, confidence: float,
+                     jackknife: Callable[[], np.ndarray]) -> DeltaInference:
+    """Percentile or BCa inference from bootstrap replicates (jackknife values on demand)."""
+    if not np.isfinite(reps).all() or not np.isfinite(theta):
+        raise DataValidationError(
+            f"bootstrap: the statistic is undefined (division by zero?) on "
+            f"{int((~np.isfinite(reps)).sum())} of {reps.size} resamples")
+    alpha = 1 - confidence
+    se = float(reps.std(ddof=1))
+    if method == "bootstrap":
+        lo, hi = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
+        return PercentileInference(theta, float(lo), float(hi), method, se, n, replicates=reps)
+    if np.ptp(reps) <= 1e-12 * max(1.0, abs(theta)):
+        z0 = a = 0.0  # no spread (e.g. identical models): BCa is the percentile interval
+    else:
+        mid = (np.count_nonzero(reps < theta) + np.count_nonzero(reps <= theta)) / (2 * reps.size)
+        # every replicate on one side of the estimate: the rank is clipped to 1/(2B)
+        mid = min(max(mid, 0.5 / reps.size), 1 - 0.5 / reps.size)
+        z0 = float(special.ndtri(mid))
+        a = _acceleration(jackknife())
+    z = special.ndtri(np.array([alpha / 2, 1 - alpha / 2]))
+    levels = special.ndtr(z0 + (z0 + z) / (1 - a * (z0 + z)))
+    if not np.isfinite(levels).all() or (1 - a * (z0 + z) <= 0).any():
+        raise DataValidationError(f"bca: the acceleration {a:.3g} is too large for a BCa interval at "
+                                  f"confidence {confidence}; use method 'bootstrap'")
+    lo, hi = np.quantile(reps, levels)
+    return BcaInference(theta, float(lo), float(hi), method, se, n, replicates=reps, z0=z0, acceleration=a)
 
 
 def bootstrap_statistics(
@@ -503,6 +507,108 @@ def bootstrap_statistics(
     ests = [Estimand(np.arange(bounds[i], bounds[i + 1]), s.combine) for i, s in enumerate(statistics)]
     return bootstrap_estimands(parts, ests, method=method, confidence=confidence,
                                n_resamples=n_resamples, seed=seed, weights=weights)
+
+
+# Largest n for which the BCa jackknife of a WeightedStatistic (n calls on n weights) runs.
+WEIGHTED_JACKKNIFE_MAX_UNITS = 20_000
+
+
+@dataclass(frozen=True)
+class WeightedStatistic:
+    """Any statistic that takes unit weights: ``fn(weights)`` with weights of shape
+    (b, n_units) returns (b,) values; a row of ones gives the estimate itself.
+
+    For statistics that are not functions of column sums: AUC, calibration slope and
+    intercept (a weighted logistic fit), quantiles. Resample weights are the bootstrap
+    counts, so ``fn`` must treat a weight of k as k copies of the unit.
+
+    >>> x = np.array([1.0, 2.0, 3.0, 10.0])
+    >>> WeightedStatistic(lambda w: (w * x).sum(1) / w.sum(1), 4).value()
+    4.0
+    """
+
+    fn: Callable[[np.ndarray], np.ndarray]
+    n_units: int
+    name: str = "statistic"
+
+    def __post_init__(self) -> None:
+        if self.n_units < 2:
+            raise DataValidationError(f"{self.name}: need at least 2 units, got {self.n_units}")
+
+    def value(self) -> float:
+        return float(np.asarray(self.fn(np.ones((1, self.n_units))))[0])
+
+
+def _weight_blocks(n: int, n_resamples: int, seed: int, weights: str):
+    """(b, n) float64 weight rows: multinomial counts drawn as in ``bootstrap_sums`` (so the
+    same resamples as scipy), or Poisson(1) weights."""
+    rng = np.random.default_rng(seed)
+    scheme = _resolve_weights(weights, n)
+    chunk = max(1, min(n_resamples, _CHUNK_CELLS // n))
+    table = _poisson_table()
+    for start in range(0, n_resamples, chunk):
+        b = min(chunk, n_resamples - start)
+        if scheme == "multinomial":
+            idx = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
+            yield np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
+        else:
+            codes = np.frombuffer(rng.bytes(2 * b * n), dtype=np.uint16).reshape(b, n)
+            yield table.take(codes, mode="wrap").astype(np.float64)
+
+
+def bootstrap_weighted(
+    statistics: Sequence[WeightedStatistic], *, method: str = "bootstrap", confidence: float = 0.95,
+    n_resamples: int = 2000, seed: int = 0, weights: str = "auto",
+) -> list[DeltaInference]:
+    """Percentile or BCa inference for ``WeightedStatistic``s over one shared resample.
+
+    BCa needs the jackknife, n calls of ``fn`` on leave-one-out weights: refused above
+    ``WEIGHTED_JACKKNIFE_MAX_UNITS`` units (use ``method="bootstrap"`` there).
+    """
+    if method not in BOOTSTRAP_METHODS:
+        raise ConfigError(f"method: {method!r} is not a bootstrap method; use one of {BOOTSTRAP_METHODS}")
+    _check_level(confidence, n_resamples)
+    if not statistics:
+        return []
+    sizes = {s.n_units for s in statistics}
+    if len(sizes) != 1:
+        raise DataValidationError(f"statistics: all must cover the same units, got unit counts {sorted(sizes)}")
+    n = sizes.pop()
+    if method == "bca" and n > WEIGHTED_JACKKNIFE_MAX_UNITS:
+        raise ConfigError(f"method: 'bca' on a weighted statistic needs a jackknife of {n} fits "
+                          f"(limit {WEIGHTED_JACKKNIFE_MAX_UNITS}); use 'bootstrap'")
+    reps = np.empty((len(statistics), n_resamples))
+    start = 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for block in _weight_blocks(n, n_resamples, seed, weights):
+            for i, s in enumerate(statistics):
+                reps[i, start : start + len(block)] = s.fn(block)
+            start += len(block)
+
+    def jackknife(s: WeightedStatistic) -> np.ndarray:
+        out = np.empty(n)
+        step = max(1, _CHUNK_CELLS // n)
+        for lo in range(0, n, step):
+            rows = np.ones((min(step, n - lo), n))
+            rows[np.arange(rows.shape[0]), lo + np.arange(rows.shape[0])] = 0.0
+            out[lo : lo + rows.shape[0]] = s.fn(rows)
+        return out
+
+    return [_from_replicates(s.value(), reps[i], n, method, confidence, lambda s=s: jackknife(s))
+            for i, s in enumerate(statistics)]
+
+
+def paired_weighted_difference(candidate: WeightedStatistic, baseline: WeightedStatistic,
+                               *, relative: bool = False) -> WeightedStatistic:
+    """candidate - baseline (or candidate / baseline - 1) under the same unit weights."""
+    if candidate.n_units != baseline.n_units:
+        raise DataValidationError(f"{candidate.name}: candidate has {candidate.n_units} units, baseline "
+                                  f"{baseline.n_units}; a paired comparison needs the same units")
+    if relative:
+        return WeightedStatistic(lambda w: candidate.fn(w) / baseline.fn(w) - 1.0, candidate.n_units,
+                                 f"{candidate.name} / {baseline.name} - 1")
+    return WeightedStatistic(lambda w: candidate.fn(w) - baseline.fn(w), candidate.n_units,
+                             f"{candidate.name} - {baseline.name}")
 
 
 def sign_flip_means(

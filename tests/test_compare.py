@@ -253,3 +253,32 @@ def test_runner_gates_with_every_configured_method(tmp_path, method):
     data = json.loads((outcome.results_dir / "results.json").read_text())
     assert {r["method"] for r in data["comparison"]} == {method}
     assert all(r["ci_low"] <= r["delta"] <= r["ci_high"] for r in data["comparison"])
+
+
+def test_general_weighted_statistics_plug_in_too():
+    """E.g. a calibration slope or AUC: any statistic of weighted units."""
+    from harness.metrics.stats import WeightedStatistic
+
+    rng = np.random.default_rng(6)
+    n = 200
+    y = rng.normal(size=n)
+    p_base, p_cand = y + rng.normal(0, 1.0, n), y + rng.normal(0, 0.5, n)
+
+    def slope(p: np.ndarray) -> WeightedStatistic:  # weighted least-squares slope of y on p
+        def fn(w: np.ndarray) -> np.ndarray:
+            sw = w.sum(1)
+            mp, my = (w * p).sum(1) / sw, (w * y).sum(1) / sw
+            return (w * (p - mp[:, None]) * (y - my[:, None])).sum(1) / (w * (p - mp[:, None]) ** 2).sum(1)
+        return WeightedStatistic(fn, n, "slope")
+
+    rows = compare_models({}, baseline="prod", candidates=["cand"], metrics=["slope"], method="randomization",
+                          n_resamples=300, statistics={"prod": {"slope": slope(p_base)},
+                                                       "cand": {"slope": slope(p_cand)}})
+    (row,) = rows
+    ref = lambda p: np.polyfit(p, y, 1)[0]  # noqa: E731
+    assert row.baseline_value == pytest.approx(ref(p_base))
+    assert row.delta == pytest.approx(ref(p_cand) - ref(p_base))
+    assert row.method == "bca" and row.ci_low < row.delta < row.ci_high
+    with pytest.raises(DataValidationError, match="same kind of statistic"):
+        compare_models({}, baseline="prod", candidates=["cand"], metrics=["slope"],
+                       statistics={"prod": {"slope": ratio_statistic(y, y)}, "cand": {"slope": slope(p_cand)}})

@@ -340,3 +340,40 @@ def test_adjusted_p_values_order(p_list):
 def test_docstring_examples():
     result = doctest.testmod(stats, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 3 and result.failed == 0
+
+
+def _weighted_corr(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Pearson r with unit weights (a weight of k = k copies of the unit), per row of w."""
+    sw = w.sum(1)
+    mx, my = (w * x).sum(1) / sw, (w * y).sum(1) / sw
+    dx, dy = x - mx[:, None], y - my[:, None]
+    return (w * dx * dy).sum(1) / np.sqrt((w * dx * dx).sum(1) * (w * dy * dy).sum(1))
+
+
+@pytest.mark.parametrize("method, scipy_method", [("bootstrap", "percentile"), ("bca", "bca")])
+def test_weighted_statistic_difference_equals_scipy(method, scipy_method):
+    """A statistic that is no function of column sums (a correlation): weights = counts."""
+    rng = np.random.default_rng(8)
+    y = rng.normal(size=60)
+    p1, p2 = y + rng.normal(0, 1.0, 60), y + rng.normal(0, 0.7, 60)
+    s1 = stats.WeightedStatistic(lambda w: _weighted_corr(p1, y, w), 60, "r1")
+    s2 = stats.WeightedStatistic(lambda w: _weighted_corr(p2, y, w), 60, "r2")
+    (inf,) = stats.bootstrap_weighted([stats.paired_weighted_difference(s2, s1)], method=method,
+                                      n_resamples=999, seed=6)
+
+    def delta(y_, a_, b_, axis=-1):
+        r = lambda u, v: sps.pearsonr(u, v, axis=axis).statistic  # noqa: E731
+        return r(b_, y_) - r(a_, y_)
+
+    ref = sps.bootstrap((y, p1, p2), delta, paired=True, n_resamples=999, method=scipy_method,
+                        rng=np.random.default_rng(6))
+    assert inf.estimate == pytest.approx(delta(y, p1, p2), rel=1e-12)
+    assert inf.ci_low == pytest.approx(ref.confidence_interval.low, rel=1e-9)
+    assert inf.ci_high == pytest.approx(ref.confidence_interval.high, rel=1e-9)
+
+
+def test_weighted_bca_refuses_huge_jackknives(monkeypatch):
+    monkeypatch.setattr(stats, "WEIGHTED_JACKKNIFE_MAX_UNITS", 10)
+    s = stats.WeightedStatistic(lambda w: w.sum(1), 20)
+    with pytest.raises(ConfigError, match="jackknife of 20 fits"):
+        stats.bootstrap_weighted([s], method="bca", n_resamples=50)
