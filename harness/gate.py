@@ -28,7 +28,8 @@ import numpy as np
 from harness.compare import MetricComparison
 from harness.config import GateCriterion
 from harness.errors import ConfigError, DataValidationError
-from harness.metrics.stats import CORRECTIONS, DeltaInference, adjust_p_values, minimum_detectable_effect, required_units
+from harness.metrics.stats import (CORRECTIONS, DeltaInference, adjust_p_values, minimum_detectable_effect,
+                                   required_units)
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
 # power at which an INCONCLUSIVE criterion's "units needed" is computed

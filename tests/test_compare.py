@@ -126,9 +126,11 @@ def test_ratio_type_metrics_plug_in_as_sum_statistics():
     assert snips_row.relative_delta == pytest.approx(snips(reward, w_cand) / snips(reward, w_base) - 1)
     # t_test needs per-unit means: ratio-type metrics say they were bootstrapped (BCa)
     assert ece_row.method == snips_row.method == "bca" and ece_row.kind == "statistic"
-    ref = sps.bootstrap((reward, w_base, w_cand),
-                        lambda r, wb, wc, axis=-1: (wc * r).sum(axis) / wc.sum(axis) - (wb * r).sum(axis) / wb.sum(axis),
-                        paired=True, n_resamples=999, method="bca", rng=np.random.default_rng(3))
+    def snips_delta(r, wb, wc, axis=-1):
+        return (wc * r).sum(axis) / wc.sum(axis) - (wb * r).sum(axis) / wb.sum(axis)
+
+    ref = sps.bootstrap((reward, w_base, w_cand), snips_delta, paired=True, n_resamples=999, method="bca",
+                        rng=np.random.default_rng(3))
     # the shared resample of both metrics is the one scipy draws for one statistic
     assert snips_row.ci_low == pytest.approx(ref.confidence_interval.low, rel=1e-9)
     assert snips_row.ci_high == pytest.approx(ref.confidence_interval.high, rel=1e-9)
