@@ -215,17 +215,55 @@ class CalibrationEval(_Strict):
         return [s.label for s in parse_metric_names(names, known=CALIBRATION_METRICS)]
 
 
+class SyntheticLogsSpec(_Strict):
+    """Logged feedback simulated over the synthetic world (``datasets.synthetic_logs``)."""
+
+    n_rounds: int = Field(20000, ge=10)
+    temperature: float = Field(1.0, gt=0, description="logging softmax temperature (larger: more overlap)")
+    noise: float = Field(0.5, ge=0)
+
+
+class OffPolicyEval(_Strict):
+    """Counterfactual estimates of each model's top-1 policy from logged bandit feedback.
+
+    ``feedback`` is a logged-feedback file (``harness.datasets.bandit``; ``context_id``
+    = user id, ``action`` = item id); ``synthetic`` simulates logs over the synthetic
+    world instead. A model becomes the epsilon-greedy policy of its top-ranked item.
+    """
+
+    feedback: str | None = None
+    synthetic: SyntheticLogsSpec | None = None
+    estimators: list[str | dict[str, Any]] = Field(default_factory=lambda: ["ips", "snips"], min_length=1)
+    epsilon: float = Field(0.0, ge=0, le=1, description="exploration of the model's policy")
+    reward_model: Literal["logistic", "ridge", "xgboost"] | None = None
+    n_folds: int = Field(3, ge=2)
+    method: Literal["analytic", "bootstrap"] = "analytic"
+    n_bootstrap: int = Field(1000, ge=100)
+    min_ess: float = Field(100.0, ge=0)
+    min_ess_ratio: float = Field(0.01, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _source(self) -> "OffPolicyEval":
+        if (self.feedback is None) == (self.synthetic is None):
+            raise ValueError("evaluate.off_policy: give exactly one of 'feedback' (a file) or 'synthetic'")
+        from harness.metrics.ope_evaluate import make_estimator
+
+        needs_model = [make_estimator(e).name for e in self.estimators if make_estimator(e).needs_reward_model]
+        if needs_model and self.reward_model is None:
+            raise ValueError(f"evaluate.off_policy: {needs_model} need a reward_model (logistic, ridge or xgboost)")
+        return self
+
+    @property
+    def estimator_names(self) -> list[str]:
+        from harness.metrics.ope_evaluate import make_estimator
+
+        return [make_estimator(e).name for e in self.estimators]
+
+
 class EvaluateSpec(_Strict):
     ranking: RankingEval = Field(default_factory=RankingEval)
     calibration: CalibrationEval | None = None
-    off_policy: dict[str, Any] | None = None
-
-    @model_validator(mode="after")
-    def _unsupported(self) -> "EvaluateSpec":
-        for section in ("off_policy",):
-            if getattr(self, section) is not None:
-                raise ValueError(f"section 'evaluate.{section}' is not supported by this build yet")
-        return self
+    off_policy: OffPolicyEval | None = None
 
 
 class CompareSpec(_Strict):
@@ -315,6 +353,10 @@ class EvalConfig(_Strict):
             from harness.metrics.calibration_stats import STATISTIC_METRICS
 
             metrics |= {m for m in self.evaluate.calibration.metrics if m in STATISTIC_METRICS}
+        if self.evaluate.off_policy is not None:  # paired over logged rows: can be gated
+            if self.evaluate.off_policy.synthetic is not None and self.dataset.kind != "synthetic":
+                raise ValueError("evaluate.off_policy.synthetic: needs the synthetic dataset")
+            metrics |= set(self.evaluate.off_policy.estimator_names)
         for i, crit in enumerate(self.gate):
             if crit.metric not in metrics:
                 raise ValueError(f"gate[{i}].metric: {crit.metric!r} is not evaluated; "

@@ -22,6 +22,7 @@ from harness.config import EvalConfig
 from harness.errors import AdapterError, ConfigError, HarnessError, TrackingError
 from harness.gate import FAIL, PASS, Verdict, decide
 from harness.calibration_runner import CalibrationRun
+from harness.off_policy_runner import OffPolicyRun
 from harness.curves import curve_names, plot_metric_curves
 from harness.metrics import evaluate_ranking, metric_curves
 from harness.metrics.stats import mean_confidence_interval
@@ -198,8 +199,13 @@ def run(
         config.compare is not None and config.compare.baseline.startswith(("runs:/", "models:/")))
     tracking_uri = resolve_tracking_uri(config.tracking.uri) if needs_mlflow else None
     calibration = CalibrationRun(config.evaluate.calibration, dataset, config.seed)  # inert if not configured
+    off_policy = OffPolicyRun(config.evaluate.off_policy, dataset, config.seed)  # inert if not configured
+
+    def on_model(name: str, model: Any) -> None:
+        calibration(name, model)
+        off_policy(name, model)
     per_unit, info = evaluate_models(config, dataset, progress=progress, tracking_uri=tracking_uri,
-                                     on_model=calibration)
+                                     on_model=on_model)
     confidence = config.compare.confidence if config.compare else 0.95
     comparison_rows: list[dict[str, Any]] = []
     verdict: Verdict | None = None
@@ -210,6 +216,7 @@ def run(
                                confidence=confidence, n_resamples=config.compare.n_resamples,
                                seed=config.seed)
         comps += calibration.compare(config.compare, config.seed)  # brier, log_loss, ece over click rows
+        comps += off_policy.compare(config.compare, config.seed)  # estimators over logged rows
         verdict = decide(config.gate, comps, correction=config.compare.correction)
         gated = {(c.candidate, c.metric): c for c in verdict.criteria}
         for comp in comps:
@@ -224,11 +231,11 @@ def run(
         config=config.model_dump(mode="json"),
         config_hash=config_hash(config),
         dataset={"name": dataset.name, "fingerprint": dataset.fingerprint, "settings": dataset.settings},
-        metrics=metric_rows(per_unit, confidence) + calibration.metric_rows(confidence),
-        per_unit=calibration.with_units(per_unit_long(per_unit)),
+        metrics=metric_rows(per_unit, confidence) + calibration.metric_rows(confidence) + off_policy.rows,
+        per_unit=off_policy.with_units(calibration.with_units(per_unit_long(per_unit))),
         comparison=comparison_rows,
         verdict=verdict.to_dict() if verdict else {},
-        extra={"units": info, **calibration.extra()},
+        extra={"units": info, **calibration.extra(), **off_policy.extra()},
     )
     out_root = Path(output or config.output)
     results_dir = write_results(result, out_root, {"summary.md": markdown_summary(result),

@@ -1,0 +1,171 @@
+"""Off-policy evaluation inside a run: logged feedback -> each model's top-1 policy ->
+estimates with intervals and weight diagnostics, per-row units, paired comparisons.
+
+Units are logged rows, indexed ``log:<row>``, beside the per-query ranking units. A
+model (a Retriever) becomes the epsilon-greedy policy of its top-ranked item for each
+logged user: ``pi_e(a | u) = (1 - eps) [a = top(u)] + eps / n_items``. The per-row
+values are each estimator's influence values (their mean is the estimate), so the
+comparison engine pairs candidate and baseline row by row on the same logs. A
+comparison where either side has a low effective sample size carries a note, which
+the gate turns into INCONCLUSIVE: never a PASS on too little overlap.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import AdapterError, ConfigError
+
+UNIT_PREFIX = "log:"
+_REWARD_MODELS = {
+    "logistic": ("sklearn.linear_model", "LogisticRegression", {"max_iter": 500}),
+    "ridge": ("sklearn.linear_model", "Ridge", {"alpha": 1.0}),
+    "xgboost": ("xgboost", "XGBClassifier", {"n_estimators": 50, "max_depth": 3, "n_jobs": 1}),
+}
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def load_feedback(spec: Any, dataset: Any, seed: int) -> tuple[Any, Any]:
+    """``(LoggedFeedback, SyntheticLogs or None)`` for the ``evaluate.off_policy`` section."""
+    if spec.synthetic is not None:
+        from harness.datasets.synthetic_logs import make_logged_feedback
+
+        logs = make_logged_feedback(dataset, n_rounds=spec.synthetic.n_rounds, temperature=spec.synthetic.temperature,
+                                    noise=spec.synthetic.noise, seed=seed + 2)
+        return logs.feedback, logs
+    from harness.datasets.bandit import read_logged_feedback
+
+    feedback = read_logged_feedback(spec.feedback, n_actions=dataset.n_items)
+    if feedback.context_id is None:
+        raise ConfigError(f"evaluate.off_policy.feedback {spec.feedback}: needs a context_id column (the user id)")
+    unknown = feedback.context_id >= dataset.n_users
+    if unknown.any():
+        raise ConfigError(f"evaluate.off_policy.feedback: {int(unknown.sum())} rows have a context_id "
+                          f"(user) the dataset does not know (n_users={dataset.n_users})")
+    return feedback, None
+
+
+class OffPolicyRun:
+    """Collects off-policy estimates of the models of one run; inert without a spec."""
+
+    def __init__(self, spec: Any, dataset: Any, seed: int) -> None:
+        self.spec, self.seed = spec, seed
+        self.rows: list[dict[str, Any]] = []
+        self.per_row: dict[str, pd.DataFrame] = {}
+        self.results: dict[str, Any] = {}
+        self.true_values: dict[str, float] = {}
+        self.skipped: list[str] = []
+        if spec is None:
+            return
+        self.feedback, self.logs = load_feedback(spec, dataset, seed)
+        # every user of a synthetic world (its exact value averages over all of them)
+        self.users = (np.arange(dataset.n_users) if self.logs is not None
+                      else np.unique(self.feedback.context_id))
+        self.unit_ids = pd.Index(UNIT_PREFIX + pd.RangeIndex(len(self.feedback)).astype(str), name="unit_id")
+        self.reward_fit = self._fit_reward_model() if spec.reward_model else None
+
+    def _fit_reward_model(self) -> Any:
+        import importlib
+
+        from harness.models.reward_model import fit_reward_model
+
+        module, cls, params = _REWARD_MODELS[self.spec.reward_model]
+        model = getattr(importlib.import_module(module), cls)(**params)
+        _say(f"off-policy: cross-fitting a {self.spec.reward_model} reward model on {len(self.feedback)} rows")
+        return fit_reward_model(self.feedback, model, n_folds=self.spec.n_folds, seed=self.seed)
+
+    def _v_hat(self, top_of_row: np.ndarray, eps: float, batch: int = 4096) -> np.ndarray:
+        """sum_a pi_e(a | x) q_hat(x, a) for the epsilon-greedy top-1 policy."""
+        fit, n_actions = self.reward_fit, self.feedback.n_actions
+        rows = np.arange(len(self.feedback))
+        v = (1 - eps) * fit.predict(rows, top_of_row)
+        if eps > 0:
+            for start in range(0, len(rows), batch):
+                r = rows[start : start + batch]
+                q = fit.predict(np.repeat(r, n_actions), np.tile(np.arange(n_actions), len(r)))
+                v[r] += eps * q.reshape(len(r), n_actions).mean(axis=1)
+        return v
+
+    def __call__(self, name: str, model: Any) -> None:
+        """Turn ``model`` into a policy and estimate its value on the logged rows."""
+        from harness.adapters import call_retriever
+        from harness.metrics import OPEInputs, evaluate_off_policy
+
+        if self.spec is None:
+            return
+        if not hasattr(model, "retrieve"):
+            self.skipped.append(name)
+            _say(f"off-policy: {name} has no retrieve(); skipped")
+            return
+        ranking = call_retriever(model, name, self.users, 1)
+        top = np.full(int(self.users.max()) + 1, -1, dtype=np.int64)
+        top[self.users] = ranking.items[:, 0]
+        fb, eps = self.feedback, self.spec.epsilon
+        top_of_row = top[fb.context_id]
+        if (top_of_row < 0).any():
+            raise AdapterError(f"model {name!r} recommends nothing to {int((top_of_row < 0).sum())} logged rows' users")
+        pi_e = (1 - eps) * (top_of_row == fb.action) + eps / fb.n_actions
+        data = OPEInputs(reward=fb.reward, pscore=fb.pscore, pi_e=pi_e,
+                         q_hat=self.reward_fit.q_hat if self.reward_fit else None,
+                         v_hat=self._v_hat(top_of_row, eps) if self.reward_fit else None)
+        s = self.spec
+        result = evaluate_off_policy(data, s.estimators, method=s.method, n_bootstrap=s.n_bootstrap,
+                                     seed=self.seed, min_ess=s.min_ess, min_ess_ratio=s.min_ess_ratio)
+        self.results[name] = result
+        self.per_row[name] = pd.DataFrame(result.per_unit, index=self.unit_ids)
+        for row in result.rows:
+            self.rows.append({"model": name, "metric": row["estimator"], "value": row["value"],
+                              "ci_low": row["ci_low"], "ci_high": row["ci_high"], "n_units": row["n_units"]})
+        if self.logs is not None:
+            self.true_values[name] = self._true_value(top, eps)
+
+    def _true_value(self, top: np.ndarray, eps: float) -> float:
+        """Exact value of the epsilon-greedy top-1 policy: the synthetic logs draw users
+        uniformly, so V = mean_u [(1 - eps) q(u, top(u)) + eps mean_a q(u, a)]."""
+        q = self.logs.click_prob
+        users = np.arange(q.shape[0])
+        return float(((1 - eps) * q[users, top[users]] + eps * q.mean(axis=1)).mean())
+
+    def compare(self, compare_spec: Any, seed: int) -> list[Any]:
+        """Paired comparisons row by row; a low ESS on either side becomes a gate note."""
+        from harness.compare import compare_models
+
+        names = [compare_spec.baseline, *compare_spec.candidates]
+        if self.spec is None or any(n not in self.per_row for n in names):
+            return []
+        comps = compare_models(self.per_row, baseline=compare_spec.baseline,
+                               candidates=list(compare_spec.candidates), metrics=self.spec.estimator_names,
+                               method=compare_spec.method, confidence=compare_spec.confidence,
+                               n_resamples=compare_spec.n_resamples, seed=seed)
+        for comp in comps:
+            low = [n for n in (comp.baseline, comp.candidate) if self.results[n].diagnostics[comp.metric].low_ess]
+            if low:
+                ess = {n: round(self.results[n].diagnostics[comp.metric].ess, 1) for n in low}
+                comp.note = (f"low effective sample size {ess} (min_ess={self.spec.min_ess:g}, "
+                             f"min_ess_ratio={self.spec.min_ess_ratio:g}): too little overlap with the logs")
+        return comps
+
+    def with_units(self, per_unit_long: pd.DataFrame) -> pd.DataFrame:
+        """``per_unit_long`` plus the logged-row units of every estimator."""
+        from harness.results import per_unit_long as to_long
+
+        if not self.per_row:
+            return per_unit_long
+        return pd.concat([per_unit_long, to_long(self.per_row)], ignore_index=True)
+
+    def extra(self) -> dict[str, Any]:
+        """``{"off_policy": ...}`` for results.json: rows with diagnostics, true values, or {}."""
+        if self.spec is None:
+            return {}
+        return {"off_policy": {
+            "n_rows": len(self.feedback), "skipped_models": self.skipped,
+            "estimates": {m: r.rows for m, r in self.results.items()},
+            **({"true_values": self.true_values} if self.logs is not None else {}),
+        }}
