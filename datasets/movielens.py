@@ -104,9 +104,13 @@ def _load_100k(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.Data
         raw = _read(folder / "u.item", ["item", "title", "release_date", "video_release_date", "imdb_url", *genres],
                     "|", encoding="latin1", what="u.item")
         flags = raw[genres].to_numpy()
-        if not np.isin(flags, (0, 1)).all():
-            raise DataValidationError("movielens: u.item genre flags must be 0 or 1 "
-                                      f"({int((~np.isin(flags, (0, 1))).sum())} cells are not)")
+        bad = ~np.isin(flags, (0, 1))
+        if bad.any():
+            rows, cols = np.nonzero(bad)
+            examples = ", ".join(f"movie {raw['item'].iloc[r]} {genres[c]}={flags[r, c].item()!r}"
+                                 for r, c in zip(rows[:3], cols[:3]))
+            raise DataValidationError(f"movielens: u.item genre flags must be 0 or 1; {int(bad.sum())} cells "
+                                      f"are not (e.g. {examples})")
         rows, cols = np.nonzero(flags)
         cats = pd.DataFrame({"item": raw["item"].to_numpy()[rows], "category": np.asarray(genres, dtype=object)[cols]})
         items = raw[["item", "title", "release_date"]]

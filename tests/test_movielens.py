@@ -202,3 +202,12 @@ def test_users_missing_from_user_table_and_non_integer_ids(tmp_path: Path) -> No
         f.write("u9,1,4.0,600\n")
     with pytest.raises(DataValidationError, match=r"interactions.user: expected integer values.*'u9'"):
         load_movielens_dataset(folder, split=SPLIT, relevance=REL)
+
+
+def test_bad_genre_flag(tmp_path: Path) -> None:
+    folder = write_100k(tmp_path / "g")
+    text = (folder / "u.item").read_bytes().decode("latin-1").splitlines()
+    text[2] = text[2][:-1] + "2"  # movie 5, last genre (Western) flag = 2
+    (folder / "u.item").write_bytes(("\n".join(text) + "\n").encode("latin-1"))
+    with pytest.raises(DataValidationError, match=r"1 cells are not \(e.g. movie 5 Western=2\)"):
+        read_movielens(folder)
