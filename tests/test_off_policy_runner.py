@@ -99,3 +99,35 @@ def test_gate_on_an_estimator_that_is_not_evaluated(tmp_path: Path) -> None:
     cfg["gate"] = [{"metric": "snips", "role": "primary"}]
     result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, cfg))])
     assert result.exit_code == 2 and "'snips' is not evaluated" in result.stderr
+
+
+def test_logged_feedback_file_gives_the_same_estimates(tmp_path: Path) -> None:
+    from harness.datasets.bandit import write_logged_feedback
+    from harness.datasets.synthetic_logs import make_logged_feedback
+    from harness.runner import load_dataset
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    simulated = _config(tmp_path / "a", estimators=["ips", "snips"])
+    _, data_sim, _ = _run(tmp_path / "a", simulated)
+    config = parse_config(simulated)
+    logs = make_logged_feedback(load_dataset(config), n_rounds=20000, temperature=0.5, seed=config.seed + 2)
+    path = write_logged_feedback(logs.feedback, tmp_path / "logs.parquet")
+    from_file = small_config(tmp_path / "b")
+    from_file["evaluate"]["off_policy"] = {"feedback": str(path), "estimators": ["ips", "snips"]}
+    _, data_file, _ = _run(tmp_path / "b", from_file)
+    pick = lambda d: {(r["model"], r["metric"]): r["value"] for r in d["metrics"] if r["metric"] in ("ips", "snips")}  # noqa: E731
+    assert pick(data_file) == pytest.approx(pick(data_sim), abs=1e-12)
+    assert "true_values" not in data_file["off_policy"]
+
+
+def test_feedback_with_unknown_users_is_refused(tmp_path: Path) -> None:
+    from harness.datasets.bandit import LoggedFeedback, write_logged_feedback
+
+    fb = LoggedFeedback(action=np.array([0, 1]), reward=np.array([1.0, 0.0]), pscore=np.array([0.5, 0.5]),
+                        n_actions=200, context_id=np.array([0, 999]))
+    path = write_logged_feedback(fb, tmp_path / "logs.parquet")
+    cfg = small_config(tmp_path)
+    cfg["evaluate"]["off_policy"] = {"feedback": str(path)}
+    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"])
+    assert result.exit_code == 2 and "1 rows have a context_id" in result.stderr
