@@ -82,14 +82,21 @@ def assign_bins(p: np.ndarray, groups: np.ndarray, edges: np.ndarray) -> np.ndar
 
 
 def binned_sums(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_groups: int, *, n_bins: int,
-                strategy: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per (group, bin): row count, sum of p, sum of y, each ``(n_groups, n_bins)``; plus
-    the flat bin code ``group * n_bins + bin`` of each row and the edges."""
+                strategy: str, weights: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per (group, bin): row count (or sum of ``weights``), sum of (w) p, sum of (w) y,
+    each ``(n_groups, n_bins)``; plus the flat bin code ``group * n_bins + bin`` of each
+    row and the edges."""
     edges = bin_edges(p, groups, n_groups, n_bins=n_bins, strategy=strategy)
     flat = groups * n_bins + assign_bins(p, groups, edges)
     size = n_groups * n_bins
     shape = (n_groups, n_bins)
-    count = np.bincount(flat, minlength=size).reshape(shape).astype(np.float64)
-    sum_p = np.bincount(flat, weights=p, minlength=size).reshape(shape)
-    sum_y = np.bincount(flat, weights=y, minlength=size).reshape(shape)
+    if weights is None:
+        count = np.bincount(flat, minlength=size).reshape(shape).astype(np.float64)
+        sum_p = np.bincount(flat, weights=p, minlength=size).reshape(shape)
+        sum_y = np.bincount(flat, weights=y, minlength=size).reshape(shape)
+    else:
+        count = np.bincount(flat, weights=weights, minlength=size).reshape(shape)
+        sum_p = np.bincount(flat, weights=weights * p, minlength=size).reshape(shape)
+        sum_y = np.bincount(flat, weights=weights * y, minlength=size).reshape(shape)
     return count, sum_p, sum_y, flat, edges

@@ -84,6 +84,36 @@ def check_labels_probabilities(y: Any, p: Any, *, y_name: str = "y",
     return y_f, p_f
 
 
+def check_sample_weight(sample_weight: Any, n_rows: int, *, strategy: str | None = None) -> np.ndarray | None:
+    """Validate optional row weights (finite, >= 0, positive total); None means all 1.
+
+    Weighted quantile binning is refused: equal-mass bins of weighted rows have no
+    single standard definition, and the harness never picks one silently.
+    """
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight)
+    if w.ndim != 1 or w.shape[0] != n_rows:
+        raise DataValidationError(f"sample_weight: expected shape ({n_rows},), got {w.shape}")
+    if w.dtype.kind not in "biuf":
+        raise DataValidationError(f"sample_weight: expected numbers, got dtype {w.dtype}")
+    w = w.astype(np.float64)
+    bad = ~(np.isfinite(w) & (w >= 0))
+    if bad.any():
+        raise DataValidationError(f"sample_weight: {int(bad.sum())} weights are negative, NaN or infinite "
+                                  f"({describe_examples(np.asarray(sample_weight)[bad])})")
+    if w.sum() <= 0:
+        raise DataValidationError("sample_weight: the weights sum to 0")
+    if strategy == "quantile":
+        raise DataValidationError("sample_weight: not supported with strategy='quantile' "
+                                  "(use 'uniform' bins with weights)")
+    return w
+
+
+def _mean(values: np.ndarray, w: np.ndarray | None) -> float:
+    return float(values.mean() if w is None else np.sum(w * values) / np.sum(w))
+
+
 def _check_eps(eps: float) -> None:
     if not 0 <= eps < 0.5:
         raise DataValidationError(f"eps: must be in [0, 0.5), got {eps!r}")
@@ -120,17 +150,20 @@ def _binary_entropy(rate: np.ndarray) -> np.ndarray:
 
 
 def _logistic_fit(y: np.ndarray, x: np.ndarray, groups: np.ndarray, n_groups: int, *,
-                  max_iter: int = 100, tol: float = 1e-12) -> tuple[np.ndarray, ...]:
+                  weights: np.ndarray | None = None, max_iter: int = 100,
+                  tol: float = 1e-12) -> tuple[np.ndarray, ...]:
     """Maximum-likelihood (intercept, slope) of ``logit P(y=1) = a + b x`` per group,
     and their standard errors from the observed information at the MLE.
 
     Newton-Raphson on the concave log-likelihood, all groups at once (2 x 2 systems in
     closed form), with step halving per group so the likelihood never decreases.
     Groups where the MLE does not exist (separated classes, which includes one class
-    only and constant x) get NaN.
+    only and constant x) get NaN. ``weights`` multiply each row's log-likelihood.
     """
+    wt = np.ones(len(y)) if weights is None else weights
+
     def bsum(w: np.ndarray) -> np.ndarray:
-        return np.bincount(groups, weights=w, minlength=n_groups)
+        return np.bincount(groups, weights=wt * w, minlength=n_groups)
 
     def loglik(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         eta = a[groups] + b[groups] * x
@@ -141,7 +174,7 @@ def _logistic_fit(y: np.ndarray, x: np.ndarray, groups: np.ndarray, n_groups: in
     # and constant x.
     lo_x, hi_x = np.full((2, n_groups), np.inf), np.full((2, n_groups), -np.inf)
     for label in (0, 1):
-        rows = y == label
+        rows = (y == label) & (wt > 0)
         np.minimum.at(lo_x[label], groups[rows], x[rows])
         np.maximum.at(hi_x[label], groups[rows], x[rows])
     active = (hi_x[0] > lo_x[1]) & (hi_x[1] > lo_x[0])
@@ -177,6 +210,7 @@ def _logistic_fit(y: np.ndarray, x: np.ndarray, groups: np.ndarray, n_groups: in
             break
     ok = active & converged & (np.abs(b) < 1e6)
     # Wald: inverse of the information [[sum w, sum w x], [sum w x, sum w x^2]] at the MLE
+    # (with row weights: frequency weights, as if each row were repeated)
     mu = special.expit(a[groups] + b[groups] * x)
     w = mu * (1 - mu)
     haa, hab, hbb = bsum(w), bsum(w * x), bsum(w * x * x)
@@ -190,7 +224,7 @@ def _logistic_fit(y: np.ndarray, x: np.ndarray, groups: np.ndarray, n_groups: in
 # ------------------------------------------------------------ public metrics
 
 def expected_calibration_error(y: Any, p: Any, *, n_bins: int = 15, strategy: str = "uniform",
-                               norm: str = "l1") -> float:
+                               norm: str = "l1", sample_weight: Any = None) -> float:
     """Expected calibration error over bins of the predicted probability.
 
     Parameters
@@ -207,6 +241,10 @@ def expected_calibration_error(y: Any, p: Any, *, n_bins: int = 15, strategy: st
         on the left); see :mod:`harness.metrics._binning`.
     norm : {"l1", "l2", "max"}, default "l1"
         How bin gaps are combined; ``"max"`` is the maximum calibration error (MCE).
+    sample_weight : array-like of shape (n,), optional
+        Row weights (e.g. inverse sampling rates of down-sampled negatives): counts
+        and means become weighted; ``uniform`` bins only. Integer weights equal
+        repeating the rows.
 
     Returns
     -------
@@ -234,8 +272,9 @@ def expected_calibration_error(y: Any, p: Any, *, n_bins: int = 15, strategy: st
     y_f, p_f = check_labels_probabilities(y, p)
     check_bin_options(n_bins, strategy)
     _check_norm(norm)
+    w = check_sample_weight(sample_weight, len(y_f), strategy=strategy)
     count, sum_p, sum_y, _, _ = binned_sums(y_f, p_f, np.zeros(len(y_f), np.int64), 1,
-                                            n_bins=n_bins, strategy=strategy)
+                                            n_bins=n_bins, strategy=strategy, weights=w)
     return float(_ece_from_sums(count, sum_p, sum_y, norm)[0])
 
 
@@ -248,8 +287,9 @@ def brier_score_per_row(y: Any, p: Any) -> np.ndarray:
     return (p_f - y_f) ** 2
 
 
-def brier_score(y: Any, p: Any) -> float:
-    """Brier score: mean squared error of the probabilities, ``(1/n) sum_i (p_i - y_i)^2``.
+def brier_score(y: Any, p: Any, *, sample_weight: Any = None) -> float:
+    """Brier score: mean squared error of the probabilities, ``(1/n) sum_i (p_i - y_i)^2``
+    (weighted mean with ``sample_weight``).
 
     Equals scikit-learn's ``brier_score_loss``. Lower is better; 0 is perfect.
 
@@ -258,7 +298,8 @@ def brier_score(y: Any, p: Any) -> float:
     >>> round(brier_score([0, 1], [0.2, 0.6]), 12)
     0.1
     """
-    return float(np.mean(brier_score_per_row(y, p)))
+    rows = brier_score_per_row(y, p)
+    return _mean(rows, check_sample_weight(sample_weight, len(rows)))
 
 
 @dataclass(frozen=True)
@@ -285,7 +326,8 @@ class BrierDecomposition:
         return self.within_bin_variance + self.within_bin_covariance
 
 
-def brier_decomposition(y: Any, p: Any, *, n_bins: int = 15, strategy: str = "uniform") -> BrierDecomposition:
+def brier_decomposition(y: Any, p: Any, *, n_bins: int = 15, strategy: str = "uniform",
+                        sample_weight: Any = None) -> BrierDecomposition:
     """Decompose the Brier score into reliability, resolution and uncertainty.
 
     Notes
@@ -309,21 +351,22 @@ def brier_decomposition(y: Any, p: Any, *, n_bins: int = 15, strategy: str = "un
     """
     y_f, p_f = check_labels_probabilities(y, p)
     check_bin_options(n_bins, strategy)
-    n = len(y_f)
-    count, sum_p, sum_y, flat, _ = binned_sums(y_f, p_f, np.zeros(n, np.int64), 1,
-                                               n_bins=n_bins, strategy=strategy)
+    w = check_sample_weight(sample_weight, len(y_f), strategy=strategy)
+    count, sum_p, sum_y, flat, _ = binned_sums(y_f, p_f, np.zeros(len(y_f), np.int64), 1,
+                                               n_bins=n_bins, strategy=strategy, weights=w)
     count, sum_p, sum_y = count[0], sum_p[0], sum_y[0]
+    n = count.sum()  # rows, or the total weight
     with np.errstate(invalid="ignore", divide="ignore"):
         pbar, obar_b = np.where(count > 0, sum_p / count, 0.0), np.where(count > 0, sum_y / count, 0.0)
-    obar = y_f.mean()
+    obar = sum_y.sum() / n
     dp, dy = p_f - pbar[flat], y_f - obar_b[flat]
     return BrierDecomposition(
-        brier=float(np.mean((p_f - y_f) ** 2)),
+        brier=_mean((p_f - y_f) ** 2, w),
         reliability=float(np.sum(count * (pbar - obar_b) ** 2) / n),
         resolution=float(np.sum(count * (obar_b - obar) ** 2) / n),
         uncertainty=float(obar * (1 - obar)),
-        within_bin_variance=float(np.sum(dp**2) / n),
-        within_bin_covariance=float(-2 * np.sum(dp * dy) / n),
+        within_bin_variance=_mean(dp**2, w),
+        within_bin_covariance=-2 * _mean(dp * dy, w),
         n_bins=n_bins, strategy=strategy,
     )
 
@@ -338,28 +381,30 @@ def log_loss_per_row(y: Any, p: Any, *, eps: float = DEFAULT_EPS) -> np.ndarray:
     return _log_loss_rows(y_f, p_f, eps)
 
 
-def log_loss(y: Any, p: Any, *, eps: float = DEFAULT_EPS) -> float:
+def log_loss(y: Any, p: Any, *, eps: float = DEFAULT_EPS, sample_weight: Any = None) -> float:
     """Mean log loss (cross-entropy, natural log) with probabilities clipped to [eps, 1-eps].
 
     ``LL = -(1/n) sum_i [y_i log q_i + (1 - y_i) log(1 - q_i)]``, ``q = clip(p, eps, 1-eps)``.
     Clipping keeps a confident mistake (p = 0 for a positive) finite: it costs
     ``-log(eps)`` (34.5 nats at the default 1e-15). ``eps=0`` disables clipping and can
-    return ``inf``.
+    return ``inf``. ``sample_weight`` gives the weighted mean.
 
     Examples
     --------
     >>> round(log_loss([1, 0], [0.5, 0.5]), 6)
     0.693147
     """
-    return float(np.mean(log_loss_per_row(y, p, eps=eps)))
+    rows = log_loss_per_row(y, p, eps=eps)
+    return _mean(rows, check_sample_weight(sample_weight, len(rows)))
 
 
-def normalized_entropy(y: Any, p: Any, *, eps: float = DEFAULT_EPS) -> float:
+def normalized_entropy(y: Any, p: Any, *, eps: float = DEFAULT_EPS, sample_weight: Any = None) -> float:
     """Log loss divided by the entropy of the base rate (He et al. 2014).
 
     ``NE = LL / H(obar)``, ``H(r) = -r log r - (1 - r) log(1 - r)``. Predicting the base
     rate for every row gives NE = 1; lower is better. NaN when all labels are equal
-    (H = 0: there is nothing to predict).
+    (H = 0: there is nothing to predict). With ``sample_weight``, both the log loss and
+    the base rate are weighted.
 
     Examples
     --------
@@ -368,12 +413,14 @@ def normalized_entropy(y: Any, p: Any, *, eps: float = DEFAULT_EPS) -> float:
     """
     y_f, p_f = check_labels_probabilities(y, p)
     _check_eps(eps)
-    h = float(_binary_entropy(np.array(y_f.mean())))
-    return float(np.mean(_log_loss_rows(y_f, p_f, eps)) / h) if h > 0 else float("nan")
+    w = check_sample_weight(sample_weight, len(y_f))
+    h = float(_binary_entropy(np.array(_mean(y_f, w))))
+    return _mean(_log_loss_rows(y_f, p_f, eps), w) / h if h > 0 else float("nan")
 
 
-def observed_expected_ratio(y: Any, p: Any) -> float:
-    """Observed over expected positives, ``sum_i y_i / sum_i p_i``.
+def observed_expected_ratio(y: Any, p: Any, *, sample_weight: Any = None) -> float:
+    """Observed over expected positives, ``sum_i y_i / sum_i p_i`` (``sum w y / sum w p``
+    with ``sample_weight``).
 
     1 when the model is calibrated in the large; above 1 it under-predicts. NaN when
     every prediction is 0 (nothing is expected).
@@ -384,8 +431,10 @@ def observed_expected_ratio(y: Any, p: Any) -> float:
     2.0
     """
     y_f, p_f = check_labels_probabilities(y, p)
-    expected = p_f.sum()
-    return float(y_f.sum() / expected) if expected > 0 else float("nan")
+    w = check_sample_weight(sample_weight, len(y_f))
+    w = np.ones(len(y_f)) if w is None else w
+    expected = np.sum(w * p_f)
+    return float(np.sum(w * y_f) / expected) if expected > 0 else float("nan")
 
 
 @dataclass(frozen=True)
@@ -409,7 +458,8 @@ class CalibrationFit:
         return est - z * se, est + z * se
 
 
-def calibration_slope_intercept(y: Any, p: Any, *, eps: float = DEFAULT_EPS) -> CalibrationFit:
+def calibration_slope_intercept(y: Any, p: Any, *, eps: float = DEFAULT_EPS,
+                                sample_weight: Any = None) -> CalibrationFit:
     """Calibration slope and intercept by logistic recalibration (Cox 1958).
 
     Fits ``logit P(y = 1 | p) = a + b logit(q)``, ``q = clip(p, eps, 1 - eps)``, by exact
@@ -417,7 +467,9 @@ def calibration_slope_intercept(y: Any, p: Any, *, eps: float = DEFAULT_EPS) -> 
     ``b = 1, a = 0``; ``b < 1`` means over-confident predictions (too extreme),
     ``b > 1`` under-confident ones; ``a`` shifts the overall level.
 
-    Returns NaN for both when the MLE does not exist: the classes are separated by p
+    ``sample_weight`` weights each row's likelihood (frequency weights: the standard
+    errors treat a weight of 2 as two rows). Returns NaN for both when the MLE does
+    not exist: the classes are separated by p
     (every positive scored at least as high as every negative, or the reverse), which
     includes one class only and constant p.
 
@@ -429,8 +481,9 @@ def calibration_slope_intercept(y: Any, p: Any, *, eps: float = DEFAULT_EPS) -> 
     """
     y_f, p_f = check_labels_probabilities(y, p)
     _check_eps(eps)
+    w = check_sample_weight(sample_weight, len(y_f))
     x = special.logit(np.clip(p_f, eps, 1 - eps))
-    a, b, se_a, se_b = _logistic_fit(y_f, x, np.zeros(len(y_f), np.int64), 1)
+    a, b, se_a, se_b = _logistic_fit(y_f, x, np.zeros(len(y_f), np.int64), 1, weights=w)
     return CalibrationFit(slope=float(b[0]), intercept=float(a[0]), slope_se=float(se_b[0]),
                           intercept_se=float(se_a[0]))
 
@@ -460,33 +513,40 @@ def wilson_interval(successes: Any, n: Any, *, confidence: float = 0.95) -> tupl
 
 
 def reliability_curve(y: Any, p: Any, *, n_bins: int = 15, strategy: str = "uniform",
-                      confidence: float = 0.95) -> pd.DataFrame:
+                      confidence: float = 0.95, sample_weight: Any = None) -> pd.DataFrame:
     """Per-bin mean prediction, observed rate, count and Wilson interval.
 
     Returns
     -------
     DataFrame with one row per bin (empty bins included, with count 0 and NaN rates):
-    ``bin``, ``lower``, ``upper`` (edges), ``count``, ``mean_predicted``,
-    ``observed_rate``, ``ci_low``, ``ci_high`` (Wilson interval of the observed rate).
-    The non-empty rows' ``observed_rate`` / ``mean_predicted`` equal scikit-learn's
+    ``bin``, ``lower``, ``upper`` (edges), ``count`` (rows), ``weight`` (sum of
+    ``sample_weight``; = count without weights), ``mean_predicted``, ``observed_rate``
+    (weighted means), ``ci_low``, ``ci_high`` (Wilson interval of the observed rate, at
+    Kish's effective size ``(sum w)^2 / sum w^2`` with weights). Without weights the
+    non-empty rows' ``observed_rate`` / ``mean_predicted`` equal scikit-learn's
     ``calibration_curve(y, p, n_bins=n_bins, strategy=strategy)``.
     """
     y_f, p_f = check_labels_probabilities(y, p)
     check_bin_options(n_bins, strategy)
-    count, sum_p, sum_y, _, edges = binned_sums(y_f, p_f, np.zeros(len(y_f), np.int64), 1,
-                                                n_bins=n_bins, strategy=strategy)
-    count, sum_p, sum_y, edges = count[0], sum_p[0], sum_y[0], edges[0]
-    lo, hi = wilson_interval(sum_y, count, confidence=confidence)
+    w = check_sample_weight(sample_weight, len(y_f), strategy=strategy)
+    weight, sum_p, sum_y, flat, edges = binned_sums(y_f, p_f, np.zeros(len(y_f), np.int64), 1,
+                                                    n_bins=n_bins, strategy=strategy, weights=w)
+    weight, sum_p, sum_y, edges = weight[0], sum_p[0], sum_y[0], edges[0]
+    count = np.bincount(flat, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
+        n_eff = count if w is None else weight**2 / np.bincount(flat, weights=w**2, minlength=n_bins)
+        rate = sum_y / weight
+        lo, hi = wilson_interval(rate * n_eff, n_eff, confidence=confidence)
         return pd.DataFrame({
             "bin": np.arange(n_bins), "lower": edges[:-1], "upper": edges[1:],
-            "count": count.astype(np.int64), "mean_predicted": sum_p / count,
-            "observed_rate": sum_y / count, "ci_low": lo, "ci_high": hi,
+            "count": count.astype(np.int64), "weight": weight, "mean_predicted": sum_p / weight,
+            "observed_rate": rate, "ci_low": lo, "ci_high": hi,
         })
 
 
 def calibration_by_segment(y: Any, p: Any, segments: Any, *, n_bins: int = 15,
-                           strategy: str = "uniform", eps: float = DEFAULT_EPS) -> pd.DataFrame:
+                           strategy: str = "uniform", eps: float = DEFAULT_EPS,
+                           sample_weight: Any = None) -> pd.DataFrame:
     """Every calibration metric per segment, in one vectorised pass.
 
     Parameters
@@ -500,10 +560,13 @@ def calibration_by_segment(y: Any, p: Any, segments: Any, *, n_bins: int = 15,
         computed within each segment.
     eps : float
         Clipping of log loss and of ``logit(p)`` for the slope.
+    sample_weight : array-like of shape (n,), optional
+        Row weights, as in the scalar functions (uniform bins only).
 
     Returns
     -------
-    DataFrame indexed by segment (sorted) with columns ``n``, ``positives``,
+    DataFrame indexed by segment (sorted) with columns ``n`` (rows), ``weight`` (sum of
+    weights; = n without weights), ``positives`` (rows with y = 1),
     ``base_rate``, ``mean_predicted``, ``ece``, ``mce``, ``brier``, ``reliability``,
     ``resolution``, ``uncertainty`` (see :func:`brier_decomposition`), ``log_loss``,
     ``normalized_entropy``, ``oe_ratio``, ``calibration_slope``,
@@ -514,41 +577,46 @@ def calibration_by_segment(y: Any, p: Any, segments: Any, *, n_bins: int = 15,
     y_f, p_f = check_labels_probabilities(y, p)
     check_bin_options(n_bins, strategy)
     _check_eps(eps)
+    w = check_sample_weight(sample_weight, len(y_f), strategy=strategy)
     groups, labels = group_codes(segments, len(y_f))
     return _metrics_table(y_f, p_f, groups, len(labels), n_bins=n_bins, strategy=strategy,
-                          eps=eps).set_axis(pd.Index(labels, name="segment"))
+                          eps=eps, weights=w).set_axis(pd.Index(labels, name="segment"))
 
 
 def calibration_summary(y: Any, p: Any, *, n_bins: int = 15, strategy: str = "uniform",
-                        eps: float = DEFAULT_EPS) -> dict[str, float]:
+                        eps: float = DEFAULT_EPS, sample_weight: Any = None) -> dict[str, float]:
     """All metrics of :func:`calibration_by_segment` for the whole input, as a dict."""
     y_f, p_f = check_labels_probabilities(y, p)
     check_bin_options(n_bins, strategy)
     _check_eps(eps)
+    w = check_sample_weight(sample_weight, len(y_f), strategy=strategy)
     table = _metrics_table(y_f, p_f, np.zeros(len(y_f), np.int64), 1, n_bins=n_bins,
-                           strategy=strategy, eps=eps)
+                           strategy=strategy, eps=eps, weights=w)
     return {k: float(v) for k, v in table.iloc[0].items()}
 
 
 def _metrics_table(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_groups: int, *, n_bins: int,
-                   strategy: str, eps: float) -> pd.DataFrame:
-    count, sum_p, sum_y, _, _ = binned_sums(y, p, groups, n_groups, n_bins=n_bins, strategy=strategy)
-    n = count.sum(axis=1)
+                   strategy: str, eps: float, weights: np.ndarray | None = None) -> pd.DataFrame:
+    count, sum_p, sum_y, _, _ = binned_sums(y, p, groups, n_groups, n_bins=n_bins, strategy=strategy,
+                                            weights=weights)
+    wt = np.ones(len(y)) if weights is None else weights
+    n = count.sum(axis=1)  # rows, or the total weight
     pos, expected = sum_y.sum(axis=1), sum_p.sum(axis=1)
-    ll = np.bincount(groups, weights=_log_loss_rows(y, p, eps), minlength=n_groups) / n
+    ll = np.bincount(groups, weights=wt * _log_loss_rows(y, p, eps), minlength=n_groups) / n
     entropy = _binary_entropy(pos / n)
     with np.errstate(invalid="ignore", divide="ignore"):  # Murphy's terms; empty bins add nothing
         reliability = np.where(count > 0, (sum_p - sum_y) ** 2 / count, 0.0).sum(axis=1) / n
         resolution = np.where(count > 0, count * (sum_y / count - (pos / n)[:, None]) ** 2, 0.0).sum(axis=1) / n
     intercept, slope, intercept_se, slope_se = _logistic_fit(y, special.logit(np.clip(p, eps, 1 - eps)),
-                                                             groups, n_groups)
+                                                             groups, n_groups, weights=weights)
     with np.errstate(invalid="ignore", divide="ignore"):
         return pd.DataFrame({
-            "n": n.astype(np.int64), "positives": pos.astype(np.int64), "base_rate": pos / n,
+            "n": np.bincount(groups, minlength=n_groups), "weight": n,
+            "positives": np.bincount(groups, weights=y, minlength=n_groups).astype(np.int64), "base_rate": pos / n,
             "mean_predicted": expected / n,
             "ece": _ece_from_sums(count, sum_p, sum_y, "l1"),
             "mce": _ece_from_sums(count, sum_p, sum_y, "max"),
-            "brier": np.bincount(groups, weights=(p - y) ** 2, minlength=n_groups) / n,
+            "brier": np.bincount(groups, weights=wt * (p - y) ** 2, minlength=n_groups) / n,
             "reliability": reliability, "resolution": resolution, "uncertainty": (pos / n) * (1 - pos / n),
             "log_loss": ll,
             "normalized_entropy": np.where(entropy > 0, ll / entropy, np.nan),
@@ -559,11 +627,12 @@ def _metrics_table(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_groups: i
 
 
 def evaluate_calibration(y: Any, p: Any, metrics: Sequence[str], *, n_bins: int = 15,
-                         strategy: str = "uniform", eps: float = DEFAULT_EPS) -> dict[str, float]:
+                         strategy: str = "uniform", eps: float = DEFAULT_EPS,
+                         sample_weight: Any = None) -> dict[str, float]:
     """The named metrics (keys of ``CALIBRATION_METRICS``) as a dict, in the given order."""
     unknown = [m for m in metrics if m not in CALIBRATION_METRICS]
     if unknown:
         raise DataValidationError(f"metrics: unknown calibration metric {unknown[0]!r}; "
                                   f"known: {', '.join(CALIBRATION_METRICS)}")
-    summary = calibration_summary(y, p, n_bins=n_bins, strategy=strategy, eps=eps)
+    summary = calibration_summary(y, p, n_bins=n_bins, strategy=strategy, eps=eps, sample_weight=sample_weight)
     return {m: summary[m] for m in metrics}

@@ -412,6 +412,67 @@ def test_ece_statistic_value_and_resampled_value_equal_ece() -> None:
         expected_calibration_error(y[idx], p[idx], n_bins=7), abs=1e-12)
 
 
+# ------------------------------------------------------------ sample weights
+
+def test_weighted_metrics_match_sklearn() -> None:
+    y, p = draw(2000, 31)
+    w = np.random.default_rng(4).uniform(0.1, 3.0, len(y))
+    assert brier_score(y, p, sample_weight=w) == pytest.approx(brier_score_loss(y, p, sample_weight=w), abs=1e-12)
+    assert log_loss(y, p, sample_weight=w) == pytest.approx(
+        sk_log_loss(y, y_proba=p, sample_weight=w, labels=[0, 1]), abs=1e-12)
+    fit = calibration_slope_intercept(y, p, sample_weight=w)
+    lr = LogisticRegression(C=np.inf, solver="newton-cholesky", tol=1e-12, max_iter=200)
+    lr.fit(special.logit(p)[:, None], y, sample_weight=w)
+    assert fit.slope == pytest.approx(lr.coef_[0, 0], abs=1e-6)
+    assert fit.intercept == pytest.approx(lr.intercept_[0], abs=1e-6)
+
+
+def test_integer_weights_equal_repeated_rows() -> None:
+    y, p = draw(600, 32)
+    w = np.random.default_rng(5).integers(0, 4, len(y))
+    yr, pr = np.repeat(y, w), np.repeat(p, w)
+    for norm in ("l1", "l2", "max"):
+        assert expected_calibration_error(y, p, n_bins=8, norm=norm, sample_weight=w) == pytest.approx(
+            expected_calibration_error(yr, pr, n_bins=8, norm=norm), abs=1e-12)
+    assert normalized_entropy(y, p, sample_weight=w) == pytest.approx(normalized_entropy(yr, pr), abs=1e-12)
+    assert observed_expected_ratio(y, p, sample_weight=w) == pytest.approx(observed_expected_ratio(yr, pr),
+                                                                           abs=1e-12)
+    d, dr = brier_decomposition(y, p, n_bins=8, sample_weight=w), brier_decomposition(yr, pr, n_bins=8)
+    for term in ("brier", "reliability", "resolution", "uncertainty", "within_bin_variance",
+                 "within_bin_covariance"):
+        assert getattr(d, term) == pytest.approx(getattr(dr, term), abs=1e-12), term
+    fit, fit_r = calibration_slope_intercept(y, p, sample_weight=w), calibration_slope_intercept(yr, pr)
+    assert (fit.slope, fit.slope_se) == pytest.approx((fit_r.slope, fit_r.slope_se), abs=1e-8)
+    curve, curve_r = reliability_curve(y, p, n_bins=8, sample_weight=w), reliability_curve(yr, pr, n_bins=8)
+    filled = curve_r["count"] > 0
+    np.testing.assert_allclose(curve.loc[filled, ["mean_predicted", "observed_rate"]],
+                               curve_r.loc[filled, ["mean_predicted", "observed_rate"]], atol=1e-12)
+    np.testing.assert_allclose(curve["weight"], curve_r["count"])
+    seg = np.random.default_rng(6).integers(0, 3, len(y))
+    table = calibration_by_segment(y, p, seg, n_bins=8, sample_weight=w)
+    table_r = calibration_by_segment(yr, pr, np.repeat(seg, w), n_bins=8)
+    cols = ["base_rate", "ece", "mce", "brier", "log_loss", "reliability", "resolution", "normalized_entropy",
+            "oe_ratio", "calibration_slope", "calibration_intercept", "calibration_slope_se"]
+    np.testing.assert_allclose(table[cols], table_r[cols], atol=1e-8)
+    np.testing.assert_array_equal(table["weight"], table_r["n"])
+    np.testing.assert_array_equal(table["n"], np.bincount(seg))
+
+
+def test_unit_weights_change_nothing_and_bad_weights_are_refused() -> None:
+    y, p = draw(300, 33)
+    ones = np.ones(len(y))
+    assert expected_calibration_error(y, p, sample_weight=ones) == expected_calibration_error(y, p)
+    pd.testing.assert_frame_equal(reliability_curve(y, p, sample_weight=ones), reliability_curve(y, p))
+    with pytest.raises(DataValidationError, match=r"sample_weight: 2 weights are negative, NaN or infinite"):
+        brier_score([0, 1, 1], [0.1, 0.2, 0.3], sample_weight=[1.0, -1.0, np.nan])
+    with pytest.raises(DataValidationError, match=r"sample_weight: expected shape \(3,\)"):
+        log_loss([0, 1, 1], [0.1, 0.2, 0.3], sample_weight=[1.0, 2.0])
+    with pytest.raises(DataValidationError, match="sum to 0"):
+        observed_expected_ratio([0, 1], [0.1, 0.2], sample_weight=[0, 0])
+    with pytest.raises(DataValidationError, match="not supported with strategy='quantile'"):
+        expected_calibration_error(y, p, strategy="quantile", sample_weight=ones)
+
+
 # ---------------------------------------------------------------- bad input
 
 BAD = [
