@@ -35,6 +35,13 @@ def relevance_from_ratings(ratings: np.ndarray, *, threshold: float | None = Non
     Returns
     -------
     ndarray of int64
+
+    Examples
+    --------
+    >>> relevance_from_ratings(np.array([3, 4, 4.5, 5]), threshold=4).tolist()
+    [0, 1, 1, 1]
+    >>> relevance_from_ratings(np.array([3, 4, 4.5, 5]), grades={4: 1, 5: 2}).tolist()
+    [0, 1, 1, 2]
     """
     if (threshold is None) == (grades is None):
         raise ConfigError("relevance from rating: give exactly one of threshold or grades")

@@ -32,7 +32,27 @@ def _check_fraction(test_fraction: float, kind: str) -> None:
 
 
 def random_split(n_rows: int, *, test_fraction: float, seed: int) -> np.ndarray:
-    """Seeded uniform test sample of exactly ``round(n_rows * test_fraction)`` rows."""
+    """Seeded uniform test sample of exactly ``round(n_rows * test_fraction)`` rows.
+
+    Parameters
+    ----------
+    n_rows : int
+        Rows of the log (in the builder's canonical (user, item) order).
+    test_fraction : float in (0, 1)
+        Share of rows held out.
+    seed : int
+        Seed of the permutation.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_rows,)
+        True for held-out rows.
+
+    Examples
+    --------
+    >>> int(random_split(10, test_fraction=0.3, seed=0).sum())
+    3
+    """
     _check_fraction(test_fraction, "random")
     rng = np.random.default_rng(seed)
     mask = np.zeros(n_rows, dtype=bool)
@@ -44,9 +64,26 @@ def temporal_split(timestamps: np.ndarray, *, test_fraction: float | None = None
                    cutoff: float | None = None) -> np.ndarray:
     """Global cut: test rows are those with ``timestamp > cut``.
 
-    With ``cutoff`` the cut is given; with ``test_fraction`` it is the timestamp of the
-    last train row when rows are sorted by time and the last ``round(n * test_fraction)``
-    are test. Rows tied with the cut stay in train, so the test share can be smaller.
+    Parameters
+    ----------
+    timestamps : ndarray
+        Numbers or datetime64 (see :func:`as_sortable_times`).
+    test_fraction : float in (0, 1), optional
+        The cut is the timestamp of the last train row when rows are sorted by time and
+        the last ``round(n * test_fraction)`` are test. Rows tied with the cut stay in
+        train, so the test share can be smaller than asked.
+    cutoff : number or ISO date text, optional
+        The cut itself. Give exactly one of ``test_fraction`` and ``cutoff``.
+
+    Returns
+    -------
+    ndarray of bool
+        True for held-out rows; ``max(train ts) <= min(test ts)`` always holds.
+
+    Examples
+    --------
+    >>> temporal_split(np.array([1, 2, 2, 3]), test_fraction=0.5).tolist()
+    [False, False, False, True]
     """
     if (test_fraction is None) == (cutoff is None):
         raise ConfigError("split temporal: give exactly one of test_fraction or cutoff")
@@ -118,7 +155,25 @@ def _user_order(users: np.ndarray, timestamps: np.ndarray, tiebreak: np.ndarray)
 
 
 def leave_last_out(users: np.ndarray, timestamps: np.ndarray, tiebreak: np.ndarray, *, k: int = 1) -> np.ndarray:
-    """Each user's last ``k`` rows by time are test; users with <= k rows stay in train."""
+    """Each user's last ``k`` rows by time are test; users with <= k rows stay in train.
+
+    Parameters
+    ----------
+    users, timestamps, tiebreak : ndarray
+        Per row: user id, time, and the key that orders rows of equal time (item id).
+    k : int >= 1
+        Rows held out per user.
+
+    Returns
+    -------
+    ndarray of bool
+        True for held-out rows; per user, every train time <= every test time.
+
+    Examples
+    --------
+    >>> leave_last_out(np.array([0, 0, 0, 1]), np.array([5, 1, 3, 9]), np.arange(4), k=1).tolist()
+    [True, False, False, False]
+    """
     if k < 1:
         raise ConfigError(f"split leave_last_out: k must be >= 1, got {k}")
     order, from_end, size = _user_order(users, timestamps, tiebreak)
@@ -130,7 +185,25 @@ def leave_last_out(users: np.ndarray, timestamps: np.ndarray, tiebreak: np.ndarr
 def temporal_ratio(users: np.ndarray, timestamps: np.ndarray, tiebreak: np.ndarray, *,
                    test_fraction: float) -> np.ndarray:
     """Each user's last ``floor(n_u * test_fraction)`` rows by time are test (at least one
-    row of every user stays in train)."""
+    row of every user stays in train).
+
+    Parameters
+    ----------
+    users, timestamps, tiebreak : ndarray
+        Per row: user id, time, and the key that orders rows of equal time (item id).
+    test_fraction : float in (0, 1)
+        Share of each user's rows held out, rounded down.
+
+    Returns
+    -------
+    ndarray of bool
+        True for held-out rows; per user, every train time <= every test time.
+
+    Examples
+    --------
+    >>> temporal_ratio(np.zeros(5, int), np.arange(5), np.arange(5), test_fraction=0.5).tolist()
+    [False, False, False, True, True]
+    """
     _check_fraction(test_fraction, "temporal_ratio")
     order, from_end, size = _user_order(users, timestamps, tiebreak)
     n_test = np.minimum(np.floor(size * test_fraction), size - 1)
