@@ -260,8 +260,30 @@ class OffPolicyEval(_Strict):
         return [make_estimator(e).name for e in self.estimators]
 
 
+class BeyondAccuracyEval(_Strict):
+    """Beyond-accuracy metrics of the top-k lists: per user ``novelty@k``, ``arp@k``,
+    ``ild@k`` (gateable); over the catalogue ``coverage@k``, ``gini@k``, ``personalization@k``."""
+
+    metrics: list[str] = Field(min_length=1)
+
+    @field_validator("metrics")
+    @classmethod
+    def _parse(cls, names: list[str]) -> list[str]:
+        from harness.beyond_runner import BEYOND_METRICS
+        from harness.metrics._names import parse_metric_names
+
+        return [s.label for s in parse_metric_names(names, known=BEYOND_METRICS)]
+
+    @property
+    def per_user(self) -> list[str]:
+        from harness.beyond_runner import PER_USER
+
+        return [m for m in self.metrics if m.split("@")[0] in PER_USER]
+
+
 class EvaluateSpec(_Strict):
     ranking: RankingEval = Field(default_factory=RankingEval)
+    beyond_accuracy: BeyondAccuracyEval | None = None
     calibration: CalibrationEval | None = None
     off_policy: OffPolicyEval | None = None
 
@@ -346,6 +368,8 @@ class EvalConfig(_Strict):
         if self.tracking.promote is not None:
             self._check_promotable(self.tracking.promote)
         metrics = set(self.evaluate.ranking.metrics)
+        if self.evaluate.beyond_accuracy is not None:
+            metrics |= set(self.evaluate.beyond_accuracy.per_user)
         if self.evaluate.calibration is not None:  # paired over click-log rows: can be gated
             if self.dataset.kind != "synthetic":
                 raise ValueError("evaluate.calibration: needs the synthetic dataset (its click log has "

@@ -21,6 +21,7 @@ from harness.compare import compare_models
 from harness.config import EvalConfig
 from harness.errors import AdapterError, ConfigError, HarnessError, TrackingError
 from harness.gate import FAIL, PASS, Verdict, decide
+from harness.beyond_runner import beyond_accuracy
 from harness.calibration_runner import CalibrationRun
 from harness.off_policy_runner import OffPolicyRun
 from harness.curves import curve_names, plot_metric_curves
@@ -151,6 +152,11 @@ def evaluate_models(config: EvalConfig, dataset: Any, *, progress: bool,
                                ties=ranking_cfg.ties, relevance_threshold=ranking_cfg.relevance_threshold)
         per_query = res.per_query if stage_table is None else res.per_query.join(stage_table)
         per_unit[name] = per_query.set_axis(per_query.index.astype(str))
+        if config.evaluate.beyond_accuracy is not None:
+            per_user, catalogue = beyond_accuracy(ranking, dataset, config.evaluate.beyond_accuracy.metrics,
+                                                  seed=config.seed)
+            per_unit[name] = per_unit[name].join(per_user)
+            info.setdefault(name, {})["catalogue"] = catalogue
         if curve_names(ranking_cfg.metrics):
             curves = metric_curves(dataset.qrels, ranking, curve_names(ranking_cfg.metrics), max(cutoffs),
                                    gain=ranking_cfg.gain, ties=ranking_cfg.ties,
@@ -162,6 +168,20 @@ def evaluate_models(config: EvalConfig, dataset: Any, *, progress: bool,
                                          n_missing_from_run=res.n_missing_from_run,
                                          started_ms=started_ms, ended_ms=int(time.time() * 1000))
     return per_unit, info
+
+
+def compared_metrics(config: EvalConfig) -> list[str]:
+    """Per-query metrics that candidate and baseline are compared on."""
+    beyond = config.evaluate.beyond_accuracy
+    return config.evaluate.ranking.metrics + (beyond.per_user if beyond is not None else [])
+
+
+def catalogue_rows(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """Catalogue-level beyond-accuracy values: one per model, no per-unit interval."""
+    nan = float("nan")
+    return [{"model": model, "metric": metric, "value": value, "ci_low": nan, "ci_high": nan,
+             "n_units": i.get("n_queries", 0)}
+            for model, i in info.items() for metric, value in i.get("catalogue", {}).items()]
 
 
 def metric_rows(per_unit: dict[str, pd.DataFrame], confidence: float) -> list[dict[str, Any]]:
@@ -212,7 +232,7 @@ def run(
     if config.compare is not None:
         comps = compare_models(per_unit, baseline=config.compare.baseline,
                                candidates=config.compare.candidates,
-                               metrics=config.evaluate.ranking.metrics, method=config.compare.method,
+                               metrics=compared_metrics(config), method=config.compare.method,
                                confidence=confidence, n_resamples=config.compare.n_resamples,
                                seed=config.seed)
         comps += calibration.compare(config.compare, config.seed)  # brier, log_loss, ece over click rows
@@ -231,7 +251,8 @@ def run(
         config=config.model_dump(mode="json"),
         config_hash=config_hash(config),
         dataset={"name": dataset.name, "fingerprint": dataset.fingerprint, "settings": dataset.settings},
-        metrics=metric_rows(per_unit, confidence) + calibration.metric_rows(confidence) + off_policy.rows,
+        metrics=(metric_rows(per_unit, confidence) + catalogue_rows(info) + calibration.metric_rows(confidence)
+                 + off_policy.rows),
         per_unit=off_policy.with_units(calibration.with_units(per_unit_long(per_unit))),
         comparison=comparison_rows,
         verdict=verdict.to_dict() if verdict else {},
