@@ -353,17 +353,9 @@ def load_side(ref: str, *, model: str | None, role: str, tracking_uri: str | Non
 
 def load_gate_file(path: str) -> list:
     """Gate criteria from a YAML file: a list of criteria, or a mapping with a ``gate`` key."""
-    from pathlib import Path
+    from harness.config import read_yaml
 
-    import yaml
-
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"--gate: file not found: {path}")
-    try:
-        raw = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--gate {path}: malformed YAML: {exc}") from None
+    raw = read_yaml(path, label="--gate")
     if isinstance(raw, dict):
         raw = raw.get("gate")
     if not isinstance(raw, list):

@@ -431,13 +431,17 @@ def parse_config(data: Any, *, source: str = "<dict>") -> EvalConfig:
         raise ConfigError(_format_errors(exc, source)) from None
 
 
-def load_config(path: str | Path) -> EvalConfig:
-    """Read and validate a YAML config file."""
+def read_yaml(path: str | Path, *, label: str) -> Any:
+    """Parse a YAML file; a missing file or malformed YAML is a ``ConfigError`` naming ``label``."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"{label} file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config {path}: malformed YAML: {exc}") from None
-    return parse_config(data, source=str(path))
+        raise ConfigError(f"{label} {path}: malformed YAML: {exc}") from None
+
+
+def load_config(path: str | Path) -> EvalConfig:
+    """Read and validate a YAML config file."""
+    return parse_config(read_yaml(path, label="config"), source=str(path))

@@ -21,6 +21,7 @@ from harness.compare import compare_models
 from harness.config import EvalConfig
 from harness.errors import AdapterError, ConfigError, HarnessError, TrackingError
 from harness.gate import FAIL, PASS, Verdict, decide
+from harness.gate import comparison_rows as gate_comparison_rows
 from harness.beyond_runner import beyond_accuracy
 from harness.calibration_runner import CalibrationRun
 from harness.off_policy_runner import OffPolicyRun
@@ -238,13 +239,7 @@ def run(
         comps += calibration.compare(config.compare, config.seed)  # brier, log_loss, ece over click rows
         comps += off_policy.compare(config.compare, config.seed)  # estimators over logged rows
         verdict = decide(config.gate, comps, correction=config.compare.correction)
-        gated = {(c.candidate, c.metric): c for c in verdict.criteria}
-        for comp in comps:
-            row = comp.to_row()
-            crit = gated.get((comp.candidate, comp.metric))
-            row.update(p_value=crit.p_value if crit else None, p_adjusted=crit.p_adjusted if crit else None,
-                       criterion=crit.criterion if crit else None, outcome=crit.outcome if crit else None)
-            comparison_rows.append(row)
+        comparison_rows = gate_comparison_rows(comps, verdict)
     result = EvalResult(
         run_id=new_run_id(),
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
