@@ -6,12 +6,12 @@ STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench ui ui-stop clean help
+.PHONY: install demo test bench bench-obp ui ui-stop clean help
 
 help:
 	@echo "make demo   - create .venv, run a complete evaluation on synthetic data, log to MLflow, print the verdict"
 	@echo "make test   - create/update .venv and run the whole test suite"
-	@echo "make bench  - run the benchmarks against the peers (pytrec_eval, ranx)"
+	@echo "make bench  - run the benchmarks against the peers (pytrec_eval, ranx); bench-obp: OBP parity and speed"
 	@echo "make ui     - start the MLflow UI on the local store and print its URL"
 	@echo "make clean  - remove .venv, results and local MLflow data"
 
@@ -31,8 +31,21 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
+# Each benchmark runs the harness and, where one exists, its peer in the same process and
+# prints times and ratios (ranking: pytrec_eval + ranx; off-policy: OBP in a throwaway venv
+# with `make bench-obp`). Sizes are the issues' targets; expect ~10 minutes on 2 cores.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/ranking_speed.py --queries 100000
+	$(BIN)/python benchmarks/ranking_speed.py --queries 100000 --peers
+	$(BIN)/python benchmarks/ranking_speed.py --queries 1000000
+	$(BIN)/python benchmarks/compare_speed.py
+	$(BIN)/python benchmarks/ope_speed.py --obp-sizes ""
+	$(BIN)/python benchmarks/calibration_speed.py
+	$(BIN)/python benchmarks/retrieval_speed.py
+	$(BIN)/python benchmarks/dataset_loading.py
+
+bench-obp: $(STAMP)
+	$(BIN)/python benchmarks/ope_parity.py
+	$(BIN)/python benchmarks/ope_speed.py --n 1000000
 
 ui: $(STAMP)
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash mlflow/start.sh
