@@ -16,6 +16,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class CandidatesSpec(_Strict):
+    """What each query's ranking is judged among: the full catalogue (default), sampled
+    negatives (seeded; not comparable with full-catalogue metrics, Krichene & Rendle
+    2020), or a given table of (user, item) rows in raw ids (file-backed data sets)."""
+
+    kind: Literal["full", "sampled", "given"] = "full"
+    n_negatives: int = Field(100, ge=1)
+    seed: int = 0
+    path: str | None = None
+    user: str = "user"
+    item: str = "item"
+
+    @model_validator(mode="after")
+    def _given(self) -> "CandidatesSpec":
+        if (self.kind == "given") != (self.path is not None):
+            raise ValueError("candidates: kind 'given' needs a path (and only it takes one)")
+        return self
+
+
 class SyntheticDataset(_Strict):
     """The built-in synthetic world (see ``harness.datasets.make_synthetic``)."""
 
@@ -26,6 +45,7 @@ class SyntheticDataset(_Strict):
     n_train_per_user: int = Field(20, ge=0)
     popularity_strength: float = Field(0.5, ge=0)
     temperature: float = Field(0.5, gt=0)
+    candidates: CandidatesSpec | None = None
 
 
 # --- file-backed data sets (harness.datasets.movielens / .interactions) -------------------
@@ -103,6 +123,7 @@ class _FileDataset(_Strict):
     cold_start: Literal["keep", "exclude", "only"] = "keep"
     duplicates: Literal["error", "keep_last"] = "error"
     exclude_seen: bool = True
+    candidates: CandidatesSpec | None = None
 
     @field_validator("exclude_seen")
     @classmethod

@@ -49,19 +49,44 @@ def _say(message: str) -> None:
 
 
 def load_dataset(config: EvalConfig) -> Any:
-    """Build the data set named by ``config.dataset``."""
+    """Build the data set named by ``config.dataset``, with its candidate set if any."""
     from harness.datasets import make_synthetic
 
+    spec = config.dataset.model_dump(by_alias=True)
+    candidates = spec.pop("candidates", None)
     if config.dataset.kind in ("movielens", "interactions"):  # file-backed: loaded, checked, split, judged
         from harness.datasets.interactions import dataset_from_spec
 
-        dataset = dataset_from_spec(config.dataset.model_dump(by_alias=True), seed=config.seed)
-        for warning in dataset.warnings:
-            _say(f"WARNING: dataset: {warning}")
-        return dataset
-    spec = config.dataset.model_dump()
-    spec.pop("kind")
-    return make_synthetic(**spec, seed=config.seed)
+        dataset = dataset_from_spec(spec, seed=config.seed)
+    else:
+        spec.pop("kind")
+        dataset = make_synthetic(**spec, seed=config.seed)
+    if candidates is not None and candidates["kind"] != "full":
+        dataset = _with_candidates(dataset, candidates)
+    for warning in dataset.warnings:
+        _say(f"WARNING: dataset: {warning}")
+    return dataset
+
+
+def _with_candidates(dataset: Any, spec: dict[str, Any]) -> Any:
+    from harness.datasets.candidates import with_candidates
+
+    table = None
+    if spec["kind"] == "given":
+        from harness.datasets.interactions import load_interactions
+
+        table = load_interactions(spec["path"], columns={"user": spec["user"], "item": spec["item"]})
+    settings = {k: v for k, v in spec.items() if v is not None}
+    return with_candidates(dataset, settings, table)
+
+
+def restrict_ranking(ranking: Ranking, dataset: Any, k: int) -> Ranking:
+    """Keep each query's candidate items (in the model's order), then the first k."""
+    from harness.datasets.candidates import restrict_to_candidates
+
+    items, scores = restrict_to_candidates(ranking.query_ids, ranking.items, ranking.scores,
+                                           dataset.candidates, n_items=dataset.n_items)
+    return Ranking(ranking.query_ids, items[:, :k], scores[:, :k])
 
 
 def retrieve_all(name: str, model: Any, query_ids: np.ndarray, k: int, *, progress: bool) -> Ranking:
@@ -146,6 +171,9 @@ def evaluate_models(config: EvalConfig, dataset: Any, *, progress: bool,
         if isinstance(model, Pipeline):  # per-stage columns such as "retrieval/recall@500"
             ranking, stage_table, within_table = evaluate_pipeline(name, model, dataset, ranking_cfg, k,
                                                                    progress=progress)
+        elif dataset.candidates is not None:  # rank the whole catalogue, then judge among candidates
+            ranking = restrict_ranking(retrieve_all(name, model, query_ids, dataset.n_items, progress=progress),
+                                       dataset, k)
         else:
             ranking = retrieve_all(name, model, query_ids, k, progress=progress)
         _check_known_items(name, ranking, dataset.n_items)
@@ -245,7 +273,9 @@ def run(
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         config=config.model_dump(mode="json"),
         config_hash=config_hash(config),
-        dataset={"name": dataset.name, "fingerprint": dataset.fingerprint, "settings": dataset.settings},
+        dataset={"name": dataset.name, "fingerprint": dataset.fingerprint, "settings": dataset.settings,
+                 **{key: getattr(dataset, key) for key in ("warnings", "cold_start", "split_stats")
+                    if getattr(dataset, key, None)}},
         metrics=(metric_rows(per_unit, confidence) + catalogue_rows(info) + calibration.metric_rows(confidence)
                  + off_policy.rows),
         per_unit=off_policy.with_units(calibration.with_units(per_unit_long(per_unit))),
