@@ -149,8 +149,9 @@ def intra_list_diversity(items: np.ndarray, item_vectors: np.ndarray, *, k: int 
 
     Notes
     -----
-    ILD(u) = 2 / (m (m - 1)) sum_{i < j in L_u} (1 - cos(v_i, v_j)) for a list of m >= 2
-    items; 0 for shorter lists. Users are processed in batches (memory O(batch k^2)).
+    ILD(u) = 2 / (m (m - 1)) sum_{i < j in L_u} (1 - cos(v_i, v_j)) over the m items of
+    the list that have a non-zero vector (e.g. a film with no genre has none); 0 when
+    m < 2. Users are processed in batches (memory O(batch k^2)).
 
     References
     ----------
@@ -160,14 +161,16 @@ def intra_list_diversity(items: np.ndarray, item_vectors: np.ndarray, *, k: int 
     if vectors.ndim != 2:
         raise DataValidationError(f"item_vectors: expected 2-D (n_items, dim), got shape {vectors.shape}")
     items = _check_lists(items, vectors.shape[0], k)
+    if not np.isfinite(vectors).all():
+        raise DataValidationError("item_vectors: NaN or infinite values")
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    if (norms == 0).any():
-        raise DataValidationError(f"item_vectors: {int((norms == 0).sum())} zero vectors; cosine undefined")
-    unit = vectors / norms
+    has_vector = norms[:, 0] > 0
+    unit = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
     out = np.zeros(items.shape[0])
     for start in range(0, items.shape[0], batch_users):
         block = items[start : start + batch_users]
-        valid = block != PAD
+        # an item without features (a zero vector) has no cosine: left out like padding
+        valid = (block != PAD) & has_vector[np.where(block != PAD, block, 0)]
         vec = unit[np.where(valid, block, 0)] * valid[..., None]
         sims = np.einsum("ukd,ujd->ukj", vec, vec)
         m = valid.sum(axis=1).astype(np.float64)

@@ -50,6 +50,11 @@ def test_intra_list_diversity_matches_plain_pairs() -> None:
                  for a, b in itertools.combinations(its, 2)]
         assert ild[u] == pytest.approx(np.mean(dists), abs=1e-12)
     assert intra_list_diversity(np.array([[1, -1]]), vecs)[0] == 0.0  # one item: no pairs
+    # an item without features is left out of the pairs, like padding
+    holed = vecs.copy()
+    holed[2] = 0.0
+    assert intra_list_diversity(np.array([[0, 1, 2]]), holed)[0] == pytest.approx(
+        intra_list_diversity(np.array([[0, 1, -1]]), vecs)[0])
 
 
 def test_personalization_exact_and_sampled() -> None:
@@ -72,7 +77,7 @@ def test_personalization_exact_and_sampled() -> None:
     (lambda: gini_index(np.array([[-1, -1]]), 5), "all padding"),
     (lambda: novelty(LISTS, np.ones(3), 10), r"shape \(3,\)|outside"),
     (lambda: novelty(LISTS, np.full(6, 20.0), 10), "n_users"),
-    (lambda: intra_list_diversity(LISTS, np.zeros((6, 3))), "zero vectors"),
+    (lambda: intra_list_diversity(LISTS, np.full((6, 3), np.nan)), "NaN"),
     (lambda: personalization(LISTS[:1], 6), "at least 2 users"),
 ])
 def test_bad_inputs(call, match) -> None:

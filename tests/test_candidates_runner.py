@@ -56,3 +56,39 @@ def test_bad_candidate_specs(tmp_path: Path, candidates: dict, message: str) -> 
     cfg["dataset"]["candidates"] = candidates
     result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, cfg))])
     assert result.exit_code == 2 and message in result.stderr
+
+
+def test_given_candidates_and_genre_diversity_on_movielens(tmp_path: Path) -> None:
+    from harness.metrics import intra_list_diversity
+    from harness.runner import load_dataset
+    from tests.test_movielens import write_100k
+
+    folder = write_100k(tmp_path / "ml-100k")
+    # raw ids: users 2 and 3 hold out items 11 and 5 (their last ratings, both relevant)
+    (tmp_path / "cands.csv").write_text("user,item\n2,11\n2,2\n2,7\n3,5\n3,2\n3,11\n1,1\n1,2\n")
+    cfg = small_config(tmp_path)
+    cfg["dataset"] = {"kind": "movielens", "path": str(folder),
+                      "split": {"kind": "leave_last_out", "k": 1}, "relevance": {"from": "rating", "threshold": 4},
+                      "candidates": {"kind": "given", "path": str(tmp_path / "cands.csv")}}
+    cfg["models"] = {"popularity": {"kind": "popularity"}, "candidate": {"kind": "random", "params": {"seed": 1}}}
+    cfg["evaluate"] = {"ranking": {"metrics": ["recall@3", "ndcg@3"]},
+                       "beyond_accuracy": {"metrics": ["ild@3", "coverage@3"]}}
+    cfg["gate"] = []
+    del cfg["compare"]  # two evaluated users: far too few to compare
+    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    (out,) = list((tmp_path / "results").iterdir())
+    data = json.loads((out / "results.json").read_text())
+    rows = {(r["model"], r["metric"]): r["value"] for r in data["metrics"]}
+    # three candidates per user, one of them relevant: recall@3 is 1 whatever the order
+    assert rows[("popularity", "recall@3")] == 1.0 and rows[("candidate", "recall@3")] == 1.0
+    per_unit = pd.read_parquet(out / "per_unit.parquet")
+    ild = per_unit[(per_unit.model == "popularity") & (per_unit.metric == "ild@3")].set_index("unit_id")["value"]
+    ds = load_dataset(parse_config(cfg))
+    _, genres = ds.category_matrix()
+    seen = ds.train.groupby("user_id")["item_id"].apply(set).to_dict()
+    for user, items in ds.candidates.groupby("query_id")["item_id"]:
+        if str(user) in ild.index:  # the unseen candidates are the whole top 3: order does not matter
+            unseen = [i for i in items if i not in seen.get(user, set())]
+            want = intra_list_diversity(np.array([unseen]), genres.astype(float))[0]
+            assert ild[str(user)] == pytest.approx(want, abs=1e-12)
