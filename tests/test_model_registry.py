@@ -161,7 +161,8 @@ def test_promotion_on_pass_only_and_stored_baseline_reuse(tmp_path: Path, monkey
     cfg["compare"]["baseline"] = "models:/ranker@champion"
 
     assert runner_invoke(write_config(tmp_path, cfg)) == 0  # PASS: version 2 is better
-    first = json.loads(sorted((tmp_path / "results").iterdir())[0].joinpath("results.json").read_text())
+    (first_dir,) = list((tmp_path / "results").iterdir())
+    first = json.loads((first_dir / "results.json").read_text())
     assert first["verdict"]["decision"] == "PASS"
     assert first["tracking"]["promoted"] == {"status": "promoted", "registered_model": "ranker",
                                              "version": "2", "alias": "champion"}
@@ -171,7 +172,8 @@ def test_promotion_on_pass_only_and_stored_baseline_reuse(tmp_path: Path, monkey
     # run's candidate child (same version, data and settings), and an identical candidate
     # is INCONCLUSIVE, so nothing is promoted
     assert runner_invoke(write_config(tmp_path, cfg)) == 1
-    second_dir = sorted((tmp_path / "results").iterdir())[1]
+    # run ids made within one second sort by their random suffix: take the new folder
+    (second_dir,) = set((tmp_path / "results").iterdir()) - {first_dir}
     second = json.loads((second_dir / "results.json").read_text())
     baseline_units = second["units"]["models:/ranker@champion"]
     assert baseline_units["model_version_uri"] == "models:/ranker/2"
