@@ -92,7 +92,9 @@ def _plan(crit: GateCriterion, comp: MetricComparison) -> _Pending:
     inf = comp.relative_inference if crit.relative else comp.inference
     if inf is None:
         raise DataValidationError(f"gate: {crit.metric!r} has a relative margin but the baseline "
-                                  f"{comp.baseline!r} scores 0 on it, so a relative change is undefined")
+                                  f"{comp.baseline!r} scores 0 on it (overall, or in resamples of its "
+                                  f"{comp.n_units} units), so a relative change is undefined; "
+                                  "use an absolute margin")
     sign = 1.0 if crit.direction == "higher" else -1.0
     better = inf.p_greater if sign > 0 else inf.p_less
     worse = inf.p_less if sign > 0 else inf.p_greater

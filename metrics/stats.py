@@ -636,6 +636,15 @@ def sign_flip_means(
 # --------------------------------------------------------------------------- mean metrics
 
 
+def _defined_or_none(parts: np.ndarray, estimand: "Estimand | None", options: dict) -> "DeltaInference | None":
+    if estimand is None:
+        return None
+    try:
+        return bootstrap_estimands(parts, [estimand], **options)[0]
+    except DataValidationError:
+        return None
+
+
 def infer_paired_means(
     candidate: np.ndarray,
     baseline: np.ndarray,
@@ -684,11 +693,18 @@ def infer_paired_means(
         parts[:, m:] = b
         ests = [Estimand(np.array([j]), lambda s, t: s[..., 0] / t) for j in range(m)]
         # (sum d + sum b) / sum b - 1 == sum c / sum b - 1
-        ests += [Estimand(np.array([j, m + j]), lambda s, t: s[..., 0] / s[..., 1]) for j in range(m) if has_rel[j]]
-        infs = bootstrap_estimands(parts, ests, method=method, confidence=confidence,
-                                   n_resamples=n_resamples, seed=seed, weights=weights)
-        rel_iter = iter(infs[m:])
-        return infs[:m], [next(rel_iter) if has_rel[j] else None for j in range(m)]
+        rel_ests = {j: Estimand(np.array([j, m + j]), lambda s, t: s[..., 0] / s[..., 1])
+                    for j in range(m) if has_rel[j]}
+        options = dict(method=method, confidence=confidence, n_resamples=n_resamples, seed=seed, weights=weights)
+        try:
+            infs = bootstrap_estimands(parts, ests + list(rel_ests.values()), **options)
+            rel_iter = iter(infs[m:])
+            return infs[:m], [next(rel_iter) if has_rel[j] else None for j in range(m)]
+        except DataValidationError:
+            # a relative delta undefined on some resample (a baseline mean of 0 there) has no
+            # interval; the absolute deltas are always defined (same seed: same resamples)
+            absolute_infs = bootstrap_estimands(parts, ests, **options)
+            return absolute_infs, [_defined_or_none(parts, rel_ests.get(j), options) for j in range(m)]
     d = c - b
     if method == "t_test":
         q = special.stdtrit(n - 1, 1 - alpha / 2)

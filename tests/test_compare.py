@@ -284,3 +284,17 @@ def test_general_weighted_statistics_plug_in_too():
     with pytest.raises(DataValidationError, match="same kind of statistic"):
         compare_models({}, baseline="prod", candidates=["cand"], metrics=["slope"],
                        statistics={"prod": {"slope": ratio_statistic(y, y)}, "cand": {"slope": slope(p_cand)}})
+
+
+def test_relative_delta_undefined_on_some_resamples_leaves_the_absolute_delta() -> None:
+    """A baseline whose metric is 0 on most units: some resamples have a baseline mean of
+    0, so the relative delta has no bootstrap interval, but the absolute delta still does."""
+    from harness.metrics.stats import infer_paired_means
+
+    base = np.zeros((6, 2))
+    base[0, 0] = 1.0  # column 0: one non-zero unit -> resamples without it divide by zero
+    base[:, 1] = 1.0
+    cand = base + 0.5
+    absolute, relative = infer_paired_means(cand, base, method="bootstrap", n_resamples=200, seed=0)
+    assert [a.estimate for a in absolute] == pytest.approx([0.5, 0.5])
+    assert relative[0] is None and relative[1].estimate == pytest.approx(0.5)
