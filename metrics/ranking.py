@@ -93,6 +93,9 @@ def _check_frame(df: object, name: str, value_col: str) -> pd.DataFrame:
     if len(df) == 0:
         raise DataValidationError(f"{name}: is empty (0 rows)")
     for col in ("query_id", "item_id"):
+        dtype = df[col].dtype
+        if isinstance(dtype, np.dtype) and np.issubdtype(dtype, np.integer):  # cannot hold a missing value
+            continue
         nulls = df[col].isna().to_numpy()
         if nulls.any():
             raise DataValidationError(f"{name}: column {col!r} has {int(nulls.sum())} missing ids "
@@ -121,6 +124,8 @@ def _validate_qrels(qrels: pd.DataFrame) -> np.ndarray:
 def _validate_run(run: pd.DataFrame) -> np.ndarray:
     _check_frame(run, "run", "score")
     scores = _numeric(run["score"].to_numpy(), "run: column 'score'")
+    if np.isfinite(scores).all():  # one pass, one temporary: the common case
+        return scores
     bad = ~np.isfinite(scores)
     if bad.any():
         raise DataValidationError(f"run: column 'score' has {int(bad.sum())} NaN or infinite values "
@@ -185,13 +190,6 @@ def prepare(qrels: pd.DataFrame, run: "pd.DataFrame | Ranking", *, ties: Ties = 
     qq, query_ids = pd.factorize(qrels["query_id"].to_numpy())
     n_q = len(query_ids)
     rq = _query_codes(pd.Index(query_ids), r_q)
-    known = rq >= 0
-    if not known.any():
-        raise DataValidationError(
-            f"run: none of its {len(pd.unique(r_q))} query ids appears in qrels (run ids "
-            f"{describe_examples(pd.unique(r_q))}, qrels ids {describe_examples(query_ids)}); "
-            f"check the id types ({np.asarray(r_q).dtype} vs {query_ids.dtype})")
-    n_run_only = 0 if known.all() else int(len(pd.unique(r_q[~known])))
     q_items, r_keys, tiebreak = _item_keys(qrels["item_id"].to_numpy(), r_items, ties)
     if ties == "trec_eval":
         # trec_eval keeps scores as C floats: scores equal in single precision tie there
@@ -201,6 +199,16 @@ def prepare(qrels: pd.DataFrame, run: "pd.DataFrame | Ranking", *, ties: Ties = 
         raise DataValidationError(f"qrels: {len(qq):,} rows; at most {MAX_ROWS - 1:,} are supported")
     q_order, q_offsets = K.group_offsets(qq.astype(np.int32), n_q)
     order, offsets = K.group_offsets(rq, n_q)
+    n_run_only = 0
+    if offsets[-1] < len(rq):  # some run queries are not in qrels (code -1)
+        unknown = r_q[rq < 0]
+        if offsets[-1] == 0:
+            raise DataValidationError(
+                f"run: none of its {len(pd.unique(r_q))} query ids appears in qrels (run ids "
+                f"{describe_examples(pd.unique(r_q))}, qrels ids {describe_examples(query_ids)}); "
+                f"check the id types ({np.asarray(r_q).dtype} vs {query_ids.dtype})")
+        n_run_only = int(len(pd.unique(unknown)))
+    del rq  # the largest temporary: free it before the kernel allocates
     return PreparedRun(np.asarray(query_ids), order, offsets, np.ascontiguousarray(r_keys), scores,
                        np.ascontiguousarray(tiebreak, dtype=np.int64), q_order, q_offsets,
                        np.ascontiguousarray(q_items), rel, n_run_only)
