@@ -112,8 +112,11 @@ def _numeric(values: np.ndarray, name: str) -> np.ndarray:
 
 def _validate_qrels(qrels: pd.DataFrame) -> np.ndarray:
     _check_frame(qrels, "qrels", "relevance")
-    rel = _numeric(qrels["relevance"].to_numpy(), "qrels: column 'relevance'")
-    bad = ~np.isfinite(rel) | (rel < 0) | (rel != np.round(rel))
+    raw = qrels["relevance"].to_numpy()
+    rel = _numeric(raw, "qrels: column 'relevance'")
+    # integer columns are whole and finite by construction: only their sign needs a check
+    bad = (rel < 0) if np.issubdtype(raw.dtype, np.integer) else (
+        ~np.isfinite(rel) | (rel < 0) | (rel != np.round(rel)))
     if bad.any():
         raise DataValidationError(
             f"qrels: column 'relevance' must hold integers >= 0; {int(bad.sum())} rows do not "
@@ -188,6 +191,9 @@ def prepare(qrels: pd.DataFrame, run: "pd.DataFrame | Ranking", *, ties: Ties = 
         scores = _validate_run(run)
         r_q, r_items = run["query_id"].to_numpy(), run["item_id"].to_numpy()
     qq, query_ids = pd.factorize(qrels["query_id"].to_numpy())
+    if len(qq) >= MAX_ROWS:
+        raise DataValidationError(f"qrels: {len(qq):,} rows; at most {MAX_ROWS - 1:,} are supported")
+    qq = qq.astype(np.int32)  # half the memory of the factorised codes
     n_q = len(query_ids)
     rq = _query_codes(pd.Index(query_ids), r_q)
     q_items, r_keys, tiebreak = _item_keys(qrels["item_id"].to_numpy(), r_items, ties)
@@ -195,9 +201,7 @@ def prepare(qrels: pd.DataFrame, run: "pd.DataFrame | Ranking", *, ties: Ties = 
         # trec_eval keeps scores as C floats: scores equal in single precision tie there
         scores = scores.astype(np.float32).astype(np.float64)
 
-    if len(qq) >= MAX_ROWS:
-        raise DataValidationError(f"qrels: {len(qq):,} rows; at most {MAX_ROWS - 1:,} are supported")
-    q_order, q_offsets = K.group_offsets(qq.astype(np.int32), n_q)
+    q_order, q_offsets = K.group_offsets(qq, n_q)
     order, offsets = K.group_offsets(rq, n_q)
     n_run_only = 0
     if offsets[-1] < len(rq):  # some run queries are not in qrels (code -1)
