@@ -36,12 +36,26 @@ GAIN_LINEAR, GAIN_EXPONENTIAL = 0, 1
 @numba.njit(cache=True)
 def group_offsets(codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
     """Counting sort: ``order`` lists row indices grouped by code (stable within a
-    group); ``offsets[g]:offsets[g+1]`` is group g's slice. Codes < 0 are dropped."""
+    group); ``offsets[g]:offsets[g+1]`` is group g's slice. Codes < 0 are dropped.
+
+    When the rows already come grouped (codes non-decreasing, none dropped), as runs and
+    qrels usually do, ``order`` is empty and the slices index the rows themselves: no
+    array of the input's length is allocated.
+    """
     counts = np.zeros(n_groups + 1, dtype=np.int64)
+    grouped = True
+    previous = -1
     for c in codes:
         if c >= 0:
             counts[c + 1] += 1
+            if c < previous:
+                grouped = False
+            previous = c
+        else:
+            grouped = False
     offsets = np.cumsum(counts)
+    if grouped:
+        return np.empty(0, dtype=np.int32), offsets
     fill = offsets[:-1].copy()
     # int32 row indices halve the memory of the largest array (100M rows: 400 MB);
     # the front door refuses inputs of 2**31 rows or more
@@ -52,6 +66,14 @@ def group_offsets(codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndar
             order[fill[c]] = i
             fill[c] += 1
     return order, offsets
+
+
+@numba.njit(cache=True)
+def _rows(order: np.ndarray, offsets: np.ndarray, g: int) -> np.ndarray:
+    """Row indices of group g (see ``group_offsets``)."""
+    if order.shape[0] == 0:
+        return np.arange(offsets[g], offsets[g + 1])
+    return order[offsets[g]:offsets[g + 1]].astype(np.int64)
 
 
 @numba.njit(cache=True, inline="always")
@@ -121,7 +143,7 @@ def _one_query(q, run_order, run_offsets, run_items, run_scores, run_tiebreak, q
     qs, qe = q_offsets[q], q_offsets[q + 1]
     n_judged = qe - qs
     # this query's judgments sorted by item, for binary search
-    judged_rows = q_order[qs:qe]
+    judged_rows = _rows(q_order, q_offsets, q)
     by_item = judged_rows[np.argsort(q_items[judged_rows], kind="mergesort")]
     n_rel = 0
     for j in range(n_judged):
@@ -134,7 +156,7 @@ def _one_query(q, run_order, run_offsets, run_items, run_scores, run_tiebreak, q
     n_relevant[q] = n_rel
     if n_rel == 0:
         return
-    rows = run_order[run_offsets[q]:run_offsets[q + 1]]
+    rows = _rows(run_order, run_offsets, q)
     m = rows.shape[0]
     items_sorted = np.sort(run_items[rows])
     for i in range(1, m):

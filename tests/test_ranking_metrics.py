@@ -188,3 +188,17 @@ def test_metric_list_expansion() -> None:
     qrels, run = _frames()
     res = evaluate_ranking(qrels, run, ["ndcg@[1,2]", "recall@[2, 1]", "ndcg@1"])
     assert list(res.per_query.columns) == ["ndcg@1", "ndcg@2", "recall@2", "recall@1"]
+
+
+def test_grouped_and_scattered_rows_give_the_same_values() -> None:
+    """Rows grouped by query take the no-copy path; scattered rows the counting sort."""
+    rng = np.random.default_rng(8)
+    q = np.repeat(np.arange(200), 12)
+    qrels = pd.DataFrame({"query_id": q, "item_id": np.tile(np.arange(12), 200), "relevance": rng.integers(0, 3, q.size)})
+    run = pd.DataFrame({"query_id": q, "item_id": np.tile(np.arange(12), 200), "score": rng.integers(0, 4, q.size) * 1.0})
+    metrics = ["ndcg@5", "map@10", "mrr", "hit_rate@3"]
+    for ties in ("stable", "average"):
+        grouped = evaluate_ranking(qrels, run, metrics, ties=ties).per_query.sort_index()
+        scattered = evaluate_ranking(qrels.sample(frac=1.0, random_state=1), run.sample(frac=1.0, random_state=2),
+                                     metrics, ties=ties).per_query.sort_index()
+        pd.testing.assert_frame_equal(grouped, scattered)
