@@ -90,12 +90,16 @@ def _flat_params(prefix: str, params: dict[str, Any]) -> dict[str, str]:
 
 
 def _metric_entities(metrics: dict[str, float], step: int = 0) -> list[Any]:
-    from mlflow.entities import Metric
-
+    """MLflow metrics of the finite values; a missing or undefined value (e.g. the interval
+    of a catalogue-level metric) is not logged, so the UI shows no NaN columns."""
+    import math
     import time
 
+    from mlflow.entities import Metric
+
     now = int(time.time() * 1000)
-    return [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
+    return [Metric(k, float(v), now, step) for k, v in metrics.items()
+            if v is not None and math.isfinite(float(v))]
 
 
 def _model_metrics(rows: list[dict[str, Any]]) -> tuple[dict[str, float], list[tuple[str, float, int]]]:

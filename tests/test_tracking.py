@@ -141,3 +141,10 @@ def test_default_local_store_needs_no_server(tmp_path: Path, monkeypatch: pytest
     assert (tmp_path / "mlflow.db").is_file()
     data = json.loads((_results_dir(tmp_path / "results") / "results.json").read_text())
     assert data["tracking"]["status"] == "logged" and data["tracking"]["uri"].startswith("sqlite:")
+
+
+def test_undefined_values_are_not_logged() -> None:
+    from harness.tracking import _metric_entities
+
+    names = [m.key for m in _metric_entities({"a": 1.0, "b": float("nan"), "c": None, "d": float("inf"), "e": 0})]
+    assert names == ["a", "e"]
