@@ -131,7 +131,8 @@ class OffPolicyRun:
         uniformly, so V = mean_u [(1 - eps) q(u, top(u)) + eps mean_a q(u, a)]."""
         q = self.logs.click_prob
         users = np.arange(q.shape[0])
-        return float(((1 - eps) * q[users, top[users]] + eps * q.mean(axis=1)).mean())
+        shown = np.where(top[users] >= 0, q[users, np.maximum(top[users], 0)], 0.0)  # nothing shown earns 0
+        return float(((1 - eps) * shown + eps * q.mean(axis=1)).mean())
 
     def compare(self, compare_spec: Any, seed: int) -> list[Any]:
         """Paired comparisons row by row; a low ESS on either side becomes a gate note."""
