@@ -404,14 +404,21 @@ def compare_runs(
     b_name, c_name = base.model, cand.model
     if b_name == c_name:
         b_name, c_name = f"{b_name} (baseline)", f"{c_name} (candidate)"
-    per_unit = {b_name: base.table[chosen], c_name: cand.table[chosen]}
     method = method or spec.get("method", "bootstrap")
     confidence = confidence or spec.get("confidence", 0.95)
     correction = correction or spec.get("correction", "holm")
     seed = config.get("seed", 0) if seed is None else seed
-    comps = compare_models(per_unit, baseline=b_name, candidates=[c_name], metrics=chosen, method=method,
-                           confidence=confidence, n_resamples=n_resamples or spec.get("n_resamples", 2000),
-                           seed=seed)
+    comps, families = [], []
+    for names in _unit_families(base.table, chosen):  # queries, click:<row>, log:<row> apart
+        family = {b_name: _family_table(base.table, names), c_name: _family_table(cand.table, names)}
+        families.append(family)
+        comps += compare_models(family, baseline=b_name, candidates=[c_name], metrics=names, method=method,
+                                confidence=confidence, n_resamples=n_resamples or spec.get("n_resamples", 2000),
+                                seed=seed)
+    for comp in comps:  # an off-policy estimate with too little overlap never passes, offline either
+        low = [side.model for side in (base, cand) if _low_ess(side, comp.metric)]
+        if low:
+            comp.note = f"low effective sample size of {low} in the source runs: too little overlap with the logs"
     verdict = decide(criteria, comps, correction=correction)
     result = EvalResult(
         run_id=new_run_id(), created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -422,9 +429,33 @@ def compare_runs(
                 "gate": [c.model_dump(mode="json") for c in criteria], "seed": seed,
                 "sources": {"baseline": base.source, "candidate": cand.source}},
         config_hash="", dataset=dict(cand.data.get("dataset") or {}),
-        metrics=metric_rows(per_unit, confidence), per_unit=per_unit_long(per_unit),
+        metrics=[row for f in families for row in metric_rows(f, confidence)],
+        per_unit=pd.concat([per_unit_long(f) for f in families], ignore_index=True),
         comparison=comparison_rows(comps, verdict), verdict=verdict.to_dict())
     return result, verdict
+
+
+def _low_ess(side: RunSide, metric: str) -> bool:
+    """Whether the source run flagged this off-policy estimate of the model as low-ESS."""
+    rows = ((side.data.get("off_policy") or {}).get("estimates") or {}).get(side.model, [])
+    return any(r.get("estimator") == metric and r.get("low_ess") for r in rows)
+
+
+def _unit_families(table: pd.DataFrame, metrics: list[str]) -> list[list[str]]:
+    """Metrics grouped by the kind of unit they are measured on, read from the unit-id
+    prefix of their rows (``click:``, ``log:``, or none for queries)."""
+    groups: dict[str, list[str]] = {}
+    for metric in metrics:
+        units = table[metric].dropna().index
+        prefix = str(units[0]).split(":", 1)[0] + ":" if len(units) and ":" in str(units[0]) else ""
+        groups.setdefault(prefix, []).append(metric)
+    return list(groups.values())
+
+
+def _family_table(table: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """The units on which all of ``metrics`` are measured."""
+    sub = table[metrics]
+    return sub[sub.notna().all(axis=1)]
 
 
 def load_criteria(raw: list, *, source: str = "the candidate run's config") -> list:
