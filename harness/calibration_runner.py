@@ -20,6 +20,8 @@ from harness.adapters import PointwiseModel, check_probabilities
 from harness.errors import AdapterError, HarnessError
 
 UNIT_PREFIX = "click:"
+# per-row inputs stored beside the metrics (see with_units)
+LABEL, PROBA = "calibration:label", "calibration:p"
 
 
 def _say(message: str) -> None:
@@ -164,11 +166,14 @@ class CalibrationRun:
         """``per_unit_long`` plus the per-row units ``click:<row>`` of the per-row metrics."""
         from harness.results import per_unit_long as to_long
 
-        keep = self.per_row_metrics()
-        if not keep or not self.per_row:
+        if not self.per_row:
             return per_unit_long
-        rows = to_long({m: t[keep] for m, t in self.per_row.items()})
-        return pd.concat([per_unit_long, rows], ignore_index=True)
+        keep = self.per_row_metrics()
+        # each row's label and p too, so that `harness compare` can rebuild the ratio-type
+        # statistics (ece, mce, ...) of a stored run; they are inputs, never compared
+        tables = {m: t[keep].assign(**{LABEL: self.clicks["label"].to_numpy(), PROBA: self.proba[m]})
+                  for m, t in self.per_row.items()}
+        return pd.concat([per_unit_long, to_long(tables)], ignore_index=True)
 
     def compare(self, compare_spec: Any, seed: int) -> list[Any]:
         """Paired comparisons row by row (same click log), when baseline and candidates have p.

@@ -396,9 +396,12 @@ def compare_runs(
     config = cand.data.get("config") or {}
     spec = config.get("compare") or {}
     criteria = gate if gate is not None else load_criteria(config.get("gate") or [])
-    common = [m for m in cand.table.columns if m in base.table.columns]
-    chosen = metrics or common
-    absent = [m for m in list(chosen) + [c.metric for c in criteria] if m not in common]
+    common = [m for m in cand.table.columns if m in base.table.columns and m not in CALIBRATION_INPUTS]
+    statistics = _calibration_statistics(base, cand, config)
+    wanted = list(metrics or common) + [c.metric for c in criteria]
+    ratio = [m for m in dict.fromkeys(wanted) if m not in common and m in statistics.get(cand.model, {})]
+    chosen = [m for m in (metrics or common) if m not in ratio]
+    absent = [m for m in wanted if m not in common and m not in ratio]
     if absent:
         raise ConfigError(f"compare: metric(s) {sorted(set(absent))} are not in both runs; common: {common}")
     b_name, c_name = base.model, cand.model
@@ -415,6 +418,11 @@ def compare_runs(
         comps += compare_models(family, baseline=b_name, candidates=[c_name], metrics=names, method=method,
                                 confidence=confidence, n_resamples=n_resamples or spec.get("n_resamples", 2000),
                                 seed=seed)
+    if ratio:  # ece, mce, ... rebuilt from each click row's label and p
+        comps += compare_models({}, baseline=b_name, candidates=[c_name], metrics=ratio, method=method,
+                                confidence=confidence, n_resamples=n_resamples or spec.get("n_resamples", 2000),
+                                seed=seed, statistics={b_name: statistics[base.model],
+                                                       c_name: statistics[cand.model]})
     for comp in comps:  # an off-policy estimate with too little overlap never passes, offline either
         low = [side.model for side in (base, cand) if _low_ess(side, comp.metric)]
         if low:
@@ -433,6 +441,28 @@ def compare_runs(
         per_unit=pd.concat([per_unit_long(f) for f in families], ignore_index=True),
         comparison=comparison_rows(comps, verdict), verdict=verdict.to_dict())
     return result, verdict
+
+
+CALIBRATION_INPUTS = ("calibration:label", "calibration:p")
+
+
+def _calibration_statistics(base: RunSide, cand: RunSide, config: dict) -> dict[str, dict[str, SumStatistic]]:
+    """Ratio-type calibration statistics of both sides from their stored labels and p,
+    with the candidate run's binning; empty when either side lacks them."""
+    from harness.metrics.calibration_stats import calibration_statistics
+
+    if not all(c in side.table.columns for side in (base, cand) for c in CALIBRATION_INPUTS):
+        return {}
+    cal = (config.get("evaluate") or {}).get("calibration") or {}
+    ratio = ["ece", "mce", "normalized_entropy", "oe_ratio"]
+    out = {}
+    for side in (base, cand):
+        rows = side.table[list(CALIBRATION_INPUTS)].dropna()
+        out[side.model] = calibration_statistics(rows[CALIBRATION_INPUTS[0]].to_numpy(),
+                                                 rows[CALIBRATION_INPUTS[1]].to_numpy(), ratio,
+                                                 n_bins=cal.get("n_bins", 15), strategy=cal.get("strategy", "uniform"),
+                                                 eps=cal.get("eps", 1e-15))
+    return out
 
 
 def _low_ess(side: RunSide, metric: str) -> bool:

@@ -157,7 +157,10 @@ def test_run_with_calibration_writes_metrics_units_plot_and_gates_on_brier(tmp_p
     # per-row units sit beside the per-query units, prefixed, and average to the metric
     units = pd.read_parquet(out / "per_unit.parquet")
     clicks = units[units["unit_id"].str.startswith("click:")]
-    assert set(clicks["metric"]) == {"brier", "log_loss"}
+    # the per-row metrics, and each row's label and p (inputs for offline ratio statistics)
+    assert set(clicks["metric"]) == {"brier", "log_loss", "calibration:label", "calibration:p"}
+    truth_p = clicks[(clicks["model"] == "truth") & (clicks["metric"] == "calibration:p")]["value"].to_numpy()
+    np.testing.assert_array_equal(truth_p, p)
     truth_brier = clicks[(clicks["model"] == "truth") & (clicks["metric"] == "brier")]
     assert len(truth_brier) == n_rows
     assert truth_brier["value"].mean() == pytest.approx(value["truth", "brier"], abs=1e-12)

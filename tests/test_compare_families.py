@@ -16,9 +16,10 @@ def test_compare_folders_with_calibration_and_off_policy(tmp_path: Path) -> None
     cfg = small_config(tmp_path)
     cfg["models"] = {"popularity": {"kind": "oracle_clicks", "params": {"power": 2.0}},
                      "candidate": {"kind": "oracle_clicks"}}
-    cfg["evaluate"]["calibration"] = {"metrics": ["brier", "log_loss"]}
+    cfg["evaluate"]["calibration"] = {"metrics": ["brier", "log_loss", "ece"], "n_bins": 10}
     cfg["evaluate"]["off_policy"] = {"synthetic": {"n_rounds": 5000}, "estimators": ["snips"], "min_ess": 10**6}
     cfg["gate"] = [{"metric": "brier", "role": "primary", "direction": "lower"},
+                   {"metric": "ece", "role": "guardrail", "direction": "lower", "max_regression": 0.05},
                    {"metric": "snips", "role": "guardrail", "max_regression": 0.01}]
     run = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"])
     assert run.exit_code == 1, run.output  # snips cannot be settled: INCONCLUSIVE
@@ -34,8 +35,11 @@ def test_compare_folders_with_calibration_and_off_policy(tmp_path: Path) -> None
     offline = json.loads((cmp_folder / "results.json").read_text())
     want = {r["metric"]: r["delta"] for r in in_run["comparison"]}
     got = {r["metric"]: r["delta"] for r in offline["comparison"]}
-    assert {"ndcg@10", "recall@50", "brier", "log_loss", "snips"} <= set(got)
+    assert {"ndcg@10", "recall@50", "brier", "log_loss", "ece", "snips"} <= set(got)
+    assert not any(m.startswith("calibration:") for m in got)  # stored inputs, never compared
     for metric in got:
         assert got[metric] == pytest.approx(want[metric], abs=1e-12), metric
     outcomes = {c["metric"]: c["outcome"] for c in offline["verdict"]["criteria"]}
-    assert outcomes == {"brier": "PASS", "snips": "INCONCLUSIVE"}
+    assert outcomes == {"brier": "PASS", "ece": "PASS", "snips": "INCONCLUSIVE"}
+    offline_ece = next(c for c in offline["comparison"] if c["metric"] == "ece")
+    assert offline_ece["ci_low"] <= offline_ece["delta"] <= offline_ece["ci_high"] < 0  # power 1 is better
