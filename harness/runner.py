@@ -26,7 +26,7 @@ from harness.beyond_runner import beyond_accuracy
 from harness.calibration_runner import CalibrationRun
 from harness.off_policy_runner import OffPolicyRun
 from harness.curves import curve_names, plot_metric_curves
-from harness.metrics import evaluate_ranking, metric_curves
+from harness.metrics import evaluate_ranking
 from harness.metrics.stats import mean_confidence_interval
 from harness.registry import build_model
 from harness.report import junit_xml, markdown_summary
@@ -177,8 +177,10 @@ def evaluate_models(config: EvalConfig, dataset: Any, *, progress: bool,
         else:
             ranking = retrieve_all(name, model, query_ids, k, progress=progress)
         _check_known_items(name, ranking, dataset.n_items)
+        curve_metrics = curve_names(ranking_cfg.metrics)  # metric@k for every k, in the same pass
         res = evaluate_ranking(dataset.qrels, ranking, ranking_cfg.metrics, gain=ranking_cfg.gain,
-                               ties=ranking_cfg.ties, relevance_threshold=ranking_cfg.relevance_threshold)
+                               ties=ranking_cfg.ties, relevance_threshold=ranking_cfg.relevance_threshold,
+                               curves=curve_metrics or None, max_k=max(cutoffs, default=None))
         per_query = res.per_query if stage_table is None else res.per_query.join(stage_table)
         per_unit[name] = per_query.set_axis(per_query.index.astype(str))
         if config.evaluate.beyond_accuracy is not None:
@@ -186,11 +188,8 @@ def evaluate_models(config: EvalConfig, dataset: Any, *, progress: bool,
                                                   seed=config.seed)
             per_unit[name] = per_unit[name].join(per_user)
             info.setdefault(name, {})["catalogue"] = catalogue
-        if curve_names(ranking_cfg.metrics):
-            curves = metric_curves(dataset.qrels, ranking, curve_names(ranking_cfg.metrics), max(cutoffs),
-                                   gain=ranking_cfg.gain, ties=ranking_cfg.ties,
-                                   relevance_threshold=ranking_cfg.relevance_threshold)
-            info.setdefault(name, {})["curves"] = {c: curves[c].tolist() for c in curves}
+        if res.curves is not None:
+            info.setdefault(name, {})["curves"] = {c: res.curves[c].tolist() for c in res.curves}
         if within_table is not None:  # each stage on its own candidates: query sets of their own
             info.setdefault(name, {})["stages"] = stage_summary(within_table, confidence=0.95)
         info.setdefault(name, {}).update(n_queries=res.n_queries, skipped=res.skipped,

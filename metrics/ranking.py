@@ -58,6 +58,9 @@ class RankingResult:
         means), ``not_in_qrels`` (in the run only; ignored).
     n_missing_from_run : int
         Evaluated queries that the run did not rank at all (they score 0).
+    curves : DataFrame or None
+        With ``curves=`` asked: mean metric@k for k = 1..max_k (index ``k``, one column
+        per metric), from the same kernel pass as ``per_query``.
     """
 
     per_query: pd.DataFrame
@@ -65,6 +68,7 @@ class RankingResult:
     n_queries: int
     skipped: dict[str, int] = field(default_factory=dict)
     n_missing_from_run: int = 0
+    curves: pd.DataFrame | None = None
 
 
 @dataclass
@@ -130,10 +134,8 @@ def _validate_run(run: pd.DataFrame) -> np.ndarray:
     if np.isfinite(scores).all():  # one pass, one temporary: the common case
         return scores
     bad = ~np.isfinite(scores)
-    if bad.any():
-        raise DataValidationError(f"run: column 'score' has {int(bad.sum())} NaN or infinite values "
-                                  f"(queries {describe_examples(run['query_id'].to_numpy()[bad])})")
-    return scores
+    raise DataValidationError(f"run: column 'score' has {int(bad.sum())} NaN or infinite values "
+                              f"(queries {describe_examples(run['query_id'].to_numpy()[bad])})")
 
 
 def _is_int(values: np.ndarray) -> bool:
@@ -252,6 +254,8 @@ def evaluate_ranking(
     gain: Gain = "linear",
     ties: Ties = "stable",
     relevance_threshold: int = 1,
+    curves: list[str] | None = None,
+    max_k: int | None = None,
 ) -> RankingResult:
     """Evaluate a run against graded judgments.
 
@@ -274,6 +278,11 @@ def evaluate_ranking(
         expectation over all orders of tied items.
     relevance_threshold : int, default 1
         Grade at or above which an item counts as relevant for binary metrics.
+    curves : list of str, optional
+        Metric names without cut-off (e.g. ``["ndcg", "recall"]``) whose mean at every
+        k = 1..``max_k`` goes to ``RankingResult.curves``, in the same pass.
+    max_k : int, optional
+        Largest cut-off of the curves (required with ``curves``).
 
     Returns
     -------
@@ -308,10 +317,11 @@ def evaluate_ranking(
     {'recall@1': 0.0, 'mrr@2': 0.5}
     """
     specs = parse_metric_names(metrics, known=RANKING_METRICS)
+    curve_specs = _curve_specs(curves, max_k) if curves else []
     prep = prepare(qrels, run, ties=ties)
-    values, n_rel = _kernel_values(prep, specs, gain=gain, ties=ties, threshold=relevance_threshold)
+    values, n_rel = _kernel_values(prep, specs + curve_specs, gain=gain, ties=ties, threshold=relevance_threshold)
     evaluated = n_rel > 0
-    per_query = pd.DataFrame(values[evaluated], columns=[s.label for s in specs],
+    per_query = pd.DataFrame(values[evaluated, : len(specs)], columns=[s.label for s in specs],
                              index=pd.Index(prep.query_ids[evaluated], name="query_id"))
     ranked = np.diff(prep.run_offsets) > 0
     return RankingResult(
@@ -320,7 +330,23 @@ def evaluate_ranking(
         n_queries=int(evaluated.sum()),
         skipped={"no_relevant": int((~evaluated).sum()), "not_in_qrels": prep.n_run_only},
         n_missing_from_run=int((evaluated & ~ranked).sum()),
+        curves=_curve_means(values[evaluated, len(specs):], curve_specs) if curve_specs else None,
     )
+
+
+def _curve_specs(metrics: list[str], max_k: int | None) -> list[MetricSpec]:
+    """Every k = 1..max_k of each named metric, metric-major."""
+    if max_k is None or max_k < 1:
+        raise ConfigError(f"max_k must be >= 1, got {max_k}")
+    names = list(dict.fromkeys(s.name for s in parse_metric_names(metrics, known=RANKING_METRICS)))
+    return [MetricSpec(name, k) for name in names for k in range(1, max_k + 1)]
+
+
+def _curve_means(values: np.ndarray, specs: list[MetricSpec]) -> pd.DataFrame:
+    names = list(dict.fromkeys(s.name for s in specs))
+    max_k = len(specs) // len(names)
+    means = values.mean(axis=0).reshape(len(names), max_k).T
+    return pd.DataFrame(means, columns=names, index=pd.RangeIndex(1, max_k + 1, name="k"))
 
 
 def metric_curves(
@@ -347,11 +373,7 @@ def metric_curves(
     DataFrame indexed by ``k`` (1..max_k), one column per metric, means over the
     queries that have a relevant item.
     """
-    if max_k < 1:
-        raise ConfigError(f"max_k must be >= 1, got {max_k}")
-    names = [s.name for s in parse_metric_names(metrics, known=RANKING_METRICS)]
-    specs = [MetricSpec(name, k) for name in names for k in range(1, max_k + 1)]
+    specs = _curve_specs(metrics, max_k)
     prep = prepare(qrels, run, ties=ties)
     values, n_rel = _kernel_values(prep, specs, gain=gain, ties=ties, threshold=relevance_threshold)
-    means = values[n_rel > 0].mean(axis=0).reshape(len(names), max_k).T
-    return pd.DataFrame(means, columns=names, index=pd.RangeIndex(1, max_k + 1, name="k"))
+    return _curve_means(values[n_rel > 0], specs)

@@ -202,3 +202,12 @@ def test_grouped_and_scattered_rows_give_the_same_values() -> None:
         scattered = evaluate_ranking(qrels.sample(frac=1.0, random_state=1), run.sample(frac=1.0, random_state=2),
                                      metrics, ties=ties).per_query.sort_index()
         pd.testing.assert_frame_equal(grouped, scattered)
+
+
+def test_curves_in_the_same_pass_equal_metric_curves(one_query) -> None:
+    qrels, run = one_query
+    res = evaluate_ranking(qrels, run, ["ndcg@3"], curves=["ndcg", "recall"], max_k=6)
+    pd.testing.assert_frame_equal(res.curves, metric_curves(qrels, run, ["ndcg", "recall"], 6))
+    assert list(res.per_query.columns) == ["ndcg@3"]
+    with pytest.raises(ConfigError, match="max_k must be >= 1"):
+        evaluate_ranking(qrels, run, ["ndcg@3"], curves=["ndcg"])
