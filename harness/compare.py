@@ -411,18 +411,17 @@ def compare_runs(
     confidence = confidence or spec.get("confidence", 0.95)
     correction = correction or spec.get("correction", "holm")
     seed = config.get("seed", 0) if seed is None else seed
+    n_resamples = n_resamples or spec.get("n_resamples", 2000)
+    options = dict(baseline=b_name, candidates=[c_name], method=method, confidence=confidence,
+                   n_resamples=n_resamples, seed=seed)
     comps, families = [], []
     for names in _unit_families(base.table, chosen):  # queries, click:<row>, log:<row> apart
         family = {b_name: _family_table(base.table, names), c_name: _family_table(cand.table, names)}
         families.append(family)
-        comps += compare_models(family, baseline=b_name, candidates=[c_name], metrics=names, method=method,
-                                confidence=confidence, n_resamples=n_resamples or spec.get("n_resamples", 2000),
-                                seed=seed)
+        comps += compare_models(family, metrics=names, **options)
     if ratio:  # ece, mce, ... rebuilt from each click row's label and p
-        comps += compare_models({}, baseline=b_name, candidates=[c_name], metrics=ratio, method=method,
-                                confidence=confidence, n_resamples=n_resamples or spec.get("n_resamples", 2000),
-                                seed=seed, statistics={b_name: statistics[base.model],
-                                                       c_name: statistics[cand.model]})
+        comps += compare_models({}, metrics=ratio, **options,
+                                statistics={b_name: statistics[base.model], c_name: statistics[cand.model]})
     for comp in comps:  # an off-policy estimate with too little overlap never passes, offline either
         low = [side.model for side in (base, cand) if _low_ess(side, comp.metric)]
         if low:
@@ -432,7 +431,7 @@ def compare_runs(
         run_id=new_run_id(), created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         config={"name": f"compare {b_name} vs {c_name}",
                 "compare": {"baseline": b_name, "candidates": [c_name], "method": method,
-                            "n_resamples": n_resamples or spec.get("n_resamples", 2000),
+                            "n_resamples": n_resamples,
                             "confidence": confidence, "correction": correction},
                 "gate": [c.model_dump(mode="json") for c in criteria], "seed": seed,
                 "sources": {"baseline": base.source, "candidate": cand.source}},

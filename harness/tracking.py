@@ -102,20 +102,25 @@ def _metric_entities(metrics: dict[str, float], step: int = 0) -> list[Any]:
             if v is not None and math.isfinite(float(v))]
 
 
-def _model_metrics(rows: list[dict[str, Any]]) -> tuple[dict[str, float], list[tuple[str, float, int]]]:
-    """Point metrics with their intervals, and (name, value, k) curve points."""
+def _model_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Point metrics with their intervals."""
     flat: dict[str, float] = {}
-    curve: list[tuple[str, float, int]] = []
     for row in rows:
         key = mlflow_key(row["metric"])
         flat[key] = row["value"]
         flat[f"{key}_ci_low"] = row["ci_low"]
         flat[f"{key}_ci_high"] = row["ci_high"]
         flat[f"{key}_n_units"] = row["n_units"]
-        if "@" in row["metric"]:
-            name, k = row["metric"].split("@", 1)
-            curve.append((name, row["value"], int(k)))
-    return flat, curve
+    return flat
+
+
+def _curve_points(rows: list[dict[str, Any]], curves: dict[str, list[float]] | None) -> list[tuple[str, float, int]]:
+    """(name, value, k) points: the run's full metric@k curves (k = 1..K), else the
+    configured cut-offs (results written by a run without curves)."""
+    if curves:
+        return [(name, v, k) for name, values in curves.items() for k, v in enumerate(values, start=1)]
+    return [(row["metric"].split("@", 1)[0], row["value"], int(row["metric"].split("@", 1)[1]))
+            for row in rows if "@" in row["metric"]]
 
 
 def _delta_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -220,17 +225,14 @@ def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict
         params = {"model.kind": spec["kind"], **_flat_params("model.params.", spec.get("params", {})),
                   "dataset.name": dataset.get("name"), "dataset.fingerprint": dataset.get("fingerprint"),
                   "seed": config.get("seed")}
-        flat, curve = _model_metrics(rows)
+        flat = _model_metrics(rows)
         comp_rows = [c for c in data.get("comparison", []) if c["candidate"] == model]
         flat.update(_delta_metrics(comp_rows))
         from mlflow.entities import Metric
 
         entities = _metric_entities(flat)
         stamp = entities[0].timestamp if entities else 0
-        if units.get("curves"):  # the full metric@k curve, k = 1..K
-            curve = [(name, v, k) for name, values in units["curves"].items()
-                     for k, v in enumerate(values, start=1)]
-        entities += [Metric(name, float(v), stamp, k) for name, v, k in curve]
+        entities += [Metric(name, float(v), stamp, k) for name, v, k in _curve_points(rows, units.get("curves"))]
         client.log_batch(cid, params=_params(params))
         for start in range(0, len(entities), MAX_BATCH):  # MLflow takes <= 1000 metrics a call
             client.log_batch(cid, metrics=entities[start : start + MAX_BATCH])
