@@ -16,7 +16,7 @@ import tracemalloc
 import numpy as np
 import pandas as pd
 
-from harness.compare import compare_models
+from harness.inference.paired import compare_models
 
 
 def make_per_unit(n_units: int, n_metrics: int, seed: int = 0) -> dict[str, pd.DataFrame]:

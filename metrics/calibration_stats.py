@@ -5,7 +5,7 @@ functions of column sums of per-row parts (with bin edges fixed at the full samp
 As :class:`harness.metrics.stats.SumStatistic` objects they share the harness's one
 resampling engine: a bootstrap resample with row weights ``w`` replaces each sum ``S``
 by ``w @ parts`` and ``n`` by ``sum(w)``, with no loop over resamples or rows, and two
-models scored on the same rows are compared by ``harness.compare.compare_models``
+models scored on the same rows are compared by ``harness.inference.paired.compare_models``
 with ``statistics=``.
 """
 
@@ -102,7 +102,7 @@ def calibration_statistics(y: Any, p: Any, metrics: Sequence[str] = STATISTIC_ME
                            strategy: str = "uniform", eps: float = DEFAULT_EPS) -> dict[str, SumStatistic]:
     """Calibration metrics as sum statistics of per-row parts, for bootstrap intervals and
     paired comparisons (:func:`harness.metrics.stats.bootstrap_statistics`,
-    :func:`harness.compare.compare_models` with ``statistics=``).
+    :func:`harness.inference.paired.compare_models` with ``statistics=``).
 
     With ``e_ib = [row i in bin b]`` (bin edges fixed at the full sample's):
 

@@ -20,7 +20,7 @@ from . import _ranking_kernels as K
 from ._names import Cutoff, MetricSpec, parse_metric_names
 
 if TYPE_CHECKING:
-    from harness.adapters import Ranking
+    from harness.types import Ranking
 
 Gain = Literal["linear", "exponential"]
 Ties = Literal["stable", "trec_eval", "average"]
@@ -179,7 +179,7 @@ def _query_codes(index: pd.Index, ids: np.ndarray, chunk: int = 1 << 22) -> np.n
 
 def prepare(qrels: pd.DataFrame, run: "pd.DataFrame | Ranking", *, ties: Ties = "stable") -> PreparedRun:
     """Validate and factorise once; group the run by query (O(n) counting sort)."""
-    from harness.adapters import Ranking  # light module; imported here to avoid a cycle
+    from harness.types import Ranking  # light module; imported here to avoid a cycle
 
     rel = _validate_qrels(qrels)
     if isinstance(run, Ranking):

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from harness.adapters import PAD_ITEM, PAD_SCORE, Ranking
+from harness.types import PAD_ITEM, PAD_SCORE, Ranking
 from harness.errors import AdapterError, HarnessError, describe_examples
 
 # pairs scored per call of a wrapped model
@@ -127,7 +127,7 @@ class PairScorer:
         return rerank(candidates, rows, cols, scores, k)
 
     def retrieve(self, query_ids: np.ndarray, k: int) -> Ranking:
-        from harness.adapters import call_retriever
+        from harness.types import call_retriever
 
         query_ids = np.asarray(query_ids, dtype=np.int64)
         if self.candidates is not None:

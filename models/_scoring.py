@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from harness.adapters import Ranking
+from harness.types import Ranking
 
 # Dense score blocks are kept under this many float64 cells (64 MiB).
 DEFAULT_BLOCK_CELLS = 8_000_000

@@ -1,4 +1,4 @@
-"""Building adapters from config parameters (used by ``harness.registry`` factories).
+"""Building adapters from config parameters (used by ``harness.adapters.registry`` factories).
 
 Candidate-scoring adapters named in a config take: ``candidates`` (a nested
 ``{kind, params}`` model that retrieves the pool), ``n_candidates``, and ``features``:

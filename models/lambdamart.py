@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.adapters import Ranking
+from harness.types import Ranking
 from harness.errors import ConfigError, DataValidationError
 
 from ._candidates import candidate_pairs

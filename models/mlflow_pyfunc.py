@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-from harness.adapters import check_probabilities
+from harness.types import check_probabilities
 from harness.errors import AdapterError, ConfigError
 
 from ._candidates import DEFAULT_PAIR_BATCH, PairScorer, score_in_batches

@@ -1,6 +1,6 @@
 """Evaluation policies for off-policy estimation, built from a model's scores.
 
-Each policy implements ``harness.adapters.Policy`` (``action_probabilities(contexts,
+Each policy implements ``harness.types.Policy`` (``action_probabilities(contexts,
 actions)``) and gives the sparse inputs of the estimators in batches, so that memory
 stays O(batch * n_actions * len_list) whatever the number of logged rows:
 
@@ -22,7 +22,7 @@ from typing import Any, Callable, Union
 
 import numpy as np
 
-from harness.adapters import check_probabilities
+from harness.types import check_probabilities
 from harness.errors import AdapterError, DataValidationError
 
 __all__ = ["EpsilonGreedyPolicy", "ProbabilityTablePolicy", "SoftmaxPolicy", "TopKPolicy"]

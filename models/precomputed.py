@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from harness.adapters import PAD_ITEM, PAD_SCORE, Ranking
+from harness.types import PAD_ITEM, PAD_SCORE, Ranking
 from harness.errors import AdapterError, ConfigError, DataValidationError, describe_examples
 
 from ._candidates import candidate_pairs, check_candidates, rerank

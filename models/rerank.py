@@ -1,13 +1,13 @@
 """Re-rankers that are plain functions of a candidate list: ``f(candidates, k) -> Ranking``.
 
-Such a function can be the last stage of a :class:`harness.pipeline.Pipeline`.
+Such a function can be the last stage of a :class:`harness.adapters.pipeline.Pipeline`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from harness.adapters import PAD_ITEM, PAD_SCORE, Ranking
+from harness.types import PAD_ITEM, PAD_SCORE, Ranking
 from harness.errors import AdapterError, ConfigError, describe_examples
 
 from ._candidates import check_candidates

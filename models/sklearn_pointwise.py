@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.adapters import check_probabilities
+from harness.types import check_probabilities
 from harness.errors import AdapterError, ConfigError, HarnessError
 
 from ._candidates import DEFAULT_PAIR_BATCH, PairScorer, score_in_batches

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from harness.adapters import PAD_ITEM, PAD_SCORE, Ranking
+from harness.types import PAD_ITEM, PAD_SCORE, Ranking
 from harness.errors import AdapterError, ConfigError, describe_examples
 
 from ._scoring import seen_matrix

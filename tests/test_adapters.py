@@ -10,7 +10,7 @@ import pytest
 import xgboost as xgb
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from harness.adapters import Ranking
+from harness.types import Ranking
 from harness.errors import AdapterError, ConfigError, DataValidationError
 from harness.models.features import FeatureBuilder
 from harness.models.precomputed import Precomputed
@@ -224,7 +224,7 @@ def test_precomputed_bad_paths(tmp_path: Path) -> None:
 
 
 def test_adapters_implement_the_protocols() -> None:
-    from harness.adapters import PointwiseModel, Ranker, Retriever
+    from harness.types import PointwiseModel, Ranker, Retriever
 
     fb, pairs, X, y = world()
     clf = SklearnPointwise(LogisticRegression().fit(X, y), fb)

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from harness.config import parse_config
+from harness.spec.config import parse_config
 from harness.errors import AdapterError
 from harness.metrics import evaluate_ranking
 from harness.models.features import interaction_features
-from harness.runner import load_dataset, run
+from harness.apps.run import load_dataset, run
 from tests.conftest import small_config
 
 

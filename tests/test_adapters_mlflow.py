@@ -103,8 +103,8 @@ class Catalogue(mlflow.pyfunc.PythonModel):
 
 
 def test_registered_model_baseline_runs_through_the_runner(tmp_path: Path, monkeypatch) -> None:
-    from harness.config import parse_config
-    from harness.runner import load_dataset, run
+    from harness.spec.config import parse_config
+    from harness.apps.run import load_dataset, run
     from tests.conftest import small_config
 
     monkeypatch.chdir(tmp_path)  # the local store keeps run artifacts under ./mlruns

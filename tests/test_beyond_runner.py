@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
-from harness.config import parse_config
+from harness.apps.cli import app
+from harness.spec.config import parse_config
 from tests.conftest import small_config, write_config
 
 METRICS = ["coverage@10", "gini@10", "personalization@10", "novelty@10", "arp@10"]
@@ -20,8 +20,8 @@ METRICS = ["coverage@10", "gini@10", "personalization@10", "novelty@10", "arp@10
 
 def test_values_match_the_metric_functions(tmp_path: Path) -> None:
     from harness.metrics import average_popularity, catalog_coverage, gini_index, novelty
-    from harness.registry import build_model
-    from harness.runner import load_dataset
+    from harness.adapters.registry import build_model
+    from harness.apps.run import load_dataset
 
     cfg = small_config(tmp_path)
     cfg["evaluate"]["beyond_accuracy"] = {"metrics": METRICS}

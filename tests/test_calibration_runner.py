@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.adapters import PointwiseModel, Retriever
-from harness.config import parse_config
+from harness.types import PointwiseModel, Retriever
+from harness.spec.config import parse_config
 from harness.datasets import make_synthetic
 from harness.datasets.synthetic_clicks import click_probabilities, make_click_log
 from harness.errors import AdapterError, ConfigError
@@ -19,7 +19,7 @@ from harness.metrics.calibration import (brier_decomposition, brier_score, calib
                                          expected_calibration_error, log_loss, reliability_curve)
 from harness.metrics.calibration_stats import ece_bootstrap
 from harness.models.oracle_clicks import OracleClickModel
-from harness.runner import run
+from harness.apps.run import run
 
 from conftest import small_config
 

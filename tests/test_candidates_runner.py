@@ -10,15 +10,15 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
-from harness.config import parse_config
+from harness.apps.cli import app
+from harness.spec.config import parse_config
 from tests.conftest import small_config, write_config
 
 
 def test_sampled_candidates_match_a_plain_restriction(tmp_path: Path) -> None:
     from harness.metrics import evaluate_ranking
-    from harness.registry import build_model
-    from harness.runner import load_dataset
+    from harness.adapters.registry import build_model
+    from harness.apps.run import load_dataset
 
     cfg = small_config(tmp_path)
     cfg["dataset"]["candidates"] = {"kind": "sampled", "n_negatives": 30, "seed": 3}
@@ -60,7 +60,7 @@ def test_bad_candidate_specs(tmp_path: Path, candidates: dict, message: str) -> 
 
 def test_given_candidates_and_genre_diversity_on_movielens(tmp_path: Path) -> None:
     from harness.metrics import intra_list_diversity
-    from harness.runner import load_dataset
+    from harness.apps.run import load_dataset
     from tests.test_movielens import write_100k
 
     folder = write_100k(tmp_path / "ml-100k")

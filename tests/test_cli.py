@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
+from harness.apps.cli import app
 from tests.conftest import small_config, write_config
 
 runner = CliRunner()
@@ -119,12 +119,12 @@ def test_validate(tmp_path: Path) -> None:
 
 
 def test_unexpected_errors_exit_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.runner
+    import harness.apps.run
 
     def explode(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(harness.runner, "load_dataset", explode)
+    monkeypatch.setattr(harness.apps.run, "load_dataset", explode)
     result = _invoke("run", str(write_config(tmp_path, small_config(tmp_path))))
     assert result.exit_code == 3 and "disk on fire" in result.stderr
 

@@ -14,11 +14,11 @@ from scipy import stats as sps
 from threadpoolctl import threadpool_limits
 from typer.testing import CliRunner
 
-from harness.cli import app
-from harness.compare import compare_models
+from harness.apps.cli import app
+from harness.inference.paired import compare_models
 from harness.errors import ConfigError, DataValidationError
 from harness.metrics.stats import SumStatistic, ratio_statistic
-from harness.results import EvalResult, per_unit_long, write_results
+from harness.results.folder import EvalResult, per_unit_long, write_results
 
 METRICS = ["ndcg@10", "recall@100"]
 
@@ -244,8 +244,8 @@ def test_cli_compare_reads_mlflow_run_ids(tmp_path):
 
 @pytest.mark.parametrize("method", ["bca", "randomization"])
 def test_runner_gates_with_every_configured_method(tmp_path, method):
-    from harness.config import parse_config
-    from harness.runner import run
+    from harness.spec.config import parse_config
+    from harness.apps.run import run
     from tests.conftest import small_config
 
     cfg = small_config(tmp_path)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
+from harness.apps.cli import app
 from tests.conftest import small_config, write_config
 
 

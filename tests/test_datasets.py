@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.config import parse_config
+from harness.spec.config import parse_config
 from harness.datasets import InteractionDataset
 from harness.datasets.candidates import (given_candidates, restrict_to_candidates, sampled_candidates,
                                          with_candidates)
@@ -325,7 +325,7 @@ def test_config_dataset_errors(dataset: dict, message: str) -> None:
 
 
 def test_interactions_config_through_the_runner(tmp_path: Path) -> None:
-    from harness.runner import load_dataset
+    from harness.apps.run import load_dataset
 
     df = clicks()
     df.to_parquet(tmp_path / "log.parquet", index=False)
@@ -360,7 +360,7 @@ def test_seed_enters_the_fingerprint_through_the_random_split_only() -> None:
 def test_yaml_date_cutoff(tmp_path: Path) -> None:
     import yaml
 
-    from harness.config import load_config
+    from harness.spec.config import load_config
 
     text = yaml.safe_dump({**BASE, "dataset": {"kind": "interactions", "path": "x.csv",
                                                "columns": {"user": "u", "item": "i", "timestamp": "t"},

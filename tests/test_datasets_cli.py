@@ -15,7 +15,7 @@ from harness.datasets.movielens import GENRES_100K, load_movielens_dataset
 from conftest import VENV_BIN
 from typer.testing import CliRunner
 
-from harness.cli import app
+from harness.apps.cli import app
 
 SPLIT = {"kind": "leave_last_out", "k": 2}
 RELEVANCE = {"from": "rating", "threshold": 4}

@@ -8,10 +8,10 @@ import pytest
 from scipy import stats as sps
 from threadpoolctl import threadpool_limits
 
-from harness.compare import compare_models
-from harness.config import GateCriterion
+from harness.inference.paired import compare_models
+from harness.spec.config import GateCriterion
 from harness.errors import ConfigError, DataValidationError
-from harness.gate import FAIL, INCONCLUSIVE, PASS, comparison_rows, decide
+from harness.inference.gate import FAIL, INCONCLUSIVE, PASS, comparison_rows, decide
 from harness.metrics.stats import holm_adjust, minimum_detectable_effect, required_units
 
 

@@ -9,9 +9,9 @@ import pytest
 from scipy import stats as sps
 from threadpoolctl import threadpool_limits
 
-from harness.compare import compare_models
-from harness.config import GateCriterion
-from harness.gate import FAIL, PASS, decide
+from harness.inference.paired import compare_models
+from harness.spec.config import GateCriterion
+from harness.inference.gate import FAIL, PASS, decide
 from harness.metrics.stats import infer_paired_means, power_at, required_units
 
 N_SIMS = 200

@@ -11,9 +11,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from harness.cli import app
+from harness.apps.cli import app
 from harness.errors import ConfigError, DataValidationError
-from harness.model_registry import (ModelRef, load_run_per_unit, parse_models_uri, parse_runs_uri,
+from harness.tracking.registry import (ModelRef, load_run_per_unit, parse_models_uri, parse_runs_uri,
                                     promote, resolve_version)
 from tests.conftest import MlflowServer, small_config, write_config
 

@@ -17,7 +17,7 @@ from harness.models.lambdamart import LambdaMART, holdout_split
 from harness.models.mf import BPRMF
 from harness.models.torch_retriever import TorchRetriever
 from harness.models.two_tower import TwoTower
-from harness.registry import build_model
+from harness.adapters.registry import build_model
 
 METRICS = ["ndcg@10", "recall@50"]
 

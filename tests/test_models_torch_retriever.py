@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from torch import nn
 
-from harness.adapters import Ranking
+from harness.types import Ranking
 from harness.errors import AdapterError, ConfigError
 from harness.models.torch_retriever import TorchRetriever, query_batch_size, topk_block
 

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
-from harness.config import parse_config
+from harness.apps.cli import app
+from harness.spec.config import parse_config
 from tests.conftest import small_config, write_config
 
 
@@ -31,8 +31,8 @@ def _run(tmp_path: Path, cfg: dict) -> tuple[int, dict, Path]:
 
 def test_estimates_equal_plain_formulas_and_cover_the_truth(tmp_path: Path) -> None:
     from harness.datasets.synthetic_logs import make_logged_feedback
-    from harness.registry import build_model
-    from harness.runner import load_dataset
+    from harness.adapters.registry import build_model
+    from harness.apps.run import load_dataset
 
     cfg = _config(tmp_path, estimators=["ips", "snips", "dr"], reward_model="logistic", epsilon=0.2)
     _, data, folder = _run(tmp_path, cfg)
@@ -104,7 +104,7 @@ def test_gate_on_an_estimator_that_is_not_evaluated(tmp_path: Path) -> None:
 def test_logged_feedback_file_gives_the_same_estimates(tmp_path: Path) -> None:
     from harness.datasets.bandit import write_logged_feedback
     from harness.datasets.synthetic_logs import make_logged_feedback
-    from harness.runner import load_dataset
+    from harness.apps.run import load_dataset
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name", ["harness", "harness.metrics", "harness.models", "harness.datasets",
-                                  "harness.cli", "harness.runner", "harness.tracking"])
+                                  "harness.apps.cli", "harness.apps.run", "harness.tracking.log"])
 def test_subpackages_import(name: str) -> None:
     module = importlib.import_module(name)
     assert module.__name__ == name
@@ -39,7 +39,7 @@ def test_mlflow_folder_is_not_a_package() -> None:
 
 
 def test_light_imports_do_not_pull_heavy_dependencies() -> None:
-    code = ("import sys, harness, harness.metrics, harness.datasets, harness.cli, harness.config;"
+    code = ("import sys, harness, harness.metrics, harness.datasets, harness.apps.cli, harness.spec.config;"
             "heavy = [m for m in ('torch', 'mlflow', 'xgboost') if m in sys.modules];"
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

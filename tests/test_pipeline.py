@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from harness.adapters import Ranking
-from harness.config import parse_config
+from harness.types import Ranking
+from harness.spec.config import parse_config
 from harness.datasets import make_synthetic
 from harness.errors import AdapterError, ConfigError
 from harness.metrics import evaluate_ranking
@@ -20,8 +20,8 @@ from harness.models.features import interaction_features
 from harness.models.knn import ItemKNN
 from harness.models.rerank import MMR
 from harness.models.sklearn_pointwise import SklearnPointwise
-from harness.pipeline import Pipeline, run_stages, stage_metric_names
-from harness.runner import run
+from harness.adapters.pipeline import Pipeline, run_stages, stage_metric_names
+from harness.apps.run import run
 from tests.conftest import small_config
 
 
@@ -175,7 +175,7 @@ def test_runner_evaluates_each_stage(tmp_path: Path) -> None:
     config = parse_config(cfg)
     # a LambdaMART booster trained on the same interaction features serves as the ranking stage
     from harness.models.lambdamart import LambdaMART
-    from harness.runner import load_dataset
+    from harness.apps.run import load_dataset
 
     ds = load_dataset(config)
     LambdaMART(n_estimators=20).fit(ds.train, n_users=ds.n_users, n_items=ds.n_items).booster.save_model(
@@ -202,8 +202,8 @@ def test_runner_evaluates_each_stage(tmp_path: Path) -> None:
     assert stage["retrieval/recall@80"]["ci_low"] <= direct <= stage["retrieval/recall@80"]["ci_high"]
     # within candidates: the ranking stage judged on the judgments of the 80 candidates only,
     # by a plain per-query reference
-    from harness.pipeline import Pipeline
-    from harness.registry import build_model
+    from harness.adapters.pipeline import Pipeline
+    from harness.adapters.registry import build_model
 
     ranker = build_model("r", "xgboost_ranker", {"path": str(tmp_path / "ltr.json")}, ds, config.seed)
     pipe = Pipeline([("retrieval", knn, 80), ("ranking", ranker, 40)])  # the first two stages

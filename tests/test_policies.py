@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from harness.adapters import Policy
+from harness.types import Policy
 from harness.datasets.bandit import LoggedFeedback
 from harness.datasets.synthetic_bandit import make_synthetic_bandit
 from harness.errors import AdapterError, DataValidationError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.adapters import (PointwiseModel, Ranking, Retriever, call_retriever, check_probabilities)
+from harness.types import (PointwiseModel, Ranking, Retriever, call_retriever, check_probabilities)
 from harness.errors import AdapterError, HarnessError
 
 

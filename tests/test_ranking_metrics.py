@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.adapters import Ranking
+from harness.types import Ranking
 from harness.errors import ConfigError, DataValidationError
 from harness.metrics import evaluate_ranking, metric_curves
 

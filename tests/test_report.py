@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.compare import compare_models
-from harness.config import GateCriterion
-from harness.gate import comparison_rows, decide
-from harness.report import console_summary, junit_xml, markdown_summary
-from harness.results import EvalResult, per_unit_long
-from harness.runner import metric_rows
+from harness.inference.paired import compare_models
+from harness.spec.config import GateCriterion
+from harness.inference.gate import comparison_rows, decide
+from harness.results.report import console_summary, junit_xml, markdown_summary
+from harness.results.folder import EvalResult, per_unit_long
+from harness.apps.run import metric_rows
 
 METRICS = ["ndcg@10", "recall@100", "mrr@10"]
 

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from harness.adapters import Ranking
+from harness.types import Ranking
 from harness.datasets import make_multistage, make_synthetic
 from harness.datasets.synthetic import RELEVANCE_QUANTILES, sample_without_replacement
 from harness.errors import ConfigError

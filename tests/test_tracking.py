@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from harness.cli import app
+from harness.apps.cli import app
 from tests.conftest import MlflowServer, small_config, write_config
 
 runner = CliRunner()
@@ -82,7 +82,7 @@ def test_server_killed_mid_run_then_sync_logs_exactly_once(
     server = MlflowServer(tmp_path / "srv")
     server.root.mkdir()
     server.start()
-    import harness.tracking as tracking
+    import harness.tracking.log as tracking
 
     real_create = tracking._params
 
@@ -144,7 +144,7 @@ def test_default_local_store_needs_no_server(tmp_path: Path, monkeypatch: pytest
 
 
 def test_undefined_values_are_not_logged() -> None:
-    from harness.tracking import _metric_entities
+    from harness.tracking.log import _metric_entities
 
     names = [m.key for m in _metric_entities({"a": 1.0, "b": float("nan"), "c": None, "d": float("inf"), "e": 0})]
     assert names == ["a", "e"]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.adapters import PointwiseModel, check_probabilities
+from harness.types import PointwiseModel, check_probabilities
 from harness.errors import AdapterError, HarnessError
 
 UNIT_PREFIX = "click:"
@@ -164,7 +164,7 @@ class CalibrationRun:
 
     def with_units(self, per_unit_long: pd.DataFrame) -> pd.DataFrame:
         """``per_unit_long`` plus the per-row units ``click:<row>`` of the per-row metrics."""
-        from harness.results import per_unit_long as to_long
+        from harness.results.folder import per_unit_long as to_long
 
         if not self.per_row:
             return per_unit_long
@@ -182,7 +182,7 @@ class CalibrationRun:
         and oe_ratio are bootstrapped as sum statistics (bin edges of each model fixed
         at its full-sample edges), all from one shared resample of the rows per candidate.
         """
-        from harness.compare import compare_models
+        from harness.inference.paired import compare_models
         from harness.metrics.calibration_stats import calibration_statistics
 
         names = [compare_spec.baseline, *compare_spec.candidates]
@@ -223,7 +223,7 @@ class CalibrationRun:
             return {}
         import matplotlib.pyplot as plt
 
-        from harness.plots import plot_calibration_by_segment, plot_reliability
+        from harness.results.plots import plot_calibration_by_segment, plot_reliability
 
         figures = {"reliability": plot_reliability(
             self.curves, metrics={m: {"ece": s["ece"]} for m, s in self.summary.items()})}

@@ -3,7 +3,7 @@
 - ``results.json``: config, dataset fingerprint, metric rows, comparison rows, verdict,
   tracking status;
 - ``per_unit.parquet``: long table ``{unit_id, model, metric, value}``;
-- ``summary.md`` and ``junit.xml`` (see ``harness.report``).
+- ``summary.md`` and ``junit.xml`` (see ``harness.results.report``).
 """
 
 from __future__ import annotations

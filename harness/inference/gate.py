@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from harness.compare import MetricComparison
-from harness.config import GateCriterion
+from harness.inference.paired import MetricComparison
+from harness.spec.config import GateCriterion
 from harness.errors import ConfigError, DataValidationError
 from harness.metrics.stats import (CORRECTIONS, DeltaInference, adjust_p_values, minimum_detectable_effect,
                                    required_units)

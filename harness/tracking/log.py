@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 from harness import __version__
 from harness.errors import TrackingError
-from harness.results import PER_UNIT, RESULTS_JSON
+from harness.results.folder import PER_UNIT, RESULTS_JSON
 
 COMPLETE_TAG = "harness.logged"
 MAX_BATCH = 1000

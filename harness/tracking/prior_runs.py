@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from harness.config import EvalConfig, ModelSpec
-from harness.model_registry import load_run_per_unit, parse_models_uri, resolve_version
+from harness.spec.config import EvalConfig, ModelSpec
+from harness.tracking.registry import load_run_per_unit, parse_models_uri, resolve_version
 
 
 def eval_settings_hash(config: EvalConfig) -> str:

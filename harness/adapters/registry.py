@@ -113,7 +113,7 @@ def _precomputed(params: dict[str, Any], dataset: Any, seed: int) -> Any:
 
 def _pipeline(params: dict[str, Any], dataset: Any, seed: int) -> Any:
     from harness.models.adapter_config import pipeline_stages
-    from harness.pipeline import Pipeline
+    from harness.adapters.pipeline import Pipeline
 
     return Pipeline(pipeline_stages(params.pop("stages", None), dataset, seed, build_model), **params)
 

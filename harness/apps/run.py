@@ -16,21 +16,21 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from harness.adapters import Ranking, call_retriever
-from harness.compare import compare_models
-from harness.config import EvalConfig
+from harness.types import Ranking, call_retriever
+from harness.inference.paired import compare_models
+from harness.spec.config import EvalConfig
 from harness.errors import AdapterError, ConfigError, HarnessError, TrackingError
-from harness.gate import FAIL, PASS, Verdict, decide
-from harness.gate import comparison_rows as gate_comparison_rows
-from harness.beyond_runner import beyond_accuracy
-from harness.calibration_runner import CalibrationRun
-from harness.off_policy_runner import OffPolicyRun
-from harness.curves import curve_names, plot_metric_curves
+from harness.inference.gate import FAIL, PASS, Verdict, decide
+from harness.inference.gate import comparison_rows as gate_comparison_rows
+from harness.evaluate.beyond_accuracy import beyond_accuracy
+from harness.evaluate.calibration import CalibrationRun
+from harness.evaluate.off_policy import OffPolicyRun
+from harness.evaluate.curves import curve_names, plot_metric_curves
 from harness.metrics import evaluate_ranking
 from harness.metrics.stats import mean_confidence_interval
-from harness.registry import build_model
-from harness.report import junit_xml, markdown_summary
-from harness.results import EvalResult, new_run_id, per_unit_long, update_tracking, write_results
+from harness.adapters.registry import build_model
+from harness.results.report import junit_xml, markdown_summary
+from harness.results.folder import EvalResult, new_run_id, per_unit_long, update_tracking, write_results
 
 QUERY_BATCH = 4096
 # retrieval depth when no metric has a cut-off (e.g. only full-list 'map')
@@ -126,7 +126,7 @@ def evaluate_models(config: EvalConfig, dataset: Any, *, progress: bool,
                     on_model: Callable[[str, Any], None] | None = None) -> tuple[dict[str, pd.DataFrame], dict]:
     """Fit and run every model; return per-model per-query metric tables (indexed by
     the unit id as a string) and what is known about each model's units."""
-    from harness import baselines
+    from harness.tracking import prior_runs as baselines
 
     ranking_cfg = config.evaluate.ranking
     cutoffs = [int(m.split("@")[1]) for m in ranking_cfg.metrics if "@" in m]
@@ -165,7 +165,7 @@ def evaluate_models(config: EvalConfig, dataset: Any, *, progress: bool,
                 raise AdapterError(f"model {name!r} raised {type(exc).__name__} in fit(): {exc}") from exc
         if on_model is not None:  # e.g. calibration scores the fitted model's probabilities
             on_model(name, model)
-        from harness.pipeline import Pipeline, evaluate_pipeline, stage_summary
+        from harness.adapters.pipeline import Pipeline, evaluate_pipeline, stage_summary
 
         stage_table = within_table = None
         if isinstance(model, Pipeline):  # per-stage columns such as "retrieval/recall@500"
@@ -309,14 +309,14 @@ def _figures(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def resolve_tracking_uri(configured: str | None) -> str:
-    from harness.tracking import resolve_uri
+    from harness.tracking.log import resolve_uri
 
     return resolve_uri(configured)
 
 
 def promote_candidate(config: EvalConfig, info: dict[str, Any], tracking_uri: str | None) -> dict[str, Any]:
     """Move the configured alias to the candidate's pinned version (called on PASS only)."""
-    from harness.model_registry import parse_models_uri, promote
+    from harness.tracking.registry import parse_models_uri, promote
 
     if config.compare is None or config.tracking.promote is None:
         raise ConfigError("tracking.promote needs a compare section with one candidate")
@@ -333,7 +333,7 @@ def promote_candidate(config: EvalConfig, info: dict[str, Any], tracking_uri: st
 
 def track(results_dir: Path, result: EvalResult, uri: str) -> dict[str, Any]:
     """Log to MLflow; on failure, record ``pending`` and warn (the results are safe on disk)."""
-    from harness.tracking import log_results
+    from harness.tracking.log import log_results
 
     try:
         tracking = log_results(results_dir, result.to_json_dict(), uri)

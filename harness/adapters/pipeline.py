@@ -18,7 +18,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from harness.adapters import PAD_ITEM, Ranking, call_retriever, check_ranking
+from harness.types import PAD_ITEM, Ranking, call_retriever, check_ranking
 from harness.errors import AdapterError, ConfigError, HarnessError, describe_examples
 
 

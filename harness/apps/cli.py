@@ -47,9 +47,9 @@ def _guard(body: Callable[[], int]) -> None:
 
 def _run_config(config_path: Path, output: Optional[Path], inconclusive: InconclusivePolicy,
                 progress: bool) -> int:
-    from harness.config import load_config
-    from harness.report import console_summary
-    from harness.runner import run as run_eval
+    from harness.spec.config import load_config
+    from harness.results.report import console_summary
+    from harness.apps.run import run as run_eval
 
     config = load_config(config_path)
     outcome = run_eval(config, output=output, progress=progress, inconclusive=inconclusive.value)
@@ -74,7 +74,7 @@ def validate(config: Path = typer.Argument(..., help="YAML evaluation config."))
     """Check a config (keys, types, references) without running models."""
 
     def body() -> int:
-        from harness.config import load_config
+        from harness.spec.config import load_config
 
         cfg = load_config(config)
         if cfg.dataset.kind in ("movielens", "interactions"):  # files exist, schema holds, split is non-empty
@@ -96,7 +96,7 @@ def demo(
     """Write an example config for the built-in synthetic data set and run it."""
 
     def body() -> int:
-        from harness.demo import write_demo_config
+        from harness.apps.demo import write_demo_config
 
         path = write_demo_config(dir)
         print(f"wrote example config {path}", file=sys.stderr)
@@ -114,7 +114,7 @@ def sync(
     """Upload results that could not be logged to MLflow, exactly once."""
 
     def body() -> int:
-        from harness.sync import sync_results
+        from harness.tracking.sync import sync_results
 
         report = sync_results(results, uri=tracking_uri)
         for line in report.lines:
@@ -146,10 +146,11 @@ def compare(
     """Compare two evaluated runs unit by unit and apply the gate (exit 0 PASS, 1 FAIL)."""
 
     def body() -> int:
-        from harness.compare import compare_runs, load_gate_file
-        from harness.report import console_summary, junit_xml, markdown_summary
-        from harness.results import write_results
-        from harness.runner import exit_code_for
+        from harness.apps.compare import compare_runs
+        from harness.spec.config import load_gate_file
+        from harness.results.report import console_summary, junit_xml, markdown_summary
+        from harness.results.folder import write_results
+        from harness.apps.run import exit_code_for
 
         criteria = load_gate_file(str(gate)) if gate is not None else None
         names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import ResultsError, TrackingError
-from harness.results import RESULTS_JSON, read_results_json, update_tracking
+from harness.results.folder import RESULTS_JSON, read_results_json, update_tracking
 
 
 @dataclass
@@ -25,7 +25,7 @@ def results_folders(root: Path) -> list[Path]:
 
 def sync_results(root: str | Path, uri: str | None = None) -> SyncReport:
     """Log every pending results folder under ``root``; already logged ones are left alone."""
-    from harness.tracking import log_results, resolve_uri
+    from harness.tracking.log import log_results, resolve_uri
 
     report = SyncReport()
     for folder in results_folders(Path(root)):

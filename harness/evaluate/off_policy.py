@@ -95,7 +95,7 @@ class OffPolicyRun:
 
     def __call__(self, name: str, model: Any) -> None:
         """Turn ``model`` into a policy and estimate its value on the logged rows."""
-        from harness.adapters import call_retriever
+        from harness.types import call_retriever
         from harness.metrics import OPEInputs, evaluate_off_policy
 
         if self.spec is None:
@@ -136,7 +136,7 @@ class OffPolicyRun:
 
     def compare(self, compare_spec: Any, seed: int) -> list[Any]:
         """Paired comparisons row by row; a low ESS on either side becomes a gate note."""
-        from harness.compare import compare_models
+        from harness.inference.paired import compare_models
 
         names = [compare_spec.baseline, *compare_spec.candidates]
         if self.spec is None or any(n not in self.per_row for n in names):
@@ -155,7 +155,7 @@ class OffPolicyRun:
 
     def with_units(self, per_unit_long: pd.DataFrame) -> pd.DataFrame:
         """``per_unit_long`` plus the logged-row units of every estimator."""
-        from harness.results import per_unit_long as to_long
+        from harness.results.folder import per_unit_long as to_long
 
         if not self.per_row:
             return per_unit_long

@@ -290,14 +290,14 @@ class BeyondAccuracyEval(_Strict):
     @field_validator("metrics")
     @classmethod
     def _parse(cls, names: list[str]) -> list[str]:
-        from harness.beyond_runner import BEYOND_METRICS
+        from harness.evaluate.beyond_accuracy import BEYOND_METRICS
         from harness.metrics._names import parse_metric_names
 
         return [s.label for s in parse_metric_names(names, known=BEYOND_METRICS)]
 
     @property
     def per_user(self) -> list[str]:
-        from harness.beyond_runner import PER_USER
+        from harness.evaluate.beyond_accuracy import PER_USER
 
         return [m for m in self.metrics if m.split("@")[0] in PER_USER]
 
@@ -371,7 +371,7 @@ class EvalConfig(_Strict):
 
     @model_validator(mode="after")
     def _cross_refs(self) -> "EvalConfig":
-        from harness.registry import MODEL_KINDS
+        from harness.adapters.registry import MODEL_KINDS
 
         for name, spec in self.models.items():
             if spec.kind not in MODEL_KINDS:
@@ -410,7 +410,7 @@ class EvalConfig(_Strict):
 
 
     def _check_promotable(self, promote: PromoteSpec) -> None:
-        from harness.model_registry import parse_models_uri
+        from harness.tracking.registry import parse_models_uri
 
         if self.compare is None or len(self.compare.candidates) != 1:
             raise ValueError("tracking.promote: needs a 'compare' section with exactly one candidate")
@@ -466,3 +466,25 @@ def read_yaml(path: str | Path, *, label: str) -> Any:
 def load_config(path: str | Path) -> EvalConfig:
     """Read and validate a YAML config file."""
     return parse_config(read_yaml(path, label="config"), source=str(path))
+
+
+def load_criteria(raw: list, *, source: str = "the candidate run's config") -> list:
+    """Validate gate criteria given as plain mappings; errors name each bad key."""
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        return TypeAdapter(list[GateCriterion]).validate_python(raw)
+    except ValidationError as exc:
+        lines = [f"  gate[{'.'.join(str(p) for p in e['loc'])}]: {e['msg'].removeprefix('Value error, ')}"
+                 for e in exc.errors()]
+        raise ConfigError(f"{source}: invalid gate criteria:\n" + "\n".join(lines)) from None
+
+
+def load_gate_file(path: str) -> list:
+    """Gate criteria from a YAML file: a list of criteria, or a mapping with a ``gate`` key."""
+    raw = read_yaml(path, label="--gate")
+    if isinstance(raw, dict):
+        raw = raw.get("gate")
+    if not isinstance(raw, list):
+        raise ConfigError(f"--gate {path}: expected a list of criteria or a mapping with a 'gate' list")
+    return load_criteria(raw, source=f"--gate {path}")

@@ -62,7 +62,7 @@ class HarnessEvaluator(ModelEvaluator):
         from mlflow.tracking import MlflowClient
 
         from harness.metrics import evaluate_ranking
-        from harness.tracking import mlflow_key
+        from harness.tracking.log import mlflow_key
 
         config = dict(evaluator_config or {})
         query_col = config.pop("query_col", "query_id")
