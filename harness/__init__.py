@@ -15,7 +15,7 @@ from harness.errors import (
     TrackingError,
 )
 
-__version__ = "0.1.0"
+from harness.version import __version__
 
 __all__ = [
     "AdapterError",

@@ -1,4 +1,8 @@
-"""Adapter protocols: the small, stable contract between models and the harness.
+"""The data types and protocols every stage shares: rankings, adapters, data sets.
+
+The bottom of the spine (beside ``harness.errors``): models implement these protocols
+and return these types, and every stage reads them, so this module imports nothing
+of the harness but its errors.
 
 A model enters the harness through one or more of these protocols. Outputs are plain
 NumPy arrays, checked for shape and dtype once, here, at the boundary; everything
@@ -15,13 +19,14 @@ split before asking for outputs.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Iterator, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 
-from harness.errors import AdapterError, describe_examples
+from harness.errors import AdapterError, HarnessError, describe_examples
 
 PAD_ITEM = -1
 PAD_SCORE = -np.inf
@@ -55,9 +60,26 @@ class Ranking:
     def __len__(self) -> int:
         return int(self.items.shape[0])
 
+    @classmethod
+    def trusted(cls, query_ids: np.ndarray, items: np.ndarray, scores: np.ndarray) -> "Ranking":
+        """A Ranking assembled from parts that were checked already (cut, padded or
+        concatenated checked rankings of distinct queries): skips the O(n k log k) check."""
+        out = object.__new__(cls)
+        for name, value in (("query_ids", query_ids), ("items", items), ("scores", scores)):
+            object.__setattr__(out, name, value)
+        return out
+
     def top(self, k: int) -> "Ranking":
         """The first ``k`` columns (a cheap view)."""
-        return Ranking(self.query_ids, self.items[:, :k], self.scores[:, :k])
+        return Ranking.trusted(self.query_ids, self.items[:, :k], self.scores[:, :k])
+
+    def padded(self, k: int) -> "Ranking":
+        """Exactly ``k`` columns: cut, or padded with ``PAD_ITEM`` / ``PAD_SCORE``."""
+        if self.k >= k:
+            return self.top(k)
+        pad = ((0, 0), (0, k - self.k))
+        return Ranking.trusted(self.query_ids, np.pad(self.items, pad, constant_values=PAD_ITEM),
+                               np.pad(self.scores, pad, constant_values=PAD_SCORE))
 
     def to_frame(self) -> pd.DataFrame:
         """Long format ``(query_id, item_id, score, rank)``, padding dropped."""
@@ -208,17 +230,60 @@ class Policy(Protocol):
 
 def call_retriever(model: Retriever, name: str, query_ids: np.ndarray, k: int) -> Ranking:
     """Call ``model.retrieve`` and check its output; failures become ``AdapterError``."""
-    try:
+    with adapter_call(name, "retrieve"):
         out = model.retrieve(query_ids, k)
-    except AdapterError:
-        raise
-    except Exception as exc:  # a model that raises is reported with its name
-        raise AdapterError(f"model {name!r} raised {type(exc).__name__} in retrieve(): {exc}") from exc
-    if not isinstance(out, Ranking):
+    if not isinstance(out, Ranking):  # a Ranking checked its own arrays when it was built
         raise AdapterError(f"model {name!r}: retrieve() must return a Ranking, got {type(out).__name__}")
-    check_ranking(out.query_ids, out.items, out.scores, source=f"model {name!r}")
     if out.k > k:
         raise AdapterError(f"model {name!r}: asked for k={k}, got {out.k} columns")
     if not np.array_equal(np.asarray(out.query_ids), np.asarray(query_ids)):
         raise AdapterError(f"model {name!r}: retrieve() must return the queries it was asked for, in order")
     return out
+
+
+@contextmanager
+def adapter_call(name: str, method: str, *, what: str = "model") -> Iterator[None]:
+    """Run one call into a model (or a pipeline ``what="stage"``); anything it raises that
+    is not a ``HarnessError`` becomes an ``AdapterError`` naming it and the method."""
+    try:
+        yield
+    except AdapterError as exc:
+        if f"{name!r}" in str(exc):
+            raise
+        raise AdapterError(f"{what} {name!r}, {method}(): {exc}") from exc
+    except HarnessError:
+        raise
+    except Exception as exc:  # a model's own failure, reported with its name
+        raise AdapterError(f"{what} {name!r} raised {type(exc).__name__} in {method}(): {exc}") from exc
+
+
+class Dataset(Protocol):
+    """What the engine reads of an evaluation data set
+    (``harness.datasets.InteractionDataset`` is the implementation).
+
+    Ids inside are internal codes ``0..n-1``; ``user_ids`` / ``item_ids`` map each code
+    back to the data's own id (None for synthetic worlds, whose codes are the ids).
+    """
+
+    name: str
+    train: pd.DataFrame
+    qrels: pd.DataFrame
+    n_users: int
+    n_items: int
+    settings: dict[str, Any]
+    truth: dict[str, np.ndarray]
+    user_ids: np.ndarray | None
+    item_ids: np.ndarray | None
+    item_features: pd.DataFrame | None
+    candidates: pd.DataFrame | None
+    warnings: list[str]
+    cold_start: dict[str, int]
+    split_stats: dict[str, int]
+
+    @property
+    def query_ids(self) -> np.ndarray: ...
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def category_matrix(self) -> tuple[np.ndarray, np.ndarray]: ...

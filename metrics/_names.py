@@ -68,3 +68,10 @@ def parse_metric_names(names: str | list[str] | tuple[str, ...], *, known: dict[
             if spec not in specs:
                 specs.append(spec)
     return specs
+
+
+def parse_label(label: str) -> MetricSpec:
+    """Split one canonical label (``"ndcg@10"``, ``"map"``) into name and cut-off, for any
+    metric family; the label must already have passed :func:`parse_metric_names`."""
+    name, _, cut = label.partition("@")
+    return MetricSpec(name, int(cut) if cut else None)

@@ -14,6 +14,9 @@ import scipy.sparse as sp
 from harness.errors import DataValidationError, describe_examples
 
 PAD = -1
+# metric name -> cut-off rule (see harness.metrics._names); the per-user ones are paired
+BEYOND_METRICS = {name: "required" for name in ("coverage", "gini", "personalization", "novelty", "arp", "ild")}
+PER_USER_METRICS = frozenset({"novelty", "arp", "ild"})
 
 
 def _check_lists(items: np.ndarray, n_items: int, k: int | None) -> np.ndarray:

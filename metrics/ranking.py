@@ -17,7 +17,7 @@ import pandas as pd
 from harness.errors import ConfigError, DataValidationError, describe_examples
 
 from . import _ranking_kernels as K
-from ._names import Cutoff, MetricSpec, parse_metric_names
+from ._names import Cutoff, MetricSpec, parse_metric_names, parse_label
 
 if TYPE_CHECKING:
     from harness.types import Ranking
@@ -338,7 +338,12 @@ def _curve_specs(metrics: list[str], max_k: int | None) -> list[MetricSpec]:
     """Every k = 1..max_k of each named metric, metric-major."""
     if max_k is None or max_k < 1:
         raise ConfigError(f"max_k must be >= 1, got {max_k}")
-    names = list(dict.fromkeys(s.name for s in parse_metric_names(metrics, known=RANKING_METRICS)))
+    # curve names are bare ("precision") or labels ("precision@10"): the curve gives every
+    # k itself, so a metric that needs a cut-off elsewhere needs none here
+    names = list(dict.fromkeys(parse_label(m.strip().lower()).name for m in metrics))
+    unknown = [n for n in names if n not in RANKING_METRICS]
+    if unknown:
+        raise ConfigError(f"curves: unknown metric(s) {unknown}; known: {', '.join(sorted(RANKING_METRICS))}")
     return [MetricSpec(name, k) for name in names for k in range(1, max_k + 1)]
 
 

@@ -15,8 +15,7 @@ from harness.spec.config import parse_config
 from harness.datasets import make_synthetic
 from harness.datasets.synthetic_clicks import click_probabilities, make_click_log
 from harness.errors import AdapterError, ConfigError
-from harness.metrics.calibration import (brier_decomposition, brier_score, calibration_slope_intercept,
-                                         expected_calibration_error, log_loss, reliability_curve)
+from harness.metrics.calibration import brier_score, calibration_slope_intercept, reliability_curve
 from harness.metrics.calibration_stats import ece_bootstrap
 from harness.models.oracle_clicks import OracleClickModel
 from harness.apps.run import run
@@ -126,6 +125,32 @@ def test_config_calibration_section(tmp_path) -> None:
         parse_config(movielens)
 
 
+def _plain_bins(p: np.ndarray, n_bins: int) -> np.ndarray:
+    """Uniform bin of each p: edge[j] < p <= edge[j + 1], the first bin also taking 0
+    (a plain loop-free restatement of the documented rule, independent of the kernels)."""
+    return np.clip(np.ceil(p * n_bins).astype(int) - 1, 0, n_bins - 1)
+
+
+def _plain_ece(y: np.ndarray, p: np.ndarray, n_bins: int) -> float:
+    b = _plain_bins(p, n_bins)
+    return sum(abs(y[b == j].mean() - p[b == j].mean()) * (b == j).mean() for j in range(n_bins) if (b == j).any())
+
+
+def _plain_reliability(y: np.ndarray, p: np.ndarray, n_bins: int) -> float:
+    b = _plain_bins(p, n_bins)
+    return sum((p[b == j].mean() - y[b == j].mean()) ** 2 * (b == j).mean() for j in range(n_bins) if (b == j).any())
+
+
+def _plain_slope(y: np.ndarray, p: np.ndarray) -> float:
+    """Logistic regression of y on logit(p) by Newton's method (statsmodels-free)."""
+    x = np.column_stack([np.ones_like(p), np.log(p / (1 - p))])
+    beta = np.zeros(2)
+    for _ in range(50):
+        mu = 1 / (1 + np.exp(-x @ beta))
+        beta += np.linalg.solve(x.T @ (x * (mu * (1 - mu))[:, None]), x.T @ (y - mu))
+    return float(beta[1])
+
+
 def test_run_with_calibration_writes_metrics_units_plot_and_gates_on_brier(tmp_path) -> None:
     outcome = run(parse_config(calib_config(tmp_path)), progress=False)
     out = outcome.results_dir
@@ -134,44 +159,48 @@ def test_run_with_calibration_writes_metrics_units_plot_and_gates_on_brier(tmp_p
     cal_rows = rows[rows["metric"].isin(["ece", "brier", "log_loss", "calibration_slope", "oe_ratio"])]
     assert set(cal_rows["model"]) == {"truth", "candidate"}  # popularity has no predict_proba
     assert data["calibration"]["skipped_models"] == ["popularity"]
+    assert data["families"]["calibration"]["skipped_models"] == ["popularity"]
     n_rows = data["calibration"]["n_rows"]
     assert n_rows == 200 * 20 and (cal_rows["n_units"] == n_rows).all()
 
-    # the values are those of the metric functions on the same click log
+    # the values are the plain formulas on the same click log (true p for "truth", p^2 for "candidate")
     dataset = make_synthetic(n_users=200, n_items=100, dim=8, seed=7)
     log = make_click_log(dataset, seed=7 + 1)
-    y, p = log["label"].to_numpy(), log["true_p"].to_numpy()
+    y, p = log["label"].to_numpy().astype(float), log["true_p"].to_numpy()
     value = rows.set_index(["model", "metric"])["value"]
-    assert value["truth", "ece"] == pytest.approx(expected_calibration_error(y, p, n_bins=10), abs=1e-12)
-    assert value["candidate", "brier"] == pytest.approx(brier_score(y, p**2), abs=1e-12)
-    assert value["candidate", "log_loss"] == pytest.approx(log_loss(y, p**2), abs=1e-12)
-    assert value["candidate", "reliability"] == pytest.approx(
-        brier_decomposition(y, p**2, n_bins=10).reliability, abs=1e-12)
+    assert value["truth", "ece"] == pytest.approx(_plain_ece(y, p, 10), abs=1e-12)
+    assert value["candidate", "brier"] == pytest.approx(np.mean((p**2 - y) ** 2), abs=1e-12)
+    assert value["candidate", "log_loss"] == pytest.approx(
+        -np.mean(y * np.log(p**2) + (1 - y) * np.log(1 - p**2)), abs=1e-12)
+    assert value["candidate", "reliability"] == pytest.approx(_plain_reliability(y, p**2, 10), abs=1e-12)
+    assert value["truth", "calibration_slope"] == pytest.approx(_plain_slope(y, p), abs=1e-8)
+    assert value["candidate", "oe_ratio"] == pytest.approx(y.sum() / (p**2).sum(), abs=1e-12)
     # every calibration metric has an interval around its value (t, bootstrap or Wald)
     assert (cal_rows["ci_low"] <= cal_rows["value"]).all() and (cal_rows["value"] <= cal_rows["ci_high"]).all()
-    slope = calibration_slope_intercept(y, p)
     truth_slope = cal_rows.set_index(["model", "metric"]).loc[("truth", "calibration_slope")]
-    assert truth_slope["ci_low"] == pytest.approx(slope.interval("slope", confidence=0.9)[0], abs=1e-9)
     assert truth_slope["ci_low"] < 1 < truth_slope["ci_high"]
 
-    # per-row units sit beside the per-query units, prefixed, and average to the metric
+    # per-row units are their own family; they average to the metric
     units = pd.read_parquet(out / "per_unit.parquet")
-    clicks = units[units["unit_id"].str.startswith("click:")]
-    # the per-row metrics, and each row's label and p (inputs for offline ratio statistics)
-    assert set(clicks["metric"]) == {"brier", "log_loss", "calibration:label", "calibration:p"}
-    truth_p = clicks[(clicks["model"] == "truth") & (clicks["metric"] == "calibration:p")]["value"].to_numpy()
-    np.testing.assert_array_equal(truth_p, p)
+    clicks = units[units["family"] == "calibration"]
+    assert set(clicks["metric"]) == {"brier", "log_loss"}
+    assert data["families"]["calibration"]["unit"] == "impression"
     truth_brier = clicks[(clicks["model"] == "truth") & (clicks["metric"] == "brier")]
     assert len(truth_brier) == n_rows
-    assert truth_brier["value"].mean() == pytest.approx(value["truth", "brier"], abs=1e-12)
-    assert not units[units["metric"] == "ndcg@10"]["unit_id"].str.startswith("click:").any()
+    assert truth_brier["value"].mean() == pytest.approx(np.mean((p - y) ** 2), abs=1e-12)
+    assert set(units[units["metric"] == "ndcg@10"]["family"]) == {"ranking"}
+    # each row's label and p are inputs (for offline ratio statistics), in their own table
+    inputs = pd.read_parquet(out / "unit_inputs.parquet")
+    assert set(inputs["family"]) == {"calibration"} and set(inputs["input"]) == {"label", "p"}
+    truth_p = inputs[(inputs["model"] == "truth") & (inputs["input"] == "p")]
+    np.testing.assert_array_equal(truth_p.sort_values("unit_id", key=lambda s: s.astype(int))["value"], p)
 
     # paired comparison on rows; the p^2 candidate fails the brier guardrail
     comp = pd.DataFrame(data["comparison"]).set_index("metric")
-    assert comp.loc["brier", "delta"] == pytest.approx(brier_score(y, p**2) - brier_score(y, p), abs=1e-12)
+    assert comp.loc["brier", "delta"] == pytest.approx(np.mean((p**2 - y) ** 2) - np.mean((p - y) ** 2), abs=1e-12)
     assert comp.loc["brier", "n_units"] == n_rows
     assert comp.loc["brier", "outcome"] == "FAIL"
-    ece_delta = expected_calibration_error(y, p**2, n_bins=10) - expected_calibration_error(y, p, n_bins=10)
+    ece_delta = _plain_ece(y, p**2, 10) - _plain_ece(y, p, 10)
     assert comp.loc["ece", "delta"] == pytest.approx(ece_delta, abs=1e-12)
     assert comp.loc["ece", "ci_low"] < ece_delta < comp.loc["ece", "ci_high"]
     assert comp.loc["ece", "ci_low"] > 0.005 and comp.loc["ece", "outcome"] == "FAIL"
@@ -181,6 +210,7 @@ def test_run_with_calibration_writes_metrics_units_plot_and_gates_on_brier(tmp_p
 
     curve = pd.DataFrame(data["calibration"]["models"]["truth"]["reliability"])
     assert curve["count"].sum() == n_rows
+    np.testing.assert_array_equal(curve["count"], np.bincount(_plain_bins(p, 10), minlength=10))
     segments = pd.DataFrame(data["calibration"]["models"]["truth"]["by_segment"])
     assert list(segments["segment"]) == [f"pop{i}" for i in range(1, 6)] and segments["n"].sum() == n_rows
     for name in ("reliability", "calibration_by_segment"):

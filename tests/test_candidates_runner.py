@@ -90,5 +90,6 @@ def test_given_candidates_and_genre_diversity_on_movielens(tmp_path: Path) -> No
     for user, items in ds.candidates.groupby("query_id")["item_id"]:
         if str(user) in ild.index:  # the unseen candidates are the whole top 3: order does not matter
             unseen = [i for i in items if i not in seen.get(user, set())]
-            want = intra_list_diversity(np.array([unseen]), genres.astype(float))[0]
+            padded = unseen + [-1] * (3 - len(unseen))  # a user may have no unseen candidate: an empty list
+            want = intra_list_diversity(np.array([padded]), genres.astype(float))[0]
             assert ild[str(user)] == pytest.approx(want, abs=1e-12)

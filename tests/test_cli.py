@@ -38,7 +38,8 @@ def test_run_passes_with_a_better_candidate(tmp_path: Path) -> None:
     assert {r["model"] for r in data["metrics"]} == {"popularity", "candidate"}
     assert data["dataset"]["fingerprint"] and data["config_hash"]
     per_unit = pd.read_parquet(folder / "per_unit.parquet")
-    assert list(per_unit.columns) == ["unit_id", "model", "metric", "value"]
+    assert list(per_unit.columns) == ["family", "model", "unit_id", "metric", "value"]
+    assert set(per_unit["family"]) == {"ranking"}
     # per-unit values are the units behind the means
     row = next(r for r in data["metrics"] if r["model"] == "candidate" and r["metric"] == "ndcg@10")
     sel = per_unit[(per_unit.model == "candidate") & (per_unit.metric == "ndcg@10")]

@@ -18,7 +18,7 @@ from harness.apps.cli import app
 from harness.inference.paired import compare_models
 from harness.errors import ConfigError, DataValidationError
 from harness.metrics.stats import SumStatistic, ratio_statistic
-from harness.results.folder import EvalResult, per_unit_long, write_results
+from harness.results.folder import EvalResult, long_table, write_results
 
 METRICS = ["ndcg@10", "recall@100"]
 
@@ -151,7 +151,7 @@ def write_run(root: Path, per_unit: dict[str, pd.DataFrame], *, fingerprint: str
         run_id=f"run-{len(list(root.glob('*'))) if root.exists() else 0}", created_at="2026-11-23T10:00:00+00:00",
         config={"name": "t", "seed": 1, "gate": gate or [], "compare": compare},
         config_hash="h", dataset={"name": "synthetic", "fingerprint": fingerprint},
-        metrics=[], per_unit=per_unit_long(per_unit))
+        metrics=[], per_unit=long_table("ranking", per_unit))
     return write_results(result, root)
 
 

@@ -72,9 +72,10 @@ def test_prior_run_baseline_reuses_per_unit_values(tmp_path: Path, mlflow_server
     (folder,) = list((tmp_path / "results").iterdir())
     data = json.loads((folder / "results.json").read_text())
     pop_run = data["tracking"]["mlflow_run_ids"]["popularity"]
-    model, table = load_run_per_unit(f"runs:/{pop_run}", mlflow_server.uri,
-                                     fingerprint=data["dataset"]["fingerprint"], metrics=["ndcg@10"])
-    assert model == "popularity"
+    model, tables = load_run_per_unit(f"runs:/{pop_run}", mlflow_server.uri,
+                                      fingerprint=data["dataset"]["fingerprint"], metrics=["ndcg@10"])
+    assert model == "popularity" and list(tables) == ["ranking"]
+    table = tables["ranking"]
     row = next(r for r in data["metrics"] if r["model"] == "popularity" and r["metric"] == "ndcg@10")
     assert len(table) == row["n_units"]
     assert table["ndcg@10"].mean() == pytest.approx(row["value"], abs=1e-12)

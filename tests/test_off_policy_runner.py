@@ -59,7 +59,8 @@ def test_estimates_equal_plain_formulas_and_cover_the_truth(tmp_path: Path) -> N
     # per-row units are the influence values behind each estimate
     per_unit = pd.read_parquet(folder / "per_unit.parquet")
     ips_rows = per_unit[(per_unit.model == "candidate") & (per_unit.metric == "ips")]
-    assert len(ips_rows) == 20000 and ips_rows.unit_id.str.startswith("log:").all()
+    assert len(ips_rows) == 20000 and (ips_rows.family == "off_policy").all()
+    assert sorted(ips_rows.unit_id.astype(int)) == list(range(20000))
     assert ips_rows.value.mean() == pytest.approx(values[("candidate", "ips")]["value"], abs=1e-12)
     diag = data["off_policy"]["estimates"]["candidate"][0]
     assert {"ess", "max_weight", "gate_cap"} <= set(diag)

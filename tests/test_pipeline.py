@@ -20,7 +20,8 @@ from harness.models.features import interaction_features
 from harness.models.knn import ItemKNN
 from harness.models.rerank import MMR
 from harness.models.sklearn_pointwise import SklearnPointwise
-from harness.adapters.pipeline import Pipeline, run_stages, stage_metric_names
+from harness.adapters.pipeline import Pipeline, run_stages
+from harness.evaluate.ranking import stage_metric_names
 from harness.apps.run import run
 from tests.conftest import small_config
 
@@ -152,7 +153,7 @@ def test_bad_pipelines_and_stage_failures(world, parts) -> None:
     q = world.query_ids
     with pytest.raises(AdapterError, match=r"pipeline/rerank \(function\): returned \d+ items that were not among"):
         Pipeline([("retrieval", knn, 5), ("rerank", foreign, 1)]).run(q)
-    with pytest.raises(AdapterError, match=r"model 'p': pipeline/rerank \(function\) raised KeyError: "
+    with pytest.raises(AdapterError, match=r"model 'p': stage 'pipeline/rerank \(function\)' raised KeyError in rank\(\): "
                                            r"'feature store down' \(queries 0\.\.\d+\)"):
         run_stages("p", Pipeline([("retrieval", knn, 5), ("rerank", boom, 1)]), q)
     with pytest.raises(AdapterError, match="must return a Ranking, got list"):

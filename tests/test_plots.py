@@ -13,7 +13,7 @@ from matplotlib.patches import StepPatch  # noqa: E402
 
 from harness.errors import DataValidationError  # noqa: E402
 from harness.metrics.calibration import calibration_by_segment, reliability_curve  # noqa: E402
-from harness.results.plots import plot_calibration_by_segment, plot_reliability, save_figure  # noqa: E402
+from harness.evaluate.plots import plot_calibration_by_segment, plot_reliability, save_figure  # noqa: E402
 
 
 def curves() -> dict:

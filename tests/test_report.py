@@ -12,8 +12,8 @@ from harness.inference.paired import compare_models
 from harness.spec.config import GateCriterion
 from harness.inference.gate import comparison_rows, decide
 from harness.results.report import console_summary, junit_xml, markdown_summary
-from harness.results.folder import EvalResult, per_unit_long
-from harness.apps.run import metric_rows
+from harness.evaluate import mean_values
+from harness.results.folder import EvalResult, long_table
 
 METRICS = ["ndcg@10", "recall@100", "mrr@10"]
 
@@ -37,7 +37,8 @@ def result() -> EvalResult:
     assert [c.outcome for c in verdict.criteria] == ["PASS", "FAIL", "INCONCLUSIVE"]
     return EvalResult(run_id="r1", created_at="2026-11-23T10:00:00+00:00", config={"name": "ranker-v2"},
                       config_hash="h", dataset={"name": "synthetic", "fingerprint": "fp"},
-                      metrics=metric_rows(per_unit, 0.95), per_unit=per_unit_long(per_unit),
+                      metrics=[{"model": m, **vars(v)} for m, t in per_unit.items() for v in mean_values(t, 0.95)],
+                      per_unit=long_table("ranking", per_unit),
                       comparison=comparison_rows(comps, verdict), verdict=verdict.to_dict())
 
 

@@ -18,8 +18,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from harness.types import PAD_ITEM, Ranking, call_retriever, check_ranking
-from harness.errors import AdapterError, ConfigError, HarnessError, describe_examples
+from harness.types import PAD_ITEM, Ranking, adapter_call, call_retriever, check_ranking
+from harness.errors import AdapterError, ConfigError, describe_examples
 
 
 @dataclass(frozen=True)
@@ -99,13 +99,8 @@ class Pipeline:
         """Fit every stage model that has ``fit`` (functions have nothing to learn)."""
         for s in self.stages:
             if hasattr(s.model, "fit") and not isinstance(s.model, type):
-                try:
+                with adapter_call(f"{self.name}/{s.name} ({type(s.model).__name__})", "fit", what="stage"):
                     s.model.fit(train, n_users=n_users, n_items=n_items)
-                except HarnessError:
-                    raise
-                except Exception as exc:
-                    raise AdapterError(f"{self.name}: stage {s.name!r} ({type(s.model).__name__}) raised "
-                                       f"{type(exc).__name__} in fit(): {exc}") from exc
         return self
 
     def run(self, query_ids: np.ndarray) -> dict[str, Ranking]:
@@ -116,27 +111,14 @@ class Pipeline:
         prev = out[first.name]
         for s in self.stages[1:]:
             source = f"{self.name}/{s.name} ({type(s.model).__name__})"
-            try:
+            with adapter_call(source, "rank", what="stage"):
                 ranked = s.model.rank(prev, s.k) if hasattr(s.model, "rank") else s.model(prev, s.k)
-            except HarnessError as exc:
-                raise AdapterError(f"{source}: {exc}") from exc
-            except Exception as exc:  # a stage that raises is reported with its name
-                raise AdapterError(f"{source} raised {type(exc).__name__}: {exc}") from exc
             out[s.name] = prev = _check_stage_output(ranked, prev, s.k, source=source)
         return out
 
     def retrieve(self, query_ids: np.ndarray, k: int) -> Ranking:
         """The last stage's top-k (padded when the last stage keeps fewer than k)."""
-        return pad_to(self.run(query_ids)[self.stages[-1].name], k)
-
-
-def pad_to(ranking: Ranking, k: int) -> Ranking:
-    """``ranking`` cut or padded (-1, -inf) to exactly ``k`` columns."""
-    if ranking.k >= k:
-        return ranking.top(k)
-    pad = k - ranking.k
-    return Ranking(ranking.query_ids, np.pad(ranking.items, ((0, 0), (0, pad)), constant_values=PAD_ITEM),
-                   np.pad(ranking.scores, ((0, 0), (0, pad)), constant_values=-np.inf))
+        return self.run(query_ids)[self.stages[-1].name].padded(k)
 
 
 def _check_stage_output(out: Any, candidates: Ranking, k: int, *, source: str) -> Ranking:
@@ -176,78 +158,7 @@ def run_stages(name: str, pipeline: Pipeline, query_ids: np.ndarray, *, batch: i
         except AdapterError as exc:
             raise AdapterError(f"model {name!r}: {exc} (queries {start}..{start + len(q) - 1})") from exc
         for stage, ranking in outs.items():
-            parts[stage].append(pad_to(ranking, pipeline.stage(stage).k))
-    return {stage: Ranking(np.asarray(query_ids), np.concatenate([p.items for p in rs]),
-                           np.concatenate([p.scores for p in rs]))
+            parts[stage].append(ranking.padded(pipeline.stage(stage).k))
+    return {stage: Ranking.trusted(np.asarray(query_ids), np.concatenate([p.items for p in rs]),
+                                   np.concatenate([p.scores for p in rs]))
             for stage, rs in parts.items()}
-
-
-def stage_metric_names(metrics: list[str], stage_k: int, *, ceiling: bool = True) -> list[str]:
-    """The configured metrics that fit within a stage's k, plus ``recall@k`` (its ceiling)
-    when ``ceiling``."""
-    from harness.metrics._names import parse_metric_names
-    from harness.metrics.ranking import RANKING_METRICS
-
-    labels = [s.label for s in parse_metric_names(metrics, known=RANKING_METRICS)
-              if s.k is not None and int(s.k) <= stage_k]
-    extra = f"recall@{stage_k}"
-    return labels + ([extra] if ceiling and extra not in labels else [])
-
-
-def evaluate_pipeline(name: str, pipeline: Pipeline, dataset: Any, ranking_cfg: Any, k: int, *,
-                      progress: bool = False) -> tuple[Ranking, pd.DataFrame, pd.DataFrame]:
-    """Run a pipeline over the dataset's queries and evaluate every stage but the last.
-
-    Returns ``(final, stages, within)``: the last stage's ranking padded to ``k``
-    (evaluated by the runner like any model's) and two per-query tables:
-
-    - ``stages``: ``"<stage>/<metric>"`` for every stage but the last (e.g.
-      ``retrieval/recall@500``, the ceiling of the later stages; see
-      :func:`stage_metric_names`), over the same queries as the final metrics;
-    - ``within``: ``"<stage>/within_candidates/<metric>"`` for every stage but the
-      first: the stage judged against the judgments of the candidates it was given
-      only, which isolates its own quality from the recall of the stages before it.
-      Queries none of whose relevant items reached the stage are NaN there (left out
-      of that column's mean), so these have their own query sets.
-    """
-    from harness.metrics import evaluate_ranking
-
-    stages = run_stages(name, pipeline, dataset.query_ids, progress=progress)
-    for stage, ranking in stages.items():
-        unknown = ranking.items >= dataset.n_items
-        if unknown.any():
-            raise AdapterError(f"model {name!r}, stage {stage!r}: {int(unknown.sum())} item ids the dataset does "
-                               f"not know (n_items={dataset.n_items}; e.g. {int(ranking.items[unknown][0])})")
-    options = {"gain": ranking_cfg.gain, "ties": ranking_cfg.ties,
-               "relevance_threshold": ranking_cfg.relevance_threshold}
-    tables, within = [], []
-    for s in pipeline.stages[:-1]:
-        res = evaluate_ranking(dataset.qrels, stages[s.name], stage_metric_names(ranking_cfg.metrics, s.k),
-                               **options)
-        tables.append(res.per_query.add_prefix(f"{s.name}/"))
-    for prev, s in zip(pipeline.stages, pipeline.stages[1:]):
-        # the stage judged only on what it was given: judgments of its candidates
-        reachable = dataset.qrels.merge(stages[prev.name].to_frame()[["query_id", "item_id"]],
-                                        on=["query_id", "item_id"])
-        names = stage_metric_names(ranking_cfg.metrics, s.k, ceiling=False)
-        if len(reachable) and names:
-            res = evaluate_ranking(reachable, stages[s.name], names, **options)
-            within.append(res.per_query.add_prefix(f"{s.name}/within_candidates/"))
-
-    def joined(parts: list[pd.DataFrame]) -> pd.DataFrame:
-        return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=pd.Index([], name="query_id"))
-
-    return pad_to(stages[pipeline.stages[-1].name], k), joined(tables), joined(within)
-
-
-def stage_summary(table: pd.DataFrame, *, confidence: float = 0.95) -> dict[str, dict[str, float]]:
-    """Per-stage metric -> ``{value, ci_low, ci_high, n_units}`` (mean and t interval over queries)."""
-    from harness.metrics.stats import mean_confidence_interval
-
-    out = {}
-    for column in table.columns:
-        values = table[column].dropna().to_numpy()
-        low, high = mean_confidence_interval(values, confidence=confidence)
-        out[column] = {"value": float(values.mean()), "ci_low": float(low), "ci_high": float(high),
-                       "n_units": int(values.size)}
-    return out

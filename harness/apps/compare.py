@@ -1,26 +1,75 @@
-"""``harness compare``: two results folders (or MLflow runs) compared and gated offline."""
+"""``harness compare``: two results folders (or MLflow runs) compared and gated offline.
+
+Each side is one model of a stored run. Metrics are paired family by family (a
+family's units are queries, click rows or logged rows: ``results.json["families"]``),
+ratio-type statistics are rebuilt from the stored per-unit inputs by the family that
+wrote them, and caps stored with a run (too little overlap) still keep a criterion
+from passing. Folders of every readable schema version work.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
 
 import pandas as pd
 
-from harness.errors import ConfigError, DataValidationError
-from harness.inference.paired import compare_models
-from harness.metrics.stats import SumStatistic
-from harness.spec.config import load_criteria
-
+from harness.errors import ConfigError, DataValidationError, HarnessError
+from harness.evaluate import FamilyResult, ModelOutput, family_class, mean_values
+from harness.evaluate.family import Statistic
+from harness.inference.gate import Verdict, comparison_rows, decide
+from harness.inference.paired import MetricComparison, compare_family
+from harness.results import assemble
+from harness.results.folder import EvalResult, StoredRun, new_run_id, read_results_folder
+from harness.spec.config import GateCriterion, load_criteria
 
 
 @dataclass
 class RunSide:
-    """One side of ``harness compare``: a results folder (or MLflow run) and one model in it."""
+    """One side of ``harness compare``: a stored run and one model in it."""
 
     source: str
     model: str
-    table: pd.DataFrame  # per-unit values, indexed by unit id, one column per metric
-    data: dict
+    stored: StoredRun
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.stored.data
+
+    def families(self) -> dict[str, dict[str, Any]]:
+        """``results.json["families"]``; without one, every metric of each family is compared."""
+        stored = self.data.get("families")
+        if stored is not None:
+            return stored
+        per_unit = self.stored.per_unit
+        return {family: {"compared": list(dict.fromkeys(rows["metric"]))}
+                for family, rows in per_unit.groupby("family", sort=False)}
+
+    def table(self, family: str) -> pd.DataFrame:
+        """This model's per-unit values in ``family``: unit ids x metrics."""
+        rows = self.stored.per_unit
+        rows = rows[(rows["model"] == self.model) & (rows["family"] == family)]
+        table = rows.pivot(index="unit_id", columns="metric", values="value")
+        table.columns.name = None
+        return table[list(dict.fromkeys(rows["metric"]))]
+
+    def statistics(self, family: str) -> dict[str, Statistic]:
+        """Ratio-type statistics rebuilt from the stored inputs by the family that wrote them."""
+        rows = self.stored.inputs
+        rows = rows[(rows["model"] == self.model) & (rows["family"] == family)]
+        if not len(rows):
+            return {}
+        try:
+            restore = family_class(family).restore_statistics
+        except HarnessError:  # a family this build does not know: its mean-type metrics still compare
+            return {}
+        inputs = rows.pivot(index="unit_id", columns="input", values="value")
+        block = ((self.data.get("config") or {}).get("evaluate") or {}).get(family) or {}
+        return restore(inputs, block)
+
+    def caps(self, family: str) -> dict[str, str]:
+        return ((self.families().get(family) or {}).get("caps") or {}).get(self.model, {})
 
 
 def _download_run(ref: str, tracking_uri: str | None) -> str:
@@ -59,7 +108,6 @@ def load_side(ref: str, *, model: str | None, role: str, tracking_uri: str | Non
     from pathlib import Path
 
     from harness.errors import ResultsError
-    from harness.results.folder import PER_UNIT, read_results_json
 
     path = Path(ref)
     downloaded = not path.exists() and (ref.startswith("runs:/") or re.fullmatch(r"[0-9a-f]{32}", ref))
@@ -68,19 +116,16 @@ def load_side(ref: str, *, model: str | None, role: str, tracking_uri: str | Non
     if not path.is_dir():
         raise ResultsError(f"{role}: {ref!r} is neither a results folder nor an MLflow run id")
     try:
-        data = read_results_json(path)
-        if not (path / PER_UNIT).is_file():
-            raise ResultsError(f"{role}: no {PER_UNIT} in {ref}")
-        long = pd.read_parquet(path / PER_UNIT)
+        try:
+            stored = read_results_folder(path)
+        except ResultsError as exc:
+            raise ResultsError(f"{role}: {exc}") from None
     finally:
         if downloaded:
             shutil.rmtree(path, ignore_errors=True)
-    missing = {"unit_id", "model", "metric", "value"} - set(long.columns)
-    if missing:
-        raise ResultsError(f"{role}: {ref}/{PER_UNIT} lacks column(s) {sorted(missing)}")
-    models = list(dict.fromkeys(long["model"].astype(str)))
+    models = list(dict.fromkeys(stored.per_unit["model"]))
     if model is None:
-        compared = (data.get("config") or {}).get("compare") or {}
+        compared = (stored.data.get("config") or {}).get("compare") or {}
         if len(models) == 1:
             model = models[0]
         elif role == "candidate" and len(compared.get("candidates", [])) == 1:
@@ -90,16 +135,32 @@ def load_side(ref: str, *, model: str | None, role: str, tracking_uri: str | Non
                               f"--{role}-model")
     if model not in models:
         raise ConfigError(f"--{role}-model: {model!r} is not in {ref}; it holds {models}")
-    rows = long[long["model"].astype(str) == model]
-    dup = rows.duplicated(["unit_id", "metric"])
+    rows = stored.per_unit[stored.per_unit["model"] == model]
+    dup = rows.duplicated(["family", "unit_id", "metric"])
     if dup.any():
         raise DataValidationError(f"{role}: {int(dup.sum())} duplicated (unit_id, metric) rows for {model!r} "
                                   f"in {ref}, e.g. {rows.loc[dup, ['unit_id', 'metric']].iloc[0].tolist()}")
-    table = rows.pivot(index="unit_id", columns="metric", values="value")
-    table.index = table.index.astype(str)
-    table.columns.name = None
-    return RunSide(ref, model, table[list(dict.fromkeys(rows["metric"]))], data)
+    return RunSide(ref, model, stored)
 
+
+def _family_pair(family: str, base: RunSide, cand: RunSide, names: tuple[str, str],
+                 wanted: set[str] | None) -> FamilyResult | None:
+    """Both sides' outputs of one family on the metrics both compared (and ``wanted``)."""
+    theirs = base.families().get(family) or {}
+    ours = cand.families().get(family) or {}
+    compared = [m for m in ours.get("compared", []) if m in theirs.get("compared", [])
+                and (wanted is None or m in wanted)]
+    if not compared:
+        return None
+    outputs = {}
+    for name, side in zip(names, (base, cand)):
+        table = side.table(family)
+        statistics = {m: s for m, s in side.statistics(family).items() if m in compared}
+        means = [m for m in compared if m not in statistics and m in table.columns]
+        table = table[means].dropna()
+        outputs[name] = ModelOutput(per_unit=table, values=[], statistics=statistics, caps=side.caps(family))
+    compared = [m for m in compared if all(m in o.statistics or m in o.per_unit.columns for o in outputs.values())]
+    return FamilyResult(family, ours.get("unit", family), compared, outputs) if compared else None
 
 
 def compare_runs(
@@ -108,7 +169,7 @@ def compare_runs(
     *,
     baseline_model: str | None = None,
     candidate_model: str | None = None,
-    gate: list | None = None,
+    gate: list[GateCriterion] | None = None,
     metrics: list[str] | None = None,
     method: str | None = None,
     n_resamples: int | None = None,
@@ -116,16 +177,10 @@ def compare_runs(
     correction: str | None = None,
     seed: int | None = None,
     tracking_uri: str | None = None,
-):
-    """``harness compare``: pair two runs' per-unit values by unit id and metric, compare
-    and gate them. Unset options come from the candidate run's config (``compare``,
-    ``gate``, ``seed``), then the defaults. Returns ``(EvalResult, Verdict)``."""
-    from datetime import datetime, timezone
-
-    from harness.inference.gate import comparison_rows, decide
-    from harness.results.folder import EvalResult, new_run_id, per_unit_long
-    from harness.apps.run import metric_rows
-
+) -> tuple[EvalResult, Verdict]:
+    """``harness compare``: pair two runs' per-unit values by family, unit id and metric,
+    compare and gate them. Unset options come from the candidate run's config
+    (``compare``, ``gate``, ``seed``), then the defaults."""
     base = load_side(baseline_ref, model=baseline_model, role="baseline", tracking_uri=tracking_uri)
     cand = load_side(candidate_ref, model=candidate_model, role="candidate", tracking_uri=tracking_uri)
     fps = [(s.data.get("dataset") or {}).get("fingerprint") for s in (base, cand)]
@@ -135,92 +190,38 @@ def compare_runs(
     config = cand.data.get("config") or {}
     spec = config.get("compare") or {}
     criteria = gate if gate is not None else load_criteria(config.get("gate") or [])
-    common = [m for m in cand.table.columns if m in base.table.columns and m not in CALIBRATION_INPUTS]
-    statistics = _calibration_statistics(base, cand, config)
-    wanted = list(metrics or common) + [c.metric for c in criteria]
-    ratio = [m for m in dict.fromkeys(wanted) if m not in common and m in statistics.get(cand.model, {})]
-    chosen = [m for m in (metrics or common) if m not in ratio]
-    absent = [m for m in wanted if m not in common and m not in ratio]
-    if absent:
-        raise ConfigError(f"compare: metric(s) {sorted(set(absent))} are not in both runs; common: {common}")
     b_name, c_name = base.model, cand.model
     if b_name == c_name:
         b_name, c_name = f"{b_name} (baseline)", f"{c_name} (candidate)"
+    wanted = None if metrics is None else set(metrics) | {c.metric for c in criteria}
+    pairs = [p for family in cand.families()
+             if (p := _family_pair(family, base, cand, (b_name, c_name), wanted)) is not None]
+    have = [m for p in pairs for m in p.compared]
+    absent = [m for m in list(metrics or []) + [c.metric for c in criteria] if m not in have]
+    if absent:
+        raise ConfigError(f"compare: metric(s) {sorted(set(absent))} are not in both runs; common: {have}")
     method = method or spec.get("method", "bootstrap")
     confidence = confidence or spec.get("confidence", 0.95)
     correction = correction or spec.get("correction", "holm")
     seed = config.get("seed", 0) if seed is None else seed
     n_resamples = n_resamples or spec.get("n_resamples", 2000)
-    options = dict(baseline=b_name, candidates=[c_name], method=method, confidence=confidence,
-                   n_resamples=n_resamples, seed=seed)
-    comps, families = [], []
-    for names in _unit_families(base.table, chosen):  # queries, click:<row>, log:<row> apart
-        family = {b_name: _family_table(base.table, names), c_name: _family_table(cand.table, names)}
-        families.append(family)
-        comps += compare_models(family, metrics=names, **options)
-    if ratio:  # ece, mce, ... rebuilt from each click row's label and p
-        comps += compare_models({}, metrics=ratio, **options,
-                                statistics={b_name: statistics[base.model], c_name: statistics[cand.model]})
-    for comp in comps:  # an off-policy estimate with too little overlap never passes, offline either
-        low = [side.model for side in (base, cand) if _low_ess(side, comp.metric)]
-        if low:
-            comp.note = f"low effective sample size of {low} in the source runs: too little overlap with the logs"
+    comps: list[MetricComparison] = []
+    for pair in pairs:
+        comps += compare_family(pair, baseline=b_name, candidates=[c_name], method=method, confidence=confidence,
+                                n_resamples=n_resamples, seed=seed)
+        for output in pair.models.values():
+            output.values = mean_values(output.per_unit, confidence)
     verdict = decide(criteria, comps, correction=correction)
+    results = {p.family: p for p in pairs}
     result = EvalResult(
         run_id=new_run_id(), created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         config={"name": f"compare {b_name} vs {c_name}",
                 "compare": {"baseline": b_name, "candidates": [c_name], "method": method,
-                            "n_resamples": n_resamples,
-                            "confidence": confidence, "correction": correction},
+                            "n_resamples": n_resamples, "confidence": confidence, "correction": correction},
                 "gate": [c.model_dump(mode="json") for c in criteria], "seed": seed,
                 "sources": {"baseline": base.source, "candidate": cand.source}},
         config_hash="", dataset=dict(cand.data.get("dataset") or {}),
-        metrics=[row for f in families for row in metric_rows(f, confidence)],
-        per_unit=pd.concat([per_unit_long(f) for f in families], ignore_index=True),
-        comparison=comparison_rows(comps, verdict), verdict=verdict.to_dict())
+        metrics=assemble.metric_rows(results), per_unit=assemble.per_unit_table(results),
+        comparison=comparison_rows(comps, verdict), verdict=verdict.to_dict(),
+        extra=assemble.family_sections(results))
     return result, verdict
-
-
-CALIBRATION_INPUTS = ("calibration:label", "calibration:p")
-
-
-def _calibration_statistics(base: RunSide, cand: RunSide, config: dict) -> dict[str, dict[str, SumStatistic]]:
-    """Ratio-type calibration statistics of both sides from their stored labels and p,
-    with the candidate run's binning; empty when either side lacks them."""
-    from harness.metrics.calibration_stats import calibration_statistics
-
-    if not all(c in side.table.columns for side in (base, cand) for c in CALIBRATION_INPUTS):
-        return {}
-    cal = (config.get("evaluate") or {}).get("calibration") or {}
-    ratio = ["ece", "mce", "normalized_entropy", "oe_ratio"]
-    out = {}
-    for side in (base, cand):
-        rows = side.table[list(CALIBRATION_INPUTS)].dropna()
-        out[side.model] = calibration_statistics(rows[CALIBRATION_INPUTS[0]].to_numpy(),
-                                                 rows[CALIBRATION_INPUTS[1]].to_numpy(), ratio,
-                                                 n_bins=cal.get("n_bins", 15), strategy=cal.get("strategy", "uniform"),
-                                                 eps=cal.get("eps", 1e-15))
-    return out
-
-
-def _low_ess(side: RunSide, metric: str) -> bool:
-    """Whether the source run flagged this off-policy estimate of the model as low-ESS."""
-    rows = ((side.data.get("off_policy") or {}).get("estimates") or {}).get(side.model, [])
-    return any(r.get("estimator") == metric and r.get("low_ess") for r in rows)
-
-
-def _unit_families(table: pd.DataFrame, metrics: list[str]) -> list[list[str]]:
-    """Metrics grouped by the kind of unit they are measured on, read from the unit-id
-    prefix of their rows (``click:``, ``log:``, or none for queries)."""
-    groups: dict[str, list[str]] = {}
-    for metric in metrics:
-        units = table[metric].dropna().index
-        prefix = str(units[0]).split(":", 1)[0] + ":" if len(units) and ":" in str(units[0]) else ""
-        groups.setdefault(prefix, []).append(metric)
-    return list(groups.values())
-
-
-def _family_table(table: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    """The units on which all of ``metrics`` are measured."""
-    sub = table[metrics]
-    return sub[sub.notna().all(axis=1)]

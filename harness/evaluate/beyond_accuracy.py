@@ -1,32 +1,32 @@
-"""Beyond-accuracy metrics of each model's top-k lists inside a run.
+"""The beyond-accuracy family: what each model's top-k lists look like, not how relevant.
 
-Per-user metrics (``novelty@k``, ``arp@k``, ``ild@k``) join the per-query table, so they
-get intervals, paired comparisons and can be gated like any ranking metric.
-Catalogue-level metrics (``coverage@k``, ``gini@k``, ``personalization@k``) describe all
-lists together: one value per model, without a per-unit interval.
+Per-user metrics (``novelty@k``, ``arp@k``, ``ild@k``) are measured on the same units
+as ranking (the judged queries), so they get intervals and paired comparisons and can
+be gated. Catalogue-level metrics (``coverage@k``, ``gini@k``, ``personalization@k``)
+describe all lists together: one value per model, no per-unit interval.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from harness.errors import DataValidationError
+from harness.evaluate.family import Family, MetricValue, ModelOutput, mean_values
+from harness.evaluate.model_view import ModelView
+from harness.metrics import beyond_accuracy as ba
+from harness.metrics._names import parse_metric_names
+from harness.spec.config import BeyondAccuracyEval
+from harness.types import Dataset
 
-BEYOND_METRICS = {name: "required" for name in
-                  ("coverage", "gini", "personalization", "novelty", "arp", "ild")}
-PER_USER = frozenset({"novelty", "arp", "ild"})
 
-
-def item_vectors(dataset: Any) -> np.ndarray:
+def item_vectors(dataset: Dataset) -> np.ndarray:
     """Item vectors for intra-list diversity: category memberships (e.g. MovieLens
     genres), else the numeric item features."""
     _, categories = dataset.category_matrix()
     if categories.shape[1] > 0:
         return categories.astype(np.float64)
-    features = getattr(dataset, "item_features", None)
+    features = dataset.item_features
     if features is not None:
         numeric = features.set_index("item_id").select_dtypes("number").reindex(range(dataset.n_items))
         if numeric.shape[1] > 0 and not numeric.isna().any().any():
@@ -35,18 +35,32 @@ def item_vectors(dataset: Any) -> np.ndarray:
                               f"dataset {dataset.name!r} has neither")
 
 
-def beyond_accuracy(ranking: Any, dataset: Any, metrics: list[str], *, seed: int) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Per-user values (index: query id as a string) and catalogue-level values."""
-    from harness.metrics import beyond_accuracy as ba
-    from harness.metrics._names import parse_metric_names
+class BeyondAccuracyFamily(Family[BeyondAccuracyEval]):
+    key = "beyond_accuracy"
+    unit = "query"
+    spec_type = BeyondAccuracyEval
 
+    def depth(self) -> int:
+        return max(int(s.k) for s in parse_metric_names(self.spec.metrics, known=ba.BEYOND_METRICS))
+
+    def measure(self, view: ModelView) -> ModelOutput:
+        per_user, catalogue = beyond_accuracy(view.ranking.items, self.dataset, self.spec.metrics, seed=self.seed)
+        per_user.index = pd.Index(np.asarray(view.ranking.query_ids).astype(str), name="query_id")
+        values = mean_values(per_user, self.confidence)
+        values += [MetricValue(m, v, n_units=len(per_user)) for m, v in catalogue.items()]
+        return ModelOutput(per_unit=per_user, values=values, info={"catalogue": catalogue})
+
+
+def beyond_accuracy(items: np.ndarray, dataset: Dataset, metrics: list[str], *,
+                    seed: int) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Per-user values (one row per list of ``items``) and catalogue-level values."""
     popularity = np.bincount(dataset.train["item_id"].to_numpy(), minlength=dataset.n_items).astype(float)
     n_train_users = int(dataset.train["user_id"].nunique())
     per_user: dict[str, np.ndarray] = {}
     catalogue: dict[str, float] = {}
     vectors = None
-    for spec in parse_metric_names(metrics, known=BEYOND_METRICS):
-        k, items = spec.k, ranking.items
+    for spec in parse_metric_names(metrics, known=ba.BEYOND_METRICS):
+        k = spec.k
         if spec.name == "coverage":
             catalogue[spec.label] = ba.catalog_coverage(items, dataset.n_items, k=k)
         elif spec.name == "gini":
@@ -60,5 +74,4 @@ def beyond_accuracy(ranking: Any, dataset: Any, metrics: list[str], *, seed: int
         else:
             vectors = item_vectors(dataset) if vectors is None else vectors
             per_user[spec.label] = ba.intra_list_diversity(items, vectors, k=k)
-    index = pd.Index(np.asarray(ranking.query_ids).astype(str), name="query_id")
-    return pd.DataFrame(per_user, index=index), catalogue
+    return pd.DataFrame(per_user, index=pd.RangeIndex(len(items))), catalogue

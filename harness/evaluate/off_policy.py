@@ -1,13 +1,11 @@
-"""Off-policy evaluation inside a run: logged feedback -> each model's top-1 policy ->
-estimates with intervals and weight diagnostics, per-row units, paired comparisons.
+"""The off-policy family: what each model would earn, estimated from logged feedback.
 
-Units are logged rows, indexed ``log:<row>``, beside the per-query ranking units. A
-model (a Retriever) becomes the epsilon-greedy policy of its top-ranked item for each
-logged user: ``pi_e(a | u) = (1 - eps) [a = top(u)] + eps / n_items``. The per-row
-values are each estimator's influence values (their mean is the estimate), so the
-comparison engine pairs candidate and baseline row by row on the same logs. A
-comparison where either side has a low effective sample size carries a note, which
-the gate turns into INCONCLUSIVE: never a PASS on too little overlap.
+Units are logged rows. A model (a Retriever) becomes the epsilon-greedy policy of its
+top-ranked item for each logged user: ``pi_e(a | u) = (1 - eps) [a = top(u)] + eps /
+n_items``. The per-row values are each estimator's influence values (their mean is
+the estimate), so candidate and baseline are compared row by row on the same logs.
+An estimate with a low effective sample size is capped: its comparisons can FAIL but
+never PASS on too little overlap.
 """
 
 from __future__ import annotations
@@ -19,8 +17,11 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import AdapterError, ConfigError
+from harness.evaluate.family import Family, FamilyResult, MetricValue, ModelOutput
+from harness.evaluate.model_view import ModelView
+from harness.spec.config import OffPolicyEval
+from harness.types import Dataset
 
-UNIT_PREFIX = "log:"
 _REWARD_MODELS = {
     "logistic": ("sklearn.linear_model", "LogisticRegression", {"max_iter": 500}),
     "ridge": ("sklearn.linear_model", "Ridge", {"alpha": 1.0}),
@@ -32,7 +33,7 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def load_feedback(spec: Any, dataset: Any, seed: int) -> tuple[Any, Any]:
+def load_feedback(spec: OffPolicyEval, dataset: Dataset, seed: int) -> tuple[Any, Any]:
     """``(LoggedFeedback, SyntheticLogs or None)`` for the ``evaluate.off_policy`` section."""
     if spec.synthetic is not None:
         from harness.datasets.synthetic_logs import make_logged_feedback
@@ -52,24 +53,23 @@ def load_feedback(spec: Any, dataset: Any, seed: int) -> tuple[Any, Any]:
     return feedback, None
 
 
-class OffPolicyRun:
-    """Collects off-policy estimates of the models of one run; inert without a spec."""
+class OffPolicyFamily(Family[OffPolicyEval]):
+    key = "off_policy"
+    unit = "logged_row"
+    spec_type = OffPolicyEval
 
-    def __init__(self, spec: Any, dataset: Any, seed: int) -> None:
-        self.spec, self.seed = spec, seed
-        self.rows: list[dict[str, Any]] = []
-        self.per_row: dict[str, pd.DataFrame] = {}
-        self.results: dict[str, Any] = {}
-        self.true_values: dict[str, float] = {}
-        self.skipped: list[str] = []
-        if spec is None:
-            return
+    def __init__(self, spec: OffPolicyEval, dataset: Dataset, *, seed: int, confidence: float) -> None:
+        super().__init__(spec, dataset, seed=seed, confidence=confidence)
         self.feedback, self.logs = load_feedback(spec, dataset, seed)
         # every user of a synthetic world (its exact value averages over all of them)
         self.users = (np.arange(dataset.n_users) if self.logs is not None
                       else np.unique(self.feedback.context_id))
-        self.unit_ids = pd.Index(UNIT_PREFIX + pd.RangeIndex(len(self.feedback)).astype(str), name="unit_id")
+        self.unit_ids = pd.Index(pd.RangeIndex(len(self.feedback)).astype(str), name="unit_id")
         self.reward_fit = self._fit_reward_model() if spec.reward_model else None
+        self.true_values: dict[str, float] = {}
+
+    def compared(self) -> list[str]:
+        return self.spec.estimator_names
 
     def _fit_reward_model(self) -> Any:
         import importlib
@@ -93,24 +93,21 @@ class OffPolicyRun:
                 v[r] += eps * q.reshape(len(r), n_actions).mean(axis=1)
         return v
 
-    def __call__(self, name: str, model: Any) -> None:
-        """Turn ``model`` into a policy and estimate its value on the logged rows."""
-        from harness.types import call_retriever
+    def measure(self, view: ModelView) -> ModelOutput | None:
+        """Turn the model into a policy and estimate its value on the logged rows."""
         from harness.metrics import OPEInputs, evaluate_off_policy
 
-        if self.spec is None:
-            return
-        if not hasattr(model, "retrieve"):
-            self.skipped.append(name)
-            _say(f"off-policy: {name} has no retrieve(); skipped")
-            return
-        ranking = call_retriever(model, name, self.users, 1)
+        if not view.is_retriever:
+            _say(f"off-policy: {view.name} has no retrieve(); skipped")
+            return None
+        ranking = view.retrieve(self.users, 1)
         top = np.full(int(self.users.max()) + 1, -1, dtype=np.int64)
         top[self.users] = ranking.items[:, 0]
         fb, eps = self.feedback, self.spec.epsilon
         top_of_row = top[fb.context_id]
         if (top_of_row < 0).any():
-            raise AdapterError(f"model {name!r} recommends nothing to {int((top_of_row < 0).sum())} logged rows' users")
+            raise AdapterError(f"model {view.name!r} recommends nothing to {int((top_of_row < 0).sum())} "
+                               "logged rows' users")
         pi_e = (1 - eps) * (top_of_row == fb.action) + eps / fb.n_actions
         data = OPEInputs(reward=fb.reward, pscore=fb.pscore, pi_e=pi_e,
                          q_hat=self.reward_fit.q_hat if self.reward_fit else None,
@@ -118,13 +115,15 @@ class OffPolicyRun:
         s = self.spec
         result = evaluate_off_policy(data, s.estimators, method=s.method, n_bootstrap=s.n_bootstrap,
                                      seed=self.seed, min_ess=s.min_ess, min_ess_ratio=s.min_ess_ratio)
-        self.results[name] = result
-        self.per_row[name] = pd.DataFrame(result.per_unit, index=self.unit_ids)
-        for row in result.rows:
-            self.rows.append({"model": name, "metric": row["estimator"], "value": row["value"],
-                              "ci_low": row["ci_low"], "ci_high": row["ci_high"], "n_units": row["n_units"]})
         if self.logs is not None:
-            self.true_values[name] = self._true_value(top, eps)
+            self.true_values[view.name] = self._true_value(top, eps)
+        caps = {m: (f"low effective sample size {d.ess:.1f} (min_ess={s.min_ess:g}, "
+                    f"min_ess_ratio={s.min_ess_ratio:g}): too little overlap with the logs")
+                for m, d in result.diagnostics.items() if d.low_ess}
+        values = [MetricValue(r["estimator"], r["value"], r["ci_low"], r["ci_high"], r["n_units"])
+                  for r in result.rows]
+        return ModelOutput(per_unit=pd.DataFrame(result.per_unit, index=self.unit_ids), values=values,
+                           caps=caps, info={"estimates": result.rows})
 
     def _true_value(self, top: np.ndarray, eps: float) -> float:
         """Exact value of the epsilon-greedy top-1 policy: the synthetic logs draw users
@@ -134,39 +133,12 @@ class OffPolicyRun:
         shown = np.where(top[users] >= 0, q[users, np.maximum(top[users], 0)], 0.0)  # nothing shown earns 0
         return float(((1 - eps) * shown + eps * q.mean(axis=1)).mean())
 
-    def compare(self, compare_spec: Any, seed: int) -> list[Any]:
-        """Paired comparisons row by row; a low ESS on either side becomes a gate note."""
-        from harness.inference.paired import compare_models
-
-        names = [compare_spec.baseline, *compare_spec.candidates]
-        if self.spec is None or any(n not in self.per_row for n in names):
-            return []
-        comps = compare_models(self.per_row, baseline=compare_spec.baseline,
-                               candidates=list(compare_spec.candidates), metrics=self.spec.estimator_names,
-                               method=compare_spec.method, confidence=compare_spec.confidence,
-                               n_resamples=compare_spec.n_resamples, seed=seed)
-        for comp in comps:
-            low = [n for n in (comp.baseline, comp.candidate) if self.results[n].diagnostics[comp.metric].low_ess]
-            if low:
-                ess = {n: round(self.results[n].diagnostics[comp.metric].ess, 1) for n in low}
-                comp.note = (f"low effective sample size {ess} (min_ess={self.spec.min_ess:g}, "
-                             f"min_ess_ratio={self.spec.min_ess_ratio:g}): too little overlap with the logs")
-        return comps
-
-    def with_units(self, per_unit_long: pd.DataFrame) -> pd.DataFrame:
-        """``per_unit_long`` plus the logged-row units of every estimator."""
-        from harness.results.folder import per_unit_long as to_long
-
-        if not self.per_row:
-            return per_unit_long
-        return pd.concat([per_unit_long, to_long(self.per_row)], ignore_index=True)
-
-    def extra(self) -> dict[str, Any]:
-        """``{"off_policy": ...}`` for results.json: rows with diagnostics, true values, or {}."""
-        if self.spec is None:
-            return {}
-        return {"off_policy": {
-            "n_rows": len(self.feedback), "skipped_models": self.skipped,
-            "estimates": {m: r.rows for m, r in self.results.items()},
-            **({"true_values": self.true_values} if self.logs is not None else {}),
-        }}
+    def finish(self, outputs: dict[str, ModelOutput], skipped: list[str]) -> FamilyResult:
+        """Extras for ``results.json["off_policy"]``: rows with diagnostics, true values."""
+        result = super().finish(outputs, skipped)
+        result.extra = {"n_rows": len(self.feedback), "skipped_models": skipped,
+                        "estimates": {m: o.info["estimates"] for m, o in outputs.items()},
+                        **({"true_values": self.true_values} if self.logs is not None else {})}
+        for output in outputs.values():
+            output.info = {}  # the estimates live in the family's section, not per model
+        return result

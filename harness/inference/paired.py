@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import ConfigError, DataValidationError
+from harness.evaluate.family import FamilyResult
 from harness.metrics.stats import (BOOTSTRAP_METHODS, METHODS, DeltaInference, Estimand, SumStatistic,
                                    WeightedStatistic, bootstrap_estimands, bootstrap_weighted,
                                    infer_paired_means, minimum_detectable_effect,
@@ -257,3 +258,38 @@ def compare_models(
                 candidate_value=c_val, method=used_method, confidence=confidence, kind=kind,
                 note=notes.get((candidate, name)), **_inference_fields(inf, rel)))
     return rows
+
+
+def compare_family(
+    result: FamilyResult,
+    *,
+    baseline: str,
+    candidates: list[str],
+    method: str = "bootstrap",
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> list[MetricComparison]:
+    """Paired comparisons of one family's compared metrics, candidate vs baseline.
+
+    Mean-type metrics pair the models' per-unit tables, ratio-type metrics their sum
+    statistics; a metric capped on either side (``ModelOutput.caps``, e.g. too little
+    overlap with the logs) carries the reason as its ``note``, so the gate never lets it
+    PASS. Empty when the family compares nothing or measured neither side (e.g. a model
+    without ``predict_proba`` in calibration).
+    """
+    names = [baseline, *candidates]
+    outputs = result.models
+    if not result.compared or any(n not in outputs for n in names):
+        return []
+    notes = {}
+    for candidate in candidates:
+        for metric in result.compared:
+            reasons = [f"{who}: {outputs[who].caps[metric]}" for who in (baseline, candidate)
+                       if metric in outputs[who].caps]
+            if reasons:
+                notes[(candidate, metric)] = "; ".join(reasons)
+    statistics = {n: outputs[n].statistics for n in names if outputs[n].statistics}
+    return compare_models({n: outputs[n].per_unit for n in names}, baseline=baseline, candidates=candidates,
+                          metrics=result.compared, method=method, confidence=confidence,
+                          n_resamples=n_resamples, seed=seed, statistics=statistics or None, notes=notes)

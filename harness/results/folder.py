@@ -2,8 +2,17 @@
 
 - ``results.json``: config, dataset fingerprint, metric rows, comparison rows, verdict,
   tracking status;
-- ``per_unit.parquet``: long table ``{unit_id, model, metric, value}``;
-- ``summary.md`` and ``junit.xml`` (see ``harness.results.report``).
+- ``per_unit.parquet``: long table ``{family, model, unit_id, metric, value}``: every
+  per-unit value, the ``family`` column saying what a unit is (a query, a click row,
+  a logged row; see ``results.json["families"]``);
+- ``unit_inputs.parquet`` (when a family stores any): long table ``{family, model,
+  unit_id, input, value}`` of per-unit model inputs (a click row's label and p) from
+  which ``harness compare`` rebuilds ratio-type statistics; never compared itself;
+- ``summary.md`` and ``junit.xml`` (see ``harness.results.report``), ``plots/*.png``.
+
+Schema version 2. Folders of version 1 (unit families as id prefixes ``click:<row>``
+/ ``log:<row>``, inputs as pseudo-metrics ``calibration:label`` / ``calibration:p``)
+are read through :func:`read_results_folder`, which upgrades them in memory.
 """
 
 from __future__ import annotations
@@ -22,9 +31,13 @@ import pandas as pd
 
 from harness.errors import ResultsError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 RESULTS_JSON = "results.json"
 PER_UNIT = "per_unit.parquet"
+UNIT_INPUTS = "unit_inputs.parquet"
+PER_UNIT_COLUMNS = ["family", "model", "unit_id", "metric", "value"]
+INPUT_COLUMNS = ["family", "model", "unit_id", "input", "value"]
 
 
 def new_run_id() -> str:
@@ -44,6 +57,7 @@ class EvalResult:
     dataset: dict[str, Any]
     metrics: list[dict[str, Any]]
     per_unit: pd.DataFrame
+    inputs: pd.DataFrame | None = None
     comparison: list[dict[str, Any]] = field(default_factory=list)
     verdict: dict[str, Any] = field(default_factory=dict)
     tracking: dict[str, Any] = field(default_factory=lambda: {"status": "pending", "uri": None,
@@ -112,6 +126,8 @@ def write_results(result: EvalResult, output: str | Path, extra_files: dict[str,
     try:
         write_json_atomic(tmp / RESULTS_JSON, result.to_json_dict())
         result.per_unit.to_parquet(tmp / PER_UNIT, index=False)
+        if result.inputs is not None and len(result.inputs):
+            result.inputs.to_parquet(tmp / UNIT_INPUTS, index=False)
         for name, text in (extra_files or {}).items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_text(text)
@@ -140,20 +156,97 @@ def read_results_json(results_dir: str | Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ResultsError(f"{path}: not valid JSON ({exc})") from None
-    if data.get("schema_version") != SCHEMA_VERSION:
-        raise ResultsError(f"{path}: schema_version {data.get('schema_version')!r} is not "
-                           f"{SCHEMA_VERSION}, the version this harness reads")
+    if data.get("schema_version") not in READABLE_VERSIONS:
+        raise ResultsError(f"{path}: schema_version {data.get('schema_version')!r} is not one this harness "
+                           f"reads ({', '.join(map(str, READABLE_VERSIONS))})")
     return data
 
 
-def per_unit_long(per_model: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Long table ``{unit_id, model, metric, value}`` from per-model wide tables."""
+def long_table(family: str, per_model: dict[str, pd.DataFrame], *, name: str = "metric") -> pd.DataFrame:
+    """Long table ``{family, model, unit_id, <name>, value}`` of per-model wide tables
+    (indexed by unit id, one column per metric or input)."""
     frames = []
     for model, wide in per_model.items():
-        long = wide.rename_axis("unit_id").reset_index().melt(
-            id_vars="unit_id", var_name="metric", value_name="value")
-        long.insert(1, "model", model)
+        long = wide.rename_axis("unit_id").reset_index().melt(id_vars="unit_id", var_name=name,
+                                                               value_name="value")
+        long.insert(0, "model", model)
+        long.insert(0, "family", family)
         frames.append(long)
-    out = pd.concat(frames, ignore_index=True)
+    columns = ["family", "model", "unit_id", name, "value"]
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     out["unit_id"] = out["unit_id"].astype(str)
-    return out
+    out["value"] = out["value"].astype(np.float64)
+    return out[columns]
+
+
+@dataclass
+class StoredRun:
+    """A results folder read back: ``results.json`` and both long tables (schema 2 shape)."""
+
+    path: Path
+    data: dict[str, Any]
+    per_unit: pd.DataFrame
+    inputs: pd.DataFrame
+
+
+def read_results_folder(path: str | Path) -> StoredRun:
+    """Read a results folder of any readable schema version, upgraded to version 2."""
+    path = Path(path)
+    data = read_results_json(path)
+    if not (path / PER_UNIT).is_file():
+        raise ResultsError(f"no {PER_UNIT} in {path}")
+    try:
+        per_unit = pd.read_parquet(path / PER_UNIT)
+        inputs = (pd.read_parquet(path / UNIT_INPUTS) if (path / UNIT_INPUTS).is_file()
+                  else pd.DataFrame(columns=INPUT_COLUMNS))
+    except Exception as exc:  # pyarrow raises its own types for a damaged file
+        raise ResultsError(f"{path}: cannot read the per-unit tables ({type(exc).__name__}: {exc})") from None
+    if data["schema_version"] == 1:
+        data, per_unit, inputs = _upgrade_v1(data, per_unit)
+    missing = set(PER_UNIT_COLUMNS) - set(per_unit.columns)
+    if missing:
+        raise ResultsError(f"{path}/{PER_UNIT} lacks column(s) {sorted(missing)}")
+    per_unit["unit_id"] = per_unit["unit_id"].astype(str)
+    per_unit["model"] = per_unit["model"].astype(str)
+    inputs["unit_id"] = inputs["unit_id"].astype(str)
+    return StoredRun(path, data, per_unit, inputs)
+
+
+# schema 1: the unit family was the unit id's prefix; these pseudo-metrics were inputs
+_V1_PREFIXES = {"click:": "calibration", "log:": "off_policy"}
+_V1_INPUTS = {"calibration:label": "label", "calibration:p": "p"}
+_V1_PER_USER = ("novelty", "arp", "ild")
+
+
+def _upgrade_v1(data: dict[str, Any], long: pd.DataFrame) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """Schema-1 tables and results.json in the schema-2 shape (in memory only)."""
+    units = long["unit_id"].astype(str)
+    family = pd.Series("ranking", index=long.index, dtype=object)
+    bare = units.copy()
+    for prefix, name in _V1_PREFIXES.items():
+        has = units.str.startswith(prefix)
+        family[has] = name
+        bare[has] = units[has].str.slice(len(prefix))
+    metric_name = long["metric"].astype(str).str.split("@").str[0]
+    family[(family == "ranking") & metric_name.isin(_V1_PER_USER)] = "beyond_accuracy"
+    table = long.assign(family=family, unit_id=bare)
+    is_input = table["metric"].isin(list(_V1_INPUTS))
+    inputs = table[is_input].rename(columns={"metric": "input"})
+    inputs["input"] = inputs["input"].map(_V1_INPUTS)
+    per_unit = table[~is_input]
+    config = data.get("config") or {}
+    evaluate = config.get("evaluate") or {}
+    estimates = (data.get("off_policy") or {}).get("estimates") or {}
+    families: dict[str, Any] = {}
+    for name in dict.fromkeys(per_unit["family"]):
+        metrics = list(dict.fromkeys(per_unit.loc[per_unit["family"] == name, "metric"]))
+        caps: dict[str, dict[str, str]] = {}
+        if name == "calibration":  # ratio-type metrics were compared from the stored inputs
+            metrics += [m for m in (evaluate.get("calibration") or {}).get("metrics", []) if m not in metrics
+                        and m in ("ece", "mce", "normalized_entropy", "oe_ratio")]
+        if name == "off_policy":
+            caps = {model: {r["estimator"]: "low effective sample size in the source run: too little overlap "
+                            "with the logs" for r in rows if r.get("low_ess")} for model, rows in estimates.items()}
+        families[name] = {"compared": metrics, "caps": caps}
+    data = {**data, "schema_version": SCHEMA_VERSION, "families": families}
+    return data, per_unit[PER_UNIT_COLUMNS].reset_index(drop=True), inputs[INPUT_COLUMNS].reset_index(drop=True)

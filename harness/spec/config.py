@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from harness.errors import ConfigError
+from harness.spec.uris import is_external_baseline, parse_models_uri
 
 
 class _Strict(BaseModel):
@@ -190,6 +191,33 @@ DatasetSpec = Annotated[Union[Annotated[SyntheticDataset, Tag("synthetic")],
                         Discriminator(_dataset_kind)]
 
 
+class FamilySpec(_Strict):
+    """Base of one ``evaluate.<family>`` block: the options of one evaluation family.
+
+    ``compared_metrics`` are the metrics measured per unit, so candidate and baseline
+    are compared on them and a gate may name them; ``dataset_problem`` says why a
+    data set kind cannot feed this family (None when it can).
+    """
+
+    def compared_metrics(self) -> list[str]:
+        return []
+
+    def dataset_problem(self, dataset_kind: str) -> str | None:
+        return None
+
+
+# config key under ``evaluate:`` -> block type of families added outside this module
+# (see harness.evaluate.register_family); the built-in blocks are EvaluateSpec's fields
+_PLUGIN_BLOCKS: dict[str, type[FamilySpec]] = {}
+
+
+def register_family_spec(key: str, block: type[FamilySpec]) -> None:
+    """Let ``evaluate.<key>`` hold a ``block``; the key must not shadow a built-in one."""
+    if key in EvaluateSpec.model_fields:
+        raise ConfigError(f"evaluate.{key} is a built-in family block")
+    _PLUGIN_BLOCKS[key] = block
+
+
 class ModelSpec(_Strict):
     """One model: an adapter kind and its parameters."""
 
@@ -197,9 +225,9 @@ class ModelSpec(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class RankingEval(_Strict):
+class RankingEval(FamilySpec):
     metrics: list[str] = Field(default_factory=lambda: ["ndcg@10", "recall@20"], min_length=1)
-    ties: Literal["stable", "trec_eval"] = "stable"
+    ties: Literal["stable", "trec_eval", "average"] = "stable"
     gain: Literal["linear", "exponential"] = "linear"
     relevance_threshold: int = Field(1, ge=1)
     k: int | None = Field(None, ge=1, description="depth asked of retrievers (default: largest cut-off)")
@@ -212,8 +240,11 @@ class RankingEval(_Strict):
 
         return [s.label for s in parse_metric_names(names, known=RANKING_METRICS)]
 
+    def compared_metrics(self) -> list[str]:
+        return list(self.metrics)
 
-class CalibrationEval(_Strict):
+
+class CalibrationEval(FamilySpec):
     """Calibration of models that implement ``predict_proba``, on a click log with known
     true probabilities (``harness.datasets.synthetic_clicks``)."""
 
@@ -235,6 +266,18 @@ class CalibrationEval(_Strict):
 
         return [s.label for s in parse_metric_names(names, known=CALIBRATION_METRICS)]
 
+    def compared_metrics(self) -> list[str]:
+        """Row means (brier, log_loss) and the other sum statistics (ece, mce, ...)."""
+        from harness.metrics.calibration_stats import STATISTIC_METRICS
+
+        return [m for m in self.metrics if m in STATISTIC_METRICS]
+
+    def dataset_problem(self, dataset_kind: str) -> str | None:
+        if dataset_kind != "synthetic":
+            return ("needs the synthetic dataset (its click log has known true probabilities); "
+                    f"got dataset kind {dataset_kind!r}")
+        return None
+
 
 class SyntheticLogsSpec(_Strict):
     """Logged feedback simulated over the synthetic world (``datasets.synthetic_logs``)."""
@@ -244,7 +287,7 @@ class SyntheticLogsSpec(_Strict):
     noise: float = Field(0.5, ge=0)
 
 
-class OffPolicyEval(_Strict):
+class OffPolicyEval(FamilySpec):
     """Counterfactual estimates of each model's top-1 policy from logged bandit feedback.
 
     ``feedback`` is a logged-feedback file (``harness.datasets.bandit``; ``context_id``
@@ -280,8 +323,16 @@ class OffPolicyEval(_Strict):
 
         return [make_estimator(e).name for e in self.estimators]
 
+    def compared_metrics(self) -> list[str]:
+        return self.estimator_names
 
-class BeyondAccuracyEval(_Strict):
+    def dataset_problem(self, dataset_kind: str) -> str | None:
+        if self.synthetic is not None and dataset_kind != "synthetic":
+            return "synthetic logs need the synthetic dataset"
+        return None
+
+
+class BeyondAccuracyEval(FamilySpec):
     """Beyond-accuracy metrics of the top-k lists: per user ``novelty@k``, ``arp@k``,
     ``ild@k`` (gateable); over the catalogue ``coverage@k``, ``gini@k``, ``personalization@k``."""
 
@@ -290,23 +341,51 @@ class BeyondAccuracyEval(_Strict):
     @field_validator("metrics")
     @classmethod
     def _parse(cls, names: list[str]) -> list[str]:
-        from harness.evaluate.beyond_accuracy import BEYOND_METRICS
+        from harness.metrics.beyond_accuracy import BEYOND_METRICS
         from harness.metrics._names import parse_metric_names
 
         return [s.label for s in parse_metric_names(names, known=BEYOND_METRICS)]
 
     @property
     def per_user(self) -> list[str]:
-        from harness.evaluate.beyond_accuracy import PER_USER
+        from harness.metrics._names import parse_label
+        from harness.metrics.beyond_accuracy import PER_USER_METRICS
 
-        return [m for m in self.metrics if m.split("@")[0] in PER_USER]
+        return [m for m in self.metrics if parse_label(m).name in PER_USER_METRICS]
+
+    def compared_metrics(self) -> list[str]:
+        return self.per_user
 
 
-class EvaluateSpec(_Strict):
+class EvaluateSpec(BaseModel):
+    """The evaluation families to run, one block each. Ranking always runs; the others
+    run when their block is given. Families registered with
+    ``harness.evaluate.register_family`` add their own block under their key."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
     ranking: RankingEval = Field(default_factory=RankingEval)
     beyond_accuracy: BeyondAccuracyEval | None = None
     calibration: CalibrationEval | None = None
     off_policy: OffPolicyEval | None = None
+
+    @model_validator(mode="after")
+    def _plugin_blocks(self) -> "EvaluateSpec":
+        for key, raw in list((self.__pydantic_extra__ or {}).items()):
+            if key not in _PLUGIN_BLOCKS:
+                raise ValueError(f"unknown key {key!r}; families: "
+                                 f"{', '.join([*type(self).model_fields, *_PLUGIN_BLOCKS])}")
+            try:
+                self.__pydantic_extra__[key] = _PLUGIN_BLOCKS[key].model_validate(raw)
+            except ValidationError as exc:
+                raise ValueError(f"{key}: " + "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())) from None
+        return self
+
+    def blocks(self) -> dict[str, FamilySpec]:
+        """Every configured family block by key, built-in ones first."""
+        out = {key: getattr(self, key) for key in type(self).model_fields if getattr(self, key) is not None}
+        return {**out, **(self.__pydantic_extra__ or {})}
 
 
 class CompareSpec(_Strict):
@@ -371,12 +450,6 @@ class EvalConfig(_Strict):
 
     @model_validator(mode="after")
     def _cross_refs(self) -> "EvalConfig":
-        from harness.adapters.registry import MODEL_KINDS
-
-        for name, spec in self.models.items():
-            if spec.kind not in MODEL_KINDS:
-                raise ValueError(f"models.{name}.kind: unknown adapter kind {spec.kind!r}; "
-                                 f"known: {', '.join(sorted(MODEL_KINDS))}")
         if self.compare is not None:
             baseline = [] if is_external_baseline(self.compare.baseline) else [("baseline", self.compare.baseline)]
             for role, name in baseline + [("candidates", c) for c in self.compare.candidates]:
@@ -388,20 +461,12 @@ class EvalConfig(_Strict):
             raise ValueError("gate: needs a 'compare' section naming baseline and candidates")
         if self.tracking.promote is not None:
             self._check_promotable(self.tracking.promote)
-        metrics = set(self.evaluate.ranking.metrics)
-        if self.evaluate.beyond_accuracy is not None:
-            metrics |= set(self.evaluate.beyond_accuracy.per_user)
-        if self.evaluate.calibration is not None:  # paired over click-log rows: can be gated
-            if self.dataset.kind != "synthetic":
-                raise ValueError("evaluate.calibration: needs the synthetic dataset (its click log has "
-                                 f"known true probabilities); got dataset kind {self.dataset.kind!r}")
-            from harness.metrics.calibration_stats import STATISTIC_METRICS
-
-            metrics |= {m for m in self.evaluate.calibration.metrics if m in STATISTIC_METRICS}
-        if self.evaluate.off_policy is not None:  # paired over logged rows: can be gated
-            if self.evaluate.off_policy.synthetic is not None and self.dataset.kind != "synthetic":
-                raise ValueError("evaluate.off_policy.synthetic: needs the synthetic dataset")
-            metrics |= set(self.evaluate.off_policy.estimator_names)
+        metrics: set[str] = set()
+        for key, block in self.evaluate.blocks().items():
+            problem = block.dataset_problem(self.dataset.kind)
+            if problem is not None:
+                raise ValueError(f"evaluate.{key}: {problem}")
+            metrics |= set(block.compared_metrics())
         for i, crit in enumerate(self.gate):
             if crit.metric not in metrics:
                 raise ValueError(f"gate[{i}].metric: {crit.metric!r} is not evaluated; "
@@ -410,8 +475,6 @@ class EvalConfig(_Strict):
 
 
     def _check_promotable(self, promote: PromoteSpec) -> None:
-        from harness.tracking.registry import parse_models_uri
-
         if self.compare is None or len(self.compare.candidates) != 1:
             raise ValueError("tracking.promote: needs a 'compare' section with exactly one candidate")
         name = self.compare.candidates[0]
@@ -423,11 +486,6 @@ class EvalConfig(_Strict):
         if parse_models_uri(str(uri)).name != promote.registered_model:
             raise ValueError(f"tracking.promote: candidate {name!r} ({uri}) is not a version of "
                              f"{promote.registered_model!r}")
-
-
-def is_external_baseline(baseline: str) -> bool:
-    """``runs:/<id>`` (a prior harness run) or ``models:/...`` (a registered model)."""
-    return baseline.startswith(("runs:/", "models:/"))
 
 
 def _format_errors(exc: ValidationError, source: str) -> str:

@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
-from harness import __version__
+from harness.version import __version__
 from harness.errors import TrackingError
 from harness.results.folder import PER_UNIT, RESULTS_JSON
 

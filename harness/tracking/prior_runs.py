@@ -45,7 +45,7 @@ def plan_models(config: EvalConfig, tracking_uri: str | None) -> tuple[dict[str,
 
 
 def find_stored(pinned_uri: str, *, fingerprint: str, settings: str, metrics: list[str],
-                tracking_uri: str | None) -> tuple[str, pd.DataFrame] | None:
+                tracking_uri: str | None) -> tuple[str, dict[str, pd.DataFrame]] | None:
     """A prior child run of this exact model version, data and settings, if one is logged."""
     from mlflow.tracking import MlflowClient
 
@@ -62,12 +62,12 @@ def find_stored(pinned_uri: str, *, fingerprint: str, settings: str, metrics: li
     if not runs:
         return None
     run_uri = f"runs:/{runs[0].info.run_id}"
-    _, table = load_run_per_unit(run_uri, tracking_uri, fingerprint=fingerprint, metrics=metrics)
-    return run_uri, table
+    _, tables = load_run_per_unit(run_uri, tracking_uri, fingerprint=fingerprint, metrics=metrics)
+    return run_uri, tables
 
 
 def load_prior_run(run_uri: str, *, fingerprint: str, metrics: list[str],
-                   tracking_uri: str | None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Per-unit values of a ``runs:/`` baseline, and where they came from."""
-    model, table = load_run_per_unit(run_uri, tracking_uri, fingerprint=fingerprint, metrics=metrics)
-    return table, {"reused_from": run_uri, "model": model}
+                   tracking_uri: str | None) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """Per-unit values (by family) of a ``runs:/`` baseline, and where they came from."""
+    model, tables = load_run_per_unit(run_uri, tracking_uri, fingerprint=fingerprint, metrics=metrics)
+    return tables, {"reused_from": run_uri, "model": model}

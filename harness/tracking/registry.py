@@ -10,48 +10,14 @@
 
 from __future__ import annotations
 
-import re
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from harness.errors import ConfigError, DataValidationError, TrackingError
-
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_\-]+))$")
-_RUNS_URI = re.compile(r"^runs:/(?P<run_id>[0-9a-f]{32})/?$")
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A registered model version, as named in a config."""
-
-    name: str
-    version: str | None = None
-    alias: str | None = None
-
-    @property
-    def uri(self) -> str:
-        return f"models:/{self.name}/{self.version}" if self.version else f"models:/{self.name}@{self.alias}"
-
-
-def parse_models_uri(uri: str) -> ModelRef:
-    """``models:/NAME/VERSION`` or ``models:/NAME@alias`` -> ``ModelRef``."""
-    match = _MODELS_URI.match(uri.strip())
-    if match is None:
-        raise ConfigError(f"{uri!r} is not a registered-model URI; use models:/NAME/VERSION or models:/NAME@alias")
-    return ModelRef(match["name"], match["version"], match["alias"])
-
-
-def parse_runs_uri(uri: str) -> str:
-    """``runs:/<32-hex run id>`` -> the run id."""
-    match = _RUNS_URI.match(uri.strip())
-    if match is None:
-        raise ConfigError(f"{uri!r} is not a run URI; use runs:/<mlflow run id>")
-    return match["run_id"]
-
+from harness.spec.uris import ModelRef, parse_models_uri, parse_runs_uri
 
 def _client(uri: str | None) -> Any:
     from mlflow.tracking import MlflowClient
@@ -71,12 +37,14 @@ def resolve_version(ref: ModelRef, tracking_uri: str | None) -> ModelRef:
 
 
 def load_run_per_unit(run_uri: str, tracking_uri: str | None, *, fingerprint: str,
-                      metrics: list[str]) -> tuple[str, pd.DataFrame]:
+                      metrics: list[str]) -> tuple[str, dict[str, pd.DataFrame]]:
     """Per-unit values of the model logged in a prior harness child run.
 
-    Returns ``(model name, table indexed by unit_id with one column per metric)``.
-    Refuses a run evaluated on other data (fingerprint) or lacking a metric.
+    Returns ``(model name, {family: table indexed by unit_id, one column per metric})``.
+    Refuses a run evaluated on other data (fingerprint) or lacking one of ``metrics``.
     """
+    from harness.results.folder import PER_UNIT, RESULTS_JSON, read_results_folder
+
     run_id = parse_runs_uri(run_uri)
     client = _client(tracking_uri)
     try:
@@ -95,16 +63,20 @@ def load_run_per_unit(run_uri: str, tracking_uri: str | None, *, fingerprint: st
                                   f"this evaluation uses {fingerprint}: the units would not pair")
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = client.download_artifacts(parent, "per_unit.parquet", tmp)
+            for name in (RESULTS_JSON, PER_UNIT):
+                client.download_artifacts(parent, name, tmp)
         except Exception as exc:
-            raise TrackingError(f"baseline {run_uri}: cannot download per_unit.parquet ({exc})") from None
-        long = pd.read_parquet(Path(path))
+            raise TrackingError(f"baseline {run_uri}: cannot download {name} ({exc})") from None
+        long = read_results_folder(Path(tmp)).per_unit
     long = long[long["model"] == model]
     missing = sorted(set(metrics) - set(long["metric"]))
     if missing:
         raise ConfigError(f"baseline {run_uri} has no per-unit values for {missing}")
-    table = long[long["metric"].isin(metrics)].pivot(index="unit_id", columns="metric", values="value")
-    return model, table[metrics]
+    tables = {family: rows.pivot(index="unit_id", columns="metric", values="value")
+              for family, rows in long.groupby("family", sort=False)}
+    for table in tables.values():
+        table.columns.name = None
+    return model, tables
 
 
 def promote(ref: ModelRef, alias: str, tracking_uri: str | None) -> dict[str, str]:

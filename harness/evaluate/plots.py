@@ -1,4 +1,5 @@
-"""Calibration plots: reliability diagrams with Wilson intervals and a histogram of p.
+"""The families' figures: metric@k curves, reliability diagrams with Wilson intervals
+and a histogram of p, calibration by segment.
 
 Figures are built with matplotlib's Agg backend (no display needed) and returned to
 the caller; :func:`save_figure` writes a PNG and closes the figure.
@@ -129,6 +130,33 @@ def plot_calibration_by_segment(tables: Mapping[str, pd.DataFrame], *, metrics: 
     fig.legend(handles, labels, loc="upper right", ncol=len(tables), fontsize=8)
     fig.suptitle(title or "Calibration by segment", x=0.02, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.93))
+    return fig
+
+
+def plot_metric_curves(curves: dict[str, pd.DataFrame]) -> Any:
+    """One panel per metric, one line per model: mean metric@k against k.
+
+    ``curves[model]`` is a DataFrame indexed by k with one column per metric, as
+    returned by ``harness.metrics.metric_curves``.
+    """
+    plt = _pyplot()
+    names = list(next(iter(curves.values())).columns)
+    n = len(names)
+    cols = min(3, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+    for ax, name in zip(axes.ravel(), names):
+        for model, frame in curves.items():
+            ax.plot(frame.index, frame[name], label=model, linewidth=1.8)
+        ax.set_title(f"{name}@k")
+        ax.set_xlabel("k")
+        ax.grid(alpha=0.3)
+        ax.set_ylim(bottom=0)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("Metric at cut-off k (mean over queries)")
+    fig.tight_layout()
     return fig
 
 

@@ -1,0 +1,45 @@
+"""The run's data set, built from ``config.dataset``: synthetic, MovieLens or the user's files."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from harness.spec.config import EvalConfig
+from harness.types import Dataset
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def load_dataset(config: EvalConfig) -> Dataset:
+    """Build the data set named by ``config.dataset``, with its candidate set if any."""
+    from harness.datasets import make_synthetic
+
+    spec = config.dataset.model_dump(by_alias=True)
+    candidates = spec.pop("candidates", None)
+    if config.dataset.kind in ("movielens", "interactions"):  # file-backed: loaded, checked, split, judged
+        from harness.datasets.interactions import dataset_from_spec
+
+        dataset = dataset_from_spec(spec, seed=config.seed)
+    else:
+        spec.pop("kind")
+        dataset = make_synthetic(**spec, seed=config.seed)
+    if candidates is not None and candidates["kind"] != "full":
+        dataset = _with_candidates(dataset, candidates)
+    for warning in dataset.warnings:
+        _say(f"WARNING: dataset: {warning}")
+    return dataset
+
+
+def _with_candidates(dataset: Dataset, spec: dict[str, Any]) -> Dataset:
+    from harness.datasets.candidates import with_candidates
+
+    table = None
+    if spec["kind"] == "given":
+        from harness.datasets.interactions import load_interactions
+
+        table = load_interactions(spec["path"], columns={"user": spec["user"], "item": spec["item"]})
+    settings = {k: v for k, v in spec.items() if v is not None}
+    return with_candidates(dataset, settings, table)

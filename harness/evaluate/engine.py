@@ -1,0 +1,51 @@
+"""The loop over a run's models: each model measured by every configured family.
+
+Each model is seen through one :class:`~harness.evaluate.model_view.ModelView`, so its
+ranking is asked once, at the deepest depth any family reads, and shared; the view is
+dropped after the model, so memory holds one model's outputs at a time besides the
+per-unit tables.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from harness.evaluate.family import Family, FamilyResult, ModelOutput
+from harness.evaluate.model_view import ModelView
+from harness.evaluate.registry import family_class
+from harness.spec.config import FamilySpec
+from harness.types import Dataset
+
+
+class Evaluation:
+    """The families of one run, fed one model at a time, then finished together."""
+
+    def __init__(self, blocks: dict[str, FamilySpec], dataset: Dataset, *, seed: int, confidence: float,
+                 progress: bool = False) -> None:
+        self.dataset = dataset
+        self.progress = progress
+        self.families: list[Family] = [family_class(key)(spec, dataset, seed=seed, confidence=confidence)
+                                       for key, spec in blocks.items()]
+        self.depth = max((f.depth() or 0 for f in self.families), default=0) or 1
+        self.outputs: dict[str, dict[str, ModelOutput]] = {f.key: {} for f in self.families}
+        self.skipped: dict[str, list[str]] = {f.key: [] for f in self.families}
+
+    def add_model(self, name: str, model: object) -> None:
+        """Measure a fitted model with every family."""
+        view = ModelView(name, model, self.dataset, self.depth, progress=self.progress)
+        for family in self.families:
+            output = family.measure(view)
+            if output is None:
+                self.skipped[family.key].append(name)
+            else:
+                self.outputs[family.key][name] = output
+
+    def add_stored(self, name: str, tables: dict[str, pd.DataFrame]) -> None:
+        """A model whose per-unit values come from a stored run, family by family."""
+        for family in self.families:
+            if family.key in tables:
+                self.outputs[family.key][name] = family.reuse(tables[family.key])
+
+    def finish(self) -> dict[str, FamilyResult]:
+        """Every family's result, in config order."""
+        return {f.key: f.finish(self.outputs[f.key], self.skipped[f.key]) for f in self.families}

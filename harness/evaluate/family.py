@@ -1,0 +1,144 @@
+"""The evaluation-family contract: what the orchestrator runs and everything after it reads.
+
+A family (ranking, beyond-accuracy, calibration, off-policy, ...) measures every model
+of a run on units of one kind (queries, impressions, logged rows) and hands back a
+:class:`FamilyResult`. Comparison, gate, results folder, report and MLflow logging
+consume those generically, so adding a family is one module with one
+:class:`Family` subclass plus its config block (a :class:`~harness.spec.config.FamilySpec`),
+registered with :func:`harness.evaluate.register_family`.
+
+Per model a family returns a :class:`ModelOutput`:
+
+- ``per_unit``: mean-type metrics, one row per unit (the metric is the mean of the
+  column), indexed by unit id: the input of paired comparisons;
+- ``statistics``: ratio-type metrics (SNIPS, ECE, ...), as sum statistics over the
+  same units, compared by a shared bootstrap;
+- ``values``: the headline value and interval of every configured metric;
+- ``inputs``: per-unit model inputs (e.g. a click row's label and predicted p) that
+  ``harness compare`` needs to rebuild the statistics offline; never compared;
+- ``caps``: metric -> why its comparison cannot PASS (e.g. too little overlap with the
+  logs); the gate keeps such a criterion from passing but still lets it FAIL;
+- ``info``: JSON-ready per-model details for ``results.json["units"][model]``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from harness.metrics.stats import SumStatistic, WeightedStatistic, mean_confidence_interval
+from harness.spec.config import FamilySpec
+from harness.types import Dataset
+
+if TYPE_CHECKING:  # figures are matplotlib objects; matplotlib loads only when plotting
+    from matplotlib.figure import Figure
+
+    from harness.evaluate.model_view import ModelView
+
+Statistic = SumStatistic | WeightedStatistic
+SpecT = TypeVar("SpecT", bound=FamilySpec)
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """One metric of one model: its value and interval over ``n_units`` units
+    (NaN bounds when the metric has no per-unit interval, e.g. catalogue coverage)."""
+
+    metric: str
+    value: float
+    ci_low: float = float("nan")
+    ci_high: float = float("nan")
+    n_units: int = 0
+
+
+@dataclass
+class ModelOutput:
+    """What one family measured on one model (see the module docstring)."""
+
+    per_unit: pd.DataFrame
+    values: list[MetricValue]
+    statistics: dict[str, Statistic] = field(default_factory=dict)
+    inputs: pd.DataFrame | None = None
+    caps: dict[str, str] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FamilyResult:
+    """Every model's output of one family, plus the family's own extras and figures.
+
+    ``compared`` lists the metrics that get paired comparisons (columns of ``per_unit``
+    or keys of ``statistics``); ``extra`` goes to ``results.json[family]`` when not
+    empty; ``figures`` are saved as ``plots/<name>.png``.
+    """
+
+    family: str
+    unit: str
+    compared: list[str]
+    models: dict[str, ModelOutput]
+    extra: dict[str, Any] = field(default_factory=dict)
+    figures: dict[str, "Figure"] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def mean_values(per_unit: pd.DataFrame, confidence: float) -> list[MetricValue]:
+    """Mean and Student-t interval of every column (NaN units left out of that column)."""
+    out = []
+    for metric in per_unit.columns:
+        values = per_unit[metric].to_numpy(dtype=np.float64)
+        values = values[~np.isnan(values)]
+        low, high = mean_confidence_interval(values, confidence=confidence)
+        out.append(MetricValue(str(metric), float(values.mean()) if values.size else float("nan"),
+                               float(low), float(high), int(values.size)))
+    return out
+
+
+class Family(ABC, Generic[SpecT]):
+    """One evaluation family, built once per run from its config block.
+
+    Subclasses set ``key`` (the ``evaluate.<key>`` block and the ``family`` column of
+    ``per_unit.parquet``), ``unit`` (what one unit is) and ``spec_type``, and implement
+    :meth:`measure`. The orchestrator calls ``measure`` once per model, in config order,
+    then :meth:`finish` once.
+    """
+
+    key: ClassVar[str]
+    unit: ClassVar[str]
+    spec_type: ClassVar[type[FamilySpec]]
+
+    def __init__(self, spec: SpecT, dataset: Dataset, *, seed: int, confidence: float) -> None:
+        self.spec = spec
+        self.dataset = dataset
+        self.seed = seed
+        self.confidence = confidence
+
+    def depth(self) -> int | None:
+        """How many items per query this family reads from each model's ranking (None: none)."""
+        return None
+
+    @abstractmethod
+    def measure(self, view: "ModelView") -> ModelOutput | None:
+        """Measure one model; None when the model cannot be measured by this family
+        (e.g. it has no ``predict_proba``): it is then listed as skipped."""
+
+    def compared(self) -> list[str]:
+        """Metrics compared between models: the block's compared metrics by default."""
+        return self.spec.compared_metrics()
+
+    def reuse(self, table: pd.DataFrame) -> ModelOutput:
+        """Output of a model whose per-unit values come from a stored run."""
+        return ModelOutput(per_unit=table, values=mean_values(table, self.confidence))
+
+    def finish(self, outputs: dict[str, ModelOutput], skipped: list[str]) -> FamilyResult:
+        """Collect the outputs of every model; families add extras and figures here."""
+        return FamilyResult(self.key, self.unit, self.compared(), outputs, skipped=skipped)
+
+    @classmethod
+    def restore_statistics(cls, inputs: pd.DataFrame, block: dict[str, Any]) -> dict[str, Statistic]:
+        """Ratio-type statistics of one model rebuilt from its stored ``inputs`` and the
+        stored config ``block`` of the run (for ``harness compare`` offline)."""
+        return {}

@@ -1,0 +1,114 @@
+"""The ranking family: trec_eval-style metrics of each model's top-k per judged query.
+
+Units are the data set's judged queries (users). Per query: every configured metric
+(``harness.metrics.evaluate_ranking``, one compiled pass), the metric@k curves in the
+same pass, and for pipelines the metrics of every stage but the last:
+
+- ``<stage>/<metric>`` over the same queries (e.g. ``retrieval/recall@500``, the
+  ceiling of the later stages; see :func:`stage_metric_names`);
+- ``<stage>/within_candidates/<metric>`` for every stage but the first: the stage
+  judged only on the judgments of the candidates it was given, which isolates its own
+  quality from the recall of the stages before it. Queries none of whose relevant
+  items reached the stage are NaN there, so these columns have their own query sets
+  and are summarised in ``results.json["units"][model]["stages"]``.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from harness.evaluate.family import Family, FamilyResult, ModelOutput, mean_values
+from harness.evaluate.model_view import ModelView
+from harness.metrics import RANKING_METRICS, evaluate_ranking
+from harness.metrics._names import parse_label, parse_metric_names
+from harness.spec.config import RankingEval
+from harness.types import Ranking
+
+# retrieval depth when no metric has a cut-off (e.g. only full-list 'map')
+DEFAULT_DEPTH = 100
+# metrics drawn as metric@k curves (k = 1 .. the largest configured cut-off)
+CURVE_METRICS = ("ndcg", "recall", "precision", "map", "mrr", "hit_rate")
+
+
+def curve_names(metrics: list[str]) -> list[str]:
+    """Names (without cut-off) of the configured metrics that have a cut-off and a curve."""
+    names = [parse_label(m).name for m in metrics if parse_label(m).k is not None]
+    return [n for n in dict.fromkeys(names) if n in CURVE_METRICS]
+
+
+def stage_metric_names(metrics: list[str], stage_k: int, *, ceiling: bool = True) -> list[str]:
+    """The configured metrics that fit within a stage's k, plus ``recall@k`` (its ceiling)
+    when ``ceiling``."""
+    labels = [s.label for s in parse_metric_names(metrics, known=RANKING_METRICS)
+              if s.k is not None and int(s.k) <= stage_k]
+    extra = f"recall@{stage_k}"
+    return labels + ([extra] if ceiling and extra not in labels else [])
+
+
+class RankingFamily(Family[RankingEval]):
+    key = "ranking"
+    unit = "query"
+    spec_type = RankingEval
+
+    @property
+    def cutoffs(self) -> list[int]:
+        return [k for k in (parse_label(m).k for m in self.spec.metrics) if k is not None]
+
+    def depth(self) -> int:
+        return self.spec.k or max(self.cutoffs, default=DEFAULT_DEPTH)
+
+    def _options(self) -> dict[str, object]:
+        s = self.spec
+        return {"gain": s.gain, "ties": s.ties, "relevance_threshold": s.relevance_threshold}
+
+    def measure(self, view: ModelView) -> ModelOutput:
+        curves = curve_names(self.spec.metrics)
+        res = evaluate_ranking(self.dataset.qrels, view.ranking.top(self.depth()), self.spec.metrics,
+                               curves=curves or None, max_k=max(self.cutoffs, default=None), **self._options())
+        per_query = res.per_query
+        info: dict[str, object] = {"n_queries": res.n_queries, "skipped": res.skipped,
+                                   "n_missing_from_run": res.n_missing_from_run}
+        if res.curves is not None:
+            info["curves"] = {c: res.curves[c].tolist() for c in res.curves}
+        if view.stages is not None:
+            stages, within = self._stage_tables(view.stages)
+            per_query = per_query.join(stages)
+            if within.shape[1]:  # each stage on its own candidates: query sets of their own
+                info["stages"] = {v.metric: {"value": v.value, "ci_low": v.ci_low, "ci_high": v.ci_high,
+                                             "n_units": v.n_units} for v in mean_values(within, self.confidence)}
+        per_query = per_query.set_axis(per_query.index.astype(str))
+        return ModelOutput(per_unit=per_query, values=mean_values(per_query, self.confidence), info=info)
+
+    def _stage_tables(self, stages: dict[str, Ranking]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """``<stage>/<metric>`` and ``<stage>/within_candidates/<metric>`` per query."""
+        qrels, names = self.dataset.qrels, list(stages)
+        tables, within = [], []
+        for stage in names[:-1]:
+            res = evaluate_ranking(qrels, stages[stage], stage_metric_names(self.spec.metrics, stages[stage].k),
+                                   **self._options())
+            tables.append(res.per_query.add_prefix(f"{stage}/"))
+        for prev, stage in zip(names, names[1:]):
+            # the stage judged only on what it was given: judgments of its candidates
+            reachable = qrels.merge(stages[prev].to_frame()[["query_id", "item_id"]], on=["query_id", "item_id"])
+            metrics = stage_metric_names(self.spec.metrics, stages[stage].k, ceiling=False)
+            if len(reachable) and metrics:
+                res = evaluate_ranking(reachable, stages[stage], metrics, **self._options())
+                within.append(res.per_query.add_prefix(f"{stage}/within_candidates/"))
+
+        def joined(parts: list[pd.DataFrame]) -> pd.DataFrame:
+            return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=pd.Index([], name="query_id"))
+
+        return joined(tables), joined(within)
+
+    def finish(self, outputs: dict[str, ModelOutput], skipped: list[str]) -> FamilyResult:
+        result = super().finish(outputs, skipped)
+        curves = {m: pd.DataFrame(o.info["curves"], index=pd.RangeIndex(1, max(self.cutoffs) + 1, name="k"))
+                  for m, o in outputs.items() if o.info.get("curves")}
+        if curves:
+            import matplotlib.pyplot as plt
+
+            from harness.evaluate.plots import plot_metric_curves
+
+            result.figures["ranking_curves"] = fig = plot_metric_curves(curves)
+            plt.close(fig)
+        return result

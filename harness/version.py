@@ -1,0 +1,3 @@
+"""The package version (a leaf: tracking tags runs with it)."""
+
+__version__ = "0.1.0"
