@@ -34,6 +34,8 @@ Holm (1979); Benjamini & Hochberg (1995).
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Sequence
@@ -48,8 +50,11 @@ from harness.errors import ConfigError, DataValidationError
 _CHUNK_CELLS = 4_000_000
 # Up to this many units the exact multinomial bootstrap is used by weights="auto".
 MULTINOMIAL_MAX_UNITS = 20_000
-# Up to this many units the sign-flip test enumerates all 2^n sign vectors.
+# Up to this many units ``sign_flip_means`` enumerates all 2^n sign vectors.
 EXACT_SIGN_FLIP_MAX_UNITS = 14
+# The randomisation test is exact when its null distribution has at most this many
+# distinct support points (units grouped by value: see ``sign_flip_support``).
+EXACT_SIGN_FLIP_MAX_SUPPORT = 1 << 16
 
 Combine = Callable[[np.ndarray, np.ndarray], np.ndarray]
 BOOTSTRAP_METHODS = ("bootstrap", "bca")
@@ -192,6 +197,13 @@ class DeltaInference:
         """2 min(p_greater, p_less), capped at 1."""
         return float(min(1.0, 2 * min(self.p_greater(margin), self.p_less(margin))))
 
+    @property
+    def p_floor(self) -> float:
+        """The smallest one-sided p-value this inference can return, whatever the data:
+        0 for analytic tests, 1 / (B + 1) for B bootstrap or Monte Carlo resamples. A
+        test at level alpha / K can reject only when ``p_floor < alpha / K``."""
+        return 0.0
+
 
 @dataclass(frozen=True)
 class TInference(DeltaInference):
@@ -230,6 +242,10 @@ class PercentileInference(DeltaInference):
         r = self.replicates
         return float((1 + np.count_nonzero(r >= margin)) / (1 + r.size))
 
+    @property
+    def p_floor(self) -> float:
+        return 1.0 / (self.replicates.size + 1)
+
 
 @dataclass(frozen=True)
 class BcaInference(PercentileInference):
@@ -243,6 +259,10 @@ class BcaInference(PercentileInference):
     def _z(self, margin: float) -> float:
         r = self.replicates
         g = (np.count_nonzero(r < margin) + 0.5 * np.count_nonzero(r == margin)) / r.size
+        return self._z_of_g(g)
+
+    def _z_of_g(self, g: float) -> float:
+        r = self.replicates
         g = min(max(g, 1.0 / (r.size + 1)), r.size / (r.size + 1))
         d = special.ndtri(g) - self.z0
         denom = 1 + self.acceleration * d
@@ -256,6 +276,11 @@ class BcaInference(PercentileInference):
     def p_less(self, margin: float) -> float:
         return float(special.ndtr(-self._z(margin)))
 
+    @property
+    def p_floor(self) -> float:
+        # G(m) is clipped to [1/(B+1), B/(B+1)]: the extreme p-values sit at those ends
+        return float(min(special.ndtr(self._z_of_g(0.0)), special.ndtr(-self._z_of_g(1.0))))
+
 
 @dataclass(frozen=True)
 class SignFlipInference(DeltaInference):
@@ -264,7 +289,19 @@ class SignFlipInference(DeltaInference):
     For the absolute delta u = d, v = 1; for the relative one u = c - b, v = b (since
     c / b - 1 = m  <=>  c - (1 + m) b = 0). With sign vectors e, the null statistic is
     mean(e (u - m v)) = A_u - m A_v, compared with the observed mean(u) - m mean(v).
-    Exact over all 2^n sign vectors for small n, else Monte Carlo with the +1 rule.
+
+    ``weights`` is None for a Monte Carlo test (B random sign vectors, the +1 rule:
+    p = (1 + #{hits}) / (B + 1)); otherwise the null distribution is exact and
+    ``(a_u, a_v)`` are its distinct support points with their probabilities ``weights``
+    (p = sum of the weights of the hits; see :func:`sign_flip_support`).
+
+    Ties. A null statistic counts as a hit when it is at least as extreme as the
+    observed one up to the float64 rounding bound of the sums,
+    tol = 8 (n + 4) eps (max|u_i| + |m| max|v_i|) (a sum of n terms each below M in
+    magnitude is exact to (n - 1) eps n M; Higham 2002, eq. 4.4). Statistics that are
+    equal in exact arithmetic (values in thirds, binary metrics) therefore tie exactly,
+    as in a full enumeration; distinct statistics closer than tol also count as ties,
+    which can only make the test more conservative.
     """
 
     a_u: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
@@ -272,14 +309,27 @@ class SignFlipInference(DeltaInference):
     u_bar: float = 0.0
     v_bar: float = 1.0
     exact: bool = False
+    weights: np.ndarray | None = field(default=None, repr=False)
+    u_scale: float = 0.0
+    v_scale: float = 0.0
+
+    def tolerance(self, margin: float) -> float:
+        """Float64 rounding bound of ``A_u - m A_v`` and of the observed statistic."""
+        scale = self.u_scale + abs(margin) * self.v_scale
+        if scale == 0.0:  # older callers without scales: relative to the statistic
+            scale = max(abs(self.u_bar), abs(margin * self.v_bar), 1e-300)
+        return 8.0 * (self.n_units + 4) * np.finfo(float).eps * scale
 
     def _p(self, margin: float, sign: float) -> float:
         obs = self.u_bar - margin * self.v_bar
         null = self.a_u - margin * self.a_v
-        tol = 100 * np.finfo(float).eps * max(abs(obs), abs(self.u_bar), 1e-300)
+        tol = self.tolerance(margin)
         # estimand > m  <=>  mean(u - m v) > 0 when mean(v) > 0 (reversed when < 0)
         direction = sign if self.v_bar > 0 else -sign
-        hits = np.count_nonzero(direction * (null - obs) >= -tol)
+        hit = direction * (null - obs) >= -tol
+        if self.weights is not None:
+            return float(min(1.0, self.weights[hit].sum()))
+        hits = np.count_nonzero(hit)
         if self.exact:
             return float(hits / null.size)
         return float((1 + hits) / (1 + null.size))
@@ -289,6 +339,14 @@ class SignFlipInference(DeltaInference):
 
     def p_less(self, margin: float) -> float:
         return self._p(margin, -1.0)
+
+    @property
+    def p_floor(self) -> float:
+        if self.weights is not None:
+            return float(self.weights.min())
+        if self.exact:
+            return 1.0 / self.a_u.size
+        return 1.0 / (self.a_u.size + 1)
 
 
 def _invert(inf: DeltaInference, alpha: float, spread: float) -> tuple[float, float]:
@@ -615,7 +673,11 @@ def sign_flip_means(
     columns: np.ndarray, *, n_resamples: int = 10_000, seed: int = 0
 ) -> tuple[np.ndarray, bool]:
     """mean(e * column) for random (or, for n <= EXACT_SIGN_FLIP_MAX_UNITS, all 2^n)
-    sign vectors e. Returns (array of shape (n_flips, k), exact)."""
+    sign vectors e. Returns (array of shape (n_flips, k), exact).
+
+    The sums are float64 throughout (signs are exact, products with them too), so that
+    statistics equal in exact arithmetic stay within ``SignFlipInference.tolerance``.
+    """
     arr = _as_2d(columns, "columns")
     n, k = arr.shape
     if n <= EXACT_SIGN_FLIP_MAX_UNITS:
@@ -629,8 +691,78 @@ def sign_flip_means(
         nbytes = (u + 7) // 8
         bits = np.unpackbits(np.frombuffer(rng.bytes(n_resamples * nbytes), dtype=np.uint8)
                              .reshape(n_resamples, nbytes), axis=1, count=u)
-        out += (1.0 - 2.0 * bits.astype(np.float32)) @ arr[start : start + u].astype(np.float32)
+        out += (1.0 - 2.0 * bits.astype(np.float64)) @ arr[start : start + u]
     return out / n, False
+
+
+def sign_flip_support(
+    u: np.ndarray, v: np.ndarray, *, max_support: int = EXACT_SIGN_FLIP_MAX_SUPPORT
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Exact null distribution of (mean(e u), mean(e v)) over all 2^n sign vectors e.
+
+    Units whose pairs (u_i, v_i) agree up to a joint sign are exchangeable under sign
+    flips: a group of c such units with value x contributes (c - 2 j) x, where the
+    number j of minus signs is Binomial(c, 1/2). The null distribution is therefore the
+    convolution over the G groups, with prod_g (c_g + 1) support points instead of 2^n:
+    exact in seconds for tied data (values in thirds, binary metrics) at any n with few
+    distinct values, and for untied data up to n = log2(max_support).
+
+    Parameters
+    ----------
+    u, v : ndarray of shape (n,)
+    max_support : int
+        Refuse (return None) when prod_g (c_g + 1) exceeds it.
+
+    Returns
+    -------
+    (a_u, a_v, weights) or None
+        Support points of the null means and their probabilities (summing to 1).
+
+    Notes
+    -----
+    Pairs are grouped after rounding to 4 ulps of max|u| (and of max|v|), so that values
+    equal in exact arithmetic but computed along different paths (2/3 - 1/3 and 1/3)
+    share a group; this moves the statistic by less than ``SignFlipInference.tolerance``.
+    Units with u_i = v_i = 0 contribute nothing and are dropped.
+
+    References
+    ----------
+    Fisher (1935), *The Design of Experiments*, sec. 21 (the sign-flip test).
+    Pratt (1959), *JASA* 54, 655-667 (zero differences in the signed test).
+
+    Examples
+    --------
+    40 queries, deltas in thirds: 11 up, 4 down, 25 equal. P(mean(e d) >= mean(d)) =
+    P(Binomial(15, 1/2) >= 11) = 1941 / 32768:
+
+    >>> d = np.r_[np.full(11, 1 / 3), np.full(4, -1 / 3), np.zeros(25)]
+    >>> a_u, a_v, w = sign_flip_support(d, np.ones(40))
+    >>> float(w[a_u >= d.mean() - 1e-12].sum()) * 32768
+    1941.0
+    """
+    u = np.asarray(u, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64)
+    n = u.size
+    su, sv = float(np.abs(u).max(initial=0.0)), float(np.abs(v).max(initial=0.0))
+    qu = 4 * np.finfo(float).eps * su or 1.0
+    qv = 4 * np.finfo(float).eps * sv or 1.0
+    key = np.column_stack([np.round(u / qu), np.round(v / qv)])
+    # a pair and its negative are one group: make the first non-zero coordinate positive
+    flip = (key[:, 0] < 0) | ((key[:, 0] == 0) & (key[:, 1] < 0))
+    key[flip] *= -1
+    key = key[(key != 0).any(axis=1)]
+    groups, counts = np.unique(key, axis=0, return_counts=True)
+    size = float(np.prod(counts.astype(np.float64) + 1.0))
+    if size > max_support:
+        return None
+    a_u, a_v, w = np.zeros(1), np.zeros(1), np.ones(1)
+    for (gu, gv), c in zip(groups, counts):  # one pass per distinct value, not per unit
+        s = c - 2.0 * np.arange(c + 1)
+        pmf = np.array([math.comb(int(c), j) for j in range(c + 1)], dtype=np.float64) / 2.0 ** c
+        a_u = (a_u[:, None] + s * (gu * qu)).ravel()
+        a_v = (a_v[:, None] + s * (gv * qv)).ravel()
+        w = (w[:, None] * pmf).ravel()
+    return a_u / n, a_v / n, w
 
 
 # --------------------------------------------------------------------------- mean metrics
@@ -720,23 +852,43 @@ def infer_paired_means(
             rse = float((c[:, j] - (1 + r) * b[:, j]).std(ddof=1) / (abs(b_mean[j]) * np.sqrt(n)))
             relative.append(TInference(r, r - q * rse, r + q * rse, method, rse, n, df=n - 1))
         return absolute, relative
-    flips, exact = sign_flip_means(np.hstack([d, b, np.ones((n, 1))]), n_resamples=n_resamples, seed=seed)
-    ones = flips[:, 2 * m]
+    ones = np.ones(n)
+    shared: list[np.ndarray] = []
+
+    def monte_carlo() -> tuple[np.ndarray, bool]:
+        """One Monte Carlo sample of sign vectors for every column that needs it."""
+        if not shared:
+            flips, exact = sign_flip_means(np.hstack([d, b, ones[:, None]]), n_resamples=n_resamples, seed=seed)
+            shared.extend([flips, np.array(exact)])
+        return shared[0], bool(shared[1])
+
+    def null(u: np.ndarray, v: np.ndarray, cu: int, cv: int) -> dict:
+        support = sign_flip_support(u, v)
+        if support is not None:
+            a_u, a_v, w = support
+            return dict(a_u=a_u, a_v=a_v, weights=w, exact=True)
+        flips, exact = monte_carlo()
+        return dict(a_u=flips[:, cu], a_v=flips[:, cv], weights=None, exact=exact)
+
     absolute, relative = [], []
     for j in range(m):
-        a_d, a_b = flips[:, j], flips[:, m + j]
-        mean = float(d[:, j].mean())
+        dj = d[:, j]
+        mean = float(dj.mean())
+        # SD of mean(e d) over uniform sign vectors: sqrt(sum d^2) / n
+        se = float(np.sqrt(dj @ dj) / n)
+        d_scale = float(np.abs(dj).max())
         # H0 delta = m  <=>  mean(d - m) = 0: null statistic a_d - m mean(e)
-        inf = SignFlipInference(mean, np.nan, np.nan, method, float(a_d.std(ddof=1)), n,
-                                a_u=a_d, a_v=ones, u_bar=mean, v_bar=1.0, exact=exact)
+        inf = SignFlipInference(mean, np.nan, np.nan, method, se, n, u_bar=mean, v_bar=1.0,
+                                u_scale=d_scale, v_scale=1.0, **null(dj, ones, j, 2 * m))
         absolute.append(_with_interval(inf, alpha))
         if not has_rel[j]:
             relative.append(None)
             continue
         r = float(c[:, j].mean() / b_mean[j] - 1)
         # H0 rel = m  <=>  mean(d - m b) = 0: null statistic a_d - m a_b
-        rinf = SignFlipInference(r, np.nan, np.nan, method, float(a_d.std(ddof=1) / abs(b_mean[j])), n,
-                                 a_u=a_d, a_v=a_b, u_bar=mean, v_bar=float(b_mean[j]), exact=exact)
+        rinf = SignFlipInference(r, np.nan, np.nan, method, se / abs(float(b_mean[j])), n, u_bar=mean,
+                                 v_bar=float(b_mean[j]), u_scale=d_scale, v_scale=float(np.abs(b[:, j]).max()),
+                                 **null(dj, b[:, j], j, m + j))
         relative.append(_with_interval(rinf, alpha))
     return absolute, relative
 
@@ -747,29 +899,38 @@ def _with_interval(inf: SignFlipInference, alpha: float) -> SignFlipInference:
     Flip b counts for H1 "> m" when (A_u,b - u_bar) - m (A_v,b - v_bar) >= 0. When every
     slope g_b = A_v,b - v_bar is <= 0 (always for the absolute delta, and for the
     relative one when the baseline values are >= 0) each flip counts from its threshold
-    t_b = (A_u,b - u_bar) / g_b on, so the bounds are order statistics of t_b;
-    otherwise the p-value functions are inverted by bisection.
+    t_b = (A_u,b - u_bar) / g_b on, so the bounds are (weighted) order statistics of
+    t_b; otherwise the p-value functions are inverted by bisection.
     """
     a = inf.a_u - inf.u_bar
     g = inf.a_v - inf.v_bar
     flat = np.abs(g) <= 1e-12 * max(abs(inf.v_bar), 1.0)
     if inf.v_bar > 0 and (g[~flat] < 0).all():
-        lo, hi = _sign_flip_bounds(a, g, flat, alpha, inf.exact)
+        lo, hi = _sign_flip_bounds(a, g, flat, alpha, inf.weights, inf.exact)
     else:
         lo, hi = _invert(inf, alpha, 4 * inf.std_error)
-    return SignFlipInference(inf.estimate, lo, hi, inf.method, inf.std_error, inf.n_units, a_u=inf.a_u,
-                             a_v=inf.a_v, u_bar=inf.u_bar, v_bar=inf.v_bar, exact=inf.exact)
+    return dataclasses.replace(inf, ci_low=lo, ci_high=hi)
 
 
 def _sign_flip_bounds(a: np.ndarray, g: np.ndarray, flat: np.ndarray, alpha: float,
-                      exact: bool) -> tuple[float, float]:
-    thresholds = np.sort(a[~flat] / g[~flat])
-    denom = a.size if exact else a.size + 1
-    extra = 0 if exact else 1  # the observed labelling, counted once in Monte Carlo p-values
-    k_lo = int(np.floor(alpha / 2 * denom + 1e-9)) - extra - int(np.count_nonzero(a[flat] >= 0))
-    k_hi = int(np.floor(alpha / 2 * denom + 1e-9)) - extra - int(np.count_nonzero(a[flat] <= 0))
-    lo = thresholds[k_lo] if 0 <= k_lo < thresholds.size else -np.inf
-    hi = thresholds[thresholds.size - 1 - k_hi] if 0 <= k_hi < thresholds.size else np.inf
+                      weights: np.ndarray | None, exact: bool) -> tuple[float, float]:
+    """Bounds from p_greater(m) = (extra + W(flat, a >= 0) + W(t <= m)) / D and
+    p_less(m) = (extra + W(flat, a <= 0) + W(t >= m)) / D, with W the weights (counts
+    for Monte Carlo, extra = 1, D = B + 1; probabilities for an exact test, D = 1)."""
+    w = np.ones(a.size) if weights is None else weights
+    monte_carlo = weights is None and not exact
+    denom = a.size + 1.0 if monte_carlo else (1.0 if weights is not None else float(a.size))
+    extra = 1.0 if monte_carlo else 0.0  # the observed labelling, counted once in Monte Carlo p-values
+    tiny = 1e-9 if weights is None else 1e-12
+    t = a[~flat] / g[~flat]
+    order = np.argsort(t, kind="stable")
+    ts, ws = t[order], w[~flat][order]
+    level_lo = alpha / 2 * denom - extra - w[flat][a[flat] >= 0].sum() + tiny
+    level_hi = alpha / 2 * denom - extra - w[flat][a[flat] <= 0].sum() + tiny
+    i_lo = int(np.searchsorted(np.cumsum(ws), level_lo, side="right"))
+    i_hi = int(np.searchsorted(np.cumsum(ws[::-1]), level_hi, side="right"))
+    lo = ts[i_lo] if level_lo >= 0 and i_lo < ts.size else -np.inf
+    hi = ts[::-1][i_hi] if level_hi >= 0 and i_hi < ts.size else np.inf
     return float(lo), float(hi)
 
 
