@@ -1007,6 +1007,61 @@ def adjust_p_values(p_values: np.ndarray, correction: str) -> np.ndarray:
     raise ConfigError(f"correction: unknown value {correction!r}; use 'holm', 'bh' or 'none'")
 
 
+# --------------------------------------------------------------------------- resample floor
+
+
+class ResampleFloorWarning(UserWarning):
+    """The resample count is too small for a test of the gate ever to reach its level."""
+
+
+def smallest_level(alpha: float, family_size: int, correction: str) -> float:
+    """The level the most significant test of a family of K must beat to reject.
+
+    alpha / K for ``"holm"`` (its first step) and ``"bh"`` (when a single hypothesis is
+    false, BH's first step is Bonferroni's too); alpha for ``"none"`` and for the
+    intersection-union pass side.
+
+    >>> smallest_level(0.05, 6, "holm")
+    0.008333333333333333
+    """
+    if correction not in CORRECTIONS:
+        raise ConfigError(f"correction: unknown value {correction!r}; use one of {', '.join(CORRECTIONS)}")
+    if correction == "none":
+        return float(alpha)
+    return float(alpha) / max(int(family_size), 1)
+
+
+def resamples_to_reach(level: float) -> int:
+    """Smallest B whose floor 1 / (B + 1) is below ``level``: B = floor(1 / level).
+
+    >>> resamples_to_reach(0.05 / 6)  # 1/121 < 0.00833 <= 1/120
+    120
+    """
+    if not 0 < level < 1:
+        raise ConfigError(f"level: must be in (0, 1), got {level!r}")
+    return int(np.floor(1.0 / level + 1e-9))
+
+
+def recommended_resamples(family_size: int, alpha: float = 0.05, *, correction: str = "holm",
+                          minimum: int = 2000, tail_hits: int = 20) -> int:
+    """Resample count for a gate of ``family_size`` tests (criteria x candidates).
+
+    B = max(minimum, ceil(tail_hits / level) - 1) with level =
+    :func:`smallest_level`: a p-value at the strictest level is then estimated from
+    about ``tail_hits`` replicates beyond the margin (Monte Carlo relative SE
+    1 / sqrt(tail_hits), 22% at 20), and the floor 1 / (B + 1) is 20x below it.
+
+    >>> recommended_resamples(6)          # 20 / (0.05 / 6) - 1 = 2399
+    2399
+    >>> recommended_resamples(1)          # the default 2000 already suffices
+    2000
+    >>> recommended_resamples(17 * 6)     # 17 candidates x 6 criteria
+    40799
+    """
+    level = smallest_level(alpha, family_size, correction)
+    return int(max(minimum, np.ceil(tail_hits / level - 1e-9) - 1))
+
+
 # --------------------------------------------------------------------------- power
 
 
