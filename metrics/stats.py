@@ -228,6 +228,102 @@ class TInference(DeltaInference):
 
 
 @dataclass(frozen=True)
+class FiellerInference(DeltaInference):
+    """Relative delta r = mean(c) / mean(b) - 1 by Fieller's method (paired units).
+
+    H0: r = m is the paired t-test of the per-unit values c_i - rho b_i with
+    rho = 1 + m:
+
+        T(m) = (c_bar - rho b_bar) / sqrt(V(rho) / n),
+        V(rho) = s_cc - 2 rho s_cb + rho^2 s_bb,
+
+    on n - 1 degrees of freedom (H1: r > m <=> c_bar - rho b_bar > 0 when b_bar > 0).
+    The interval is the set of m that neither one-sided test rejects at (1 - level)/2:
+    the rho solving (c_bar - rho b_bar)^2 n = q^2 V(rho), i.e.
+    A rho^2 - 2 B rho + C <= 0 with A = n b_bar^2 - q^2 s_bb, B = n c_bar b_bar - q^2 s_cb,
+    C = n c_bar^2 - q^2 s_cc: [(B - sqrt(B^2 - A C)) / A, (B + sqrt(B^2 - A C)) / A] - 1
+    when A > 0 (the baseline mean is significantly non-zero), else unbounded (reported
+    as (-inf, inf)). ``std_error`` is sqrt(V(1 + r) / n) / |b_bar|, the delta-method SE.
+
+    Unlike the delta method's symmetric interval r -+ q SE (whose misses are one-sided
+    for skewed metrics: 14% A/A false FAIL at n = 30 on lognormal(sigma = 1.5) values),
+    the test at each margin is a t-test of a difference, which is symmetric under an A/A
+    comparison or a scale change of the candidate: see ``benchmarks/gate_heavy_tails.py``.
+
+    References
+    ----------
+    Fieller, E. C. (1954). Some problems in interval estimation. *JRSS B* 16(2), 175-185.
+    Franz, V. H. (2007). Ratios: A short guide to confidence limits and proper use.
+    arXiv:0710.2024.
+    """
+
+    c_bar: float = 0.0
+    b_bar: float = 1.0
+    s_cc: float = 0.0
+    s_bb: float = 0.0
+    s_cb: float = 0.0
+    df: float = 1.0
+
+    def _t(self, margin: float) -> tuple[float, float]:
+        rho = 1.0 + margin
+        num = self.c_bar - rho * self.b_bar
+        var = max(self.s_cc - 2 * rho * self.s_cb + rho * rho * self.s_bb, 0.0) / self.n_units
+        return num, var
+
+    def _p(self, margin: float, sign: float) -> float:
+        num, var = self._t(margin)
+        # r > m  <=>  num > 0 when b_bar > 0, num < 0 when b_bar < 0
+        num = sign * num * (1.0 if self.b_bar > 0 else -1.0)
+        if var <= 0:
+            return 1.0 if num <= 0 else 0.0
+        return float(special.stdtr(self.df, -num / np.sqrt(var)))
+
+    def p_greater(self, margin: float) -> float:
+        return self._p(margin, 1.0)
+
+    def p_less(self, margin: float) -> float:
+        return self._p(margin, -1.0)
+
+
+def fieller_inference(candidate: np.ndarray, baseline: np.ndarray, *, confidence: float = 0.95,
+                      method: str = "t_test", lower: float = -np.inf) -> FiellerInference:
+    """Fieller inference on mean(c) / mean(b) - 1 for paired 1-D per-unit values.
+
+    ``lower`` clips the interval from below (-1 when every value is >= 0: a ratio of
+    non-negative means is >= 0); the clipped set keeps the coverage of the unclipped one.
+
+    >>> c, b = np.array([2.0, 3.0, 4.0, 5.0]), np.array([1.0, 2.0, 2.0, 3.0])
+    >>> inf = fieller_inference(c, b)
+    >>> round(inf.estimate, 4)  # 14 / 8 - 1
+    0.75
+    >>> round(inf.p_greater(inf.ci_low), 4)  # the bound is where the one-sided test sits at 2.5%
+    0.025
+    """
+    c = np.asarray(candidate, dtype=np.float64)
+    b = np.asarray(baseline, dtype=np.float64)
+    n = c.size
+    cm, bm = float(c.mean()), float(b.mean())
+    dc, db = c - cm, b - bm
+    s_cc, s_bb, s_cb = float(dc @ dc) / (n - 1), float(db @ db) / (n - 1), float(dc @ db) / (n - 1)
+    r = cm / bm - 1.0
+    q = float(special.stdtrit(n - 1, 0.5 + confidence / 2))
+    rho = 1.0 + r
+    se = float(np.sqrt(max(s_cc - 2 * rho * s_cb + rho * rho * s_bb, 0.0) / n) / abs(bm))
+    a_ = n * bm * bm - q * q * s_bb
+    b_ = n * cm * bm - q * q * s_cb
+    c_ = n * cm * cm - q * q * s_cc
+    disc = b_ * b_ - a_ * c_
+    if a_ > 0 and disc >= 0:
+        root = np.sqrt(disc)
+        lo, hi = (b_ - root) / a_ - 1.0, (b_ + root) / a_ - 1.0
+    else:
+        lo, hi = -np.inf, np.inf
+    lo = max(lo, lower)
+    return FiellerInference(r, float(lo), float(hi), method, se, n, c_bar=cm, b_bar=bm, s_cc=s_cc, s_bb=s_bb,
+                            s_cb=s_cb, df=float(n - 1))
+
+
+@dataclass(frozen=True)
 class PercentileInference(DeltaInference):
     """Percentile bootstrap; p-values by duality with the one-sided percentile bound,
     (1 + #{replicates <= m}) / (B + 1) for H1: > m."""
@@ -802,8 +898,9 @@ def infer_paired_means(
 
     Notes
     -----
-    t: d_bar -+ t_{1-a/2, n-1} sd(d) / sqrt(n); relative by the delta method:
-    r = c_bar / b_bar - 1, SE = sd(c_i - (1 + r) b_i) / (|b_bar| sqrt(n)).
+    t: d_bar -+ t_{1-a/2, n-1} sd(d) / sqrt(n); relative by Fieller's method (see
+    :class:`FiellerInference`): the t-test of c_i - (1 + m) b_i at each margin m, inverted;
+    r = c_bar / b_bar - 1 with the delta-method SE sd(c_i - (1 + r) b_i) / (|b_bar| sqrt(n)).
     Bootstrap: the ratio of resampled sums, so the baseline's noise counts.
     Randomisation: sign flips of d_i (absolute) or of c_i - (1 + m) b_i (relative),
     the interval by test inversion.
@@ -848,9 +945,9 @@ def infer_paired_means(
             if not has_rel[j]:
                 relative.append(None)
                 continue
-            r = float(c[:, j].mean() / b_mean[j] - 1)
-            rse = float((c[:, j] - (1 + r) * b[:, j]).std(ddof=1) / (abs(b_mean[j]) * np.sqrt(n)))
-            relative.append(TInference(r, r - q * rse, r + q * rse, method, rse, n, df=n - 1))
+            nonneg = bool((c[:, j] >= 0).all() and (b[:, j] >= 0).all())
+            relative.append(fieller_inference(c[:, j], b[:, j], confidence=confidence, method=method,
+                                              lower=-1.0 if nonneg else -np.inf))
         return absolute, relative
     ones = np.ones(n)
     shared: list[np.ndarray] = []
