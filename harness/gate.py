@@ -45,7 +45,7 @@ import numpy as np
 from harness.compare import MetricComparison
 from harness.config import GateCriterion
 from harness.errors import ConfigError, DataValidationError
-from harness.metrics.stats import (CORRECTIONS, DeltaInference, ResampleFloorWarning, adjust_p_values,
+from harness.metrics.stats import (CORRECTIONS, DeltaInference, ResampleFloorWarning, SkewWarning, adjust_p_values,
                                    minimum_detectable_effect, recommended_resamples, required_units,
                                    resamples_to_reach, smallest_level)
 
@@ -207,6 +207,9 @@ def decide(
 
     Notes
     -----
+    A ``SkewWarning`` is issued (and added to ``warnings``) for each criterion whose
+    inference carries a ``reliability`` note, such as a bootstrap on a skewed metric.
+
     Criterion outcome: FAIL if adj_fail_p < alpha; else INCONCLUSIVE if the comparison
     has a note; else PASS if pass_p < alpha (unadjusted: intersection-union, Berger
     1982); else INCONCLUSIVE. A ``ResampleFloorWarning`` is issued, and
@@ -231,9 +234,11 @@ def decide(
     # intersection-union on the pass side: each criterion at its own alpha, no adjustment
     p_pass = np.array([p.p_pass for p in pending])
     p_fail_adj = adjust_p_values(np.array([p.p_fail for p in pending]), correction)
-    results, notes = [], []
+    results, notes, unreliable = [], [], []
     for p, pa, fa in zip(pending, p_pass, p_fail_adj):
         crit, comp, inf = p.crit, p.comp, p.inf
+        if inf.reliability:
+            unreliable.append(f"{comp.candidate} {crit.metric}: {inf.reliability}")
         margin = p.threshold if crit.role == "primary" else -p.threshold
         fail_level = smallest_level(crit.alpha, len(pending), correction)
         floor = inf.p_floor
@@ -277,10 +282,13 @@ def decide(
                         + ("; ..." if len(notes) > 3 else "")
                         + f". Use n_resamples >= {floor_b:,} (recommended {advised:,}) or method t_test")
         warnings.warn(messages[0], ResampleFloorWarning, stacklevel=2)
+    for text in unreliable:
+        warnings.warn(text, SkewWarning, stacklevel=2)
+        messages.append(text)
     outcomes = {r.outcome for r in results}
     decision = FAIL if FAIL in outcomes else PASS if outcomes == {PASS} else INCONCLUSIVE
     return Verdict(decision, [r.reason for r in results], results, correction, warnings=messages,
-                   resample_limited=bool(messages))
+                   resample_limited=bool(notes))
 
 
 def comparison_rows(comparisons: list[MetricComparison], verdict: Verdict) -> list[dict]:
