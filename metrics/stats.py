@@ -1166,15 +1166,27 @@ def infer_paired_deltas(
     return absolute
 
 
-def mean_confidence_interval(values: np.ndarray, *, confidence: float = 0.95) -> tuple[float, float]:
-    """Student-t interval for the mean of per-unit values: mean -+ t * sd / sqrt(n)."""
+def mean_confidence_interval(values: np.ndarray, *, confidence: float = 0.95,
+                             bounds: tuple[float, float] | None = None) -> tuple[float, float]:
+    """Student-t interval for the mean of per-unit values: mean -+ t * sd / sqrt(n).
+
+    ``bounds``: the metric's range, e.g. (0, 1) for nDCG or (0, inf) for revenue; the
+    interval is intersected with it (a confidence set intersected with the parameter
+    space keeps its coverage), so a non-negative metric's interval never goes below 0.
+
+    >>> mean_confidence_interval(np.array([0.0, 0.0, 0.0, 0.2]), bounds=(0.0, 1.0))[0]
+    0.0
+    """
     arr = np.asarray(values, dtype=np.float64)
     n = arr.size
     if n < 2:
         return float("nan"), float("nan")
     mean = arr.mean()
     half = sps.t.ppf(0.5 + confidence / 2, n - 1) * arr.std(ddof=1) / np.sqrt(n)
-    return float(mean - half), float(mean + half)
+    low, high = float(mean - half), float(mean + half)
+    if bounds is not None:
+        low, high = max(low, float(bounds[0])), min(high, float(bounds[1]))
+    return low, high
 
 
 # --------------------------------------------------------------------------- multiplicity
