@@ -74,6 +74,9 @@ class OPEInputs:
         Reward model's value under pi_e: sum_a pi_e(a | x_i, pos_i) q_hat(x_i, a, pos_i).
     nonnegative_reward : bool, default False
         Refuse negative rewards (clicks, conversions).
+    action : ndarray of shape (n,), optional
+        The logged action of each row (any labels), for the per-action overlap check
+        of ``weight_diagnostics``.
 
     Raises
     ------
@@ -88,6 +91,7 @@ class OPEInputs:
     q_hat: np.ndarray | None = None
     v_hat: np.ndarray | None = None
     nonnegative_reward: bool = False
+    action: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         reward = _column(self.reward, "reward", None)
@@ -108,6 +112,11 @@ class OPEInputs:
                 arr = _column(value, name, n)
                 check_finite(arr, name)
                 object.__setattr__(self, name, arr)
+        if self.action is not None:
+            act = np.asarray(self.action)
+            if act.shape != (n,):
+                raise DataValidationError(f"action: expected shape ({n},), got {act.shape}")
+            object.__setattr__(self, "action", act)
 
     def __len__(self) -> int:
         return int(self.reward.shape[0])
@@ -164,7 +173,7 @@ class OPEInputs:
             pi_at = dist[rows, :, pos]
             v_hat = np.einsum("ij,ij->i", pi_at, q[rows, :, pos]) / pi_at.sum(axis=1)
         return cls(reward=reward_arr, pscore=pscore, pi_e=dist[rows, act, pos], q_hat=q_hat,
-                   v_hat=v_hat, nonnegative_reward=nonnegative_reward)
+                   v_hat=v_hat, nonnegative_reward=nonnegative_reward, action=act)
 
 
 def _index_column(values: Any, name: str, n: int, size: int) -> np.ndarray:

@@ -126,6 +126,7 @@ class OffPolicyEstimator(ABC):
 
     def diagnostics(self, data: OPEInputs, **thresholds: Any) -> WeightDiagnostics:
         """Weight diagnostics of ``data`` with this estimator's clipping threshold."""
+        thresholds.setdefault("actions", getattr(data, "action", None))
         return weight_diagnostics(data.pi_e, data.pscore, clip=self._clip_threshold(), **thresholds)
 
 

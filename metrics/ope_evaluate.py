@@ -88,7 +88,8 @@ def evaluate_off_policy(
         clip = est._clip_threshold()
         if clip not in by_clip:
             by_clip[clip] = weight_diagnostics(data.pi_e, data.pscore, clip=clip, min_ess=min_ess,
-                                               min_ess_ratio=min_ess_ratio, unsupported_mass=unsupported_mass)
+                                               min_ess_ratio=min_ess_ratio, unsupported_mass=unsupported_mass,
+                                               actions=getattr(data, "action", None))
         diag = diags[est.name] = by_clip[clip]
         per_unit[est.name] = est.influence_values(data)
         rows.append({"estimator": est.name, "value": iv.estimate, "ci_low": iv.low, "ci_high": iv.high,
@@ -106,7 +107,8 @@ def compare_policies(baseline: OffPolicyResult, candidate: OffPolicyResult, *,
     its interval is ``delta +- z_{1-alpha/2} sd(psi_c - psi_b) / sqrt(n)`` (the CLT on
     paired units), which is far tighter than two separate intervals because both
     policies are evaluated on the same contexts. ``gate_cap`` is INCONCLUSIVE when
-    either side's ESS is low.
+    either side's overlap is low (``low_overlap``: ESS, Pareto k-hat, thin actions,
+    mean weight), and ``overlap_reason`` says why.
     """
     out = []
     z = float(sps.norm.ppf(1 - alpha / 2))
@@ -120,8 +122,10 @@ def compare_policies(baseline: OffPolicyResult, candidate: OffPolicyResult, *,
         diff = psi_c - psi_b
         delta, se = float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(diff.shape[0]))
         p_value = float(2 * sps.norm.sf(abs(delta) / se)) if se > 0 else (1.0 if delta == 0 else 0.0)
-        low_ess = baseline.diagnostics[name].low_ess or candidate.diagnostics[name].low_ess
+        sides = (("baseline", baseline.diagnostics[name]), ("candidate", candidate.diagnostics[name]))
+        reason = "; ".join(f"{side}: {d.overlap_reason}" for side, d in sides if d.low_overlap)
         out.append({"metric": name, "baseline": float(psi_b.mean()), "candidate": float(psi_c.mean()),
                     "delta": delta, "ci_low": delta - z * se, "ci_high": delta + z * se, "se": se,
-                    "p_value": p_value, "gate_cap": "INCONCLUSIVE" if low_ess else None})
+                    "p_value": p_value, "gate_cap": "INCONCLUSIVE" if reason else None,
+                    "overlap_reason": reason or None})
     return out

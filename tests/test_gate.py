@@ -11,7 +11,7 @@ from threadpoolctl import threadpool_limits
 from harness.inference.paired import compare_models
 from harness.spec.config import GateCriterion
 from harness.errors import ConfigError, DataValidationError
-from harness.inference.gate import FAIL, INCONCLUSIVE, PASS, comparison_rows, decide
+from harness.inference.gate import FAIL, INCONCLUSIVE, NO_GATE, PASS, comparison_rows, decide
 from harness.metrics.stats import holm_adjust, minimum_detectable_effect, required_units
 
 
@@ -57,7 +57,10 @@ def test_clear_improvement_passes_and_p_values_are_the_one_sided_t_tests():
     # non-inferiority: H1 delta > -0.01
     assert guard.p_value == pytest.approx(sps.ttest_1samp(d[:, 1], -0.01, alternative="greater").pvalue)
     assert guard.p_regression == pytest.approx(sps.ttest_1samp(d[:, 1], -0.01, alternative="less").pvalue)
-    np.testing.assert_allclose([prim.p_adjusted, guard.p_adjusted], holm_adjust([prim.p_value, guard.p_value]))
+    # intersection-union: PASS needs both, so the pass p-values are not adjusted
+    assert [prim.p_adjusted, guard.p_adjusted] == [prim.p_value, guard.p_value]
+    np.testing.assert_allclose([prim.p_regression_adjusted, guard.p_regression_adjusted],
+                               holm_adjust([prim.p_regression, guard.p_regression]))
     assert "shown to improve by more than 0" in prim.reason
 
 
@@ -84,9 +87,9 @@ def test_noise_is_inconclusive_with_mde_and_units_needed():
     prim = verdict.criteria[0]
     assert prim.outcome == INCONCLUSIVE
     se = d[:, 0].std(ddof=1) / np.sqrt(d.shape[0])
-    # family of 2 under Holm: the strictest per-test level is alpha / 2
-    assert prim.mde == pytest.approx(minimum_detectable_effect(se, alpha=0.025))
-    assert prim.units_needed == required_units(d[:, 0].mean(), se, d.shape[0], alpha=0.025)
+    # the pass side is an intersection-union test: each criterion at alpha itself
+    assert prim.mde == pytest.approx(minimum_detectable_effect(se, alpha=0.05))
+    assert prim.units_needed == required_units(d[:, 0].mean(), se, d.shape[0], alpha=0.05)
     assert prim.units_needed > d.shape[0]
     assert "units" in prim.reason and "detectable margin" in prim.reason
 
@@ -122,7 +125,8 @@ def test_family_spans_candidates_and_criteria():
         verdict = decide(crits, comps, correction=correction)
         assert len(verdict.criteria) == 4 and verdict.correction == correction
         raw = [c.p_value for c in verdict.criteria]
-        np.testing.assert_allclose([c.p_adjusted for c in verdict.criteria], adjust(raw))
+        # pass side: intersection-union, never adjusted; fail side: the chosen correction
+        np.testing.assert_allclose([c.p_adjusted for c in verdict.criteria], raw)
         np.testing.assert_allclose([c.p_regression_adjusted for c in verdict.criteria],
                                    adjust([c.p_regression for c in verdict.criteria]))
 
@@ -148,9 +152,10 @@ def test_comparison_rows_carry_the_criterion_outcome():
     assert next(r for r in rows if r["metric"] == "mrr@10")["outcome"] is None
 
 
-def test_no_criteria_passes():
+def test_no_criteria_decides_nothing():
     verdict = decide([], [])
-    assert verdict.decision == PASS and verdict.to_dict()["reasons"] == ["no gate criteria configured"]
+    assert verdict.decision == NO_GATE != PASS
+    assert verdict.to_dict()["reasons"] == ["no gate: nothing decided (no gate criteria configured)"]
 
 
 def test_bad_gate_input_is_refused():
