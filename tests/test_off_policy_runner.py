@@ -69,6 +69,7 @@ def test_estimates_equal_plain_formulas_and_cover_the_truth(tmp_path: Path) -> N
 def test_gate_passes_with_overlap_and_is_inconclusive_without(tmp_path: Path) -> None:
     criterion = {"metric": "snips", "role": "primary", "direction": "higher"}
     wide = _config(tmp_path / "wide", estimators=["snips"], epsilon=0.5, min_ess=50, min_ess_ratio=0.001)
+    wide["evaluate"]["off_policy"]["synthetic"]["temperature"] = 3.0  # a logging policy that explores widely
     wide["gate"] = [criterion]
     (tmp_path / "wide").mkdir()
     code, data, _ = _run(tmp_path / "wide", wide)
@@ -78,7 +79,8 @@ def test_gate_passes_with_overlap_and_is_inconclusive_without(tmp_path: Path) ->
     (tmp_path / "narrow").mkdir()
     code, data, _ = _run(tmp_path / "narrow", narrow)
     assert code == 1 and data["verdict"]["decision"] == "INCONCLUSIVE"
-    assert "low effective sample size" in data["verdict"]["reasons"][0]
+    assert "too little overlap" in data["verdict"]["reasons"][0]
+    assert "effective sample size" in data["verdict"]["reasons"][0]
 
 
 @pytest.mark.parametrize("off_policy, message", [

@@ -71,7 +71,7 @@ def test_markdown_has_verdict_comparison_and_criteria(result):
     # every metric appears in the comparison table, gated or not, with its MDE
     comp = next(r for r in result.comparison if r["metric"] == "ndcg@10")
     assert any(line.startswith("| cand | ndcg@10 |") and f"{comp['mde']:.4f}" in line for line in lines)
-    assert "adjusted over 3 criteria, holm" in md
+    assert "3; regression p adjusted by holm, pass p unadjusted" in md
     assert all(f"- {r}" in md for r in result.verdict["reasons"])
 
 

@@ -26,6 +26,9 @@ class InconclusivePolicy(str, Enum):
     fails = "fail"
 
 
+REQUIRE_GATE_HELP = "Exit 1 when no gate decided anything (no compare section or no criteria)."
+
+
 def _guard(body: Callable[[], int]) -> None:
     """Run a command body and map its outcome and errors to exit codes."""
     try:
@@ -46,13 +49,14 @@ def _guard(body: Callable[[], int]) -> None:
 
 
 def _run_config(config_path: Path, output: Optional[Path], inconclusive: InconclusivePolicy,
-                progress: bool) -> int:
+                progress: bool, require_gate: bool = False) -> int:
     from harness.spec.config import load_config
     from harness.results.report import console_summary
     from harness.apps.run import run as run_eval
 
     config = load_config(config_path)
-    outcome = run_eval(config, output=output, progress=progress, inconclusive=inconclusive.value)
+    outcome = run_eval(config, output=output, progress=progress, inconclusive=inconclusive.value,
+                       require_gate=require_gate)
     print(console_summary(outcome.result))
     print(f"\nresults: {outcome.results_dir}")
     return outcome.exit_code
@@ -64,9 +68,10 @@ def run(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Results root (default: config's output)."),
     inconclusive: InconclusivePolicy = typer.Option(InconclusivePolicy.fails, help="Exit code policy for INCONCLUSIVE."),
     progress: bool = typer.Option(True, help="Show progress bars on stderr."),
+    require_gate: bool = typer.Option(False, "--require-gate", help=REQUIRE_GATE_HELP),
 ) -> None:
     """Evaluate the models of CONFIG, compare them, apply the gate and log to MLflow."""
-    _guard(lambda: _run_config(config, output, inconclusive, progress))
+    _guard(lambda: _run_config(config, output, inconclusive, progress, require_gate))
 
 
 @app.command()
@@ -133,7 +138,7 @@ def compare(
         None, help="Model in CANDIDATE (default: its only model, or the one candidate its config compared)."),
     gate: Optional[Path] = typer.Option(None, "--gate", help="YAML gate criteria (default: the candidate run's)."),
     metrics: Optional[str] = typer.Option(None, help="Comma-separated metrics (default: all in both runs)."),
-    method: Optional[str] = typer.Option(None, help="bootstrap | bca | t_test | randomization."),
+    method: Optional[str] = typer.Option(None, help="auto | bootstrap | bca | t_test | randomization."),
     n_resamples: Optional[int] = typer.Option(None, help="Bootstrap resamples / random sign flips."),
     confidence: Optional[float] = typer.Option(None, help="Two-sided interval level."),
     correction: Optional[str] = typer.Option(None, help="holm | bh | none."),
@@ -142,6 +147,7 @@ def compare(
                                           help="Write results.json, summary.md, junit.xml under this folder."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow URI for run ids."),
     inconclusive: InconclusivePolicy = typer.Option(InconclusivePolicy.fails, help="Exit code policy for INCONCLUSIVE."),
+    require_gate: bool = typer.Option(False, "--require-gate", help=REQUIRE_GATE_HELP),
 ) -> None:
     """Compare two evaluated runs unit by unit and apply the gate (exit 0 PASS, 1 FAIL)."""
 
@@ -163,7 +169,7 @@ def compare(
             folder = write_results(result, output, {"summary.md": markdown_summary(result),
                                                     "junit.xml": junit_xml(result)})
             print(f"\nresults: {folder}")
-        return exit_code_for(verdict, inconclusive=inconclusive.value)
+        return exit_code_for(verdict, inconclusive=inconclusive.value, require_gate=require_gate)
 
     _guard(body)
 

@@ -18,7 +18,7 @@ import pandas as pd
 from harness.errors import ConfigError, DataValidationError, HarnessError
 from harness.evaluate import FamilyResult, ModelOutput, family_class, mean_values
 from harness.evaluate.family import Statistic
-from harness.inference.gate import Verdict, comparison_rows, decide
+from harness.inference.gate import Verdict, comparison_rows, decide, resample_count
 from harness.inference.paired import MetricComparison, compare_family
 from harness.results import assemble
 from harness.results.folder import EvalResult, StoredRun, new_run_id, read_results_folder
@@ -200,11 +200,11 @@ def compare_runs(
     absent = [m for m in list(metrics or []) + [c.metric for c in criteria] if m not in have]
     if absent:
         raise ConfigError(f"compare: metric(s) {sorted(set(absent))} are not in both runs; common: {have}")
-    method = method or spec.get("method", "bootstrap")
+    method = method or spec.get("method", "auto")
     confidence = confidence or spec.get("confidence", 0.95)
     correction = correction or spec.get("correction", "holm")
     seed = config.get("seed", 0) if seed is None else seed
-    n_resamples = n_resamples or spec.get("n_resamples", 2000)
+    n_resamples = n_resamples or spec.get("n_resamples") or resample_count(criteria, 1, correction)
     comps: list[MetricComparison] = []
     for pair in pairs:
         comps += compare_family(pair, baseline=b_name, candidates=[c_name], method=method, confidence=confidence,

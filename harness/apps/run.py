@@ -20,7 +20,8 @@ from harness.adapters.registry import build_model
 from harness.errors import ConfigError, TrackingError
 from harness.evaluate import Evaluation, FamilyResult
 from harness.evaluate.data import load_dataset
-from harness.inference.gate import FAIL, PASS, Verdict, comparison_rows, decide
+from harness.inference.gate import FAIL, NO_GATE, PASS, Verdict, comparison_rows, decide
+from harness.inference.gate import resample_count
 from harness.inference.paired import MetricComparison, compare_family
 from harness.results import assemble
 from harness.results.folder import EvalResult, new_run_id, update_tracking, write_results
@@ -99,14 +100,18 @@ def compare_all(config: EvalConfig, results: dict[str, FamilyResult]) -> list[Me
     if config.compare is None:
         return []
     c = config.compare
+    n_resamples = c.n_resamples or resample_count(config.gate, len(c.candidates), c.correction)
     return [comp for result in results.values()
             for comp in compare_family(result, baseline=c.baseline, candidates=list(c.candidates), method=c.method,
-                                       confidence=c.confidence, n_resamples=c.n_resamples, seed=config.seed)]
+                                       confidence=c.confidence, n_resamples=n_resamples, seed=config.seed)]
 
 
-def exit_code_for(verdict: Verdict | None, *, inconclusive: str = "fail") -> int:
-    """0 PASS (or no gate), 1 FAIL, 1 INCONCLUSIVE unless ``inconclusive='pass'``."""
-    if verdict is None or verdict.decision == PASS:
+def exit_code_for(verdict: Verdict | None, *, inconclusive: str = "fail", require_gate: bool = False) -> int:
+    """0 PASS, 1 FAIL, 1 INCONCLUSIVE unless ``inconclusive='pass'``; a run with no gate
+    (nothing compared, or no criteria: NO_GATE) is 0, or 1 when ``require_gate``."""
+    if verdict is None or verdict.decision == NO_GATE:
+        return 1 if require_gate else 0
+    if verdict.decision == PASS:
         return 0
     if verdict.decision == FAIL:
         return 1
@@ -119,6 +124,7 @@ def run(
     output: str | Path | None = None,
     progress: bool = True,
     inconclusive: str = "fail",
+    require_gate: bool = False,
 ) -> RunOutcome:
     """Evaluate, compare, gate, write the results folder, then log to MLflow."""
     dataset = load_dataset(config)
@@ -159,7 +165,8 @@ def run(
         if config.tracking.promote is not None and verdict is not None and verdict.decision == PASS:
             result.tracking["promoted"] = promote_candidate(config, info, tracking_uri)
             update_tracking(results_dir, result.tracking)
-    return RunOutcome(result, results_dir, exit_code_for(verdict, inconclusive=inconclusive))
+    return RunOutcome(result, results_dir, exit_code_for(verdict, inconclusive=inconclusive,
+                                                         require_gate=require_gate))
 
 
 def resolve_tracking_uri(configured: str | None) -> str:

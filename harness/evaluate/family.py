@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -85,13 +85,16 @@ class FamilyResult:
     skipped: list[str] = field(default_factory=list)
 
 
-def mean_values(per_unit: pd.DataFrame, confidence: float) -> list[MetricValue]:
-    """Mean and Student-t interval of every column (NaN units left out of that column)."""
+def mean_values(per_unit: pd.DataFrame, confidence: float,
+                bounds: Callable[[str], tuple[float, float] | None] | None = None) -> list[MetricValue]:
+    """Mean and Student-t interval of every column (NaN units left out of that column),
+    the interval kept inside ``bounds(metric)`` when the metric has a range."""
     out = []
     for metric in per_unit.columns:
         values = per_unit[metric].to_numpy(dtype=np.float64)
         values = values[~np.isnan(values)]
-        low, high = mean_confidence_interval(values, confidence=confidence)
+        low, high = mean_confidence_interval(values, confidence=confidence,
+                                             bounds=bounds(str(metric)) if bounds else None)
         out.append(MetricValue(str(metric), float(values.mean()) if values.size else float("nan"),
                                float(low), float(high), int(values.size)))
     return out

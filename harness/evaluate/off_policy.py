@@ -4,8 +4,9 @@ Units are logged rows. A model (a Retriever) becomes the epsilon-greedy policy o
 top-ranked item for each logged user: ``pi_e(a | u) = (1 - eps) [a = top(u)] + eps /
 n_items``. The per-row values are each estimator's influence values (their mean is
 the estimate), so candidate and baseline are compared row by row on the same logs.
-An estimate with a low effective sample size is capped: its comparisons can FAIL but
-never PASS on too little overlap.
+An estimate with too little overlap with the logs (low effective sample size, a heavy
+Pareto tail of the weights, thin actions; see ``harness.metrics.ope_diagnostics``) is
+capped: its comparisons can FAIL but never PASS.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ class OffPolicyFamily(Family[OffPolicyEval]):
             raise AdapterError(f"model {view.name!r} recommends nothing to {int((top_of_row < 0).sum())} "
                                "logged rows' users")
         pi_e = (1 - eps) * (top_of_row == fb.action) + eps / fb.n_actions
-        data = OPEInputs(reward=fb.reward, pscore=fb.pscore, pi_e=pi_e,
+        data = OPEInputs(reward=fb.reward, pscore=fb.pscore, pi_e=pi_e, action=fb.action,
                          q_hat=self.reward_fit.q_hat if self.reward_fit else None,
                          v_hat=self._v_hat(top_of_row, eps) if self.reward_fit else None)
         s = self.spec
@@ -117,9 +118,8 @@ class OffPolicyFamily(Family[OffPolicyEval]):
                                      seed=self.seed, min_ess=s.min_ess, min_ess_ratio=s.min_ess_ratio)
         if self.logs is not None:
             self.true_values[view.name] = self._true_value(top, eps)
-        caps = {m: (f"low effective sample size {d.ess:.1f} (min_ess={s.min_ess:g}, "
-                    f"min_ess_ratio={s.min_ess_ratio:g}): too little overlap with the logs")
-                for m, d in result.diagnostics.items() if d.low_ess}
+        caps = {m: f"too little overlap with the logs: {d.overlap_reason}"
+                for m, d in result.diagnostics.items() if d.low_overlap}
         values = [MetricValue(r["estimator"], r["value"], r["ci_low"], r["ci_high"], r["n_units"])
                   for r in result.rows]
         return ModelOutput(per_unit=pd.DataFrame(result.per_unit, index=self.unit_ids), values=values,

@@ -36,6 +36,13 @@ def curve_names(metrics: list[str]) -> list[str]:
     return [n for n in dict.fromkeys(names) if n in CURVE_METRICS]
 
 
+def metric_range(label: str) -> tuple[float, float]:
+    """The range of a ranking metric (also ``<stage>/<metric>`` columns): DCG is only
+    non-negative, every other metric is a rate in [0, 1]."""
+    name = parse_label(label.rsplit("/", 1)[-1]).name
+    return (0.0, float("inf")) if name == "dcg" else (0.0, 1.0)
+
+
 def stage_metric_names(metrics: list[str], stage_k: int, *, ceiling: bool = True) -> list[str]:
     """The configured metrics that fit within a stage's k, plus ``recall@k`` (its ceiling)
     when ``ceiling``."""
@@ -75,9 +82,11 @@ class RankingFamily(Family[RankingEval]):
             per_query = per_query.join(stages)
             if within.shape[1]:  # each stage on its own candidates: query sets of their own
                 info["stages"] = {v.metric: {"value": v.value, "ci_low": v.ci_low, "ci_high": v.ci_high,
-                                             "n_units": v.n_units} for v in mean_values(within, self.confidence)}
+                                             "n_units": v.n_units}
+                                  for v in mean_values(within, self.confidence, metric_range)}
         per_query = per_query.set_axis(per_query.index.astype(str))
-        return ModelOutput(per_unit=per_query, values=mean_values(per_query, self.confidence), info=info)
+        return ModelOutput(per_unit=per_query, values=mean_values(per_query, self.confidence, metric_range),
+                           info=info)
 
     def _stage_tables(self, stages: dict[str, Ranking]) -> tuple[pd.DataFrame, pd.DataFrame]:
         """``<stage>/<metric>`` and ``<stage>/within_candidates/<metric>`` per query."""

@@ -312,3 +312,15 @@ def comparison_rows(comparisons: list[MetricComparison], verdict: Verdict) -> li
                        criterion=crit.criterion, outcome=crit.outcome)
         rows.append(row)
     return rows
+
+
+def resample_count(criteria: list[GateCriterion], n_candidates: int, correction: str) -> int:
+    """Resamples for a gate of ``criteria`` x ``n_candidates`` tests at its strictest alpha:
+    enough that the floor 1 / (B + 1) of a resampled p-value never blocks a decision
+    (see :func:`harness.metrics.stats.recommended_resamples`); 2000 without criteria."""
+    from harness.metrics.stats import recommended_resamples
+
+    if not criteria:
+        return 2000
+    alpha = min(c.alpha for c in criteria)
+    return recommended_resamples(len(criteria) * max(n_candidates, 1), alpha, correction=correction)

@@ -245,8 +245,10 @@ def _upgrade_v1(data: dict[str, Any], long: pd.DataFrame) -> tuple[dict[str, Any
             metrics += [m for m in (evaluate.get("calibration") or {}).get("metrics", []) if m not in metrics
                         and m in ("ece", "mce", "normalized_entropy", "oe_ratio")]
         if name == "off_policy":
-            caps = {model: {r["estimator"]: "low effective sample size in the source run: too little overlap "
-                            "with the logs" for r in rows if r.get("low_ess")} for model, rows in estimates.items()}
+            caps = {model: {r["estimator"]: "too little overlap with the logs in the source run: "
+                            + str(r.get("overlap_reason") or "low effective sample size")
+                            for r in rows if r.get("low_overlap", r.get("low_ess"))}
+                    for model, rows in estimates.items()}
         families[name] = {"compared": metrics, "caps": caps}
     data = {**data, "schema_version": SCHEMA_VERSION, "families": families}
     return data, per_unit[PER_UNIT_COLUMNS].reset_index(drop=True), inputs[INPUT_COLUMNS].reset_index(drop=True)

@@ -13,7 +13,8 @@ import pandas as pd
 
 from harness.results.folder import EvalResult
 
-ICONS = {"PASS": "✅", "FAIL": "❌", "INCONCLUSIVE": "⚠️"}
+ICONS = {"PASS": "✅", "FAIL": "❌", "INCONCLUSIVE": "⚠️", "NO_GATE": "➖"}
+P_VALUES = ("p_two_sided", "p_adjusted")
 
 
 def _num(value: object, spec: str = "+.4f") -> str:
@@ -46,13 +47,16 @@ def console_summary(result: EvalResult) -> str:
         comp = pd.DataFrame(result.comparison)
         cols = ["candidate", "metric", "delta", "ci_low", "ci_high", "relative_delta", "p_two_sided",
                 "p_adjusted", "outcome"]
-        lines += ["", "comparison vs " + str(comp["baseline"].iloc[0]) + ":",
-                  comp[[c for c in cols if c in comp]].to_string(index=False, na_rep="—",
-                                                             float_format=lambda x: f"{x:+.4f}")]
+        shown = comp[[c for c in cols if c in comp]].astype(object)
+        for column in shown.columns:  # deltas signed, p-values plain
+            spec = ".3g" if column in P_VALUES else "+.4f"
+            shown[column] = [_num(v, spec) if isinstance(v, (int, float)) or v is None else v for v in shown[column]]
+        lines += ["", "comparison vs " + str(comp["baseline"].iloc[0]) + ":", shown.to_string(index=False)]
     verdict = result.verdict
     if verdict:
         lines += ["", f"GATE: {verdict['decision']}"]
         lines += [f"  - {r}" for r in verdict.get("reasons", [])]
+        lines += [f"  WARNING: {w}" for w in verdict.get("warnings", [])]
     return "\n".join(lines)
 
 
@@ -77,14 +81,16 @@ def _criteria_section(result: EvalResult) -> list[str]:
     if not criteria:
         return []
     correction = result.verdict.get("correction", "holm")
-    out = ["", f"### Gate criteria (p-values adjusted over {len(criteria)} criteria, {correction})", "",
-           "| candidate | metric | role | requirement | delta | CI | p (adj.) | regression p (adj.) | outcome |",
+    out = ["", f"### Gate criteria ({len(criteria)}; regression p adjusted by {correction}, pass p unadjusted: "
+                "intersection-union)", "",
+           "| candidate | metric | role | requirement | delta | CI | pass p | regression p (adj.) | outcome |",
            "|---|---|---|---|---|---|---|---|---|"]
     for c in criteria:
         fmt = _pct if c.get("relative") else _num
         out.append(f"| {c['candidate']} | {c['metric']} | {c['role']} | {c['criterion']} | {fmt(c['delta'])} | "
                    f"[{fmt(c['ci_low'])}, {fmt(c['ci_high'])}] | {c['p_adjusted']:.3g} | "
                    f"{c['p_regression_adjusted']:.3g} | {ICONS.get(c['outcome'], '')} **{c['outcome']}** |")
+    out += [f"> ⚠️ {w}" for w in result.verdict.get("warnings", [])]
     out += ["", "<details><summary>Why</summary>", ""]
     out += [f"- {r}" for r in result.verdict.get("reasons", [])]
     out += ["", "</details>"]

@@ -389,10 +389,18 @@ class EvaluateSpec(BaseModel):
 
 
 class CompareSpec(_Strict):
+    """Paired comparison of each candidate with the baseline.
+
+    ``method: auto`` (default) picks per metric kind: the paired t-test (Fieller's
+    interval for relative deltas) for heavy-tailed metrics, the bootstrap for bounded
+    ones (see docs/ci-gate.md). ``n_resamples`` left unset is chosen from the gate's
+    family size and alpha so that the resampling floor 1/(B+1) never blocks a decision.
+    """
+
     baseline: str
     candidates: list[str] = Field(min_length=1)
-    method: Literal["bootstrap", "bca", "t_test", "randomization"] = "bootstrap"
-    n_resamples: int = Field(2000, ge=100)
+    method: Literal["auto", "bootstrap", "bca", "t_test", "randomization"] = "auto"
+    n_resamples: int | None = Field(None, ge=100)
     confidence: float = Field(0.95, gt=0.5, lt=1)
     correction: Literal["holm", "bh", "none"] = "holm"
 
