@@ -282,16 +282,36 @@ class RewardModelFit:
         if contexts is None or len(contexts) != n:
             raise DataValidationError(f"contexts: need one per logged row ({n}); the feedback has no "
                                       f"context_id or context features")
-        out = np.empty(n)
+        distinct = self._distinct_rows(np.asarray(contexts))
+        todo = np.arange(n) if distinct is None else distinct[0]
+        out = np.empty(len(todo))
         step = self.batch_rows(batch_size)
-        for start in range(0, n, step):
-            rows = np.arange(start, min(n, start + step))
+        for start in range(0, len(todo), step):
+            rows = todo[start:start + step]
             pi = np.asarray(policy.distribution_at(contexts[rows], fb.positions[rows]), dtype=np.float64)
             if pi.shape != (len(rows), self.n_actions):
                 raise AdapterError(f"{type(policy).__name__}.distribution_at: expected shape "
                                    f"({len(rows)}, {self.n_actions}), got {pi.shape}")
-            out[rows] = np.einsum("ij,ij->i", pi, self.predict_actions(rows))
-        return out
+            out[start:start + len(rows)] = np.einsum("ij,ij->i", pi, self.predict_actions(rows))
+        return out if distinct is None else out[distinct[1]]
+
+    def _distinct_rows(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(representative rows, inverse)`` when logged rows repeat (fold, position,
+        integer context) with the same context features -- each such row has the same
+        ``v_hat`` -- and there are at most half as many distinct ones as rows; else None."""
+        fb, n = self.feedback, len(self.feedback)
+        if contexts.ndim != 1 or contexts.dtype.kind not in "iu" or n < 2:
+            return None
+        n_ctx, n_pos = int(contexts.max()) + 1, int(fb.len_list)
+        if len(self.models) * n_pos * n_ctx >= 2**62:
+            return None
+        key = (self.fold * n_pos + fb.positions) * n_ctx + contexts.astype(np.int64)
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        if 2 * len(first) > n:
+            return None
+        if fb.context is not None and not np.array_equal(fb.context[first[inverse]], fb.context):
+            return None  # the same context id with different features: every row apart
+        return first, inverse.ravel()
 
 
 def _check_linear_form(form: _LinearForm | None, model: Any, design: _Design, rows: np.ndarray,

@@ -149,3 +149,21 @@ def test_estimator_that_refuses_sparse_input_is_an_adapter_error():
     _, fb = _feedback(n_rounds=20, len_list=1)
     with pytest.raises(AdapterError, match=r"DenseOnly failed to fit on the sparse design \(\d+ rows x 9 features\)"):
         fit_reward_model(fb, DenseOnly(), design="sparse")
+
+
+def test_repeated_contexts_are_computed_once_and_ids_with_different_features_are_not_merged():
+    sim, fb = _feedback(n_rounds=200)
+    fit = fit_reward_model(fb, DecisionTreeRegressor(max_depth=3, random_state=0), seed=2)
+    first, inverse = fit._distinct_rows(fb.context_id)
+    assert len(first) <= 3 * 2 * 12 < len(fb)  # folds x positions x contexts
+    pol = SoftmaxPolicy(sim.q_true[:, :, 0], temperature=0.7, len_list=2)
+    pi = pol.distribution(fb.context_id)[np.arange(len(fb)), :, fb.positions]
+    np.testing.assert_allclose(fit.expected_reward(pol), (pi * _old_q_all(fit, fb)).sum(axis=1), rtol=1e-12)
+    # one context id for every row but distinct features: no merging, still exact
+    same_id = LoggedFeedback(action=fb.action, reward=fb.reward, pscore=fb.pscore, n_actions=fb.n_actions,
+                             context_id=np.zeros(len(fb), dtype=np.int64), context=fb.context,
+                             position=fb.position, len_list=2)
+    fit2 = fit_reward_model(same_id, DecisionTreeRegressor(max_depth=3, random_state=0), seed=2)
+    assert fit2._distinct_rows(same_id.context_id) is None
+    pi0 = pol.distribution(same_id.context_id)[np.arange(len(fb)), :, fb.positions]
+    np.testing.assert_allclose(fit2.expected_reward(pol), (pi0 * _old_q_all(fit2, same_id)).sum(axis=1), rtol=1e-12)
