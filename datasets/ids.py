@@ -22,7 +22,7 @@ import pandas as pd
 
 from harness.errors import DataValidationError, describe_examples
 
-__all__ = ["IdMap", "id_maps"]
+__all__ = ["IdMap", "encode_pairs", "id_maps"]
 
 _CANONICAL_INT = r"^-?(0|[1-9][0-9]{0,17})$"
 
@@ -135,3 +135,22 @@ def id_maps(dataset: Any) -> tuple[IdMap, IdMap]:
     ``n_items`` and optional ``user_ids``, ``item_ids``)."""
     return (IdMap("user", int(dataset.n_users), getattr(dataset, "user_ids", None)),
             IdMap("item", int(dataset.n_items), getattr(dataset, "item_ids", None)))
+
+
+def encode_pairs(frame: pd.DataFrame, dataset: Any, *, source: str) -> pd.DataFrame:
+    """A copy of ``frame`` (e.g. qrels from ``read_trec_qrels``, labelled pairs) with its
+    ``query_id`` (users) and ``item_id`` columns mapped from the user's ids to codes.
+
+    Raises
+    ------
+    DataValidationError
+        A missing column, or unknown ids (as ``IdMap.encode``).
+    """
+    missing = [c for c in ("query_id", "item_id") if c not in frame.columns]
+    if missing:
+        raise DataValidationError(f"{source}: missing column(s) {missing}; has {list(frame.columns)}")
+    users, items = id_maps(dataset)
+    out = frame.copy()
+    out["query_id"] = users.encode(frame["query_id"], source=source, column="query_id")
+    out["item_id"] = items.encode(frame["item_id"], source=source, column="item_id")
+    return out

@@ -247,3 +247,20 @@ def test_missing_trec_file_and_unknown_suffix(tmp_path):
         Precomputed(tmp_path / "x.json")
     with pytest.raises(ConfigError, match=r"format must be one of \['auto', 'table', 'trec'\], got 'json'"):
         Precomputed(tmp_path / "x.json", format="json")
+
+
+@pytest.mark.parametrize("string_ids", [False, True])
+def test_trec_qrels_in_the_users_ids_encode_to_the_datasets_judgments(tmp_path, string_ids):
+    from harness.datasets.ids import encode_pairs
+
+    ds = _dataset(string_ids)
+    raw = _raw_qrels(ds)
+    path = tmp_path / "qrels.txt"
+    path.write_text("".join(f"{q} 0 {i} {r}\n" for q, i, r in raw.itertuples(index=False)))
+    back = encode_pairs(read_trec_qrels(path), ds, source=str(path))
+    pd.testing.assert_frame_equal(back.reset_index(drop=True), ds.qrels[["query_id", "item_id", "relevance"]]
+                                  .reset_index(drop=True), check_dtype=False)
+    bad = tmp_path / "bad.txt"
+    bad.write_text(f"nobody 0 {raw['item_id'].iloc[0]} 1\n")
+    with pytest.raises(DataValidationError, match=r"bad.txt: column 'query_id': 1 of 1 rows .* \(e\.g\. 'nobody'\)"):
+        encode_pairs(read_trec_qrels(bad), ds, source=str(bad))

@@ -167,3 +167,23 @@ def test_repeated_contexts_are_computed_once_and_ids_with_different_features_are
     assert fit2._distinct_rows(same_id.context_id) is None
     pi0 = pol.distribution(same_id.context_id)[np.arange(len(fb)), :, fb.positions]
     np.testing.assert_allclose(fit2.expected_reward(pol), (pi0 * _old_q_all(fit2, same_id)).sum(axis=1), rtol=1e-12)
+
+
+def test_engine_epsilon_greedy_top1_value_through_expected_reward():
+    """The engine's v_hat for 'top item per user, epsilon-greedy' -- (1 - eps) q(top) +
+    eps mean_a q -- is expected_reward of an EpsilonGreedyPolicy over one-hot scores."""
+    sim, fb = _feedback(n_rounds=120, len_list=1)
+    fit = fit_reward_model(fb, LogisticRegression(), seed=0)
+    rng = np.random.default_rng(5)
+    top = rng.integers(0, fb.n_actions, 12)  # each context's recommended item
+    eps = 0.25
+
+    def one_hot(ctx):
+        s = np.zeros((len(ctx), fb.n_actions))
+        s[np.arange(len(ctx)), top[ctx]] = 1.0
+        return s
+
+    v = fit.expected_reward(EpsilonGreedyPolicy(one_hot, epsilon=eps), contexts=fb.context_id)
+    rows = np.arange(len(fb))
+    ref = _old_q_all(fit, fb)
+    np.testing.assert_allclose(v, (1 - eps) * ref[rows, top[fb.context_id]] + eps * ref.mean(axis=1), rtol=1e-12)
