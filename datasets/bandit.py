@@ -11,14 +11,40 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from harness.errors import DataValidationError, describe_examples
+from harness.errors import ConfigError, DataValidationError, describe_examples
 
-__all__ = ["LoggedFeedback", "load_open_bandit_dataset", "read_logged_feedback", "write_logged_feedback"]
+from .ids import IdMap, id_maps
+
+__all__ = ["FEEDBACK_COLUMNS", "LoggedFeedback", "OBD_BEHAVIOR_POLICIES", "OBD_CAMPAIGNS", "check_propensity",
+           "load_logged_feedback", "load_open_bandit_dataset", "read_logged_feedback", "write_logged_feedback"]
+
+
+def check_propensity(values: Any, *, source: str, column: str) -> np.ndarray:
+    """Logging propensities as float64, each in (0, 1].
+
+    Raises
+    ------
+    DataValidationError
+        Naming the file, the column, how many are zero, NaN or otherwise outside (0, 1],
+        with examples: IPS divides by the propensity, so a zero or NaN is never kept.
+    """
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "fiu":
+        raise DataValidationError(f"{source}: column {column!r} (propensity) must be numeric, got dtype {arr.dtype}")
+    p = arr.astype(np.float64)
+    bad = ~((p > 0) & (p <= 1))
+    if bad.any():
+        zero, nan = int((p == 0).sum()), int(np.isnan(p).sum())
+        raise DataValidationError(
+            f"pscore: {int(bad.sum())} of {len(p)} propensities outside (0, 1] or NaN in {source}, column "
+            f"{column!r} ({zero} zero, {nan} NaN, {int(bad.sum()) - zero - nan} other; "
+            f"{describe_examples(p[bad])}); every logged action needs its logging probability > 0")
+    return p
 
 
 def _int_column(values: Any, name: str, n: int, upper: int | None) -> np.ndarray:
@@ -134,6 +160,8 @@ class LoggedFeedback:
 
 
 OBD_COLUMNS = ("timestamp", "item_id", "position", "click", "propensity_score")
+OBD_BEHAVIOR_POLICIES = ("random", "bts")
+OBD_CAMPAIGNS = ("all", "men", "women")
 
 
 def load_open_bandit_dataset(path: str | Path, *, behavior_policy: str = "random",
@@ -153,6 +181,11 @@ def load_open_bandit_dataset(path: str | Path, *, behavior_policy: str = "random
     DataValidationError
         Missing files or columns, or values that ``LoggedFeedback`` refuses.
     """
+    if behavior_policy not in OBD_BEHAVIOR_POLICIES:
+        raise ConfigError(f"Open Bandit Dataset: behavior_policy must be one of {list(OBD_BEHAVIOR_POLICIES)}, "
+                          f"got {behavior_policy!r}")
+    if campaign not in OBD_CAMPAIGNS:
+        raise ConfigError(f"Open Bandit Dataset: campaign must be one of {list(OBD_CAMPAIGNS)}, got {campaign!r}")
     folder = Path(path) / behavior_policy / campaign
     log_file, item_file = folder / f"{campaign}.csv", folder / "item_context.csv"
     for file in (log_file, item_file):
@@ -179,11 +212,22 @@ def load_open_bandit_dataset(path: str | Path, *, behavior_policy: str = "random
     n_actions = len(items)
     if not np.array_equal(items["item_id"].to_numpy(), np.arange(n_actions)):
         raise DataValidationError(f"{item_file}: item_id must be 0..{n_actions - 1} (one row per item)")
+    pscore = check_propensity(data["propensity_score"].to_numpy(), source=str(log_file), column="propensity_score")
+    click = data["click"].to_numpy()
+    if click.dtype.kind not in "iub" or ((click != 0) & (click != 1)).any():
+        bad = ~np.isin(click, (0, 1))
+        raise DataValidationError(f"{log_file}: column 'click' must hold 0/1; {int(bad.sum())} rows do not "
+                                  f"({describe_examples(click[bad])})")
+    unknown = (data["item_id"].to_numpy() < 0) | (data["item_id"].to_numpy() >= n_actions)
+    if unknown.any():
+        raise DataValidationError(f"{log_file}: column 'item_id': {int(unknown.sum())} rows name items that "
+                                  f"{item_file} does not list ({describe_examples(data['item_id'].to_numpy()[unknown])}; "
+                                  f"it lists 0..{n_actions - 1})")
     # context_id: index of the row's distinct user-feature combination (for policy tables)
     _, context_id = np.unique(context, axis=0, return_inverse=True)
     return LoggedFeedback(
         context_id=context_id.ravel().astype(np.int64),
-        action=data["item_id"].to_numpy(), reward=data["click"].to_numpy(), pscore=data["propensity_score"].to_numpy(),
+        action=data["item_id"].to_numpy(), reward=click, pscore=pscore,
         n_actions=n_actions, context=context, position=position.astype(np.int64),
         len_list=int(position.max()) + 1, action_context=action_context, nonnegative_reward=True,
     )
@@ -255,3 +299,121 @@ def read_logged_feedback(path: str | Path, *, n_actions: int | None = None, len_
         context=frame[feature_cols].to_numpy(dtype=np.float64) if feature_cols else None,
         nonnegative_reward=nonnegative_reward,
     )
+
+
+FEEDBACK_COLUMNS = ("context", "action", "position", "reward", "propensity")
+
+
+def _positions(values: np.ndarray, source: str, column: str) -> tuple[np.ndarray, int]:
+    """0-based slots from a column of consecutive integer positions (0- or 1-based)."""
+    if values.dtype.kind not in "iu":
+        raise DataValidationError(f"{source}: column {column!r} (position) must hold integers, got dtype "
+                                  f"{values.dtype} ({describe_examples(values[:3])})")
+    levels, slot = np.unique(values, return_inverse=True)
+    if levels[-1] - levels[0] != len(levels) - 1:
+        raise DataValidationError(f"{source}: column {column!r} (position) must hold consecutive integers (0- or "
+                                  f"1-based slots); found {len(levels)} distinct values from {levels[0]} to "
+                                  f"{levels[-1]} ({describe_examples(levels, limit=6)})")
+    return slot.ravel().astype(np.int64), len(levels)
+
+
+def load_logged_feedback(path: str | Path, *, columns: Mapping[str, str], dataset: Any = None,
+                         users: IdMap | None = None, items: IdMap | None = None,
+                         context_features: Sequence[str] = (), nonnegative_reward: bool = False,
+                         delimiter: str | None = None) -> LoggedFeedback:
+    """Logged bandit feedback from a Parquet/CSV file with the user's own column names and ids.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.parquet``/``.pq`` or CSV (``.tsv``: tab separated).
+    columns : mapping
+        Canonical name -> the file's column: ``action`` (the item shown), ``reward`` and
+        ``propensity`` (the logging probability of the shown item at its position) are
+        required; ``context`` (the user or request id) and ``position`` are optional.
+    dataset : InteractionDataset, optional
+        Whose id maps translate the file's users (``context``) and items (``action``) to
+        codes; or give ``users``/``items`` directly. Without maps, ids are the codes.
+    users, items : IdMap, optional
+        ``items`` (or ``dataset``) is required: it fixes ``n_actions``.
+    context_features : sequence of str
+        Numeric columns that become ``LoggedFeedback.context`` features, in this order.
+    nonnegative_reward : bool, default False
+    delimiter : str, optional
+        CSV delimiter (default ``,``; ``\\t`` for ``.tsv``).
+
+    Returns
+    -------
+    LoggedFeedback
+        ``action`` and ``context_id`` in codes; positions renumbered ``0..L-1`` from the
+        file's consecutive integers (``1, 2, 3`` -> ``0, 1, 2``).
+
+    Raises
+    ------
+    ConfigError
+        Unknown canonical names, missing required mappings, a column mapped twice, no
+        id map for the items, a missing file.
+    DataValidationError
+        Unknown ids (file, column, count, examples of both sides); zero, NaN or > 1
+        propensities (file, column, counts); NaN rewards; non-consecutive positions;
+        NaN features; missing columns.
+    """
+    from .tables import read_table
+
+    unknown = set(columns) - set(FEEDBACK_COLUMNS)
+    if unknown:
+        raise ConfigError(f"feedback columns: unknown names {sorted(unknown)}; known: {', '.join(FEEDBACK_COLUMNS)}")
+    need = [c for c in ("action", "reward", "propensity") if c not in columns]
+    if need:
+        raise ConfigError(f"feedback columns: mappings for {need} are required (e.g. action: item_id)")
+    source_cols = list(columns.values()) + list(context_features)
+    if len(set(source_cols)) != len(source_cols):
+        raise ConfigError(f"feedback columns: each column may be mapped once, got {dict(columns)} and features "
+                          f"{list(context_features)}")
+    if dataset is not None:
+        users, items = id_maps(dataset)
+    if items is None:
+        raise ConfigError("feedback: the item id map is required (pass dataset= or items=): it fixes n_actions")
+    ids = [columns[c] for c in ("context", "action") if c in columns]
+    frame = read_table(path, delimiter=delimiter, columns=source_cols, id_columns=ids)
+    name = str(path)
+    if len(frame) == 0:
+        raise DataValidationError(f"{name}: is empty (0 rows)")
+    action = items.encode(frame[columns["action"]], source=name, column=columns["action"])
+    context_id = None
+    if "context" in columns:
+        if users is None:  # no user map: ids are non-negative integer codes of any range
+            raw = frame[columns["context"]].to_numpy()
+            if raw.dtype.kind not in "iu" or (raw < 0).any():
+                raise DataValidationError(f"{name}: column {columns['context']!r} (context) must hold non-negative "
+                                          f"integer ids without a user id map ({describe_examples(raw[:3])})")
+            context_id = raw.astype(np.int64)
+        else:
+            context_id = users.encode(frame[columns["context"]], source=name, column=columns["context"])
+    reward = frame[columns["reward"]].to_numpy()
+    if reward.dtype.kind not in "fiub":
+        raise DataValidationError(f"{name}: column {columns['reward']!r} (reward) must be numeric, got dtype "
+                                  f"{reward.dtype}")
+    bad = ~np.isfinite(reward.astype(np.float64))
+    if bad.any():
+        raise DataValidationError(f"{name}: column {columns['reward']!r} (reward) has {int(bad.sum())} NaN or "
+                                  f"infinite values of {len(reward)}")
+    pscore = check_propensity(frame[columns["propensity"]].to_numpy(), source=name, column=columns["propensity"])
+    position, len_list = None, 1
+    if "position" in columns:
+        position, len_list = _positions(frame[columns["position"]].to_numpy(), name, columns["position"])
+    context = None
+    if context_features:
+        feats = frame[list(context_features)]
+        non_numeric = [c for c in context_features if feats[c].to_numpy().dtype.kind not in "fiub"]
+        if non_numeric:
+            raise DataValidationError(f"{name}: context feature columns {non_numeric} are not numeric")
+        context = feats.to_numpy(dtype=np.float64)
+        bad_rows = ~np.isfinite(context).all(axis=1)
+        if bad_rows.any():
+            cols = [c for j, c in enumerate(context_features) if not np.isfinite(context[:, j]).all()]
+            raise DataValidationError(f"{name}: {int(bad_rows.sum())} rows have NaN or infinite context features "
+                                      f"(columns {cols})")
+    return LoggedFeedback(action=action, reward=reward, pscore=pscore, n_actions=items.n, context_id=context_id,
+                          context=context, position=position, len_list=len_list,
+                          nonnegative_reward=nonnegative_reward)

@@ -31,7 +31,7 @@ import pandas as pd
 from harness.errors import ConfigError, DataValidationError
 
 from .base import InteractionDataset
-from .interactions import build_dataset, split_categories
+from .build import build_dataset, split_categories
 
 FORMATS = {"100k": "100k", "1m": "dat", "10m": "dat", "dat": "dat", "20m": "csv", "25m": "csv",
            "latest": "csv", "csv": "csv"}

@@ -14,7 +14,7 @@ _LAZY = {
 }
 _LAZY.update({  # off-policy evaluation policies and the cross-fitted reward model
     "TopKPolicy": "policies", "EpsilonGreedyPolicy": "policies", "SoftmaxPolicy": "policies",
-    "ProbabilityTablePolicy": "policies", "fit_reward_model": "reward_model",
+    "ProbabilityTablePolicy": "policies", "PlackettLucePolicy": "policies", "fit_reward_model": "reward_model",
 })
 _LAZY["OracleClickModel"] = "oracle_clicks"  # true click probabilities of the synthetic world
 __all__ += list(_LAZY)

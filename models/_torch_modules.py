@@ -1,7 +1,10 @@
 """The ``nn.Module`` classes of the PyTorch baselines.
 
 Kept at module level (and apart from the adapters, which import torch lazily) so that
-``torch.save(module)`` checkpoints load again with ``TorchRetriever(checkpoint=...)``.
+checkpoints name them by ``package.module:ClassName`` and load again with
+``TorchRetriever(checkpoint=...)``. ``init_kwargs`` gives the constructor arguments that
+rebuild an empty module of the same shape for ``load_state_dict`` (see
+``harness.models.safe_load.save_module_checkpoint``).
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from torch import nn
 class MFModule(nn.Module):
     """``score(u, i) = <P_u, Q_i> + b_i``, exposed as embeddings ``[P_u, 1]`` and ``[Q_i, b_i]``."""
 
-    def __init__(self, n_users: int, n_items: int, dim: int, generator: torch.Generator) -> None:
+    def __init__(self, n_users: int, n_items: int, dim: int, generator: torch.Generator | None = None) -> None:
         super().__init__()
+        self.init_kwargs = {"n_users": n_users, "n_items": n_items, "dim": dim}
         self.user = nn.Parameter(0.1 * torch.randn(n_users, dim, generator=generator))
         self.item = nn.Parameter(0.1 * torch.randn(n_items, dim, generator=generator))
         self.item_bias = nn.Parameter(torch.zeros(n_items))
@@ -34,8 +38,11 @@ class TwoTowerModule(nn.Module):
     """
 
     def __init__(self, n_users: int, n_items: int, item_features: torch.Tensor, dim: int, hidden: int,
-                 generator: torch.Generator) -> None:
+                 generator: torch.Generator | None = None) -> None:
         super().__init__()
+        # the features are a buffer (in the state dict); zeros of their shape rebuild the module
+        self.init_kwargs = {"n_users": n_users, "n_items": n_items, "dim": dim, "hidden": hidden,
+                            "item_features": torch.zeros(tuple(item_features.shape))}
         self.user = nn.Parameter(0.1 * torch.randn(n_users, dim, generator=generator))
         self.item = nn.Parameter(0.1 * torch.randn(n_items, dim, generator=generator))
         self.register_buffer("item_features", item_features.float())
@@ -43,7 +50,7 @@ class TwoTowerModule(nn.Module):
         self.item_tower = self._tower(dim + item_features.shape[1], hidden, dim, generator)
 
     @staticmethod
-    def _tower(n_in: int, hidden: int, n_out: int, generator: torch.Generator) -> nn.Sequential:
+    def _tower(n_in: int, hidden: int, n_out: int, generator: torch.Generator | None) -> nn.Sequential:
         tower = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, n_out))
         for layer in (tower[0], tower[2]):
             bound = 1.0 / n_in ** 0.5 if layer is tower[0] else 1.0 / hidden ** 0.5

@@ -110,9 +110,11 @@ class TorchBaseline:
         return self._retriever.retrieve(query_ids, k)
 
     def save(self, path: Any) -> None:
-        """Save the trained module (``torch.save``) for ``TorchRetriever(checkpoint=path)``."""
-        import torch
+        """Save the trained module for ``TorchRetriever(checkpoint=path)``: its state dict,
+        class and constructor arguments, which load without unpickling code
+        (``harness.models.safe_load.save_module_checkpoint``)."""
+        from .safe_load import save_module_checkpoint
 
         if self.module is None:
             raise ConfigError(f"{type(self).__name__}: call fit() before save()")
-        torch.save(self.module, str(path))
+        save_module_checkpoint(self.module, path, module_kwargs=self.module.init_kwargs)

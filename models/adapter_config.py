@@ -9,7 +9,6 @@ on the dataset's training split, the set the LambdaMART baseline trains on) or
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,17 +42,17 @@ def candidate_scorer_params(params: dict[str, Any], dataset: Any, seed: int,
     return out
 
 
-def load_pickled_estimator(path: str | Path) -> Any:
-    """A fitted estimator saved with ``joblib.dump`` or ``pickle.dump`` (a trusted file)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sklearn: model file not found: {path}")
-    try:
-        import joblib
+def load_pickled_estimator(path: str | Path, *, trusted: bool = True) -> Any:
+    """A fitted estimator from a skops file, or a ``joblib.dump``/``pickle.dump`` file.
 
-        return joblib.load(path)
-    except (pickle.UnpicklingError, ValueError, EOFError, KeyError) as exc:
-        raise ConfigError(f"sklearn: cannot load {path}: {exc}") from exc
+    Kept for the engine's current ``sklearn`` factory, which has no ``trusted`` option
+    and so reads pickles as before (``trusted=True``); the engine should call
+    ``harness.models.safe_load.load_estimator(path, trusted=params.pop("trusted", False))``
+    instead, which refuses pickles unless the config trusts them.
+    """
+    from .safe_load import load_estimator
+
+    return load_estimator(path, trusted=trusted)
 
 
 def pipeline_stages(stages: Any, dataset: Any, seed: int, build_model: BuildModel) -> list[tuple[str, Any, int]]:

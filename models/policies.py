@@ -25,7 +25,7 @@ import numpy as np
 from harness.types import check_probabilities
 from harness.errors import AdapterError, DataValidationError
 
-__all__ = ["EpsilonGreedyPolicy", "ProbabilityTablePolicy", "SoftmaxPolicy", "TopKPolicy"]
+__all__ = ["EpsilonGreedyPolicy", "PlackettLucePolicy", "ProbabilityTablePolicy", "SoftmaxPolicy", "TopKPolicy"]
 
 Scores = Union[np.ndarray, Callable[[np.ndarray], np.ndarray]]
 QHat = Union[np.ndarray, Callable[[np.ndarray], np.ndarray]]
@@ -288,3 +288,105 @@ class ProbabilityTablePolicy(_BatchedPolicy):
 
     def distribution(self, contexts: np.ndarray) -> np.ndarray:
         return _rows(self.table, contexts, "table")
+
+
+@dataclass
+class PlackettLucePolicy:
+    """A stochastic top-k slate from a model's scores: position by position, the next item
+    is drawn from the items not yet placed with probability proportional to
+    ``exp(s_a / T)`` (the Plackett-Luce position model).
+
+    ``pi(a_k | x, a_1..a_{k-1}) = exp(s_{a_k} / T) / sum_{b not in a_1..a_{k-1}} exp(s_b / T)``
+
+    The slate estimators of ``harness.metrics.slate`` take, per logged slot, the cascade
+    propensity (product of the conditionals down to the slot: RIPS) and the joint one
+    (the whole slate: SIPS) -- ``slate_propensities``. With ``len_list=1`` this is
+    ``SoftmaxPolicy``. As ``T -> 0`` it becomes ``TopKPolicy``'s ranking.
+
+    Parameters
+    ----------
+    scores : ndarray (n_contexts, n_actions) or callable
+        A table indexed by context id, or ``scores(contexts) -> (batch, n_actions)``.
+    temperature : float, default 1.0
+    len_list : int, default 1
+        Slate length K <= n_actions.
+    batch_size : int
+
+    References
+    ----------
+    Plackett, "The analysis of permutations", JRSS C 1975; Luce, "Individual choice
+    behavior", 1959. McInerney et al., KDD 2020 (RIPS).
+    """
+
+    scores: Scores
+    temperature: float = 1.0
+    len_list: int = 1
+    batch_size: int = BATCH
+
+    def __post_init__(self) -> None:
+        _check_len_list(self.len_list)
+        if not self.temperature > 0:
+            raise DataValidationError(f"temperature must be > 0, got {self.temperature!r}")
+
+    def _logits(self, contexts: np.ndarray) -> np.ndarray:
+        s = _rows(self.scores, contexts, "scores")
+        if s.ndim != 2 or s.shape[1] < self.len_list or not np.isfinite(s).all():
+            raise AdapterError(f"scores: expected finite (batch, n_actions >= {self.len_list}), got {s.shape}")
+        return s / self.temperature
+
+    def _check_slates(self, slates: np.ndarray, n: int, n_actions: int) -> np.ndarray:
+        a = np.asarray(slates)
+        if a.shape != (n, self.len_list) or a.dtype.kind not in "iu":
+            raise DataValidationError(f"slates: expected integer actions of shape ({n}, {self.len_list}), got "
+                                      f"{a.shape} {a.dtype}")
+        if ((a < 0) | (a >= n_actions)).any():
+            raise DataValidationError(f"slates: actions outside [0, {n_actions - 1}]")
+        srt = np.sort(a, axis=1)
+        rep = (srt[:, 1:] == srt[:, :-1]).any(axis=1)
+        if rep.any():
+            raise DataValidationError(f"slates: {int(rep.sum())} slates repeat an action "
+                                      f"(e.g. row {int(np.argmax(rep))}); a ranking places each item once")
+        return a
+
+    def slot_conditionals(self, contexts: np.ndarray, slates: np.ndarray) -> np.ndarray:
+        """``pi(a_k | x, a_1..a_{k-1})`` of each slot of each logged slate, (n, K)."""
+        contexts = np.asarray(contexts)
+        n = len(contexts)
+        out = np.empty((n, self.len_list))
+        for start in range(0, n, self.batch_size):
+            sl = slice(start, min(n, start + self.batch_size))
+            z = self._logits(contexts[sl])
+            a = self._check_slates(np.asarray(slates)[sl], z.shape[0], z.shape[1])
+            rows = np.arange(len(a))[:, None]
+            placed = z[rows, a]                                       # (b, K) logits of the slate's items
+            z[rows, a] = -np.inf
+            top = z.max(axis=1)
+            finite = np.isfinite(top)                                 # K = n_actions leaves no other item
+            rest = np.full(len(a), -np.inf)
+            rest[finite] = top[finite] + np.log(np.exp(z[finite] - top[finite, None]).sum(axis=1))
+            # log of the weight still available at slot k: the rest plus the slate's items
+            # from k on, in log space (no underflow at low temperatures)
+            tail = np.logaddexp.accumulate(placed[:, ::-1], axis=1)[:, ::-1]
+            out[sl] = np.exp(placed - np.logaddexp(rest[:, None], tail))
+        return out
+
+    def slate_propensities(self, contexts: np.ndarray, slates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(cascade, joint)``, each (n, K): the product of the conditionals down to each
+        slot, and over the whole slate (constant along a row)."""
+        cascade = np.cumprod(self.slot_conditionals(contexts, slates), axis=1)
+        return cascade, np.repeat(cascade[:, -1:], self.len_list, axis=1)
+
+    def sample(self, contexts: np.ndarray, *, seed: int) -> np.ndarray:
+        """One slate per context, (n, K), drawn by the Gumbel-top-k trick (exactly
+        Plackett-Luce sampling without replacement)."""
+        rng = np.random.default_rng(seed)
+        contexts = np.asarray(contexts)
+        out = np.empty((len(contexts), self.len_list), dtype=np.int64)
+        for start in range(0, len(contexts), self.batch_size):
+            sl = slice(start, min(len(contexts), start + self.batch_size))
+            z = self._logits(contexts[sl])
+            g = z + rng.gumbel(size=z.shape)
+            top = np.argpartition(-g, self.len_list - 1, axis=1)[:, : self.len_list]
+            order = np.argsort(-np.take_along_axis(g, top, axis=1), axis=1, kind="stable")
+            out[sl] = np.take_along_axis(top, order, axis=1)
+        return out

@@ -1,86 +1,41 @@
-"""Predictions computed elsewhere (a Spark job, a service) read from Parquet or CSV.
+"""Predictions computed elsewhere (a Spark job, a service, a TREC run) read from a file.
 
-The file has one row per (query, item): ``query_id``, ``item_id``, ``score`` and
-optionally ``rank`` (1 = best). It serves as a retriever (each query's rows, best
-first) and as a ranker (the stored score of each candidate).
+The file has one row per (query, item), in the data set's own ids (integer or string):
+``query_id``, ``item_id`` and ``score`` and/or ``p``, optionally ``rank`` (1 = best); or
+it is a TREC run (``qid Q0 docid rank score tag``). See
+``harness.datasets.predictions.read_predictions`` for the formats and checks. With
+``score`` it serves as a retriever (each query's rows, best first) and as a ranker (the
+stored score of each candidate); with ``p`` it is also a ``PointwiseModel`` whose
+``predict_proba`` returns the stored probability of each (query, item) pair
+(``load_precomputed`` returns a ``PrecomputedProba`` then).
+
+Ids are mapped through the data set's id maps (``dataset.user_ids``,
+``dataset.item_ids``); a data set without maps (synthetic) uses its codes ``0..n-1`` as
+ids. Messages name queries and items by the user's own ids.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from harness.types import PAD_ITEM, PAD_SCORE, Ranking
-from harness.errors import AdapterError, ConfigError, DataValidationError, describe_examples
+from harness.types import PAD_ITEM, PAD_SCORE, Ranking, check_probabilities
+from harness.datasets.ids import IdMap, id_maps
+from harness.datasets.predictions import read_predictions
+from harness.errors import AdapterError, ConfigError, describe_examples
 
 from ._candidates import candidate_pairs, check_candidates, rerank
 
+__all__ = ["Precomputed", "PrecomputedProba", "load_precomputed", "read_predictions"]
 
-def read_predictions(source: str | Path | pd.DataFrame) -> pd.DataFrame:
-    """Read a ``.parquet``/``.pq`` or ``.csv`` file (or take a DataFrame) and validate it."""
-    if isinstance(source, pd.DataFrame):
-        df, name = source, "predictions"
-    else:
-        path = Path(source)
-        name = str(path)
-        if not path.is_file():
-            raise ConfigError(f"precomputed: file not found: {path}")
-        suffix = path.suffix.lower()
-        if suffix in (".parquet", ".pq"):
-            df = pd.read_parquet(path)
-        elif suffix == ".csv":
-            df = pd.read_csv(path)
-        else:
-            raise ConfigError(f"precomputed: {path} must end in .parquet, .pq or .csv, not {suffix!r}")
-    missing = [c for c in ("query_id", "item_id", "score") if c not in df.columns]
-    if missing:
-        raise DataValidationError(f"{name}: missing column(s) {missing}; has {list(df.columns)}")
-    if len(df) == 0:
-        raise DataValidationError(f"{name}: is empty (0 rows)")
-    for col in ("query_id", "item_id") + (("rank",) if "rank" in df.columns else ()):
-        values = df[col].to_numpy()
-        if not np.issubdtype(values.dtype, np.integer):
-            raise DataValidationError(f"{name}: column {col!r} must hold integers, got dtype {values.dtype} "
-                                      f"({describe_examples(values[:3])})")
-    if (df["item_id"].to_numpy() < 0).any():
-        bad = df["item_id"].to_numpy() < 0
-        raise DataValidationError(f"{name}: {int(bad.sum())} negative item ids ({describe_examples(df['item_id'][bad])})")
-    scores = df["score"].to_numpy()
-    if not np.issubdtype(scores.dtype, np.number):
-        raise DataValidationError(f"{name}: column 'score' must be numeric, got dtype {scores.dtype}")
-    bad = ~np.isfinite(scores.astype(np.float64))
-    if bad.any():
-        raise DataValidationError(f"{name}: column 'score' has {int(bad.sum())} NaN or infinite values "
-                                  f"({describe_examples(df['query_id'].to_numpy()[bad])} as query ids)")
-    dup = df.duplicated(["query_id", "item_id"])
-    if dup.any():
-        raise DataValidationError(f"{name}: {int(dup.sum())} duplicate (query_id, item_id) rows "
-                                  f"({describe_examples(df['query_id'][dup])} as query ids)")
-    if "rank" in df.columns:
-        _check_ranks(df, name)
-    return df
+Format = Literal["auto", "table", "trec"]
 
 
-def _check_ranks(df: pd.DataFrame, name: str) -> None:
-    """Ranks start at 1, are unique per query, and agree with the harness order of scores."""
-    rank = df["rank"].to_numpy()
-    if (rank < 1).any():
-        raise DataValidationError(f"{name}: column 'rank' must be >= 1 ({describe_examples(rank[rank < 1])})")
-    if df.duplicated(["query_id", "rank"]).any():
-        raise DataValidationError(f"{name}: column 'rank' repeats within a query "
-                                  f"({describe_examples(df['query_id'][df.duplicated(['query_id', 'rank'])])})")
-    q, s, i = df["query_id"].to_numpy(), df["score"].to_numpy(np.float64), df["item_id"].to_numpy()
-    by_rank = np.lexsort((rank, q))
-    by_score = np.lexsort((i, -s, q))
-    if not np.array_equal(by_rank, by_score):
-        # metrics order by (score desc, item id asc); a rank column saying otherwise cannot be honoured
-        bad = np.unique(q[by_rank[by_rank != by_score]])
-        raise DataValidationError(f"{name}: column 'rank' disagrees with the order of 'score' (desc, ties by "
-                                  f"item id asc) in {len(bad)} queries ({describe_examples(bad)}); fix the "
-                                  "scores or drop the rank column")
+def _maps(dataset: Any) -> tuple[IdMap | None, IdMap | None]:
+    return id_maps(dataset) if dataset is not None else (None, None)
 
 
 class Precomputed:
@@ -89,54 +44,89 @@ class Precomputed:
     Parameters
     ----------
     source : str, Path or DataFrame
-        Parquet/CSV file (or frame) with ``query_id``, ``item_id``, ``score`` [, ``rank``].
+        Parquet/CSV table (or frame) with ``query_id``, ``item_id``, ``score`` and/or
+        ``p`` [, ``rank``], or a TREC run file.
+    dataset : InteractionDataset, optional
+        Whose id maps translate the file's ids into codes (``n_users``, ``n_items``,
+        ``user_ids``, ``item_ids``); None: the file holds codes.
     missing : {"error", "empty"}, default "error"
         A query asked for that the file does not hold: an ``AdapterError``, or an empty
         ranking (it then scores 0 on every metric). In ``rank``, a candidate pair
         without a stored score is an error, or is dropped from the list with "empty".
     name : str, optional
+    format : {"auto", "table", "trec"}, default "auto"
+        By the file's suffix (``.trec``, ``.run``, ``.txt``: TREC run).
     """
 
-    def __init__(self, source: str | Path | pd.DataFrame, *, missing: Literal["error", "empty"] = "error",
-                 name: str | None = None) -> None:
+    def __init__(self, source: str | Path | pd.DataFrame, *, dataset: Any = None,
+                 missing: Literal["error", "empty"] = "error", name: str | None = None,
+                 format: Format = "auto") -> None:
         if missing not in ("error", "empty"):
             raise ConfigError(f"precomputed: missing must be 'error' or 'empty', got {missing!r}")
-        df = read_predictions(source)
+        users, items = _maps(dataset)
+        self._setup(read_predictions(source, users=users, items=items, fmt=format), source, missing, name,
+                    users, items)
+
+    def _setup(self, df: pd.DataFrame, source: Any, missing: str, name: str | None,
+               users: IdMap | None, items: IdMap | None) -> None:
         self.missing = missing
         self.name = name or (f"Precomputed({source})" if not isinstance(source, pd.DataFrame) else "Precomputed")
-        q = df["query_id"].to_numpy().astype(np.int64)
-        items = df["item_id"].to_numpy().astype(np.int64)
-        scores = df["score"].to_numpy().astype(np.float64)
-        order = np.lexsort((items, -scores, q))
-        q, items, scores = q[order], items[order], scores[order]
+        self._user_map, self._item_map = users, items
+        self.has_scores = "score" in df.columns
+        q = df["query_id"].to_numpy()
+        items_ = df["item_id"].to_numpy()
+        scores = df["score"].to_numpy() if self.has_scores else df["p"].to_numpy()
+        order = np.lexsort((items_, -scores, q))
+        q, items_ = q[order], items_[order]
         self.queries, starts, counts = np.unique(q, return_index=True, return_counts=True)
         width = int(counts.max())
         col = np.arange(len(q)) - np.repeat(starts, counts)
         row = np.repeat(np.arange(len(self.queries)), counts)
         self._items = np.full((len(self.queries), width), PAD_ITEM, dtype=np.int64)
-        self._scores = np.full((len(self.queries), width), PAD_SCORE)
-        self._items[row, col] = items
-        self._scores[row, col] = scores
-        # (query row, item) keys sorted, for score lookups of candidate pairs
-        self._n_key = int(items.max()) + 1
-        self._keys = row * self._n_key + items
-        key_order = np.argsort(self._keys)
-        self._keys, self._key_scores = self._keys[key_order], scores[key_order]
+        self._items[row, col] = items_
+        self._scores = None
+        if self.has_scores:
+            self._scores = np.full((len(self.queries), width), PAD_SCORE)
+            self._scores[row, col] = scores[order]
+        # (query row, item) keys sorted, for lookups of candidate / labelled pairs
+        self._n_key = int(items_.max()) + 1
+        keys = row * self._n_key + items_
+        key_order = np.argsort(keys)
+        self._keys = keys[key_order]
+        self._key_values = {c: df[c].to_numpy()[order][key_order] for c in ("score", "p") if c in df.columns}
+
+    def _decode_queries(self, codes: np.ndarray) -> np.ndarray:
+        return codes if self._user_map is None else self._user_map.decode(codes)
 
     def _rows(self, query_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         pos = np.minimum(np.searchsorted(self.queries, query_ids), len(self.queries) - 1)
         found = self.queries[pos] == query_ids
         if self.missing == "error" and not found.all():
             raise AdapterError(f"{self.name}: {int((~found).sum())} of {len(query_ids)} queries have no stored "
-                               f"predictions ({describe_examples(query_ids[~found])}); use missing='empty' "
-                               "to score them as empty rankings")
+                               f"predictions ({describe_examples(self._decode_queries(query_ids[~found]))}); use "
+                               "missing='empty' to score them as empty rankings")
         return pos, found
+
+    def _lookup(self, query_ids: np.ndarray, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(key position, found)`` of (query, item) code pairs."""
+        pos = np.minimum(np.searchsorted(self.queries, query_ids), len(self.queries) - 1)
+        qfound = self.queries[pos] == query_ids
+        keys = pos * self._n_key + item_ids
+        kpos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+        found = qfound & (item_ids >= 0) & (item_ids < self._n_key) & (self._keys[kpos] == keys)
+        return kpos, found
+
+    def _need_scores(self) -> None:
+        if not self.has_scores:
+            raise AdapterError(f"{self.name}: the file has a 'p' column but no 'score' column; rankings need "
+                               "scores (add score, or use this model for calibration only)")
 
     def fit(self, train: pd.DataFrame, *, n_users: int, n_items: int) -> "Precomputed":
         """Nothing to learn; ids beyond the catalogue are reported by the runner."""
         return self
 
     def retrieve(self, query_ids: np.ndarray, k: int) -> Ranking:
+        self._need_scores()
         query_ids = np.asarray(query_ids, dtype=np.int64)
         pos, found = self._rows(query_ids)
         items = np.where(found[:, None], self._items[pos, :k], PAD_ITEM)
@@ -148,14 +138,51 @@ class Precomputed:
         return Ranking(query_ids, items, scores)
 
     def rank(self, candidates: Ranking, k: int) -> Ranking:
+        self._need_scores()
         check_candidates(candidates, k, source=self.name)
         rows, cols, pairs = candidate_pairs(candidates)
-        qpos, qfound = self._rows(pairs["query_id"].to_numpy().astype(np.int64))
-        item = pairs["item_id"].to_numpy()
-        keys = qpos * self._n_key + item
-        kpos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
-        found = qfound & (item < self._n_key) & (self._keys[kpos] == keys)
+        query_ids = pairs["query_id"].to_numpy().astype(np.int64)
+        self._rows(query_ids)
+        kpos, found = self._lookup(query_ids, pairs["item_id"].to_numpy())
         if not found.all() and self.missing == "error":
             raise AdapterError(f"{self.name}: {int((~found).sum())} candidate pairs have no stored score "
-                               f"({describe_examples(pairs['query_id'].to_numpy()[~found])} as query ids)")
-        return rerank(candidates, rows[found], cols[found], self._key_scores[kpos[found]], k)
+                               f"({describe_examples(self._decode_queries(query_ids[~found]))} as query ids)")
+        return rerank(candidates, rows[found], cols[found], self._key_values["score"][kpos[found]], k)
+
+
+class PrecomputedProba(Precomputed):
+    """``Precomputed`` whose file has a ``p`` column: also a ``PointwiseModel``."""
+
+    def predict_proba(self, pairs: pd.DataFrame) -> np.ndarray:
+        """The stored ``p`` of each (``query_id``, ``item_id``) row of ``pairs`` (codes).
+
+        A pair without a stored ``p`` is an ``AdapterError`` naming how many and which
+        (in the user's ids), whatever ``missing`` says: calibration is never computed on
+        made-up probabilities.
+        """
+        q = pairs["query_id"].to_numpy().astype(np.int64)
+        i = pairs["item_id"].to_numpy().astype(np.int64)
+        kpos, found = self._lookup(q, i)
+        if not found.all():
+            bad_q = self._decode_queries(q[~found])
+            bad_i = i[~found] if self._item_map is None else self._item_map.decode(i[~found])
+            examples = ", ".join(f"({a!r}, {b!r})" for a, b in zip(bad_q[:3].tolist(), bad_i[:3].tolist()))
+            raise AdapterError(f"{self.name}: {int((~found).sum())} of {len(q)} (query, item) pairs have no "
+                               f"stored p (e.g. {examples})")
+        return check_probabilities(self._key_values["p"][kpos], len(q), source=self.name)
+
+
+def load_precomputed(source: str | Path | pd.DataFrame, *, dataset: Any = None,
+                     missing: Literal["error", "empty"] = "error", name: str | None = None,
+                     format: Format = "auto") -> Precomputed:
+    """A ``PrecomputedProba`` when the predictions have a ``p`` column, else a
+    ``Precomputed`` (which the calibration family then skips, as it has no
+    ``predict_proba``). Parameters as ``Precomputed``."""
+    if missing not in ("error", "empty"):
+        raise ConfigError(f"precomputed: missing must be 'error' or 'empty', got {missing!r}")
+    users, items = _maps(dataset)
+    df = read_predictions(source, users=users, items=items, fmt=format)
+    cls = PrecomputedProba if "p" in df.columns else Precomputed
+    model = cls.__new__(cls)
+    model._setup(df, source, missing, name, users, items)
+    return model

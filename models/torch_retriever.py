@@ -21,6 +21,7 @@ from harness.types import PAD_ITEM, PAD_SCORE, Ranking
 from harness.errors import AdapterError, ConfigError, describe_examples
 
 from ._scoring import seen_matrix
+from .safe_load import load_torch_module
 
 DEFAULT_MEMORY_BUDGET_MB = 256
 # bytes per cell of a score block: the float32 score, and as much again of slack for
@@ -74,38 +75,6 @@ def topk_block(scores: Any, k: int) -> tuple[Any, Any]:
     return values.gather(1, by_val), cols.gather(1, by_val)
 
 
-def _load_module(checkpoint: str | Path) -> Any:
-    """A TorchScript archive, or a whole pickled module saved with ``torch.save(module)``."""
-    import torch
-
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise ConfigError(f"torch_retriever: checkpoint not found: {path}")
-    if _is_torchscript(path):
-        try:
-            return torch.jit.load(str(path), map_location="cpu")
-        except RuntimeError as exc:
-            raise ConfigError(f"torch_retriever: cannot load TorchScript checkpoint {path}: {exc}") from exc
-    try:  # a pickled module: a trusted file only, unpickling runs code
-        module = torch.load(str(path), map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ConfigError(f"torch_retriever: cannot load checkpoint {path}: {exc}") from exc
-    if not isinstance(module, torch.nn.Module):
-        raise ConfigError(f"torch_retriever: checkpoint {path} holds a {type(module).__name__}, "
-                          "not an nn.Module (save the module itself, or a TorchScript archive)")
-    return module
-
-
-def _is_torchscript(path: Path) -> bool:
-    """TorchScript archives are zip files with a ``code/`` folder; ``torch.save`` zips have none."""
-    import zipfile
-
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any("/code/" in name for name in archive.namelist())
-
-
 class TorchRetriever:
     """Exact top-k retriever over the embeddings of an ``nn.Module``.
 
@@ -115,7 +84,15 @@ class TorchRetriever:
         Has a method returning query embeddings for a LongTensor of query ids and one
         returning item embeddings for a LongTensor of item ids (``(n, d)`` each).
     checkpoint : str or Path, optional
-        Instead of ``module``: a TorchScript archive or a ``torch.save``-d module.
+        Instead of ``module``: a TorchScript archive, a state dict (with
+        ``module_class``), a harness checkpoint (``BPRMF.save``), or -- with ``trusted`` --
+        a module saved whole with ``torch.save(module)`` (see ``harness.models.safe_load``).
+    trusted : bool, default False
+        Allow a checkpoint that is a pickled module (loading it runs code from the file).
+    module_class : str, optional
+        ``"package.module:ClassName"`` of the ``nn.Module`` a state-dict checkpoint fills.
+    module_kwargs : dict, optional
+        Its constructor arguments.
     query_method, item_method : str
         Names of those two methods.
     exclude_seen : bool, default True
@@ -137,10 +114,12 @@ class TorchRetriever:
     def __init__(self, module: Any = None, *, checkpoint: str | Path | None = None,
                  query_method: str = "query_embeddings", item_method: str = "item_embeddings",
                  exclude_seen: bool = True, memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
-                 device: str = "cpu", name: str | None = None) -> None:
+                 device: str = "cpu", name: str | None = None, trusted: bool = False,
+                 module_class: str | None = None, module_kwargs: dict[str, Any] | None = None) -> None:
         if (module is None) == (checkpoint is None):
             raise ConfigError("torch_retriever: give exactly one of module and checkpoint")
-        self.module = module if module is not None else _load_module(checkpoint)  # type: ignore[arg-type]
+        self.module = module if module is not None else load_torch_module(
+            checkpoint, trusted=trusted, module_class=module_class, module_kwargs=module_kwargs)  # type: ignore[arg-type]
         for method in (query_method, item_method):
             if not callable(getattr(self.module, method, None)):
                 raise ConfigError(f"torch_retriever: the module ({type(self.module).__name__}) has no "

@@ -27,15 +27,9 @@ def load_booster(model: Any) -> Any:
     import xgboost as xgb
 
     if isinstance(model, (str, Path)):
-        path = Path(model)
-        if not path.is_file():
-            raise ConfigError(f"xgboost_ranker: model file not found: {path}")
-        booster = xgb.Booster()
-        try:
-            booster.load_model(str(path))
-        except xgb.core.XGBoostError as exc:
-            raise ConfigError(f"xgboost_ranker: cannot load {path}: {exc}") from exc
-        return booster
+        from .safe_load import load_xgboost_booster
+
+        return load_xgboost_booster(model)
     if isinstance(model, xgb.XGBModel):
         return model.get_booster()
     if isinstance(model, xgb.Booster):

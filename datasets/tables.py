@@ -1,0 +1,78 @@
+"""Reading Parquet and CSV tables through pyarrow, with id columns kept as text unless
+every value is a canonical integer (so ``"007"`` never becomes ``7``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import pandas as pd
+
+from harness.errors import ConfigError, DataValidationError
+
+__all__ = ["read_table"]
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def _column_names(path: Path, delimiter: str) -> list[str]:
+    """Column names of a Parquet file (its schema) or a CSV file (its header)."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return list(pq.read_schema(path).names)
+    with pacsv.open_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter)) as reader:
+        return list(reader.schema.names)
+
+
+def _canonical_int_ids(table: "pa.Table", names: Sequence[str]) -> "pa.Table":
+    """CSV id columns are read as text, so that ``007`` and ``7`` stay two ids; a column whose
+    every value is a canonical integer (no sign or leading zeros to lose) becomes int64."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for name in names:
+        col = table[name]
+        if col.null_count == 0 and len(col) and \
+                pc.all(pc.match_substring_regex(col, r"^-?(0|[1-9][0-9]{0,17})$")).as_py():
+            table = table.set_column(table.schema.get_field_index(name), name, pc.cast(col, pa.int64()))
+    return table
+
+
+def read_table(path: str | Path, *, delimiter: str | None = None, columns: Sequence[str] | None = None,
+               id_columns: Sequence[str] = (), encoding: str = "utf8") -> pd.DataFrame:
+    """Read a Parquet or CSV file (by suffix) through pyarrow.
+
+    Only ``columns`` are read when given (a missing one is a ``DataValidationError`` that
+    lists the file's columns); ``id_columns`` of a CSV file keep their text unless every
+    value is a canonical integer. A missing file is a ``ConfigError``.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"data file not found: {path}")
+    is_parquet = path.suffix.lower() in (".parquet", ".pq")
+    delim = delimiter or ("\t" if path.suffix.lower() in (".tsv", ".tab") else ",")
+    try:
+        if columns is not None:
+            names = _column_names(path, delim)
+            missing = [c for c in columns if c not in names]
+            if missing:
+                raise DataValidationError(f"{path}: columns {missing} not found (columns: {names})")
+        if is_parquet:
+            table = pq.read_table(path, columns=list(columns) if columns is not None else None)
+        else:
+            table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(encoding=encoding),
+                                   parse_options=pacsv.ParseOptions(delimiter=delim),
+                                   convert_options=pacsv.ConvertOptions(
+                                       include_columns=list(columns) if columns is not None else None,
+                                       column_types={c: pa.string() for c in id_columns}))
+            table = _canonical_int_ids(table, id_columns)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise DataValidationError(f"{path}: cannot be read as a table: {exc}") from None
+    return table.to_pandas()

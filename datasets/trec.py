@@ -1,0 +1,173 @@
+"""TREC run and qrels files, as trec_eval, pytrec_eval and ranx users already have them.
+
+=========  ===============================  ==========================================
+file       line (whitespace separated)      DataFrame columns
+=========  ===============================  ==========================================
+run        ``qid Q0 docid rank score tag``  ``query_id, item_id, score, rank, tag``
+qrels      ``qid iter docid rel``           ``query_id, item_id, relevance``
+=========  ===============================  ==========================================
+
+Ids keep their text unless every id of the column is a canonical integer (``42``; not
+``042``), as in ``harness.datasets.tables.read_table``; they are the user's own ids, to be
+mapped to codes with ``harness.datasets.ids.IdMap``. As in trec_eval, the ``Q0`` and
+``iter`` fields are not used; a run's order comes from its scores (the ``rank`` field is
+kept for reference: ``harness.models.precomputed`` checks it only for table files).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import ConfigError, DataValidationError, describe_examples
+
+__all__ = ["read_trec_qrels", "read_trec_run", "write_trec_run"]
+
+RUN_FIELDS = ("query_id", "q0", "item_id", "rank", "score", "tag")
+QRELS_FIELDS = ("query_id", "iteration", "item_id", "relevance")
+_CANONICAL_INT = r"^-?(0|[1-9][0-9]{0,17})$"
+
+
+def _read_fields(path: str | Path, fields: tuple[str, ...], what: str) -> tuple[pd.DataFrame, str]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"TREC {what} file not found: {path}")
+    try:
+        frame = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, engine="c", skip_blank_lines=True,
+                            keep_default_na=False, na_filter=False, index_col=False)
+    except pd.errors.EmptyDataError:
+        raise DataValidationError(f"{path}: TREC {what} file is empty (0 lines)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataValidationError(f"{path}: not a TREC {what} file ({' '.join(fields)} per line): {exc}") from None
+    if len(frame) == 0:
+        raise DataValidationError(f"{path}: TREC {what} file is empty (0 lines)")
+    if frame.shape[1] != len(fields):
+        raise DataValidationError(f"{path}: not a TREC {what} file: lines have {frame.shape[1]} fields, expected "
+                                  f"{len(fields)} ({' '.join(fields)})")
+    frame.columns = list(fields)
+    short = (frame[fields[-1]] == "").to_numpy()
+    if short.any():
+        raise DataValidationError(f"{path}: {int(short.sum())} lines have fewer than {len(fields)} fields "
+                                  f"({' '.join(fields)}), e.g. line {int(np.argmax(short)) + 1} (blank lines "
+                                  "not counted)")
+    return frame, str(path)
+
+
+def _ids(values: pd.Series) -> pd.Series:
+    """Canonical-integer id columns become int64, others stay text."""
+    if values.str.match(_CANONICAL_INT).all():
+        return values.astype(np.int64)
+    return values.astype(object)
+
+
+def _numbers(values: pd.Series, name: str, column: str, *, integer: bool) -> np.ndarray:
+    parsed = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(parsed)
+    if integer:
+        bad |= ~bad & (parsed != np.round(parsed))
+    if bad.any():
+        kind = "integers" if integer else "finite numbers"
+        raise DataValidationError(f"{name}: field {column!r} must hold {kind}; {int(bad.sum())} of {len(values)} "
+                                  f"lines do not ({describe_examples(values.to_numpy()[bad])})")
+    return parsed.astype(np.int64) if integer else parsed
+
+
+def _check_duplicates(frame: pd.DataFrame, name: str) -> None:
+    dup = frame.duplicated(["query_id", "item_id"]).to_numpy()
+    if dup.any():
+        raise DataValidationError(f"{name}: {int(dup.sum())} duplicate (query, doc) lines "
+                                  f"({describe_examples(frame['query_id'].to_numpy()[dup])} as query ids)")
+
+
+def read_trec_run(path: str | Path) -> pd.DataFrame:
+    """Read a TREC run file.
+
+    Parameters
+    ----------
+    path : str or Path
+        Lines ``qid Q0 docid rank score tag``.
+
+    Returns
+    -------
+    DataFrame
+        ``query_id``, ``item_id`` (the file's ids: int64 when every id is a canonical
+        integer, else str), ``score`` (float64), ``rank`` (int64), ``tag`` (str).
+
+    Raises
+    ------
+    ConfigError
+        The file does not exist.
+    DataValidationError
+        Empty file, lines with another number of fields, non-numeric scores or ranks,
+        duplicate (query, doc) lines.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "run.txt"
+    >>> _ = f.write_text("u1 Q0 m7 1 2.5 bm25\\nu1 Q0 m9 2 1.0 bm25\\n")
+    >>> read_trec_run(f)[["query_id", "item_id", "score"]].to_dict("list")
+    {'query_id': ['u1', 'u1'], 'item_id': ['m7', 'm9'], 'score': [2.5, 1.0]}
+    """
+    frame, name = _read_fields(path, RUN_FIELDS, "run")
+    out = pd.DataFrame({"query_id": _ids(frame["query_id"]), "item_id": _ids(frame["item_id"]),
+                        "score": _numbers(frame["score"], name, "score", integer=False),
+                        "rank": _numbers(frame["rank"], name, "rank", integer=True),
+                        "tag": frame["tag"].astype(object)})
+    _check_duplicates(out, name)
+    return out
+
+
+def read_trec_qrels(path: str | Path) -> pd.DataFrame:
+    """Read a TREC qrels file.
+
+    Parameters
+    ----------
+    path : str or Path
+        Lines ``qid iter docid rel`` (``iter`` is not used, as in trec_eval).
+
+    Returns
+    -------
+    DataFrame
+        ``query_id``, ``item_id`` (as in ``read_trec_run``), ``relevance`` (int64 >= 0).
+
+    Raises
+    ------
+    ConfigError
+        The file does not exist.
+    DataValidationError
+        Empty file, lines with another number of fields, relevance that is not an
+        integer >= 0 (trec_eval reads a negative grade as not relevant; write 0), duplicate
+        (query, doc) lines.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "qrels.txt"
+    >>> _ = f.write_text("1 0 10 2\\n1 0 11 0\\n")
+    >>> read_trec_qrels(f).to_dict("list")
+    {'query_id': [1, 1], 'item_id': [10, 11], 'relevance': [2, 0]}
+    """
+    frame, name = _read_fields(path, QRELS_FIELDS, "qrels")
+    rel = _numbers(frame["relevance"], name, "relevance", integer=True)
+    if (rel < 0).any():
+        raise DataValidationError(f"{name}: field 'relevance' has {int((rel < 0).sum())} negative grades "
+                                  f"({describe_examples(rel[rel < 0])}); trec_eval reads them as not relevant: "
+                                  "write 0")
+    out = pd.DataFrame({"query_id": _ids(frame["query_id"]), "item_id": _ids(frame["item_id"]), "relevance": rel})
+    _check_duplicates(out, name)
+    return out
+
+
+def write_trec_run(run: pd.DataFrame, path: str | Path, *, tag: str = "harness") -> Path:
+    """Write ``query_id, item_id, score`` rows as a TREC run (ranks by score descending,
+    ties by item id ascending within each query)."""
+    ordered = run.sort_values(["query_id", "score", "item_id"], ascending=[True, False, True], kind="stable")
+    rank = ordered.groupby("query_id", sort=False).cumcount() + 1
+    lines = (ordered["query_id"].astype(str) + " Q0 " + ordered["item_id"].astype(str) + " " + rank.astype(str)
+             + " " + ordered["score"].map(repr) + f" {tag}")
+    path = Path(path)
+    path.write_text("\n".join(lines) + "\n")
+    return path
