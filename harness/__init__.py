@@ -1,28 +1,57 @@
 """recsys-harness: evaluation harness for recommender and ranking systems.
 
-Kept light on purpose: importing ``harness`` (or ``harness.metrics``) must not import
-torch, xgboost or mlflow. Heavy parts load lazily where they are used.
+The public API. Everything importable from ``harness`` itself (and from
+``harness.metrics``, ``harness.models`` and ``harness.datasets``) is supported; other
+modules are internal and may move. Importing ``harness`` stays light: names load on
+first use, and torch, xgboost and mlflow only where a model or the tracker needs them.
+
+>>> import harness
+>>> "run" in harness.__all__ and "decide" in harness.__all__
+True
 """
 
 from __future__ import annotations
 
-from harness.errors import (
-    AdapterError,
-    ConfigError,
-    DataValidationError,
-    HarnessError,
-    ResultsError,
-    TrackingError,
-)
+import importlib
+from typing import Any
 
+from harness.errors import AdapterError, ConfigError, DataValidationError, HarnessError, ResultsError, TrackingError
 from harness.version import __version__
 
-__all__ = [
-    "AdapterError",
-    "ConfigError",
-    "DataValidationError",
-    "HarnessError",
-    "ResultsError",
-    "TrackingError",
-    "__version__",
-]
+# public name -> the module that defines it (loaded on first access)
+_EXPORTS = {
+    # the spec: configs and gate criteria
+    "EvalConfig": "harness.spec.config", "GateCriterion": "harness.spec.config", "FamilySpec": "harness.spec.config",
+    "parse_config": "harness.spec.config",
+    "load_config": "harness.apps.validate", "validate": "harness.apps.validate",
+    # running an evaluation
+    "run": "harness.apps.run", "RunOutcome": "harness.apps.run", "compare_runs": "harness.apps.compare",
+    # paired comparison and the gate
+    "compare_models": "harness.inference.paired", "MetricComparison": "harness.inference.paired",
+    "decide": "harness.inference.gate", "Verdict": "harness.inference.gate",
+    "CriterionResult": "harness.inference.gate", "PASS": "harness.inference.gate", "FAIL": "harness.inference.gate",
+    "INCONCLUSIVE": "harness.inference.gate", "NO_GATE": "harness.inference.gate",
+    # results
+    "EvalResult": "harness.results.folder", "read_results_folder": "harness.results.folder",
+    # what models implement and families produce
+    "Ranking": "harness.types", "Retriever": "harness.types", "Ranker": "harness.types",
+    "PointwiseModel": "harness.types", "Policy": "harness.types", "Dataset": "harness.types",
+    "Family": "harness.evaluate.family", "FamilyResult": "harness.evaluate.family",
+    "ModelOutput": "harness.evaluate.family", "MetricValue": "harness.evaluate.family",
+    "register_family": "harness.evaluate.registry",
+}
+
+__all__ = sorted([*_EXPORTS, "AdapterError", "ConfigError", "DataValidationError", "HarnessError", "ResultsError",
+                  "TrackingError", "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -12,11 +12,14 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from harness.spec.config import parse_config
-from harness.errors import AdapterError
+from typer.testing import CliRunner
+
+from harness.apps.cli import app
+from harness.errors import AdapterError, ConfigError, DataValidationError
 from harness.metrics import evaluate_ranking
 from harness.models.features import interaction_features
 from harness.apps.run import load_dataset, run
-from tests.conftest import small_config
+from tests.conftest import small_config, write_config
 
 
 def metrics_of(outcome, model: str) -> dict[str, float]:
@@ -49,7 +52,8 @@ def test_sklearn_pickle_with_candidates_from_config(tmp_path: Path) -> None:
     y = ds.truth["true_relevance"][pairs.query_id, pairs.item_id] > 0
     joblib.dump(LogisticRegression().fit(fb.matrix(pairs), y), tmp_path / "clf.joblib")
     cfg["models"]["candidate"] = {"kind": "sklearn", "params": {
-        "path": str(tmp_path / "clf.joblib"), "candidates": {"kind": "item_knn"}, "n_candidates": 100}}
+        "path": str(tmp_path / "clf.joblib"), "trusted": True, "candidates": {"kind": "item_knn"},
+        "n_candidates": 100}}
     outcome = run(parse_config(cfg), progress=False)
     got, pop = metrics_of(outcome, "candidate"), metrics_of(outcome, "popularity")
     assert got["ndcg@10"] > pop["ndcg@10"]
@@ -61,6 +65,40 @@ def test_bad_precomputed_ids_fail_the_run_with_the_model_named(tmp_path: Path) -
     pd.DataFrame({"query_id": np.arange(300), "item_id": np.full(300, 999), "score": np.ones(300)}).to_csv(
         tmp_path / "p.csv", index=False)
     cfg["models"]["candidate"] = {"kind": "precomputed", "params": {"path": str(tmp_path / "p.csv")}}
-    with pytest.raises(AdapterError, match=r"model 'candidate' returned \d+ item ids the dataset does not know "
-                                           r"\(n_items=200; e\.g\. 999\)"):
+    with pytest.raises(DataValidationError, match=r"p\.csv: column 'item_id': 300 of 300 rows \(1 distinct ids\) "
+                                                  r"name items the data set does not know \(e\.g\. 999\); the data "
+                                                  r"set's 200 item ids are its own ids, e\.g\. 0, 1, 2"):
+        run(parse_config(cfg), progress=False)
+    result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, cfg))])  # refused at validate time
+    assert result.exit_code == 2 and "column 'item_id'" in result.stderr, result.output
+
+
+def test_a_pickle_is_refused_unless_trusted(tmp_path: Path) -> None:
+    """A pickle runs code when loaded: a config must say `trusted: true` to load one."""
+    joblib.dump(LogisticRegression().fit(np.eye(2), [0, 1]), tmp_path / "clf.joblib")
+    cfg = small_config(tmp_path)
+    cfg["models"]["candidate"] = {"kind": "sklearn", "params": {
+        "path": str(tmp_path / "clf.joblib"), "candidates": {"kind": "item_knn"}, "n_candidates": 10}}
+    result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, cfg))])
+    assert result.exit_code == 2 and "trusted: true" in result.stderr and "Traceback" not in result.output
+
+
+def test_validate_suggests_a_misspelt_parameter(tmp_path: Path) -> None:
+    cfg = small_config(tmp_path)
+    cfg["models"]["candidate"] = {"kind": "item_knn", "params": {"n_neighbors": 20}}
+    result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, cfg))])
+    assert result.exit_code == 2, result.output
+    assert "models.candidate.params" in result.stderr and "did you mean 'n_neighbours'?" in result.stderr
+
+
+def test_validate_and_run_refuse_an_unwritable_output_before_any_model(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("a file where the output folder should go")
+    cfg = small_config(tmp_path, output=str(tmp_path / "blocker" / "results"))
+    path = write_config(tmp_path, cfg)
+    for command in ("validate", "run"):
+        result = CliRunner().invoke(app, [command, str(path), "--no-progress"] if command == "run" else [command, str(path)])
+        assert result.exit_code == 2, result.output
+        assert "output folder" in result.stderr and "is a file" in result.stderr
+        assert "fitting" not in result.stderr and "Traceback" not in result.output
+    with pytest.raises(ConfigError, match="output folder"):
         run(parse_config(cfg), progress=False)

@@ -82,12 +82,14 @@ def _xgboost_ranker(params: dict[str, Any], dataset: Any, seed: int) -> Any:
 
 
 def _sklearn(params: dict[str, Any], dataset: Any, seed: int) -> Any:
-    from harness.models.adapter_config import candidate_scorer_params, load_pickled_estimator
+    from harness.models.adapter_config import candidate_scorer_params
+    from harness.models.safe_load import load_estimator
     from harness.models.sklearn_pointwise import SklearnPointwise
 
     if "path" not in params:
-        raise ConfigError("model kind 'sklearn' needs params.path (a joblib/pickle file of a fitted estimator)")
-    estimator = load_pickled_estimator(params.pop("path"))
+        raise ConfigError("model kind 'sklearn' needs params.path (a skops file of a fitted estimator, or a "
+                          "joblib/pickle file with trusted: true)")
+    estimator = load_estimator(params.pop("path"), trusted=bool(params.pop("trusted", False)))
     return SklearnPointwise(estimator, **candidate_scorer_params(params, dataset, seed, build_model))
 
 
@@ -104,11 +106,12 @@ def _mlflow(params: dict[str, Any], dataset: Any, seed: int) -> Any:
 
 
 def _precomputed(params: dict[str, Any], dataset: Any, seed: int) -> Any:
-    from harness.models.precomputed import Precomputed
+    from harness.models.precomputed import load_precomputed
 
     if "path" not in params:
-        raise ConfigError("model kind 'precomputed' needs params.path (Parquet/CSV: query_id, item_id, score[, rank])")
-    return Precomputed(params.pop("path"), **params)
+        raise ConfigError("model kind 'precomputed' needs params.path (Parquet/CSV: query_id, item_id, score[, rank]"
+                          "[, p], in the data's own ids; or a TREC run file)")
+    return load_precomputed(params.pop("path"), dataset=dataset, **params)
 
 
 def _pipeline(params: dict[str, Any], dataset: Any, seed: int) -> Any:
@@ -152,4 +155,34 @@ def build_model(name: str, kind: str, params: dict[str, Any], dataset: Any, seed
     try:
         return factory(dict(params), dataset, seed)
     except TypeError as exc:
-        raise ConfigError(f"models.{name}.params: {exc}") from None
+        raise ConfigError(f"models.{name}.params: {exc}{_did_you_mean(str(exc))}") from None
+
+
+def _did_you_mean(message: str) -> str:
+    """``"; did you mean 'n_neighbours'?"`` for ``Cls.__init__() got an unexpected keyword
+    argument 'n_neighbors'`` when the class has a parameter spelt close to it."""
+    import difflib
+    import inspect
+    import re
+
+    import harness.models
+
+    match = re.search(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'", message)
+    cls = getattr(harness.models, match.group(1), None) if match else None
+    if cls is None:
+        return ""
+    known = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
+    close = difflib.get_close_matches(match.group(2), known, n=1)
+    return (f"; did you mean {close[0]!r}?" if close else "") + f" (parameters: {', '.join(known)})"
+
+
+def check_model_kinds(models: dict[str, str]) -> None:
+    """Refuse unknown adapter kinds (``{model name: kind}``) before anything runs."""
+    import difflib
+
+    for name, kind in models.items():
+        if kind not in MODEL_KINDS:
+            close = difflib.get_close_matches(kind, MODEL_KINDS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"models.{name}.kind: unknown adapter kind {kind!r}{hint} "
+                              f"(known: {', '.join(sorted(MODEL_KINDS))})")

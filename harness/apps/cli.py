@@ -50,7 +50,7 @@ def _guard(body: Callable[[], int]) -> None:
 
 def _run_config(config_path: Path, output: Optional[Path], inconclusive: InconclusivePolicy,
                 progress: bool, require_gate: bool = False) -> int:
-    from harness.spec.config import load_config
+    from harness.apps.validate import load_config
     from harness.results.report import console_summary
     from harness.apps.run import run as run_eval
 
@@ -75,19 +75,24 @@ def run(
 
 
 @app.command()
-def validate(config: Path = typer.Argument(..., help="YAML evaluation config.")) -> None:
-    """Check a config (keys, types, references) without running models."""
+def validate(
+    config: Path = typer.Argument(..., help="YAML evaluation config."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Results root to check (default: config's)."),
+) -> None:
+    """Dry run: check the config, data, model files and parameters, family inputs and the
+    output folder, exactly as `run` would, without fitting a model."""
 
     def body() -> int:
-        from harness.spec.config import load_config
+        from harness.apps.validate import validate as dry_run
+        from harness.datasets.interactions import describe_dataset
 
-        cfg = load_config(config)
+        checked = dry_run(config, output=output)
+        cfg = checked.config
         if cfg.dataset.kind in ("movielens", "interactions"):  # files exist, schema holds, split is non-empty
-            from harness.datasets.interactions import dataset_from_spec, describe_dataset
-
-            print(describe_dataset(dataset_from_spec(cfg.dataset.model_dump(by_alias=True), seed=cfg.seed)))
-        print(f"{config}: valid ({len(cfg.models)} models, "
-              f"{len(cfg.evaluate.ranking.metrics)} ranking metrics, {len(cfg.gate)} gate criteria)")
+            print(describe_dataset(checked.dataset))
+        families = ", ".join(cfg.evaluate.blocks())
+        print(f"{config}: valid ({len(cfg.models)} models built, families: {families}, "
+              f"{len(cfg.gate)} gate criteria, output {cfg.output if output is None else output} writable)")
         return 0
 
     _guard(body)

@@ -127,6 +127,9 @@ def run(
     require_gate: bool = False,
 ) -> RunOutcome:
     """Evaluate, compare, gate, write the results folder, then log to MLflow."""
+    from harness.apps.validate import check_output
+
+    out_root = check_output(output or config.output)  # before any model runs, not after
     dataset = load_dataset(config)
     _say(f"dataset {dataset.name}: {len(dataset.train)} train interactions, "
          f"{len(dataset.query_ids)} queries, fingerprint {dataset.fingerprint}")
@@ -155,7 +158,6 @@ def run(
         verdict=verdict.to_dict() if verdict else {},
         extra={"units": info, **assemble.family_sections(results)},
     )
-    out_root = Path(output or config.output)
     results_dir = write_results(result, out_root, {"summary.md": markdown_summary(result),
                                                    "junit.xml": junit_xml(result)},
                                 figures=assemble.figures(results))

@@ -12,6 +12,7 @@ capped: its comparisons can FAIL but never PASS.
 from __future__ import annotations
 
 import sys
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -66,11 +67,15 @@ class OffPolicyFamily(Family[OffPolicyEval]):
         self.users = (np.arange(dataset.n_users) if self.logs is not None
                       else np.unique(self.feedback.context_id))
         self.unit_ids = pd.Index(pd.RangeIndex(len(self.feedback)).astype(str), name="unit_id")
-        self.reward_fit = self._fit_reward_model() if spec.reward_model else None
         self.true_values: dict[str, float] = {}
 
     def compared(self) -> list[str]:
         return self.spec.estimator_names
+
+    @cached_property
+    def reward_fit(self) -> Any:
+        """The cross-fitted reward model (None without ``reward_model``), fitted on first use."""
+        return self._fit_reward_model() if self.spec.reward_model else None
 
     def _fit_reward_model(self) -> Any:
         import importlib

@@ -525,6 +525,8 @@ def read_yaml(path: str | Path, *, label: str) -> Any:
         raise ConfigError(f"{label} file not found: {path}")
     try:
         return yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise ConfigError(f"{label} {path}: not a text file (expected YAML)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{label} {path}: malformed YAML: {exc}") from None
 

@@ -1,0 +1,79 @@
+"""``harness validate``: the dry run of ``harness run``.
+
+Everything ``run`` would refuse is refused here, with the same error, before any
+model is fitted: the config (keys, types, references, adapter kinds), the data set
+(files, schema, split, candidates), every model's construction (files, checkpoints,
+parameters, with "did you mean" for near misses), every family's inputs (click logs,
+logged feedback files and their propensities) and the output folder. ``run`` makes
+the same checks first, so a bad output folder is found before the first model runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.adapters.registry import build_model, check_model_kinds
+from harness.errors import ConfigError
+from harness.evaluate import Evaluation
+from harness.evaluate.data import load_dataset
+from harness.spec.config import EvalConfig, read_yaml
+from harness.spec.config import load_config as parse_config_file
+from harness.types import Dataset
+
+
+@dataclass
+class DryRun:
+    """What a dry run resolved: the data set, and the models built (not fitted)."""
+
+    config: EvalConfig
+    dataset: Dataset
+    models: dict[str, object]
+    evaluation: Evaluation
+
+
+def load_config(path: str | Path) -> EvalConfig:
+    """Read and validate a YAML config: the schema, then what needs the adapter registry."""
+    config = parse_config_file(path)
+    check_model_kinds({name: spec.kind for name, spec in config.models.items()})
+    return config
+
+
+def check_output(folder: str | Path) -> Path:
+    """The results root must be writable, or creatable where it does not exist yet;
+    checked without leaving anything behind (a probe file is written and removed)."""
+    root = Path(folder)
+    fix = "set 'output' in the config or pass --output"
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"output folder {root}: {existing} is a file, not a folder; {fix}")
+    probe = existing / f".harness-write-check-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        where = "" if existing == root else f" ({existing} cannot hold new folders)"
+        raise ConfigError(f"output folder {root}: not writable{where}: {exc.strerror or exc}; {fix}") from None
+    return root
+
+
+def dry_run(config: EvalConfig, *, output: str | Path | None = None) -> DryRun:
+    """Resolve everything ``run`` needs without fitting or scoring a model."""
+    check_model_kinds({name: spec.kind for name, spec in config.models.items()})
+    check_output(output or config.output)
+    dataset = load_dataset(config)
+    models = {name: build_model(name, spec.kind, spec.params, dataset, config.seed)
+              for name, spec in config.models.items()
+              if not (spec.kind == "mlflow" and str(spec.params.get("uri", "")).startswith(("models:/", "runs:/")))}
+    confidence = config.compare.confidence if config.compare else 0.95
+    evaluation = Evaluation(config.evaluate.blocks(), dataset, seed=config.seed, confidence=confidence)
+    return DryRun(config, dataset, models, evaluation)
+
+
+def validate(path: str | Path, *, output: str | Path | None = None) -> DryRun:
+    """``harness validate PATH``: load the config and dry-run it."""
+    read_yaml(path, label="config")  # a missing or malformed file first, named as such
+    return dry_run(load_config(path), output=output)
