@@ -88,8 +88,9 @@ def test_given_candidates_and_genre_diversity_on_movielens(tmp_path: Path) -> No
     _, genres = ds.category_matrix()
     seen = ds.train.groupby("user_id")["item_id"].apply(set).to_dict()
     for user, items in ds.candidates.groupby("query_id")["item_id"]:
-        if str(user) in ild.index:  # the unseen candidates are the whole top 3: order does not matter
+        raw = str(ds.user_ids[user])  # per-unit ids are the data's own user ids
+        if raw in ild.index:  # the unseen candidates are the whole top 3: order does not matter
             unseen = [i for i in items if i not in seen.get(user, set())]
             padded = unseen + [-1] * (3 - len(unseen))  # a user may have no unseen candidate: an empty list
             want = intra_list_diversity(np.array([padded]), genres.astype(float))[0]
-            assert ild[str(user)] == pytest.approx(want, abs=1e-12)
+            assert ild[raw] == pytest.approx(want, abs=1e-12)

@@ -137,6 +137,9 @@ def run(
         config.compare is not None and config.compare.baseline.startswith(("runs:/", "models:/")))
     tracking_uri = resolve_tracking_uri(config.tracking.uri) if needs_mlflow else None
     results, info = evaluate_models(config, dataset, progress=progress, tracking_uri=tracking_uri)
+    for result in results.values():
+        for notice in result.notices:
+            _say(f"NOTE: {notice}")
     verdict: Verdict | None = None
     rows: list[dict[str, Any]] = []
     if config.compare is not None:

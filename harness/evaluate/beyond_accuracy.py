@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from harness.datasets.ids import id_maps
 from harness.errors import DataValidationError
 from harness.evaluate.family import Family, MetricValue, ModelOutput, mean_values
 from harness.evaluate.model_view import ModelView
@@ -45,7 +46,8 @@ class BeyondAccuracyFamily(Family[BeyondAccuracyEval]):
 
     def measure(self, view: ModelView) -> ModelOutput:
         per_user, catalogue = beyond_accuracy(view.ranking.items, self.dataset, self.spec.metrics, seed=self.seed)
-        per_user.index = pd.Index(np.asarray(view.ranking.query_ids).astype(str), name="query_id")
+        users = id_maps(self.dataset)[0].decode(np.asarray(view.ranking.query_ids))
+        per_user.index = pd.Index(users.astype(str), name="unit_id")
         values = mean_values(per_user, self.confidence)
         values += [MetricValue(m, v, n_units=len(per_user)) for m, v in catalogue.items()]
         return ModelOutput(per_unit=per_user, values=values, info={"catalogue": catalogue})

@@ -73,7 +73,8 @@ class FamilyResult:
 
     ``compared`` lists the metrics that get paired comparisons (columns of ``per_unit``
     or keys of ``statistics``); ``extra`` goes to ``results.json[family]`` when not
-    empty; ``figures`` are saved as ``plots/<name>.png``.
+    empty; ``figures`` are saved as ``plots/<name>.png``; ``notices`` are what a reader
+    must know (units scored 0 or left out, and how many), printed and stored.
     """
 
     family: str
@@ -83,6 +84,8 @@ class FamilyResult:
     extra: dict[str, Any] = field(default_factory=dict)
     figures: dict[str, "Figure"] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    pairing: str = "same"  # "common": models may lack some units (compared on the units both have)
 
 
 def mean_values(per_unit: pd.DataFrame, confidence: float,

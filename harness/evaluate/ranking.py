@@ -15,14 +15,17 @@ same pass, and for pipelines the metrics of every stage but the last:
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
+from harness.datasets.ids import id_maps
+from harness.errors import DataValidationError, describe_examples
 from harness.evaluate.family import Family, FamilyResult, ModelOutput, mean_values
 from harness.evaluate.model_view import ModelView
 from harness.metrics import RANKING_METRICS, evaluate_ranking
 from harness.metrics._names import parse_label, parse_metric_names
 from harness.spec.config import RankingEval
-from harness.types import Ranking
+from harness.types import PAD_ITEM, Dataset, Ranking
 
 # retrieval depth when no metric has a cut-off (e.g. only full-list 'map')
 DEFAULT_DEPTH = 100
@@ -68,11 +71,20 @@ class RankingFamily(Family[RankingEval]):
         s = self.spec
         return {"gain": s.gain, "ties": s.ties, "relevance_threshold": s.relevance_threshold}
 
+    def __init__(self, spec: RankingEval, dataset: Dataset, *, seed: int, confidence: float) -> None:
+        super().__init__(spec, dataset, seed=seed, confidence=confidence)
+        self.users = id_maps(dataset)[0]
+        self.counts: dict[str, dict[str, int]] = {}
+
     def measure(self, view: ModelView) -> ModelOutput:
         curves = curve_names(self.spec.metrics)
-        res = evaluate_ranking(self.dataset.qrels, view.ranking.top(self.depth()), self.spec.metrics,
+        ranking = view.ranking.top(self.depth())
+        res = evaluate_ranking(self.dataset.qrels, ranking, self.spec.metrics,
                                curves=curves or None, max_k=max(self.cutoffs, default=None), **self._options())
-        per_query = res.per_query
+        per_query = self._missing(view.name, res.per_query, ranking)
+        self.counts[view.name] = {"judged": len(res.per_query) + sum(res.skipped.values()),
+                                  "evaluated": len(per_query), "missing_from_run": res.n_missing_from_run,
+                                  **{f"skipped_{k}": v for k, v in res.skipped.items()}}
         info: dict[str, object] = {"n_queries": res.n_queries, "skipped": res.skipped,
                                    "n_missing_from_run": res.n_missing_from_run}
         if res.curves is not None:
@@ -84,9 +96,22 @@ class RankingFamily(Family[RankingEval]):
                 info["stages"] = {v.metric: {"value": v.value, "ci_low": v.ci_low, "ci_high": v.ci_high,
                                              "n_units": v.n_units}
                                   for v in mean_values(within, self.confidence, metric_range)}
-        per_query = per_query.set_axis(per_query.index.astype(str))
+        # units in the data's own ids, so per_unit.parquet joins to the user's tables
+        per_query = per_query.set_axis(pd.Index(self.users.decode(per_query.index.to_numpy()).astype(str),
+                                                name="unit_id"))
         return ModelOutput(per_unit=per_query, values=mean_values(per_query, self.confidence, metric_range),
                            info=info)
+
+    def _missing(self, name: str, per_query: pd.DataFrame, ranking: Ranking) -> pd.DataFrame:
+        """Apply ``missing`` to the evaluated queries the model ranked nothing for."""
+        empty = np.asarray(ranking.query_ids)[ranking.items[:, 0] == PAD_ITEM] if ranking.k else ranking.query_ids
+        gone = per_query.index.intersection(pd.Index(empty))
+        if len(gone) and self.spec.missing == "error":
+            raise DataValidationError(
+                f"model {name!r} ranks nothing for {len(gone)} of {len(per_query)} judged queries "
+                f"({describe_examples(self.users.decode(gone.to_numpy()))}); set evaluate.ranking.missing to "
+                "'zero' (score them 0) or 'skip' (leave them out of the comparison)")
+        return per_query.drop(gone) if self.spec.missing == "skip" else per_query
 
     def _stage_tables(self, stages: dict[str, Ranking]) -> tuple[pd.DataFrame, pd.DataFrame]:
         """``<stage>/<metric>`` and ``<stage>/within_candidates/<metric>`` per query."""
@@ -111,6 +136,17 @@ class RankingFamily(Family[RankingEval]):
 
     def finish(self, outputs: dict[str, ModelOutput], skipped: list[str]) -> FamilyResult:
         result = super().finish(outputs, skipped)
+        result.pairing = "common" if self.spec.missing == "skip" else "same"
+        result.extra = {"missing": self.spec.missing, "counts": self.counts}
+        what = {"zero": "scored 0", "skip": "left out of its means and comparisons", "error": ""}[self.spec.missing]
+        for model, c in self.counts.items():
+            if c["missing_from_run"]:
+                result.notices.append(f"ranking: {model} ranks nothing for {c['missing_from_run']} of "
+                                      f"{c['judged']} judged queries: {what} (evaluate.ranking.missing)")
+        no_relevant = max((c.get("skipped_no_relevant", 0) for c in self.counts.values()), default=0)
+        if no_relevant:
+            result.notices.append(f"ranking: {no_relevant} judged queries have no relevant item (relevance >= "
+                                  f"{self.spec.relevance_threshold}): left out of every ranking mean")
         curves = {m: pd.DataFrame(o.info["curves"], index=pd.RangeIndex(1, max(self.cutoffs) + 1, name="k"))
                   for m, o in outputs.items() if o.info.get("curves")}
         if curves:

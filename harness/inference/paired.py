@@ -290,6 +290,12 @@ def compare_family(
             if reasons:
                 notes[(candidate, metric)] = "; ".join(reasons)
     statistics = {n: outputs[n].statistics for n in names if outputs[n].statistics}
-    return compare_models({n: outputs[n].per_unit for n in names}, baseline=baseline, candidates=candidates,
+    per_unit = {n: outputs[n].per_unit for n in names}
+    if result.pairing == "common":  # units some model lacks (e.g. skipped queries) leave every comparison
+        common = per_unit[baseline].index
+        for n in candidates:
+            common = common.intersection(per_unit[n].index)
+        per_unit = {n: t.loc[common] for n, t in per_unit.items()}
+    return compare_models(per_unit, baseline=baseline, candidates=candidates,
                           metrics=result.compared, method=method, confidence=confidence,
                           n_resamples=n_resamples, seed=seed, statistics=statistics or None, notes=notes)

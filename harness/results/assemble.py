@@ -42,6 +42,7 @@ def family_sections(results: dict[str, FamilyResult]) -> dict[str, Any]:
               "caps": {m: o.caps for m, o in r.models.items() if o.caps}}
         for key, r in results.items()}}
     sections.update({key: r.extra for key, r in results.items() if r.extra})
+    sections["notices"] = [n for r in results.values() for n in r.notices]
     return sections
 
 

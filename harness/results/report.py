@@ -52,6 +52,9 @@ def console_summary(result: EvalResult) -> str:
             spec = ".3g" if column in P_VALUES else "+.4f"
             shown[column] = [_num(v, spec) if isinstance(v, (int, float)) or v is None else v for v in shown[column]]
         lines += ["", "comparison vs " + str(comp["baseline"].iloc[0]) + ":", shown.to_string(index=False)]
+    notices = result.extra.get("notices") or []
+    if notices:
+        lines += ["", "notices:"] + [f"  - {n}" for n in notices]
     verdict = result.verdict
     if verdict:
         lines += ["", f"GATE: {verdict['decision']}"]

@@ -228,6 +228,9 @@ class ModelSpec(_Strict):
 class RankingEval(FamilySpec):
     metrics: list[str] = Field(default_factory=lambda: ["ndcg@10", "recall@20"], min_length=1)
     ties: Literal["stable", "trec_eval", "average"] = "stable"
+    missing: Literal["zero", "skip", "error"] = Field(
+        "zero", description="a judged query a model ranks nothing for: scored 0, left out of the comparison, "
+                            "or an error; counted and reported in every case")
     gain: Literal["linear", "exponential"] = "linear"
     relevance_threshold: int = Field(1, ge=1)
     k: int | None = Field(None, ge=1, description="depth asked of retrievers (default: largest cut-off)")
