@@ -39,6 +39,10 @@ _EXPORTS = {
     "Family": "harness.evaluate.family", "FamilyResult": "harness.evaluate.family",
     "ModelOutput": "harness.evaluate.family", "MetricValue": "harness.evaluate.family",
     "register_family": "harness.evaluate.registry",
+    # multi-stage pipelines and the figures of a run
+    "Pipeline": "harness.adapters.pipeline",
+    "plot_reliability": "harness.evaluate.plots", "plot_calibration_by_segment": "harness.evaluate.plots",
+    "plot_metric_curves": "harness.evaluate.plots", "save_figure": "harness.evaluate.plots",
 }
 
 __all__ = sorted([*_EXPORTS, "AdapterError", "ConfigError", "DataValidationError", "HarnessError", "ResultsError",

@@ -16,7 +16,8 @@ PUBLIC = {
     "run", "RunOutcome", "compare_runs", "compare_models", "MetricComparison", "decide", "Verdict",
     "CriterionResult", "PASS", "FAIL", "INCONCLUSIVE", "NO_GATE", "EvalResult", "read_results_folder",
     "Ranking", "Retriever", "Ranker", "PointwiseModel", "Policy", "Dataset", "Family", "FamilyResult",
-    "ModelOutput", "MetricValue", "register_family",
+    "ModelOutput", "MetricValue", "register_family", "Pipeline", "plot_reliability",
+    "plot_calibration_by_segment", "plot_metric_curves", "save_figure",
 }
 # modules the docs may import from: the package and its three library subpackages
 ALLOWED = re.compile(r"^harness(\.(metrics|models|datasets)(\.\w+)?)?$")
