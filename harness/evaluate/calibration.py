@@ -43,6 +43,37 @@ def popularity_buckets(train: pd.DataFrame, items: np.ndarray, n_items: int, n_b
     return np.char.add("pop", (bucket[items] + 1).astype(str))
 
 
+def synthetic_clicks(spec: CalibrationEval, dataset: Dataset, seed: int) -> pd.DataFrame:
+    """The synthetic world's click log: labels drawn from known true probabilities."""
+    from harness.datasets.synthetic_clicks import make_click_log
+
+    return make_click_log(dataset, n_per_user=spec.n_per_user, scale=spec.scale, base_rate=spec.base_rate,
+                          seed=seed + 1)
+
+
+def read_labels(spec: CalibrationEval, dataset: Dataset) -> pd.DataFrame:
+    """The user's labelled pairs, ids mapped to the data set's codes, labels checked 0/1."""
+    from harness.datasets.ids import encode_pairs
+    from harness.datasets.tables import read_table
+
+    f = spec.labels
+    table = read_table(f.path)
+    missing = [c for c in f.columns.values() if c not in table.columns]
+    if missing:
+        raise DataValidationError(f"{f.path}: missing column(s) {missing}; has {list(table.columns)}")
+    frame = pd.DataFrame({"query_id": table[f.columns["user"]], "item_id": table[f.columns["item"]],
+                          "label": table[f.columns["label"]]})
+    label = pd.to_numeric(frame["label"], errors="coerce")
+    bad = ~label.isin([0, 1])
+    if bad.any():
+        raise DataValidationError(f"{f.path}: column {f.columns['label']!r}: {int(bad.sum())} of {len(frame)} rows "
+                                  f"are not 0/1 labels (e.g. {frame['label'][bad].iloc[0]!r})")
+    if not len(frame):
+        raise DataValidationError(f"{f.path}: no labelled rows")
+    frame["label"] = label.astype(np.int64)
+    return encode_pairs(frame, dataset, source=f.path).reset_index(drop=True)
+
+
 def ratio_metrics(metrics: list[str]) -> list[str]:
     """The configured metrics compared as sum statistics, not as row means."""
     from harness.metrics.calibration_stats import STATISTIC_METRICS
@@ -56,11 +87,8 @@ class CalibrationFamily(Family[CalibrationEval]):
     spec_type = CalibrationEval
 
     def __init__(self, spec: CalibrationEval, dataset: Dataset, *, seed: int, confidence: float) -> None:
-        from harness.datasets.synthetic_clicks import make_click_log
-
         super().__init__(spec, dataset, seed=seed, confidence=confidence)
-        self.clicks = make_click_log(dataset, n_per_user=spec.n_per_user, scale=spec.scale,
-                                     base_rate=spec.base_rate, seed=seed + 1)
+        self.clicks = read_labels(spec, dataset) if spec.labels is not None else synthetic_clicks(spec, dataset, seed)
         self.segments = (popularity_buckets(dataset.train, self.clicks["item_id"].to_numpy(), dataset.n_items)
                          if spec.segment_by == "item_popularity" else None)
         self.unit_ids = pd.Index(pd.RangeIndex(len(self.clicks)).astype(str), name="unit_id")

@@ -43,6 +43,12 @@ def load_feedback(spec: OffPolicyEval, dataset: Dataset, seed: int) -> tuple[Any
         logs = make_logged_feedback(dataset, n_rounds=spec.synthetic.n_rounds, temperature=spec.synthetic.temperature,
                                     noise=spec.synthetic.noise, seed=seed + 2)
         return logs.feedback, logs
+    if not isinstance(spec.feedback, str):  # a file in the data's own ids
+        from harness.datasets.bandit import load_logged_feedback
+
+        f = spec.feedback
+        feedback = load_logged_feedback(f.path, columns=f.columns, dataset=dataset, context_features=f.context_features)
+        return feedback, None
     from harness.datasets.bandit import read_logged_feedback
 
     feedback = read_logged_feedback(spec.feedback, n_actions=dataset.n_items)
@@ -85,19 +91,24 @@ class OffPolicyFamily(Family[OffPolicyEval]):
         module, cls, params = _REWARD_MODELS[self.spec.reward_model]
         model = getattr(importlib.import_module(module), cls)(**params)
         _say(f"off-policy: cross-fitting a {self.spec.reward_model} reward model on {len(self.feedback)} rows")
-        return fit_reward_model(self.feedback, model, n_folds=self.spec.n_folds, seed=self.seed)
+        return fit_reward_model(self.feedback, model, n_folds=self.spec.n_folds, seed=self.seed,
+                                max_bytes=self.spec.reward_max_bytes, design=self.spec.reward_design)
 
-    def _v_hat(self, top_of_row: np.ndarray, eps: float, batch: int = 4096) -> np.ndarray:
-        """sum_a pi_e(a | x) q_hat(x, a) for the epsilon-greedy top-1 policy."""
-        fit, n_actions = self.reward_fit, self.feedback.n_actions
-        rows = np.arange(len(self.feedback))
-        v = (1 - eps) * fit.predict(rows, top_of_row)
-        if eps > 0:
-            for start in range(0, len(rows), batch):
-                r = rows[start : start + batch]
-                q = fit.predict(np.repeat(r, n_actions), np.tile(np.arange(n_actions), len(r)))
-                v[r] += eps * q.reshape(len(r), n_actions).mean(axis=1)
-        return v
+    def _v_hat(self, top: np.ndarray, eps: float) -> np.ndarray:
+        """v_hat[i] = sum_a pi_e(a | x_i) q_hat(x_i, a) of the epsilon-greedy top-1 policy,
+        in blocks of (rows x actions) under the reward model's memory budget."""
+        from harness.models.policies import EpsilonGreedyPolicy
+
+        n_actions = self.feedback.n_actions
+
+        def one_hot(contexts: np.ndarray) -> np.ndarray:  # the model's top item as the only score
+            scores = np.zeros((len(contexts), n_actions))
+            scores[np.arange(len(contexts)), top[contexts]] = 1.0
+            return scores
+
+        batch = max(1, self.spec.reward_max_bytes // (8 * 4 * n_actions))
+        return self.reward_fit.expected_reward(EpsilonGreedyPolicy(one_hot, epsilon=eps, batch_size=batch),
+                                               contexts=self.feedback.context_id, batch_size=batch)
 
     def measure(self, view: ModelView) -> ModelOutput | None:
         """Turn the model into a policy and estimate its value on the logged rows."""
@@ -117,7 +128,7 @@ class OffPolicyFamily(Family[OffPolicyEval]):
         pi_e = (1 - eps) * (top_of_row == fb.action) + eps / fb.n_actions
         data = OPEInputs(reward=fb.reward, pscore=fb.pscore, pi_e=pi_e, action=fb.action,
                          q_hat=self.reward_fit.q_hat if self.reward_fit else None,
-                         v_hat=self._v_hat(top_of_row, eps) if self.reward_fit else None)
+                         v_hat=self._v_hat(top, eps) if self.reward_fit else None)
         s = self.spec
         result = evaluate_off_policy(data, s.estimators, method=s.method, n_bootstrap=s.n_bootstrap,
                                      seed=self.seed, min_ess=s.min_ess, min_ess_ratio=s.min_ess_ratio)

@@ -247,9 +247,21 @@ class RankingEval(FamilySpec):
         return list(self.metrics)
 
 
+class LabelsFile(_Strict):
+    """Labelled (user, item) pairs in a Parquet/CSV file, in the data's own ids: the
+    impressions with clicks, or any held-out set with a binary label."""
+
+    path: str
+    columns: dict[Literal["user", "item", "label"], str] = Field(
+        default_factory=lambda: {"user": "user_id", "item": "item_id", "label": "label"})
+
+
 class CalibrationEval(FamilySpec):
-    """Calibration of models that implement ``predict_proba``, on a click log with known
-    true probabilities (``harness.datasets.synthetic_clicks``)."""
+    """Calibration of models that implement ``predict_proba`` on labelled (user, item)
+    rows: the user's own ``labels`` file, or on the synthetic world a click log drawn
+    from known true probabilities (``harness.datasets.synthetic_clicks``)."""
+
+    labels: LabelsFile | None = None
 
     metrics: list[str] = Field(default_factory=lambda: ["ece", "brier", "log_loss"], min_length=1)
     n_bins: int = Field(15, ge=1)
@@ -276,9 +288,9 @@ class CalibrationEval(FamilySpec):
         return [m for m in self.metrics if m in STATISTIC_METRICS]
 
     def dataset_problem(self, dataset_kind: str) -> str | None:
-        if dataset_kind != "synthetic":
-            return ("needs the synthetic dataset (its click log has known true probabilities); "
-                    f"got dataset kind {dataset_kind!r}")
+        if dataset_kind != "synthetic" and self.labels is None:
+            return ("needs labels (a file of labelled user, item pairs) or the synthetic dataset (its click log "
+                    f"has known true probabilities); got dataset kind {dataset_kind!r} and no labels")
         return None
 
 
@@ -290,19 +302,46 @@ class SyntheticLogsSpec(_Strict):
     noise: float = Field(0.5, ge=0)
 
 
+class FeedbackFile(_Strict):
+    """Logged feedback in a Parquet/CSV file, in the data's own user and item ids.
+
+    ``columns`` maps the harness's names to the file's: ``context`` (the user id),
+    ``action`` (the item shown), ``reward``, ``propensity`` (the logging probability of
+    the shown item), and optionally ``position``.
+    """
+
+    path: str
+    columns: dict[Literal["context", "action", "position", "reward", "propensity"], str] = Field(
+        default_factory=lambda: {"context": "user_id", "action": "item_id", "reward": "reward",
+                                 "propensity": "propensity"})
+    context_features: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _required(self) -> "FeedbackFile":
+        missing = [c for c in ("context", "action", "reward", "propensity") if c not in self.columns]
+        if missing:
+            raise ValueError(f"columns: needs {missing} (the file's column names)")
+        return self
+
+
 class OffPolicyEval(FamilySpec):
     """Counterfactual estimates of each model's top-1 policy from logged bandit feedback.
 
-    ``feedback`` is a logged-feedback file (``harness.datasets.bandit``; ``context_id``
-    = user id, ``action`` = item id); ``synthetic`` simulates logs over the synthetic
-    world instead. A model becomes the epsilon-greedy policy of its top-ranked item.
+    ``feedback`` is a logged-feedback file: a mapping (``path``, ``columns``; ids are the
+    data's own), or a path in the harness's own layout (``context_id``, ``action``,
+    ``reward``, ``pscore`` as codes; ``harness.datasets.bandit``). ``synthetic`` simulates
+    logs over the synthetic world instead. A model becomes the epsilon-greedy policy of
+    its top-ranked item.
     """
 
-    feedback: str | None = None
+    feedback: FeedbackFile | str | None = None
     synthetic: SyntheticLogsSpec | None = None
     estimators: list[str | dict[str, Any]] = Field(default_factory=lambda: ["ips", "snips"], min_length=1)
     epsilon: float = Field(0.0, ge=0, le=1, description="exploration of the model's policy")
     reward_model: Literal["logistic", "ridge", "xgboost"] | None = None
+    reward_design: Literal["dense", "sparse"] = Field(
+        "dense", description="one-hot actions as a dense or a sparse design matrix (sparse: many actions)")
+    reward_max_bytes: int = Field(1 << 30, ge=1 << 20, description="memory budget of reward-model blocks")
     n_folds: int = Field(3, ge=2)
     method: Literal["analytic", "bootstrap"] = "analytic"
     n_bootstrap: int = Field(1000, ge=100)

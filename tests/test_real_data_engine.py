@@ -1,0 +1,129 @@
+"""The user's own data, end to end through `harness run`: string and integer ids in every
+input (interactions, precomputed scores, labels, logged feedback) and every output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from harness.apps.cli import app
+from tests.conftest import small_config, write_config
+
+
+def _world(tmp_path: Path, *, string_ids: bool) -> tuple[pd.DataFrame, dict]:
+    """Interactions of 60 users x 40 items in the user's ids, and the dataset block."""
+    rng = np.random.default_rng(4)
+    users = [f"u-{u:03d}" if string_ids else 500 + 7 * u for u in range(60)]
+    items = [f"sku{i:02d}" if string_ids else 9000 + i for i in range(40)]
+    rows = [(users[u], items[i], 1_700_000_000 + int(rng.integers(0, 10**6)))
+            for u in range(60) for i in rng.choice(40, 10, replace=False)]
+    log = pd.DataFrame(rows, columns=["uid", "sku", "ts"])
+    log.to_csv(tmp_path / "log.csv", index=False)
+    block = {"kind": "interactions", "path": str(tmp_path / "log.csv"),
+             "columns": {"user": "uid", "item": "sku", "timestamp": "ts"},
+             "split": {"kind": "leave_last_out", "k": 2}, "relevance": {"from": "interaction"}}
+    return log, block
+
+
+def _run(tmp_path: Path, cfg: dict) -> tuple[dict, Path]:
+    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"])
+    assert result.exit_code in (0, 1), result.output
+    (folder,) = list(Path(cfg["output"]).iterdir())
+    return json.loads((folder / "results.json").read_text()), folder
+
+
+@pytest.mark.parametrize("string_ids", [False, True])
+def test_precomputed_scores_in_own_ids_equal_pytrec_eval(tmp_path: Path, string_ids: bool) -> None:
+    import pytrec_eval
+
+    log, block = _world(tmp_path, string_ids=string_ids)
+    # the held-out pairs: each user's last two interactions
+    held = log.sort_values(["uid", "ts", "sku"]).groupby("uid").tail(2)
+    rng = np.random.default_rng(9)
+    scores = pd.DataFrame({"query_id": np.repeat(log["uid"].unique(), 15),
+                           "item_id": np.concatenate([rng.permutation(log["sku"].unique())[:15]
+                                                      for _ in log["uid"].unique()]),
+                           "score": rng.random(15 * log["uid"].nunique())})
+    # half the users get their held-out items on top: a good model in the user's own ids
+    good = held[held["uid"].isin(log["uid"].unique()[::2])].assign(score=5.0)
+    scores = pd.concat([scores, good.rename(columns={"uid": "query_id", "sku": "item_id"})[
+        ["query_id", "item_id", "score"]]]).drop_duplicates(["query_id", "item_id"], keep="last")
+    scores.to_csv(tmp_path / "scores.csv", index=False)
+    cfg = small_config(tmp_path, dataset=block, gate=[])
+    cfg["models"]["candidate"] = {"kind": "precomputed", "params": {"path": str(tmp_path / "scores.csv")}}
+    cfg["evaluate"]["ranking"] = {"metrics": ["ndcg@10", "recall@10"], "ties": "trec_eval",
+                                  "missing": "zero"}
+    data, folder = _run(tmp_path, cfg)
+    per_unit = pd.read_parquet(folder / "per_unit.parquet")
+    ours = per_unit[(per_unit.model == "candidate") & (per_unit.metric == "ndcg@10")].set_index("unit_id")["value"]
+    # pytrec_eval on the same ids: qrels are the held-out pairs, the run is the file as written
+    # (precomputed scores are the user's own ranking: nothing is removed from it)
+    run_rows = scores
+    qrels = {str(u): {str(i): 1 for i in g["sku"]} for u, g in held.groupby("uid")}
+    run = {str(q): {str(i): float(s) for i, s in zip(g["item_id"], g["score"])} for q, g in run_rows.groupby("query_id")}
+    ref = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"}).evaluate(run)
+    assert set(ours.index) == set(qrels)  # keyed by the user's own ids
+    for user, values in ref.items():
+        assert ours[user] == pytest.approx(values["ndcg_cut_10"], abs=1e-6), user
+    # per_unit joins back to the user's own table on their id
+    users = pd.DataFrame({"uid": log["uid"].unique()}).astype({"uid": str})
+    joined = users.merge(per_unit[per_unit.family == "ranking"], left_on="uid", right_on="unit_id")
+    assert joined["uid"].nunique() == len(qrels)
+
+
+def test_calibration_and_off_policy_from_files_in_string_ids(tmp_path: Path) -> None:
+    log, block = _world(tmp_path, string_ids=True)
+    rng = np.random.default_rng(2)
+    pairs = log.sample(300, random_state=1)
+    labels = pd.DataFrame({"who": pairs["uid"], "what": pairs["sku"], "clicked": rng.integers(0, 2, 300)})
+    labels.to_parquet(tmp_path / "labels.parquet")
+    items = log["sku"].unique()
+    shown = rng.choice(items, 800)
+    feedback = pd.DataFrame({"user": rng.choice(log["uid"].unique(), 800), "item": shown,
+                             "click": rng.integers(0, 2, 800), "p": np.full(800, 1 / len(items))})
+    feedback.to_csv(tmp_path / "feedback.csv", index=False)
+    cfg = small_config(tmp_path, dataset=block, gate=[])
+    cfg["models"] = {"popularity": {"kind": "popularity"}, "candidate": {"kind": "item_knn"}}
+    cfg["evaluate"]["off_policy"] = {
+        "feedback": {"path": str(tmp_path / "feedback.csv"),
+                     "columns": {"context": "user", "action": "item", "reward": "click", "propensity": "p"}},
+        "estimators": ["ips"], "min_ess": 1}
+    data, folder = _run(tmp_path, cfg)
+    ips = {r["model"]: r["value"] for r in data["metrics"] if r["metric"] == "ips"}
+    # plain IPS: mean of reward * 1[shown == the model's top item for that user] / p
+    from harness.evaluate.data import load_dataset
+    from harness.models.baselines import PopularityRetriever
+    from harness.spec.config import parse_config
+
+    ds = load_dataset(parse_config(cfg))
+    pop = PopularityRetriever().fit(ds.train, n_users=ds.n_users, n_items=ds.n_items)
+    codes = pd.Index(ds.user_ids).get_indexer(feedback["user"])
+    top = pop.retrieve(np.arange(ds.n_users), 1).items[:, 0]
+    hit = np.asarray(ds.item_ids)[top[codes]] == feedback["item"].to_numpy()
+    assert ips["popularity"] == pytest.approx(np.mean(feedback["click"] * hit / feedback["p"]), abs=1e-12)
+
+    cfg["evaluate"] = {"ranking": {"metrics": ["ndcg@10"]}, "calibration": {
+        "labels": {"path": str(tmp_path / "labels.parquet"), "columns": {"user": "who", "item": "what",
+                                                                         "label": "clicked"}},
+        "metrics": ["brier"], "segment_by": "none"}}
+    # a production model's probabilities, exported with its scores (a `p` column)
+    probs = pd.DataFrame({"query_id": labels["who"], "item_id": labels["what"], "score": rng.random(300),
+                          "p": rng.uniform(0.05, 0.95, 300)}).drop_duplicates(["query_id", "item_id"])
+    probs.to_csv(tmp_path / "probs.csv", index=False)
+    cfg["models"] = {"prod": {"kind": "precomputed", "params": {"path": str(tmp_path / "probs.csv"),
+                                                               "missing": "empty"}}}
+    cfg.pop("compare")
+    cfg["output"] = str(tmp_path / "results-cal")
+    data, _ = _run(tmp_path, cfg)
+    merged = labels.merge(probs, left_on=["who", "what"], right_on=["query_id", "item_id"])
+    brier = next(r["value"] for r in data["metrics"] if r["metric"] == "brier")
+    assert brier == pytest.approx(np.mean((merged["p"] - merged["clicked"]) ** 2), abs=1e-12)
+    bad = labels.assign(what=labels["what"].where(np.arange(300) > 2, "no-such-sku"))
+    bad.to_parquet(tmp_path / "labels.parquet")
+    result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, cfg))])
+    assert result.exit_code == 2 and "no-such-sku" in result.stderr and "Traceback" not in result.output
