@@ -138,3 +138,25 @@ def test_console_script_end_to_end(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "GATE: FAIL" in proc.stdout
     assert "results written to" in proc.stderr and "GATE" not in proc.stderr
+
+
+def test_ctrl_c_exits_130_without_a_traceback_or_a_partial_folder(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = small_config(tmp_path, candidate={"kind": "bpr_mf", "params": {"dim": 8, "n_epochs": 100000}})
+    path = write_config(tmp_path, cfg)
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "harness"), "run", str(path), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    seen = ""
+    while "fitting candidate" not in seen and time.monotonic() < deadline:  # wait until the model trains
+        seen += proc.stderr.readline()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, seen + err
+    assert "interrupted" in err and "Traceback" not in err
+    results = tmp_path / "results"
+    assert not results.exists() or not any(results.iterdir())

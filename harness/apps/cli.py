@@ -1,4 +1,4 @@
-"""The ``harness`` command line. Exit codes: 0 pass, 1 gate failed (or inconclusive),
+"""The ``harness`` command line. Exit codes: 0 pass, 1 gate failed (or inconclusive), 130 Ctrl-C,
 2 bad configuration or input, 3 any other error.
 
 stdout carries results (tables, verdict); stderr carries progress and warnings. Heavy
@@ -38,9 +38,9 @@ def _guard(body: Callable[[], int]) -> None:
         raise typer.Exit(exc.exit_code) from None
     except typer.Exit:
         raise
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        raise typer.Exit(3) from None
+    except KeyboardInterrupt:  # Ctrl-C: results folders are written whole or not at all
+        print("interrupted: nothing was written (a results folder appears only when complete)", file=sys.stderr)
+        raise typer.Exit(130) from None
     except Exception as exc:  # anything unexpected is exit 3, with the traceback for a bug report
         traceback.print_exc(file=sys.stderr)
         print(f"error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
