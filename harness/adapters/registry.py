@@ -5,25 +5,26 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from harness.errors import ConfigError
+from harness.types import Dataset
 
 # kind -> factory(params, dataset, seed) -> adapter; imports stay inside factories so
 # that reading a config never imports torch or xgboost.
-Factory = Callable[[dict[str, Any], Any, int], Any]
+Factory = Callable[[dict[str, Any], Dataset, int], object]
 
 
-def _random(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+def _random(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
     from harness.models import RandomRetriever
 
     return RandomRetriever(seed=params.pop("seed", seed), **params)
 
 
-def _popularity(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+def _popularity(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
     from harness.models import PopularityRetriever
 
     return PopularityRetriever(**params)
 
 
-def _oracle(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+def _oracle(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
     from harness.models import OracleRetriever
 
     if "true_scores" not in dataset.truth:
@@ -31,7 +32,7 @@ def _oracle(params: dict[str, Any], dataset: Any, seed: int) -> Any:
     return OracleRetriever(dataset.truth["true_scores"], seed=params.pop("seed", seed), **params)
 
 
-def _oracle_clicks(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+def _oracle_clicks(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
     from harness.models.oracle_clicks import OracleClickModel
 
     if "true_scores" not in dataset.truth:
@@ -39,31 +40,31 @@ def _oracle_clicks(params: dict[str, Any], dataset: Any, seed: int) -> Any:
     return OracleClickModel(dataset.truth["true_scores"], **params)
 
 
-def _item_knn(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+def _item_knn(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
     from harness.models.knn import ItemKNN
 
     return ItemKNN(**params)
 
 
-def _bpr_mf(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+def _bpr_mf(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
     from harness.models.mf import BPRMF
 
     return BPRMF(seed=params.pop("seed", seed), **params)
 
 
-def _two_tower(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+def _two_tower(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
     from harness.models.two_tower import TwoTower
 
     return TwoTower(seed=params.pop("seed", seed), **params)
 
 
-def _lambdamart(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+def _lambdamart(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
     from harness.models.lambdamart import LambdaMART
 
     return LambdaMART(seed=params.pop("seed", seed), **params)
 
 
-def _torch_retriever(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+def _torch_retriever(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
     from harness.models.torch_retriever import TorchRetriever
 
     if "checkpoint" not in params:
@@ -71,7 +72,7 @@ def _torch_retriever(params: dict[str, Any], dataset: Any, seed: int) -> Any:
     return TorchRetriever(**params)
 
 
-def _xgboost_ranker(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+def _xgboost_ranker(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
     from harness.models.adapter_config import candidate_scorer_params
     from harness.models.xgboost_ranker import XGBoostRanker
 
@@ -81,7 +82,7 @@ def _xgboost_ranker(params: dict[str, Any], dataset: Any, seed: int) -> Any:
     return XGBoostRanker(path, **candidate_scorer_params(params, dataset, seed, build_model))
 
 
-def _sklearn(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+def _sklearn(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
     from harness.models.adapter_config import candidate_scorer_params
     from harness.models.safe_load import load_estimator
     from harness.models.sklearn_pointwise import SklearnPointwise
@@ -93,7 +94,7 @@ def _sklearn(params: dict[str, Any], dataset: Any, seed: int) -> Any:
     return SklearnPointwise(estimator, **candidate_scorer_params(params, dataset, seed, build_model))
 
 
-def _mlflow(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+def _mlflow(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
     from harness.models.adapter_config import candidate_scorer_params
     from harness.models.mlflow_pyfunc import MLflowPyfunc
 
@@ -105,7 +106,7 @@ def _mlflow(params: dict[str, Any], dataset: Any, seed: int) -> Any:
     return MLflowPyfunc(uri, **out)
 
 
-def _precomputed(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+def _precomputed(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
     from harness.models.precomputed import load_precomputed
 
     if "path" not in params:
@@ -114,14 +115,14 @@ def _precomputed(params: dict[str, Any], dataset: Any, seed: int) -> Any:
     return load_precomputed(params.pop("path"), dataset=dataset, **params)
 
 
-def _pipeline(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+def _pipeline(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
     from harness.models.adapter_config import pipeline_stages
     from harness.adapters.pipeline import Pipeline
 
     return Pipeline(pipeline_stages(params.pop("stages", None), dataset, seed, build_model), **params)
 
 
-def _mmr(params: dict[str, Any], dataset: Any, seed: int) -> Any:
+def _mmr(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
     from harness.models.adapter_config import interaction_mmr
 
     return interaction_mmr(dataset, seed, **params)
@@ -146,7 +147,7 @@ MODEL_KINDS: dict[str, Factory] = {
 }
 
 
-def build_model(name: str, kind: str, params: dict[str, Any], dataset: Any, seed: int) -> Any:
+def build_model(name: str, kind: str, params: dict[str, Any], dataset: Dataset, seed: int) -> object:
     """Instantiate the adapter for ``kind``; bad parameters become ``ConfigError``."""
     try:
         factory = MODEL_KINDS[kind]

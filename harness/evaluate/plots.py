@@ -8,12 +8,15 @@ the caller; :func:`save_figure` writes a PNG and closes the figure.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import pandas as pd
 
 from harness.errors import DataValidationError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CURVE_COLUMNS = ("lower", "upper", "count", "mean_predicted", "observed_rate", "ci_low", "ci_high")
 
@@ -28,7 +31,7 @@ def _pyplot() -> Any:
 
 
 def plot_reliability(curves: pd.DataFrame | Mapping[str, pd.DataFrame], *, title: str | None = None,
-                     metrics: Mapping[str, Mapping[str, float]] | None = None) -> Any:
+                     metrics: Mapping[str, Mapping[str, float]] | None = None) -> "Figure":
     """Reliability diagram (top) and histogram of predicted probabilities (bottom).
 
     Parameters
@@ -88,7 +91,7 @@ def plot_reliability(curves: pd.DataFrame | Mapping[str, pd.DataFrame], *, title
 
 
 def plot_calibration_by_segment(tables: Mapping[str, pd.DataFrame], *, metrics: tuple[str, ...] = ("ece", "oe_ratio"),
-                                title: str | None = None) -> Any:
+                                title: str | None = None) -> "Figure":
     """Grouped bars of calibration metrics per segment, one bar per model.
 
     Parameters
@@ -133,7 +136,7 @@ def plot_calibration_by_segment(tables: Mapping[str, pd.DataFrame], *, metrics: 
     return fig
 
 
-def plot_metric_curves(curves: dict[str, pd.DataFrame]) -> Any:
+def plot_metric_curves(curves: dict[str, pd.DataFrame]) -> "Figure":
     """One panel per metric, one line per model: mean metric@k against k.
 
     ``curves[model]`` is a DataFrame indexed by k with one column per metric, as
