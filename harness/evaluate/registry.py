@@ -8,10 +8,11 @@ from harness.evaluate.calibration import CalibrationFamily
 from harness.evaluate.family import Family
 from harness.evaluate.off_policy import OffPolicyFamily
 from harness.evaluate.ranking import RankingFamily
+from harness.evaluate.slate import SlateOffPolicyFamily
 from harness.spec.config import EvaluateSpec, register_family_spec
 
 FAMILIES: dict[str, type[Family]] = {f.key: f for f in (RankingFamily, BeyondAccuracyFamily, CalibrationFamily,
-                                                        OffPolicyFamily)}
+                                                        OffPolicyFamily, SlateOffPolicyFamily)}
 
 
 def register_family(family: type[Family]) -> type[Family]:

@@ -374,6 +374,32 @@ class OffPolicyEval(FamilySpec):
         return None
 
 
+class SlateFeedbackFile(_Strict):
+    """Logged slates in a Parquet/CSV file, one row per slot, in the data's own ids.
+
+    ``propensity`` is the logging policy's probability of the slot's item given the
+    items above it (the cascade factor); the slate's joint propensity is their product.
+    """
+
+    path: str
+    columns: dict[Literal["slate", "context", "action", "position", "reward", "propensity"], str] = Field(
+        default_factory=lambda: {"slate": "slate_id", "context": "user_id", "action": "item_id",
+                                 "position": "position", "reward": "reward", "propensity": "propensity"})
+
+
+class SlateOffPolicyEval(FamilySpec):
+    """Slate off-policy estimates: each model as a Plackett-Luce slate policy over its
+    scores (``temperature``), from logged slates. ``sips`` weights every slot by the
+    whole slate's propensity ratio, ``rips`` by the ratio down to the slot (cascade)."""
+
+    feedback: SlateFeedbackFile
+    estimators: list[Literal["sips", "rips"]] = Field(default_factory=lambda: ["sips", "rips"], min_length=1)
+    temperature: float = Field(1.0, gt=0)
+
+    def compared_metrics(self) -> list[str]:
+        return [f"slate_{e}" for e in self.estimators]
+
+
 class BeyondAccuracyEval(FamilySpec):
     """Beyond-accuracy metrics of the top-k lists: per user ``novelty@k``, ``arp@k``,
     ``ild@k`` (gateable); over the catalogue ``coverage@k``, ``gini@k``, ``personalization@k``."""
@@ -410,6 +436,7 @@ class EvaluateSpec(BaseModel):
     beyond_accuracy: BeyondAccuracyEval | None = None
     calibration: CalibrationEval | None = None
     off_policy: OffPolicyEval | None = None
+    slate_off_policy: SlateOffPolicyEval | None = None
 
     @model_validator(mode="after")
     def _plugin_blocks(self) -> "EvaluateSpec":
