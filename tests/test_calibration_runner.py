@@ -121,7 +121,7 @@ def test_config_calibration_section(tmp_path) -> None:
         parse_config(bad_gate)
     movielens = calib_config(tmp_path)
     movielens["dataset"] = {"kind": "movielens", "path": str(tmp_path)}
-    with pytest.raises(ConfigError, match="evaluate.calibration: needs the synthetic dataset"):
+    with pytest.raises(ConfigError, match="evaluate.calibration: needs labels .* or the synthetic dataset"):
         parse_config(movielens)
 
 

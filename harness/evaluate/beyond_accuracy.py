@@ -17,7 +17,7 @@ from harness.evaluate.family import Family, MetricValue, ModelOutput, mean_value
 from harness.evaluate.model_view import ModelView
 from harness.metrics import beyond_accuracy as ba
 from harness.metrics._names import parse_metric_names
-from harness.spec.config import BeyondAccuracyEval
+from harness.spec.families import BeyondAccuracyEval
 from harness.types import Dataset
 
 

@@ -24,7 +24,7 @@ from harness.evaluate.model_view import ModelView
 from harness.metrics import calibration as cal
 from harness.metrics.calibration_stats import calibration_statistics
 from harness.metrics.stats import bootstrap_statistics, mean_confidence_interval
-from harness.spec.config import CalibrationEval
+from harness.spec.families import CalibrationEval
 from harness.types import Dataset
 
 LABEL, PROBA = "label", "p"

@@ -13,7 +13,7 @@ import pandas as pd
 from harness.evaluate.family import Family, FamilyResult, ModelOutput
 from harness.evaluate.model_view import ModelView
 from harness.evaluate.registry import family_class
-from harness.spec.config import FamilySpec
+from harness.spec.families import FamilySpec
 from harness.types import Dataset
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from harness.metrics.stats import SumStatistic, WeightedStatistic, mean_confidence_interval
-from harness.spec.config import FamilySpec
+from harness.spec.families import FamilySpec
 from harness.types import Dataset
 
 if TYPE_CHECKING:  # figures are matplotlib objects; matplotlib loads only when plotting

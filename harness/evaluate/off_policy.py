@@ -21,7 +21,7 @@ import pandas as pd
 from harness.errors import AdapterError, ConfigError
 from harness.evaluate.family import Family, FamilyResult, MetricValue, ModelOutput
 from harness.evaluate.model_view import ModelView
-from harness.spec.config import OffPolicyEval
+from harness.spec.families import OffPolicyEval
 from harness.types import Dataset
 
 _REWARD_MODELS = {

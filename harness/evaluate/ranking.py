@@ -24,7 +24,7 @@ from harness.evaluate.family import Family, FamilyResult, ModelOutput, mean_valu
 from harness.evaluate.model_view import ModelView
 from harness.metrics import RANKING_METRICS, evaluate_ranking
 from harness.metrics._names import parse_label, parse_metric_names
-from harness.spec.config import RankingEval
+from harness.spec.families import RankingEval
 from harness.types import PAD_ITEM, Dataset, Ranking
 
 # retrieval depth when no metric has a cut-off (e.g. only full-list 'map')

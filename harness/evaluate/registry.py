@@ -9,7 +9,8 @@ from harness.evaluate.family import Family
 from harness.evaluate.off_policy import OffPolicyFamily
 from harness.evaluate.ranking import RankingFamily
 from harness.evaluate.slate import SlateOffPolicyFamily
-from harness.spec.config import EvaluateSpec, register_family_spec
+from harness.spec.config import EvaluateSpec
+from harness.spec.families import register_family_spec
 
 FAMILIES: dict[str, type[Family]] = {f.key: f for f in (RankingFamily, BeyondAccuracyFamily, CalibrationFamily,
                                                         OffPolicyFamily, SlateOffPolicyFamily)}

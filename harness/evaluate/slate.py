@@ -19,7 +19,7 @@ from harness.errors import DataValidationError
 from harness.evaluate.family import Family, ModelOutput, mean_values
 from harness.evaluate.model_view import ModelView
 from harness.metrics.slate import SlateInputs, SlateRewardInteractionIPS, SlateStandardIPS
-from harness.spec.config import SlateOffPolicyEval
+from harness.spec.families import SlateOffPolicyEval
 from harness.types import PAD_ITEM, Dataset
 
 ESTIMATORS = {"sips": SlateStandardIPS, "rips": SlateRewardInteractionIPS}
