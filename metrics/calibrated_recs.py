@@ -104,6 +104,20 @@ def calibration_kl(history: pd.DataFrame, recommendations: pd.DataFrame, categor
     References
     ----------
     Steck, H. (2018). Calibrated recommendations. RecSys '18, 154-162.
+
+    Examples
+    --------
+    User 1 watched a drama and a comedy but is shown two dramas; user 2 is shown what
+    they watched. For user 1, p = (1/2, 1/2) over (comedy, drama), q = (0, 1) and
+    q~ = (0.005, 0.995), so C_KL = 1/2 ln(0.5 / 0.005) + 1/2 ln(0.5 / 0.995):
+
+    >>> import pandas as pd
+    >>> from harness.metrics import calibration_kl
+    >>> categories = pd.DataFrame({"item_id": [10, 11, 12], "category": ["drama", "comedy", "drama"]})
+    >>> history = pd.DataFrame({"user_id": [1, 1, 2, 2], "item_id": [10, 11, 10, 11]})
+    >>> recs = pd.DataFrame({"user_id": [1, 1, 2, 2], "item_id": [10, 12, 10, 11]})
+    >>> calibration_kl(history, recs, categories).round(4).to_dict()
+    {1: 1.9585, 2: 0.0}
     """
     if not 0 <= alpha <= 1:
         raise DataValidationError(f"alpha: must be in [0, 1], got {alpha!r}")

@@ -52,6 +52,15 @@ def ece_bootstrap(y: Any, p: Any, *, n_bins: int = 15, strategy: str = "uniform"
     BootstrapInterval
         ``estimate`` (ECE of the full sample), ``ci_low``, ``ci_high`` and the
         ``replicates`` (n_resamples,).
+
+    Examples
+    --------
+    >>> from harness.metrics import ece_bootstrap
+    >>> iv = ece_bootstrap([0, 1, 1, 1], [0.2, 0.4, 0.6, 0.8], n_bins=2, n_resamples=200, seed=0)
+    >>> round(iv.estimate, 4)  # bins (0, .5], (.5, 1]: |0.3 - 0.5| * 2/4 + |0.7 - 1| * 2/4
+    0.25
+    >>> iv.replicates.shape
+    (200,)
     """
     _check_norm(norm)
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
@@ -114,6 +123,13 @@ def calibration_statistics(y: Any, p: Any, metrics: Sequence[str] = STATISTIC_ME
 
     A resample with row weights w replaces S by ``w @ parts`` and n by ``sum(w)``;
     ``value()`` of each equals the corresponding metric function.
+
+    >>> from harness.metrics import calibration_statistics
+    >>> stats = calibration_statistics([0, 1, 1, 1], [0.2, 0.4, 0.6, 0.8], ["brier", "oe_ratio"], n_bins=2)
+    >>> round(stats["brier"].value(), 4)  # (0.04 + 0.36 + 0.16 + 0.04) / 4
+    0.15
+    >>> stats["oe_ratio"].value()  # 3 / 2
+    1.5
     """
     y_f, p_f = check_labels_probabilities(y, p)
     check_bin_options(n_bins, strategy)
