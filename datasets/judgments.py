@@ -38,6 +38,8 @@ def relevance_from_ratings(ratings: np.ndarray, *, threshold: float | None = Non
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from harness.datasets.judgments import relevance_from_ratings
     >>> relevance_from_ratings(np.array([3, 4, 4.5, 5]), threshold=4).tolist()
     [0, 1, 1, 1]
     >>> relevance_from_ratings(np.array([3, 4, 4.5, 5]), grades={4: 1, 5: 2}).tolist()

@@ -50,6 +50,7 @@ def random_split(n_rows: int, *, test_fraction: float, seed: int) -> np.ndarray:
 
     Examples
     --------
+    >>> from harness.datasets.splits import random_split
     >>> int(random_split(10, test_fraction=0.3, seed=0).sum())
     3
     """
@@ -82,6 +83,8 @@ def temporal_split(timestamps: np.ndarray, *, test_fraction: float | None = None
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from harness.datasets.splits import temporal_split
     >>> temporal_split(np.array([1, 2, 2, 3]), test_fraction=0.5).tolist()
     [False, False, False, True]
     """
@@ -171,6 +174,8 @@ def leave_last_out(users: np.ndarray, timestamps: np.ndarray, tiebreak: np.ndarr
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from harness.datasets.splits import leave_last_out
     >>> leave_last_out(np.array([0, 0, 0, 1]), np.array([5, 1, 3, 9]), np.arange(4), k=1).tolist()
     [True, False, False, False]
     """
@@ -201,6 +206,8 @@ def temporal_ratio(users: np.ndarray, timestamps: np.ndarray, tiebreak: np.ndarr
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from harness.datasets.splits import temporal_ratio
     >>> temporal_ratio(np.zeros(5, int), np.arange(5), np.arange(5), test_fraction=0.5).tolist()
     [False, False, False, True, True]
     """

@@ -106,6 +106,7 @@ def read_trec_run(path: str | Path) -> pd.DataFrame:
     Examples
     --------
     >>> import tempfile, pathlib
+    >>> from harness.datasets.trec import read_trec_run
     >>> f = pathlib.Path(tempfile.mkdtemp()) / "run.txt"
     >>> _ = f.write_text("u1 Q0 m7 1 2.5 bm25\\nu1 Q0 m9 2 1.0 bm25\\n")
     >>> read_trec_run(f)[["query_id", "item_id", "score"]].to_dict("list")
@@ -145,6 +146,7 @@ def read_trec_qrels(path: str | Path) -> pd.DataFrame:
     Examples
     --------
     >>> import tempfile, pathlib
+    >>> from harness.datasets.trec import read_trec_qrels
     >>> f = pathlib.Path(tempfile.mkdtemp()) / "qrels.txt"
     >>> _ = f.write_text("1 0 10 2\\n1 0 11 0\\n")
     >>> read_trec_qrels(f).to_dict("list")

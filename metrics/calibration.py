@@ -266,6 +266,7 @@ def expected_calibration_error(y: Any, p: Any, *, n_bins: int = 15, strategy: st
 
     Examples
     --------
+    >>> from harness.metrics import expected_calibration_error
     >>> expected_calibration_error([0, 1, 1, 1], [0.2, 0.4, 0.6, 0.8], n_bins=2)
     0.25
     """
@@ -295,6 +296,7 @@ def brier_score(y: Any, p: Any, *, sample_weight: Any = None) -> float:
 
     Examples
     --------
+    >>> from harness.metrics import brier_score
     >>> round(brier_score([0, 1], [0.2, 0.6]), 12)
     0.1
     """
@@ -345,6 +347,7 @@ def brier_decomposition(y: Any, p: Any, *, n_bins: int = 15, strategy: str = "un
 
     Examples
     --------
+    >>> from harness.metrics import brier_decomposition
     >>> d = brier_decomposition([0, 1, 1, 1], [0.25, 0.25, 0.75, 0.75], n_bins=2)
     >>> round(d.reliability, 4), round(d.resolution, 4), d.uncertainty
     (0.0625, 0.0625, 0.1875)
@@ -391,6 +394,7 @@ def log_loss(y: Any, p: Any, *, eps: float = DEFAULT_EPS, sample_weight: Any = N
 
     Examples
     --------
+    >>> from harness.metrics import log_loss
     >>> round(log_loss([1, 0], [0.5, 0.5]), 6)
     0.693147
     """
@@ -408,6 +412,7 @@ def normalized_entropy(y: Any, p: Any, *, eps: float = DEFAULT_EPS, sample_weigh
 
     Examples
     --------
+    >>> from harness.metrics import normalized_entropy
     >>> normalized_entropy([0, 1], [0.5, 0.5])
     1.0
     """
@@ -427,6 +432,7 @@ def observed_expected_ratio(y: Any, p: Any, *, sample_weight: Any = None) -> flo
 
     Examples
     --------
+    >>> from harness.metrics import observed_expected_ratio
     >>> observed_expected_ratio([1, 0, 1, 0], [0.25, 0.25, 0.25, 0.25])
     2.0
     """
@@ -475,6 +481,7 @@ def calibration_slope_intercept(y: Any, p: Any, *, eps: float = DEFAULT_EPS,
 
     Examples
     --------
+    >>> from harness.metrics import calibration_slope_intercept
     >>> fit = calibration_slope_intercept([0, 1, 0, 1, 1, 0], [0.2, 0.3, 0.5, 0.6, 0.7, 0.4])
     >>> fit.slope > 0
     True
@@ -496,6 +503,7 @@ def wilson_interval(successes: Any, n: Any, *, confidence: float = 0.95) -> tupl
 
     Examples
     --------
+    >>> from harness.metrics import wilson_interval
     >>> lo, hi = wilson_interval(0, 10)
     >>> round(float(lo), 4), round(float(hi), 4)
     (0.0, 0.2775)

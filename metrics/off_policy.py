@@ -15,6 +15,7 @@ a, pos_i)``, ``E_n`` the mean over the n logged rows.
 Examples
 --------
 >>> import numpy as np
+>>> from harness.metrics.off_policy import IPS, SNIPS, OPEInputs
 >>> data = OPEInputs(reward=np.array([1.0, 0.0]), pscore=np.array([0.5, 0.5]),
 ...                  pi_e=np.array([1.0, 0.5]))
 >>> IPS().estimate_policy_value(data)   # (2 * 1 + 1 * 0) / 2

@@ -122,6 +122,7 @@ def pareto_k_threshold(n: int) -> float:
     """Largest reliable Pareto k-hat with n draws: min(1 - 1 / log10(n), 0.7)
     (Vehtari et al. 2024, eq. 13; 0.667 at n = 1000, 0.7 from n = 2155 on).
 
+    >>> from harness.metrics.ope_diagnostics import pareto_k_threshold
     >>> round(pareto_k_threshold(1000), 4)
     0.6667
     """
@@ -183,6 +184,8 @@ def pareto_k_hat(weights: np.ndarray) -> float | None:
     --------
     Weights with a Pareto tail of index 1/2 (infinite variance):
 
+    >>> import numpy as np
+    >>> from harness.metrics.ope_diagnostics import pareto_k_hat
     >>> rng = np.random.default_rng(0)
     >>> round(pareto_k_hat(rng.pareto(2.0, 20_000) + 1.0), 1)
     0.5
@@ -244,6 +247,8 @@ def weight_diagnostics(
     about 70 of 1000). In a sample where it was logged 3 times the sample ESS is 103 and
     ``low_ess`` stays False, but the action is thin:
 
+    >>> import numpy as np
+    >>> from harness.metrics import weight_diagnostics
     >>> a = np.r_[np.zeros(3, int), np.ones(997, int)]
     >>> d = weight_diagnostics(np.where(a == 0, 0.3, 0.7), np.where(a == 0, 0.0065, 0.9935), actions=a)
     >>> round(d.ess), d.low_ess, d.low_overlap, d.thin_actions[0][:2]

@@ -8,6 +8,7 @@ forbids a PASS.
 Examples
 --------
 >>> import numpy as np
+>>> from harness.metrics import OPEInputs, evaluate_off_policy
 >>> data = OPEInputs(reward=np.array([1.0, 0.0, 1.0, 0.0]), pscore=np.full(4, 0.5),
 ...                  pi_e=np.array([1.0, 0.0, 0.5, 0.5]))
 >>> res = evaluate_off_policy(data, ["ips", {"name": "snips"}], min_ess=1)

@@ -311,6 +311,8 @@ def evaluate_ranking(
 
     Examples
     --------
+    >>> import pandas as pd
+    >>> from harness.metrics import evaluate_ranking
     >>> qrels = pd.DataFrame({"query_id": [1, 1], "item_id": [10, 11], "relevance": [1, 0]})
     >>> run = pd.DataFrame({"query_id": [1, 1], "item_id": [11, 10], "score": [0.9, 0.5]})
     >>> evaluate_ranking(qrels, run, ["recall@1", "mrr@2"]).means

@@ -111,6 +111,8 @@ class SumStatistic:
     ``ratio_statistic(w * r, w)``; ECE over bins b is ``SumStatistic(parts=onehot_b *
     (y - p), combine=lambda s, t: np.abs(s).sum(-1) / t)``.
 
+    >>> import numpy as np
+    >>> from harness.metrics.stats import SumStatistic, ratio_statistic
     >>> w, r = np.array([1.0, 1.0, 2.0]), np.array([1.0, 0.0, 1.0])
     >>> ratio_statistic(w * r, w).value()  # (1 + 0 + 2) / (1 + 1 + 2)
     0.75
@@ -297,6 +299,8 @@ def fieller_inference(candidate: np.ndarray, baseline: np.ndarray, *, confidence
     ``lower`` clips the interval from below (-1 when every value is >= 0: a ratio of
     non-negative means is >= 0); the clipped set keeps the coverage of the unclipped one.
 
+    >>> import numpy as np
+    >>> from harness.metrics.stats import fieller_inference
     >>> c, b = np.array([2.0, 3.0, 4.0, 5.0]), np.array([1.0, 2.0, 2.0, 3.0])
     >>> inf = fieller_inference(c, b)
     >>> round(inf.estimate, 4)  # 14 / 8 - 1
@@ -681,6 +685,8 @@ class WeightedStatistic:
     intercept (a weighted logistic fit), quantiles. Resample weights are the bootstrap
     counts, so ``fn`` must treat a weight of k as k copies of the unit.
 
+    >>> import numpy as np
+    >>> from harness.metrics.stats import WeightedStatistic
     >>> x = np.array([1.0, 2.0, 3.0, 10.0])
     >>> WeightedStatistic(lambda w: (w * x).sum(1) / w.sum(1), 4).value()
     4.0
@@ -836,6 +842,8 @@ def sign_flip_support(
     40 queries, deltas in thirds: 11 up, 4 down, 25 equal. P(mean(e d) >= mean(d)) =
     P(Binomial(15, 1/2) >= 11) = 1941 / 32768:
 
+    >>> import numpy as np
+    >>> from harness.metrics.stats import sign_flip_support
     >>> d = np.r_[np.full(11, 1 / 3), np.full(4, -1 / 3), np.zeros(25)]
     >>> a_u, a_v, w = sign_flip_support(d, np.ones(40))
     >>> float(w[a_u >= d.mean() - 1e-12].sum()) * 32768
@@ -908,6 +916,8 @@ def skew_check(values: np.ndarray) -> list[SkewCheck]:
     Sugden, R. A., Smith, T. M. F. & Jones, R. P. (2000). Cochran's rule for simple
     random sampling. *JRSS B* 62(4), 787-793.
 
+    >>> import numpy as np
+    >>> from harness.metrics.stats import skew_check
     >>> [round(c.n_needed, 1) for c in skew_check(np.array([0.0, 0.0, 0.0, 1.0]))]  # g1 = 1.1547
     [61.3]
     """
@@ -1174,6 +1184,8 @@ def mean_confidence_interval(values: np.ndarray, *, confidence: float = 0.95,
     interval is intersected with it (a confidence set intersected with the parameter
     space keeps its coverage), so a non-negative metric's interval never goes below 0.
 
+    >>> import numpy as np
+    >>> from harness.metrics.stats import mean_confidence_interval
     >>> mean_confidence_interval(np.array([0.0, 0.0, 0.0, 0.2]), bounds=(0.0, 1.0))[0]
     0.0
     """
@@ -1197,6 +1209,8 @@ def holm_adjust(p_values: np.ndarray) -> np.ndarray:
 
     p_adj(i) = max_{j <= i} min(1, (m - j + 1) p_(j)) over the sorted p-values.
 
+    >>> import numpy as np
+    >>> from harness.metrics.stats import holm_adjust
     >>> holm_adjust(np.array([0.01, 0.04, 0.03, 0.005]))
     array([0.03, 0.06, 0.06, 0.02])
     """
@@ -1248,6 +1262,7 @@ def smallest_level(alpha: float, family_size: int, correction: str) -> float:
     false, BH's first step is Bonferroni's too); alpha for ``"none"`` and for the
     intersection-union pass side.
 
+    >>> from harness.metrics.stats import smallest_level
     >>> smallest_level(0.05, 6, "holm")
     0.008333333333333333
     """
@@ -1261,6 +1276,7 @@ def smallest_level(alpha: float, family_size: int, correction: str) -> float:
 def resamples_to_reach(level: float) -> int:
     """Smallest B whose floor 1 / (B + 1) is below ``level``: B = floor(1 / level).
 
+    >>> from harness.metrics.stats import resamples_to_reach
     >>> resamples_to_reach(0.05 / 6)  # 1/121 < 0.00833 <= 1/120
     120
     """
@@ -1278,6 +1294,7 @@ def recommended_resamples(family_size: int, alpha: float = 0.05, *, correction: 
     about ``tail_hits`` replicates beyond the margin (Monte Carlo relative SE
     1 / sqrt(tail_hits), 22% at 20), and the floor 1 / (B + 1) is 20x below it.
 
+    >>> from harness.metrics.stats import recommended_resamples
     >>> recommended_resamples(6)          # 20 / (0.05 / 6) - 1 = 2399
     2399
     >>> recommended_resamples(1)          # the default 2000 already suffices
@@ -1296,6 +1313,7 @@ def minimum_detectable_effect(std_error: float, *, alpha: float = 0.05, power: f
     """Smallest true delta a one-sided test at ``alpha`` detects with ``power``:
     MDE = (z_{1-alpha} + z_{power}) * SE.
 
+    >>> from harness.metrics.stats import minimum_detectable_effect
     >>> round(minimum_detectable_effect(1.0), 4)  # 1.6449 + 0.8416
     2.4865
     """

@@ -269,14 +269,6 @@ def test_action_dist_conversion_is_checked():
                                    position=position, estimated_rewards=q[:, :2])
 
 
-def test_module_docstring_example():
-    import doctest
-
-    import harness.metrics.off_policy as mod
-    result = doctest.testmod(mod)
-    assert result.attempted > 0 and result.failed == 0
-
-
 # --- properties ---------------------------------------------------------------------------
 
 @st.composite

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import pytest
 
-import harness.metrics.ope_evaluate as mod
 from harness.datasets.synthetic_bandit import make_synthetic_bandit
 from harness.errors import DataValidationError
 from harness.metrics.off_policy import IPS, SNIPS, OPEInputs
 from harness.metrics.ope_evaluate import compare_policies, evaluate_off_policy, make_estimator
-
-
-def test_docstring_example():
-    result = doctest.testmod(mod)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_make_estimator_specs():

@@ -264,12 +264,3 @@ def test_trec_qrels_in_the_users_ids_encode_to_the_datasets_judgments(tmp_path, 
     bad.write_text(f"nobody 0 {raw['item_id'].iloc[0]} 1\n")
     with pytest.raises(DataValidationError, match=r"bad.txt: column 'query_id': 1 of 1 rows .* \(e\.g\. 'nobody'\)"):
         encode_pairs(read_trec_qrels(bad), ds, source=str(bad))
-
-
-def test_trec_reader_docstring_examples_run_and_pass():
-    import doctest
-
-    import harness.datasets.trec as trec
-
-    result = doctest.testmod(trec, verbose=False)
-    assert result.attempted >= 4 and result.failed == 0

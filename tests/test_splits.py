@@ -202,13 +202,3 @@ def test_keep_last_collapses_to_the_latest_row() -> None:
     assert any("3 repeated (user, item) rows" in w for w in ds.warnings)
     with pytest.raises(DataValidationError, match=r"duplicate values of a unique key \(3 rows; e.g. \(1, 5\)"):
         build_dataset(df, name="t", split={"kind": "random"}, relevance={"from": "interaction"})
-
-
-def test_docstring_examples() -> None:
-    import doctest
-
-    from harness.datasets import judgments, splits
-
-    for module in (splits, judgments):
-        result = doctest.testmod(module)
-        assert result.attempted > 0 and result.failed == 0, module.__name__

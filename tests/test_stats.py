@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 
 import numpy as np
 import pytest
@@ -335,11 +334,6 @@ def test_adjusted_p_values_order(p_list):
     # adjustment keeps the order of the raw p-values
     order = np.argsort(p, kind="stable")
     assert (np.diff(holm[order]) >= -1e-15).all() and (np.diff(bh[order]) >= -1e-15).all()
-
-
-def test_docstring_examples():
-    result = doctest.testmod(stats, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted >= 3 and result.failed == 0
 
 
 def _weighted_corr(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
