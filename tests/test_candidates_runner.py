@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from harness.apps.cli import app
 from harness.spec.config import parse_config
+from tests import reference as ref
 from tests.conftest import small_config, write_config
 
 
 def test_sampled_candidates_match_a_plain_restriction(tmp_path: Path) -> None:
-    from harness.metrics import evaluate_ranking
     from harness.adapters.registry import build_model
     from harness.apps.run import load_dataset
 
@@ -35,15 +34,14 @@ def test_sampled_candidates_match_a_plain_restriction(tmp_path: Path) -> None:
     allowed = ds.candidates.groupby("query_id")["item_id"].apply(set).to_dict()
     model = build_model("candidate", "oracle", dict(config.models["candidate"].params), ds, config.seed)
     model.fit(ds.train, n_users=ds.n_users, n_items=ds.n_items)
-    full = model.retrieve(ds.query_ids, ds.n_items)
-    rows = [(q, item, score) for q, items, scores in zip(full.query_ids, full.items, full.scores)
-            for item, score in zip(items, scores) if item >= 0 and item in allowed.get(q, ())]
-    run = pd.DataFrame(rows, columns=["query_id", "item_id", "score"])
-    want = evaluate_ranking(ds.qrels, run, ["ndcg@10", "recall@[10,50]"]).means
+    ranking = model.retrieve(ds.query_ids, ds.n_items)
+    full = ref.lists_of(ranking.query_ids, ranking.items)
+    # the model's full ranking restricted to each query's candidates, order kept
+    restricted = {q: [i for i in items if i in allowed.get(q, ())] for q, items in full.items()}
+    want = ref.ranking_means(ds.qrels, restricted, ["ndcg@10", "recall@10", "recall@50"])
     assert got == pytest.approx(want, abs=1e-12)
-    full_catalogue = json.loads(json.dumps(want))  # sampled metrics are inflated vs the full catalogue
-    plain = evaluate_ranking(ds.qrels, full.top(50), ["ndcg@10"]).means["ndcg@10"]
-    assert full_catalogue["ndcg@10"] > plain
+    # sampled metrics are inflated vs the full catalogue
+    assert want["ndcg@10"] > ref.ranking_means(ds.qrels, full, ["ndcg@10"])["ndcg@10"]
 
 
 @pytest.mark.parametrize("candidates, message", [
@@ -59,7 +57,6 @@ def test_bad_candidate_specs(tmp_path: Path, candidates: dict, message: str) -> 
 
 
 def test_given_candidates_and_genre_diversity_on_movielens(tmp_path: Path) -> None:
-    from harness.metrics import intra_list_diversity
     from harness.apps.run import load_dataset
     from tests.test_movielens import write_100k
 
@@ -87,10 +84,12 @@ def test_given_candidates_and_genre_diversity_on_movielens(tmp_path: Path) -> No
     ds = load_dataset(parse_config(cfg))
     _, genres = ds.category_matrix()
     seen = ds.train.groupby("user_id")["item_id"].apply(set).to_dict()
-    for user, items in ds.candidates.groupby("query_id")["item_id"]:
-        raw = str(ds.user_ids[user])  # per-unit ids are the data's own user ids
-        if raw in ild.index:  # the unseen candidates are the whole top 3: order does not matter
-            unseen = [i for i in items if i not in seen.get(user, set())]
-            padded = unseen + [-1] * (3 - len(unseen))  # a user may have no unseen candidate: an empty list
-            want = intra_list_diversity(np.array([padded]), genres.astype(float))[0]
-            assert ild[raw] == pytest.approx(want, abs=1e-12)
+    candidates = ds.candidates.groupby("query_id")["item_id"].apply(list).to_dict()
+    # per-unit ids are the data's own user ids
+    assert sorted(ild.index) == sorted(str(ds.user_ids[q]) for q in ds.query_ids) and len(ild) > 0
+    for user in ds.query_ids:
+        # the unseen candidates are the whole top 3, so order does not matter; a user may
+        # have no unseen candidate: an empty list
+        unseen = [i for i in candidates.get(user, []) if i not in seen.get(user, set())]
+        want = ref.intra_list_diversity(unseen, genres, 3)
+        assert ild[str(ds.user_ids[user])] == pytest.approx(want, abs=1e-12)
