@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.metrics import evaluate_ranking
+from tests import reference as ref
 
 
 class ScoreColumn(mlflow.pyfunc.PythonModel):
@@ -52,10 +52,8 @@ def test_mlflow_evaluate_with_harness_evaluator(tmp_path: Path, use_model: bool,
                                              predictions="score", targets="relevance",
                                              model_type="ranking", evaluators="harness",
                                              evaluator_config=config)
-        expected = evaluate_ranking(
-            data.rename(columns={"user_id": "query_id"})[["query_id", "item_id", "relevance"]],
-            data.rename(columns={"user_id": "query_id"}).assign(score=data["feature"] * 2.0)[
-                ["query_id", "item_id", "score"]], ["ndcg@5", "recall@[5,10]"]).means
+        rows = data.rename(columns={"user_id": "query_id"}).assign(score=data["feature"] * 2.0)
+        expected = ref.ranking_means(rows, ref.lists_from_run(rows), ["ndcg@5", "recall@10"])
         assert res.metrics["ndcg_at_5"] == pytest.approx(expected["ndcg@5"], abs=1e-12)
         assert res.metrics["recall_at_10"] == pytest.approx(expected["recall@10"], abs=1e-12)
         logged = mlflow.get_run(active.info.run_id).data.metrics
