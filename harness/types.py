@@ -126,11 +126,7 @@ class Ranking:
         excluded = ~np.isfinite(top_scores)
         top_items = np.where(excluded, PAD_ITEM, top_items)
         top_scores = np.where(excluded, PAD_SCORE, top_scores)
-        if k_eff < k:
-            pad = k - k_eff
-            top_items = np.pad(top_items, ((0, 0), (0, pad)), constant_values=PAD_ITEM)
-            top_scores = np.pad(top_scores, ((0, 0), (0, pad)), constant_values=PAD_SCORE)
-        return cls(np.asarray(query_ids), top_items, top_scores)
+        return cls(np.asarray(query_ids), top_items, top_scores).padded(k)
 
 
 def check_ranking(

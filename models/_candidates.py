@@ -72,11 +72,7 @@ def rerank(candidates: Ranking, rows: np.ndarray, cols: np.ndarray, scores: np.n
     items = np.take_along_axis(candidates.items, order, axis=1)
     top = np.take_along_axis(dense, order, axis=1)
     items = np.where(np.isfinite(top), items, PAD_ITEM)
-    if items.shape[1] < k:
-        pad = k - items.shape[1]
-        items = np.pad(items, ((0, 0), (0, pad)), constant_values=PAD_ITEM)
-        top = np.pad(top, ((0, 0), (0, pad)), constant_values=PAD_SCORE)
-    return Ranking(np.asarray(candidates.query_ids), items.astype(np.int64), top)
+    return Ranking(np.asarray(candidates.query_ids), items.astype(np.int64), top).padded(k)
 
 
 def check_candidates(candidates: object, k: int, *, source: str) -> Ranking:

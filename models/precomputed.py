@@ -131,11 +131,7 @@ class Precomputed:
         pos, found = self._rows(query_ids)
         items = np.where(found[:, None], self._items[pos, :k], PAD_ITEM)
         scores = np.where(found[:, None], self._scores[pos, :k], PAD_SCORE)
-        if items.shape[1] < k:
-            pad = k - items.shape[1]
-            items = np.pad(items, ((0, 0), (0, pad)), constant_values=PAD_ITEM)
-            scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=PAD_SCORE)
-        return Ranking(query_ids, items, scores)
+        return Ranking(query_ids, items, scores).padded(k)
 
     def rank(self, candidates: Ranking, k: int) -> Ranking:
         self._need_scores()

@@ -60,9 +60,10 @@ class MMR:
         block = max(1, _BLOCK_CELLS // max(width * width, 1))
         parts = [self._block(candidates.items[s : s + block], candidates.scores[s : s + block], k)
                  for s in range(0, n, block)]
-        items = np.concatenate(parts) if parts else np.empty((0, k), dtype=np.int64)
-        scores = np.where(items == PAD_ITEM, PAD_SCORE, (k - np.arange(k, dtype=np.float64))[None, :])
-        return Ranking(np.asarray(candidates.query_ids), items, scores)
+        kept = min(k, width)
+        items = np.concatenate(parts) if parts else np.empty((0, kept), dtype=np.int64)
+        scores = np.where(items == PAD_ITEM, PAD_SCORE, (k - np.arange(kept, dtype=np.float64))[None, :])
+        return Ranking(np.asarray(candidates.query_ids), items, scores).padded(k)
 
     def _block(self, items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
         n, width = items.shape
@@ -75,9 +76,9 @@ class MMR:
         sim = np.einsum("nid,njd->nij", E, E)
         max_sim = np.zeros((n, width))  # max similarity to the chosen; 0 while none is chosen
         available = real.copy()
-        out = np.full((n, k), PAD_ITEM, dtype=np.int64)
+        out = np.full((n, min(k, width)), PAD_ITEM, dtype=np.int64)
         rows = np.arange(n)
-        for t in range(min(k, width)):
+        for t in range(out.shape[1]):
             value = np.where(available, self.lambda_ * rel - (1 - self.lambda_) * max_sim, -np.inf)
             pick = np.argmax(value, axis=1)  # first maximum: earlier candidate wins ties
             ok = available[rows, pick]

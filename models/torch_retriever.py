@@ -187,8 +187,8 @@ class TorchRetriever:
                                    f"0..{self._seen.shape[0] - 1} ({describe_examples(query_ids[unknown])})")
         batch = query_batch_size(self.n_items, self.memory_budget_mb)
         k_eff = min(k, self.n_items)
-        out_items = np.full((len(query_ids), k), PAD_ITEM, dtype=np.int64)
-        out_scores = np.full((len(query_ids), k), PAD_SCORE)
+        out_items = np.empty((len(query_ids), k_eff), dtype=np.int64)
+        out_scores = np.empty((len(query_ids), k_eff))
         for b, start in enumerate(range(0, len(query_ids), batch)):
             q = query_ids[start : start + batch]
             where = f"batch {b} (queries {start}..{start + len(q) - 1})"
@@ -207,6 +207,6 @@ class TorchRetriever:
             if np.isposinf(values_np).any():
                 raise AdapterError(f"{self.name}: scores overflow to +inf in {where}")
             real = np.isfinite(values_np)
-            out_items[start : start + len(q), :k_eff] = np.where(real, cols_t.cpu().numpy(), PAD_ITEM)
-            out_scores[start : start + len(q), :k_eff] = np.where(real, values_np, PAD_SCORE)
-        return Ranking(query_ids, out_items, out_scores)
+            out_items[start : start + len(q)] = np.where(real, cols_t.cpu().numpy(), PAD_ITEM)
+            out_scores[start : start + len(q)] = np.where(real, values_np, PAD_SCORE)
+        return Ranking(query_ids, out_items, out_scores).padded(k)

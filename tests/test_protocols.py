@@ -100,3 +100,41 @@ def test_check_probabilities() -> None:
         check_probabilities(np.array([0.1, 0.2]), 3, source="m")
     with pytest.raises(AdapterError, match="1 probabilities outside"):
         check_probabilities(np.array([0.1, 1.2]), 2, source="m")
+
+
+def test_padded_cuts_or_pads_to_exactly_k() -> None:
+    r = _ranking([[3, 1, -1], [2, 0, 1]], [[0.9, 0.5, -np.inf], [3.0, 2.0, 1.0]], qids=[7, 8])
+    assert r.padded(2).items.tolist() == [[3, 1], [2, 0]]
+    wide = r.padded(5)
+    assert wide.items.tolist() == [[3, 1, -1, -1, -1], [2, 0, 1, -1, -1]]
+    assert wide.scores.tolist() == [[0.9, 0.5] + [-np.inf] * 3, [3.0, 2.0, 1.0, -np.inf, -np.inf]]
+    assert wide.query_ids.tolist() == [7, 8]
+
+
+def _candidates() -> Ranking:
+    return _ranking([[3, 1, -1], [2, 0, 1]], [[2.0, 1.0, -np.inf], [3.0, 2.0, 1.0]])
+
+
+@pytest.mark.parametrize("name", ["mmr", "precomputed", "pair_scorer"])
+def test_models_with_fewer_items_than_k_pad_to_k(name: str) -> None:
+    """Each model that can hold fewer than k items returns exactly k columns, -1 / -inf after its items."""
+    import pandas as pd
+
+    from harness.models._candidates import PairScorer
+    from harness.models.precomputed import Precomputed
+    from harness.models.rerank import MMR
+
+    class ByItemId(PairScorer):  # scores each pair by minus its item id
+        def _score_pairs(self, pairs: pd.DataFrame) -> np.ndarray:
+            return -pairs["item_id"].to_numpy(dtype=np.float64)
+
+    if name == "mmr":  # orthogonal vectors, lambda 1: the candidates' order, scores k, k-1, ...
+        out, want = MMR(np.eye(4), lambda_=1.0)(_candidates(), 5), [[3, 1], [2, 0, 1]]
+        assert out.scores[1, :3].tolist() == [5.0, 4.0, 3.0]
+    elif name == "precomputed":
+        stored = pd.DataFrame({"query_id": [0, 0, 1], "item_id": [1, 2, 0], "score": [1.0, 2.0, 3.0]})
+        out, want = Precomputed(stored).retrieve(np.array([0, 1]), 5), [[2, 1], [0]]
+    else:
+        out, want = ByItemId().rank(_candidates(), 5), [[1, 3], [0, 1, 2]]
+    assert out.items.tolist() == [row + [-1] * (5 - len(row)) for row in want]
+    assert [np.isneginf(s).sum() for s in out.scores] == [5 - len(row) for row in want]
