@@ -238,19 +238,21 @@ def call_retriever(model: Retriever, name: str, query_ids: np.ndarray, k: int) -
 
 
 @contextmanager
-def adapter_call(name: str, method: str, *, what: str = "model") -> Iterator[None]:
+def adapter_call(name: str, method: str, *, what: str = "model", where: str = "") -> Iterator[None]:
     """Run one call into a model (or a pipeline ``what="stage"``); anything it raises that
-    is not a ``HarnessError`` becomes an ``AdapterError`` naming it and the method."""
+    is not a ``HarnessError`` becomes an ``AdapterError`` naming it, the method and, when
+    given, ``where`` in the work it was (e.g. ``"at batch 1 (pair rows 50..99)"``)."""
+    place = f"{method}(){' ' + where if where else ''}"
     try:
         yield
     except AdapterError as exc:
         if f"{name!r}" in str(exc):
             raise
-        raise AdapterError(f"{what} {name!r}, {method}(): {exc}") from exc
+        raise AdapterError(f"{what} {name!r}, {place}: {exc}") from exc
     except HarnessError:
         raise
     except Exception as exc:  # a model's own failure, reported with its name
-        raise AdapterError(f"{what} {name!r} raised {type(exc).__name__} in {method}(): {exc}") from exc
+        raise AdapterError(f"{what} {name!r} raised {type(exc).__name__} in {place}: {exc}") from exc
 
 
 class Dataset(Protocol):

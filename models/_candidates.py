@@ -13,8 +13,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from harness.types import PAD_ITEM, PAD_SCORE, Ranking
-from harness.errors import AdapterError, HarnessError, describe_examples
+from harness.types import PAD_ITEM, PAD_SCORE, Ranking, adapter_call
+from harness.errors import AdapterError, describe_examples
 
 # pairs scored per call of a wrapped model
 DEFAULT_PAIR_BATCH = 200_000
@@ -32,18 +32,16 @@ def score_in_batches(score: Callable[[pd.DataFrame], np.ndarray], pairs: pd.Data
                      source: str, batch_size: int = DEFAULT_PAIR_BATCH) -> np.ndarray:
     """Call ``score`` on consecutive row batches of ``pairs``; check and join the outputs.
 
-    Any failure becomes an ``AdapterError`` naming ``source``, the batch and the problem.
+    A failure of ``score`` becomes an ``AdapterError`` naming ``source`` and the batch
+    (``harness.types.adapter_call``); a bad output, one naming the batch and the problem.
     """
     out = np.empty(len(pairs), dtype=np.float64)
     for b, start in enumerate(range(0, len(pairs), batch_size)):
         chunk = pairs.iloc[start : start + batch_size]
-        where = f"{source}, batch {b} (pair rows {start}..{start + len(chunk) - 1})"
-        try:
+        rows = f"batch {b} (pair rows {start}..{start + len(chunk) - 1})"
+        where = f"{source}, {rows}"
+        with adapter_call(source, "score", where=f"at {rows}"):
             raw = score(chunk)
-        except HarnessError as exc:
-            raise AdapterError(f"{where}: {exc}") from exc
-        except Exception as exc:  # the wrapped model raised: report it with its place
-            raise AdapterError(f"{where}: {type(exc).__name__}: {exc}") from exc
         values = np.asarray(raw)
         if values.ndim == 2 and values.shape[1] == 1:
             values = values[:, 0]

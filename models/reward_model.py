@@ -38,6 +38,7 @@ from sklearn.base import clone
 from sklearn.model_selection import KFold
 
 from harness.errors import AdapterError, ConfigError, DataValidationError
+from harness.types import adapter_call
 
 __all__ = ["DEFAULT_MAX_BYTES", "RewardModelFit", "fit_reward_model"]
 
@@ -400,11 +401,9 @@ def fit_reward_model(feedback: Any, model: Any, *, n_folds: int = 3, seed: int =
             if train.size == 0:
                 raise DataValidationError(f"fold {f}, position {p}: no training rows")
             fitted = clone(model)
-            try:
+            with adapter_call(type(model).__name__, "fit", what="reward model",
+                              where=f"on the {design} design ({len(train)} rows x {dm.n_features} features)"):
                 fitted.fit(dm.rows(train, feedback.action[train]), feedback.reward[train])
-            except (TypeError, ValueError) as exc:
-                raise AdapterError(f"reward model {type(model).__name__} failed to fit on the {design} design "
-                                   f"({len(train)} rows x {dm.n_features} features): {exc}") from exc
             models.append(fitted)
             forms.append(_check_linear_form(_linear_form(fitted, dm), fitted, dm, train, rng))
         fit.models.append(models)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from harness.types import check_probabilities
-from harness.errors import AdapterError, ConfigError, HarnessError
+from harness.errors import ConfigError
 
 from ._candidates import DEFAULT_PAIR_BATCH, PairScorer, score_in_batches
 from .features import FeatureBuilder
@@ -70,10 +70,5 @@ class SklearnPointwise(PairScorer):
 
     def predict_proba(self, pairs: pd.DataFrame) -> np.ndarray:
         """P(positive) per row of ``pairs``; an ``AdapterError`` if a score leaves [0, 1]."""
-        try:
-            scores = score_in_batches(self._score_pairs, pairs, source=self.name, batch_size=self.batch_size)
-        except HarnessError:
-            raise
-        except Exception as exc:
-            raise AdapterError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+        scores = score_in_batches(self._score_pairs, pairs, source=self.name, batch_size=self.batch_size)
         return check_probabilities(scores, len(pairs), source=self.name)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from harness.types import PAD_ITEM, PAD_SCORE, Ranking
+from harness.types import PAD_ITEM, PAD_SCORE, Ranking, adapter_call
 from harness.errors import AdapterError, ConfigError, describe_examples
 
 from ._scoring import seen_matrix
@@ -150,11 +150,8 @@ class TorchRetriever:
         # ids go where the module's weights are (a module moved to a GPU stays there)
         weights = next(iter(self.module.parameters()), None) if hasattr(self.module, "parameters") else None
         where = weights.device if weights is not None else "cpu"
-        try:
-            with torch.no_grad():
-                out = getattr(self.module, method)(torch.as_tensor(ids, dtype=torch.long, device=where))
-        except Exception as exc:
-            raise AdapterError(f"{self.name}: {method}() raised {type(exc).__name__} for {what}: {exc}") from exc
+        with adapter_call(self.name, method, where=f"for {what}"), torch.no_grad():
+            out = getattr(self.module, method)(torch.as_tensor(ids, dtype=torch.long, device=where))
         if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != len(ids):
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise AdapterError(f"{self.name}: {method}() must return a ({len(ids)}, d) tensor for {what}, "

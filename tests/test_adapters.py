@@ -105,7 +105,8 @@ def test_a_model_that_raises_is_reported_with_name_and_batch(xgb_model, monkeypa
         return np.zeros(len(X))
 
     monkeypatch.setattr(ranker.booster, "inplace_predict", flaky)
-    with pytest.raises(AdapterError, match=r"prod-ltr, batch 1 \(pair rows 50\.\.99\): MemoryError: out of memory"):
+    with pytest.raises(AdapterError, match=r"model 'prod-ltr' raised MemoryError in score\(\) at batch 1 \(pair rows 50\.\.99\): "
+                                           r"out of memory"):
         ranker.rank(candidates(width=10), 5)
     monkeypatch.setattr(ranker.booster, "inplace_predict", lambda X: np.full(len(X), np.nan))
     with pytest.raises(AdapterError, match=r"prod-ltr, batch 0 .*50 NaN or infinite scores"):

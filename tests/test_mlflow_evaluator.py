@@ -80,3 +80,25 @@ def test_binary_labels_and_probabilities_add_calibration(tmp_path: Path, monkeyp
     assert res.metrics["calibration_brier"] == pytest.approx(brier_score_loss(data["click"], data["p"]), abs=1e-12)
     assert "calibration_ece" in res.metrics and "ndcg_at_5" in res.metrics
 
+
+
+class Broken(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        raise KeyError("feature store down")
+
+
+def test_a_failing_model_is_an_adapter_error_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.errors import AdapterError
+
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run():
+            info = mlflow.pyfunc.log_model(name="broken", python_model=Broken())
+            with pytest.raises(AdapterError, match=r"model 'PyFuncModel' raised KeyError in predict\(\): "
+                                                   r"'feature store down'"):
+                mlflow.models.evaluate(info.model_uri, _data(), targets="relevance", model_type="ranking",
+                                       evaluators="harness",
+                                       evaluator_config={"query_col": "user_id", "item_col": "item_id"})
+    finally:
+        mlflow.set_tracking_uri(None)

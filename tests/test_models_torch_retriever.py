@@ -164,7 +164,8 @@ class Broken(nn.Module):
     ("nan", r"Broken.*NaN or infinite values for 1 rows of batch 0 \(queries 0\..*e\.g\. id 7"),
     ("shape", r"must return a \(10, d\) tensor for batch 0"),
     ("dim", r"dimension 3 but item embeddings 4"),
-    ("raise", r"raised RuntimeError for batch 0 .*tower exploded"),
+    ("raise", r"model 'TorchRetriever\(Broken\)' raised RuntimeError in query_embeddings\(\) for batch 0 "
+              r"\(queries 0\.\.9\): tower exploded"),
 ])
 def test_bad_module_outputs_are_adapter_errors(kind: str, match: str) -> None:
     train = pd.DataFrame({"user_id": [0], "item_id": [0]})

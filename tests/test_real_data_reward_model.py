@@ -147,7 +147,8 @@ def test_estimator_that_refuses_sparse_input_is_an_adapter_error():
             return super().fit(X, y)
 
     _, fb = _feedback(n_rounds=20, len_list=1)
-    with pytest.raises(AdapterError, match=r"DenseOnly failed to fit on the sparse design \(\d+ rows x 9 features\)"):
+    with pytest.raises(AdapterError, match=r"reward model 'DenseOnly' raised TypeError in fit\(\) on the sparse design "
+                                           r"\(\d+ rows x 9 features\): sparse input is not supported"):
         fit_reward_model(fb, DenseOnly(), design="sparse")
 
 

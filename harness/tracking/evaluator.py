@@ -27,6 +27,7 @@ import pandas as pd
 from mlflow.models.evaluation import EvaluationResult, ModelEvaluator
 
 from harness.errors import ConfigError, DataValidationError
+from harness.types import adapter_call
 
 MODEL_TYPES = ("ranking", "retrieval")
 DEFAULT_METRICS = ["ndcg@10", "recall@10", "precision@10", "map@10", "mrr@10"]
@@ -34,7 +35,8 @@ DEFAULT_METRICS = ["ndcg@10", "recall@10", "precision@10", "map@10", "mrr@10"]
 
 def _scores(model: Any, dataset: Any, predictions: str | None) -> np.ndarray:
     if model is not None:
-        out = model.predict(dataset.features_data)
+        with adapter_call(type(model).__name__, "predict"):
+            out = model.predict(dataset.features_data)
         if isinstance(out, pd.DataFrame):
             out = out[predictions] if predictions else out.iloc[:, 0]
         return np.asarray(out, dtype=np.float64).reshape(-1)
