@@ -233,8 +233,8 @@ class EpsilonGreedyPolicy(TopKPolicy):
 
 
 @dataclass
-class SoftmaxPolicy(_BatchedPolicy):
-    """``pi(a | x) = exp(s_a / T) / sum_b exp(s_b / T)`` at every position."""
+class _TemperedScores:
+    """The parameters of the policies that draw from ``exp(s / T)``, checked once."""
 
     scores: Scores
     temperature: float = 1.0
@@ -245,6 +245,11 @@ class SoftmaxPolicy(_BatchedPolicy):
         _check_len_list(self.len_list)
         if not self.temperature > 0:
             raise DataValidationError(f"temperature must be > 0, got {self.temperature!r}")
+
+
+@dataclass
+class SoftmaxPolicy(_TemperedScores, _BatchedPolicy):
+    """``pi(a | x) = exp(s_a / T) / sum_b exp(s_b / T)`` at every position."""
 
     def _source(self) -> Any:
         return self.scores
@@ -291,7 +296,7 @@ class ProbabilityTablePolicy(_BatchedPolicy):
 
 
 @dataclass
-class PlackettLucePolicy:
+class PlackettLucePolicy(_TemperedScores):
     """A stochastic top-k slate from a model's scores: position by position, the next item
     is drawn from the items not yet placed with probability proportional to
     ``exp(s_a / T)`` (the Plackett-Luce position model).
@@ -317,16 +322,6 @@ class PlackettLucePolicy:
     Plackett, "The analysis of permutations", JRSS C 1975; Luce, "Individual choice
     behavior", 1959. McInerney et al., KDD 2020 (RIPS).
     """
-
-    scores: Scores
-    temperature: float = 1.0
-    len_list: int = 1
-    batch_size: int = BATCH
-
-    def __post_init__(self) -> None:
-        _check_len_list(self.len_list)
-        if not self.temperature > 0:
-            raise DataValidationError(f"temperature must be > 0, got {self.temperature!r}")
 
     def _logits(self, contexts: np.ndarray) -> np.ndarray:
         s = _rows(self.scores, contexts, "scores")
