@@ -1023,23 +1023,10 @@ def infer_paired_means(
 
 
 def _infer_paired_means(
-    candidate: np.ndarray,
-    baseline: np.ndarray,
-    *,
-    method: str = "bootstrap",
-    confidence: float = 0.95,
-    n_resamples: int = 2000,
-    seed: int = 0,
-    weights: str = "auto",
+    c: np.ndarray, b: np.ndarray, *, method: str, confidence: float, n_resamples: int, seed: int, weights: str,
 ) -> tuple[list[DeltaInference], list[DeltaInference | None]]:
-    """:func:`infer_paired_means` for one concrete method (not ``"auto"``), no checks of skew."""
-    if method not in METHODS:
-        raise ConfigError(f"method: unknown value {method!r}; use one of {', '.join(METHODS)}")
-    _check_level(confidence, n_resamples)
-    c = _as_2d(candidate, "candidate")
-    b = _as_2d(baseline, "baseline")
-    if c.shape != b.shape:
-        raise DataValidationError(f"candidate {c.shape} and baseline {b.shape} must have the same shape")
+    """:func:`infer_paired_means` for one concrete method (not ``"auto"``) on its checked
+    2-D inputs, no checks of skew."""
     n, m = c.shape
     b_mean = b.mean(axis=0)
     has_rel = b_mean != 0
