@@ -10,7 +10,7 @@
   listed in ``BASH_SKIPS`` with the reason.
 
 No block is left unclassified: a new block of an unknown shape fails ``test_every_block_is_covered``.
-Sizes are shrunk only where noted (``MAIN_CONFIG_OVERRIDES``), never in the docs.
+The README's full example runs at its own sizes (about 15 s of CPU, 0.7 GiB peak).
 """
 
 from __future__ import annotations
@@ -45,14 +45,6 @@ FRAGMENT_KEYS = {"models", "evaluate", "gate", "dataset"}
 # names the docs use that the integrator exports from `harness` (harness/__init__.py); a
 # snippet that needs one of them is an expected failure until it exists
 PENDING_EXPORTS = {"Pipeline", "plot_reliability", "plot_metric_curves", "save_figure"}
-# The README's full example runs at its own sizes except these (dotted key -> value).
-# n_rounds: at 20,000 logged rounds the off-policy family's v_hat for epsilon > 0 scores
-# every (row, action) pair through RewardModelFit.predict (generic design rows) instead of
-# the factorised predict_actions path: minutes on 2 cores instead of seconds. Peak memory
-# does not depend on it (the design chunks are capped at max_bytes = 1 GiB either way).
-# README_FULL_SIZE=1 runs the example exactly as written.
-MAIN_CONFIG_OVERRIDES = {} if os.environ.get("README_FULL_SIZE") else {
-    "evaluate.off_policy.synthetic.n_rounds": 2000}
 PEAK_RSS_LIMIT = 2 * 1024**3
 
 
@@ -116,15 +108,6 @@ def _cli(args: list[str]) -> Any:
     return result
 
 
-def _set(cfg: dict[str, Any], dotted: str, value: Any) -> None:
-    *path, last = dotted.split(".")
-    node = cfg
-    for key in path:
-        node = node[key]
-    assert last in node, f"override {dotted}: the config has no such key"
-    node[last] = value
-
-
 def _harness_lines(script: str) -> list[str]:
     """``harness ...`` commands of a shell script, continuation lines joined, comments dropped."""
     script = script.replace("\\\n", " ")
@@ -174,8 +157,8 @@ def test_python_block_runs(block: Block, tmp_path: Path, monkeypatch: pytest.Mon
 
 
 # ----------------------------------------------------------------------------- yaml: fragments
-def _write_movielens_1m(folder: Path, *, n_users: int = 80, n_items: int = 150, per_user: int = 25) -> None:
-    """A small MovieLens-1M-format folder (ratings.dat, movies.dat, users.dat)."""
+def _write_movielens_1m(folder: Path, *, n_users: int = 80, n_items: int = 150, per_user: int = 25) -> pd.DataFrame:
+    """A small MovieLens-1M-format folder (ratings.dat, movies.dat, users.dat); returns the ratings."""
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True, exist_ok=True)
     popularity = 1.0 / np.arange(1, n_items + 1) ** 0.7
@@ -190,10 +173,12 @@ def _write_movielens_1m(folder: Path, *, n_users: int = 80, n_items: int = 150, 
     (folder / "movies.dat").write_bytes("".join(movies).encode("latin-1"))
     (folder / "users.dat").write_text("".join(f"{u}::{'MF'[u % 2]}::25::{u % 20}::{10000 + u}\n"
                                               for u in range(1, n_users + 1)))
+    return pd.DataFrame([r.split("::")[:2] for r in rows], columns=["user", "item"]).astype(np.int64)
 
 
-def _write_interactions(root: Path, spec: dict[str, Any], *, n_users: int = 80, n_items: int = 120) -> None:
-    """Parquet/CSV interaction logs in the columns the spec maps, item and user tables."""
+def _write_interactions(root: Path, spec: dict[str, Any], *, n_users: int = 80, n_items: int = 120) -> pd.DataFrame:
+    """Parquet/CSV interaction logs in the columns the spec maps (string ids), and the item
+    and user tables it names; returns the log."""
     rng = np.random.default_rng(1)
     cols = spec["columns"]
     paths = spec["path"] if isinstance(spec["path"], list) else [spec["path"]]
@@ -201,69 +186,83 @@ def _write_interactions(root: Path, spec: dict[str, Any], *, n_users: int = 80, 
     start, end = pd.Timestamp("2024-05-01", tz="UTC"), pd.Timestamp("2024-06-30", tz="UTC")
     users = np.array([f"u{u:03d}" for u in range(n_users)])
     items = np.array([f"sku-{i:04d}" for i in range(n_items)])
+    ts = cols.get("timestamp", "ts")
     rows = []
     for u in users:
         chosen = rng.choice(items, size=20, replace=False)
         times = start + (end - start) * np.sort(rng.random(20))
         if cut is not None:  # every user has rows on both sides of the cut
             times[-3:] = cut + pd.Timedelta(days=1) + pd.to_timedelta(np.arange(3), unit="h")
-        for i, ts in zip(chosen, times):
+        for i, when in zip(chosen, times):
             rows.append({cols["user"]: u, cols["item"]: i, cols.get("rating", "rating"): int(rng.integers(1, 6)),
-                         cols.get("label", "label"): int(rng.random() < 0.4), cols.get("timestamp", "ts"): ts})
+                         cols.get("label", "label"): int(rng.random() < 0.4), ts: when})
     log = pd.DataFrame(rows)
-    months = log[cols.get("timestamp", "ts")].dt.month
-    for k, path in enumerate(paths):  # one file per month, as the spec's names say
-        part = log[months == months.min() + k] if len(paths) > 1 else log
-        target = root / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        part.to_parquet(target, index=False) if target.suffix == ".parquet" else part.to_csv(target, index=False)
+    months = log[ts].dt.month
+    for k, path in enumerate(paths):  # one file per month when the spec names several
+        _write_table(log[months == months.min() + k] if len(paths) > 1 else log, root / path)
     if "item_features" in spec:
         f = spec["item_features"]
         sep = f.get("category_separator", "|")
-        table = pd.DataFrame({f.get("id_column") or cols["item"]: items, "price": rng.uniform(1, 50, n_items),
-                              f.get("category_column") or "tags": [sep.join(["a", "b", "c"][: 1 + k % 3])
-                                                                   for k in range(n_items)]})
-        _write_table(table, root / f["path"])
+        _write_table(pd.DataFrame({f.get("id_column") or cols["item"]: items, "price": rng.uniform(1, 50, n_items),
+                                   f.get("category_column") or "tags": [sep.join(["a", "b", "c"][: 1 + k % 3])
+                                                                        for k in range(n_items)]}), root / f["path"])
     if "user_features" in spec:
         f = spec["user_features"]
         _write_table(pd.DataFrame({f.get("id_column") or cols["user"]: users, "age": rng.integers(18, 70, n_users)}),
                      root / f["path"])
+    return log.rename(columns={cols["user"]: "user", cols["item"]: "item"})
 
 
 def _write_table(table: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_parquet(path, index=False) if path.suffix == ".parquet" else table.to_csv(path, index=False)
+    table.to_parquet(path, index=False) if path.suffix in (".parquet", ".pq") else table.to_csv(path, index=False)
 
 
-def _write_model_files(root: Path, models: dict[str, Any], base: dict[str, Any]) -> None:
-    """Score files and fitted models for the file-backed model kinds, on the base data set."""
+def _write_inputs(root: Path, cfg: dict[str, Any], log: pd.DataFrame | None) -> None:
+    """Every file the config's models and families point at, in the data's own ids: the
+    synthetic world's codes, or the ids of the interaction ``log`` written for it."""
     from harness.datasets import make_synthetic
-    from harness.models.features import interaction_features
 
-    d = base["dataset"]
-    data = make_synthetic(n_users=d["n_users"], n_items=d["n_items"], dim=d["dim"], seed=base["seed"])
     rng = np.random.default_rng(2)
-    scores = data.truth["true_scores"] + rng.normal(0, 1.0, data.truth["true_scores"].shape)
+    data = None
+    if log is None:
+        d = cfg["dataset"]
+        data = make_synthetic(n_users=d["n_users"], n_items=d["n_items"], dim=d["dim"], seed=cfg["seed"])
+        users, items = np.arange(data.n_users), np.arange(data.n_items)
+    else:
+        users, items = np.unique(log["user"]), np.unique(log["item"])
+    scores = rng.normal(size=(len(users), len(items)))
+    if data is not None:
+        scores += data.truth["true_scores"]
     top = np.argsort(-scores, axis=1)[:, :60]
-    users = np.repeat(np.arange(data.n_users), top.shape[1])
-    table = pd.DataFrame({"query_id": users, "item_id": top.ravel(),
-                          "score": np.take_along_axis(scores, top, axis=1).ravel()})
-    for name, spec in models.items():
+    rows = np.repeat(np.arange(len(users)), top.shape[1])
+    ranked = pd.DataFrame({"query_id": users[rows], "item_id": items[top.ravel()],
+                           "score": np.take_along_axis(scores, top, axis=1).ravel()})
+    labelled = pd.DataFrame({"query_id": rng.choice(users, 400), "item_id": rng.choice(items, 400)}
+                            ).drop_duplicates(ignore_index=True)
+    for spec in cfg["models"].values():
         params = spec.get("params", {})
         if spec["kind"] == "precomputed":
             path = root / params["path"]
-            path.parent.mkdir(parents=True, exist_ok=True)
             if params.get("format") == "trec" or path.suffix in (".run", ".trec", ".txt"):
-                rank = table.groupby("query_id").cumcount() + 1
-                lines = [f"{q} Q0 {i} {r} {s:.6f} spark\n"
-                         for q, i, r, s in zip(table["query_id"], table["item_id"], rank, table["score"])]
-                path.write_text("".join(lines))
-            else:  # a query the file lacks exercises `missing`
-                _write_table(table[table["query_id"] % 10 != 0], path)
+                rank = ranked.groupby("query_id").cumcount() + 1
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("".join(f"{q} Q0 {i} {r} {s:.6f} spark\n" for q, i, r, s in
+                                        zip(ranked["query_id"], ranked["item_id"], rank, ranked["score"])))
+            elif params.get("missing") == "empty":  # a query the file lacks exercises `missing`
+                _write_table(ranked[~ranked["query_id"].isin(users[::10])], path)
+            else:  # scores, and probabilities for every labelled pair (calibration)
+                u, i = users.searchsorted(labelled["query_id"]), items.searchsorted(labelled["item_id"])
+                extra = labelled.assign(score=scores[u, i])
+                table = pd.concat([ranked, extra]).drop_duplicates(["query_id", "item_id"], ignore_index=True)
+                _write_table(table.assign(p=1 / (1 + np.exp(-table["score"]))), path)
         elif spec["kind"] == "sklearn":
             from sklearn.linear_model import LogisticRegression
 
-            features = interaction_features(data.train, data.n_users, data.n_items, seed=base["seed"])
+            from harness.models.features import interaction_features
+
+            assert data is not None, "sklearn models are shown on the synthetic data set"
+            features = interaction_features(data.train, data.n_users, data.n_items, seed=cfg["seed"])
             pairs = pd.DataFrame({"query_id": rng.integers(0, data.n_users, 3000),
                                   "item_id": rng.integers(0, data.n_items, 3000)})
             label = data.truth["true_relevance"][pairs["query_id"], pairs["item_id"]] > 0
@@ -278,23 +277,48 @@ def _write_model_files(root: Path, models: dict[str, Any], base: dict[str, Any])
                 import joblib
 
                 joblib.dump(estimator, path)
+    evaluate = cfg.get("evaluate", {})
+    labels = (evaluate.get("calibration") or {}).get("labels")
+    if labels:
+        c = {"user": "user_id", "item": "item_id", "label": "label", **labels.get("columns", {})}
+        _write_table(pd.DataFrame({c["user"]: labelled["query_id"], c["item"]: labelled["item_id"],
+                                   c["label"]: rng.integers(0, 2, len(labelled))}), root / labels["path"])
+    feedback = (evaluate.get("off_policy") or {}).get("feedback")
+    if isinstance(feedback, dict):
+        c = {"context": "user_id", "action": "item_id", "reward": "reward", "propensity": "propensity",
+             **feedback.get("columns", {})}
+        n = 2000
+        _write_table(pd.DataFrame({c["context"]: rng.choice(users, n), c["action"]: rng.choice(items, n),
+                                   c["reward"]: rng.integers(0, 2, n), c["propensity"]: np.full(n, 1 / len(items))}),
+                     root / feedback["path"])
+    slates = (evaluate.get("slate_off_policy") or {}).get("feedback")
+    if slates:
+        c = {"slate": "slate_id", "context": "user_id", "action": "item_id", "position": "position",
+             "reward": "reward", "propensity": "propensity", **slates.get("columns", {})}
+        n, k = 500, 3  # uniform logging: slot j's item drawn among the items not yet shown
+        shown = np.stack([rng.choice(items, k, replace=False) for _ in range(n)])
+        _write_table(pd.DataFrame({c["slate"]: np.repeat([f"s{j}" for j in range(n)], k),
+                                   c["context"]: np.repeat(rng.choice(users, n), k), c["action"]: shown.ravel(),
+                                   c["position"]: np.tile(np.arange(k), n), c["reward"]: rng.integers(0, 2, n * k),
+                                   c["propensity"]: np.tile(1 / (len(items) - np.arange(k)), n)}),
+                     root / slates["path"])
 
 
 def _fragment_config(fragment: dict[str, Any], root: Path) -> dict[str, Any]:
     """The fragment merged into the small base config, with the files it names written."""
     cfg = small_config(root)
     cfg["output"] = "results"
+    log = None
     if "dataset" in fragment:
         spec = copy.deepcopy(fragment["dataset"])
         if spec.get("kind") == "movielens":
-            _write_movielens_1m(root / spec["path"])
+            log = _write_movielens_1m(root / spec["path"])
         elif spec.get("kind") == "interactions":
-            _write_interactions(root, spec)
+            log = _write_interactions(root, spec)
         cfg["dataset"] = spec
         if spec.get("kind", "synthetic") != "synthetic":  # oracle models need the synthetic world
             cfg["models"] = {"popularity": {"kind": "popularity"}, "candidate": {"kind": "item_knn"}}
     if "models" in fragment:
-        _write_model_files(root, fragment["models"], cfg)
         cfg["models"] = copy.deepcopy(fragment["models"])
         first, *rest = list(cfg["models"])
         cfg["compare"] = {"baseline": first, "candidates": rest, "n_resamples": 500}
@@ -303,6 +327,7 @@ def _fragment_config(fragment: dict[str, Any], root: Path) -> dict[str, Any]:
         cfg["gate"] = []
     if "gate" in fragment:
         cfg["gate"] = copy.deepcopy(fragment["gate"])
+    _write_inputs(root, cfg, log)
     return cfg
 
 
@@ -332,11 +357,10 @@ _PEAK_SCRIPT = textwrap.dedent("""
 
 
 def test_main_config_runs_end_to_end_under_2_gib(tmp_path: Path) -> None:
-    """The README's Config section, through the README's own `harness run eval.yaml ...` line,
-    in a subprocess whose peak resident memory is measured (``getrusage``)."""
+    """The README's Config section at its own sizes, through the README's own
+    `harness run eval.yaml ...` line, in a subprocess whose peak resident memory is
+    measured (``getrusage``)."""
     block, cfg = _main_config()
-    for dotted, value in MAIN_CONFIG_OVERRIDES.items():
-        _set(cfg, dotted, value)
     (tmp_path / "eval.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     (line,) = [c for b in BASH for c in _harness_lines(b.text)
                if c.startswith("harness run eval.yaml") and "[" not in c]  # not the synopsis
@@ -347,7 +371,7 @@ def test_main_config_runs_end_to_end_under_2_gib(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=900)
     wall = time.perf_counter() - started
     report = json.loads(proc.stderr.strip().splitlines()[-1])
-    print(f"README config ({block.id}, overrides {MAIN_CONFIG_OVERRIDES}): exit {report['code']}, "
+    print(f"README config ({block.id}, its own sizes): exit {report['code']}, "
           f"{wall:.1f} s wall, peak RSS {report['peak_bytes'] / 2**20:.0f} MiB")
     assert report["code"] in OK_EXIT, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert report["peak_bytes"] < PEAK_RSS_LIMIT, f"peak RSS {report['peak_bytes'] / 2**30:.2f} GiB"
