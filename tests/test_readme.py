@@ -42,9 +42,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 OK_EXIT = (0, 1)  # gate outcomes; 2 (bad config or input) and 3 (crash) never are
 FRAGMENT_KEYS = {"models", "evaluate", "gate", "dataset"}
-# names the docs use that the integrator exports from `harness` (harness/__init__.py); a
-# snippet that needs one of them is an expected failure until it exists
-PENDING_EXPORTS = {"Pipeline", "plot_reliability", "plot_metric_curves", "save_figure"}
 PEAK_RSS_LIMIT = 2 * 1024**3
 
 
@@ -147,9 +144,7 @@ def test_python_block_runs(block: Block, tmp_path: Path, monkeypatch: pytest.Mon
     used |= {n.strip() for names in re.findall(r"^\s*from harness import ([^\n]+)", block.text, flags=re.M)
              for n in names.strip("()").split(",")}
     missing = sorted(n for n in used - {"metrics", "models", "datasets"} if n not in harness.__all__)
-    assert set(missing) <= PENDING_EXPORTS, f"{block.id} uses names harness does not export: {missing}"
-    if missing:
-        pytest.xfail(f"awaiting harness exports {missing} (harness/__init__.py)")
+    assert not missing, f"{block.id} uses names harness does not export: {missing}"
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     code = compile(block.text, f"{block.doc.name}:{block.line}", "exec")
