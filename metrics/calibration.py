@@ -37,6 +37,7 @@ from scipy import special
 from scipy import stats as sps
 
 from harness.errors import DataValidationError, describe_examples
+from harness.options import check_choice, check_confidence, check_number
 
 from ._binning import binned_sums, check_bin_options, group_codes
 
@@ -115,13 +116,11 @@ def _mean(values: np.ndarray, w: np.ndarray | None) -> float:
 
 
 def _check_eps(eps: float) -> None:
-    if not 0 <= eps < 0.5:
-        raise DataValidationError(f"eps: must be in [0, 0.5), got {eps!r}")
+    check_number(eps, name="eps", low=0.0, high=0.5, high_open=True)
 
 
 def _check_norm(norm: str) -> None:
-    if norm not in NORMS:
-        raise DataValidationError(f"norm: unknown value {norm!r}; use 'l1', 'l2' or 'max'")
+    check_choice(norm, NORMS, name="norm")
 
 
 # ------------------------------------------------------------------- kernels
@@ -449,10 +448,8 @@ class CalibrationFit:
 
     def interval(self, which: str = "slope", *, confidence: float = 0.95) -> tuple[float, float]:
         """Wald interval ``estimate -+ z_{1-alpha/2} se`` of ``"slope"`` or ``"intercept"``."""
-        if which not in ("slope", "intercept"):
-            raise DataValidationError(f"which: unknown value {which!r}; use 'slope' or 'intercept'")
-        if not 0 < confidence < 1:
-            raise DataValidationError(f"confidence: must be in (0, 1), got {confidence!r}")
+        check_choice(which, ("slope", "intercept"), name="which")
+        confidence = check_confidence(confidence)
         est, se = getattr(self, which), getattr(self, f"{which}_se")
         z = float(sps.norm.ppf(0.5 + confidence / 2))
         return est - z * se, est + z * se
@@ -500,8 +497,7 @@ def wilson_interval(successes: Any, n: Any, *, confidence: float = 0.95) -> tupl
     >>> round(float(lo), 4), round(float(hi), 4)
     (0.0, 0.2775)
     """
-    if not 0 < confidence < 1:
-        raise DataValidationError(f"confidence: must be in (0, 1), got {confidence!r}")
+    confidence = check_confidence(confidence)
     k, m = np.asarray(successes, dtype=np.float64), np.asarray(n, dtype=np.float64)
     z = sps.norm.ppf(0.5 + confidence / 2)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -630,9 +626,7 @@ def evaluate_calibration(y: Any, p: Any, metrics: Sequence[str], *, n_bins: int 
                          strategy: str = "uniform", eps: float = DEFAULT_EPS,
                          sample_weight: Any = None) -> dict[str, float]:
     """The named metrics (keys of ``CALIBRATION_METRICS``) as a dict, in the given order."""
-    unknown = [m for m in metrics if m not in CALIBRATION_METRICS]
-    if unknown:
-        raise DataValidationError(f"metrics: unknown calibration metric {unknown[0]!r}; "
-                                  f"known: {', '.join(CALIBRATION_METRICS)}")
+    for m in metrics:
+        check_choice(m, CALIBRATION_METRICS, name="metrics")
     summary = calibration_summary(y, p, n_bins=n_bins, strategy=strategy, eps=eps, sample_weight=sample_weight)
     return {m: summary[m] for m in metrics}

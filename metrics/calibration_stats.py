@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from harness.errors import DataValidationError
+from harness.options import check_choice
 
 from ._binning import binned_sums, check_bin_options
 from .calibration import DEFAULT_EPS, _binary_entropy, _check_eps, _check_norm, _log_loss_rows, \
@@ -54,10 +54,6 @@ def ece_bootstrap(y: Any, p: Any, *, n_bins: int = 15, strategy: str = "uniform"
         ``replicates`` (n_resamples,).
     """
     _check_norm(norm)
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
-        raise DataValidationError(f"n_resamples: must be an integer >= 1, got {n_resamples!r}")
-    if not 0 < confidence < 1:
-        raise DataValidationError(f"confidence: must be in (0, 1), got {confidence!r}")
     name = {"l1": "ece", "l2": "_ece_l2", "max": "mce"}[norm]
     stat = calibration_statistics(y, p, [name], n_bins=n_bins, strategy=strategy)[name]
     inf = bootstrap_statistics([stat], confidence=confidence, n_resamples=n_resamples, seed=seed)[0]
@@ -118,10 +114,9 @@ def calibration_statistics(y: Any, p: Any, metrics: Sequence[str] = STATISTIC_ME
     y_f, p_f = check_labels_probabilities(y, p)
     check_bin_options(n_bins, strategy)
     _check_eps(eps)
-    unknown = [m for m in metrics if m not in STATISTIC_METRICS and m != "_ece_l2"]
-    if unknown:
-        raise DataValidationError(f"metrics: {unknown[0]!r} is not a sum statistic; "
-                                  f"use some of {', '.join(STATISTIC_METRICS)}")
+    for m in metrics:
+        if m != "_ece_l2":
+            check_choice(m, STATISTIC_METRICS, name="metrics")
     n = len(y_f)
     rows = np.arange(n)
     out: dict[str, SumStatistic] = {}

@@ -34,6 +34,7 @@ import numpy as np
 from scipy import stats as sps
 
 from harness.errors import DataValidationError
+from harness.options import check_choice, check_integer, check_number, check_probability
 
 from ._ope_bootstrap import bootstrap_column_means
 from ._ope_inputs import OPEInputs
@@ -71,8 +72,7 @@ class OPEInterval:
 
 def _check_nonnegative(value: float, name: str) -> None:
     """Hyperparameters (clipping, switching, shrinkage): a number in [0, inf]."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
-        raise DataValidationError(f"{name} must be a non-negative number, got {value!r}")
+    check_number(value, name=name, low=0.0)
 
 
 class OffPolicyEstimator(ABC):
@@ -160,14 +160,11 @@ def estimate_intervals(
     -------
     dict mapping estimator name to ``OPEInterval``.
     """
-    if method not in INTERVAL_METHODS:
-        raise DataValidationError(f"method must be one of {INTERVAL_METHODS}, got {method!r}")
-    if resampling not in RESAMPLING:
-        raise DataValidationError(f"resampling must be one of {RESAMPLING}, got {resampling!r}")
-    if not 0 < alpha < 1:
-        raise DataValidationError(f"alpha must be in (0, 1), got {alpha!r}")
-    if method == "bootstrap" and (not isinstance(n_bootstrap, int) or n_bootstrap < 2):
-        raise DataValidationError(f"n_bootstrap must be an integer >= 2, got {n_bootstrap!r}")
+    check_choice(method, INTERVAL_METHODS, name="method")
+    check_choice(resampling, RESAMPLING, name="resampling")
+    alpha = check_probability(alpha, name="alpha", low_open=True, high_open=True)
+    if method == "bootstrap":
+        check_integer(n_bootstrap, name="n_bootstrap", minimum=2)
     names = [e.name for e in estimators]
     if not names:
         raise DataValidationError("estimators: give at least one estimator")

@@ -45,6 +45,7 @@ from scipy import special
 from scipy import stats as sps
 
 from harness.errors import ConfigError, DataValidationError
+from harness.options import check_choice, check_confidence, check_integer, check_probability
 
 # Cells (resamples x units) held in memory by one bootstrap block.
 _CHUNK_CELLS = 4_000_000
@@ -77,10 +78,8 @@ def _as_2d(values: np.ndarray, name: str) -> np.ndarray:
 
 
 def _check_level(confidence: float, n_resamples: int) -> None:
-    if not 0.5 < confidence < 1:
-        raise ConfigError(f"confidence: must be in (0.5, 1), got {confidence!r}")
-    if n_resamples < 10:
-        raise ConfigError(f"n_resamples: need at least 10, got {n_resamples!r}")
+    check_confidence(confidence)
+    check_integer(n_resamples, name="n_resamples", minimum=10)
 
 
 # --------------------------------------------------------------------------- statistics
@@ -489,8 +488,7 @@ def _poisson_table() -> np.ndarray:
 def _resolve_weights(weights: str, n: int) -> str:
     if weights == "auto":
         return "multinomial" if n <= MULTINOMIAL_MAX_UNITS else "poisson"
-    if weights not in ("multinomial", "poisson"):
-        raise ConfigError(f"weights: unknown value {weights!r}; use 'auto', 'multinomial' or 'poisson'")
+    check_choice(weights, ("auto", "multinomial", "poisson"), name="weights")
     return weights
 
 
@@ -606,8 +604,7 @@ def bootstrap_estimands(
     acceleration a = sum(u^3) / (6 (sum u^2)^1.5) from jackknife values u
     (Efron & Tibshirani 1993, eq. 14.15), as ``scipy.stats.bootstrap`` computes them.
     """
-    if method not in BOOTSTRAP_METHODS:
-        raise ConfigError(f"method: {method!r} is not a bootstrap method; use one of {BOOTSTRAP_METHODS}")
+    check_choice(method, BOOTSTRAP_METHODS, name="method")
     _check_level(confidence, n_resamples)
     arr = _as_2d(parts, "parts")
     n = arr.shape[0]
@@ -724,8 +721,7 @@ def bootstrap_weighted(
     BCa needs the jackknife, n calls of ``fn`` on leave-one-out weights: refused above
     ``WEIGHTED_JACKKNIFE_MAX_UNITS`` units (use ``method="bootstrap"`` there).
     """
-    if method not in BOOTSTRAP_METHODS:
-        raise ConfigError(f"method: {method!r} is not a bootstrap method; use one of {BOOTSTRAP_METHODS}")
+    check_choice(method, BOOTSTRAP_METHODS, name="method")
     _check_level(confidence, n_resamples)
     if not statistics:
         return []
@@ -975,8 +971,7 @@ def infer_paired_means(
     simulations of lognormal(sigma = 1.5) values the percentile and BCa intervals of
     the relative delta falsely FAIL 9-13% of the time at n = 100-1000.
     """
-    if method not in METHODS:
-        raise ConfigError(f"method: unknown value {method!r}; use one of {', '.join(METHODS)}")
+    check_choice(method, METHODS, name="method")
     _check_level(confidence, n_resamples)
     c = _as_2d(candidate, "candidate")
     b = _as_2d(baseline, "baseline")
@@ -1023,8 +1018,7 @@ def _infer_paired_means(
     weights: str = "auto",
 ) -> tuple[list[DeltaInference], list[DeltaInference | None]]:
     """:func:`infer_paired_means` for one concrete method (not ``"auto"``), no checks of skew."""
-    if method not in METHODS:
-        raise ConfigError(f"method: unknown value {method!r}; use one of {', '.join(METHODS)}")
+    check_choice(method, METHODS, name="method")
     _check_level(confidence, n_resamples)
     c = _as_2d(candidate, "candidate")
     b = _as_2d(baseline, "baseline")
@@ -1177,6 +1171,7 @@ def mean_confidence_interval(values: np.ndarray, *, confidence: float = 0.95,
     >>> mean_confidence_interval(np.array([0.0, 0.0, 0.0, 0.2]), bounds=(0.0, 1.0))[0]
     0.0
     """
+    confidence = check_confidence(confidence)
     arr = np.asarray(values, dtype=np.float64)
     n = arr.size
     if n < 2:
@@ -1229,9 +1224,8 @@ def adjust_p_values(p_values: np.ndarray, correction: str) -> np.ndarray:
         return holm_adjust(p_values)
     if correction == "bh":
         return bh_adjust(p_values)
-    if correction == "none":
-        return np.asarray(p_values, dtype=np.float64)
-    raise ConfigError(f"correction: unknown value {correction!r}; use 'holm', 'bh' or 'none'")
+    check_choice(correction, CORRECTIONS, name="correction")
+    return np.asarray(p_values, dtype=np.float64)
 
 
 # --------------------------------------------------------------------------- resample floor
@@ -1251,8 +1245,7 @@ def smallest_level(alpha: float, family_size: int, correction: str) -> float:
     >>> smallest_level(0.05, 6, "holm")
     0.008333333333333333
     """
-    if correction not in CORRECTIONS:
-        raise ConfigError(f"correction: unknown value {correction!r}; use one of {', '.join(CORRECTIONS)}")
+    check_choice(correction, CORRECTIONS, name="correction")
     if correction == "none":
         return float(alpha)
     return float(alpha) / max(int(family_size), 1)
@@ -1264,8 +1257,7 @@ def resamples_to_reach(level: float) -> int:
     >>> resamples_to_reach(0.05 / 6)  # 1/121 < 0.00833 <= 1/120
     120
     """
-    if not 0 < level < 1:
-        raise ConfigError(f"level: must be in (0, 1), got {level!r}")
+    level = check_probability(level, name="level", low_open=True, high_open=True)
     return int(np.floor(1.0 / level + 1e-9))
 
 

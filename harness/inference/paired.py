@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import ConfigError, DataValidationError
+from harness.options import check_choice, check_confidence
 from harness.evaluate.family import FamilyResult
 from harness.metrics.stats import (BOOTSTRAP_METHODS, METHODS, DeltaInference, Estimand, SumStatistic,
                                    WeightedStatistic, bootstrap_estimands, bootstrap_weighted,
@@ -213,8 +214,8 @@ def compare_models(
     All metrics of a candidate share one resample of the units (seed ``seed + i`` for
     the i-th candidate), which keeps their correlation.
     """
-    if method not in METHODS:
-        raise ConfigError(f"compare.method: unknown value {method!r}; use one of {', '.join(METHODS)}")
+    check_choice(method, METHODS, name="compare.method")
+    check_confidence(confidence, name="compare.confidence")
     if not candidates:
         raise ConfigError("compare.candidates: need at least one candidate")
     if baseline in candidates:
