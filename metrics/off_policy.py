@@ -36,7 +36,7 @@ from scipy import stats as sps
 from harness.errors import DataValidationError
 from harness.options import check_choice, check_integer, check_number, check_probability
 
-from ._ope_bootstrap import bootstrap_column_means
+from ._resample import weighted_sums
 from ._ope_inputs import OPEInputs
 from .ope_diagnostics import WeightDiagnostics, weight_diagnostics
 
@@ -153,8 +153,11 @@ def estimate_intervals(
     seed : int, default 0
         Bootstrap seed; the same seed gives the same interval on any number of threads.
     resampling : {"multinomial", "poisson"}
-        Classic resampling of n rows with replacement, or Poisson(1) row counts (faster
-        at millions of rows; see ``_ope_bootstrap``).
+        Classic resampling of n rows with replacement (the resamples
+        ``scipy.stats.bootstrap`` draws for the same seed), or independent Poisson(1)
+        row weights (one parallel pass over the rows, faster at millions of rows); both
+        from the harness's one weight generator, :mod:`harness.metrics._resample`. A
+        Poisson replicate divides by its drawn total weight.
 
     Returns
     -------
@@ -178,8 +181,7 @@ def estimate_intervals(
     boot = None
     if method == "bootstrap":
         unique, where = _dedupe_columns(blocks)
-        boot = bootstrap_column_means(np.column_stack(unique), n_boot=n_bootstrap, seed=seed,
-                                      resampling=resampling)
+        boot = _bootstrap_means(np.column_stack(unique), n_bootstrap, seed, resampling)
     out: dict[str, OPEInterval] = {}
     start = 0
     for est, cols in zip(estimators, blocks):
@@ -196,6 +198,17 @@ def estimate_intervals(
         start += k
         out[est.name] = OPEInterval(est.name, value, float(low), float(high), se, alpha, method, n)
     return out
+
+
+def _bootstrap_means(cols: np.ndarray, n_boot: int, seed: int, resampling: str) -> np.ndarray:
+    """Column means of ``cols`` (n, k) under each resample's weights: (n_boot, k).
+
+    A Poisson replicate whose weights are all 0 (probability e^-n) gets the full-sample
+    means."""
+    sums, totals = weighted_sums(cols, n_boot, seed=seed, scheme=resampling)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        means = sums / totals[:, None]
+    return np.where(totals[:, None] > 0, means, cols.mean(axis=0))
 
 
 def _dedupe_columns(blocks: list[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:

@@ -14,14 +14,12 @@ margin (``p_greater(m)``: H1 delta > m; ``p_less(m)``: H1 delta < m):
 
 Bootstrap weights. Resampling n units with replacement is the same as weighting unit i
 by its count c_i ~ Multinomial(n, 1/n); the statistic then needs only the weighted
-column sums ``c @ parts``: a matrix product instead of a gather. For small n the counts
-are drawn exactly as ``scipy.stats.bootstrap`` draws its indices (same seed, same
-resamples). For large n, counts are replaced by independent Poisson(1) weights
-(the Poisson bootstrap, Hanley & MacGibbon 2006; Chamandy et al. 2012): they can be
-drawn per block of units, so memory is bounded by one block, and they are generated
-as 16-bit uniform codes mapped through a Poisson(1) quantile table (one random byte
-pair and one table look-up per weight; probabilities exact to 2^-16), then multiplied
-in float32 against column-centred parts and accumulated in float64.
+column sums ``c @ parts``: a matrix product instead of a gather. Every bootstrap draws
+its weights from one generator, :mod:`harness.metrics._resample`: for small n the
+counts of exactly the resamples ``scipy.stats.bootstrap`` draws for the same seed; for
+large n independent Poisson(1) weights (the Poisson bootstrap, Hanley & MacGibbon 2006;
+Chamandy et al. 2012), a pure function of (seed, resample, unit), drawn per block of
+units so that memory is bounded by one block.
 
 References
 ----------
@@ -37,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Callable, Sequence
 
 import numpy as np
@@ -47,10 +44,8 @@ from scipy import stats as sps
 from harness.errors import ConfigError, DataValidationError
 from harness.options import check_choice, check_confidence, check_integer, check_probability
 
-# Cells (resamples x units) held in memory by one bootstrap block.
-_CHUNK_CELLS = 4_000_000
-# Up to this many units the exact multinomial bootstrap is used by weights="auto".
-MULTINOMIAL_MAX_UNITS = 20_000
+from ._resample import MAX_CELLS, MULTINOMIAL_MAX_UNITS, resolve_scheme, weight_blocks, weighted_sums
+
 # Up to this many units ``sign_flip_means`` enumerates all 2^n sign vectors.
 EXACT_SIGN_FLIP_MAX_UNITS = 14
 # The randomisation test is exact when its null distribution has at most this many
@@ -476,33 +471,19 @@ def _invert(inf: DeltaInference, alpha: float, spread: float) -> tuple[float, fl
 # --------------------------------------------------------------------------- resampling
 
 
-@lru_cache(maxsize=1)
-def _poisson_table() -> np.ndarray:
-    """Poisson(1) quantiles for the 65536 16-bit codes: code u maps to k when
-    F(k-1) <= (u + 0.5) / 2^16 < F(k)."""
-    codes = (np.arange(1 << 16) + 0.5) / (1 << 16)
-    cdf = sps.poisson.cdf(np.arange(20), 1.0)
-    return np.searchsorted(cdf, codes, side="right").astype(np.float32)
-
-
-def _resolve_weights(weights: str, n: int) -> str:
-    if weights == "auto":
-        return "multinomial" if n <= MULTINOMIAL_MAX_UNITS else "poisson"
-    check_choice(weights, ("auto", "multinomial", "poisson"), name="weights")
-    return weights
-
-
 def bootstrap_sums(
     parts: np.ndarray, *, n_resamples: int = 2000, seed: int = 0, weights: str = "auto"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weighted column sums of ``parts`` under ``n_resamples`` bootstrap weightings.
 
+    The weights come from the harness's one generator, :mod:`harness.metrics._resample`.
+
     Parameters
     ----------
     parts : ndarray of shape (n_units, k)
     weights : {"auto", "multinomial", "poisson"}
-        ``multinomial``: counts of a resample with replacement, drawn as
-        ``rng.integers(0, n, (b, n))`` exactly like ``scipy.stats.bootstrap``;
+        ``multinomial``: counts of a resample with replacement, the index stream
+        ``rng.integers(0, n, (b, n))`` of ``scipy.stats.bootstrap`` for the same seed;
         ``poisson``: independent Poisson(1) weights, drawn per block of units;
         ``auto``: multinomial up to ``MULTINOMIAL_MAX_UNITS`` units.
 
@@ -514,36 +495,8 @@ def bootstrap_sums(
         sum_i w_bi (n for multinomial weights).
     """
     arr = _as_2d(parts, "parts")
-    n, k = arr.shape
-    rng = np.random.default_rng(seed)
-    scheme = _resolve_weights(weights, n)
-    sums = np.zeros((n_resamples, k))
-    totals = np.zeros(n_resamples)
-    if scheme == "multinomial":
-        chunk = max(1, min(n_resamples, _CHUNK_CELLS // n))
-        for start in range(0, n_resamples, chunk):
-            b = min(chunk, n_resamples - start)
-            idx = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
-            counts = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
-            sums[start : start + b] = counts @ arr
-        totals[:] = n
-        return sums, totals
-    table = _poisson_table()
-    centre = arr.mean(axis=0)
-    block = max(1, _CHUNK_CELLS // n_resamples)
-    # centred parts plus a ones column, one block at a time: float32 products stay
-    # small and the ones column gives sum(w)
-    work = np.ones((min(block, n), k + 1), dtype=np.float32)
-    acc = np.zeros((n_resamples, k + 1))
-    for start in range(0, n, block):
-        u = min(block, n - start)
-        np.subtract(arr[start : start + u], centre, out=work[:u, :k], casting="same_kind")
-        codes = np.frombuffer(rng.bytes(2 * n_resamples * u), dtype=np.uint16).reshape(n_resamples, u)
-        # every code is a valid index: "wrap" skips take's bounds checks (2x faster)
-        acc += table.take(codes, mode="wrap") @ work[:u]
-    totals[:] = acc[:, k]
-    sums[:] = acc[:, :k] + totals[:, None] * centre
-    return sums, totals
+    scheme = resolve_scheme(weights, arr.shape[0])
+    return weighted_sums(arr, n_resamples, seed=seed, scheme=scheme)
 
 
 def bootstrap_mean_replicates(
@@ -695,23 +648,6 @@ class WeightedStatistic:
         return float(np.asarray(self.fn(np.ones((1, self.n_units))))[0])
 
 
-def _weight_blocks(n: int, n_resamples: int, seed: int, weights: str):
-    """(b, n) float64 weight rows: multinomial counts drawn as in ``bootstrap_sums`` (so the
-    same resamples as scipy), or Poisson(1) weights."""
-    rng = np.random.default_rng(seed)
-    scheme = _resolve_weights(weights, n)
-    chunk = max(1, min(n_resamples, _CHUNK_CELLS // n))
-    table = _poisson_table()
-    for start in range(0, n_resamples, chunk):
-        b = min(chunk, n_resamples - start)
-        if scheme == "multinomial":
-            idx = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
-            yield np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
-        else:
-            codes = np.frombuffer(rng.bytes(2 * b * n), dtype=np.uint16).reshape(b, n)
-            yield table.take(codes, mode="wrap").astype(np.float64)
-
-
 def bootstrap_weighted(
     statistics: Sequence[WeightedStatistic], *, method: str = "bootstrap", confidence: float = 0.95,
     n_resamples: int = 2000, seed: int = 0, weights: str = "auto",
@@ -733,16 +669,15 @@ def bootstrap_weighted(
         raise ConfigError(f"method: 'bca' on a weighted statistic needs a jackknife of {n} fits "
                           f"(limit {WEIGHTED_JACKKNIFE_MAX_UNITS}); use 'bootstrap'")
     reps = np.empty((len(statistics), n_resamples))
-    start = 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        for block in _weight_blocks(n, n_resamples, seed, weights):
+        scheme = resolve_scheme(weights, n)
+        for start, block in weight_blocks(n, n_resamples, seed=seed, scheme=scheme):
             for i, s in enumerate(statistics):
                 reps[i, start : start + len(block)] = s.fn(block)
-            start += len(block)
 
     def jackknife(s: WeightedStatistic) -> np.ndarray:
         out = np.empty(n)
-        step = max(1, _CHUNK_CELLS // n)
+        step = max(1, MAX_CELLS // n)
         for lo in range(0, n, step):
             rows = np.ones((min(step, n - lo), n))
             rows[np.arange(rows.shape[0]), lo + np.arange(rows.shape[0])] = 0.0
@@ -782,7 +717,7 @@ def sign_flip_means(
         return (1.0 - 2.0 * codes) @ arr / n, True
     rng = np.random.default_rng(seed)
     out = np.zeros((n_resamples, k))
-    block = max(8, (_CHUNK_CELLS // n_resamples) // 8 * 8)
+    block = max(8, (MAX_CELLS // n_resamples) // 8 * 8)
     for start in range(0, n, block):
         u = min(block, n - start)
         nbytes = (u + 7) // 8
