@@ -19,6 +19,7 @@ import numpy as np
 from harness.options import check_choice
 
 from ._binning import binned_sums, check_bin_options
+from ._names import VALUE_RANGES
 from .calibration import DEFAULT_EPS, _binary_entropy, _check_eps, _check_norm, _log_loss_rows, \
     check_labels_probabilities
 from .stats import SumStatistic, bootstrap_statistics
@@ -109,7 +110,9 @@ def calibration_statistics(y: Any, p: Any, metrics: Sequence[str] = STATISTIC_ME
     - oe_ratio: parts ``[y_i, p_i]``; ``S_0 / S_1``
 
     A resample with row weights w replaces S by ``w @ parts`` and n by ``sum(w)``;
-    ``value()`` of each equals the corresponding metric function.
+    ``value()`` of each equals the corresponding metric function. Each statistic carries
+    its metric's range as ``bounds`` (ECE in [0, 1], log loss >= 0, ...), so that its
+    intervals stay inside it.
     """
     y_f, p_f = check_labels_probabilities(y, p)
     check_bin_options(n_bins, strategy)
@@ -125,26 +128,31 @@ def calibration_statistics(y: Any, p: Any, metrics: Sequence[str] = STATISTIC_ME
         gap = np.zeros((n, n_bins))
         gap[rows, flat] = p_f - y_f
         if "ece" in metrics:
-            out["ece"] = SumStatistic(gap, _abs_sum_over_bins, name="ece")
+            out["ece"] = _stat(gap, _abs_sum_over_bins, name="ece")
         if "mce" in metrics or "_ece_l2" in metrics:
             onehot = np.zeros((n, n_bins))
             onehot[rows, flat] = 1.0
             if "mce" in metrics:
-                out["mce"] = SumStatistic(np.hstack([onehot, gap]), _max_gap_over_bins, name="mce")
+                out["mce"] = _stat(np.hstack([onehot, gap]), _max_gap_over_bins, name="mce")
             if "_ece_l2" in metrics:  # for ece_bootstrap(norm="l2")
-                out["_ece_l2"] = SumStatistic(np.hstack([onehot, gap]), _root_mean_square_gap, name="ece_l2")
+                out["_ece_l2"] = _stat(np.hstack([onehot, gap]), _root_mean_square_gap, name="ece_l2")
     if "brier" in metrics:
-        out["brier"] = SumStatistic(((p_f - y_f) ** 2)[:, None], _mean_of_first, name="brier")
+        out["brier"] = _stat(((p_f - y_f) ** 2)[:, None], _mean_of_first, name="brier")
     if "log_loss" in metrics or "normalized_entropy" in metrics:
         ll = _log_loss_rows(y_f, p_f, eps)
         if "log_loss" in metrics:
-            out["log_loss"] = SumStatistic(ll[:, None], _mean_of_first, name="log_loss")
+            out["log_loss"] = _stat(ll[:, None], _mean_of_first, name="log_loss")
         if "normalized_entropy" in metrics:
-            out["normalized_entropy"] = SumStatistic(np.column_stack([ll, y_f]), _normalized_entropy,
-                                                     name="normalized_entropy")
+            out["normalized_entropy"] = _stat(np.column_stack([ll, y_f]), _normalized_entropy,
+                                              name="normalized_entropy")
     if "oe_ratio" in metrics:
-        out["oe_ratio"] = SumStatistic(np.column_stack([y_f, p_f]), _ratio, name="oe_ratio")
+        out["oe_ratio"] = _stat(np.column_stack([y_f, p_f]), _ratio, name="oe_ratio")
     return {m: out[m] for m in metrics}
+
+
+def _stat(parts: np.ndarray, combine: Any, name: str) -> SumStatistic:
+    """A calibration metric's sum statistic, with the metric's range as its bounds."""
+    return SumStatistic(parts, combine, name=name, bounds=VALUE_RANGES["ece" if name == "ece_l2" else name])
 
 
 def ece_statistic(y: Any, p: Any, *, n_bins: int = 15, strategy: str = "uniform") -> SumStatistic:

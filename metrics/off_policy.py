@@ -34,7 +34,7 @@ import numpy as np
 from scipy import stats as sps
 
 from harness.errors import DataValidationError
-from harness.options import check_choice, check_integer, check_number, check_probability
+from harness.options import check_bounds, check_choice, check_integer, check_number, check_probability
 
 from ._resample import weighted_sums
 from ._ope_inputs import OPEInputs
@@ -118,11 +118,11 @@ class OffPolicyEstimator(ABC):
         return float(self._combine(self._columns(data).mean(axis=0)))
 
     def estimate_interval(self, data: Any, *, alpha: float = 0.05, method: str = "analytic",
-                          n_bootstrap: int = 1000, seed: int = 0,
-                          resampling: str = "multinomial") -> OPEInterval:
+                          n_bootstrap: int = 1000, seed: int = 0, resampling: str = "multinomial",
+                          bounds: tuple[float, float] | None = None) -> OPEInterval:
         """Estimate with a ``1 - alpha`` interval; see ``estimate_intervals``."""
         return estimate_intervals([self], data, alpha=alpha, method=method, n_bootstrap=n_bootstrap,
-                                  seed=seed, resampling=resampling)[self.name]
+                                  seed=seed, resampling=resampling, bounds=bounds)[self.name]
 
     def diagnostics(self, data: OPEInputs, **thresholds: Any) -> WeightDiagnostics:
         """Weight diagnostics of ``data`` with this estimator's clipping threshold."""
@@ -133,7 +133,7 @@ class OffPolicyEstimator(ABC):
 def estimate_intervals(
     estimators: Sequence[OffPolicyEstimator], data: Any, *, alpha: float = 0.05,
     method: str = "analytic", n_bootstrap: int = 1000, seed: int = 0,
-    resampling: str = "multinomial",
+    resampling: str = "multinomial", bounds: tuple[float, float] | None = None,
 ) -> dict[str, OPEInterval]:
     """Point estimates and ``1 - alpha`` intervals of several estimators on the same data.
 
@@ -158,6 +158,11 @@ def estimate_intervals(
         row weights (one parallel pass over the rows, faster at millions of rows); both
         from the harness's one weight generator, :mod:`harness.metrics._resample`. A
         Poisson replicate divides by its drawn total weight.
+    bounds : (low, high), optional
+        The range of the policy value, i.e. of the reward (``(0, 1)`` for clicks): both
+        intervals are intersected with it (a confidence set intersected with the
+        parameter space keeps its coverage), so that e.g. an analytic interval of a
+        rare click rate does not go below 0. The estimate itself is not clipped.
 
     Returns
     -------
@@ -168,6 +173,7 @@ def estimate_intervals(
     alpha = check_probability(alpha, name="alpha", low_open=True, high_open=True)
     if method == "bootstrap":
         check_integer(n_bootstrap, name="n_bootstrap", minimum=2)
+    bounds = check_bounds(bounds)
     names = [e.name for e in estimators]
     if not names:
         raise DataValidationError("estimators: give at least one estimator")
@@ -196,6 +202,8 @@ def estimate_intervals(
             reps = est._combine(boot[:, where[start:start + k]])
             low, high = (float(v) for v in np.quantile(reps, [alpha / 2, 1 - alpha / 2]))
         start += k
+        if bounds is not None:
+            low, high = min(max(low, bounds[0]), bounds[1]), max(min(high, bounds[1]), bounds[0])
         out[est.name] = OPEInterval(est.name, value, float(low), float(high), se, alpha, method, n)
     return out
 

@@ -42,7 +42,7 @@ from scipy import special
 from scipy import stats as sps
 
 from harness.errors import ConfigError, DataValidationError
-from harness.options import check_choice, check_confidence, check_integer, check_probability
+from harness.options import check_bounds, check_choice, check_confidence, check_integer, check_probability
 
 from ._resample import MAX_CELLS, MULTINOMIAL_MAX_UNITS, resolve_scheme, weight_blocks, weighted_sums
 
@@ -98,6 +98,10 @@ class SumStatistic:
         (...). Must be vectorised over the leading axes.
     name : str
         For messages.
+    bounds : (low, high), optional
+        The range of the statistic's values, e.g. (0, 1) for ECE or (0, inf) for a
+        ratio of non-negative sums: intervals are intersected with it (see
+        :func:`clip_interval`).
 
     Examples
     --------
@@ -118,9 +122,11 @@ class SumStatistic:
     parts: np.ndarray
     combine: Combine
     name: str = "statistic"
+    bounds: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "parts", _as_2d(self.parts, f"{self.name} parts"))
+        object.__setattr__(self, "bounds", check_bounds(self.bounds, name=f"{self.name} bounds"))
 
     @property
     def n_units(self) -> int:
@@ -130,39 +136,98 @@ class SumStatistic:
         return float(self.combine(self.parts.sum(axis=0), np.float64(self.n_units)))
 
 
-def mean_statistic(values: np.ndarray, *, name: str = "mean") -> SumStatistic:
+def mean_statistic(values: np.ndarray, *, name: str = "mean",
+                   bounds: tuple[float, float] | None = None) -> SumStatistic:
     """Mean of per-unit values: sum(w x) / sum(w)."""
-    return SumStatistic(np.asarray(values, dtype=np.float64), lambda s, t: s[..., 0] / t, name)
+    return SumStatistic(np.asarray(values, dtype=np.float64), lambda s, t: s[..., 0] / t, name, bounds)
 
 
-def ratio_statistic(numerator: np.ndarray, denominator: np.ndarray, *, name: str = "ratio") -> SumStatistic:
+def ratio_statistic(numerator: np.ndarray, denominator: np.ndarray, *, name: str = "ratio",
+                    bounds: tuple[float, float] | None = None) -> SumStatistic:
     """Ratio of sums, sum(num) / sum(den): SNIPS (num = w r, den = w), CTR per impression, ..."""
     num = np.asarray(numerator, dtype=np.float64)
     den = np.asarray(denominator, dtype=np.float64)
     if num.shape != den.shape or num.ndim != 1:
         raise DataValidationError(f"{name}: numerator {num.shape} and denominator {den.shape} "
                                   "must be 1-D arrays of the same length")
-    return SumStatistic(np.column_stack([num, den]), lambda s, t: s[..., 0] / s[..., 1], name)
+    return SumStatistic(np.column_stack([num, den]), lambda s, t: s[..., 0] / s[..., 1], name, bounds)
 
 
 def _paired(cand: SumStatistic, base: SumStatistic, op: Callable[[np.ndarray, np.ndarray], np.ndarray],
-            name: str) -> SumStatistic:
+            name: str, bounds: tuple[float, float] | None) -> SumStatistic:
     if cand.n_units != base.n_units:
         raise DataValidationError(f"{name}: candidate has {cand.n_units} units, baseline {base.n_units}; "
                                   "a paired comparison needs the same units in the same order")
     k = cand.parts.shape[1]
     return SumStatistic(np.hstack([cand.parts, base.parts]),
-                        lambda s, t: op(cand.combine(s[..., :k], t), base.combine(s[..., k:], t)), name)
+                        lambda s, t: op(cand.combine(s[..., :k], t), base.combine(s[..., k:], t)), name, bounds)
 
 
 def paired_difference(candidate: SumStatistic, baseline: SumStatistic) -> SumStatistic:
-    """candidate - baseline on the same units (one resample drives both)."""
-    return _paired(candidate, baseline, np.subtract, f"{candidate.name} - {baseline.name}")
+    """candidate - baseline on the same units (one resample drives both); its range is
+    :func:`difference_bounds` of theirs."""
+    return _paired(candidate, baseline, np.subtract, f"{candidate.name} - {baseline.name}",
+                   difference_bounds(candidate.bounds, baseline.bounds))
 
 
 def paired_relative_difference(candidate: SumStatistic, baseline: SumStatistic) -> SumStatistic:
-    """candidate / baseline - 1 on the same units; the baseline's own noise is resampled too."""
-    return _paired(candidate, baseline, lambda c, b: c / b - 1.0, f"{candidate.name} / {baseline.name} - 1")
+    """candidate / baseline - 1 on the same units; the baseline's own noise is resampled too.
+    Its range is :func:`relative_bounds` of theirs."""
+    return _paired(candidate, baseline, lambda c, b: c / b - 1.0, f"{candidate.name} / {baseline.name} - 1",
+                   relative_bounds(candidate.bounds, baseline.bounds))
+
+
+# --------------------------------------------------------------------------- ranges
+
+
+def difference_bounds(a: tuple[float, float] | None, b: tuple[float, float] | None) -> tuple[float, float] | None:
+    """Range of x - y for x in ``a`` and y in ``b``: [a_lo - b_hi, a_hi - b_lo] (None if
+    either is unknown). Two [0, 1] metrics: [-1, 1].
+
+    >>> difference_bounds((0.0, 1.0), (0.0, 1.0))
+    (-1.0, 1.0)
+    """
+    if a is None or b is None:
+        return None
+    return a[0] - b[1], a[1] - b[0]
+
+
+def relative_bounds(a: tuple[float, float] | None, b: tuple[float, float] | None) -> tuple[float, float] | None:
+    """Range of x / y - 1 for x in ``a`` and y in ``b`` when both are non-negative:
+    [a_lo / b_hi - 1, a_hi / b_lo - 1] (b_lo = 0: no upper end); None otherwise.
+
+    >>> relative_bounds((0.0, 1.0), (0.0, 1.0))
+    (-1.0, inf)
+    """
+    if a is None or b is None or a[0] < 0 or b[0] < 0:
+        return None
+    low = -1.0 if math.isinf(b[1]) or b[1] == 0 else a[0] / b[1] - 1.0
+    high = math.inf if b[0] == 0 or math.isinf(a[1]) else a[1] / b[0] - 1.0
+    return low, high
+
+
+def clip_interval(inf: "DeltaInference", bounds: tuple[float, float] | None) -> "DeltaInference":
+    """The interval of ``inf`` intersected with ``bounds``, the estimand's range.
+
+    If ``P(theta in [L, U]) >= 1 - alpha`` and theta always lies in ``[a, b]``, then
+    ``P(theta in [max(L, a), min(U, b)]) = P(theta in [L, U]) >= 1 - alpha``: a confidence
+    set intersected with the parameter space keeps its coverage, and it only gets
+    shorter. Estimate, standard error and p-values are unchanged. An interval wholly
+    outside the range (possible only when the estimate itself is outside, e.g. a
+    debiased estimate below 0) collapses to the nearest end.
+
+    >>> inf = TInference(0.01, -0.02, 0.04, "t_test", 0.015, 20, df=19.0)
+    >>> clip_interval(inf, (0.0, 1.0)).ci_low
+    0.0
+    """
+    if bounds is None:
+        return inf
+    low, high = bounds
+    lo = min(max(inf.ci_low, low), high)
+    hi = max(min(inf.ci_high, high), low)
+    if lo == inf.ci_low and hi == inf.ci_high:
+        return inf
+    return dataclasses.replace(inf, ci_low=float(lo), ci_high=float(hi))
 
 
 # --------------------------------------------------------------------------- inference
@@ -512,10 +577,12 @@ def bootstrap_mean_replicates(
 
 @dataclass(frozen=True)
 class Estimand:
-    """``combine`` applied to the sums of columns ``cols`` of a shared parts matrix."""
+    """``combine`` applied to the sums of columns ``cols`` of a shared parts matrix;
+    ``bounds`` its range (intervals are intersected with it), or None."""
 
     cols: np.ndarray
     combine: Combine
+    bounds: tuple[float, float] | None = None
 
 
 def _jackknife(parts: np.ndarray, est: Estimand, block: int = 1 << 16) -> np.ndarray:
@@ -568,7 +635,8 @@ def bootstrap_estimands(
         theta = float(est.combine(full[est.cols], np.float64(n)))
         with np.errstate(divide="ignore", invalid="ignore"):
             reps = np.asarray(est.combine(sums[:, est.cols], totals), dtype=np.float64)
-        out.append(_from_replicates(theta, reps, n, method, confidence, lambda est=est: _jackknife(arr, est)))
+        inf = _from_replicates(theta, reps, n, method, confidence, lambda est=est: _jackknife(arr, est))
+        out.append(clip_interval(inf, est.bounds))
     return out
 
 
@@ -613,7 +681,7 @@ def bootstrap_statistics(
         raise DataValidationError(f"statistics: all must cover the same units, got unit counts {sorted(n)}")
     parts = np.hstack([s.parts for s in statistics])
     bounds = np.cumsum([0] + [s.parts.shape[1] for s in statistics])
-    ests = [Estimand(np.arange(bounds[i], bounds[i + 1]), s.combine) for i, s in enumerate(statistics)]
+    ests = [Estimand(np.arange(bounds[i], bounds[i + 1]), s.combine, s.bounds) for i, s in enumerate(statistics)]
     return bootstrap_estimands(parts, ests, method=method, confidence=confidence,
                                n_resamples=n_resamples, seed=seed, weights=weights)
 
@@ -639,10 +707,12 @@ class WeightedStatistic:
     fn: Callable[[np.ndarray], np.ndarray]
     n_units: int
     name: str = "statistic"
+    bounds: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.n_units < 2:
             raise DataValidationError(f"{self.name}: need at least 2 units, got {self.n_units}")
+        object.__setattr__(self, "bounds", check_bounds(self.bounds, name=f"{self.name} bounds"))
 
     def value(self) -> float:
         return float(np.asarray(self.fn(np.ones((1, self.n_units))))[0])
@@ -684,8 +754,8 @@ def bootstrap_weighted(
             out[lo : lo + rows.shape[0]] = s.fn(rows)
         return out
 
-    return [_from_replicates(s.value(), reps[i], n, method, confidence, lambda s=s: jackknife(s))
-            for i, s in enumerate(statistics)]
+    return [clip_interval(_from_replicates(s.value(), reps[i], n, method, confidence, lambda s=s: jackknife(s)),
+                          s.bounds) for i, s in enumerate(statistics)]
 
 
 def paired_weighted_difference(candidate: WeightedStatistic, baseline: WeightedStatistic,
@@ -696,9 +766,10 @@ def paired_weighted_difference(candidate: WeightedStatistic, baseline: WeightedS
                                   f"{baseline.n_units}; a paired comparison needs the same units")
     if relative:
         return WeightedStatistic(lambda w: candidate.fn(w) / baseline.fn(w) - 1.0, candidate.n_units,
-                                 f"{candidate.name} / {baseline.name} - 1")
+                                 f"{candidate.name} / {baseline.name} - 1",
+                                 relative_bounds(candidate.bounds, baseline.bounds))
     return WeightedStatistic(lambda w: candidate.fn(w) - baseline.fn(w), candidate.n_units,
-                             f"{candidate.name} - {baseline.name}")
+                             f"{candidate.name} - {baseline.name}", difference_bounds(candidate.bounds, baseline.bounds))
 
 
 def sign_flip_means(
@@ -875,6 +946,7 @@ def infer_paired_means(
     n_resamples: int = 2000,
     seed: int = 0,
     weights: str = "auto",
+    bounds: Sequence[tuple[float, float] | None] | None = None,
 ) -> tuple[list[DeltaInference], list[DeltaInference | None]]:
     """Absolute and relative paired differences of column means.
 
@@ -886,6 +958,11 @@ def infer_paired_means(
         ``"auto"``: per metric, ``DEFAULT_METHOD_BY_KIND[metric_kind(c, b)]`` (the
         percentile bootstrap for bounded, moderately skewed metrics, the t-test and
         Fieller for the others; see ``docs/ci-gate.md`` for the simulations behind it).
+    bounds : sequence of (low, high) or None, one per metric, optional
+        The range of each metric's values (e.g. (0, 1) for nDCG). The interval of the
+        absolute delta is intersected with :func:`difference_bounds` ([-1, 1] for two
+        [0, 1] metrics), that of the relative delta with :func:`relative_bounds`
+        ([-1, inf) for non-negative metrics); see :func:`clip_interval`.
 
     Returns
     -------
@@ -939,7 +1016,19 @@ def infer_paired_means(
             absolute[j] = dataclasses.replace(absolute[j], reliability=note)
             if relative[j] is not None:
                 relative[j] = dataclasses.replace(relative[j], reliability=note)
+    ranges = _column_bounds(bounds, m)
+    absolute = [clip_interval(a, difference_bounds(r, r)) for a, r in zip(absolute, ranges)]
+    relative = [None if rel is None else clip_interval(rel, relative_bounds(r, r)) for rel, r in zip(relative, ranges)]
     return absolute, relative
+
+
+def _column_bounds(bounds: Sequence[tuple[float, float] | None] | None, m: int) -> list[tuple[float, float] | None]:
+    if bounds is None:
+        return [None] * m
+    out = list(bounds)
+    if len(out) != m:
+        raise ConfigError(f"bounds: expected one (low, high) or None per metric ({m}), got {len(out)}")
+    return [check_bounds(b) for b in out]
 
 
 def _infer_paired_means(
@@ -1107,6 +1196,7 @@ def mean_confidence_interval(values: np.ndarray, *, confidence: float = 0.95,
     0.0
     """
     confidence = check_confidence(confidence)
+    bounds = check_bounds(bounds)
     arr = np.asarray(values, dtype=np.float64)
     n = arr.size
     if n < 2:

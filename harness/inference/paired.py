@@ -17,10 +17,13 @@ import pandas as pd
 from harness.errors import ConfigError, DataValidationError
 from harness.options import check_choice, check_confidence
 from harness.evaluate.family import FamilyResult
+from harness.metrics._names import value_range
 from harness.metrics.stats import (BOOTSTRAP_METHODS, METHODS, DeltaInference, Estimand, SumStatistic,
-                                   WeightedStatistic, bootstrap_estimands, bootstrap_weighted,
-                                   infer_paired_means, minimum_detectable_effect,
-                                   paired_weighted_difference)
+                                   WeightedStatistic, bootstrap_estimands, bootstrap_weighted, clip_interval,
+                                   difference_bounds, infer_paired_means, minimum_detectable_effect,
+                                   paired_weighted_difference, relative_bounds)
+
+Bounds = tuple[float, float]
 
 # One-sided level and power at which every comparison reports its minimum detectable effect.
 MDE_ALPHA = 0.05
@@ -110,9 +113,18 @@ def paired_frame(per_unit: Mapping[str, pd.DataFrame], baseline: str, candidate:
     return base, cand
 
 
+def _ranges(c: SumStatistic | WeightedStatistic, b: SumStatistic | WeightedStatistic,
+            given: Bounds | None) -> tuple[Bounds | None, Bounds | None]:
+    """Ranges of the delta and of the relative delta: from the metric's range when given,
+    else from the two statistics' own ``bounds``."""
+    rc, rb = (given, given) if given is not None else (c.bounds, b.bounds)
+    return difference_bounds(rc, rb), relative_bounds(rc, rb)
+
+
 def _compare_statistics(base_stats: Mapping[str, SumStatistic], cand_stats: Mapping[str, SumStatistic],
                         names: list[str], *, method: str, confidence: float, n_resamples: int, seed: int,
-                        weights: str) -> list[tuple[float, float, DeltaInference, DeltaInference | None, str]]:
+                        weights: str, bounds: Mapping[str, Bounds]
+                        ) -> list[tuple[float, float, DeltaInference, DeltaInference | None, str]]:
     """Ratio-type metrics: delta and relative delta from one shared bootstrap of the units."""
     for name in names:
         if not isinstance(base_stats[name], SumStatistic):
@@ -140,8 +152,9 @@ def _compare_statistics(base_stats: Mapping[str, SumStatistic], cand_stats: Mapp
             return c.combine(s[..., :kc], t) / b.combine(s[..., kc:], t) - 1.0
 
         both = np.concatenate([cs, bs])
-        ests.append(Estimand(both, delta))
-        ests.append(Estimand(both, rel) if bval != 0 else None)
+        d_range, r_range = _ranges(c, b, bounds.get(name))
+        ests.append(Estimand(both, delta, d_range))
+        ests.append(Estimand(both, rel, r_range) if bval != 0 else None)
     parts = np.hstack(cols)
     used = [e for e in ests if e is not None]
     infs = iter(bootstrap_estimands(parts, used, method=method, confidence=confidence,
@@ -155,8 +168,8 @@ def _compare_statistics(base_stats: Mapping[str, SumStatistic], cand_stats: Mapp
 
 
 def _compare_weighted(base: WeightedStatistic, cand: WeightedStatistic, name: str, *, method: str,
-                      confidence: float, n_resamples: int, seed: int,
-                      weights: str) -> tuple[float, float, DeltaInference, DeltaInference | None, str]:
+                      confidence: float, n_resamples: int, seed: int, weights: str,
+                      bounds: Mapping[str, Bounds]) -> tuple[float, float, DeltaInference, DeltaInference | None, str]:
     """A general weighted statistic (AUC, calibration slope): delta and relative delta."""
     for side, stat in (("baseline", base), ("candidate", cand)):
         if not isinstance(stat, WeightedStatistic):
@@ -168,7 +181,9 @@ def _compare_weighted(base: WeightedStatistic, cand: WeightedStatistic, name: st
         stats_.append(paired_weighted_difference(cand, base, relative=True))
     infs = bootstrap_weighted(stats_, method=method, confidence=confidence, n_resamples=n_resamples,
                               seed=seed, weights=weights)
-    return bval, cval, infs[0], infs[1] if bval != 0 else None, method
+    d_range, r_range = _ranges(cand, base, bounds.get(name))
+    return (bval, cval, clip_interval(infs[0], d_range),
+            clip_interval(infs[1], r_range) if bval != 0 else None, method)
 
 
 def compare_models(
@@ -184,6 +199,7 @@ def compare_models(
     weights: str = "auto",
     statistics: Mapping[str, Mapping[str, SumStatistic | WeightedStatistic]] | None = None,
     notes: Mapping[tuple[str, str], str] | None = None,
+    bounds: Mapping[str, Bounds] | None = None,
 ) -> list[MetricComparison]:
     """Paired comparison of each candidate with the baseline on every metric.
 
@@ -208,6 +224,12 @@ def compare_models(
     notes : mapping (candidate, metric) -> str, optional
         Why a comparison cannot settle the gate (e.g. ``"effective sample size 40 <
         100"``); the gate then reports that criterion INCONCLUSIVE.
+    bounds : mapping metric -> (low, high), optional
+        The range of a metric's values (nDCG: (0, 1)). Its delta's interval is kept in
+        [low - high, high - low] and, for a non-negative metric, its relative delta's
+        above -1 (:func:`~harness.metrics.stats.clip_interval`: intersecting a
+        confidence set with the parameter space keeps its coverage). A statistic
+        without an entry uses its own ``bounds``.
 
     Notes
     -----
@@ -222,6 +244,7 @@ def compare_models(
         raise ConfigError(f"compare: the baseline {baseline!r} cannot also be a candidate")
     statistics = statistics or {}
     notes = notes or {}
+    bounds = bounds or {}
     rows: list[MetricComparison] = []
     for c_index, candidate in enumerate(candidates):
         stat_names = [m for m in metrics if m in statistics.get(candidate, {})]
@@ -231,7 +254,8 @@ def compare_models(
             base, cand = paired_frame(per_unit, baseline, candidate, mean_names)
             absolute, relative = infer_paired_means(
                 cand.to_numpy(dtype=np.float64), base.to_numpy(dtype=np.float64), method=method,
-                confidence=confidence, n_resamples=n_resamples, seed=seed + c_index, weights=weights)
+                confidence=confidence, n_resamples=n_resamples, seed=seed + c_index, weights=weights,
+                bounds=[bounds.get(m) for m in mean_names])
             for j, name in enumerate(mean_names):
                 results[name] = (float(base[name].mean()), float(cand[name].mean()), absolute[j],
                                  relative[j], method, "mean")
@@ -242,7 +266,7 @@ def compare_models(
                                           f"but not for the baseline {baseline!r}")
             used = method if method in BOOTSTRAP_METHODS else "bca"
             kwargs = dict(method=used, confidence=confidence, n_resamples=n_resamples, seed=seed + c_index,
-                          weights=weights)
+                          weights=weights, bounds=bounds)
             sums = [m for m in stat_names if isinstance(statistics[candidate][m], SumStatistic)]
             general = [m for m in stat_names if m not in sums]
             if sums:
@@ -277,7 +301,9 @@ def compare_family(
     statistics; a metric capped on either side (``ModelOutput.caps``, e.g. too little
     overlap with the logs) carries the reason as its ``note``, so the gate never lets it
     PASS. Empty when the family compares nothing or measured neither side (e.g. a model
-    without ``predict_proba`` in calibration).
+    without ``predict_proba`` in calibration). Metrics with a known range
+    (:func:`harness.metrics._names.value_range`: nDCG in [0, 1], log loss >= 0, ...)
+    get intervals kept inside it.
     """
     names = [baseline, *candidates]
     outputs = result.models
@@ -291,6 +317,8 @@ def compare_family(
             if reasons:
                 notes[(candidate, metric)] = "; ".join(reasons)
     statistics = {n: outputs[n].statistics for n in names if outputs[n].statistics}
+    ranges = {m: r for m in result.compared if (r := value_range(m)) is not None}
     return compare_models({n: outputs[n].per_unit for n in names}, baseline=baseline, candidates=candidates,
                           metrics=result.compared, method=method, confidence=confidence,
-                          n_resamples=n_resamples, seed=seed, statistics=statistics or None, notes=notes)
+                          n_resamples=n_resamples, seed=seed, statistics=statistics or None, notes=notes,
+                          bounds=ranges)
