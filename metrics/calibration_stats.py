@@ -21,7 +21,7 @@ from harness.options import check_choice
 from ._binning import binned_sums, check_bin_options
 from ._names import VALUE_RANGES
 from .calibration import DEFAULT_EPS, _binary_entropy, _check_eps, _check_norm, _log_loss_rows, \
-    check_labels_probabilities
+    _squared_error_and_bias, check_labels_probabilities
 from .stats import SumStatistic, bootstrap_statistics
 
 
@@ -79,6 +79,19 @@ def _root_mean_square_gap(sums: np.ndarray, total: np.ndarray) -> np.ndarray:
         return np.sqrt(np.where(count > 0, gap**2 / count, 0.0).sum(axis=-1) / total)
 
 
+def _debiased_l2(sums: np.ndarray, total: np.ndarray, times: float = 1.0) -> np.ndarray:
+    """sqrt(max(0, CE2_plugin - times * bias)) from the sums ``[N_b, G_b, Y_b]``."""
+    third = sums.shape[-1] // 3
+    squared, bias = _squared_error_and_bias(sums[..., :third], sums[..., third:2 * third],
+                                            sums[..., 2 * third:], total)
+    return np.sqrt(np.maximum(squared - times * bias, 0.0))
+
+
+def _debiased_l2_resample(sums: np.ndarray, total: np.ndarray) -> np.ndarray:
+    # the bootstrap world's truth is the plug-in CE2: its resamples correct twice
+    return _debiased_l2(sums, total, 2.0)
+
+
 def _mean_of_first(sums: np.ndarray, total: np.ndarray) -> np.ndarray:
     return sums[..., 0] / total
 
@@ -92,7 +105,7 @@ def _normalized_entropy(sums: np.ndarray, total: np.ndarray) -> np.ndarray:
 
 
 # metrics that are functions of column sums of per-row parts (bootstrap and pairing)
-STATISTIC_METRICS = ("ece", "mce", "brier", "log_loss", "normalized_entropy", "oe_ratio")
+STATISTIC_METRICS = ("ece", "ece_debiased", "mce", "brier", "log_loss", "normalized_entropy", "oe_ratio")
 
 
 def calibration_statistics(y: Any, p: Any, metrics: Sequence[str] = STATISTIC_METRICS, *, n_bins: int = 15,
@@ -104,6 +117,13 @@ def calibration_statistics(y: Any, p: Any, metrics: Sequence[str] = STATISTIC_ME
     With ``e_ib = [row i in bin b]`` (bin edges fixed at the full sample's):
 
     - ece: parts ``e_ib (p_i - y_i)``; ``sum_b |S_b| / n``
+    - ece_debiased: parts ``[e_ib, e_ib (p_i - y_i), e_ib y_i]`` = (N_b, G_b, Y_b);
+      ``sqrt(max(0, sum_{b: N_b >= 2} [G_b^2 / N_b - Y_b (N_b - Y_b) / (N_b (N_b - 1))] / n))``
+      (:func:`harness.metrics.calibration.debiased_calibration_error`). Its resamples
+      subtract the bias estimate twice (``resample_combine``): the plug-in CE2 is the
+      truth of the bootstrap world, so ``CE2* - bias*`` would centre on the plug-in;
+      ``CE2* - 2 bias*`` centres on the debiased estimate, and the percentile interval
+      surrounds it
     - mce: parts ``[e_ib, e_ib (p_i - y_i)]``; ``max_b |S'_b| / S_b`` over non-empty bins
     - brier, log_loss: the per-row values; their mean
     - normalized_entropy: parts ``[ll_i, y_i]``; ``(S_0 / n) / H(S_1 / n)``
@@ -123,15 +143,20 @@ def calibration_statistics(y: Any, p: Any, metrics: Sequence[str] = STATISTIC_ME
     n = len(y_f)
     rows = np.arange(n)
     out: dict[str, SumStatistic] = {}
-    if {"ece", "mce", "_ece_l2"} & set(metrics):
+    if {"ece", "ece_debiased", "mce", "_ece_l2"} & set(metrics):
         _, _, _, flat, _ = binned_sums(y_f, p_f, np.zeros(n, np.int64), 1, n_bins=n_bins, strategy=strategy)
         gap = np.zeros((n, n_bins))
         gap[rows, flat] = p_f - y_f
         if "ece" in metrics:
             out["ece"] = _stat(gap, _abs_sum_over_bins, name="ece")
-        if "mce" in metrics or "_ece_l2" in metrics:
+        if {"mce", "_ece_l2", "ece_debiased"} & set(metrics):
             onehot = np.zeros((n, n_bins))
             onehot[rows, flat] = 1.0
+            if "ece_debiased" in metrics:
+                positives = np.zeros((n, n_bins))
+                positives[rows, flat] = y_f
+                out["ece_debiased"] = _stat(np.hstack([onehot, gap, positives]), _debiased_l2, name="ece_debiased",
+                                            resample=_debiased_l2_resample)
             if "mce" in metrics:
                 out["mce"] = _stat(np.hstack([onehot, gap]), _max_gap_over_bins, name="mce")
             if "_ece_l2" in metrics:  # for ece_bootstrap(norm="l2")
@@ -150,9 +175,10 @@ def calibration_statistics(y: Any, p: Any, metrics: Sequence[str] = STATISTIC_ME
     return {m: out[m] for m in metrics}
 
 
-def _stat(parts: np.ndarray, combine: Any, name: str) -> SumStatistic:
+def _stat(parts: np.ndarray, combine: Any, name: str, resample: Any = None) -> SumStatistic:
     """A calibration metric's sum statistic, with the metric's range as its bounds."""
-    return SumStatistic(parts, combine, name=name, bounds=VALUE_RANGES["ece" if name == "ece_l2" else name])
+    return SumStatistic(parts, combine, name=name, bounds=VALUE_RANGES["ece" if name == "ece_l2" else name],
+                        resample_combine=resample)
 
 
 def ece_statistic(y: Any, p: Any, *, n_bins: int = 15, strategy: str = "uniform") -> SumStatistic:

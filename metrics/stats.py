@@ -102,6 +102,13 @@ class SumStatistic:
         The range of the statistic's values, e.g. (0, 1) for ECE or (0, inf) for a
         ratio of non-negative sums: intervals are intersected with it (see
         :func:`clip_interval`).
+    resample_combine : callable, optional
+        The statistic of a resample, when it must differ from ``combine``: for a
+        bias-corrected estimator ``theta = T - b`` (T a plug-in, b an estimate of its
+        bias), the truth of the bootstrap world is the plug-in value T(F_n), around
+        which the replicates ``T* - b*`` centre; ``T* - 2 b*`` centres on theta and
+        mimics its sampling distribution (the bootstrap analogue of a bias-corrected
+        estimate; Efron & Tibshirani 1993, sec. 10.6). Default: ``combine``.
 
     Examples
     --------
@@ -123,10 +130,17 @@ class SumStatistic:
     combine: Combine
     name: str = "statistic"
     bounds: tuple[float, float] | None = None
+    resample_combine: Combine | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "parts", _as_2d(self.parts, f"{self.name} parts"))
         object.__setattr__(self, "bounds", check_bounds(self.bounds, name=f"{self.name} bounds"))
+
+    @property
+    def bootstrap_combine(self) -> Combine:
+        """The function of resampled sums the bootstrap uses (``resample_combine`` or
+        ``combine``)."""
+        return self.resample_combine or self.combine
 
     @property
     def n_units(self) -> int:
@@ -159,8 +173,12 @@ def _paired(cand: SumStatistic, base: SumStatistic, op: Callable[[np.ndarray, np
         raise DataValidationError(f"{name}: candidate has {cand.n_units} units, baseline {base.n_units}; "
                                   "a paired comparison needs the same units in the same order")
     k = cand.parts.shape[1]
+    c_boot, b_boot = cand.bootstrap_combine, base.bootstrap_combine
+    resample = (None if cand.resample_combine is None and base.resample_combine is None else
+                lambda s, t: op(c_boot(s[..., :k], t), b_boot(s[..., k:], t)))
     return SumStatistic(np.hstack([cand.parts, base.parts]),
-                        lambda s, t: op(cand.combine(s[..., :k], t), base.combine(s[..., k:], t)), name, bounds)
+                        lambda s, t: op(cand.combine(s[..., :k], t), base.combine(s[..., k:], t)), name, bounds,
+                        resample)
 
 
 def paired_difference(candidate: SumStatistic, baseline: SumStatistic) -> SumStatistic:
@@ -578,11 +596,14 @@ def bootstrap_mean_replicates(
 @dataclass(frozen=True)
 class Estimand:
     """``combine`` applied to the sums of columns ``cols`` of a shared parts matrix;
-    ``bounds`` its range (intervals are intersected with it), or None."""
+    ``bounds`` its range (intervals are intersected with it), or None;
+    ``resample_combine`` the statistic of a resample when it differs (see
+    :class:`SumStatistic`)."""
 
     cols: np.ndarray
     combine: Combine
     bounds: tuple[float, float] | None = None
+    resample_combine: Combine | None = None
 
 
 def _jackknife(parts: np.ndarray, est: Estimand, block: int = 1 << 16) -> np.ndarray:
@@ -634,7 +655,7 @@ def bootstrap_estimands(
     for est in estimands:
         theta = float(est.combine(full[est.cols], np.float64(n)))
         with np.errstate(divide="ignore", invalid="ignore"):
-            reps = np.asarray(est.combine(sums[:, est.cols], totals), dtype=np.float64)
+            reps = np.asarray((est.resample_combine or est.combine)(sums[:, est.cols], totals), dtype=np.float64)
         inf = _from_replicates(theta, reps, n, method, confidence, lambda est=est: _jackknife(arr, est))
         out.append(clip_interval(inf, est.bounds))
     return out
@@ -681,7 +702,8 @@ def bootstrap_statistics(
         raise DataValidationError(f"statistics: all must cover the same units, got unit counts {sorted(n)}")
     parts = np.hstack([s.parts for s in statistics])
     bounds = np.cumsum([0] + [s.parts.shape[1] for s in statistics])
-    ests = [Estimand(np.arange(bounds[i], bounds[i + 1]), s.combine, s.bounds) for i, s in enumerate(statistics)]
+    ests = [Estimand(np.arange(bounds[i], bounds[i + 1]), s.combine, s.bounds, s.resample_combine)
+            for i, s in enumerate(statistics)]
     return bootstrap_estimands(parts, ests, method=method, confidence=confidence,
                                n_resamples=n_resamples, seed=seed, weights=weights)
 

@@ -351,7 +351,7 @@ def test_summary_and_evaluate_calibration_agree_with_scalar_functions() -> None:
     picked = evaluate_calibration(y, p, ["log_loss", "ece"], n_bins=10)
     assert list(picked) == ["log_loss", "ece"]
     assert picked["log_loss"] == pytest.approx(log_loss(y, p), abs=1e-12)
-    with pytest.raises(ConfigError, match="metrics: unknown value 'auc'; use one of ece, mce"):
+    with pytest.raises(ConfigError, match="metrics: unknown value 'auc'; use one of ece, ece_debiased"):
         evaluate_calibration(y, p, ["auc"])
 
 
@@ -376,6 +376,7 @@ def test_calibration_statistics_equal_the_metric_functions_also_when_resampled()
     y, p = draw(400, 19)
     stats = calibration_stats.calibration_statistics(y, p, n_bins=6, strategy="quantile")
     scalar = {"ece": expected_calibration_error(y, p, n_bins=6, strategy="quantile"),
+              "ece_debiased": calibration.debiased_calibration_error(y, p, n_bins=6, strategy="quantile"),
               "mce": expected_calibration_error(y, p, n_bins=6, strategy="quantile", norm="max"),
               "brier": brier_score(y, p), "log_loss": log_loss(y, p),
               "normalized_entropy": normalized_entropy(y, p), "oe_ratio": observed_expected_ratio(y, p)}
@@ -388,6 +389,7 @@ def test_calibration_statistics_equal_the_metric_functions_also_when_resampled()
     idx = np.random.default_rng(2).integers(0, len(y), len(y))
     w = np.bincount(idx, minlength=len(y)).astype(float)
     resampled = {"ece": expected_calibration_error(y[idx], p[idx], n_bins=6),
+                 "ece_debiased": calibration.debiased_calibration_error(y[idx], p[idx], n_bins=6),
                  "mce": expected_calibration_error(y[idx], p[idx], n_bins=6, norm="max"),
                  "brier": brier_score(y[idx], p[idx]), "log_loss": log_loss(y[idx], p[idx]),
                  "normalized_entropy": normalized_entropy(y[idx], p[idx]),

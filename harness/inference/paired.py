@@ -9,6 +9,7 @@ percentile or BCa bootstrap intervals from the same resampling engine.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Mapping
 
 import numpy as np
@@ -145,26 +146,42 @@ def _compare_statistics(base_stats: Mapping[str, SumStatistic], cand_stats: Mapp
         bval, cval = b.value(), c.value()
         values.append((bval, cval))
 
-        def delta(s: np.ndarray, t: np.ndarray, c=c, b=b, kc=kc) -> np.ndarray:
-            return c.combine(s[..., :kc], t) - b.combine(s[..., kc:], t)
+        def delta(s: np.ndarray, t: np.ndarray, fc=c.combine, fb=b.combine, kc=kc) -> np.ndarray:
+            return fc(s[..., :kc], t) - fb(s[..., kc:], t)
 
-        def rel(s: np.ndarray, t: np.ndarray, c=c, b=b, kc=kc) -> np.ndarray:
-            return c.combine(s[..., :kc], t) / b.combine(s[..., kc:], t) - 1.0
+        def rel(s: np.ndarray, t: np.ndarray, fc=c.combine, fb=b.combine, kc=kc) -> np.ndarray:
+            return fc(s[..., :kc], t) / fb(s[..., kc:], t) - 1.0
 
+        # a bias-corrected statistic's resamples use its resample_combine (see SumStatistic)
+        boot = c.resample_combine is not None or b.resample_combine is not None
+        fc, fb = c.bootstrap_combine, b.bootstrap_combine
         both = np.concatenate([cs, bs])
         d_range, r_range = _ranges(c, b, bounds.get(name))
-        ests.append(Estimand(both, delta, d_range))
-        ests.append(Estimand(both, rel, r_range) if bval != 0 else None)
+        ests.append(Estimand(both, delta, d_range, partial(delta, fc=fc, fb=fb) if boot else None))
+        ests.append(Estimand(both, rel, r_range, partial(rel, fc=fc, fb=fb) if boot else None)
+                    if bval != 0 else None)
     parts = np.hstack(cols)
-    used = [e for e in ests if e is not None]
-    infs = iter(bootstrap_estimands(parts, used, method=method, confidence=confidence,
-                                    n_resamples=n_resamples, seed=seed, weights=weights))
-    out = []
-    for i, (bval, cval) in enumerate(values):
-        absolute = next(infs)
-        relative = next(infs) if ests[2 * i + 1] is not None else None
-        out.append((bval, cval, absolute, relative, method))
-    return out
+    options = dict(method=method, confidence=confidence, n_resamples=n_resamples, seed=seed, weights=weights)
+    try:
+        infs = iter(bootstrap_estimands(parts, [e for e in ests if e is not None], **options))
+        pairs = [(next(infs), next(infs) if ests[2 * i + 1] is not None else None) for i in range(len(values))]
+    except DataValidationError:
+        # a relative delta undefined on some resample (the baseline's value is 0 there, e.g.
+        # a well-calibrated baseline's debiased ECE) gets no interval; the deltas are always
+        # defined (same seed: same resamples)
+        absolute = bootstrap_estimands(parts, ests[0::2], **options)
+        pairs = [(a, _defined(parts, ests[2 * i + 1], options)) for i, a in enumerate(absolute)]
+    return [(bval, cval, a, r, method) for (bval, cval), (a, r) in zip(values, pairs)]
+
+
+def _defined(parts: np.ndarray, est: Estimand | None, options: dict) -> DeltaInference | None:
+    """The inference of one estimand, or None when it is undefined on some resample."""
+    if est is None:
+        return None
+    try:
+        return bootstrap_estimands(parts, [est], **options)[0]
+    except DataValidationError:
+        return None
 
 
 def _compare_weighted(base: WeightedStatistic, cand: WeightedStatistic, name: str, *, method: str,
