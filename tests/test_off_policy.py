@@ -246,6 +246,8 @@ def test_bad_interval_options():
         IPS().estimate_interval(d, method="bootstrap", resampling="jackknife")
     with pytest.raises(ConfigError, match="n_bootstrap: must be an integer >= 2, got 1"):
         IPS().estimate_interval(d, method="bootstrap", n_bootstrap=1)
+    with pytest.raises(ConfigError, match=r"bounds: must be a pair \(low, high\)"):
+        IPS().estimate_interval(d, bounds=(1.0, 0.0))
     with pytest.raises(DataValidationError, match="at least one estimator"):
         estimate_intervals([], d)
     with pytest.raises(DataValidationError, match="duplicate names"):
