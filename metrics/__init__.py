@@ -6,7 +6,8 @@ from .ranking import RANKING_METRICS, RankingResult, evaluate_ranking, metric_cu
 from .calibrated_recs import calibration_kl, mean_calibration_kl
 from .calibration import (CALIBRATION_METRICS, brier_decomposition, brier_score, brier_score_per_row,
                           calibration_by_segment, calibration_slope_intercept, calibration_summary,
-                          evaluate_calibration, expected_calibration_error, log_loss, log_loss_per_row,
+                          debiased_calibration_error, evaluate_calibration, expected_calibration_error,
+                          log_loss, log_loss_per_row,
                           normalized_entropy, observed_expected_ratio, reliability_curve, wilson_interval)
 from .calibration_stats import calibration_statistics, ece_bootstrap, ece_statistic
 
@@ -18,7 +19,7 @@ __all__ = [
 __all__ += [
     "CALIBRATION_METRICS", "brier_decomposition", "brier_score", "brier_score_per_row",
     "calibration_by_segment", "calibration_kl", "calibration_slope_intercept", "calibration_statistics",
-    "calibration_summary",
+    "calibration_summary", "debiased_calibration_error",
     "ece_bootstrap", "ece_statistic", "evaluate_calibration", "expected_calibration_error", "log_loss", "log_loss_per_row",
     "mean_calibration_kl", "normalized_entropy", "observed_expected_ratio", "reliability_curve",
     "wilson_interval",

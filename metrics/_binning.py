@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import DataValidationError, describe_examples
+from harness.options import check_choice, check_integer
 
 STRATEGIES = ("uniform", "quantile")
 
@@ -48,10 +49,9 @@ def group_codes(segments: Any, n_rows: int, *, name: str = "segments") -> tuple[
 
 
 def check_bin_options(n_bins: int, strategy: str) -> None:
-    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
-        raise DataValidationError(f"n_bins: must be an integer >= 1, got {n_bins!r}")
-    if strategy not in STRATEGIES:
-        raise DataValidationError(f"strategy: unknown value {strategy!r}; use 'uniform' or 'quantile'")
+    """``n_bins`` an integer >= 1 and ``strategy`` one of ``STRATEGIES`` (``ConfigError``)."""
+    check_integer(n_bins, name="n_bins", minimum=1)
+    check_choice(strategy, STRATEGIES, name="strategy")
 
 
 def bin_edges(p: np.ndarray, groups: np.ndarray, n_groups: int, *, n_bins: int, strategy: str) -> np.ndarray:

@@ -75,3 +75,34 @@ def parse_label(label: str) -> MetricSpec:
     metric family; the label must already have passed :func:`parse_metric_names`."""
     name, _, cut = label.partition("@")
     return MetricSpec(name, int(cut) if cut else None)
+
+
+_UNIT = (0.0, 1.0)
+_NON_NEGATIVE = (0.0, float("inf"))
+# The range of each metric's values, per unit and on average: the parameter space its
+# intervals are intersected with (a confidence set intersected with the parameter space
+# keeps its coverage). Metrics whose range depends on the data (off-policy values: the
+# reward's range) or that have none (calibration slope and intercept) are absent.
+VALUE_RANGES: dict[str, tuple[float, float]] = {
+    # ranking (trec_eval definitions): rates in [0, 1]; DCG only non-negative
+    **{name: _UNIT for name in ("ndcg", "recall", "precision", "map", "mrr", "hit_rate", "f1", "r_precision")},
+    "dcg": _NON_NEGATIVE,
+    # calibration
+    **{name: _UNIT for name in ("ece", "ece_debiased", "mce", "brier", "reliability")},
+    "resolution": (0.0, 0.25), "uncertainty": (0.0, 0.25),
+    **{name: _NON_NEGATIVE for name in ("log_loss", "normalized_entropy", "oe_ratio")},
+    # beyond accuracy: shares in [0, 1]; novelty (bits) and popularity >= 0; cosine distance in [0, 2]
+    **{name: _UNIT for name in ("coverage", "gini", "personalization")},
+    "novelty": _NON_NEGATIVE, "arp": _NON_NEGATIVE, "ild": (0.0, 2.0),
+}
+
+
+def value_range(label: str) -> tuple[float, float] | None:
+    """The range of a metric's values from its label (``"ndcg@10"``, ``"brier"``, or a
+    pipeline stage's ``"retrieval/recall@100"``), or None when it has no fixed range.
+
+    >>> value_range("ndcg@10"), value_range("retrieval/dcg@5"), value_range("snips")
+    ((0.0, 1.0), (0.0, inf), None)
+    """
+    name = parse_label(label.rsplit("/", 1)[-1]).name
+    return VALUE_RANGES.get(name)

@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from harness.errors import DataValidationError, describe_examples
+from harness.options import check_integer
 
 PAD = -1
 # metric name -> cut-off rule (see harness.metrics._names); the per-user ones are paired
@@ -32,9 +33,7 @@ def _check_lists(items: np.ndarray, n_items: int, k: int | None) -> np.ndarray:
         raise DataValidationError(f"items: {int(bad.sum())} indices outside [0, n_items={n_items}) "
                                   f"other than the padding -1 ({describe_examples(items[bad])})")
     if k is not None:
-        if k < 1:
-            raise DataValidationError(f"k must be >= 1, got {k}")
-        items = items[:, :k]
+        items = items[:, :check_integer(k, name="k", minimum=1)]
     return items
 
 

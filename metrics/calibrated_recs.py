@@ -14,6 +14,7 @@ import scipy.sparse as sp
 from scipy import special
 
 from harness.errors import DataValidationError, describe_examples
+from harness.options import check_probability
 
 STECK_ALPHA = 0.01
 
@@ -119,8 +120,7 @@ def calibration_kl(history: pd.DataFrame, recommendations: pd.DataFrame, categor
     >>> calibration_kl(history, recs, categories).round(4).to_dict()
     {1: 1.9585, 2: 0.0}
     """
-    if not 0 <= alpha <= 1:
-        raise DataValidationError(f"alpha: must be in [0, 1], got {alpha!r}")
+    alpha = check_probability(alpha, name="alpha")
     for name, frame in (("history", history), ("recommendations", recommendations)):
         if len(frame) == 0:
             raise DataValidationError(f"{name}: empty input (0 rows)")

@@ -35,8 +35,9 @@ import numpy as np
 from scipy import stats as sps
 
 from harness.errors import DataValidationError
+from harness.options import check_bounds, check_choice, check_integer, check_number, check_probability
 
-from ._ope_bootstrap import bootstrap_column_means
+from ._resample import weighted_sums
 from ._ope_inputs import OPEInputs
 from .ope_diagnostics import WeightDiagnostics, weight_diagnostics
 
@@ -72,8 +73,7 @@ class OPEInterval:
 
 def _check_nonnegative(value: float, name: str) -> None:
     """Hyperparameters (clipping, switching, shrinkage): a number in [0, inf]."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
-        raise DataValidationError(f"{name} must be a non-negative number, got {value!r}")
+    check_number(value, name=name, low=0.0)
 
 
 class OffPolicyEstimator(ABC):
@@ -119,11 +119,11 @@ class OffPolicyEstimator(ABC):
         return float(self._combine(self._columns(data).mean(axis=0)))
 
     def estimate_interval(self, data: Any, *, alpha: float = 0.05, method: str = "analytic",
-                          n_bootstrap: int = 1000, seed: int = 0,
-                          resampling: str = "multinomial") -> OPEInterval:
+                          n_bootstrap: int = 1000, seed: int = 0, resampling: str = "multinomial",
+                          bounds: tuple[float, float] | None = None) -> OPEInterval:
         """Estimate with a ``1 - alpha`` interval; see ``estimate_intervals``."""
         return estimate_intervals([self], data, alpha=alpha, method=method, n_bootstrap=n_bootstrap,
-                                  seed=seed, resampling=resampling)[self.name]
+                                  seed=seed, resampling=resampling, bounds=bounds)[self.name]
 
     def diagnostics(self, data: OPEInputs, **thresholds: Any) -> WeightDiagnostics:
         """Weight diagnostics of ``data`` with this estimator's clipping threshold."""
@@ -134,7 +134,7 @@ class OffPolicyEstimator(ABC):
 def estimate_intervals(
     estimators: Sequence[OffPolicyEstimator], data: Any, *, alpha: float = 0.05,
     method: str = "analytic", n_bootstrap: int = 1000, seed: int = 0,
-    resampling: str = "multinomial",
+    resampling: str = "multinomial", bounds: tuple[float, float] | None = None,
 ) -> dict[str, OPEInterval]:
     """Point estimates and ``1 - alpha`` intervals of several estimators on the same data.
 
@@ -154,21 +154,27 @@ def estimate_intervals(
     seed : int, default 0
         Bootstrap seed; the same seed gives the same interval on any number of threads.
     resampling : {"multinomial", "poisson"}
-        Classic resampling of n rows with replacement, or Poisson(1) row counts (faster
-        at millions of rows; see ``_ope_bootstrap``).
+        Classic resampling of n rows with replacement (the resamples
+        ``scipy.stats.bootstrap`` draws for the same seed), or independent Poisson(1)
+        row weights (one parallel pass over the rows, faster at millions of rows); both
+        from the harness's one weight generator, :mod:`harness.metrics._resample`. A
+        Poisson replicate divides by its drawn total weight.
+    bounds : (low, high), optional
+        The range of the policy value, i.e. of the reward (``(0, 1)`` for clicks): both
+        intervals are intersected with it (a confidence set intersected with the
+        parameter space keeps its coverage), so that e.g. an analytic interval of a
+        rare click rate does not go below 0. The estimate itself is not clipped.
 
     Returns
     -------
     dict mapping estimator name to ``OPEInterval``.
     """
-    if method not in INTERVAL_METHODS:
-        raise DataValidationError(f"method must be one of {INTERVAL_METHODS}, got {method!r}")
-    if resampling not in RESAMPLING:
-        raise DataValidationError(f"resampling must be one of {RESAMPLING}, got {resampling!r}")
-    if not 0 < alpha < 1:
-        raise DataValidationError(f"alpha must be in (0, 1), got {alpha!r}")
-    if method == "bootstrap" and (not isinstance(n_bootstrap, int) or n_bootstrap < 2):
-        raise DataValidationError(f"n_bootstrap must be an integer >= 2, got {n_bootstrap!r}")
+    check_choice(method, INTERVAL_METHODS, name="method")
+    check_choice(resampling, RESAMPLING, name="resampling")
+    alpha = check_probability(alpha, name="alpha", low_open=True, high_open=True)
+    if method == "bootstrap":
+        check_integer(n_bootstrap, name="n_bootstrap", minimum=2)
+    bounds = check_bounds(bounds)
     names = [e.name for e in estimators]
     if not names:
         raise DataValidationError("estimators: give at least one estimator")
@@ -182,8 +188,7 @@ def estimate_intervals(
     boot = None
     if method == "bootstrap":
         unique, where = _dedupe_columns(blocks)
-        boot = bootstrap_column_means(np.column_stack(unique), n_boot=n_bootstrap, seed=seed,
-                                      resampling=resampling)
+        boot = _bootstrap_means(np.column_stack(unique), n_bootstrap, seed, resampling)
     out: dict[str, OPEInterval] = {}
     start = 0
     for est, cols in zip(estimators, blocks):
@@ -198,8 +203,21 @@ def estimate_intervals(
             reps = est._combine(boot[:, where[start:start + k]])
             low, high = (float(v) for v in np.quantile(reps, [alpha / 2, 1 - alpha / 2]))
         start += k
+        if bounds is not None:
+            low, high = min(max(low, bounds[0]), bounds[1]), max(min(high, bounds[1]), bounds[0])
         out[est.name] = OPEInterval(est.name, value, float(low), float(high), se, alpha, method, n)
     return out
+
+
+def _bootstrap_means(cols: np.ndarray, n_boot: int, seed: int, resampling: str) -> np.ndarray:
+    """Column means of ``cols`` (n, k) under each resample's weights: (n_boot, k).
+
+    A Poisson replicate whose weights are all 0 (probability e^-n) gets the full-sample
+    means."""
+    sums, totals = weighted_sums(cols, n_boot, seed=seed, scheme=resampling)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        means = sums / totals[:, None]
+    return np.where(totals[:, None] > 0, means, cols.mean(axis=0))
 
 
 def _dedupe_columns(blocks: list[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:

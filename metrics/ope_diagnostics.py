@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import DataValidationError
+from harness.options import check_integer, check_number, check_probability
 
 from ._ope_inputs import check_propensities
 
@@ -255,12 +256,11 @@ def weight_diagnostics(
     (103, False, True, (0, 3))
     """
     pi_e, pscore = check_propensities(pi_e, pscore)
-    if min_ess < 0 or not 0 <= min_ess_ratio <= 1:
-        raise DataValidationError(f"min_ess must be >= 0 and min_ess_ratio in [0, 1], got "
-                                  f"{min_ess!r}, {min_ess_ratio!r}")
-    if min_action_rows < 1 or not 0 < min_action_mass <= 1 or mean_weight_tol < 0:
-        raise DataValidationError(f"min_action_rows must be >= 1, min_action_mass in (0, 1], mean_weight_tol "
-                                  f">= 0; got {min_action_rows!r}, {min_action_mass!r}, {mean_weight_tol!r}")
+    check_number(min_ess, name="min_ess", low=0.0)
+    check_probability(min_ess_ratio, name="min_ess_ratio")
+    check_integer(min_action_rows, name="min_action_rows", minimum=1)
+    check_probability(min_action_mass, name="min_action_mass", low_open=True)
+    check_number(mean_weight_tol, name="mean_weight_tol", low=0.0)
     w = pi_e / pscore
     n = w.shape[0]
     total, sq = float(w.sum()), float(w @ w)

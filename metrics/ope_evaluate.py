@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from scipy import stats as sps
 
-from harness.errors import DataValidationError
+from harness.errors import ConfigError, DataValidationError
 
 from ._ope_inputs import OPEInputs
 from .off_policy import ESTIMATORS, OffPolicyEstimator, OPEInterval, estimate_intervals
@@ -48,11 +48,11 @@ def make_estimator(spec: EstimatorSpec) -> OffPolicyEstimator:
     else:
         name = spec
     if name not in ESTIMATORS:
-        raise DataValidationError(f"unknown off-policy estimator {name!r}; known: {sorted(ESTIMATORS)}")
+        raise ConfigError(f"unknown off-policy estimator {name!r}; known: {sorted(ESTIMATORS)}")
     try:
         return ESTIMATORS[name](**params)
     except TypeError as exc:
-        raise DataValidationError(f"estimator {name!r}: bad parameters {sorted(params)} ({exc})") from exc
+        raise ConfigError(f"estimator {name!r}: bad parameters {sorted(params)} ({exc})") from exc
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import ConfigError, DataValidationError, describe_examples
+from harness.options import check_choice, check_integer, check_number
 
 from . import _ranking_kernels as K
 from ._names import Cutoff, MetricSpec, parse_metric_names, parse_label
@@ -222,12 +223,9 @@ def prepare(qrels: pd.DataFrame, run: "pd.DataFrame | Ranking", *, ties: Ties = 
 
 def _kernel_values(prep: PreparedRun, specs: list[MetricSpec], *, gain: Gain, ties: Ties,
                    threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    if gain not in ("linear", "exponential"):
-        raise ConfigError(f"gain: unknown value {gain!r}; use 'linear' or 'exponential'")
-    if ties not in ("stable", "trec_eval", "average"):
-        raise ConfigError(f"ties: unknown value {ties!r}; use 'stable', 'trec_eval' or 'average'")
-    if threshold <= 0:
-        raise ConfigError(f"relevance_threshold must be > 0 (grade 0 is not relevant), got {threshold}")
+    check_choice(gain, ("linear", "exponential"), name="gain")
+    check_choice(ties, ("stable", "trec_eval", "average"), name="ties")
+    check_number(threshold, name="relevance_threshold", low=0.0, low_open=True)  # grade 0 is not relevant
     codes = np.array([K.METRIC_CODES[s.name] for s in specs], dtype=np.int64)
     cutoffs = np.array([-1 if s.k is None else s.k for s in specs], dtype=np.int64)
     values, n_rel, duplicate, dup_judged = K.evaluate_segments(
@@ -338,8 +336,7 @@ def evaluate_ranking(
 
 def _curve_specs(metrics: list[str], max_k: int | None) -> list[MetricSpec]:
     """Every k = 1..max_k of each named metric, metric-major."""
-    if max_k is None or max_k < 1:
-        raise ConfigError(f"max_k must be >= 1, got {max_k}")
+    check_integer(max_k, name="max_k", minimum=1)
     # curve names are bare ("precision") or labels ("precision@10"): the curve gives every
     # k itself, so a metric that needs a cut-off elsewhere needs none here
     names = list(dict.fromkeys(parse_label(m.strip().lower()).name for m in metrics))

@@ -14,14 +14,12 @@ margin (``p_greater(m)``: H1 delta > m; ``p_less(m)``: H1 delta < m):
 
 Bootstrap weights. Resampling n units with replacement is the same as weighting unit i
 by its count c_i ~ Multinomial(n, 1/n); the statistic then needs only the weighted
-column sums ``c @ parts``: a matrix product instead of a gather. For small n the counts
-are drawn exactly as ``scipy.stats.bootstrap`` draws its indices (same seed, same
-resamples). For large n, counts are replaced by independent Poisson(1) weights
-(the Poisson bootstrap, Hanley & MacGibbon 2006; Chamandy et al. 2012): they can be
-drawn per block of units, so memory is bounded by one block, and they are generated
-as 16-bit uniform codes mapped through a Poisson(1) quantile table (one random byte
-pair and one table look-up per weight; probabilities exact to 2^-16), then multiplied
-in float32 against column-centred parts and accumulated in float64.
+column sums ``c @ parts``: a matrix product instead of a gather. Every bootstrap draws
+its weights from one generator, :mod:`harness.metrics._resample`: for small n the
+counts of exactly the resamples ``scipy.stats.bootstrap`` draws for the same seed; for
+large n independent Poisson(1) weights (the Poisson bootstrap, Hanley & MacGibbon 2006;
+Chamandy et al. 2012), a pure function of (seed, resample, unit), drawn per block of
+units so that memory is bounded by one block.
 
 References
 ----------
@@ -37,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Callable, Sequence
 
 import numpy as np
@@ -45,11 +42,10 @@ from scipy import special
 from scipy import stats as sps
 
 from harness.errors import ConfigError, DataValidationError
+from harness.options import check_bounds, check_choice, check_confidence, check_integer, check_probability
 
-# Cells (resamples x units) held in memory by one bootstrap block.
-_CHUNK_CELLS = 4_000_000
-# Up to this many units the exact multinomial bootstrap is used by weights="auto".
-MULTINOMIAL_MAX_UNITS = 20_000
+from ._resample import MAX_CELLS, MULTINOMIAL_MAX_UNITS, resolve_scheme, weight_blocks, weighted_sums
+
 # Up to this many units ``sign_flip_means`` enumerates all 2^n sign vectors.
 EXACT_SIGN_FLIP_MAX_UNITS = 14
 # The randomisation test is exact when its null distribution has at most this many
@@ -77,10 +73,8 @@ def _as_2d(values: np.ndarray, name: str) -> np.ndarray:
 
 
 def _check_level(confidence: float, n_resamples: int) -> None:
-    if not 0.5 < confidence < 1:
-        raise ConfigError(f"confidence: must be in (0.5, 1), got {confidence!r}")
-    if n_resamples < 10:
-        raise ConfigError(f"n_resamples: need at least 10, got {n_resamples!r}")
+    check_confidence(confidence)
+    check_integer(n_resamples, name="n_resamples", minimum=10)
 
 
 # --------------------------------------------------------------------------- statistics
@@ -104,6 +98,17 @@ class SumStatistic:
         (...). Must be vectorised over the leading axes.
     name : str
         For messages.
+    bounds : (low, high), optional
+        The range of the statistic's values, e.g. (0, 1) for ECE or (0, inf) for a
+        ratio of non-negative sums: intervals are intersected with it (see
+        :func:`clip_interval`).
+    resample_combine : callable, optional
+        The statistic of a resample, when it must differ from ``combine``: for a
+        bias-corrected estimator ``theta = T - b`` (T a plug-in, b an estimate of its
+        bias), the truth of the bootstrap world is the plug-in value T(F_n), around
+        which the replicates ``T* - b*`` centre; ``T* - 2 b*`` centres on theta and
+        mimics its sampling distribution (the bootstrap analogue of a bias-corrected
+        estimate; Efron & Tibshirani 1993, sec. 10.6). Default: ``combine``.
 
     Examples
     --------
@@ -126,9 +131,18 @@ class SumStatistic:
     parts: np.ndarray
     combine: Combine
     name: str = "statistic"
+    bounds: tuple[float, float] | None = None
+    resample_combine: Combine | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "parts", _as_2d(self.parts, f"{self.name} parts"))
+        object.__setattr__(self, "bounds", check_bounds(self.bounds, name=f"{self.name} bounds"))
+
+    @property
+    def bootstrap_combine(self) -> Combine:
+        """The function of resampled sums the bootstrap uses (``resample_combine`` or
+        ``combine``)."""
+        return self.resample_combine or self.combine
 
     @property
     def n_units(self) -> int:
@@ -138,39 +152,102 @@ class SumStatistic:
         return float(self.combine(self.parts.sum(axis=0), np.float64(self.n_units)))
 
 
-def mean_statistic(values: np.ndarray, *, name: str = "mean") -> SumStatistic:
+def mean_statistic(values: np.ndarray, *, name: str = "mean",
+                   bounds: tuple[float, float] | None = None) -> SumStatistic:
     """Mean of per-unit values: sum(w x) / sum(w)."""
-    return SumStatistic(np.asarray(values, dtype=np.float64), lambda s, t: s[..., 0] / t, name)
+    return SumStatistic(np.asarray(values, dtype=np.float64), lambda s, t: s[..., 0] / t, name, bounds)
 
 
-def ratio_statistic(numerator: np.ndarray, denominator: np.ndarray, *, name: str = "ratio") -> SumStatistic:
+def ratio_statistic(numerator: np.ndarray, denominator: np.ndarray, *, name: str = "ratio",
+                    bounds: tuple[float, float] | None = None) -> SumStatistic:
     """Ratio of sums, sum(num) / sum(den): SNIPS (num = w r, den = w), CTR per impression, ..."""
     num = np.asarray(numerator, dtype=np.float64)
     den = np.asarray(denominator, dtype=np.float64)
     if num.shape != den.shape or num.ndim != 1:
         raise DataValidationError(f"{name}: numerator {num.shape} and denominator {den.shape} "
                                   "must be 1-D arrays of the same length")
-    return SumStatistic(np.column_stack([num, den]), lambda s, t: s[..., 0] / s[..., 1], name)
+    return SumStatistic(np.column_stack([num, den]), lambda s, t: s[..., 0] / s[..., 1], name, bounds)
 
 
 def _paired(cand: SumStatistic, base: SumStatistic, op: Callable[[np.ndarray, np.ndarray], np.ndarray],
-            name: str) -> SumStatistic:
+            name: str, bounds: tuple[float, float] | None) -> SumStatistic:
     if cand.n_units != base.n_units:
         raise DataValidationError(f"{name}: candidate has {cand.n_units} units, baseline {base.n_units}; "
                                   "a paired comparison needs the same units in the same order")
     k = cand.parts.shape[1]
+    c_boot, b_boot = cand.bootstrap_combine, base.bootstrap_combine
+    resample = (None if cand.resample_combine is None and base.resample_combine is None else
+                lambda s, t: op(c_boot(s[..., :k], t), b_boot(s[..., k:], t)))
     return SumStatistic(np.hstack([cand.parts, base.parts]),
-                        lambda s, t: op(cand.combine(s[..., :k], t), base.combine(s[..., k:], t)), name)
+                        lambda s, t: op(cand.combine(s[..., :k], t), base.combine(s[..., k:], t)), name, bounds,
+                        resample)
 
 
 def paired_difference(candidate: SumStatistic, baseline: SumStatistic) -> SumStatistic:
-    """candidate - baseline on the same units (one resample drives both)."""
-    return _paired(candidate, baseline, np.subtract, f"{candidate.name} - {baseline.name}")
+    """candidate - baseline on the same units (one resample drives both); its range is
+    :func:`difference_bounds` of theirs."""
+    return _paired(candidate, baseline, np.subtract, f"{candidate.name} - {baseline.name}",
+                   difference_bounds(candidate.bounds, baseline.bounds))
 
 
 def paired_relative_difference(candidate: SumStatistic, baseline: SumStatistic) -> SumStatistic:
-    """candidate / baseline - 1 on the same units; the baseline's own noise is resampled too."""
-    return _paired(candidate, baseline, lambda c, b: c / b - 1.0, f"{candidate.name} / {baseline.name} - 1")
+    """candidate / baseline - 1 on the same units; the baseline's own noise is resampled too.
+    Its range is :func:`relative_bounds` of theirs."""
+    return _paired(candidate, baseline, lambda c, b: c / b - 1.0, f"{candidate.name} / {baseline.name} - 1",
+                   relative_bounds(candidate.bounds, baseline.bounds))
+
+
+# --------------------------------------------------------------------------- ranges
+
+
+def difference_bounds(a: tuple[float, float] | None, b: tuple[float, float] | None) -> tuple[float, float] | None:
+    """Range of x - y for x in ``a`` and y in ``b``: [a_lo - b_hi, a_hi - b_lo] (None if
+    either is unknown). Two [0, 1] metrics: [-1, 1].
+
+    >>> difference_bounds((0.0, 1.0), (0.0, 1.0))
+    (-1.0, 1.0)
+    """
+    if a is None or b is None:
+        return None
+    return a[0] - b[1], a[1] - b[0]
+
+
+def relative_bounds(a: tuple[float, float] | None, b: tuple[float, float] | None) -> tuple[float, float] | None:
+    """Range of x / y - 1 for x in ``a`` and y in ``b`` when both are non-negative:
+    [a_lo / b_hi - 1, a_hi / b_lo - 1] (b_lo = 0: no upper end); None otherwise.
+
+    >>> relative_bounds((0.0, 1.0), (0.0, 1.0))
+    (-1.0, inf)
+    """
+    if a is None or b is None or a[0] < 0 or b[0] < 0:
+        return None
+    low = -1.0 if math.isinf(b[1]) or b[1] == 0 else a[0] / b[1] - 1.0
+    high = math.inf if b[0] == 0 or math.isinf(a[1]) else a[1] / b[0] - 1.0
+    return low, high
+
+
+def clip_interval(inf: "DeltaInference", bounds: tuple[float, float] | None) -> "DeltaInference":
+    """The interval of ``inf`` intersected with ``bounds``, the estimand's range.
+
+    If ``P(theta in [L, U]) >= 1 - alpha`` and theta always lies in ``[a, b]``, then
+    ``P(theta in [max(L, a), min(U, b)]) = P(theta in [L, U]) >= 1 - alpha``: a confidence
+    set intersected with the parameter space keeps its coverage, and it only gets
+    shorter. Estimate, standard error and p-values are unchanged. An interval wholly
+    outside the range (possible only when the estimate itself is outside, e.g. a
+    debiased estimate below 0) collapses to the nearest end.
+
+    >>> inf = TInference(0.01, -0.02, 0.04, "t_test", 0.015, 20, df=19.0)
+    >>> clip_interval(inf, (0.0, 1.0)).ci_low
+    0.0
+    """
+    if bounds is None:
+        return inf
+    low, high = bounds
+    lo = min(max(inf.ci_low, low), high)
+    hi = max(min(inf.ci_high, high), low)
+    if lo == inf.ci_low and hi == inf.ci_high:
+        return inf
+    return dataclasses.replace(inf, ci_low=float(lo), ci_high=float(hi))
 
 
 # --------------------------------------------------------------------------- inference
@@ -481,34 +558,19 @@ def _invert(inf: DeltaInference, alpha: float, spread: float) -> tuple[float, fl
 # --------------------------------------------------------------------------- resampling
 
 
-@lru_cache(maxsize=1)
-def _poisson_table() -> np.ndarray:
-    """Poisson(1) quantiles for the 65536 16-bit codes: code u maps to k when
-    F(k-1) <= (u + 0.5) / 2^16 < F(k)."""
-    codes = (np.arange(1 << 16) + 0.5) / (1 << 16)
-    cdf = sps.poisson.cdf(np.arange(20), 1.0)
-    return np.searchsorted(cdf, codes, side="right").astype(np.float32)
-
-
-def _resolve_weights(weights: str, n: int) -> str:
-    if weights == "auto":
-        return "multinomial" if n <= MULTINOMIAL_MAX_UNITS else "poisson"
-    if weights not in ("multinomial", "poisson"):
-        raise ConfigError(f"weights: unknown value {weights!r}; use 'auto', 'multinomial' or 'poisson'")
-    return weights
-
-
 def bootstrap_sums(
     parts: np.ndarray, *, n_resamples: int = 2000, seed: int = 0, weights: str = "auto"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weighted column sums of ``parts`` under ``n_resamples`` bootstrap weightings.
 
+    The weights come from the harness's one generator, :mod:`harness.metrics._resample`.
+
     Parameters
     ----------
     parts : ndarray of shape (n_units, k)
     weights : {"auto", "multinomial", "poisson"}
-        ``multinomial``: counts of a resample with replacement, drawn as
-        ``rng.integers(0, n, (b, n))`` exactly like ``scipy.stats.bootstrap``;
+        ``multinomial``: counts of a resample with replacement, the index stream
+        ``rng.integers(0, n, (b, n))`` of ``scipy.stats.bootstrap`` for the same seed;
         ``poisson``: independent Poisson(1) weights, drawn per block of units;
         ``auto``: multinomial up to ``MULTINOMIAL_MAX_UNITS`` units.
 
@@ -520,36 +582,8 @@ def bootstrap_sums(
         sum_i w_bi (n for multinomial weights).
     """
     arr = _as_2d(parts, "parts")
-    n, k = arr.shape
-    rng = np.random.default_rng(seed)
-    scheme = _resolve_weights(weights, n)
-    sums = np.zeros((n_resamples, k))
-    totals = np.zeros(n_resamples)
-    if scheme == "multinomial":
-        chunk = max(1, min(n_resamples, _CHUNK_CELLS // n))
-        for start in range(0, n_resamples, chunk):
-            b = min(chunk, n_resamples - start)
-            idx = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
-            counts = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
-            sums[start : start + b] = counts @ arr
-        totals[:] = n
-        return sums, totals
-    table = _poisson_table()
-    centre = arr.mean(axis=0)
-    block = max(1, _CHUNK_CELLS // n_resamples)
-    # centred parts plus a ones column, one block at a time: float32 products stay
-    # small and the ones column gives sum(w)
-    work = np.ones((min(block, n), k + 1), dtype=np.float32)
-    acc = np.zeros((n_resamples, k + 1))
-    for start in range(0, n, block):
-        u = min(block, n - start)
-        np.subtract(arr[start : start + u], centre, out=work[:u, :k], casting="same_kind")
-        codes = np.frombuffer(rng.bytes(2 * n_resamples * u), dtype=np.uint16).reshape(n_resamples, u)
-        # every code is a valid index: "wrap" skips take's bounds checks (2x faster)
-        acc += table.take(codes, mode="wrap") @ work[:u]
-    totals[:] = acc[:, k]
-    sums[:] = acc[:, :k] + totals[:, None] * centre
-    return sums, totals
+    scheme = resolve_scheme(weights, arr.shape[0])
+    return weighted_sums(arr, n_resamples, seed=seed, scheme=scheme)
 
 
 def bootstrap_mean_replicates(
@@ -565,10 +599,15 @@ def bootstrap_mean_replicates(
 
 @dataclass(frozen=True)
 class Estimand:
-    """``combine`` applied to the sums of columns ``cols`` of a shared parts matrix."""
+    """``combine`` applied to the sums of columns ``cols`` of a shared parts matrix;
+    ``bounds`` its range (intervals are intersected with it), or None;
+    ``resample_combine`` the statistic of a resample when it differs (see
+    :class:`SumStatistic`)."""
 
     cols: np.ndarray
     combine: Combine
+    bounds: tuple[float, float] | None = None
+    resample_combine: Combine | None = None
 
 
 def _jackknife(parts: np.ndarray, est: Estimand, block: int = 1 << 16) -> np.ndarray:
@@ -610,8 +649,7 @@ def bootstrap_estimands(
     acceleration a = sum(u^3) / (6 (sum u^2)^1.5) from jackknife values u
     (Efron & Tibshirani 1993, eq. 14.15), as ``scipy.stats.bootstrap`` computes them.
     """
-    if method not in BOOTSTRAP_METHODS:
-        raise ConfigError(f"method: {method!r} is not a bootstrap method; use one of {BOOTSTRAP_METHODS}")
+    check_choice(method, BOOTSTRAP_METHODS, name="method")
     _check_level(confidence, n_resamples)
     arr = _as_2d(parts, "parts")
     n = arr.shape[0]
@@ -621,8 +659,9 @@ def bootstrap_estimands(
     for est in estimands:
         theta = float(est.combine(full[est.cols], np.float64(n)))
         with np.errstate(divide="ignore", invalid="ignore"):
-            reps = np.asarray(est.combine(sums[:, est.cols], totals), dtype=np.float64)
-        out.append(_from_replicates(theta, reps, n, method, confidence, lambda est=est: _jackknife(arr, est)))
+            reps = np.asarray((est.resample_combine or est.combine)(sums[:, est.cols], totals), dtype=np.float64)
+        inf = _from_replicates(theta, reps, n, method, confidence, lambda est=est: _jackknife(arr, est))
+        out.append(clip_interval(inf, est.bounds))
     return out
 
 
@@ -667,7 +706,8 @@ def bootstrap_statistics(
         raise DataValidationError(f"statistics: all must cover the same units, got unit counts {sorted(n)}")
     parts = np.hstack([s.parts for s in statistics])
     bounds = np.cumsum([0] + [s.parts.shape[1] for s in statistics])
-    ests = [Estimand(np.arange(bounds[i], bounds[i + 1]), s.combine) for i, s in enumerate(statistics)]
+    ests = [Estimand(np.arange(bounds[i], bounds[i + 1]), s.combine, s.bounds, s.resample_combine)
+            for i, s in enumerate(statistics)]
     return bootstrap_estimands(parts, ests, method=method, confidence=confidence,
                                n_resamples=n_resamples, seed=seed, weights=weights)
 
@@ -695,30 +735,15 @@ class WeightedStatistic:
     fn: Callable[[np.ndarray], np.ndarray]
     n_units: int
     name: str = "statistic"
+    bounds: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.n_units < 2:
             raise DataValidationError(f"{self.name}: need at least 2 units, got {self.n_units}")
+        object.__setattr__(self, "bounds", check_bounds(self.bounds, name=f"{self.name} bounds"))
 
     def value(self) -> float:
         return float(np.asarray(self.fn(np.ones((1, self.n_units))))[0])
-
-
-def _weight_blocks(n: int, n_resamples: int, seed: int, weights: str):
-    """(b, n) float64 weight rows: multinomial counts drawn as in ``bootstrap_sums`` (so the
-    same resamples as scipy), or Poisson(1) weights."""
-    rng = np.random.default_rng(seed)
-    scheme = _resolve_weights(weights, n)
-    chunk = max(1, min(n_resamples, _CHUNK_CELLS // n))
-    table = _poisson_table()
-    for start in range(0, n_resamples, chunk):
-        b = min(chunk, n_resamples - start)
-        if scheme == "multinomial":
-            idx = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
-            yield np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
-        else:
-            codes = np.frombuffer(rng.bytes(2 * b * n), dtype=np.uint16).reshape(b, n)
-            yield table.take(codes, mode="wrap").astype(np.float64)
 
 
 def bootstrap_weighted(
@@ -730,8 +755,7 @@ def bootstrap_weighted(
     BCa needs the jackknife, n calls of ``fn`` on leave-one-out weights: refused above
     ``WEIGHTED_JACKKNIFE_MAX_UNITS`` units (use ``method="bootstrap"`` there).
     """
-    if method not in BOOTSTRAP_METHODS:
-        raise ConfigError(f"method: {method!r} is not a bootstrap method; use one of {BOOTSTRAP_METHODS}")
+    check_choice(method, BOOTSTRAP_METHODS, name="method")
     _check_level(confidence, n_resamples)
     if not statistics:
         return []
@@ -743,24 +767,23 @@ def bootstrap_weighted(
         raise ConfigError(f"method: 'bca' on a weighted statistic needs a jackknife of {n} fits "
                           f"(limit {WEIGHTED_JACKKNIFE_MAX_UNITS}); use 'bootstrap'")
     reps = np.empty((len(statistics), n_resamples))
-    start = 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        for block in _weight_blocks(n, n_resamples, seed, weights):
+        scheme = resolve_scheme(weights, n)
+        for start, block in weight_blocks(n, n_resamples, seed=seed, scheme=scheme):
             for i, s in enumerate(statistics):
                 reps[i, start : start + len(block)] = s.fn(block)
-            start += len(block)
 
     def jackknife(s: WeightedStatistic) -> np.ndarray:
         out = np.empty(n)
-        step = max(1, _CHUNK_CELLS // n)
+        step = max(1, MAX_CELLS // n)
         for lo in range(0, n, step):
             rows = np.ones((min(step, n - lo), n))
             rows[np.arange(rows.shape[0]), lo + np.arange(rows.shape[0])] = 0.0
             out[lo : lo + rows.shape[0]] = s.fn(rows)
         return out
 
-    return [_from_replicates(s.value(), reps[i], n, method, confidence, lambda s=s: jackknife(s))
-            for i, s in enumerate(statistics)]
+    return [clip_interval(_from_replicates(s.value(), reps[i], n, method, confidence, lambda s=s: jackknife(s)),
+                          s.bounds) for i, s in enumerate(statistics)]
 
 
 def paired_weighted_difference(candidate: WeightedStatistic, baseline: WeightedStatistic,
@@ -771,9 +794,10 @@ def paired_weighted_difference(candidate: WeightedStatistic, baseline: WeightedS
                                   f"{baseline.n_units}; a paired comparison needs the same units")
     if relative:
         return WeightedStatistic(lambda w: candidate.fn(w) / baseline.fn(w) - 1.0, candidate.n_units,
-                                 f"{candidate.name} / {baseline.name} - 1")
+                                 f"{candidate.name} / {baseline.name} - 1",
+                                 relative_bounds(candidate.bounds, baseline.bounds))
     return WeightedStatistic(lambda w: candidate.fn(w) - baseline.fn(w), candidate.n_units,
-                             f"{candidate.name} - {baseline.name}")
+                             f"{candidate.name} - {baseline.name}", difference_bounds(candidate.bounds, baseline.bounds))
 
 
 def sign_flip_means(
@@ -792,7 +816,7 @@ def sign_flip_means(
         return (1.0 - 2.0 * codes) @ arr / n, True
     rng = np.random.default_rng(seed)
     out = np.zeros((n_resamples, k))
-    block = max(8, (_CHUNK_CELLS // n_resamples) // 8 * 8)
+    block = max(8, (MAX_CELLS // n_resamples) // 8 * 8)
     for start in range(0, n, block):
         u = min(block, n - start)
         nbytes = (u + 7) // 8
@@ -954,6 +978,7 @@ def infer_paired_means(
     n_resamples: int = 2000,
     seed: int = 0,
     weights: str = "auto",
+    bounds: Sequence[tuple[float, float] | None] | None = None,
 ) -> tuple[list[DeltaInference], list[DeltaInference | None]]:
     """Absolute and relative paired differences of column means.
 
@@ -965,6 +990,11 @@ def infer_paired_means(
         ``"auto"``: per metric, ``DEFAULT_METHOD_BY_KIND[metric_kind(c, b)]`` (the
         percentile bootstrap for bounded, moderately skewed metrics, the t-test and
         Fieller for the others; see ``docs/ci-gate.md`` for the simulations behind it).
+    bounds : sequence of (low, high) or None, one per metric, optional
+        The range of each metric's values (e.g. (0, 1) for nDCG). The interval of the
+        absolute delta is intersected with :func:`difference_bounds` ([-1, 1] for two
+        [0, 1] metrics), that of the relative delta with :func:`relative_bounds`
+        ([-1, inf) for non-negative metrics); see :func:`clip_interval`.
 
     Returns
     -------
@@ -985,8 +1015,7 @@ def infer_paired_means(
     simulations of lognormal(sigma = 1.5) values the percentile and BCa intervals of
     the relative delta falsely FAIL 9-13% of the time at n = 100-1000.
     """
-    if method not in METHODS:
-        raise ConfigError(f"method: unknown value {method!r}; use one of {', '.join(METHODS)}")
+    check_choice(method, METHODS, name="method")
     _check_level(confidence, n_resamples)
     c = _as_2d(candidate, "candidate")
     b = _as_2d(baseline, "baseline")
@@ -1019,7 +1048,19 @@ def infer_paired_means(
             absolute[j] = dataclasses.replace(absolute[j], reliability=note)
             if relative[j] is not None:
                 relative[j] = dataclasses.replace(relative[j], reliability=note)
+    ranges = _column_bounds(bounds, m)
+    absolute = [clip_interval(a, difference_bounds(r, r)) for a, r in zip(absolute, ranges)]
+    relative = [None if rel is None else clip_interval(rel, relative_bounds(r, r)) for rel, r in zip(relative, ranges)]
     return absolute, relative
+
+
+def _column_bounds(bounds: Sequence[tuple[float, float] | None] | None, m: int) -> list[tuple[float, float] | None]:
+    if bounds is None:
+        return [None] * m
+    out = list(bounds)
+    if len(out) != m:
+        raise ConfigError(f"bounds: expected one (low, high) or None per metric ({m}), got {len(out)}")
+    return [check_bounds(b) for b in out]
 
 
 def _infer_paired_means(
@@ -1176,6 +1217,8 @@ def mean_confidence_interval(values: np.ndarray, *, confidence: float = 0.95,
     >>> mean_confidence_interval(np.array([0.0, 0.0, 0.0, 0.2]), bounds=(0.0, 1.0))[0]
     0.0
     """
+    confidence = check_confidence(confidence)
+    bounds = check_bounds(bounds)
     arr = np.asarray(values, dtype=np.float64)
     n = arr.size
     if n < 2:
@@ -1230,9 +1273,8 @@ def adjust_p_values(p_values: np.ndarray, correction: str) -> np.ndarray:
         return holm_adjust(p_values)
     if correction == "bh":
         return bh_adjust(p_values)
-    if correction == "none":
-        return np.asarray(p_values, dtype=np.float64)
-    raise ConfigError(f"correction: unknown value {correction!r}; use 'holm', 'bh' or 'none'")
+    check_choice(correction, CORRECTIONS, name="correction")
+    return np.asarray(p_values, dtype=np.float64)
 
 
 # --------------------------------------------------------------------------- resample floor
@@ -1253,8 +1295,7 @@ def smallest_level(alpha: float, family_size: int, correction: str) -> float:
     >>> smallest_level(0.05, 6, "holm")
     0.008333333333333333
     """
-    if correction not in CORRECTIONS:
-        raise ConfigError(f"correction: unknown value {correction!r}; use one of {', '.join(CORRECTIONS)}")
+    check_choice(correction, CORRECTIONS, name="correction")
     if correction == "none":
         return float(alpha)
     return float(alpha) / max(int(family_size), 1)
@@ -1267,8 +1308,7 @@ def resamples_to_reach(level: float) -> int:
     >>> resamples_to_reach(0.05 / 6)  # 1/121 < 0.00833 <= 1/120
     120
     """
-    if not 0 < level < 1:
-        raise ConfigError(f"level: must be in (0, 1), got {level!r}")
+    level = check_probability(level, name="level", low_open=True, high_open=True)
     return int(np.floor(1.0 / level + 1e-9))
 
 

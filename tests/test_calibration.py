@@ -17,8 +17,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
 from sklearn.metrics import log_loss as sk_log_loss
 
-from harness.errors import DataValidationError
-from harness.metrics import calibrated_recs, calibration_stats
+from harness.errors import ConfigError, DataValidationError
+from harness.metrics import calibrated_recs, calibration, calibration_stats
 from harness.metrics.calibration_stats import ece_bootstrap
 from harness.metrics._binning import bin_edges
 from harness.metrics.calibration import (brier_decomposition, brier_score, brier_score_per_row,
@@ -350,7 +350,7 @@ def test_summary_and_evaluate_calibration_agree_with_scalar_functions() -> None:
     picked = evaluate_calibration(y, p, ["log_loss", "ece"], n_bins=10)
     assert list(picked) == ["log_loss", "ece"]
     assert picked["log_loss"] == pytest.approx(log_loss(y, p), abs=1e-12)
-    with pytest.raises(DataValidationError, match="unknown calibration metric 'auc'"):
+    with pytest.raises(ConfigError, match="metrics: unknown value 'auc'; use one of ece, ece_debiased"):
         evaluate_calibration(y, p, ["auc"])
 
 
@@ -375,6 +375,7 @@ def test_calibration_statistics_equal_the_metric_functions_also_when_resampled()
     y, p = draw(400, 19)
     stats = calibration_stats.calibration_statistics(y, p, n_bins=6, strategy="quantile")
     scalar = {"ece": expected_calibration_error(y, p, n_bins=6, strategy="quantile"),
+              "ece_debiased": calibration.debiased_calibration_error(y, p, n_bins=6, strategy="quantile"),
               "mce": expected_calibration_error(y, p, n_bins=6, strategy="quantile", norm="max"),
               "brier": brier_score(y, p), "log_loss": log_loss(y, p),
               "normalized_entropy": normalized_entropy(y, p), "oe_ratio": observed_expected_ratio(y, p)}
@@ -387,13 +388,14 @@ def test_calibration_statistics_equal_the_metric_functions_also_when_resampled()
     idx = np.random.default_rng(2).integers(0, len(y), len(y))
     w = np.bincount(idx, minlength=len(y)).astype(float)
     resampled = {"ece": expected_calibration_error(y[idx], p[idx], n_bins=6),
+                 "ece_debiased": calibration.debiased_calibration_error(y[idx], p[idx], n_bins=6),
                  "mce": expected_calibration_error(y[idx], p[idx], n_bins=6, norm="max"),
                  "brier": brier_score(y[idx], p[idx]), "log_loss": log_loss(y[idx], p[idx]),
                  "normalized_entropy": normalized_entropy(y[idx], p[idx]),
                  "oe_ratio": observed_expected_ratio(y[idx], p[idx])}
     for name, stat in uniform.items():
         assert float(stat.combine(w @ stat.parts, w.sum())) == pytest.approx(resampled[name], abs=1e-12), name
-    with pytest.raises(DataValidationError, match="'calibration_slope' is not a sum statistic"):
+    with pytest.raises(ConfigError, match="metrics: unknown value 'calibration_slope'"):
         calibration_stats.calibration_statistics(y, p, ["calibration_slope"])
 
 
@@ -501,7 +503,7 @@ def test_bad_input_is_refused_with_count_and_example(func, y, p, message) -> Non
     ({"norm": "l3"}, "norm: unknown value 'l3'"),
 ])
 def test_bad_options_are_refused(kwargs, message) -> None:
-    with pytest.raises(DataValidationError, match=message):
+    with pytest.raises(ConfigError, match=message):
         expected_calibration_error([0, 1], [0.2, 0.8], **kwargs)
 
 
@@ -510,11 +512,11 @@ def test_bad_segments_eps_and_bootstrap_options() -> None:
         calibration_by_segment([0, 1, 1], [0.1, 0.2, 0.3], ["a", None, "b"])
     with pytest.raises(DataValidationError, match="segments: length 2 does not match 3 rows"):
         calibration_by_segment([0, 1, 1], [0.1, 0.2, 0.3], ["a", "b"])
-    with pytest.raises(DataValidationError, match="eps: must be in"):
+    with pytest.raises(ConfigError, match=r"eps: must be in \[0, 0.5\), got 0.7"):
         log_loss([0, 1], [0.2, 0.8], eps=0.7)
-    with pytest.raises(DataValidationError, match="n_resamples"):
+    with pytest.raises(ConfigError, match="n_resamples: must be an integer >= 10, got 0"):
         ece_bootstrap([0, 1], [0.2, 0.8], n_resamples=0)
-    with pytest.raises(DataValidationError, match="confidence"):
+    with pytest.raises(ConfigError, match=r"confidence: must be in \(0, 1\), got 1.5"):
         wilson_interval(1, 2, confidence=1.5)
 
 
@@ -585,7 +587,7 @@ def test_steck_kl_bad_input() -> None:
         calibrated_recs.calibration_kl(hist, pd.DataFrame({"user_id": [1, 2], "item_id": [1, 2]}), cats)
     with pytest.raises(DataValidationError, match=r"recommendations: 1 rows name items without a category \(e.g. 9\)"):
         calibrated_recs.calibration_kl(hist, pd.DataFrame({"user_id": [1], "item_id": [9]}), cats)
-    with pytest.raises(DataValidationError, match="alpha"):
+    with pytest.raises(ConfigError, match=r"alpha: must be in \[0, 1\], got 2.0"):
         calibrated_recs.calibration_kl(hist, hist, cats, alpha=2.0)
     with pytest.raises(DataValidationError, match="duplicate"):
         calibrated_recs.calibration_kl(hist, hist, pd.concat([cats, cats]))

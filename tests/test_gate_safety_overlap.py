@@ -12,7 +12,7 @@ import pytest
 
 from harness.inference.paired import compare_models
 from harness.spec.config import GateCriterion
-from harness.errors import DataValidationError
+from harness.errors import ConfigError, DataValidationError
 from harness.inference.gate import FAIL, INCONCLUSIVE, decide
 from harness.metrics.ope_diagnostics import pareto_k_hat, pareto_k_threshold, weight_diagnostics
 
@@ -120,7 +120,7 @@ def test_diagnostics_to_dict_and_bad_options():
     assert {"pareto_k", "thin_actions", "low_overlap", "overlap_reason", "low_ess"} <= set(d)
     with pytest.raises(DataValidationError, match="actions: expected shape"):
         weight_diagnostics(pi_e, pscore, actions=a[:10])
-    with pytest.raises(DataValidationError, match="min_action_rows"):
+    with pytest.raises(ConfigError, match="min_action_rows: must be an integer >= 1, got 0"):
         weight_diagnostics(pi_e, pscore, min_action_rows=0)
 
 

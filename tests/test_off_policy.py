@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from harness.errors import DataValidationError
+from harness.errors import ConfigError, DataValidationError
 from harness.metrics.off_policy import (DM, DR, ESTIMATORS, IPS, SNDR, SNIPS, DRos, OPEInputs, SwitchDR,
                                         estimate_intervals)
 
@@ -234,18 +234,22 @@ def test_self_normalised_estimators_refuse_all_zero_weights():
 @pytest.mark.parametrize("make", [lambda: IPS(lambda_=-1.0), lambda: DR(lambda_=float("nan")),
                                   lambda: SwitchDR(tau=-0.5), lambda: DRos(lambda_=-2.0)])
 def test_bad_hyperparameters(make):
-    with pytest.raises(DataValidationError, match="must be a non-negative number"):
+    with pytest.raises(ConfigError, match=r"(lambda_|tau): must be in \[0, inf\], got"):
         make()
 
 
 def test_bad_interval_options():
     d = OPEInputs(**GOOD)
-    with pytest.raises(DataValidationError, match="method must be one of"):
+    with pytest.raises(ConfigError, match="method: unknown value 'exact'; use one of analytic, bootstrap"):
         IPS().estimate_interval(d, method="exact")
-    with pytest.raises(DataValidationError, match="alpha must be in"):
+    with pytest.raises(ConfigError, match=r"alpha: must be in \(0, 1\), got 1.5"):
         IPS().estimate_interval(d, alpha=1.5)
-    with pytest.raises(DataValidationError, match="resampling must be one of"):
+    with pytest.raises(ConfigError, match="resampling: unknown value 'jackknife'"):
         IPS().estimate_interval(d, method="bootstrap", resampling="jackknife")
+    with pytest.raises(ConfigError, match="n_bootstrap: must be an integer >= 2, got 1"):
+        IPS().estimate_interval(d, method="bootstrap", n_bootstrap=1)
+    with pytest.raises(ConfigError, match=r"bounds: must be a pair \(low, high\)"):
+        IPS().estimate_interval(d, bounds=(1.0, 0.0))
     with pytest.raises(DataValidationError, match="at least one estimator"):
         estimate_intervals([], d)
     with pytest.raises(DataValidationError, match="duplicate names"):

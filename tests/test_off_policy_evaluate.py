@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from harness.datasets.synthetic_bandit import make_synthetic_bandit
-from harness.errors import DataValidationError
+from harness.errors import ConfigError, DataValidationError
 from harness.metrics.off_policy import IPS, SNIPS, OPEInputs
 from harness.metrics.ope_evaluate import compare_policies, evaluate_off_policy, make_estimator
 
@@ -15,9 +15,9 @@ def test_make_estimator_specs():
     assert make_estimator("snips") == SNIPS()
     assert make_estimator({"name": "ips", "lambda_": 20.0}) == IPS(lambda_=20.0)
     assert make_estimator(IPS(lambda_=3.0)) == IPS(lambda_=3.0)
-    with pytest.raises(DataValidationError, match="unknown off-policy estimator 'ipw'"):
+    with pytest.raises(ConfigError, match="unknown off-policy estimator 'ipw'"):
         make_estimator("ipw")
-    with pytest.raises(DataValidationError, match=r"estimator 'snips': bad parameters \['lambda_'\]"):
+    with pytest.raises(ConfigError, match=r"estimator 'snips': bad parameters \['lambda_'\]"):
         make_estimator({"name": "snips", "lambda_": 1.0})
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scipy import stats as sps
 
 from harness.errors import ConfigError, DataValidationError
-from harness.metrics import stats
+from harness.metrics import _resample, stats
 from harness.metrics.stats import (SumStatistic, adjust_p_values, bh_adjust, bootstrap_statistics,
                                    bootstrap_sums, holm_adjust, infer_paired_deltas, infer_paired_means,
                                    mean_statistic, minimum_detectable_effect, paired_difference,
@@ -109,17 +109,9 @@ def test_relative_bootstrap_resamples_the_baseline(pair):
 def test_chunked_multinomial_draws_are_the_same_resamples(monkeypatch, pair):
     c, b = pair
     whole = bootstrap_sums(np.column_stack([c, b]), n_resamples=300, seed=4, weights="multinomial")[0]
-    monkeypatch.setattr(stats, "_CHUNK_CELLS", 7 * c.size)  # 7 resamples a chunk
+    monkeypatch.setattr(_resample, "MAX_CELLS", 7 * c.size)  # 7 resamples a chunk
     chunked = bootstrap_sums(np.column_stack([c, b]), n_resamples=300, seed=4, weights="multinomial")[0]
     np.testing.assert_allclose(whole, chunked, rtol=1e-13)  # same resamples, summed in another order
-
-
-def test_poisson_weight_table_has_poisson_probabilities():
-    table = stats._poisson_table()
-    freq = np.bincount(table.astype(int)) / table.size
-    pmf = sps.poisson.pmf(np.arange(freq.size), 1.0)
-    assert np.abs(freq - pmf).max() <= 2.0**-16
-    assert table.mean() == pytest.approx(1.0, abs=1e-4)
 
 
 def test_poisson_bootstrap_agrees_in_distribution_with_the_plain_formula():
@@ -130,27 +122,23 @@ def test_poisson_bootstrap_agrees_in_distribution_with_the_plain_formula():
     assert totals.mean() == pytest.approx(x.size, rel=0.01)
     assert totals.var() == pytest.approx(x.size, rel=0.1)  # Var(sum of Poisson(1)) = n
     assert means.std() == pytest.approx(x.std(ddof=1) / np.sqrt(x.size), rel=0.06)
-    # the float32 block product matches a float64 reference on the same weights
     reps = stats.bootstrap_mean_replicates(x, n_resamples=2000, seed=1, weights="poisson")
     np.testing.assert_allclose(reps[:, 0], means, rtol=1e-12)
 
 
-def test_poisson_sums_are_exact_in_float64_terms(monkeypatch):
-    """Re-derive the Poisson weights from the same random codes and compare sums."""
+@pytest.mark.parametrize("k", [2, 12])  # the fused pass and the float32 BLAS blocks
+def test_poisson_sums_use_the_generator_weights(monkeypatch, k):
+    """Sums equal the float64 product of the weights the generator defines, in either path."""
     rng = np.random.default_rng(9)
-    x = rng.normal(5.0, 1.0, (3000, 2))
-    monkeypatch.setattr(stats, "_CHUNK_CELLS", 100 * 1000)  # blocks of 1000 units
+    x = rng.normal(5.0, 1.0, (3001, k))
+    monkeypatch.setattr(_resample, "MAX_CELLS", 100 * 1000)  # blocks of 1000 units
     sums, totals = bootstrap_sums(x, n_resamples=100, seed=3, weights="poisson")
-    gen = np.random.default_rng(3)
-    table = stats._poisson_table().astype(np.float64)
-    ref = np.zeros((100, 2))
-    ref_tot = np.zeros(100)
-    for start in range(0, 3000, 1000):
-        w = table[np.frombuffer(gen.bytes(2 * 100 * 1000), dtype=np.uint16).reshape(100, 1000)]
-        ref += w @ x[start : start + 1000]
-        ref_tot += w.sum(axis=1)
-    np.testing.assert_array_equal(totals, ref_tot)
-    np.testing.assert_allclose(sums, ref, rtol=1e-6)
+    w = _resample.poisson_weights(3, 0, 100, 0, 3001)
+    np.testing.assert_array_equal(totals, w.sum(axis=1))
+    if k > _resample.FUSED_MAX_COLUMNS:  # float32 products of centred parts
+        assert (np.abs(sums - w @ x) <= 1e-4 * (w @ np.abs(x - x.mean(axis=0)))).all()
+    else:
+        np.testing.assert_allclose(sums, w @ x, rtol=1e-12)
 
 
 def test_bootstrap_p_value_is_dual_to_the_interval(pair):

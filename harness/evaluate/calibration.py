@@ -22,6 +22,7 @@ from harness.errors import DataValidationError
 from harness.evaluate.family import Family, FamilyResult, MetricValue, ModelOutput, Statistic
 from harness.evaluate.model_view import ModelView
 from harness.metrics import calibration as cal
+from harness.metrics._names import value_range
 from harness.metrics.calibration_stats import calibration_statistics
 from harness.metrics.stats import bootstrap_statistics, mean_confidence_interval
 from harness.spec.families import CalibrationEval
@@ -123,7 +124,8 @@ class CalibrationFamily(Family[CalibrationEval]):
                    summary: dict[str, float]) -> dict[str, tuple[float, float]]:
         """Intervals of the configured metrics at level ``confidence``.
 
-        Student t over rows for the row means (brier, log_loss), as for ranking metrics;
+        Student t over rows for the row means (brier, log_loss), as for ranking metrics,
+        kept inside the metric's range;
         one shared percentile bootstrap of the rows (``n_resamples``) for ece, mce,
         normalized_entropy and oe_ratio; Wald intervals for the slope and intercept.
         A statistic undefined on some resample (e.g. no positives) gets no interval.
@@ -134,7 +136,8 @@ class CalibrationFamily(Family[CalibrationEval]):
         nan = (float("nan"), float("nan"))
         out: dict[str, tuple[float, float]] = {}
         for metric in per_row.columns:
-            out[metric] = mean_confidence_interval(per_row[metric].to_numpy(), confidence=confidence)
+            out[metric] = mean_confidence_interval(per_row[metric].to_numpy(), confidence=confidence,
+                                                   bounds=value_range(metric))
         boot = ratio_metrics(s.metrics)
         stats = calibration_statistics(y, p, boot, n_bins=s.n_bins, strategy=s.strategy, eps=s.eps)
 

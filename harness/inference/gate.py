@@ -45,6 +45,7 @@ import numpy as np
 from harness.inference.paired import MetricComparison
 from harness.spec.config import GateCriterion
 from harness.errors import ConfigError, DataValidationError
+from harness.options import check_choice
 from harness.metrics.stats import (CORRECTIONS, DeltaInference, ResampleFloorWarning, SkewWarning, adjust_p_values,
                                    minimum_detectable_effect, recommended_resamples, required_units,
                                    resamples_to_reach, smallest_level)
@@ -217,8 +218,7 @@ def decide(
     (``DeltaInference.p_floor``) is not below its level: alpha for the pass test,
     :func:`~harness.metrics.stats.smallest_level` (alpha / K under Holm) for the fail test.
     """
-    if correction not in CORRECTIONS:
-        raise ConfigError(f"correction: unknown value {correction!r}; use one of {', '.join(CORRECTIONS)}")
+    check_choice(correction, CORRECTIONS, name="correction")
     if not criteria:
         return Verdict(NO_GATE, [NO_GATE_REASON], correction=correction)
     by_key = {(c.candidate, c.metric): c for c in comparisons}

@@ -9,17 +9,22 @@ percentile or BCa bootstrap intervals from the same resampling engine.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
 from harness.errors import ConfigError, DataValidationError
+from harness.options import check_choice, check_confidence
 from harness.evaluate.family import FamilyResult
+from harness.metrics._names import value_range
 from harness.metrics.stats import (BOOTSTRAP_METHODS, METHODS, DeltaInference, Estimand, SumStatistic,
-                                   WeightedStatistic, bootstrap_estimands, bootstrap_weighted,
-                                   infer_paired_means, minimum_detectable_effect,
-                                   paired_weighted_difference)
+                                   WeightedStatistic, bootstrap_estimands, bootstrap_weighted, clip_interval,
+                                   difference_bounds, infer_paired_means, minimum_detectable_effect,
+                                   paired_weighted_difference, relative_bounds)
+
+Bounds = tuple[float, float]
 
 # One-sided level and power at which every comparison reports its minimum detectable effect.
 MDE_ALPHA = 0.05
@@ -109,9 +114,18 @@ def paired_frame(per_unit: Mapping[str, pd.DataFrame], baseline: str, candidate:
     return base, cand
 
 
+def _ranges(c: SumStatistic | WeightedStatistic, b: SumStatistic | WeightedStatistic,
+            given: Bounds | None) -> tuple[Bounds | None, Bounds | None]:
+    """Ranges of the delta and of the relative delta: from the metric's range when given,
+    else from the two statistics' own ``bounds``."""
+    rc, rb = (given, given) if given is not None else (c.bounds, b.bounds)
+    return difference_bounds(rc, rb), relative_bounds(rc, rb)
+
+
 def _compare_statistics(base_stats: Mapping[str, SumStatistic], cand_stats: Mapping[str, SumStatistic],
                         names: list[str], *, method: str, confidence: float, n_resamples: int, seed: int,
-                        weights: str) -> list[tuple[float, float, DeltaInference, DeltaInference | None, str]]:
+                        weights: str, bounds: Mapping[str, Bounds]
+                        ) -> list[tuple[float, float, DeltaInference, DeltaInference | None, str]]:
     """Ratio-type metrics: delta and relative delta from one shared bootstrap of the units."""
     for name in names:
         if not isinstance(base_stats[name], SumStatistic):
@@ -132,30 +146,47 @@ def _compare_statistics(base_stats: Mapping[str, SumStatistic], cand_stats: Mapp
         bval, cval = b.value(), c.value()
         values.append((bval, cval))
 
-        def delta(s: np.ndarray, t: np.ndarray, c=c, b=b, kc=kc) -> np.ndarray:
-            return c.combine(s[..., :kc], t) - b.combine(s[..., kc:], t)
+        def delta(s: np.ndarray, t: np.ndarray, fc=c.combine, fb=b.combine, kc=kc) -> np.ndarray:
+            return fc(s[..., :kc], t) - fb(s[..., kc:], t)
 
-        def rel(s: np.ndarray, t: np.ndarray, c=c, b=b, kc=kc) -> np.ndarray:
-            return c.combine(s[..., :kc], t) / b.combine(s[..., kc:], t) - 1.0
+        def rel(s: np.ndarray, t: np.ndarray, fc=c.combine, fb=b.combine, kc=kc) -> np.ndarray:
+            return fc(s[..., :kc], t) / fb(s[..., kc:], t) - 1.0
 
+        # a bias-corrected statistic's resamples use its resample_combine (see SumStatistic)
+        boot = c.resample_combine is not None or b.resample_combine is not None
+        fc, fb = c.bootstrap_combine, b.bootstrap_combine
         both = np.concatenate([cs, bs])
-        ests.append(Estimand(both, delta))
-        ests.append(Estimand(both, rel) if bval != 0 else None)
+        d_range, r_range = _ranges(c, b, bounds.get(name))
+        ests.append(Estimand(both, delta, d_range, partial(delta, fc=fc, fb=fb) if boot else None))
+        ests.append(Estimand(both, rel, r_range, partial(rel, fc=fc, fb=fb) if boot else None)
+                    if bval != 0 else None)
     parts = np.hstack(cols)
-    used = [e for e in ests if e is not None]
-    infs = iter(bootstrap_estimands(parts, used, method=method, confidence=confidence,
-                                    n_resamples=n_resamples, seed=seed, weights=weights))
-    out = []
-    for i, (bval, cval) in enumerate(values):
-        absolute = next(infs)
-        relative = next(infs) if ests[2 * i + 1] is not None else None
-        out.append((bval, cval, absolute, relative, method))
-    return out
+    options = dict(method=method, confidence=confidence, n_resamples=n_resamples, seed=seed, weights=weights)
+    try:
+        infs = iter(bootstrap_estimands(parts, [e for e in ests if e is not None], **options))
+        pairs = [(next(infs), next(infs) if ests[2 * i + 1] is not None else None) for i in range(len(values))]
+    except DataValidationError:
+        # a relative delta undefined on some resample (the baseline's value is 0 there, e.g.
+        # a well-calibrated baseline's debiased ECE) gets no interval; the deltas are always
+        # defined (same seed: same resamples)
+        absolute = bootstrap_estimands(parts, ests[0::2], **options)
+        pairs = [(a, _defined(parts, ests[2 * i + 1], options)) for i, a in enumerate(absolute)]
+    return [(bval, cval, a, r, method) for (bval, cval), (a, r) in zip(values, pairs)]
+
+
+def _defined(parts: np.ndarray, est: Estimand | None, options: dict) -> DeltaInference | None:
+    """The inference of one estimand, or None when it is undefined on some resample."""
+    if est is None:
+        return None
+    try:
+        return bootstrap_estimands(parts, [est], **options)[0]
+    except DataValidationError:
+        return None
 
 
 def _compare_weighted(base: WeightedStatistic, cand: WeightedStatistic, name: str, *, method: str,
-                      confidence: float, n_resamples: int, seed: int,
-                      weights: str) -> tuple[float, float, DeltaInference, DeltaInference | None, str]:
+                      confidence: float, n_resamples: int, seed: int, weights: str,
+                      bounds: Mapping[str, Bounds]) -> tuple[float, float, DeltaInference, DeltaInference | None, str]:
     """A general weighted statistic (AUC, calibration slope): delta and relative delta."""
     for side, stat in (("baseline", base), ("candidate", cand)):
         if not isinstance(stat, WeightedStatistic):
@@ -167,7 +198,9 @@ def _compare_weighted(base: WeightedStatistic, cand: WeightedStatistic, name: st
         stats_.append(paired_weighted_difference(cand, base, relative=True))
     infs = bootstrap_weighted(stats_, method=method, confidence=confidence, n_resamples=n_resamples,
                               seed=seed, weights=weights)
-    return bval, cval, infs[0], infs[1] if bval != 0 else None, method
+    d_range, r_range = _ranges(cand, base, bounds.get(name))
+    return (bval, cval, clip_interval(infs[0], d_range),
+            clip_interval(infs[1], r_range) if bval != 0 else None, method)
 
 
 def compare_models(
@@ -183,6 +216,7 @@ def compare_models(
     weights: str = "auto",
     statistics: Mapping[str, Mapping[str, SumStatistic | WeightedStatistic]] | None = None,
     notes: Mapping[tuple[str, str], str] | None = None,
+    bounds: Mapping[str, Bounds] | None = None,
 ) -> list[MetricComparison]:
     """Paired comparison of each candidate with the baseline on every metric.
 
@@ -207,20 +241,27 @@ def compare_models(
     notes : mapping (candidate, metric) -> str, optional
         Why a comparison cannot settle the gate (e.g. ``"effective sample size 40 <
         100"``); the gate then reports that criterion INCONCLUSIVE.
+    bounds : mapping metric -> (low, high), optional
+        The range of a metric's values (nDCG: (0, 1)). Its delta's interval is kept in
+        [low - high, high - low] and, for a non-negative metric, its relative delta's
+        above -1 (:func:`~harness.metrics.stats.clip_interval`: intersecting a
+        confidence set with the parameter space keeps its coverage). A statistic
+        without an entry uses its own ``bounds``.
 
     Notes
     -----
     All metrics of a candidate share one resample of the units (seed ``seed + i`` for
     the i-th candidate), which keeps their correlation.
     """
-    if method not in METHODS:
-        raise ConfigError(f"compare.method: unknown value {method!r}; use one of {', '.join(METHODS)}")
+    check_choice(method, METHODS, name="compare.method")
+    check_confidence(confidence, name="compare.confidence")
     if not candidates:
         raise ConfigError("compare.candidates: need at least one candidate")
     if baseline in candidates:
         raise ConfigError(f"compare: the baseline {baseline!r} cannot also be a candidate")
     statistics = statistics or {}
     notes = notes or {}
+    bounds = bounds or {}
     rows: list[MetricComparison] = []
     for c_index, candidate in enumerate(candidates):
         stat_names = [m for m in metrics if m in statistics.get(candidate, {})]
@@ -230,7 +271,8 @@ def compare_models(
             base, cand = paired_frame(per_unit, baseline, candidate, mean_names)
             absolute, relative = infer_paired_means(
                 cand.to_numpy(dtype=np.float64), base.to_numpy(dtype=np.float64), method=method,
-                confidence=confidence, n_resamples=n_resamples, seed=seed + c_index, weights=weights)
+                confidence=confidence, n_resamples=n_resamples, seed=seed + c_index, weights=weights,
+                bounds=[bounds.get(m) for m in mean_names])
             for j, name in enumerate(mean_names):
                 results[name] = (float(base[name].mean()), float(cand[name].mean()), absolute[j],
                                  relative[j], method, "mean")
@@ -241,7 +283,7 @@ def compare_models(
                                           f"but not for the baseline {baseline!r}")
             used = method if method in BOOTSTRAP_METHODS else "bca"
             kwargs = dict(method=used, confidence=confidence, n_resamples=n_resamples, seed=seed + c_index,
-                          weights=weights)
+                          weights=weights, bounds=bounds)
             sums = [m for m in stat_names if isinstance(statistics[candidate][m], SumStatistic)]
             general = [m for m in stat_names if m not in sums]
             if sums:
@@ -276,7 +318,9 @@ def compare_family(
     statistics; a metric capped on either side (``ModelOutput.caps``, e.g. too little
     overlap with the logs) carries the reason as its ``note``, so the gate never lets it
     PASS. Empty when the family compares nothing or measured neither side (e.g. a model
-    without ``predict_proba`` in calibration).
+    without ``predict_proba`` in calibration). Metrics with a known range
+    (:func:`harness.metrics._names.value_range`: nDCG in [0, 1], log loss >= 0, ...)
+    get intervals kept inside it.
     """
     names = [baseline, *candidates]
     outputs = result.models
@@ -296,6 +340,8 @@ def compare_family(
         for n in candidates:
             common = common.intersection(per_unit[n].index)
         per_unit = {n: t.loc[common] for n, t in per_unit.items()}
+    ranges = {m: r for m in result.compared if (r := value_range(m)) is not None}
     return compare_models(per_unit, baseline=baseline, candidates=candidates,
                           metrics=result.compared, method=method, confidence=confidence,
-                          n_resamples=n_resamples, seed=seed, statistics=statistics or None, notes=notes)
+                          n_resamples=n_resamples, seed=seed, statistics=statistics or None, notes=notes,
+                          bounds=ranges)

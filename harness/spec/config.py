@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.errors import ConfigError
+from harness.options import check_confidence
 from harness.spec.uris import is_external_baseline, parse_models_uri
 from harness.spec.base import Strict as _Strict
 from harness.spec.data import DatasetSpec
@@ -74,8 +75,13 @@ class CompareSpec(_Strict):
     candidates: list[str] = Field(min_length=1)
     method: Literal["auto", "bootstrap", "bca", "t_test", "randomization"] = "auto"
     n_resamples: int | None = Field(None, ge=100)
-    confidence: float = Field(0.95, gt=0.5, lt=1)
+    confidence: float = 0.95
     correction: Literal["holm", "bh", "none"] = "holm"
+
+    @field_validator("confidence")
+    @classmethod
+    def _confidence(cls, value: float) -> float:
+        return check_confidence(value, name="")
 
 
 class GateCriterion(_Strict):
