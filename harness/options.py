@@ -21,6 +21,7 @@ This is a bottom module: it imports only :mod:`harness.errors`, so that every la
 
 Examples
 --------
+>>> from harness.options import check_choice, check_confidence
 >>> check_confidence(0.9)
 0.9
 >>> check_choice("bca", ("bootstrap", "bca"), name="method")
@@ -62,6 +63,8 @@ def _fmt(value: float) -> str:
 def check_choice(value: object, choices: Iterable[str], *, name: str) -> str:
     """``value`` if it is one of ``choices``, else ``ConfigError``.
 
+    >>> from harness.options import check_choice
+
     >>> check_choice("holm", ("holm", "bh", "none"), name="correction")
     'holm'
     """
@@ -77,6 +80,8 @@ def check_number(value: object, *, name: str, low: float = -math.inf, high: floa
     interval from ``low`` to ``high``; ``low_open``/``high_open`` exclude the ends.
 
     The message writes the interval in the usual notation: ``[0, 0.5)``, ``(0, inf)``.
+
+    >>> from harness.options import check_number
 
     >>> check_number(0.1, name="eps", low=0, high=0.5, high_open=True)
     0.1
@@ -103,6 +108,8 @@ def check_confidence(value: object, *, name: str = "confidence") -> float:
     inversion) is defined for any level strictly between 0 and 1; 0 and 1 are refused
     (the interval would be empty or the whole line).
 
+    >>> from harness.options import check_confidence
+
     >>> check_confidence(1.5)
     Traceback (most recent call last):
     ...
@@ -115,6 +122,8 @@ def check_probability(value: object, *, name: str, low_open: bool = False, high_
     """A probability (a significance level, a mixing weight, a mass threshold) in [0, 1],
     with either end excluded on request.
 
+    >>> from harness.options import check_probability
+
     >>> check_probability(0.05, name="alpha", low_open=True, high_open=True)
     0.05
     """
@@ -124,6 +133,8 @@ def check_probability(value: object, *, name: str, low_open: bool = False, high_
 def check_integer(value: object, *, name: str, minimum: int = 1, maximum: int | None = None) -> int:
     """An integer (Python or NumPy; not a bool, not a float) >= ``minimum`` and, when
     given, <= ``maximum``.
+
+    >>> from harness.options import check_integer
 
     >>> check_integer(3, name="n_resamples", minimum=10)
     Traceback (most recent call last):
@@ -142,6 +153,8 @@ def check_integer(value: object, *, name: str, minimum: int = 1, maximum: int | 
 def check_bounds(value: object, *, name: str = "bounds") -> tuple[float, float] | None:
     """None, or a range ``(low, high)`` of numbers (infinite ends allowed) with
     low <= high, returned as a pair of floats.
+
+    >>> from harness.options import check_bounds
 
     >>> check_bounds((0, float("inf")))
     (0.0, inf)

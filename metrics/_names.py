@@ -101,6 +101,8 @@ def value_range(label: str) -> tuple[float, float] | None:
     """The range of a metric's values from its label (``"ndcg@10"``, ``"brier"``, or a
     pipeline stage's ``"retrieval/recall@100"``), or None when it has no fixed range.
 
+    >>> from harness.metrics._names import value_range
+
     >>> value_range("ndcg@10"), value_range("retrieval/dcg@5"), value_range("snips")
     ((0.0, 1.0), (0.0, inf), None)
     """

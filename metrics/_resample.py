@@ -49,6 +49,10 @@ Examples
 --------
 The multinomial counts of resample 0 are the counts of scipy's first resample:
 
+>>> import numpy as np
+
+>>> from harness.metrics._resample import poisson_weights, weight_blocks
+
 >>> _, counts = next(weight_blocks(5, 3, seed=1, scheme="multinomial"))
 >>> idx = np.random.default_rng(1).integers(0, 5, (3, 5))
 >>> bool((counts[0] == np.bincount(idx[0], minlength=5)).all())

@@ -358,6 +358,8 @@ def debiased_calibration_error(y: Any, p: Any, *, n_bins: int = 15, strategy: st
     Two bins of 4 rows; bin 1: pbar = 0.2, obar = 0.25; bin 2: pbar = 0.7, obar = 0.5.
     CE2 = (4/8) (0.0025 - 0.1875/3) + (4/8) (0.04 - 0.25/3):
 
+    >>> from harness.metrics.calibration import debiased_calibration_error
+
     >>> y = [0, 0, 0, 1, 1, 0, 1, 0]
     >>> p = [0.2, 0.2, 0.2, 0.2, 0.7, 0.7, 0.7, 0.7]
     >>> round(debiased_calibration_error(y, p, n_bins=2, squared=True), 6)

@@ -204,6 +204,8 @@ def difference_bounds(a: tuple[float, float] | None, b: tuple[float, float] | No
     """Range of x - y for x in ``a`` and y in ``b``: [a_lo - b_hi, a_hi - b_lo] (None if
     either is unknown). Two [0, 1] metrics: [-1, 1].
 
+    >>> from harness.metrics.stats import difference_bounds
+
     >>> difference_bounds((0.0, 1.0), (0.0, 1.0))
     (-1.0, 1.0)
     """
@@ -215,6 +217,8 @@ def difference_bounds(a: tuple[float, float] | None, b: tuple[float, float] | No
 def relative_bounds(a: tuple[float, float] | None, b: tuple[float, float] | None) -> tuple[float, float] | None:
     """Range of x / y - 1 for x in ``a`` and y in ``b`` when both are non-negative:
     [a_lo / b_hi - 1, a_hi / b_lo - 1] (b_lo = 0: no upper end); None otherwise.
+
+    >>> from harness.metrics.stats import relative_bounds
 
     >>> relative_bounds((0.0, 1.0), (0.0, 1.0))
     (-1.0, inf)
@@ -235,6 +239,8 @@ def clip_interval(inf: "DeltaInference", bounds: tuple[float, float] | None) -> 
     shorter. Estimate, standard error and p-values are unchanged. An interval wholly
     outside the range (possible only when the estimate itself is outside, e.g. a
     debiased estimate below 0) collapses to the nearest end.
+
+    >>> from harness.metrics.stats import TInference, clip_interval
 
     >>> inf = TInference(0.01, -0.02, 0.04, "t_test", 0.015, 20, df=19.0)
     >>> clip_interval(inf, (0.0, 1.0)).ci_low

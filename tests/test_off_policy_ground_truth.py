@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from harness.datasets.synthetic_bandit import make_synthetic_bandit
-from harness.errors import DataValidationError
+from harness.errors import ConfigError, DataValidationError
 from harness.metrics.off_policy import DM, DR, IPS, SNDR, SNIPS, OPEInputs, estimate_intervals
 from harness.metrics.ope_diagnostics import support_deficiency, weight_diagnostics
 
@@ -105,7 +105,7 @@ def test_mean_weight_is_one_under_full_support_and_shows_deficiency():
 def test_diagnostics_bad_input():
     with pytest.raises(DataValidationError, match=r"pscore: 1 of 2 values outside"):
         weight_diagnostics(np.array([0.1, 0.2]), np.array([0.0, 0.5]))
-    with pytest.raises(DataValidationError, match="min_ess"):
+    with pytest.raises(ConfigError, match="min_ess_ratio: must be in"):  # an option, not data
         weight_diagnostics(np.array([0.1]), np.array([0.5]), min_ess_ratio=2.0)
     with pytest.raises(DataValidationError, match="unsupported_mass"):
         weight_diagnostics(np.array([0.1]), np.array([0.5]), unsupported_mass=np.array([0.1, 0.2]))
