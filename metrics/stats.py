@@ -907,7 +907,9 @@ def sign_flip_support(
 # --------------------------------------------------------------------------- mean metrics
 
 
-def _defined_or_none(parts: np.ndarray, estimand: "Estimand | None", options: dict) -> "DeltaInference | None":
+def bootstrap_if_defined(parts: np.ndarray, estimand: "Estimand | None", options: dict) -> "DeltaInference | None":
+    """The bootstrap inference of one estimand, or None when there is none or it is
+    undefined on some resample (e.g. a relative delta over a baseline that resamples to 0)."""
     if estimand is None:
         return None
     try:
@@ -1095,7 +1097,7 @@ def _infer_paired_means(
             # a relative delta undefined on some resample (a baseline mean of 0 there) has no
             # interval; the absolute deltas are always defined (same seed: same resamples)
             absolute_infs = bootstrap_estimands(parts, ests, **options)
-            return absolute_infs, [_defined_or_none(parts, rel_ests.get(j), options) for j in range(m)]
+            return absolute_infs, [bootstrap_if_defined(parts, rel_ests.get(j), options) for j in range(m)]
     d = c - b
     if method == "t_test":
         q = special.stdtrit(n - 1, 1 - alpha / 2)

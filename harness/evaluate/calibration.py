@@ -111,16 +111,18 @@ class CalibrationFamily(Family[CalibrationEval]):
         if self.segments is not None:
             self.by_segment[name] = cal.calibration_by_segment(y, p, self.segments, n_bins=s.n_bins,
                                                                strategy=s.strategy, eps=s.eps)
-        intervals = self._intervals(y, p, per_row, summary)
+        statistics = calibration_statistics(y, p, ratio_metrics(s.metrics), n_bins=s.n_bins, strategy=s.strategy,
+                                            eps=s.eps)
+        intervals = self._intervals(per_row, statistics, summary)
         values = [MetricValue(m, summary[m], *intervals.get(m, (float("nan"), float("nan"))), len(y))
                   for m in s.metrics]
         keep = [m for m in s.metrics if m in cal.PER_ROW_METRICS]
         inputs = pd.DataFrame({LABEL: y.astype(np.float64), PROBA: p}, index=self.unit_ids)
         return ModelOutput(per_unit=per_row[keep], values=values, inputs=inputs,
-                           statistics=self.restore_statistics(inputs, s.model_dump()),
+                           statistics=statistics,
                            info={"metrics": summary, "intervals": {k: list(v) for k, v in intervals.items()}})
 
-    def _intervals(self, y: np.ndarray, p: np.ndarray, per_row: pd.DataFrame,
+    def _intervals(self, per_row: pd.DataFrame, stats: dict[str, Statistic],
                    summary: dict[str, float]) -> dict[str, tuple[float, float]]:
         """Intervals of the configured metrics at level ``confidence``.
 
@@ -138,8 +140,7 @@ class CalibrationFamily(Family[CalibrationEval]):
         for metric in per_row.columns:
             out[metric] = mean_confidence_interval(per_row[metric].to_numpy(), confidence=confidence,
                                                    bounds=value_range(metric))
-        boot = ratio_metrics(s.metrics)
-        stats = calibration_statistics(y, p, boot, n_bins=s.n_bins, strategy=s.strategy, eps=s.eps)
+        boot = list(stats)
 
         def run(names: list[str]) -> list[Any]:
             return bootstrap_statistics([stats[m] for m in names], confidence=confidence,

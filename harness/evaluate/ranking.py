@@ -23,7 +23,7 @@ from harness.errors import DataValidationError, describe_examples
 from harness.evaluate.family import Family, FamilyResult, ModelOutput, mean_values
 from harness.evaluate.model_view import ModelView
 from harness.metrics import RANKING_METRICS, evaluate_ranking
-from harness.metrics._names import parse_label, parse_metric_names
+from harness.metrics._names import parse_label, parse_metric_names, value_range
 from harness.spec.families import RankingEval
 from harness.types import PAD_ITEM, Dataset, Ranking
 
@@ -37,13 +37,6 @@ def curve_names(metrics: list[str]) -> list[str]:
     """Names (without cut-off) of the configured metrics that have a cut-off and a curve."""
     names = [parse_label(m).name for m in metrics if parse_label(m).k is not None]
     return [n for n in dict.fromkeys(names) if n in CURVE_METRICS]
-
-
-def metric_range(label: str) -> tuple[float, float]:
-    """The range of a ranking metric (also ``<stage>/<metric>`` columns): DCG is only
-    non-negative, every other metric is a rate in [0, 1]."""
-    name = parse_label(label.rsplit("/", 1)[-1]).name
-    return (0.0, float("inf")) if name == "dcg" else (0.0, 1.0)
 
 
 def stage_metric_names(metrics: list[str], stage_k: int, *, ceiling: bool = True) -> list[str]:
@@ -95,11 +88,11 @@ class RankingFamily(Family[RankingEval]):
             if within.shape[1]:  # each stage on its own candidates: query sets of their own
                 info["stages"] = {v.metric: {"value": v.value, "ci_low": v.ci_low, "ci_high": v.ci_high,
                                              "n_units": v.n_units}
-                                  for v in mean_values(within, self.confidence, metric_range)}
+                                  for v in mean_values(within, self.confidence, value_range)}
         # units in the data's own ids, so per_unit.parquet joins to the user's tables
         per_query = per_query.set_axis(pd.Index(self.users.decode(per_query.index.to_numpy()).astype(str),
                                                 name="unit_id"))
-        return ModelOutput(per_unit=per_query, values=mean_values(per_query, self.confidence, metric_range),
+        return ModelOutput(per_unit=per_query, values=mean_values(per_query, self.confidence, value_range),
                            info=info)
 
     def _missing(self, name: str, per_query: pd.DataFrame, ranking: Ranking) -> pd.DataFrame:

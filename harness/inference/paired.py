@@ -20,8 +20,8 @@ from harness.options import check_choice, check_confidence
 from harness.evaluate.family import FamilyResult
 from harness.metrics._names import value_range
 from harness.metrics.stats import (BOOTSTRAP_METHODS, METHODS, DeltaInference, Estimand, SumStatistic,
-                                   WeightedStatistic, bootstrap_estimands, bootstrap_weighted, clip_interval,
-                                   difference_bounds, infer_paired_means, minimum_detectable_effect,
+                                   WeightedStatistic, bootstrap_estimands, bootstrap_if_defined, bootstrap_weighted,
+                                   clip_interval, difference_bounds, infer_paired_means, minimum_detectable_effect,
                                    paired_weighted_difference, relative_bounds)
 
 Bounds = tuple[float, float]
@@ -170,18 +170,8 @@ def _compare_statistics(base_stats: Mapping[str, SumStatistic], cand_stats: Mapp
         # a well-calibrated baseline's debiased ECE) gets no interval; the deltas are always
         # defined (same seed: same resamples)
         absolute = bootstrap_estimands(parts, ests[0::2], **options)
-        pairs = [(a, _defined(parts, ests[2 * i + 1], options)) for i, a in enumerate(absolute)]
+        pairs = [(a, bootstrap_if_defined(parts, ests[2 * i + 1], options)) for i, a in enumerate(absolute)]
     return [(bval, cval, a, r, method) for (bval, cval), (a, r) in zip(values, pairs)]
-
-
-def _defined(parts: np.ndarray, est: Estimand | None, options: dict) -> DeltaInference | None:
-    """The inference of one estimand, or None when it is undefined on some resample."""
-    if est is None:
-        return None
-    try:
-        return bootstrap_estimands(parts, [est], **options)[0]
-    except DataValidationError:
-        return None
 
 
 def _compare_weighted(base: WeightedStatistic, cand: WeightedStatistic, name: str, *, method: str,
