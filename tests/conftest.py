@@ -119,3 +119,22 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
 def unreachable_uri() -> str:
     """An http URI on which nothing listens."""
     return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="module")
+def one_blas_thread() -> Iterator[None]:
+    """Thousands of tiny matrix products: BLAS threads only add contention there."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        yield
+
+
+def paired_frames(base: Any, cand: Any) -> dict[str, Any]:
+    """Per-unit tables of a baseline "prod" and a candidate "cand" (units q0.., metrics m0@10..)."""
+    import pandas as pd
+
+    index = pd.Index([f"q{i}" for i in range(base.shape[0])])
+    cols = [f"m{j}@10" for j in range(base.shape[1])]
+    return {"prod": pd.DataFrame(base, index=index, columns=cols),
+            "cand": pd.DataFrame(cand, index=index, columns=cols)}

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 import yaml
 from scipy import stats as sps
-from threadpoolctl import threadpool_limits
 from typer.testing import CliRunner
 
 from harness.apps.cli import app
@@ -23,10 +22,7 @@ from harness.results.folder import EvalResult, long_table, write_results
 METRICS = ["ndcg@10", "recall@100"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    with threadpool_limits(1, user_api="blas"):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def tables(n: int = 300, shift: tuple[float, float] = (0.03, 0.0), seed: int = 0) -> dict[str, pd.DataFrame]:

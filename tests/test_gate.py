@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
-from threadpoolctl import threadpool_limits
 
 from harness.inference.paired import compare_models
 from harness.spec.config import GateCriterion
@@ -15,10 +14,7 @@ from harness.inference.gate import FAIL, INCONCLUSIVE, NO_GATE, PASS, comparison
 from harness.metrics.stats import holm_adjust, minimum_detectable_effect, required_units
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    with threadpool_limits(1, user_api="blas"):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def frames(deltas: dict[str, np.ndarray], *, n: int = 400, seed: int = 0, extra: dict | None = None):

@@ -10,31 +10,22 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats as sps
-from threadpoolctl import threadpool_limits
 
 from harness.inference.paired import compare_models
 from harness.spec.config import GateCriterion
 from harness.inference.gate import FAIL, INCONCLUSIVE, NO_GATE, PASS, comparison_rows, decide
 from harness.metrics.stats import (ResampleFloorWarning, holm_adjust, recommended_resamples,
                                    resamples_to_reach, smallest_level)
+from tests.conftest import paired_frames
 
 ALPHA = 0.05
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    with threadpool_limits(1, user_api="blas"):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
-def _frames(base: np.ndarray, cand: np.ndarray) -> dict[str, pd.DataFrame]:
-    index = pd.Index([f"q{i}" for i in range(base.shape[0])])
-    cols = [f"m{j}@10" for j in range(base.shape[1])]
-    return {"prod": pd.DataFrame(base, index=index, columns=cols),
-            "cand": pd.DataFrame(cand, index=index, columns=cols)}
 
 
 def _pair(shift: np.ndarray, *, n: int = 400, sd: float = 0.1, seed: int = 0):
@@ -55,7 +46,7 @@ def test_low_overlap_note_never_hides_a_regression():
     significant regression through."""
     base, cand = _pair([-0.05])
     note = {("cand", "m0@10"): "low effective sample size 40 < 100: too little overlap"}
-    comps = compare_models(_frames(base, cand), baseline="prod", candidates=["cand"], metrics=["m0@10"],
+    comps = compare_models(paired_frames(base, cand), baseline="prod", candidates=["cand"], metrics=["m0@10"],
                            method="t_test", notes=note)
     verdict = decide(_primaries(1), comps)
     assert comps[0].inference.p_less(0.0) < 1e-6
@@ -66,7 +57,7 @@ def test_low_overlap_note_never_hides_a_regression():
 def test_low_overlap_note_blocks_a_pass(shift):
     base, cand = _pair([shift])
     note = {("cand", "m0@10"): "Pareto k-hat 0.93 > 0.7"}
-    comps = compare_models(_frames(base, cand), baseline="prod", candidates=["cand"], metrics=["m0@10"],
+    comps = compare_models(paired_frames(base, cand), baseline="prod", candidates=["cand"], metrics=["m0@10"],
                            method="t_test", notes=note)
     verdict = decide(_primaries(1), comps)
     assert verdict.decision == INCONCLUSIVE
@@ -75,7 +66,7 @@ def test_low_overlap_note_blocks_a_pass(shift):
 
 def test_fail_beats_inconclusive_beats_pass_across_criteria():
     base, cand = _pair([0.05, 0.0, -0.05])
-    comps = compare_models(_frames(base, cand), baseline="prod", candidates=["cand"],
+    comps = compare_models(paired_frames(base, cand), baseline="prod", candidates=["cand"],
                            metrics=["m0@10", "m1@10", "m2@10"], method="t_test")
     crits = _primaries(3)
     assert [c.outcome for c in decide(crits, comps).criteria] == [PASS, INCONCLUSIVE, FAIL]
@@ -96,7 +87,7 @@ def test_no_criteria_is_no_gate_not_pass():
 
 def test_pass_side_is_not_adjusted_and_fail_side_is():
     base, cand = _pair([0.012, 0.012, -0.05], seed=3)
-    comps = compare_models(_frames(base, cand), baseline="prod", candidates=["cand"],
+    comps = compare_models(paired_frames(base, cand), baseline="prod", candidates=["cand"],
                            metrics=["m0@10", "m1@10", "m2@10"], method="t_test")
     verdict = decide(_primaries(3), comps, correction="holm")
     for c in verdict.criteria:
@@ -120,7 +111,7 @@ def test_intersection_union_size_at_the_least_favourable_null():
     for sim in range(n_sims):
         base = rng.beta(2, 5, (200, 4))
         cand = base + np.array([0.0, 0.1, 0.1, 0.1]) + rng.normal(0, 0.1, base.shape)
-        comps = compare_models(_frames(base, cand), baseline="prod", candidates=["cand"],
+        comps = compare_models(paired_frames(base, cand), baseline="prod", candidates=["cand"],
                                metrics=[c.metric for c in crits], method="t_test", seed=sim)
         passed += decide(crits, comps).decision == PASS
     rate, se = passed / n_sims, np.sqrt(ALPHA * (1 - ALPHA) / n_sims)
@@ -140,7 +131,7 @@ def test_intersection_union_gains_power_over_a_holm_adjusted_pass_side():
     for sim in range(n_sims):
         base = rng.beta(2, 5, (n, k))
         cand = base + effect + rng.normal(0, sd, base.shape)
-        comps = compare_models(_frames(base, cand), baseline="prod", candidates=["cand"],
+        comps = compare_models(paired_frames(base, cand), baseline="prod", candidates=["cand"],
                                metrics=[c.metric for c in crits], method="t_test", seed=sim)
         verdict = decide(crits, comps)
         after += verdict.decision == PASS
@@ -169,7 +160,7 @@ def test_few_resamples_pass_a_clear_win_but_warn_that_no_regression_could_fail()
     INCONCLUSIVE (0.0099 x 6 > 0.05). Intersection-union lets it PASS; the fail side
     still cannot reach alpha / 6, and the gate says so."""
     base, cand = _pair([0.2] * 6, n=400, sd=0.1)
-    comps = compare_models(_frames(base, cand), baseline="prod", candidates=["cand"],
+    comps = compare_models(paired_frames(base, cand), baseline="prod", candidates=["cand"],
                            metrics=[f"m{j}@10" for j in range(6)], method="bootstrap", n_resamples=100)
     with pytest.warns(ResampleFloorWarning, match=r"n_resamples >= 120 \(recommended 2,399\)"):
         verdict = decide(_primaries(6), comps)
@@ -182,7 +173,7 @@ def test_few_resamples_pass_a_clear_win_but_warn_that_no_regression_could_fail()
 def test_a_regression_the_resample_count_cannot_fail_says_so_and_enough_resamples_fail_it():
     base, cand = _pair([-0.2] * 6, n=400, sd=0.1)
     metrics = [f"m{j}@10" for j in range(6)]
-    comps = compare_models(_frames(base, cand), baseline="prod", candidates=["cand"], metrics=metrics,
+    comps = compare_models(paired_frames(base, cand), baseline="prod", candidates=["cand"], metrics=metrics,
                            method="bootstrap", n_resamples=100)
     with pytest.warns(ResampleFloorWarning):
         verdict = decide(_primaries(6), comps)
@@ -190,7 +181,7 @@ def test_a_regression_the_resample_count_cannot_fail_says_so_and_enough_resample
     reason = verdict.criteria[0].reason
     assert "to confirm the regression: the smallest p-value bootstrap can give" in reason
     assert "n_resamples >= 120" in reason and "units" not in reason.split("confirm the regression")[1]
-    comps = compare_models(_frames(base, cand), baseline="prod", candidates=["cand"], metrics=metrics,
+    comps = compare_models(paired_frames(base, cand), baseline="prod", candidates=["cand"], metrics=metrics,
                            method="bootstrap", n_resamples=recommended_resamples(6))
     with warnings.catch_warnings():
         warnings.simplefilter("error", ResampleFloorWarning)
@@ -202,7 +193,7 @@ def test_pass_side_floor_blocks_with_resample_advice_not_units():
     """B = 15: 1/16 > alpha, nothing can PASS; the advice must not claim that a number of
     units (smaller than the one at hand, as the issue found) would settle it."""
     base, cand = _pair([0.2], n=400, sd=0.1)
-    comps = compare_models(_frames(base, cand), baseline="prod", candidates=["cand"], metrics=["m0@10"],
+    comps = compare_models(paired_frames(base, cand), baseline="prod", candidates=["cand"], metrics=["m0@10"],
                            method="bootstrap", n_resamples=15)
     with pytest.warns(ResampleFloorWarning):
         verdict = decide(_primaries(1), comps)
@@ -213,7 +204,7 @@ def test_pass_side_floor_blocks_with_resample_advice_not_units():
 
 def test_t_test_has_no_floor_and_never_warns():
     base, cand = _pair([0.2] * 6, n=400, sd=0.1)
-    comps = compare_models(_frames(base, cand), baseline="prod", candidates=["cand"],
+    comps = compare_models(paired_frames(base, cand), baseline="prod", candidates=["cand"],
                            metrics=[f"m{j}@10" for j in range(6)], method="t_test")
     with warnings.catch_warnings():
         warnings.simplefilter("error", ResampleFloorWarning)

@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 from scipy import special
 from scipy import stats as sps
-from threadpoolctl import threadpool_limits
 
 from harness.inference.paired import compare_models
 from harness.spec.config import GateCriterion
@@ -27,10 +26,7 @@ from harness.metrics.stats import (DEFAULT_METHOD_BY_KIND, FiellerInference, Ske
 ALPHA = 0.05
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    with threadpool_limits(1, user_api="blas"):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def _lognormal(n: int, sims: int, seed: int, ratio: float = 1.0, paired: bool = False):

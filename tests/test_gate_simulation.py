@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
-from threadpoolctl import threadpool_limits
 
 from harness.inference.paired import compare_models
 from harness.spec.config import GateCriterion
 from harness.inference.gate import FAIL, PASS, decide
 from harness.metrics.stats import infer_paired_means, power_at, required_units
+from tests.conftest import paired_frames
 
 N_SIMS = 200
 N_METRICS = 10
@@ -21,18 +21,9 @@ ALPHA = 0.05
 TOL = 3 * np.sqrt(ALPHA * (1 - ALPHA) / N_SIMS)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    """Thousands of tiny matrix products: BLAS threads only add contention here."""
-    with threadpool_limits(1, user_api="blas"):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
-def _frames(base: np.ndarray, cand: np.ndarray) -> dict[str, pd.DataFrame]:
-    index = pd.Index([f"q{i}" for i in range(base.shape[0])])
-    cols = [f"m{j}@10" for j in range(base.shape[1])]
-    return {"prod": pd.DataFrame(base, index=index, columns=cols),
-            "cand": pd.DataFrame(cand, index=index, columns=cols)}
 
 
 def _run(frames: dict[str, pd.DataFrame], criteria: list[GateCriterion], *, method: str, seed: int,
@@ -54,7 +45,7 @@ def test_a_a_gate_fails_at_most_alpha_family_wise_and_more_without_holm(method):
         cand = np.clip(base + rng.normal(0, 0.1, base.shape), 0, 1)
         flip = rng.random(base.shape) < 0.5  # exchangeable: which run is "candidate" is arbitrary
         base, cand = np.where(flip, cand, base), np.where(flip, base, cand)
-        comps = compare_models(_frames(base, cand), baseline="prod", candidates=["cand"],
+        comps = compare_models(paired_frames(base, cand), baseline="prod", candidates=["cand"],
                                metrics=[c.metric for c in criteria], method=method, n_resamples=500, seed=sim)
         for correction in fails:
             fails[correction] += decide(criteria, comps, correction=correction).decision == FAIL
@@ -125,7 +116,7 @@ def test_planted_regression_is_caught_at_the_computed_power(method, role):
     for sim in range(n_sims):
         base = rng.beta(2, 5, (n, 1))
         cand = base + true_delta + rng.normal(0, sd, (n, 1))
-        verdict, _ = _run(_frames(base, cand), [crit], method=method, seed=sim, n_resamples=1000)
+        verdict, _ = _run(paired_frames(base, cand), [crit], method=method, seed=sim, n_resamples=1000)
         caught += verdict.decision == FAIL
     assert caught / n_sims == pytest.approx(expected, abs=0.09)
 
@@ -142,6 +133,6 @@ def test_units_needed_give_the_promised_power():
     for sim in range(n_sims):
         base = rng.beta(2, 5, (n1, 1))
         cand = base + effect + rng.normal(0, sd, (n1, 1))
-        verdict, _ = _run(_frames(base, cand), [crit], method="t_test", seed=sim)
+        verdict, _ = _run(paired_frames(base, cand), [crit], method="t_test", seed=sim)
         passed += verdict.decision == PASS
     assert passed / n_sims == pytest.approx(0.8, abs=0.08)
