@@ -611,7 +611,11 @@ def wilson_interval(successes: Any, n: Any, *, confidence: float = 0.95) -> tupl
         denom = 1 + z**2 / m
         centre = (phat + z**2 / (2 * m)) / denom
         half = z * np.sqrt(phat * (1 - phat) / m + z**2 / (4 * m**2)) / denom
-    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+    # the interval holds phat exactly: at phat = 0 or 1, centre -+ half is phat only up to
+    # rounding (5.6e-17 above 0 at k = 0, n = 7), which would put the estimate outside it
+    low = np.minimum(np.clip(centre - half, 0.0, 1.0), phat)
+    high = np.maximum(np.clip(centre + half, 0.0, 1.0), phat)
+    return low, high
 
 
 def reliability_curve(y: Any, p: Any, *, n_bins: int = 15, strategy: str = "uniform",

@@ -621,3 +621,23 @@ def test_properties_of_ece_and_brier_decomposition(data, n_bins, strategy) -> No
     d = brier_decomposition(y, p, n_bins=n_bins, strategy=strategy)
     assert d.reliability - d.resolution + d.uncertainty + d.remainder == pytest.approx(d.brier, abs=1e-12)
     assert d.reliability >= 0 and d.resolution >= 0 and d.within_bin_variance >= 0
+
+
+def test_wilson_interval_holds_the_observed_rate_exactly_at_0_and_1() -> None:
+    """At k = 0 (or k = n) the bound is the rate only up to rounding (5.6e-17 above 0 at n = 7);
+    the reliability plot's error bars (rate - low) must never be negative."""
+    from harness.metrics import wilson_interval
+
+    n = np.arange(1, 200, dtype=float)
+    for k in (np.zeros_like(n), n):
+        low, high = wilson_interval(k, n)
+        rate = k / n
+        assert (low <= rate).all() and (rate <= high).all()
+    # a reliability diagram with an all-negative bin draws (it raised 'yerr' must not be negative)
+    from harness import plot_reliability
+    from harness.metrics import reliability_curve
+
+    y = np.array([0, 0, 0, 0, 0, 0, 0, 1, 1, 0])
+    p = np.array([0.05] * 7 + [0.9, 0.8, 0.7])
+    fig = plot_reliability({"m": reliability_curve(y, p, n_bins=10)})
+    assert fig.axes
