@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.adapters.registry import build_model
+from harness.adapters.registry import build_model, check_model_kinds
 from harness.errors import ConfigError, TrackingError
 from harness.evaluate import Evaluation, FamilyResult
 from harness.evaluate.data import load_dataset
@@ -129,6 +129,7 @@ def run(
     """Evaluate, compare, gate, write the results folder, then log to MLflow."""
     from harness.apps.validate import check_output
 
+    check_model_kinds({name: spec.kind for name, spec in config.models.items()})
     out_root = check_output(output or config.output)  # before any model runs, not after
     dataset = load_dataset(config)
     _say(f"dataset {dataset.name}: {len(dataset.train)} train interactions, "
