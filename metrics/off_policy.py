@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
@@ -76,16 +76,27 @@ def _check_nonnegative(value: float, name: str) -> None:
     check_number(value, name=name, low=0.0)
 
 
+@dataclass(frozen=True)
 class OffPolicyEstimator(ABC):
     """Shared base: the value is ``combine(E_n[columns])``.
 
     Subclasses define ``_columns`` (n, k), ``_combine`` (means -> value, vectorised over
     leading axes) and ``_gradient`` (d combine / d means), and ``per_row_contributions``
     when it differs from the single column of a linear estimator.
+
+    ``label`` names the estimate in results (OBP's ``estimator_name``); it defaults to
+    the estimator's ``name`` and lets one run hold the same estimator twice, e.g.
+    ``IPS()`` and ``IPS(lambda_=20, label="ips_clip20")``.
     """
 
     name: ClassVar[str]
     needs_reward_model: ClassVar[bool] = False
+    label: str | None = field(default=None, kw_only=True)
+
+    @property
+    def key(self) -> str:
+        """What results call this estimate: ``label``, else ``name``."""
+        return self.label or self.name
 
     @abstractmethod
     def _columns(self, data: Any) -> np.ndarray: ...
@@ -123,7 +134,7 @@ class OffPolicyEstimator(ABC):
                           bounds: tuple[float, float] | None = None) -> OPEInterval:
         """Estimate with a ``1 - alpha`` interval; see ``estimate_intervals``."""
         return estimate_intervals([self], data, alpha=alpha, method=method, n_bootstrap=n_bootstrap,
-                                  seed=seed, resampling=resampling, bounds=bounds)[self.name]
+                                  seed=seed, resampling=resampling, bounds=bounds)[self.key]
 
     def diagnostics(self, data: OPEInputs, **thresholds: Any) -> WeightDiagnostics:
         """Weight diagnostics of ``data`` with this estimator's clipping threshold."""
@@ -141,7 +152,7 @@ def estimate_intervals(
     Parameters
     ----------
     estimators : sequence of OffPolicyEstimator
-        Distinct names; they share one pass of bootstrap resamples.
+        Distinct keys (``label`` or ``name``); they share one pass of bootstrap resamples.
     data : OPEInputs (or SlateInputs for slate estimators)
     alpha : float, default 0.05
     method : {"analytic", "bootstrap"}
@@ -167,7 +178,7 @@ def estimate_intervals(
 
     Returns
     -------
-    dict mapping estimator name to ``OPEInterval``.
+    dict mapping estimator key (``label`` or ``name``) to ``OPEInterval``.
     """
     check_choice(method, INTERVAL_METHODS, name="method")
     check_choice(resampling, RESAMPLING, name="resampling")
@@ -175,11 +186,13 @@ def estimate_intervals(
     if method == "bootstrap":
         check_integer(n_bootstrap, name="n_bootstrap", minimum=2)
     bounds = check_bounds(bounds)
-    names = [e.name for e in estimators]
+    names = [e.key for e in estimators]
     if not names:
         raise DataValidationError("estimators: give at least one estimator")
     if len(set(names)) != len(names):
-        raise DataValidationError(f"estimators: duplicate names {names}")
+        twice = sorted({k for k in names if names.count(k) > 1})
+        raise DataValidationError(f"estimators: {twice} appear more than once; give each copy its own label "
+                                  f"(e.g. {{name: ips, lambda_: 20, label: ips_clip20}})")
     blocks = [est._columns(data) for est in estimators]
     n = blocks[0].shape[0] if blocks else 0
     if n < 2:
@@ -205,7 +218,7 @@ def estimate_intervals(
         start += k
         if bounds is not None:
             low, high = min(max(low, bounds[0]), bounds[1]), max(min(high, bounds[1]), bounds[0])
-        out[est.name] = OPEInterval(est.name, value, float(low), float(high), se, alpha, method, n)
+        out[est.key] = OPEInterval(est.key, value, float(low), float(high), se, alpha, method, n)
     return out
 
 

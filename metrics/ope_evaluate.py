@@ -19,6 +19,7 @@ Examples
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -34,11 +35,12 @@ from .ope_diagnostics import WeightDiagnostics, weight_diagnostics
 __all__ = ["OffPolicyResult", "compare_policies", "evaluate_off_policy", "make_estimator"]
 
 EstimatorSpec = str | Mapping[str, Any] | OffPolicyEstimator
+_LABEL = re.compile(r"[A-Za-z0-9_.@-]+")
 
 
 def make_estimator(spec: EstimatorSpec) -> OffPolicyEstimator:
-    """An estimator from a name (``"snips"``), a mapping (``{"name": "ips", "lambda_": 20}``)
-    or an instance."""
+    """An estimator from a name (``"snips"``), a mapping (``{"name": "ips", "lambda_": 20,
+    "label": "ips_clip20"}``; ``label`` is optional) or an instance."""
     if isinstance(spec, OffPolicyEstimator):
         return spec
     params: dict[str, Any] = {}
@@ -49,6 +51,10 @@ def make_estimator(spec: EstimatorSpec) -> OffPolicyEstimator:
         name = spec
     if name not in ESTIMATORS:
         raise ConfigError(f"unknown off-policy estimator {name!r}; known: {sorted(ESTIMATORS)}")
+    label = params.get("label")
+    if label is not None and not (isinstance(label, str) and _LABEL.fullmatch(label)):
+        raise ConfigError(f"estimator {name!r}: label must be letters, digits and _ . @ - "
+                          f"(it names a metric), got {label!r}")
     try:
         return ESTIMATORS[name](**params)
     except TypeError as exc:
@@ -85,15 +91,15 @@ def evaluate_off_policy(
     rows, diags, per_unit = [], {}, {}
     by_clip: dict[float, WeightDiagnostics] = {}  # the weights are shared; only the clip differs
     for est in ests:
-        iv = intervals[est.name]
+        iv = intervals[est.key]
         clip = est._clip_threshold()
         if clip not in by_clip:
             by_clip[clip] = weight_diagnostics(data.pi_e, data.pscore, clip=clip, min_ess=min_ess,
                                                min_ess_ratio=min_ess_ratio, unsupported_mass=unsupported_mass,
                                                actions=getattr(data, "action", None))
-        diag = diags[est.name] = by_clip[clip]
-        per_unit[est.name] = est.influence_values(data)
-        rows.append({"estimator": est.name, "value": iv.estimate, "ci_low": iv.low, "ci_high": iv.high,
+        diag = diags[est.key] = by_clip[clip]
+        per_unit[est.key] = est.influence_values(data)
+        rows.append({"estimator": est.key, "value": iv.estimate, "ci_low": iv.low, "ci_high": iv.high,
                      "se": iv.se, "n_units": iv.n_units, "method": iv.method,
                      **{k: v for k, v in diag.to_dict().items() if k not in ("min_ess", "min_ess_ratio")},
                      "gate_cap": diag.gate_outcome_cap})

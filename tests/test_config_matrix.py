@@ -199,6 +199,19 @@ def test_every_family(tmp_path: Path, family: str) -> None:
     assert set(data["families"][family]["compared"]) <= {r["metric"] for r in data["comparison"]}
 
 
+@pytest.mark.parametrize("policy", ["epsilon_greedy", "top_k", "softmax"])
+def test_every_off_policy_policy(tmp_path: Path, policy: str) -> None:
+    cfg = _base(tmp_path)
+    cfg["models"] = {"popularity": {"kind": "oracle_clicks", "params": {"power": 2.0}},
+                     "candidate": {"kind": "oracle_clicks"}}
+    cfg["evaluate"]["off_policy"] = {"synthetic": {"n_rounds": 2000}, "policy": policy,
+                                     "estimators": ["ips", {"name": "ips", "lambda_": 5, "label": "ips_clip5"}],
+                                     **({"temperature": 0.5} if policy == "softmax" else {"epsilon": 0.1})}
+    data = _run(tmp_path, cfg)
+    assert {"ips", "ips_clip5"} <= _metrics_of(data)
+    assert set(data["off_policy"]["true_values"]) == {"popularity", "candidate"}
+
+
 @pytest.mark.parametrize("method", ["auto", "bootstrap", "bca", "t_test", "randomization"])
 @pytest.mark.parametrize("correction", ["holm", "bh", "none"])
 def test_every_comparison_method_and_correction(tmp_path: Path, method: str, correction: str) -> None:

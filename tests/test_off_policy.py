@@ -252,8 +252,23 @@ def test_bad_interval_options():
         IPS().estimate_interval(d, bounds=(1.0, 0.0))
     with pytest.raises(DataValidationError, match="at least one estimator"):
         estimate_intervals([], d)
-    with pytest.raises(DataValidationError, match="duplicate names"):
+    with pytest.raises(DataValidationError, match=r"\['ips'\] appear more than once; give each copy its own label"):
         estimate_intervals([IPS(), IPS(lambda_=2.0)], d)
+
+
+def test_labelled_copies_of_one_estimator_are_estimated_separately():
+    """Two IPS with different clipping in one call: each under its label, each equal to
+    its own formula mean(min(w, lambda) r)."""
+    rng = np.random.default_rng(3)
+    pscore = rng.uniform(0.05, 1.0, 200)
+    pi_e, reward = rng.uniform(0.0, 1.0, 200), rng.binomial(1, 0.4, 200).astype(float)
+    d = OPEInputs(reward=reward, pscore=pscore, pi_e=pi_e)
+    out = estimate_intervals([IPS(), IPS(lambda_=2.0, label="ips_clip2")], d)
+    assert list(out) == ["ips", "ips_clip2"]
+    w = pi_e / pscore
+    assert out["ips"].estimate == pytest.approx(float(np.mean(w * reward)), rel=1e-12)
+    assert out["ips_clip2"].estimate == pytest.approx(float(np.mean(np.minimum(w, 2.0) * reward)), rel=1e-12)
+    assert out["ips_clip2"].estimator == "ips_clip2"
     with pytest.raises(DataValidationError, match="at least 2 units"):
         IPS().estimate_interval(OPEInputs(reward=[1.0], pscore=[0.5], pi_e=[0.5]))
 

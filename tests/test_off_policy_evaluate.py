@@ -19,6 +19,12 @@ def test_make_estimator_specs():
         make_estimator("ipw")
     with pytest.raises(ConfigError, match=r"estimator 'snips': bad parameters \['lambda_'\]"):
         make_estimator({"name": "snips", "lambda_": 1.0})
+    labelled = make_estimator({"name": "ips", "lambda_": 20.0, "label": "ips_clip20"})
+    assert (labelled.name, labelled.key, labelled.lambda_) == ("ips", "ips_clip20", 20.0)
+    assert make_estimator("ips").key == "ips"
+    for bad in ("", "ips/clip", 3):
+        with pytest.raises(ConfigError, match="estimator 'ips': label must be letters, digits"):
+            make_estimator({"name": "ips", "label": bad})
 
 
 def test_rows_carry_estimates_intervals_and_diagnostics():

@@ -1,8 +1,8 @@
 """The off-policy family: what each model would earn, estimated from logged feedback.
 
-Units are logged rows. A model (a Retriever) becomes the epsilon-greedy policy of its
-top-ranked item for each logged user: ``pi_e(a | u) = (1 - eps) [a = top(u)] + eps /
-n_items``. The per-row values are each estimator's influence values (their mean is
+Units are logged rows. A model (a Retriever) becomes an evaluation policy over the
+logged users (``evaluate.off_policy.policy``): epsilon-greedy on its top item, its top-k
+list filling the logged positions, or a softmax of its scores. The per-row values are each estimator's influence values (their mean is
 the estimate), so candidate and baseline are compared row by row on the same logs.
 An estimate with too little overlap with the logs (low effective sample size, a heavy
 Pareto tail of the weights, thin actions; see ``harness.metrics.ope_diagnostics``) is
@@ -94,21 +94,58 @@ class OffPolicyFamily(Family[OffPolicyEval]):
         return fit_reward_model(self.feedback, model, n_folds=self.spec.n_folds, seed=self.seed,
                                 max_bytes=self.spec.reward_max_bytes, design=self.spec.reward_design)
 
-    def _v_hat(self, top: np.ndarray, eps: float) -> np.ndarray:
-        """v_hat[i] = sum_a pi_e(a | x_i) q_hat(x_i, a) of the epsilon-greedy top-1 policy,
-        in blocks of (rows x actions) under the reward model's memory budget."""
-        from harness.models.policies import EpsilonGreedyPolicy
+    def policy(self, view: ModelView) -> tuple[Any, np.ndarray]:
+        """The model as a policy over user codes (``harness.models.policies``, scored in
+        blocks of users under ``reward_max_bytes``) and its ``pi_e`` of each logged row."""
+        from harness.models.policies import EpsilonGreedyPolicy, SoftmaxPolicy
 
-        n_actions = self.feedback.n_actions
+        s, fb = self.spec, self.feedback
+        n_actions = fb.n_actions
+        batch = max(1, s.reward_max_bytes // (8 * 4 * n_actions))
+        if s.policy == "softmax":
+            policy = SoftmaxPolicy(self._softmax_scores(view), temperature=s.temperature, batch_size=batch)
+            return policy, policy.action_probabilities(fb.context_id, fb.action)
+        # epsilon_greedy reads the top item at every position, top_k the p-th item at position p
+        depth = fb.len_list if s.policy == "top_k" else 1
+        top = self._top_items(view, depth)
+        slot = fb.positions if s.policy == "top_k" else 0
+        pi_e = (1 - s.epsilon) * (top[fb.context_id, slot] == fb.action) + s.epsilon / n_actions
 
-        def one_hot(contexts: np.ndarray) -> np.ndarray:  # the model's top item as the only score
-            scores = np.zeros((len(contexts), n_actions))
-            scores[np.arange(len(contexts)), top[contexts]] = 1.0
+        def ranks_as_scores(users: np.ndarray) -> np.ndarray:  # the model's order, nothing else
+            scores = np.full((len(users), n_actions), -np.inf)
+            scores[np.arange(len(users))[:, None], top[users]] = np.arange(depth, 0, -1, dtype=np.float64)
             return scores
 
-        batch = max(1, self.spec.reward_max_bytes // (8 * 4 * n_actions))
-        return self.reward_fit.expected_reward(EpsilonGreedyPolicy(one_hot, epsilon=eps, batch_size=batch),
-                                               contexts=self.feedback.context_id, batch_size=batch)
+        return EpsilonGreedyPolicy(ranks_as_scores, epsilon=s.epsilon, len_list=depth, batch_size=batch), pi_e
+
+    def _top_items(self, view: ModelView, depth: int) -> np.ndarray:
+        """``top[u, p]``: the model's (p+1)-th item for each logged user code ``u``."""
+        ranking = view.retrieve(self.users, depth)
+        short = (ranking.items < 0).any(axis=1)
+        if short.any():
+            raise AdapterError(f"model {view.name!r} ranks fewer than {depth} items for {int(short.sum())} of "
+                               f"{len(self.users)} logged users (policy {self.spec.policy!r} needs {depth})")
+        top = np.zeros((int(self.users.max()) + 1, depth), dtype=np.int64)
+        top[self.users] = ranking.items
+        return top
+
+    def _softmax_scores(self, view: ModelView) -> Any:
+        """``scores(users) -> (batch, n_actions)``: the model's scores of every item it
+        returns for those users; items it does not return get ``-inf`` (probability 0)."""
+        n_actions = self.feedback.n_actions
+
+        def scores(users: np.ndarray) -> np.ndarray:
+            distinct, where = np.unique(users, return_inverse=True)
+            ranking = view.retrieve(distinct, n_actions)
+            table = np.full((len(distinct), n_actions), -np.inf)
+            rows, cols = np.nonzero(ranking.items >= 0)
+            table[rows, ranking.items[rows, cols]] = ranking.scores[rows, cols]
+            if not np.isfinite(table.max(axis=1)).all():
+                raise AdapterError(f"model {view.name!r} returns no finite score for some logged users; "
+                                   "a softmax policy needs at least one")
+            return table[where]
+
+        return scores
 
     def measure(self, view: ModelView) -> ModelOutput | None:
         """Turn the model into a policy and estimate its value on the logged rows."""
@@ -117,23 +154,18 @@ class OffPolicyFamily(Family[OffPolicyEval]):
         if not view.is_retriever:
             _say(f"off-policy: {view.name} has no retrieve(); skipped")
             return None
-        ranking = view.retrieve(self.users, 1)
-        top = np.full(int(self.users.max()) + 1, -1, dtype=np.int64)
-        top[self.users] = ranking.items[:, 0]
-        fb, eps = self.feedback, self.spec.epsilon
-        top_of_row = top[fb.context_id]
-        if (top_of_row < 0).any():
-            raise AdapterError(f"model {view.name!r} recommends nothing to {int((top_of_row < 0).sum())} "
-                               "logged rows' users")
-        pi_e = (1 - eps) * (top_of_row == fb.action) + eps / fb.n_actions
+        fb = self.feedback
+        policy, pi_e = self.policy(view)
+        v_hat = (self.reward_fit.expected_reward(_AtPositions(policy), contexts=fb.context_id,
+                                                 batch_size=policy.batch_size)
+                 if self.reward_fit else None)
         data = OPEInputs(reward=fb.reward, pscore=fb.pscore, pi_e=pi_e, action=fb.action,
-                         q_hat=self.reward_fit.q_hat if self.reward_fit else None,
-                         v_hat=self._v_hat(top, eps) if self.reward_fit else None)
+                         q_hat=self.reward_fit.q_hat if self.reward_fit else None, v_hat=v_hat)
         s = self.spec
         result = evaluate_off_policy(data, s.estimators, method=s.method, n_bootstrap=s.n_bootstrap,
                                      seed=self.seed, min_ess=s.min_ess, min_ess_ratio=s.min_ess_ratio)
         if self.logs is not None:
-            self.true_values[view.name] = self._true_value(top, eps)
+            self.true_values[view.name] = self._true_value(policy)
         caps = {m: f"too little overlap with the logs: {d.overlap_reason}"
                 for m, d in result.diagnostics.items() if d.low_overlap}
         values = [MetricValue(r["estimator"], r["value"], r["ci_low"], r["ci_high"], r["n_units"])
@@ -141,13 +173,11 @@ class OffPolicyFamily(Family[OffPolicyEval]):
         return ModelOutput(per_unit=pd.DataFrame(result.per_unit, index=self.unit_ids), values=values,
                            caps=caps, info={"estimates": result.rows})
 
-    def _true_value(self, top: np.ndarray, eps: float) -> float:
-        """Exact value of the epsilon-greedy top-1 policy: the synthetic logs draw users
-        uniformly, so V = mean_u [(1 - eps) q(u, top(u)) + eps mean_a q(u, a)]."""
-        q = self.logs.click_prob
-        users = np.arange(q.shape[0])
-        shown = np.where(top[users] >= 0, q[users, np.maximum(top[users], 0)], 0.0)  # nothing shown earns 0
-        return float(((1 - eps) * shown + eps * q.mean(axis=1)).mean())
+    def _true_value(self, policy: Any) -> float:
+        """Exact value of the policy on the synthetic world: the logs draw users uniformly,
+        so ``V = mean_u sum_a pi_e(a | u) q(u, a)`` with the true click probabilities q."""
+        users = np.arange(self.logs.click_prob.shape[0])
+        return float(policy.expected_reward(users, self.logs.click_prob).mean())
 
     def finish(self, outputs: dict[str, ModelOutput], skipped: list[str]) -> FamilyResult:
         """Extras for ``results.json["off_policy"]``: rows with diagnostics, true values."""
@@ -158,3 +188,15 @@ class OffPolicyFamily(Family[OffPolicyEval]):
         for output in outputs.values():
             output.info = {}  # the estimates live in the family's section, not per model
         return result
+
+
+class _AtPositions:
+    """A policy whose positions beyond its list read position 0: ``epsilon_greedy`` and
+    ``softmax`` are the same at every position, so logs with more positions than the
+    policy's list reuse its first."""
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+
+    def distribution_at(self, contexts: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        return self.policy.distribution_at(contexts, np.minimum(positions, self.policy.len_list - 1))

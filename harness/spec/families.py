@@ -141,14 +141,29 @@ class OffPolicyEval(FamilySpec):
     ``feedback`` is a logged-feedback file: a mapping (``path``, ``columns``; ids are the
     data's own), or a path in the harness's own layout (``context_id``, ``action``,
     ``reward``, ``pscore`` as codes; ``harness.datasets.bandit``). ``synthetic`` simulates
-    logs over the synthetic world instead. A model becomes the epsilon-greedy policy of
-    its top-ranked item.
+    logs over the synthetic world instead.
+
+    ``policy`` says how a model's ranking becomes the evaluation policy
+    ``pi_e(a | user, position)``:
+
+    - ``epsilon_greedy``: ``(1 - epsilon) 1{a = top_1(u)} + epsilon / n_actions`` at every
+      position (the model picks one item per request);
+    - ``top_k``: ``(1 - epsilon) 1{a = top_(p+1)(u)} + epsilon / n_actions`` at logged
+      position ``p`` (the model fills the slots of the logged list in its order; the
+      position model of ranked feeds);
+    - ``softmax``: ``exp(s(u, a) / temperature) / sum_b exp(s(u, b) / temperature)`` over
+      the items the model scores, at every position (items it does not return get 0).
+
+    Estimators are names or mappings with parameters; a ``label`` names a copy, so one
+    run may hold the same estimator twice (``{name: ips, lambda_: 20, label: ips_clip20}``).
     """
 
     feedback: FeedbackFile | str | None = None
     synthetic: SyntheticLogsSpec | None = None
     estimators: list[str | dict[str, Any]] = Field(default_factory=lambda: ["ips", "snips"], min_length=1)
-    epsilon: float = Field(0.0, ge=0, le=1, description="exploration of the model's policy")
+    policy: Literal["epsilon_greedy", "top_k", "softmax"] = "epsilon_greedy"
+    epsilon: float = Field(0.0, ge=0, le=1, description="exploration of epsilon_greedy and top_k policies")
+    temperature: float = Field(1.0, gt=0, description="softmax policy: larger spreads the mass")
     reward_model: Literal["logistic", "ridge", "xgboost"] | None = None
     reward_design: Literal["dense", "sparse"] = Field(
         "dense", description="one-hot actions as a dense or a sparse design matrix (sparse: many actions)")
@@ -165,16 +180,26 @@ class OffPolicyEval(FamilySpec):
             raise ValueError("evaluate.off_policy: give exactly one of 'feedback' (a file) or 'synthetic'")
         from harness.metrics.ope_evaluate import make_estimator
 
-        needs_model = [make_estimator(e).name for e in self.estimators if make_estimator(e).needs_reward_model]
+        built = [make_estimator(e) for e in self.estimators]
+        needs_model = [e.key for e in built if e.needs_reward_model]
         if needs_model and self.reward_model is None:
             raise ValueError(f"evaluate.off_policy: {needs_model} need a reward_model (logistic, ridge or xgboost)")
+        keys = [e.key for e in built]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            raise ValueError(f"evaluate.off_policy.estimators: {twice} appear more than once; give each copy "
+                             "its own label, e.g. {name: ips, lambda_: 20, label: ips_clip20}")
+        if self.policy == "softmax" and self.epsilon:
+            raise ValueError("evaluate.off_policy: epsilon applies to epsilon_greedy and top_k policies, "
+                             "not softmax (use temperature)")
         return self
 
     @property
     def estimator_names(self) -> list[str]:
+        """The estimates' names in results: each estimator's ``label``, else its name."""
         from harness.metrics.ope_evaluate import make_estimator
 
-        return [make_estimator(e).name for e in self.estimators]
+        return [make_estimator(e).key for e in self.estimators]
 
     def compared_metrics(self) -> list[str]:
         return self.estimator_names
