@@ -25,7 +25,7 @@ from .ids import IdMap
 from .tables import _column_names, read_table
 from .trec import read_trec_run
 
-__all__ = ["TABLE_SUFFIXES", "TREC_SUFFIXES", "read_predictions"]
+__all__ = ["TABLE_SUFFIXES", "TREC_SUFFIXES", "prediction_ids", "read_predictions"]
 
 TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv")
 TREC_SUFFIXES = (".trec", ".run", ".txt")
@@ -78,6 +78,22 @@ def _numeric(df: pd.DataFrame, col: str, name: str, qids: np.ndarray) -> np.ndar
         raise DataValidationError(f"{name}: column {col!r} has {int(bad.sum())} NaN or infinite values "
                                   f"({describe_examples(qids[bad])} as query ids)")
     return out
+
+
+def prediction_ids(source: str | Path, fmt: Literal["auto", "table", "trec"] = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """The raw ``(query ids, item ids)`` of a score file, distinct, as written (int64 or
+    text), before any id map: what a collection built from the file must know.
+
+    Raises
+    ------
+    ConfigError, DataValidationError
+        As ``read_predictions`` for the file and its id columns.
+    """
+    df, name, _ = _read_source(source, fmt)
+    missing = [c for c in ("query_id", "item_id") if c not in df.columns]
+    if missing:
+        raise DataValidationError(f"{name}: missing column(s) {missing}; has {list(df.columns)}")
+    return pd.unique(df["query_id"].to_numpy()), pd.unique(df["item_id"].to_numpy())
 
 
 def read_predictions(source: str | Path | pd.DataFrame, *, users: IdMap | None = None,

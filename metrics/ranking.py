@@ -143,16 +143,19 @@ def _is_int(values: np.ndarray) -> bool:
     return np.issubdtype(values.dtype, np.integer)
 
 
-def _item_keys(q_items: np.ndarray, r_items: np.ndarray, ties: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Integer keys for joining items, and the run's tie-break key."""
+def _item_keys(q_items: np.ndarray, r_items: np.ndarray, ties: str,
+               item_names: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integer keys for joining items, and the run's tie-break key (``item_names[code]``:
+    the id trec_eval would see of each integer item code)."""
     if _is_int(q_items) and _is_int(r_items):
         qk, rk = q_items.astype(np.int64, copy=False), r_items.astype(np.int64, copy=False)
         if ties != "trec_eval":
             return qk, rk, rk
         # trec_eval breaks ties by the id as a string, descending
         uniques = pd.unique(rk)
+        text = (np.asarray(item_names)[uniques] if item_names is not None else uniques).astype(str)
         rank = np.empty(len(uniques), dtype=np.int64)
-        rank[np.argsort(uniques.astype(str))[::-1]] = np.arange(len(uniques))
+        rank[np.argsort(text, kind="stable")[::-1]] = np.arange(len(uniques))
         return qk, rk, rank[pd.Index(uniques).get_indexer(rk)]
     both = np.concatenate([q_items.astype(object), r_items.astype(object)])
     kind = pd.api.types.infer_dtype(both, skipna=False)
@@ -178,7 +181,8 @@ def _query_codes(index: pd.Index, ids: np.ndarray, chunk: int = 1 << 22) -> np.n
     return out
 
 
-def prepare(qrels: pd.DataFrame, run: "pd.DataFrame | Ranking", *, ties: Ties = "stable") -> PreparedRun:
+def prepare(qrels: pd.DataFrame, run: "pd.DataFrame | Ranking", *, ties: Ties = "stable",
+            item_names: np.ndarray | None = None) -> PreparedRun:
     """Validate and factorise once; group the run by query (O(n) counting sort)."""
     from harness.types import Ranking  # light module; imported here to avoid a cycle
 
@@ -199,7 +203,7 @@ def prepare(qrels: pd.DataFrame, run: "pd.DataFrame | Ranking", *, ties: Ties = 
     qq = qq.astype(np.int32)  # half the memory of the factorised codes
     n_q = len(query_ids)
     rq = _query_codes(pd.Index(query_ids), r_q)
-    q_items, r_keys, tiebreak = _item_keys(qrels["item_id"].to_numpy(), r_items, ties)
+    q_items, r_keys, tiebreak = _item_keys(qrels["item_id"].to_numpy(), r_items, ties, item_names)
     if ties == "trec_eval":
         # trec_eval keeps scores as C floats: scores equal in single precision tie there
         scores = scores.astype(np.float32).astype(np.float64)
@@ -254,6 +258,8 @@ def evaluate_ranking(
     relevance_threshold: int = 1,
     curves: list[str] | None = None,
     max_k: int | None = None,
+    no_relevant: Literal["skip", "zero"] = "skip",
+    item_names: np.ndarray | None = None,
 ) -> RankingResult:
     """Evaluate a run against graded judgments.
 
@@ -281,6 +287,14 @@ def evaluate_ranking(
         k = 1..``max_k`` goes to ``RankingResult.curves``, in the same pass.
     max_k : int, optional
         Largest cut-off of the curves (required with ``curves``).
+    no_relevant : {"skip", "zero"}, default "skip"
+        Judged queries without a relevant item: left out of ``per_query`` and the means
+        (counted in ``skipped``; recommender practice, where such users carry no signal),
+        or kept with every metric 0 (trec_eval's and pytrec_eval's per-query output).
+    item_names : ndarray, optional
+        With integer item codes, the user's own id of each code (``dataset.item_ids``):
+        ``ties="trec_eval"`` then breaks ties by those ids, as trec_eval on the user's
+        files would, not by the codes.
 
     Returns
     -------
@@ -298,8 +312,8 @@ def evaluate_ranking(
     - AP@k = sum_{i<=k} b_i * Precision@i / R (trec_eval's map_cut);
       MRR@k = 1 / min{i <= k : b_i}, else 0; HitRate@k = [sum_{i<=k} b_i > 0].
 
-    Queries without a relevant item are left out and counted in ``skipped``; queries in
-    qrels that the run does not rank score 0.
+    Queries without a relevant item are left out and counted in ``skipped`` (or score 0
+    with ``no_relevant="zero"``); queries in qrels that the run does not rank score 0.
 
     References
     ----------
@@ -318,9 +332,12 @@ def evaluate_ranking(
     """
     specs = parse_metric_names(metrics, known=RANKING_METRICS)
     curve_specs = _curve_specs(curves, max_k) if curves else []
-    prep = prepare(qrels, run, ties=ties)
+    prep = prepare(qrels, run, ties=ties, item_names=item_names)
     values, n_rel = _kernel_values(prep, specs + curve_specs, gain=gain, ties=ties, threshold=relevance_threshold)
-    evaluated = n_rel > 0
+    check_choice(no_relevant, ("skip", "zero"), name="no_relevant")
+    has_relevant = n_rel > 0
+    values[~has_relevant] = 0.0  # nothing relevant: every metric is 0 (kept only with "zero")
+    evaluated = has_relevant if no_relevant == "skip" else np.ones_like(has_relevant)
     per_query = pd.DataFrame(values[evaluated, : len(specs)], columns=[s.label for s in specs],
                              index=pd.Index(prep.query_ids[evaluated], name="query_id"))
     ranked = np.diff(prep.run_offsets) > 0

@@ -93,6 +93,18 @@ def test_missing_query_policy(tmp_path: Path, missing: str) -> None:
                                ["missing_from_run"])
 
 
+@pytest.mark.parametrize("no_relevant", ["skip", "zero"])
+def test_no_relevant_policy(tmp_path: Path, no_relevant: str) -> None:
+    cfg = _base(tmp_path)  # grade >= 2 is rare in the synthetic world: some judged users have none
+    cfg["evaluate"]["ranking"] = {"metrics": ["ndcg@10"], "relevance_threshold": 2, "no_relevant": no_relevant}
+    cfg["gate"] = [{"metric": "ndcg@10", "role": "primary", "direction": "higher"}]
+    data = _run(tmp_path, cfg)
+    (notice,) = [n for n in data["notices"] if "have no relevant item" in n]
+    without = int(notice.split("ranking: ")[1].split()[0])
+    ndcg = next(c for c in data["comparison"] if c["metric"] == "ndcg@10")
+    assert without > 0 and ndcg["n_units"] == data["dataset"]["n_queries"] - (without if no_relevant == "skip" else 0)
+
+
 def _torch_checkpoint(tmp_path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     from harness.evaluate.data import load_dataset
     from harness.models.mf import BPRMF
@@ -266,3 +278,11 @@ def test_every_split_and_candidate_mode(tmp_path: Path, split: dict[str, Any], c
     assert {"ndcg@10", "ild@10"} <= _metrics_of(data)
     per_unit = pd.read_parquet(Path(cfg["output"]).iterdir().__next__() / "per_unit.parquet")
     assert set(per_unit["unit_id"].astype(int)) <= set(range(101, 181))  # keyed by the data's own user ids
+
+
+def test_no_query_with_a_relevant_item_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = _base(tmp_path)
+    cfg["evaluate"]["ranking"] = {"metrics": ["ndcg@10"], "relevance_threshold": 9}
+    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"])
+    assert result.exit_code == 2 and "none of the 55 judged queries has a relevant item (relevance >= 9)" \
+        in result.stderr, result.output

@@ -211,3 +211,26 @@ def test_curves_in_the_same_pass_equal_metric_curves(one_query) -> None:
     assert list(res.per_query.columns) == ["ndcg@3"]
     with pytest.raises(ConfigError, match="max_k: must be an integer >= 1"):
         evaluate_ranking(qrels, run, ["ndcg@3"], curves=["ndcg"])
+
+
+def test_no_relevant_queries_are_skipped_or_scored_zero_by_hand():
+    qrels = pd.DataFrame({"query_id": [1, 1, 2], "item_id": [10, 11, 12], "relevance": [1, 0, 0]})
+    run = pd.DataFrame({"query_id": [1, 1, 2], "item_id": [11, 10, 12], "score": [0.9, 0.5, 1.0]})
+    skip = evaluate_ranking(qrels, run, ["mrr@2", "ndcg@2"])
+    assert list(skip.per_query.index) == [1] and skip.skipped["no_relevant"] == 1
+    assert skip.means["mrr@2"] == 0.5
+    zero = evaluate_ranking(qrels, run, ["mrr@2", "ndcg@2"], no_relevant="zero")
+    assert list(zero.per_query.index) == [1, 2] and zero.skipped["no_relevant"] == 0
+    assert zero.per_query.loc[2].tolist() == [0.0, 0.0]
+    assert zero.means["mrr@2"] == 0.25  # (1/2 + 0) / 2
+    with pytest.raises(ConfigError, match="no_relevant"):
+        evaluate_ranking(qrels, run, ["mrr@2"], no_relevant="drop")
+
+
+def test_trec_eval_ties_break_by_the_users_ids_not_the_codes():
+    """Codes 0 and 1 tie; trec_eval orders tied documents by id string, descending."""
+    qrels = pd.DataFrame({"query_id": [1], "item_id": [0], "relevance": [1]})
+    run = pd.DataFrame({"query_id": [1, 1], "item_id": [0, 1], "score": [1.0, 1.0]})
+    assert evaluate_ranking(qrels, run, ["mrr@2"], ties="trec_eval").means["mrr@2"] == 0.5  # "1" > "0"
+    named = evaluate_ranking(qrels, run, ["mrr@2"], ties="trec_eval", item_names=np.array(["doc-b", "doc-a"]))
+    assert named.means["mrr@2"] == 1.0  # code 0 is "doc-b" > "doc-a": ranked first

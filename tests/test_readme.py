@@ -208,6 +208,18 @@ def _write_interactions(root: Path, spec: dict[str, Any], *, n_users: int = 80, 
     return log.rename(columns={cols["user"]: "user", cols["item"]: "item"})
 
 
+def _write_trec_qrels(path: Path, *, n_topics: int = 40, n_docs: int = 200) -> pd.DataFrame:
+    """A graded qrels file in string ids (``topic-N``, ``doc-N``); returns its (user, item) pairs."""
+    rng = np.random.default_rng(3)
+    topics = np.repeat([f"topic-{t}" for t in range(n_topics)], 15)
+    docs = np.concatenate([rng.choice(n_docs, 15, replace=False) for _ in range(n_topics)])
+    judged = pd.DataFrame({"user": topics, "item": [f"doc-{d}" for d in docs]})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{q} 0 {d} {g}\n" for q, d, g in zip(judged["user"], judged["item"],
+                                                                    rng.integers(0, 3, len(judged)))))
+    return judged
+
+
 def _write_table(table: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(path, index=False) if path.suffix in (".parquet", ".pq") else table.to_csv(path, index=False)
@@ -310,6 +322,8 @@ def _fragment_config(fragment: dict[str, Any], root: Path) -> dict[str, Any]:
             log = _write_movielens_1m(root / spec["path"])
         elif spec.get("kind") == "interactions":
             log = _write_interactions(root, spec)
+        elif spec.get("kind") == "trec":
+            log = _write_trec_qrels(root / spec["qrels"])
         cfg["dataset"] = spec
         if spec.get("kind", "synthetic") != "synthetic":  # oracle models need the synthetic world
             cfg["models"] = {"popularity": {"kind": "popularity"}, "candidate": {"kind": "item_knn"}}

@@ -88,7 +88,7 @@ def validate(
 
         checked = dry_run(config, output=output)
         cfg = checked.config
-        if cfg.dataset.kind in ("movielens", "interactions"):  # files exist, schema holds, split is non-empty
+        if cfg.dataset.kind in ("movielens", "interactions", "trec"):  # files exist, schema holds, split is non-empty
             print(describe_dataset(checked.dataset))
         families = ", ".join(cfg.evaluate.blocks())
         print(f"{config}: valid ({len(cfg.models)} models built, families: {families}, "

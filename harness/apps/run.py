@@ -153,6 +153,7 @@ def run(
         config=config.model_dump(mode="json"),
         config_hash=config_hash(config),
         dataset={"name": dataset.name, "fingerprint": dataset.fingerprint, "settings": dataset.settings,
+                 "n_users": dataset.n_users, "n_items": dataset.n_items, "n_queries": len(dataset.query_ids),
                  **{key: getattr(dataset, key) for key in ("warnings", "cold_start", "split_stats")
                     if getattr(dataset, key, None)}},
         metrics=assemble.metric_rows(results),

@@ -1,4 +1,5 @@
-"""The run's data set, built from ``config.dataset``: synthetic, MovieLens or the user's files."""
+"""The run's data set, built from ``config.dataset``: synthetic, MovieLens, the user's
+interaction files or a TREC collection."""
 
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ def load_dataset(config: EvalConfig) -> Dataset:
         from harness.datasets.interactions import dataset_from_spec
 
         dataset = dataset_from_spec(spec, seed=config.seed)
+    elif config.dataset.kind == "trec":  # judgments only: the runs' ids join the collection
+        from harness.datasets.collection import load_trec_collection
+
+        runs = [(m.params["path"], m.params.get("format", "auto")) for m in config.models.values()
+                if m.kind == "precomputed" and "path" in m.params]
+        dataset = load_trec_collection(spec["qrels"], runs=runs, name=spec.get("name"))
     else:
         spec.pop("kind")
         dataset = make_synthetic(**spec, seed=config.seed)

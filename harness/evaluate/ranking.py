@@ -62,7 +62,8 @@ class RankingFamily(Family[RankingEval]):
 
     def _options(self) -> dict[str, object]:
         s = self.spec
-        return {"gain": s.gain, "ties": s.ties, "relevance_threshold": s.relevance_threshold}
+        return {"gain": s.gain, "ties": s.ties, "relevance_threshold": s.relevance_threshold,
+                "no_relevant": s.no_relevant, "item_names": getattr(self.dataset, "item_ids", None)}
 
     def __init__(self, spec: RankingEval, dataset: Dataset, *, seed: int, confidence: float) -> None:
         super().__init__(spec, dataset, seed=seed, confidence=confidence)
@@ -74,6 +75,11 @@ class RankingFamily(Family[RankingEval]):
         ranking = view.ranking.top(self.depth())
         res = evaluate_ranking(self.dataset.qrels, ranking, self.spec.metrics,
                                curves=curves or None, max_k=max(self.cutoffs, default=None), **self._options())
+        if res.per_query.empty:
+            raise DataValidationError(
+                f"ranking: none of the {res.skipped.get('no_relevant', 0)} judged queries has a relevant item "
+                f"(relevance >= {self.spec.relevance_threshold}); lower evaluate.ranking.relevance_threshold, or "
+                "check the data set's relevance rule")
         per_query = self._missing(view.name, res.per_query, ranking)
         self.counts[view.name] = {"judged": len(res.per_query) + sum(res.skipped.values()),
                                   "evaluated": len(per_query), "missing_from_run": res.n_missing_from_run,
@@ -119,7 +125,8 @@ class RankingFamily(Family[RankingEval]):
             reachable = qrels.merge(stages[prev].to_frame()[["query_id", "item_id"]], on=["query_id", "item_id"])
             metrics = stage_metric_names(self.spec.metrics, stages[stage].k, ceiling=False)
             if len(reachable) and metrics:
-                res = evaluate_ranking(reachable, stages[stage], metrics, **self._options())
+                # a query none of whose relevant items reached the stage says nothing of it
+                res = evaluate_ranking(reachable, stages[stage], metrics, **{**self._options(), "no_relevant": "skip"})
                 within.append(res.per_query.add_prefix(f"{stage}/within_candidates/"))
 
         def joined(parts: list[pd.DataFrame]) -> pd.DataFrame:
@@ -136,10 +143,12 @@ class RankingFamily(Family[RankingEval]):
             if c["missing_from_run"]:
                 result.notices.append(f"ranking: {model} ranks nothing for {c['missing_from_run']} of "
                                       f"{c['judged']} judged queries: {what} (evaluate.ranking.missing)")
-        no_relevant = max((c.get("skipped_no_relevant", 0) for c in self.counts.values()), default=0)
+        no_relevant = int((self.dataset.qrels.groupby("query_id")["relevance"].max()
+                           < self.spec.relevance_threshold).sum())
         if no_relevant:
+            what = {"skip": "left out of every ranking mean", "zero": "scored 0 on every metric"}[self.spec.no_relevant]
             result.notices.append(f"ranking: {no_relevant} judged queries have no relevant item (relevance >= "
-                                  f"{self.spec.relevance_threshold}): left out of every ranking mean")
+                                  f"{self.spec.relevance_threshold}): {what} (evaluate.ranking.no_relevant)")
         curves = {m: pd.DataFrame(o.info["curves"], index=pd.RangeIndex(1, max(self.cutoffs) + 1, name="k"))
                   for m, o in outputs.items() if o.info.get("curves")}
         if curves:

@@ -148,6 +148,11 @@ class EvalConfig(_Strict):
             raise ValueError("gate: needs a 'compare' section naming baseline and candidates")
         if self.tracking.promote is not None:
             self._check_promotable(self.tracking.promote)
+        if self.dataset.kind == "trec":
+            trained = sorted(name for name, spec in self.models.items() if spec.kind != "precomputed")
+            if trained:
+                raise ValueError(f"models: {trained} need training data, which a trec dataset (qrels only) does "
+                                 "not have; score them elsewhere and give their runs as kind: precomputed")
         metrics: set[str] = set()
         for key, block in self.evaluate.blocks().items():
             problem = block.dataset_problem(self.dataset.kind)

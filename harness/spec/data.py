@@ -1,5 +1,5 @@
-"""``dataset:``: the synthetic world, MovieLens folders, the user's interaction files;
-splits, relevance rules and candidate sets."""
+"""``dataset:``: the synthetic world, MovieLens folders, the user's interaction files, TREC
+qrels; splits, relevance rules and candidate sets."""
 
 from __future__ import annotations
 
@@ -174,11 +174,24 @@ class InteractionsDataset(_FileDataset):
         return self
 
 
+class TrecDataset(_Strict):
+    """A judged TREC collection: ``qrels`` (``qid iter docid rel``) are the judgments and
+    there is no training data, so the models are score files (``precomputed``: TREC runs
+    or tables) in the collection's ids; the documents and queries of those files join the
+    collection (unjudged documents are not relevant, queries without judgments are not
+    evaluated: trec_eval's semantics)."""
+
+    kind: Literal["trec"]
+    qrels: str = Field(min_length=1)
+    name: str | None = None
+
+
 def _dataset_kind(value: Any) -> str:
     return value.get("kind", "synthetic") if isinstance(value, dict) else getattr(value, "kind", "synthetic")
 
 
 DatasetSpec = Annotated[Union[Annotated[SyntheticDataset, Tag("synthetic")],
                               Annotated[MovielensDataset, Tag("movielens")],
-                              Annotated[InteractionsDataset, Tag("interactions")]],
+                              Annotated[InteractionsDataset, Tag("interactions")],
+                              Annotated[TrecDataset, Tag("trec")]],
                         Discriminator(_dataset_kind)]

@@ -42,6 +42,9 @@ class RankingEval(FamilySpec):
     missing: Literal["zero", "skip", "error"] = Field(
         "zero", description="a judged query a model ranks nothing for: scored 0, left out of the comparison, "
                             "or an error; counted and reported in every case")
+    no_relevant: Literal["skip", "zero"] = Field(
+        "skip", description="a judged query with no relevant item: left out of every mean (counted), or "
+                            "scored 0 on every metric as trec_eval does")
     gain: Literal["linear", "exponential"] = "linear"
     relevance_threshold: int = Field(1, ge=1)
     k: int | None = Field(None, ge=1, description="depth asked of retrievers (default: largest cut-off)")

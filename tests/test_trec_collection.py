@@ -1,0 +1,116 @@
+"""dataset kind trec: a qrels file and TREC run files from a config, in the collection's own
+ids (strings and integers), per query equal to pytrec_eval on the same files; unjudged
+documents, run queries without judgments, zero grades and ties included."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from harness.apps.cli import app
+from tests.conftest import write_config
+
+METRICS = {"ndcg@10": "ndcg_cut_10", "recall@10": "recall_10", "precision@5": "P_5", "map@100": "map_cut_100"}
+
+
+def _collection(folder: Path, *, string_ids: bool, seed: int = 0) -> tuple[Path, list[Path]]:
+    """A qrels file (grades 0-2, some queries judged only 0) and two runs over judged and
+    unjudged documents, with tied scores and a query the qrels do not hold."""
+    rng = np.random.default_rng(seed)
+    qid = (lambda q: f"topic-{q}") if string_ids else (lambda q: str(300 + q))
+    doc = (lambda d: f"D{d:04d}") if string_ids else (lambda d: str(7000 + d))
+    lines = []
+    for q in range(30):
+        judged = rng.choice(60, 12, replace=False)
+        grades = np.zeros(12, int) if q % 10 == 3 else rng.integers(0, 3, 12)
+        lines += [f"{qid(q)} 0 {doc(d)} {g}" for d, g in zip(judged, grades)]
+    qrels = folder / "judgments.qrels"
+    qrels.write_text("\n".join(lines) + "\n")
+    runs = []
+    for r in range(2):
+        rows = []
+        for q in range(31):  # query 30 has no judgments: trec_eval ignores it
+            if r == 1 and q == 5:
+                continue  # one run says nothing for a judged query
+            docs = rng.choice(80, 25, replace=False)  # documents 60..79 are never judged
+            scores = np.round(rng.normal(size=25), 1)  # rounded: ties
+            rows += [f"{qid(q)} Q0 {doc(d)} {i + 1} {s} run{r}" for i, (d, s) in enumerate(zip(docs, scores))]
+        path = folder / f"system{r}.run"
+        path.write_text("\n".join(rows) + "\n")
+        runs.append(path)
+    return qrels, runs
+
+
+def _config(folder: Path, qrels: Path, runs: list[Path], **ranking) -> dict:
+    return {"name": "trec", "dataset": {"kind": "trec", "qrels": str(qrels)},
+            "models": {"a": {"kind": "precomputed", "params": {"path": str(runs[0])}},
+                       "b": {"kind": "precomputed", "params": {"path": str(runs[1]), "missing": "empty"}}},
+            "evaluate": {"ranking": {"metrics": list(METRICS), "ties": "trec_eval", **ranking}},
+            "compare": {"baseline": "a", "candidates": ["b"], "n_resamples": 200},
+            "tracking": {"enabled": False}, "output": str(folder / "results")}
+
+
+def _pytrec(qrels: Path, run: Path) -> dict[str, dict[str, float]]:
+    import pytrec_eval
+
+    judged: dict[str, dict[str, int]] = {}
+    for line in qrels.read_text().split("\n"):
+        if line:
+            q, _, d, g = line.split()
+            judged.setdefault(q, {})[d] = int(g)
+    scored: dict[str, dict[str, float]] = {}
+    for line in run.read_text().split("\n"):
+        if line:
+            q, _, d, _, s, _ = line.split()
+            scored.setdefault(q, {})[d] = float(s)
+    return pytrec_eval.RelevanceEvaluator(judged, set(METRICS.values()) - {"map_cut_100"} | {"map_cut"}).evaluate(scored)
+
+
+@pytest.mark.parametrize("string_ids", [True, False])
+def test_trec_collection_per_query_equals_pytrec_eval(tmp_path: Path, string_ids: bool) -> None:
+    qrels, runs = _collection(tmp_path, string_ids=string_ids)
+    cfg = _config(tmp_path, qrels, runs, missing="skip", no_relevant="zero")  # trec_eval's per-query output
+    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"])
+    assert result.exit_code in (0, 1), result.output
+    assert "1 queries of the runs have no judgments" in result.stderr
+    assert "3 judged queries have no relevant item (relevance >= 1): scored 0 on every metric" in result.stderr
+    (folder,) = list((tmp_path / "results").iterdir())
+    per_unit = pd.read_parquet(folder / "per_unit.parquet")
+    for model, run in zip("ab", runs):
+        ref = _pytrec(qrels, run)
+        ours = per_unit[(per_unit.model == model) & (per_unit.family == "ranking")]
+        for metric, trec_name in METRICS.items():
+            got = ours[ours.metric == metric].set_index("unit_id")["value"]
+            # keyed by the collection's own query ids; pytrec_eval evaluates run ∩ qrels queries
+            assert set(got.index) <= set(ref), (model, metric)
+            for q, values in ref.items():
+                assert got[q] == pytest.approx(values[trec_name], abs=1e-6), (model, metric, q)
+    data = json.loads((folder / "results.json").read_text())
+    assert data["dataset"]["n_users"] == 31  # the unjudged run query joins the id space
+
+
+def test_trec_config_errors_are_exit_2_at_validate(tmp_path: Path) -> None:
+    qrels, runs = _collection(tmp_path, string_ids=True)
+    cfg = _config(tmp_path, qrels, runs)
+    cfg["models"]["b"] = {"kind": "popularity"}
+    result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, cfg))])
+    assert result.exit_code == 2 and "['b'] need training data, which a trec dataset" in result.stderr
+    cfg = _config(tmp_path, tmp_path / "nowhere.qrels", runs)
+    result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, cfg))])
+    assert result.exit_code == 2 and "TREC qrels file not found" in result.stderr and "nowhere.qrels" in result.stderr
+    bad = tmp_path / "bad.qrels"
+    bad.write_text("topic-1 0 D0001 -1\n")
+    result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, _config(tmp_path, bad, runs)))])
+    assert result.exit_code == 2 and "negative grades" in result.stderr and "Traceback" not in result.output
+
+
+def test_validate_describes_the_collection(tmp_path: Path) -> None:
+    qrels, runs = _collection(tmp_path, string_ids=False)
+    result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, _config(tmp_path, qrels, runs)))])
+    assert result.exit_code == 0, result.output
+    assert "valid (2 models built" in result.stdout and "31 users" in result.stdout
