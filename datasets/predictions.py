@@ -49,7 +49,7 @@ def _read_source(source: str | Path | pd.DataFrame, fmt: str) -> tuple[pd.DataFr
         raise ConfigError(f"precomputed: {path} must end in {', '.join(TABLE_SUFFIXES)} (tables) or "
                           f"{', '.join(TREC_SUFFIXES)} (TREC run), not {suffix!r}; or set format: trec")
     if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path), str(path), False
+        return read_table(path), str(path), False
     delimiter = "\t" if suffix == ".tsv" else ","
     ids = [c for c in ("query_id", "item_id") if c in _column_names(path, delimiter)]
     return read_table(path, delimiter=delimiter, id_columns=ids), str(path), False

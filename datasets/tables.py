@@ -21,10 +21,15 @@ def _column_names(path: Path, delimiter: str) -> list[str]:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return list(pq.read_schema(path).names)
-    with pacsv.open_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter)) as reader:
-        return list(reader.schema.names)
+    import pyarrow as pa
+
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return list(pq.read_schema(path).names)
+        with pacsv.open_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter)) as reader:
+            return list(reader.schema.names)
+    except (OSError, pa.ArrowInvalid) as exc:  # an empty, truncated or non-table file
+        raise DataValidationError(f"{path}: cannot be read as a table: {exc}") from None
 
 
 def _canonical_int_ids(table: "pa.Table", names: Sequence[str]) -> "pa.Table":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from pathlib import Path
 
 import joblib
@@ -102,3 +103,40 @@ def test_validate_and_run_refuse_an_unwritable_output_before_any_model(tmp_path:
         assert "fitting" not in result.stderr and "Traceback" not in result.output
     with pytest.raises(ConfigError, match="output folder"):
         run(parse_config(cfg), progress=False)
+
+
+def _validate(tmp_path: Path, cfg: dict) -> Any:
+    result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, cfg))])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    return result
+
+
+def test_validate_refuses_bad_input_files_as_run_would(tmp_path: Path) -> None:
+    """Each case of the real-data issue is exit 2 at validate time, naming file and column."""
+    cfg = small_config(tmp_path)
+    scores = pd.DataFrame({"query_id": np.arange(300), "item_id": np.arange(300) % 200, "score": np.ones(300)})
+    scores.loc[[3, 7], "score"] = np.nan
+    scores.to_csv(tmp_path / "nan.csv", index=False)
+    cfg["models"]["candidate"] = {"kind": "precomputed", "params": {"path": str(tmp_path / "nan.csv")}}
+    err = _validate(tmp_path, cfg).stderr
+    assert "nan.csv: column 'score' has 2 NaN or infinite values" in err
+    cfg["models"]["candidate"] = {"kind": "precomputed", "params": {"path": str(tmp_path / "gone.csv")}}
+    assert "file not found" in _validate(tmp_path, cfg).stderr and "gone.csv" in _validate(tmp_path, cfg).stderr
+    (tmp_path / "empty.csv").write_text("")
+    cfg["models"]["candidate"] = {"kind": "precomputed", "params": {"path": str(tmp_path / "empty.csv")}}
+    assert "empty.csv" in _validate(tmp_path, cfg).stderr
+    cfg = small_config(tmp_path)
+    feedback = pd.DataFrame({"user_id": [0, 1, 2], "item_id": [1, 2, 3], "reward": [1, 0, 1],
+                             "propensity": [0.5, 0.0, 0.2]})
+    feedback.to_csv(tmp_path / "logs.csv", index=False)
+    cfg["evaluate"]["off_policy"] = {"feedback": {"path": str(tmp_path / "logs.csv")}}
+    err = _validate(tmp_path, cfg).stderr
+    assert "s.csv, column 'propensity' (1 zero, 0 NaN" in err and "1 of 3 propensities" in err
+
+
+def test_a_binary_config_file_is_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "eval.yaml"
+    path.write_bytes(bytes(range(256)) * 4)
+    for command in (["validate", str(path)], ["run", str(path), "--no-progress"]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 2 and "not a text file" in result.stderr, result.output
