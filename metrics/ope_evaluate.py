@@ -81,13 +81,14 @@ def evaluate_off_policy(
     data: OPEInputs, estimators: Sequence[EstimatorSpec] = ("ips", "snips", "dr"), *,
     alpha: float = 0.05, method: str = "analytic", n_bootstrap: int = 1000, seed: int = 0,
     resampling: str = "multinomial", min_ess: float = 100.0, min_ess_ratio: float = 0.01,
-    unsupported_mass: np.ndarray | None = None,
+    unsupported_mass: np.ndarray | None = None, bounds: tuple[float, float] | None = None,
 ) -> OffPolicyResult:
     """Evaluate one policy with several estimators; see ``estimate_intervals`` for the
-    interval options and ``weight_diagnostics`` for the diagnostics thresholds."""
+    interval options (``bounds``: the reward range, which holds every policy value) and
+    ``weight_diagnostics`` for the diagnostics thresholds."""
     ests = [make_estimator(s) for s in estimators]
     intervals = estimate_intervals(ests, data, alpha=alpha, method=method, n_bootstrap=n_bootstrap,
-                                   seed=seed, resampling=resampling)
+                                   seed=seed, resampling=resampling, bounds=bounds)
     rows, diags, per_unit = [], {}, {}
     by_clip: dict[float, WeightDiagnostics] = {}  # the weights are shared; only the clip differs
     for est in ests:

@@ -125,3 +125,34 @@ def test_bad_policy_and_label_options_are_exit_2_at_validate(tmp_path: Path, off
     cfg["evaluate"]["off_policy"] = {"synthetic": {}, **off_policy}
     result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, cfg))])
     assert result.exit_code == 2 and message in result.stderr, result.stderr
+
+
+def test_reward_range_keeps_intervals_and_deltas_inside_it(tmp_path: Path) -> None:
+    """The same run with and without reward_range [0, 1]: equal estimates; each interval is
+    the unbounded one intersected with [0, 1] (deltas with [-1, 1])."""
+    runs = {}
+    for bounded in (False, True):
+        (tmp_path / str(bounded)).mkdir()
+        cfg = small_config(tmp_path / str(bounded))
+        cfg["evaluate"]["off_policy"] = {"synthetic": {"n_rounds": 300, "temperature": 0.2}, "epsilon": 0.0,
+                                         "estimators": ["ips"], "min_ess": 0,
+                                         **({"reward_range": [0, 1]} if bounded else {})}
+        runs[bounded] = _run(tmp_path / str(bounded), cfg)
+    for model in ("popularity", "candidate"):
+        free, kept = (next(r for r in runs[b]["metrics"] if r["model"] == model and r["metric"] == "ips")
+                      for b in (False, True))
+        assert kept["value"] == free["value"]
+        assert (kept["ci_low"], kept["ci_high"]) == (max(free["ci_low"], 0.0), min(free["ci_high"], 1.0))
+    assert any(r["ci_low"] < 0 for r in runs[False]["metrics"] if r["metric"] == "ips")  # the case is real
+    free, kept = (next(c for c in runs[b]["comparison"] if c["metric"] == "ips") for b in (False, True))
+    assert kept["delta"] == free["delta"] and kept["ci_low"] >= -1.0 and kept["ci_high"] <= 1.0
+
+
+def test_rewards_outside_reward_range_are_refused(tmp_path: Path) -> None:
+    cfg = small_config(tmp_path)
+    cfg["evaluate"]["off_policy"] = {"synthetic": {"n_rounds": 300}, "reward_range": [0, 0.5]}
+    result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, cfg))])
+    assert result.exit_code == 2 and "logged rewards lie outside reward_range [0.0, 0.5]" in result.stderr, result.output
+    cfg["evaluate"]["off_policy"]["reward_range"] = [1, 0]
+    result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, cfg))])
+    assert result.exit_code == 2 and "needs low < high" in result.stderr

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, TypeVar
 import numpy as np
 import pandas as pd
 
+from harness.metrics._names import value_range
 from harness.metrics.stats import SumStatistic, WeightedStatistic, mean_confidence_interval
 from harness.spec.families import FamilySpec
 from harness.types import Dataset
@@ -86,12 +87,16 @@ class FamilyResult:
     skipped: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     pairing: str = "same"  # "common": models may lack some units (compared on the units both have)
+    # metric -> (low, high) its values lie in, when the family knows it from its data (e.g.
+    # the reward range of logged feedback); other metrics use the range of their name
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def mean_values(per_unit: pd.DataFrame, confidence: float,
-                bounds: Callable[[str], tuple[float, float] | None] | None = None) -> list[MetricValue]:
+                bounds: Callable[[str], tuple[float, float] | None] | None = value_range) -> list[MetricValue]:
     """Mean and Student-t interval of every column (NaN units left out of that column),
-    the interval kept inside ``bounds(metric)`` when the metric has a range."""
+    the interval kept inside ``bounds(metric)`` when the metric has a range (by default
+    the known range of the metric's name, :func:`harness.metrics._names.value_range`)."""
     out = []
     for metric in per_unit.columns:
         values = per_unit[metric].to_numpy(dtype=np.float64)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.errors import AdapterError, ConfigError
+from harness.errors import AdapterError, ConfigError, DataValidationError, describe_examples
 from harness.evaluate.family import Family, FamilyResult, MetricValue, ModelOutput
 from harness.evaluate.model_view import ModelView
 from harness.spec.families import OffPolicyEval
@@ -69,6 +69,13 @@ class OffPolicyFamily(Family[OffPolicyEval]):
     def __init__(self, spec: OffPolicyEval, dataset: Dataset, *, seed: int, confidence: float) -> None:
         super().__init__(spec, dataset, seed=seed, confidence=confidence)
         self.feedback, self.logs = load_feedback(spec, dataset, seed)
+        if spec.reward_range is not None:
+            low, high = spec.reward_range
+            outside = (self.feedback.reward < low) | (self.feedback.reward > high)
+            if outside.any():
+                raise DataValidationError(
+                    f"evaluate.off_policy: {int(outside.sum())} of {len(outside)} logged rewards lie outside "
+                    f"reward_range [{low}, {high}] ({describe_examples(self.feedback.reward[outside])})")
         # every user of a synthetic world (its exact value averages over all of them)
         self.users = (np.arange(dataset.n_users) if self.logs is not None
                       else np.unique(self.feedback.context_id))
@@ -163,7 +170,8 @@ class OffPolicyFamily(Family[OffPolicyEval]):
                          q_hat=self.reward_fit.q_hat if self.reward_fit else None, v_hat=v_hat)
         s = self.spec
         result = evaluate_off_policy(data, s.estimators, method=s.method, n_bootstrap=s.n_bootstrap,
-                                     seed=self.seed, min_ess=s.min_ess, min_ess_ratio=s.min_ess_ratio)
+                                     seed=self.seed, min_ess=s.min_ess, min_ess_ratio=s.min_ess_ratio,
+                                     bounds=s.reward_range)
         if self.logs is not None:
             self.true_values[view.name] = self._true_value(policy)
         caps = {m: f"too little overlap with the logs: {d.overlap_reason}"
@@ -182,6 +190,8 @@ class OffPolicyFamily(Family[OffPolicyEval]):
     def finish(self, outputs: dict[str, ModelOutput], skipped: list[str]) -> FamilyResult:
         """Extras for ``results.json["off_policy"]``: rows with diagnostics, true values."""
         result = super().finish(outputs, skipped)
+        if self.spec.reward_range is not None:
+            result.ranges = {m: self.spec.reward_range for m in result.compared}
         result.extra = {"n_rows": len(self.feedback), "skipped_models": skipped,
                         "estimates": {m: o.info["estimates"] for m, o in outputs.items()},
                         **({"true_values": self.true_values} if self.logs is not None else {})}

@@ -23,7 +23,7 @@ from harness.errors import DataValidationError, describe_examples
 from harness.evaluate.family import Family, FamilyResult, ModelOutput, mean_values
 from harness.evaluate.model_view import ModelView
 from harness.metrics import RANKING_METRICS, evaluate_ranking
-from harness.metrics._names import parse_label, parse_metric_names, value_range
+from harness.metrics._names import parse_label, parse_metric_names
 from harness.spec.families import RankingEval
 from harness.types import PAD_ITEM, Dataset, Ranking
 
@@ -94,11 +94,11 @@ class RankingFamily(Family[RankingEval]):
             if within.shape[1]:  # each stage on its own candidates: query sets of their own
                 info["stages"] = {v.metric: {"value": v.value, "ci_low": v.ci_low, "ci_high": v.ci_high,
                                              "n_units": v.n_units}
-                                  for v in mean_values(within, self.confidence, value_range)}
+                                  for v in mean_values(within, self.confidence)}
         # units in the data's own ids, so per_unit.parquet joins to the user's tables
         per_query = per_query.set_axis(pd.Index(self.users.decode(per_query.index.to_numpy()).astype(str),
                                                 name="unit_id"))
-        return ModelOutput(per_unit=per_query, values=mean_values(per_query, self.confidence, value_range),
+        return ModelOutput(per_unit=per_query, values=mean_values(per_query, self.confidence),
                            info=info)
 
     def _missing(self, name: str, per_query: pd.DataFrame, ranking: Ranking) -> pd.DataFrame:

@@ -308,9 +308,10 @@ def compare_family(
     statistics; a metric capped on either side (``ModelOutput.caps``, e.g. too little
     overlap with the logs) carries the reason as its ``note``, so the gate never lets it
     PASS. Empty when the family compares nothing or measured neither side (e.g. a model
-    without ``predict_proba`` in calibration). Metrics with a known range
-    (:func:`harness.metrics._names.value_range`: nDCG in [0, 1], log loss >= 0, ...)
-    get intervals kept inside it.
+    without ``predict_proba`` in calibration). Metrics with a known range (the family's
+    ``ranges``, e.g. the reward range of logged feedback, else
+    :func:`harness.metrics._names.value_range`: nDCG in [0, 1], log loss >= 0, ...) get
+    intervals kept inside it.
     """
     names = [baseline, *candidates]
     outputs = result.models
@@ -330,7 +331,7 @@ def compare_family(
         for n in candidates:
             common = common.intersection(per_unit[n].index)
         per_unit = {n: t.loc[common] for n, t in per_unit.items()}
-    ranges = {m: r for m in result.compared if (r := value_range(m)) is not None}
+    ranges = {m: r for m in result.compared if (r := result.ranges.get(m) or value_range(m)) is not None}
     return compare_models(per_unit, baseline=baseline, candidates=candidates,
                           metrics=result.compared, method=method, confidence=confidence,
                           n_resamples=n_resamples, seed=seed, statistics=statistics or None, notes=notes,

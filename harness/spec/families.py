@@ -176,9 +176,14 @@ class OffPolicyEval(FamilySpec):
     n_bootstrap: int = Field(1000, ge=100)
     min_ess: float = Field(100.0, ge=0)
     min_ess_ratio: float = Field(0.01, ge=0, le=1)
+    reward_range: tuple[float, float] | None = Field(
+        None, description="[low, high] every logged reward lies in (e.g. [0, 1] for clicks): the policy values "
+                          "do too, so their intervals and deltas are kept inside it")
 
     @model_validator(mode="after")
     def _source(self) -> "OffPolicyEval":
+        if self.reward_range is not None and not self.reward_range[0] < self.reward_range[1]:
+            raise ValueError(f"evaluate.off_policy.reward_range: needs low < high, got {list(self.reward_range)}")
         if (self.feedback is None) == (self.synthetic is None):
             raise ValueError("evaluate.off_policy: give exactly one of 'feedback' (a file) or 'synthetic'")
         from harness.metrics.ope_evaluate import make_estimator
