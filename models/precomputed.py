@@ -25,7 +25,7 @@ import pandas as pd
 from harness.types import PAD_ITEM, PAD_SCORE, Ranking, check_probabilities
 from harness.datasets.ids import IdMap, id_maps
 from harness.datasets.predictions import read_predictions
-from harness.errors import AdapterError, ConfigError, describe_examples
+from harness.errors import AdapterError, ConfigError, DataValidationError, describe_examples
 
 from ._candidates import candidate_pairs, check_candidates, rerank
 
@@ -66,6 +66,7 @@ class Precomputed:
         users, items = _maps(dataset)
         self._setup(read_predictions(source, users=users, items=items, fmt=format), source, missing, name,
                     users, items)
+        self.check_queries(getattr(dataset, "query_ids", ()))  # the judged queries: every run asks for them
 
     def _setup(self, df: pd.DataFrame, source: Any, missing: str, name: str | None,
                users: IdMap | None, items: IdMap | None) -> None:
@@ -102,10 +103,17 @@ class Precomputed:
         pos = np.minimum(np.searchsorted(self.queries, query_ids), len(self.queries) - 1)
         found = self.queries[pos] == query_ids
         if self.missing == "error" and not found.all():
-            raise AdapterError(f"{self.name}: {int((~found).sum())} of {len(query_ids)} queries have no stored "
-                               f"predictions ({describe_examples(self._decode_queries(query_ids[~found]))}); use "
-                               "missing='empty' to score them as empty rankings")
+            raise DataValidationError(
+                f"{self.name}: {int((~found).sum())} of {len(query_ids)} queries asked for have no stored predictions "
+                f"({describe_examples(self._decode_queries(query_ids[~found]))}); set the model's params.missing: "
+                "empty to rank nothing for them (evaluate.ranking.missing then says how they count)")
         return pos, found
+
+    def check_queries(self, query_ids: np.ndarray) -> None:
+        """Refuse, before anything runs, a file that lacks queries the run will ask for
+        (``missing: error``); the message is the one ``retrieve`` would give."""
+        if self.missing == "error" and self.has_scores and len(query_ids):
+            self._rows(np.asarray(query_ids, dtype=np.int64))
 
     def _lookup(self, query_ids: np.ndarray, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(key position, found)`` of (query, item) code pairs."""
@@ -152,7 +160,7 @@ class PrecomputedProba(Precomputed):
     def predict_proba(self, pairs: pd.DataFrame) -> np.ndarray:
         """The stored ``p`` of each (``query_id``, ``item_id``) row of ``pairs`` (codes).
 
-        A pair without a stored ``p`` is an ``AdapterError`` naming how many and which
+        A pair without a stored ``p`` is a ``DataValidationError`` naming how many and which
         (in the user's ids), whatever ``missing`` says: calibration is never computed on
         made-up probabilities.
         """
@@ -163,8 +171,9 @@ class PrecomputedProba(Precomputed):
             bad_q = self._decode_queries(q[~found])
             bad_i = i[~found] if self._item_map is None else self._item_map.decode(i[~found])
             examples = ", ".join(f"({a!r}, {b!r})" for a, b in zip(bad_q[:3].tolist(), bad_i[:3].tolist()))
-            raise AdapterError(f"{self.name}: {int((~found).sum())} of {len(q)} (query, item) pairs have no "
-                               f"stored p (e.g. {examples})")
+            raise DataValidationError(f"{self.name}: {int((~found).sum())} of {len(q)} labelled (query, item) pairs "
+                                      f"have no stored p (e.g. {examples}); calibration needs the p of every "
+                                      "labelled pair")
         return check_probabilities(self._key_values["p"][kpos], len(q), source=self.name)
 
 
@@ -181,4 +190,5 @@ def load_precomputed(source: str | Path | pd.DataFrame, *, dataset: Any = None,
     cls = PrecomputedProba if "p" in df.columns else Precomputed
     model = cls.__new__(cls)
     model._setup(df, source, missing, name, users, items)
+    model.check_queries(getattr(dataset, "query_ids", ()))
     return model

@@ -196,7 +196,8 @@ def test_precomputed_rank_column_and_missing_queries(tmp_path: Path) -> None:
     with pytest.raises(DataValidationError, match=r"'rank' disagrees with the order of 'score'.* 1 queries \(e\.g\. 2\)"):
         Precomputed(bad)
     model = Precomputed(df, name="spark-job")
-    with pytest.raises(AdapterError, match=r"spark-job: 2 of 3 queries have no stored predictions \(e\.g\. 77, 99\)"):
+    with pytest.raises(DataValidationError, match=r"spark-job: 2 of 3 queries asked for have no stored predictions "
+                                                  r"\(e\.g\. 77, 99\); set the model's params.missing: empty"):
         model.retrieve(np.array([77, 1, 99]), 3)
     empty = Precomputed(df, missing="empty").retrieve(np.array([77, 1]), 3)
     assert (empty.items[0] == -1).all() and (empty.items[1] != -1).any()

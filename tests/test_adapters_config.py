@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from pathlib import Path
 
@@ -122,6 +123,10 @@ def test_validate_refuses_bad_input_files_as_run_would(tmp_path: Path) -> None:
     assert "nan.csv: column 'score' has 2 NaN or infinite values" in err
     cfg["models"]["candidate"] = {"kind": "precomputed", "params": {"path": str(tmp_path / "gone.csv")}}
     assert "file not found" in _validate(tmp_path, cfg).stderr and "gone.csv" in _validate(tmp_path, cfg).stderr
+    scores.dropna().to_csv(tmp_path / "short.csv", index=False)  # users 3 and 7 have no predictions
+    cfg["models"]["candidate"] = {"kind": "precomputed", "params": {"path": str(tmp_path / "short.csv")}}
+    assert re.search(r"short\.csv\): 2 of \d+ queries asked for have no stored predictions \(e\.g\. 3, 7\); set "
+                     r"the model's params\.missing: empty", _validate(tmp_path, cfg).stderr)
     (tmp_path / "empty.csv").write_text("")
     cfg["models"]["candidate"] = {"kind": "precomputed", "params": {"path": str(tmp_path / "empty.csv")}}
     assert "empty.csv" in _validate(tmp_path, cfg).stderr

@@ -67,11 +67,13 @@ def test_precomputed_scores_in_own_ids_equal_pytrec_eval(tmp_path: Path, string_
     qrels = {str(u): {str(i): 1 for i in g["sku"]} for u, g in held.groupby("uid")}
     run = {str(q): {str(i): float(s) for i, s in zip(g["item_id"], g["score"])} for q, g in run_rows.groupby("query_id")}
     ref = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"}).evaluate(run)
+    assert (per_unit["unit_id"].dtype == np.int64) != string_ids  # the ids' own type
+    ours.index = ours.index.astype(str)
     assert set(ours.index) == set(qrels)  # keyed by the user's own ids
     for user, values in ref.items():
         assert ours[user] == pytest.approx(values["ndcg_cut_10"], abs=1e-6), user
-    # per_unit joins back to the user's own table on their id
-    users = pd.DataFrame({"uid": log["uid"].unique()}).astype({"uid": str})
+    # per_unit joins back to the user's own table on their id, as it is
+    users = pd.DataFrame({"uid": log["uid"].unique()})
     joined = users.merge(per_unit[per_unit.family == "ranking"], left_on="uid", right_on="unit_id")
     assert joined["uid"].nunique() == len(qrels)
 

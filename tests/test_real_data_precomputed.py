@@ -140,20 +140,23 @@ def test_synthetic_dataset_ids_are_the_codes():
     users, items = id_maps(world)
     assert users.raw is None and users.n == world.n_users
     frame = pd.DataFrame({"query_id": [0, 29], "item_id": [19, 3], "score": [1.0, 2.0]})
-    model = Precomputed(frame, dataset=world)
+    model = Precomputed(frame, dataset=world, missing="empty")  # a file of two users: the others rank nothing
     np.testing.assert_array_equal(model.retrieve(np.array([29]), 1).items, [[3]])
     with pytest.raises(DataValidationError, match=r"column 'item_id': 1 of 2 rows .* \(e\.g\. 20\); the data set's "
                                                   r"20 item ids are its own ids, e\.g\. 0, 1, 2"):
-        Precomputed(frame.assign(item_id=[20, 3]), dataset=world)
+        Precomputed(frame.assign(item_id=[20, 3]), dataset=world, missing="empty")
 
 
 def test_missing_query_messages_use_the_users_ids():
     ds = _dataset(string_ids=True)
     run = _random_run(ds)
     run = run[run["query_id"] != ds.user_ids[ds.query_ids[0]]]
-    model = Precomputed(run, dataset=ds)
-    with pytest.raises(AdapterError, match=rf"1 of \d+ queries have no stored predictions \(e\.g\. "
-                                           rf"'{ds.user_ids[ds.query_ids[0]]}'\)"):
+    message = rf"1 of \d+ queries asked for have no stored predictions \(e\.g\. '{ds.user_ids[ds.query_ids[0]]}'\)"
+    with pytest.raises(DataValidationError, match=message):  # judged queries are checked when the file is read
+        Precomputed(run, dataset=ds)
+    model = Precomputed(run, dataset=ds, missing="empty")
+    model.missing = "error"  # and any other query when it is asked for
+    with pytest.raises(DataValidationError, match=message):
         model.retrieve(ds.query_ids, 10)
 
 
@@ -174,7 +177,8 @@ def test_p_column_serves_predict_proba_in_the_users_ids(tmp_path):
     unknown_pair = pd.DataFrame({"query_id": [ds.qrels["query_id"].iloc[0]], "item_id": [ds.n_items - 1]})
     if (ds.qrels[["query_id", "item_id"]] == unknown_pair.iloc[0]).all(axis=1).any():
         unknown_pair["item_id"] = ds.n_items - 2
-    with pytest.raises(AdapterError, match=r"service: 1 of 1 \(query, item\) pairs have no stored p \(e\.g\. \('u"):
+    with pytest.raises(DataValidationError, match=r"service: 1 of 1 labelled \(query, item\) pairs have no stored p "
+                                                  r"\(e\.g\. \('u"):
         model.predict_proba(unknown_pair)
 
 

@@ -86,6 +86,8 @@ def test_trec_collection_per_query_equals_pytrec_eval(tmp_path: Path, string_ids
         ours = per_unit[(per_unit.model == model) & (per_unit.family == "ranking")]
         for metric, trec_name in METRICS.items():
             got = ours[ours.metric == metric].set_index("unit_id")["value"]
+            assert (got.index.dtype == np.int64) != string_ids  # the collection's ids, with their type
+            got.index = got.index.astype(str)
             # keyed by the collection's own query ids; pytrec_eval evaluates run ∩ qrels queries
             assert set(got.index) <= set(ref), (model, metric)
             for q, values in ref.items():

@@ -68,7 +68,8 @@ def evaluate_models(config: EvalConfig, dataset: Dataset, *, progress: bool,
         _say(f"baseline {baseline}: reusing its per-unit values")
     specs, pinned = prior_runs.plan_models(config, tracking_uri)
     settings = prior_runs.eval_settings_hash(config)
-    for name, spec in specs.items():
+    to_fit: dict[str, object] = {}
+    for name, spec in specs.items():  # every model is built (files, parameters) before any is fitted
         if name in pinned:
             info[name] = {"model_version_uri": pinned[name], "eval_settings": settings}
             stored = prior_runs.find_stored(pinned[name], fingerprint=dataset.fingerprint, settings=settings,
@@ -78,13 +79,14 @@ def evaluate_models(config: EvalConfig, dataset: Dataset, *, progress: bool,
                 evaluation.add_stored(name, tables)
                 _say(f"{name} ({pinned[name]}): reusing stored per-unit values of {stored[0]}")
                 continue
-        started_ms = int(time.time() * 1000)
         params = spec.params
         if spec.kind == "mlflow" and tracking_uri and "tracking_uri" not in params:
             params = {**params, "tracking_uri": tracking_uri}  # load from the store the config names
-        model = build_model(name, spec.kind, params, dataset, config.seed)
+        to_fit[name] = build_model(name, spec.kind, params, dataset, config.seed)
+    for name, model in to_fit.items():
+        started_ms = int(time.time() * 1000)
         if hasattr(model, "fit"):
-            _say(f"fitting {name} ({spec.kind}) on {len(dataset.train)} interactions")
+            _say(f"fitting {name} ({specs[name].kind}) on {len(dataset.train)} interactions")
             with adapter_call(name, "fit"):
                 model.fit(dataset.train, n_users=dataset.n_users, n_items=dataset.n_items)
         evaluation.add_model(name, model)

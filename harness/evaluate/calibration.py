@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.errors import DataValidationError
+from harness.errors import DataValidationError, describe_examples
 from harness.evaluate.family import Family, FamilyResult, MetricValue, ModelOutput, Statistic
 from harness.evaluate.model_view import ModelView
 from harness.metrics import calibration as cal
@@ -53,26 +53,28 @@ def synthetic_clicks(spec: CalibrationEval, dataset: Dataset, seed: int) -> pd.D
 
 
 def read_labels(spec: CalibrationEval, dataset: Dataset) -> pd.DataFrame:
-    """The user's labelled pairs, ids mapped to the data set's codes, labels checked 0/1."""
-    from harness.datasets.ids import encode_pairs
+    """The user's labelled pairs, ids mapped to the data set's codes, labels checked 0/1;
+    every message names the file's own columns."""
+    from harness.datasets.ids import id_maps
     from harness.datasets.tables import read_table
 
     f = spec.labels
-    table = read_table(f.path)
-    missing = [c for c in f.columns.values() if c not in table.columns]
+    cols = f.columns
+    table = read_table(f.path, id_columns=[cols["user"], cols["item"]])
+    missing = [c for c in cols.values() if c not in table.columns]
     if missing:
         raise DataValidationError(f"{f.path}: missing column(s) {missing}; has {list(table.columns)}")
-    frame = pd.DataFrame({"query_id": table[f.columns["user"]], "item_id": table[f.columns["item"]],
-                          "label": table[f.columns["label"]]})
-    label = pd.to_numeric(frame["label"], errors="coerce")
+    if not len(table):
+        raise DataValidationError(f"{f.path}: no labelled rows")
+    label = pd.to_numeric(table[cols["label"]], errors="coerce")
     bad = ~label.isin([0, 1])
     if bad.any():
-        raise DataValidationError(f"{f.path}: column {f.columns['label']!r}: {int(bad.sum())} of {len(frame)} rows "
-                                  f"are not 0/1 labels (e.g. {frame['label'][bad].iloc[0]!r})")
-    if not len(frame):
-        raise DataValidationError(f"{f.path}: no labelled rows")
-    frame["label"] = label.astype(np.int64)
-    return encode_pairs(frame, dataset, source=f.path).reset_index(drop=True)
+        raise DataValidationError(f"{f.path}: column {cols['label']!r}: {int(bad.sum())} of {len(table)} rows "
+                                  f"are not 0/1 labels ({describe_examples(table[cols['label']][bad])})")
+    users, items = id_maps(dataset)
+    return pd.DataFrame({"query_id": users.encode(table[cols["user"]], source=f.path, column=cols["user"]),
+                         "item_id": items.encode(table[cols["item"]], source=f.path, column=cols["item"]),
+                         "label": label.to_numpy(dtype=np.int64)})
 
 
 def ratio_metrics(metrics: list[str]) -> list[str]:

@@ -192,6 +192,11 @@ class OffPolicyFamily(Family[OffPolicyEval]):
         result = super().finish(outputs, skipped)
         if self.spec.reward_range is not None:
             result.ranges = {m: self.spec.reward_range for m in result.compared}
+        for model, output in outputs.items():  # low overlap: the estimates are shown, so say so
+            if output.caps:
+                reason = next(iter(output.caps.values()))
+                result.notices.append(f"off-policy: {model}: {', '.join(output.caps)} capped, {reason}; "
+                                      "a gate on them can FAIL but not PASS")
         result.extra = {"n_rows": len(self.feedback), "skipped_models": skipped,
                         "estimates": {m: o.info["estimates"] for m, o in outputs.items()},
                         **({"true_values": self.true_values} if self.logs is not None else {})}

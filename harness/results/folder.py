@@ -4,7 +4,8 @@
   tracking status;
 - ``per_unit.parquet``: long table ``{family, model, unit_id, metric, value}``: every
   per-unit value, the ``family`` column saying what a unit is (a query, a click row,
-  a logged row; see ``results.json["families"]``);
+  a logged row; see ``results.json["families"]``); ``unit_id`` holds the data's own
+  ids, int64 when every unit id is an integer, else text (readers see text);
 - ``unit_inputs.parquet`` (when a family stores any): long table ``{family, model,
   unit_id, input, value}`` of per-unit model inputs (a click row's label and p) from
   which ``harness compare`` rebuilds ratio-type statistics; never compared itself;
@@ -37,6 +38,7 @@ RESULTS_JSON = "results.json"
 PER_UNIT = "per_unit.parquet"
 UNIT_INPUTS = "unit_inputs.parquet"
 PER_UNIT_COLUMNS = ["family", "model", "unit_id", "metric", "value"]
+_CANONICAL_INT = r"-?(0|[1-9][0-9]{0,17})"
 INPUT_COLUMNS = ["family", "model", "unit_id", "input", "value"]
 
 
@@ -125,9 +127,9 @@ def write_results(result: EvalResult, output: str | Path, extra_files: dict[str,
     tmp.mkdir()
     try:
         write_json_atomic(tmp / RESULTS_JSON, result.to_json_dict())
-        result.per_unit.to_parquet(tmp / PER_UNIT, index=False)
+        typed_unit_ids(result.per_unit).to_parquet(tmp / PER_UNIT, index=False)
         if result.inputs is not None and len(result.inputs):
-            result.inputs.to_parquet(tmp / UNIT_INPUTS, index=False)
+            typed_unit_ids(result.inputs).to_parquet(tmp / UNIT_INPUTS, index=False)
         for name, text in (extra_files or {}).items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_text(text)
@@ -160,6 +162,16 @@ def read_results_json(results_dir: str | Path) -> dict[str, Any]:
         raise ResultsError(f"{path}: schema_version {data.get('schema_version')!r} is not one this harness "
                            f"reads ({', '.join(map(str, READABLE_VERSIONS))})")
     return data
+
+
+def typed_unit_ids(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` as written to disk: ``unit_id`` int64 when every unit id is a canonical
+    integer (as the loaders read integer ids), so that the file joins to the user's own
+    tables on an integer key; any text id keeps the whole column text."""
+    units = table["unit_id"].astype(str)
+    if len(units) and units.str.fullmatch(_CANONICAL_INT).all():
+        return table.assign(unit_id=units.astype(np.int64))
+    return table
 
 
 def long_table(family: str, per_model: dict[str, pd.DataFrame], *, name: str = "metric") -> pd.DataFrame:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,8 +48,10 @@ class EvaluateSpec(BaseModel):
     def _plugin_blocks(self) -> "EvaluateSpec":
         for key, raw in list((self.__pydantic_extra__ or {}).items()):
             if key not in _PLUGIN_BLOCKS:
-                raise ValueError(f"unknown key {key!r}; families: "
-                                 f"{', '.join([*type(self).model_fields, *_PLUGIN_BLOCKS])}")
+                families = [*type(self).model_fields, *_PLUGIN_BLOCKS]
+                close = difflib.get_close_matches(key, families, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ValueError(f"unknown key {key!r}; {hint}families: {', '.join(families)}")
             try:
                 self.__pydantic_extra__[key] = _PLUGIN_BLOCKS[key].model_validate(raw)
             except ValidationError as exc:
@@ -154,15 +157,24 @@ class EvalConfig(_Strict):
                 raise ValueError(f"models: {trained} need training data, which a trec dataset (qrels only) does "
                                  "not have; score them elsewhere and give their runs as kind: precomputed")
         metrics: set[str] = set()
+        reported: set[str] = set()
         for key, block in self.evaluate.blocks().items():
             problem = block.dataset_problem(self.dataset.kind)
             if problem is not None:
                 raise ValueError(f"evaluate.{key}: {problem}")
             metrics |= set(block.compared_metrics())
+            reported |= set(block.reported_metrics())
         for i, crit in enumerate(self.gate):
-            if crit.metric not in metrics:
-                raise ValueError(f"gate[{i}].metric: {crit.metric!r} is not evaluated; "
-                                 f"evaluated: {sorted(metrics)}")
+            if crit.metric in metrics:
+                continue
+            if crit.metric in reported:
+                raise ValueError(f"gate[{i}].metric: {crit.metric!r} is evaluated but cannot be gated: it is one "
+                                 "number over the whole catalogue or log, with no per-unit values to pair; "
+                                 f"gateable: {sorted(metrics)}")
+            close = difflib.get_close_matches(crit.metric, sorted(metrics), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"gate[{i}].metric: {crit.metric!r} is not evaluated{hint} "
+                             f"(evaluated and gateable: {sorted(metrics)})")
         return self
 
 
@@ -180,14 +192,31 @@ class EvalConfig(_Strict):
                              f"{promote.registered_model!r}")
 
 
+def _known_keys(loc: tuple) -> list[str]:
+    """The keys the config schema allows at ``loc`` (a path of keys), for "did you mean";
+    empty where the path does not lead to a plain section."""
+    model: Any = EvalConfig
+    for key in loc:
+        field = getattr(model, "model_fields", {}).get(str(key))
+        if field is None:
+            return []
+        candidates = [a for a in getattr(field.annotation, "__args__", ()) if isinstance(a, type)]
+        candidates += [field.annotation] if isinstance(field.annotation, type) else []
+        model = next((c for c in candidates if issubclass(c, BaseModel)), None)
+        if model is None:
+            return []
+    return list(getattr(model, "model_fields", {}))
+
+
 def _format_errors(exc: ValidationError, source: str) -> str:
     lines = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        where = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        lines.append(f"  {where}: {msg}")
+            close = difflib.get_close_matches(str(err["loc"][-1]), _known_keys(err["loc"][:-1]), n=1)
+            msg = "unknown key" + (f"; did you mean {close[0]!r}?" if close else "")
+        lines.append(f"  {where}: {msg}" if where else f"  {msg}")
     return f"invalid config {source}:\n" + "\n".join(lines)
 
 

@@ -21,6 +21,10 @@ class FamilySpec(_Strict):
     def compared_metrics(self) -> list[str]:
         return []
 
+    def reported_metrics(self) -> list[str]:
+        """Every metric the block reports, compared or not (e.g. catalogue-level ones)."""
+        return self.compared_metrics()
+
     def dataset_problem(self, dataset_kind: str) -> str | None:
         return None
 
@@ -100,6 +104,9 @@ class CalibrationEval(FamilySpec):
         from harness.metrics.calibration_stats import STATISTIC_METRICS
 
         return [m for m in self.metrics if m in STATISTIC_METRICS]
+
+    def reported_metrics(self) -> list[str]:
+        return list(self.metrics)
 
     def dataset_problem(self, dataset_kind: str) -> str | None:
         if dataset_kind != "synthetic" and self.labels is None:
@@ -183,23 +190,24 @@ class OffPolicyEval(FamilySpec):
     @model_validator(mode="after")
     def _source(self) -> "OffPolicyEval":
         if self.reward_range is not None and not self.reward_range[0] < self.reward_range[1]:
-            raise ValueError(f"evaluate.off_policy.reward_range: needs low < high, got {list(self.reward_range)}")
+            raise ValueError(f"reward_range: needs low < high, got {list(self.reward_range)}")
         if (self.feedback is None) == (self.synthetic is None):
-            raise ValueError("evaluate.off_policy: give exactly one of 'feedback' (a file) or 'synthetic'")
+            raise ValueError("give exactly one of 'feedback' (a file) or 'synthetic'")
         from harness.metrics.ope_evaluate import make_estimator
 
         built = [make_estimator(e) for e in self.estimators]
         needs_model = [e.key for e in built if e.needs_reward_model]
         if needs_model and self.reward_model is None:
-            raise ValueError(f"evaluate.off_policy: {needs_model} need a reward_model (logistic, ridge or xgboost)")
+            raise ValueError(f"{needs_model} need a reward_model (logistic, ridge or xgboost)")
         keys = [e.key for e in built]
         twice = sorted({k for k in keys if keys.count(k) > 1})
         if twice:
-            raise ValueError(f"evaluate.off_policy.estimators: {twice} appear more than once; give each copy "
+            raise ValueError(f"estimators: {twice} appear more than once; give each copy "
                              "its own label, e.g. {name: ips, lambda_: 20, label: ips_clip20}")
         if self.policy == "softmax" and self.epsilon:
-            raise ValueError("evaluate.off_policy: epsilon applies to epsilon_greedy and top_k policies, "
-                             "not softmax (use temperature)")
+            raise ValueError("epsilon applies to epsilon_greedy and top_k policies, not softmax (use temperature)")
+        if self.policy != "softmax" and "temperature" in self.model_fields_set:
+            raise ValueError(f"temperature applies to the softmax policy, not {self.policy} (use epsilon)")
         return self
 
     @property
@@ -267,3 +275,6 @@ class BeyondAccuracyEval(FamilySpec):
 
     def compared_metrics(self) -> list[str]:
         return self.per_user
+
+    def reported_metrics(self) -> list[str]:
+        return list(self.metrics)

@@ -1,0 +1,41 @@
+"""Config errors say what to write instead: "did you mean" for misspelt keys, families and
+gate metrics, and why an evaluated metric cannot be gated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.spec.config import parse_config
+from tests.conftest import small_config
+
+
+def _gate(cfg: dict[str, Any], metric: str) -> None:
+    cfg["gate"].append({"metric": metric, "role": "primary"})
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["evaluate"]["ranking"].update(metircs=["ndcg@10"]),
+     "evaluate.ranking.metircs: unknown key; did you mean 'metrics'?"),
+    (lambda c: c.update(compre={}), "compre: unknown key; did you mean 'compare'?"),
+    (lambda c: c["compare"].update(n_resample=10), "compare.n_resample: unknown key; did you mean 'n_resamples'?"),
+    (lambda c: c.update(zzz=1), "zzz: unknown key\n"),
+    (lambda c: c["evaluate"].update(rankng={}), "unknown key 'rankng'; did you mean 'ranking'?"),
+    (lambda c: _gate(c, "ndgc@10"), "gate[2].metric: 'ndgc@10' is not evaluated; did you mean 'ndcg@10'?"),
+    (lambda c: (c["evaluate"].update(beyond_accuracy={"metrics": ["coverage@10"]}), _gate(c, "coverage@10")),
+     "'coverage@10' is evaluated but cannot be gated: it is one number over the whole catalogue"),
+    (lambda c: c["evaluate"].update(off_policy={"synthetic": {}, "estimators": ["dr"]}),
+     "  evaluate.off_policy: ['dr'] need a reward_model"),
+    (lambda c: c["evaluate"].update(off_policy={"synthetic": {}, "temperature": 2.0}),
+     "temperature applies to the softmax policy, not epsilon_greedy"),
+])
+def test_config_errors_suggest_the_fix(tmp_path: Path, edit: Callable[[dict], Any], message: str) -> None:
+    cfg = small_config(tmp_path)
+    edit(cfg)
+    with pytest.raises(ConfigError) as info:
+        parse_config(cfg)
+    assert message in str(info.value) + "\n", str(info.value)
+    assert "(top level)" not in str(info.value) and "evaluate.off_policy: evaluate.off_policy" not in str(info.value)
