@@ -176,7 +176,7 @@ def run(
 
 
 def resolve_tracking_uri(configured: str | None) -> str:
-    from harness.tracking.log import resolve_uri
+    from harness.tracking.store import resolve_uri
 
     return resolve_uri(configured)
 
