@@ -30,6 +30,7 @@ from typing import Any, Iterator
 from harness.version import __version__
 from harness.errors import TrackingError
 from harness.results.folder import PER_UNIT, RESULTS_JSON
+from harness.results.html import write_report
 from harness.tracking.store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, artifact_location, experiment_url
 
 COMPLETE_TAG = "harness.logged"
@@ -236,6 +237,8 @@ def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict
         for start in range(0, len(entities), MAX_BATCH):  # MLflow takes <= 1000 metrics a call
             client.log_batch(cid, metrics=entities[start : start + MAX_BATCH])
         client.set_terminated(cid, end_time=units.get("ended_ms"))
+    record = _record(uri, experiment_id, ids)
+    write_report(results_dir, {**data, "tracking": record})  # the logged copy links its MLflow runs
     for name in ARTIFACTS:
         if (results_dir / name).is_file():
             client.log_artifact(parent_id, str(results_dir / name))
@@ -243,7 +246,7 @@ def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict
         client.log_artifacts(parent_id, str(results_dir / "plots"), artifact_path="plots")
     client.set_tag(parent_id, COMPLETE_TAG, "complete")
     client.set_terminated(parent_id)
-    return _record(uri, experiment_id, ids)
+    return record
 
 
 def _experiment(client: Any, name: str, uri: str) -> str:
