@@ -37,7 +37,7 @@ def test_diagram_draws_each_curve_with_its_wilson_bars_and_histogram() -> None:
         segments = np.array(bars.get_segments())  # (n_bins, 2 ends, xy)
         np.testing.assert_allclose(segments[:, 0, 1], filled["ci_low"])
         np.testing.assert_allclose(segments[:, 1, 1], filled["ci_high"])
-    labels = [t.get_text() for t in diagram.get_legend().get_texts()]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]  # below the axes, never over data
     assert "calibrated (ece=0.0100)" in labels and "squared" in labels
     steps = [p for p in hist.patches if isinstance(p, StepPatch)]
     assert len(steps) == 2
