@@ -31,7 +31,8 @@ from harness.version import __version__
 from harness.errors import TrackingError
 from harness.results.folder import PER_UNIT, RESULTS_JSON
 from harness.results.html import write_report
-from harness.tracking.store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, artifact_location, experiment_url
+from harness.tracking.store import (EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, SHARED_VIEW_TAG, artifact_location,
+                                    experiment_url, shared_view)
 
 COMPLETE_TAG = "harness.logged"
 MAX_BATCH = 1000
@@ -190,7 +191,9 @@ def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict
     parent = client.create_run(experiment_id, run_name=f"{decision} · {config['name']}",
                                tags={**common_tags, "harness.role": "evaluation", "gate.verdict": decision})
     parent_id = parent.info.run_id
-    client.log_batch(parent_id, metrics=_metric_entities(headline_metrics(data)))
+    headline = headline_metrics(data)
+    client.log_batch(parent_id, metrics=_metric_entities(headline))
+    client.set_experiment_tag(experiment_id, SHARED_VIEW_TAG, shared_view(list(headline)))
     client.log_batch(parent_id, params=_params({
         "dataset.name": dataset.get("name"), "dataset.fingerprint": dataset.get("fingerprint"),
         "seed": config.get("seed"), "metrics": ",".join(sorted({r["metric"] for r in data["metrics"]})),

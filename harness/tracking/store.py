@@ -28,6 +28,11 @@ HOME_ENV = "HARNESS_HOME"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 WORKFLOW_QUERY = "workflowType=machine_learning"
+# The runs table shows no metric column until one is picked; a "shared view" (MLflow's
+# Share button: an experiment tag holding the table's state as JSON, opened by the URL's
+# viewStateShareKey) picks the verdict and headline columns for the harness's links.
+SHARED_VIEW_KEY = "harness"
+SHARED_VIEW_TAG = f"mlflow.sharedViewState.{SHARED_VIEW_KEY}"
 
 
 def harness_home() -> Path:
@@ -71,10 +76,22 @@ def artifact_location(uri: str, experiment: str) -> str | None:
     return str(default_artifact_root() / slug)
 
 
+def shared_view(metric_keys: list[str]) -> str:
+    """The shared view's tag value: the verdict tag and metric, then the headline metrics."""
+    import json
+
+    columns = ["tags.`gate.verdict`", "metrics.`gate_verdict`", *(f"metrics.`{k}`" for k in metric_keys
+                                                                   if k != "gate_verdict"), "attributes.`Duration`"]
+    return json.dumps({"selectedColumns": columns})
+
+
 def experiment_url(uri: str, experiment_id: str, run_id: str | None = None) -> str | None:
-    """The MLflow UI page of an experiment's runs table (or of one run) on an HTTP
-    tracking server, opened in the classic machine-learning view; None for local stores."""
+    """The MLflow UI page of an experiment's runs table (with the harness's shared view)
+    or of one run, on an HTTP tracking server, opened in the classic machine-learning
+    view; None for local stores."""
     if not uri.startswith(("http://", "https://")):
         return None
-    page = f"experiments/{quote(experiment_id)}" + (f"/runs/{quote(run_id)}" if run_id else "/runs")
-    return f"{uri.rstrip('/')}/#/{page}?{WORKFLOW_QUERY}"
+    if run_id:
+        return f"{uri.rstrip('/')}/#/experiments/{quote(experiment_id)}/runs/{quote(run_id)}?{WORKFLOW_QUERY}"
+    return (f"{uri.rstrip('/')}/#/experiments/{quote(experiment_id)}/runs?viewStateShareKey={SHARED_VIEW_KEY}"
+            f"&{WORKFLOW_QUERY}")
