@@ -252,3 +252,13 @@ def test_run_from_the_cli_prints_the_report_path(tmp_path: Path) -> None:
     assert Path(line.split(None, 1)[1]).is_file()
     summary = [line for line in result.stdout.splitlines() if not line.startswith(("results:", "report:"))]
     assert max(len(line) for line in summary) <= CONSOLE_WIDTH  # paths are as long as they are
+
+
+def test_curve_bands_equal_the_cut_off_intervals(data: dict[str, Any]) -> None:
+    """The band of the metric@k curve at k = 10 is the interval of the metric ndcg@10."""
+    for model, info in data["units"].items():
+        row = next(r for r in data["metrics"] if r["model"] == model and r["metric"] == "recall@10")
+        band = info["curve_intervals"]["recall"]
+        assert info["curves"]["recall"][9] == pytest.approx(row["value"], abs=1e-12)
+        assert (band["low"][9], band["high"][9]) == pytest.approx((row["ci_low"], row["ci_high"]), abs=1e-12)
+        assert len(band["low"]) == len(info["curves"]["recall"]) == 50

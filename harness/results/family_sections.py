@@ -14,6 +14,13 @@ WEIGHT_COLUMNS = {"ess": "ESS", "ess_ratio": "ESS / n", "max_weight": "max weigh
 SEGMENT_COLUMNS = ("n", "base_rate", "mean_predicted", "ece", "oe_ratio", "brier", "log_loss")
 
 
+def _titled(report: ReportData, key: str, title: str) -> tuple[Section, dict[str, Any]]:
+    """The family's generic section under its title, and its own ``results.json`` block."""
+    section = generic_section(report, key)
+    section.title = title
+    return section, report.data.get(key) or {}
+
+
 def _with_figures(section: Section, report: ReportData, *named: tuple[str, str]) -> Section:
     section.figures += [f for f in (report.figure(name, caption) for name, caption in named) if f is not None]
     return section
@@ -21,9 +28,8 @@ def _with_figures(section: Section, report: ReportData, *named: tuple[str, str])
 
 @register_section("ranking")
 def ranking_section(report: ReportData, key: str) -> Section:
-    section = generic_section(report, key)
-    section.title = "Ranking"
-    counts = (report.data.get(key) or {}).get("counts") or {}
+    section, block = _titled(report, key, "Ranking")
+    counts = block.get("counts") or {}
     if counts:
         section.tables.append(Table("Queries per model", ["model", "judged", "evaluated", "ranked nothing"],
                                     [[Cell(m), number(c.get("judged"), "d"), number(c.get("evaluated"), "d"),
@@ -34,8 +40,7 @@ def ranking_section(report: ReportData, key: str) -> Section:
 
 @register_section("beyond_accuracy")
 def beyond_accuracy_section(report: ReportData, key: str) -> Section:
-    section = generic_section(report, key)
-    section.title = "Beyond accuracy"
+    section, _ = _titled(report, key, "Beyond accuracy")
     section.paragraphs.append("Catalogue-level metrics (coverage, Gini, personalisation) have no per-query "
                               "interval; per-user ones (novelty, popularity, diversity) are compared per query.")
     return section
@@ -51,9 +56,7 @@ def _segment_table(model: str, by_segment: dict[str, list[Any]]) -> Table:
 
 @register_section("calibration")
 def calibration_section(report: ReportData, key: str) -> Section:
-    section = generic_section(report, key)
-    section.title = "Calibration"
-    block = report.data.get(key) or {}
+    section, block = _titled(report, key, "Calibration")
     if block.get("n_rows"):
         section.paragraphs.append(f"{block['n_rows']:,} labelled rows, base rate {block.get('base_rate', 0):.4f}.")
     models = block.get("models") or {}
@@ -71,9 +74,7 @@ def calibration_section(report: ReportData, key: str) -> Section:
 
 @register_section("off_policy")
 def off_policy_section(report: ReportData, key: str) -> Section:
-    section = generic_section(report, key)
-    section.title = "Off-policy estimates"
-    block = report.data.get(key) or {}
+    section, block = _titled(report, key, "Off-policy estimates")
     if block.get("n_rows"):
         section.paragraphs.append(f"Each model as a policy, estimated on {block['n_rows']:,} logged rows. Large "
                                   "weights or a small effective sample size (ESS) mean the logs say little "
