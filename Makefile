@@ -12,7 +12,7 @@ help:
 	@echo "make demo   - create .venv, run a complete evaluation on synthetic data, log to MLflow, print the verdict"
 	@echo "make test   - create/update .venv and run the whole test suite"
 	@echo "make bench  - run the benchmarks against the peers (pytrec_eval, ranx); bench-obp: OBP parity and speed"
-	@echo "make ui     - start the MLflow UI on the local store and print its URL"
+	@echo "make ui     - start the MLflow UI on the harness's store (harness store) and print its URL"
 	@echo "make clean  - remove .venv, results and local MLflow data"
 
 # Re-install only when the project's dependencies or pins change.
@@ -53,5 +53,6 @@ ui: $(STAMP)
 ui-stop:
 	@bash mlflow/stop.sh
 
+# the harness's MLflow store ($$HARNESS_HOME, see `harness store`) is per user and outlives a clean
 clean:
 	rm -rf $(VENV) results .harness-demo mlruns mlflow.db mlflow/data *.egg-info build dist

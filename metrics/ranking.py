@@ -8,7 +8,7 @@ kernel in ``_ranking_kernels``. Nothing here loops over queries or rows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Callable, Literal
 
 import numba
 import numpy as np
@@ -62,6 +62,9 @@ class RankingResult:
     curves : DataFrame or None
         With ``curves=`` asked: mean metric@k for k = 1..max_k (index ``k``, one column
         per metric), from the same kernel pass as ``per_query``.
+    curve_std_errors : DataFrame or None
+        The standard error of each mean of ``curves`` (sample sd / sqrt(n_queries)),
+        for interval bands.
     """
 
     per_query: pd.DataFrame
@@ -70,6 +73,7 @@ class RankingResult:
     skipped: dict[str, int] = field(default_factory=dict)
     n_missing_from_run: int = 0
     curves: pd.DataFrame | None = None
+    curve_std_errors: pd.DataFrame | None = None
 
 
 @dataclass
@@ -347,7 +351,9 @@ def evaluate_ranking(
         n_queries=int(evaluated.sum()),
         skipped={"no_relevant": int((~evaluated).sum()), "not_in_qrels": prep.n_run_only},
         n_missing_from_run=int((evaluated & ~ranked).sum()),
-        curves=_curve_means(values[evaluated, len(specs):], curve_specs) if curve_specs else None,
+        curves=_curve_table(values[evaluated, len(specs):], curve_specs, _mean) if curve_specs else None,
+        curve_std_errors=(_curve_table(values[evaluated, len(specs):], curve_specs, _std_error)
+                          if curve_specs else None),
     )
 
 
@@ -363,11 +369,22 @@ def _curve_specs(metrics: list[str], max_k: int | None) -> list[MetricSpec]:
     return [MetricSpec(name, k) for name in names for k in range(1, max_k + 1)]
 
 
-def _curve_means(values: np.ndarray, specs: list[MetricSpec]) -> pd.DataFrame:
+def _mean(values: np.ndarray) -> np.ndarray:
+    return values.mean(axis=0)
+
+
+def _std_error(values: np.ndarray) -> np.ndarray:
+    n = values.shape[0]
+    return values.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.full(values.shape[1], np.nan)
+
+
+def _curve_table(values: np.ndarray, specs: list[MetricSpec],
+                 column_stat: Callable[[np.ndarray], np.ndarray]) -> pd.DataFrame:
+    """A statistic of every (metric, k) column as a table indexed by k, one column per metric."""
     names = list(dict.fromkeys(s.name for s in specs))
     max_k = len(specs) // len(names)
-    means = values.mean(axis=0).reshape(len(names), max_k).T
-    return pd.DataFrame(means, columns=names, index=pd.RangeIndex(1, max_k + 1, name="k"))
+    table = column_stat(values).reshape(len(names), max_k).T
+    return pd.DataFrame(table, columns=names, index=pd.RangeIndex(1, max_k + 1, name="k"))
 
 
 def metric_curves(
@@ -397,4 +414,4 @@ def metric_curves(
     specs = _curve_specs(metrics, max_k)
     prep = prepare(qrels, run, ties=ties)
     values, n_rel = _kernel_values(prep, specs, gain=gain, ties=ties, threshold=relevance_threshold)
-    return _curve_means(values[n_rel > 0], specs)
+    return _curve_table(values[n_rel > 0], specs, _mean)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Start a real MLflow tracking server (and UI) for the harness, in the background.
 #
-# Defaults: bound to 127.0.0.1:5000, backend store = the harness's default local store
-# (sqlite:///mlflow.db in the project root, where `make demo` logs), proxied artifact
-# root under mlflow/data/artifacts. MLflow's host-header and CORS protections stay on.
+# Defaults: bound to 127.0.0.1:5000, backend store and artifact root = the harness's
+# default store (`harness store`: $HARNESS_HOME, else ~/.local/share/recsys-harness), where
+# `harness run` logs from any folder. MLflow's host-header and CORS protections stay on.
 # Everything is configurable through the environment:
 #   MLFLOW_HOST, MLFLOW_PORT, MLFLOW_BACKEND_STORE_URI, MLFLOW_ARTIFACTS_DESTINATION,
 #   HARNESS_MLFLOW_DATA (pid file, log, artifacts), MLFLOW_WAIT_SECONDS
@@ -14,12 +14,14 @@ root="$(dirname "$here")"
 host="${MLFLOW_HOST:-127.0.0.1}"
 port="${MLFLOW_PORT:-5000}"
 data="${HARNESS_MLFLOW_DATA:-$here/data}"
-backend="${MLFLOW_BACKEND_STORE_URI:-sqlite:///$root/mlflow.db}"
-artifacts="${MLFLOW_ARTIFACTS_DESTINATION:-$data/artifacts}"
 wait_s="${MLFLOW_WAIT_SECONDS:-120}"
-mlflow_bin="$(command -v mlflow || true)"
-[ -n "$mlflow_bin" ] || mlflow_bin="$root/.venv/bin/mlflow"
-[ -x "$mlflow_bin" ] || { echo "error: mlflow not found; run 'make install' first" >&2; exit 2; }
+find_bin() { local found; found="$(command -v "$1" || true)"; echo "${found:-$root/.venv/bin/$1}"; }
+mlflow_bin="$(find_bin mlflow)"
+harness_bin="$(find_bin harness)"
+[ -x "$mlflow_bin" ] && [ -x "$harness_bin" ] || { echo "error: mlflow/harness not found; run 'make install' first" >&2; exit 2; }
+# the store `harness run` logs to when no tracking URI is set: one answer, from the harness
+backend="${MLFLOW_BACKEND_STORE_URI:-$("$harness_bin" store)}"
+artifacts="${MLFLOW_ARTIFACTS_DESTINATION:-$("$harness_bin" store --artifacts)}"
 mkdir -p "$data" "$artifacts"
 args=(server --host "$host" --port "$port" --backend-store-uri "$backend"
       --artifacts-destination "$artifacts" --workers 1)
@@ -36,7 +38,9 @@ echo $! > "$data/server.pid"
 for _ in $(seq "$wait_s"); do
   if python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=2)" \
        "http://$host:$port/health" >/dev/null 2>&1; then
-    echo "MLflow UI: http://$host:$port   (backend $backend; stop with 'make ui-stop')"
+    # workflowType: MLflow 3.x's UI otherwise opens experiments on its GenAI traces page
+    echo "MLflow UI: http://$host:$port/#/experiments?workflowType=machine_learning"
+    echo "  (backend $backend; stop with 'make ui-stop')"
     exit 0
   fi
   kill -0 "$(cat "$data/server.pid")" 2>/dev/null || { echo "error: server exited; see $data/server.log" >&2; tail -20 "$data/server.log" >&2; exit 3; }

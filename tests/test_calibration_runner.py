@@ -212,7 +212,7 @@ def test_run_with_calibration_writes_metrics_units_plot_and_gates_on_brier(tmp_p
     assert curve["count"].sum() == n_rows
     np.testing.assert_array_equal(curve["count"], np.bincount(_plain_bins(p, 10), minlength=10))
     segments = pd.DataFrame(data["calibration"]["models"]["truth"]["by_segment"])
-    assert list(segments["segment"]) == [f"pop{i}" for i in range(1, 6)] and segments["n"].sum() == n_rows
+    assert list(segments["segment"]) == ["q1 least popular", "q2", "q3", "q4", "q5 most popular"] and segments["n"].sum() == n_rows
     for name in ("reliability", "calibration_by_segment"):
         assert (out / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 

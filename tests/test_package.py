@@ -64,6 +64,18 @@ def test_wheel_builds_with_all_subpackages(tmp_path: Path) -> None:
     wheel = next(tmp_path.glob("recsys_harness-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     for expected in ("harness/__init__.py", "harness/metrics/__init__.py",
-                     "harness/models/__init__.py", "harness/datasets/__init__.py"):
+                     "harness/models/__init__.py", "harness/datasets/__init__.py",
+                     "harness/templates/report.html.j2", "harness/templates/section.html.j2"):
         assert expected in names
     assert not any(n.startswith("mlflow/") for n in names)
+    # installed from the wheel (not editable), the report finds its templates there
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True)
+    code = ("import harness.results.html as h; from harness.results.sections import ReportData;"
+            "page = h.render_report(ReportData({'config': {'name': 'wheel'}, 'run_id': 'r'}));"
+            "print(h.__file__); print('<h1>wheel</h1>' in page)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(target)})
+    where, rendered = out.stdout.split()
+    assert where.startswith(str(target)) and rendered == "True"

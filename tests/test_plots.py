@@ -37,7 +37,7 @@ def test_diagram_draws_each_curve_with_its_wilson_bars_and_histogram() -> None:
         segments = np.array(bars.get_segments())  # (n_bins, 2 ends, xy)
         np.testing.assert_allclose(segments[:, 0, 1], filled["ci_low"])
         np.testing.assert_allclose(segments[:, 1, 1], filled["ci_high"])
-    labels = [t.get_text() for t in diagram.get_legend().get_texts()]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]  # below the axes, never over data
     assert "calibrated (ece=0.0100)" in labels and "squared" in labels
     steps = [p for p in hist.patches if isinstance(p, StepPatch)]
     assert len(steps) == 2
@@ -80,3 +80,24 @@ def test_segment_bars_equal_the_per_segment_table(tmp_path) -> None:
     assert save_figure(fig, tmp_path / "seg.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(DataValidationError, match=r"tables\['m'\]: missing columns \['ece'\]"):
         plot_calibration_by_segment({"m": tables["squared"].drop(columns=["ece"])})
+
+
+def test_metric_curves_draw_each_band_and_keep_the_legend_off_the_axes() -> None:
+    import pandas as pd
+
+    from harness.evaluate.plots import PALETTE, plot_metric_curves
+
+    k = pd.RangeIndex(1, 6, name="k")
+    curves = {m: pd.DataFrame({"ndcg": np.linspace(0.1, 0.5, 5) + i / 10}, index=k) for i, m in enumerate("ab")}
+    bands = {m: (c - 0.05, c + 0.05) for m, c in curves.items()}
+    fig = plot_metric_curves(curves, bands=bands)
+    ax = fig.axes[0]
+    assert ax.get_legend() is None and [t.get_text() for t in fig.legends[0].get_texts()] == ["a", "b"]
+    for line, band, (model, curve) in zip(ax.get_lines(), ax.collections, curves.items()):
+        np.testing.assert_allclose(line.get_ydata(), curve["ndcg"])
+        ys = band.get_paths()[0].vertices[:, 1]
+        assert ys.min() == pytest.approx(curve["ndcg"].min() - 0.05) and ys.max() == pytest.approx(
+            curve["ndcg"].max() + 0.05)
+    assert [line.get_color() for line in ax.get_lines()] == list(PALETTE[:2])  # Okabe-Ito, in order
+    assert ax.get_xlabel() == "cut-off k (items)" and ax.get_ylabel() == "mean ndcg@k"
+    plt.close(fig)

@@ -446,6 +446,8 @@ BASH_SKIPS = {
     "harness demo [": "synopsis with placeholders",
     "harness sync [": "synopsis with placeholders",
     "harness compare BASELINE": "synopsis with placeholders",
+    "harness report RESULTS_DIR": "synopsis with placeholders (tests/test_html_report.py runs it)",
+    "harness store [": "synopsis with placeholders (tests/test_tracking.py runs it)",
     "harness run eval.yaml --": "run by test_main_config_runs_end_to_end_under_2_gib (the README config)",
 }
 

@@ -133,14 +133,64 @@ def test_sync_reports_still_unreachable(tmp_path: Path, unreachable_uri: str) ->
     assert synced.exit_code == 3 and "still pending" in synced.stdout
 
 
-def test_default_local_store_needs_no_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
+def test_default_store_is_one_per_user_wherever_harness_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No tracking URI anywhere: the store under $HARNESS_HOME, the one `harness store` (and
+    so `make ui`) names; nothing is written to the working directory."""
+    home, work = tmp_path / "home", tmp_path / "elsewhere"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HARNESS_HOME", str(home))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = small_config(tmp_path, tracking={})
     assert runner.invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"]).exit_code == 0
-    assert (tmp_path / "mlflow.db").is_file()
+    store = runner.invoke(app, ["store"]).stdout.strip()
+    assert store == f"sqlite:///{home / 'mlflow.db'}" and (home / "mlflow.db").is_file()
+    assert list(work.iterdir()) == []
     data = json.loads((_results_dir(tmp_path / "results") / "results.json").read_text())
-    assert data["tracking"]["status"] == "logged" and data["tracking"]["uri"].startswith("sqlite:")
+    assert data["tracking"]["status"] == "logged" and data["tracking"]["uri"] == store
+    client = MlflowClient(store)
+    run = client.get_run(data["tracking"]["mlflow_run_ids"]["parent"])
+    assert run.info.artifact_uri.startswith(str(home / "mlartifacts"))
+    assert {"report.html", "results.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_parent_run_shows_the_verdict_and_headline_numbers(tmp_path: Path, mlflow_server: MlflowServer) -> None:
+    cfg = small_config(tmp_path, tracking={"uri": mlflow_server.uri}, name="first-glance")
+    assert runner.invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"]).exit_code == 0
+    data = json.loads((_results_dir(tmp_path / "results") / "results.json").read_text())
+    tracking = data["tracking"]
+    client = MlflowClient(mlflow_server.uri)
+    parent = client.get_run(tracking["mlflow_run_ids"]["parent"])
+    assert parent.info.run_name == "PASS · first-glance"
+    value = next(r["value"] for r in data["metrics"] if r["model"] == "candidate" and r["metric"] == "ndcg@10")
+    delta = next(r["delta"] for r in data["comparison"] if r["metric"] == "ndcg@10")
+    # only the primary criterion (ndcg@10) is a headline; recall@50 is a guardrail
+    assert parent.data.metrics == {"gate_verdict": 1.0, "ndcg_at_10": value, "delta_ndcg_at_10": delta}
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    view = json.loads(experiment.tags["mlflow.sharedViewState.harness"])
+    assert view["selectedColumns"][:4] == ["tags.`gate.verdict`", "metrics.`gate_verdict`",
+                                           "metrics.`ndcg_at_10`", "metrics.`delta_ndcg_at_10`"]
+    assert tracking["ui"]["experiment"] == (f"{mlflow_server.uri}/#/experiments/{experiment.experiment_id}/runs"
+                                            "?viewStateShareKey=harness&workflowType=machine_learning")
+    # the logged report links its runs, as the local copy does
+    logged = Path(client.download_artifacts(parent.info.run_id, "report.html", str(tmp_path)))
+    assert logged.read_text() == (_results_dir(tmp_path / "results") / "report.html").read_text()
+    assert tracking["ui"]["parent"].replace("&", "&amp;") in logged.read_text()
+
+
+def test_headline_metrics_prefix_each_of_several_candidates() -> None:
+    from harness.tracking.log import headline_metrics
+
+    data = {"verdict": {"decision": "FAIL", "criteria": [
+                {"candidate": c, "metric": "ndcg@10", "role": "primary"} for c in ("a", "b")]
+                + [{"candidate": "a", "metric": "recall@50", "role": "guardrail"}]},
+            "metrics": [{"model": "a", "metric": "ndcg@10", "value": 0.3}, {"model": "b", "metric": "ndcg@10",
+                                                                            "value": 0.2}],
+            "comparison": [{"candidate": "a", "metric": "ndcg@10", "delta": 0.01},
+                           {"candidate": "b", "metric": "ndcg@10", "delta": -0.09}]}
+    assert headline_metrics(data) == {"gate_verdict": -1.0, "a.ndcg_at_10": 0.3, "a.delta_ndcg_at_10": 0.01,
+                                      "b.ndcg_at_10": 0.2, "b.delta_ndcg_at_10": -0.09}
 
 
 def test_undefined_values_are_not_logged() -> None:

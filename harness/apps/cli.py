@@ -58,7 +58,10 @@ def _run_config(config_path: Path, output: Optional[Path], inconclusive: Inconcl
     outcome = run_eval(config, output=output, progress=progress, inconclusive=inconclusive.value,
                        require_gate=require_gate)
     print(console_summary(outcome.result))
-    print(f"\nresults: {outcome.results_dir}")
+    print(f"\nresults: {outcome.results_dir}\nreport:  {outcome.results_dir / 'report.html'}")
+    ui = (outcome.result.tracking.get("ui") or {}).get("parent")
+    if ui:
+        print(f"MLflow:  {ui}")
     return outcome.exit_code
 
 
@@ -161,6 +164,7 @@ def compare(
         from harness.spec.config import load_gate_file
         from harness.results.report import console_summary, junit_xml, markdown_summary
         from harness.results.folder import write_results
+        from harness.results.html import write_report
         from harness.apps.run import exit_code_for
 
         criteria = load_gate_file(str(gate)) if gate is not None else None
@@ -172,9 +176,41 @@ def compare(
         print(console_summary(result))
         if output is not None:
             folder = write_results(result, output, {"summary.md": markdown_summary(result),
-                                                    "junit.xml": junit_xml(result)})
+                                                    "junit.xml": junit_xml(result)}, finalize=write_report)
             print(f"\nresults: {folder}")
         return exit_code_for(verdict, inconclusive=inconclusive.value, require_gate=require_gate)
+
+    _guard(body)
+
+
+@app.command()
+def report(
+    results: Path = typer.Argument(..., help="A results folder (results/<run-id>)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="HTML file to write (default: RESULTS/report.html)."),
+) -> None:
+    """Write the self-contained HTML report of a results folder (verdict, gate, families, provenance)."""
+
+    def body() -> int:
+        from harness.results.html import write_report
+
+        print(write_report(results, output=output))
+        return 0
+
+    _guard(body)
+
+
+@app.command()
+def store(
+    artifacts: bool = typer.Option(False, "--artifacts", help="Print the artifact root instead."),
+) -> None:
+    """Print the default MLflow store that `run`, `sync` and `make ui` share ($HARNESS_HOME)."""
+
+    def body() -> int:
+        from harness.tracking.store import default_artifact_root, default_store_uri
+
+        print(default_artifact_root() if artifacts else default_store_uri())
+        return 0
 
     _guard(body)
 

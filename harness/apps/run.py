@@ -25,6 +25,7 @@ from harness.inference.gate import resample_count
 from harness.inference.paired import MetricComparison, compare_family
 from harness.results import assemble
 from harness.results.folder import EvalResult, new_run_id, update_tracking, write_results
+from harness.results.html import write_report
 from harness.results.report import junit_xml, markdown_summary
 from harness.spec.config import EvalConfig
 from harness.types import Dataset, adapter_call
@@ -167,7 +168,7 @@ def run(
     )
     results_dir = write_results(result, out_root, {"summary.md": markdown_summary(result),
                                                    "junit.xml": junit_xml(result)},
-                                figures=assemble.figures(results))
+                                figures=assemble.figures(results), finalize=write_report)
     _say(f"results written to {results_dir}")
     if config.tracking.enabled:
         result.tracking = track(results_dir, result, tracking_uri)
@@ -179,7 +180,7 @@ def run(
 
 
 def resolve_tracking_uri(configured: str | None) -> str:
-    from harness.tracking.log import resolve_uri
+    from harness.tracking.store import resolve_uri
 
     return resolve_uri(configured)
 

@@ -35,13 +35,22 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def popularity_bucket_names(n_buckets: int) -> list[str]:
+    """``q1 least popular``, ``q2``, .., ``qN most popular``: the name says which end is
+    the popular one, and the names sort in bucket order (N <= 9)."""
+    names = [f"q{b}" for b in range(1, n_buckets + 1)]
+    names[0], names[-1] = f"{names[0]} least popular", f"{names[-1]} most popular"
+    return names
+
+
 def popularity_buckets(train: pd.DataFrame, items: np.ndarray, n_items: int, n_buckets: int = 5) -> np.ndarray:
     """Item popularity bucket of each row: quantile bucket of the item's training count,
-    ``"pop1"`` (least popular) .. ``"popN"``; ties share a bucket (by rank, so always N)."""
+    named by :func:`popularity_bucket_names`; the items of one training count are split
+    between buckets by rank, so every bucket holds about 1/N of the catalogue."""
     counts = np.bincount(train["item_id"].to_numpy(), minlength=n_items)
     ranks = pd.Series(counts).rank(method="first").to_numpy()
     bucket = np.minimum((ranks - 1) * n_buckets // n_items, n_buckets - 1).astype(np.int64)
-    return np.char.add("pop", (bucket[items] + 1).astype(str))
+    return np.asarray(popularity_bucket_names(n_buckets), dtype=object)[bucket[items]].astype(str)
 
 
 def synthetic_clicks(spec: CalibrationEval, dataset: Dataset, seed: int) -> pd.DataFrame:

@@ -1,14 +1,18 @@
-"""The families' figures: metric@k curves, reliability diagrams with Wilson intervals
-and a histogram of p, calibration by segment.
+"""The families' figures: metric@k curves with interval bands, reliability diagrams with
+Wilson intervals and a histogram of p, calibration by segment.
 
 Figures are built with matplotlib's Agg backend (no display needed) and returned to
-the caller; :func:`save_figure` writes a PNG and closes the figure.
+the caller; :func:`save_figure` writes a PNG and closes the figure. One style for all
+(:func:`house_style`): the Okabe-Ito palette, which stays distinguishable with the common
+colour-vision deficiencies, labelled axes, legends outside the axes so they never hide
+data, and log axes ticked in plain numbers (10, 100, 1,000).
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -19,6 +23,12 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 CURVE_COLUMNS = ("lower", "upper", "count", "mean_predicted", "observed_rate", "ci_low", "ci_high")
+# Okabe & Ito (2008), "Color Universal Design": blue, orange, green, purple, sky, vermillion, yellow, black
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+REFERENCE = "#6E6E6E"  # reference lines (perfect calibration, O/E = 1)
+STYLE = {"axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
+         "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9, "ytick.labelsize": 9,
+         "legend.fontsize": 9, "legend.frameon": False, "figure.titlesize": 12, "lines.linewidth": 1.8}
 
 
 def _pyplot() -> Any:
@@ -28,6 +38,33 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+@contextlib.contextmanager
+def house_style() -> Iterator[Any]:
+    """The harness's plot style for the figures made inside the block; yields pyplot."""
+    plt = _pyplot()
+    from cycler import cycler
+
+    with plt.rc_context({**STYLE, "axes.prop_cycle": cycler(color=PALETTE)}):
+        yield plt
+
+
+def _plain_log_ticks(axis: Any) -> None:
+    """Log-scale ticks at 1, 2, 5 x 10^n, written as plain numbers (1,000, not 10^3)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _legend_below(fig: Any, handles: list[Any], labels: list[str]) -> None:
+    """The figure's legend under the axes (constrained layout makes room): never over data."""
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 3))
+
+
+SEGMENT_TITLES = {"ece": "ECE (0 = calibrated)", "oe_ratio": "observed / expected (1 = calibrated)"}
 
 
 def plot_reliability(curves: pd.DataFrame | Mapping[str, pd.DataFrame], *, title: str | None = None,
@@ -61,10 +98,18 @@ def plot_reliability(curves: pd.DataFrame | Mapping[str, pd.DataFrame], *, title
         if missing:
             raise DataValidationError(f"curves[{name!r}]: missing columns {missing}; "
                                       "pass the output of reliability_curve()")
-    plt = _pyplot()
-    fig, (ax, hist) = plt.subplots(2, 1, figsize=(6.0, 7.0), sharex=True,
-                                   gridspec_kw={"height_ratios": [3, 1]})
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfectly calibrated")
+    with house_style() as plt:
+        fig, (ax, hist) = plt.subplots(2, 1, figsize=(6.0, 7.4), sharex=True, layout="constrained",
+                                       gridspec_kw={"height_ratios": [3, 1]})
+        _draw_reliability(ax, hist, curves, metrics)
+        ax.set_title(title or "Reliability diagram (95% Wilson intervals)")
+        _legend_below(fig, *ax.get_legend_handles_labels())
+    return fig
+
+
+def _draw_reliability(ax: Any, hist: Any, curves: Mapping[str, pd.DataFrame],
+                      metrics: Mapping[str, Mapping[str, float]] | None) -> None:
+    ax.plot([0, 1], [0, 1], linestyle="--", color=REFERENCE, linewidth=1, label="perfectly calibrated")
     for name, curve in curves.items():
         filled = curve[curve["count"] > 0]
         label = name
@@ -79,15 +124,10 @@ def plot_reliability(curves: pd.DataFrame | Mapping[str, pd.DataFrame], *, title
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("observed positive rate")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
-    ax.set_title(title or "Reliability diagram (95% Wilson intervals)")
     hist.set_yscale("log")
-    hist.set_xlabel("predicted probability")
+    _plain_log_ticks(hist.yaxis)
+    hist.set_xlabel("predicted probability (bin mean)")
     hist.set_ylabel("rows per bin")
-    hist.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
 
 
 def plot_calibration_by_segment(tables: Mapping[str, pd.DataFrame], *, metrics: tuple[str, ...] = ("ece", "oe_ratio"),
@@ -115,51 +155,73 @@ def plot_calibration_by_segment(tables: Mapping[str, pd.DataFrame], *, metrics: 
             raise DataValidationError(f"tables[{name!r}]: missing columns {missing}; "
                                       "pass the output of calibration_by_segment()")
     segments = list(next(iter(tables.values())).index)
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.8 * len(metrics), 3.8), squeeze=False)
+    counts = next(iter(tables.values()))["n"].reindex(segments)
     width = 0.8 / len(tables)
     x = np.arange(len(segments))
-    for ax, metric in zip(axes[0], metrics):
-        for j, (name, table) in enumerate(tables.items()):
-            ax.bar(x + (j - (len(tables) - 1) / 2) * width, table.reindex(segments)[metric].to_numpy(),
-                   width=width, label=name)
-        ax.axhline(1.0 if metric == "oe_ratio" else 0.0, color="grey", linestyle="--", linewidth=1)
-        ax.set_xticks(x)
-        counts = next(iter(tables.values()))["n"].reindex(segments)
-        ax.set_xticklabels([f"{s}\n(n={c})" for s, c in zip(segments, counts)], fontsize=8)
-        ax.set_title(metric)
-        ax.grid(axis="y", alpha=0.3)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper right", ncol=len(tables), fontsize=8)
-    fig.suptitle(title or "Calibration by segment", x=0.02, ha="left")
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    with house_style() as plt:
+        fig, axes = plt.subplots(1, len(metrics), figsize=(4.8 * len(metrics), 4.2), squeeze=False,
+                                 layout="constrained")
+        for ax, metric in zip(axes[0], metrics):
+            for j, (name, table) in enumerate(tables.items()):
+                ax.bar(x + (j - (len(tables) - 1) / 2) * width, table.reindex(segments)[metric].to_numpy(),
+                       width=width, label=name)
+            ax.axhline(1.0 if metric == "oe_ratio" else 0.0, color=REFERENCE, linestyle="--", linewidth=1)
+            ax.set_xticks(x)
+            # "q1 least popular" -> "q1" over "least popular": long names stay inside their group
+            ax.set_xticklabels([f"{str(s).replace(' ', chr(10), 1)}\n(n={c:,})" for s, c in zip(segments, counts)],
+                               fontsize=8)
+            ax.set_title(SEGMENT_TITLES.get(metric, metric))
+            ax.set_ylabel(metric)
+            ax.grid(axis="x", visible=False)
+        fig.suptitle(title or "Calibration by segment")
+        _legend_below(fig, *axes[0, 0].get_legend_handles_labels())
     return fig
 
 
-def plot_metric_curves(curves: dict[str, pd.DataFrame]) -> "Figure":
-    """One panel per metric, one line per model: mean metric@k against k.
+def plot_metric_curves(curves: Mapping[str, pd.DataFrame], *,
+                       bands: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
+                       confidence: float = 0.95) -> "Figure":
+    """One panel per metric, one line per model: mean metric@k against k, with its interval.
 
-    ``curves[model]`` is a DataFrame indexed by k with one column per metric, as
-    returned by ``harness.metrics.metric_curves``.
+    Parameters
+    ----------
+    curves : mapping of model -> DataFrame
+        Indexed by k with one column per metric, as returned by
+        ``harness.metrics.metric_curves``.
+    bands : mapping of model -> (low, high), optional
+        Interval bounds shaped like ``curves[model]``, drawn as a shaded band.
+    confidence : float
+        The bands' level, for the title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
-    plt = _pyplot()
+    if not curves:
+        raise DataValidationError("curves: nothing to plot (no metric@k curves given)")
     names = list(next(iter(curves.values())).columns)
     n = len(names)
     cols = min(3, n)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
-    for ax, name in zip(axes.ravel(), names):
-        for model, frame in curves.items():
-            ax.plot(frame.index, frame[name], label=model, linewidth=1.8)
-        ax.set_title(f"{name}@k")
-        ax.set_xlabel("k")
-        ax.grid(alpha=0.3)
-        ax.set_ylim(bottom=0)
-    for ax in axes.ravel()[n:]:
-        ax.set_visible(False)
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle("Metric at cut-off k (mean over queries)")
-    fig.tight_layout()
+    with house_style() as plt:
+        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows + 0.5), squeeze=False,
+                                 layout="constrained")
+        for ax, name in zip(axes.ravel(), names):
+            for (model, frame), color in zip(curves.items(), PALETTE * len(curves)):
+                ax.plot(frame.index, frame[name], label=model, color=color)
+                if bands and model in bands:
+                    low, high = bands[model]
+                    ax.fill_between(frame.index, low[name], high[name], color=color, alpha=0.2, linewidth=0)
+            ax.set_title(f"{name}@k")
+            ax.set_xlabel("cut-off k (items)")
+            ax.set_ylabel(f"mean {name}@k")
+            ax.set_xlim(frame.index.min(), frame.index.max())
+            ax.set_ylim(bottom=0)
+        for ax in axes.ravel()[n:]:
+            ax.set_visible(False)
+        level = f", {confidence:.0%} intervals shaded" if bands else ""
+        fig.suptitle(f"Metric at cut-off k (mean over queries{level})")
+        _legend_below(fig, *axes[0, 0].get_legend_handles_labels())
     return fig
 
 

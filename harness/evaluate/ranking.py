@@ -48,6 +48,21 @@ def stage_metric_names(metrics: list[str], stage_k: int, *, ceiling: bool = True
     return labels + ([extra] if ceiling and extra not in labels else [])
 
 
+def curve_intervals(means: pd.DataFrame, std_errors: pd.DataFrame, n: int,
+                    confidence: float) -> dict[str, dict[str, list[float]]]:
+    """Student-t interval of every point of the metric@k curves (the same interval as the
+    cut-off metrics'), kept inside the metric's range: ``{name: {"low": [...], "high": [...]}}``."""
+    from scipy import stats as sps
+
+    half = std_errors * (sps.t.ppf(0.5 + confidence / 2, n - 1) if n > 1 else np.nan)
+    out = {}
+    for name in means:
+        low, high = value_range(name) or (-np.inf, np.inf)
+        out[name] = {"low": np.clip(means[name] - half[name], low, high).tolist(),
+                     "high": np.clip(means[name] + half[name], low, high).tolist()}
+    return out
+
+
 class RankingFamily(Family[RankingEval]):
     key = "ranking"
     unit = "query"
@@ -88,6 +103,8 @@ class RankingFamily(Family[RankingEval]):
                                    "n_missing_from_run": res.n_missing_from_run}
         if res.curves is not None:
             info["curves"] = {c: res.curves[c].tolist() for c in res.curves}
+            info["curve_intervals"] = curve_intervals(res.curves, res.curve_std_errors, res.n_queries,
+                                                      self.confidence)
         if view.stages is not None:
             stages, within = self._stage_tables(view.stages)
             per_query = per_query.join(stages)
@@ -149,13 +166,17 @@ class RankingFamily(Family[RankingEval]):
             what = {"skip": "left out of every ranking mean", "zero": "scored 0 on every metric"}[self.spec.no_relevant]
             result.notices.append(f"ranking: {no_relevant} judged queries have no relevant item (relevance >= "
                                   f"{self.spec.relevance_threshold}): {what} (evaluate.ranking.no_relevant)")
-        curves = {m: pd.DataFrame(o.info["curves"], index=pd.RangeIndex(1, max(self.cutoffs) + 1, name="k"))
-                  for m, o in outputs.items() if o.info.get("curves")}
+        k = pd.RangeIndex(1, max(self.cutoffs, default=0) + 1, name="k")
+        curves = {m: pd.DataFrame(o.info["curves"], index=k) for m, o in outputs.items() if o.info.get("curves")}
+        bands = {m: (pd.DataFrame({c: b["low"] for c, b in o.info["curve_intervals"].items()}, index=k),
+                     pd.DataFrame({c: b["high"] for c, b in o.info["curve_intervals"].items()}, index=k))
+                 for m, o in outputs.items() if o.info.get("curve_intervals")}
         if curves:
             import matplotlib.pyplot as plt
 
             from harness.evaluate.plots import plot_metric_curves
 
-            result.figures["ranking_curves"] = fig = plot_metric_curves(curves)
+            result.figures["ranking_curves"] = fig = plot_metric_curves(curves, bands=bands,
+                                                                        confidence=self.confidence)
             plt.close(fig)
         return result

@@ -9,7 +9,8 @@
 - ``unit_inputs.parquet`` (when a family stores any): long table ``{family, model,
   unit_id, input, value}`` of per-unit model inputs (a click row's label and p) from
   which ``harness compare`` rebuilds ratio-type statistics; never compared itself;
-- ``summary.md`` and ``junit.xml`` (see ``harness.results.report``), ``plots/*.png``.
+- ``summary.md`` and ``junit.xml`` (see ``harness.results.report``), ``plots/*.png``,
+  ``report.html`` (see ``harness.results.html``).
 
 Schema version 2. Folders of version 1 (unit families as id prefixes ``click:<row>``
 / ``log:<row>``, inputs as pseudo-metrics ``calibration:label`` / ``calibration:p``)
@@ -25,7 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -112,11 +113,14 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 def write_results(result: EvalResult, output: str | Path, extra_files: dict[str, str] | None = None,
-                  figures: dict[str, Any] | None = None) -> Path:
+                  figures: dict[str, Any] | None = None,
+                  finalize: Callable[[Path, dict[str, Any]], object] | None = None) -> Path:
     """Write the results folder completely under a temporary name, then rename it.
 
-    ``figures`` (name -> matplotlib figure) are saved as ``plots/<name>.png``. A crash
-    leaves either no folder or a complete one, never a half-written one.
+    ``figures`` (name -> matplotlib figure) are saved as ``plots/<name>.png``;
+    ``finalize(folder, results_json)`` then adds what is made from the written folder
+    (the HTML report). A crash leaves either no folder or a complete one, never a
+    half-written one.
     """
     root = Path(output)
     root.mkdir(parents=True, exist_ok=True)
@@ -136,6 +140,8 @@ def write_results(result: EvalResult, output: str | Path, extra_files: dict[str,
         for name, fig in (figures or {}).items():
             (tmp / "plots").mkdir(exist_ok=True)
             fig.savefig(tmp / "plots" / f"{name}.png", dpi=110)
+        if finalize is not None:
+            finalize(tmp, result.to_json_dict())
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,5 +1,8 @@
 """Human and CI views of a result: console table, markdown summary, JUnit XML.
 
+The console summary fits a terminal of ``CONSOLE_WIDTH`` columns: metrics are rows and
+models columns (wrapped into blocks when there are many models), long reasons wrap.
+
 The markdown fits a PR comment or ``$GITHUB_STEP_SUMMARY``; the JUnit XML has one
 testcase per gate criterion and candidate (FAIL -> ``failure``, INCONCLUSIVE ->
 ``skipped``), so a CI test view names the metric that stopped the launch.
@@ -7,6 +10,7 @@ testcase per gate criterion and candidate (FAIL -> ``failure``, INCONCLUSIVE ->
 
 from __future__ import annotations
 
+import textwrap
 from xml.etree import ElementTree as ET
 
 import pandas as pd
@@ -14,7 +18,7 @@ import pandas as pd
 from harness.results.folder import EvalResult
 
 ICONS = {"PASS": "✅", "FAIL": "❌", "INCONCLUSIVE": "⚠️", "NO_GATE": "➖"}
-P_VALUES = ("p_two_sided", "p_adjusted")
+CONSOLE_WIDTH = 100
 
 
 def _num(value: object, spec: str = "+.4f") -> str:
@@ -38,28 +42,45 @@ def metric_table(result: EvalResult) -> pd.DataFrame:
     return table.loc[models, order].fillna("—")  # a model may lack a metric (e.g. no predict_proba)
 
 
+def _wrapped(text: str, first: str, rest: str = "      ") -> list[str]:
+    return textwrap.wrap(text, CONSOLE_WIDTH, initial_indent=first, subsequent_indent=rest,
+                         break_on_hyphens=False) or [first.rstrip()]
+
+
+def _comparison_text(rows: list[dict[str, object]]) -> str:
+    """Candidates' paired deltas: signed deltas and interval, relative change, p-values."""
+    several = len({r["candidate"] for r in rows}) > 1
+    table = pd.DataFrame({
+        **({"candidate": [r["candidate"] for r in rows]} if several else {}),
+        "metric": [r["metric"] for r in rows],
+        "delta": [_num(r["delta"]) for r in rows],
+        "interval": [f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}]" for r in rows],
+        "relative": [_pct(r.get("relative_delta")) for r in rows],
+        "p": [_num(r.get("p_two_sided"), ".3g") for r in rows],
+        "p adj.": [_num(r.get("p_adjusted"), ".3g") for r in rows],
+        "outcome": [r.get("outcome") or "—" for r in rows],
+    })
+    return table.to_string(index=False, line_width=CONSOLE_WIDTH)
+
+
 def console_summary(result: EvalResult) -> str:
-    """Plain text for stdout: metric table, comparison, verdict."""
-    lines = [f"run {result.run_id} — dataset {result.dataset.get('name')} "
-             f"({result.dataset.get('fingerprint')})", ""]
-    lines.append(metric_table(result).to_string())
+    """Plain text for stdout, at most ``CONSOLE_WIDTH`` columns: metric table, comparison,
+    notices, verdict with its reasons."""
+    lines = _wrapped(f"run {result.run_id} — dataset {result.dataset.get('name')} "
+                     f"({result.dataset.get('fingerprint')})", "", "  ") + [""]
+    table = metric_table(result).T.rename_axis(index="metric", columns=None)
+    lines.append(table.to_string(line_width=CONSOLE_WIDTH))
     if result.comparison:
-        comp = pd.DataFrame(result.comparison)
-        cols = ["candidate", "metric", "delta", "ci_low", "ci_high", "relative_delta", "p_two_sided",
-                "p_adjusted", "outcome"]
-        shown = comp[[c for c in cols if c in comp]].astype(object)
-        for column in shown.columns:  # deltas signed, p-values plain
-            spec = ".3g" if column in P_VALUES else "+.4f"
-            shown[column] = [_num(v, spec) if isinstance(v, (int, float)) or v is None else v for v in shown[column]]
-        lines += ["", "comparison vs " + str(comp["baseline"].iloc[0]) + ":", shown.to_string(index=False)]
+        rows = result.comparison
+        lines += ["", f"comparison vs {rows[0]['baseline']}:", _comparison_text(rows)]
     notices = result.extra.get("notices") or []
     if notices:
-        lines += ["", "notices:"] + [f"  - {n}" for n in notices]
+        lines += ["", "notices:"] + [line for n in notices for line in _wrapped(n, "  - ", "    ")]
     verdict = result.verdict
     if verdict:
         lines += ["", f"GATE: {verdict['decision']}"]
-        lines += [f"  - {r}" for r in verdict.get("reasons", [])]
-        lines += [f"  WARNING: {w}" for w in verdict.get("warnings", [])]
+        lines += [line for r in verdict.get("reasons", []) for line in _wrapped(r, "  - ", "    ")]
+        lines += [line for w in verdict.get("warnings", []) for line in _wrapped(w, "  WARNING: ", "    ")]
     return "\n".join(lines)
 
 

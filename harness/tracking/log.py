@@ -9,6 +9,12 @@ Names: ``ndcg@10`` is logged as ``ndcg_at_10`` (MLflow keys cannot contain ``@``
 interval as ``ndcg_at_10_ci_low`` / ``_ci_high``; deltas on the candidate's child run as
 ``delta_ndcg_at_10`` (+ ``_ci_low``, ``_ci_high``, ``_p_adj``); metric-at-k curves as
 ``ndcg`` with step = k.
+
+At first glance in the runs table, the parent run carries the answer: its name starts
+with the verdict, its tag ``gate.verdict`` holds it and its metric ``gate_verdict`` codes
+it (1 PASS, 0 INCONCLUSIVE, -1 FAIL); with the candidate's primary (gated) metrics and
+their deltas (``ndcg_at_10``, ``delta_ndcg_at_10``; prefixed ``<candidate>.`` when a run
+compares several candidates). ``report.html`` is logged beside the results.
 """
 
 from __future__ import annotations
@@ -24,23 +30,19 @@ from typing import Any, Iterator
 from harness.version import __version__
 from harness.errors import TrackingError
 from harness.results.folder import PER_UNIT, RESULTS_JSON
+from harness.results.html import write_report
+from harness.tracking.store import (EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, SHARED_VIEW_TAG, artifact_location,
+                                    experiment_url, shared_view)
 
 COMPLETE_TAG = "harness.logged"
 MAX_BATCH = 1000
+VERDICT_CODES = {"PASS": 1.0, "INCONCLUSIVE": 0.0, "FAIL": -1.0}  # the gate_verdict metric
+ARTIFACTS = (RESULTS_JSON, PER_UNIT, "summary.md", "junit.xml", "report.html")
 
 
 def mlflow_key(metric: str) -> str:
     """``ndcg@10`` -> ``ndcg_at_10``."""
     return metric.replace("@", "_at_")
-
-
-def resolve_uri(configured: str | None) -> str:
-    """Config value, else ``MLFLOW_TRACKING_URI``, else MLflow's default local store."""
-    if configured:
-        return configured
-    import mlflow
-
-    return mlflow.get_tracking_uri()
 
 
 def check_reachable(uri: str, timeout: float = 3.0) -> None:
@@ -164,8 +166,7 @@ def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict
     config = data["config"]
     run_id = data["run_id"]
     experiment = (config.get("tracking") or {}).get("experiment") or config["name"]
-    exp = client.get_experiment_by_name(experiment)
-    experiment_id = exp.experiment_id if exp else client.create_experiment(experiment)
+    experiment_id = _experiment(client, experiment, uri)
 
     existing = _find_logged(client, experiment_id, run_id)
     complete = [r for r in existing if r.data.tags.get(COMPLETE_TAG) == "complete"
@@ -174,8 +175,7 @@ def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict
         parent = complete[0]
         children = {r.data.tags.get("harness.model"): r.info.run_id for r in existing
                     if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
-        return {"status": "logged", "uri": uri, "experiment_id": experiment_id,
-                "mlflow_run_ids": {"parent": parent.info.run_id, **children}}
+        return _record(uri, experiment_id, {"parent": parent.info.run_id, **children})
     for stale in existing:
         client.delete_run(stale.info.run_id)
 
@@ -187,10 +187,13 @@ def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict
     commit = git_commit()
     if commit:
         common_tags["harness.git_commit"] = commit
-    parent = client.create_run(experiment_id, run_name=f"{config['name']} {run_id}",
-                               tags={**common_tags, "harness.role": "evaluation",
-                                     "gate.verdict": verdict.get("decision", "n/a")})
+    decision = verdict.get("decision", "n/a")
+    parent = client.create_run(experiment_id, run_name=f"{decision} · {config['name']}",
+                               tags={**common_tags, "harness.role": "evaluation", "gate.verdict": decision})
     parent_id = parent.info.run_id
+    headline = headline_metrics(data)
+    client.log_batch(parent_id, metrics=_metric_entities(headline))
+    client.set_experiment_tag(experiment_id, SHARED_VIEW_TAG, shared_view(list(headline)))
     client.log_batch(parent_id, params=_params({
         "dataset.name": dataset.get("name"), "dataset.fingerprint": dataset.get("fingerprint"),
         "seed": config.get("seed"), "metrics": ",".join(sorted({r["metric"] for r in data["metrics"]})),
@@ -237,14 +240,58 @@ def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict
         for start in range(0, len(entities), MAX_BATCH):  # MLflow takes <= 1000 metrics a call
             client.log_batch(cid, metrics=entities[start : start + MAX_BATCH])
         client.set_terminated(cid, end_time=units.get("ended_ms"))
-    for name in (RESULTS_JSON, PER_UNIT, "summary.md", "junit.xml"):
+    record = _record(uri, experiment_id, ids)
+    write_report(results_dir, {**data, "tracking": record})  # the logged copy links its MLflow runs
+    for name in ARTIFACTS:
         if (results_dir / name).is_file():
             client.log_artifact(parent_id, str(results_dir / name))
     if (results_dir / "plots").is_dir():
         client.log_artifacts(parent_id, str(results_dir / "plots"), artifact_path="plots")
     client.set_tag(parent_id, COMPLETE_TAG, "complete")
     client.set_terminated(parent_id)
-    return {"status": "logged", "uri": uri, "experiment_id": experiment_id, "mlflow_run_ids": ids}
+    return record
+
+
+def _experiment(client: Any, name: str, uri: str) -> str:
+    """The experiment's id, created when new: tagged as a machine-learning experiment
+    (the UI opens it on its runs table) and, in the default store, with its artifacts
+    beside the store."""
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        return client.create_experiment(name, artifact_location=artifact_location(uri, name),
+                                        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+    if EXPERIMENT_KIND_TAG not in exp.tags:  # made by an older harness or by hand
+        client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return exp.experiment_id
+
+
+def _record(uri: str, experiment_id: str, ids: dict[str, str]) -> dict[str, Any]:
+    """``results.json["tracking"]``, with the UI's links when the store is a server."""
+    record: dict[str, Any] = {"status": "logged", "uri": uri, "experiment_id": experiment_id, "mlflow_run_ids": ids}
+    url = experiment_url(uri, experiment_id)
+    if url:
+        record["ui"] = {"experiment": url, "parent": experiment_url(uri, experiment_id, ids["parent"])}
+    return record
+
+
+def headline_metrics(data: dict[str, Any]) -> dict[str, float]:
+    """The parent run's metrics: ``gate_verdict`` (1 PASS, 0 INCONCLUSIVE, -1 FAIL; absent
+    without a gate) and, for each primary gate criterion, the candidate's value and delta
+    (``<candidate>.`` prefixed when several candidates are compared)."""
+    verdict = data.get("verdict") or {}
+    flat: dict[str, float] = {}
+    if verdict.get("decision") in VERDICT_CODES:
+        flat["gate_verdict"] = VERDICT_CODES[verdict["decision"]]
+    primary = [c for c in verdict.get("criteria", []) if c.get("role") == "primary"]
+    several = len({c["candidate"] for c in primary}) > 1
+    values = {(r["model"], r["metric"]): r["value"] for r in data["metrics"]}
+    deltas = {(r["candidate"], r["metric"]): r["delta"] for r in data.get("comparison", [])}
+    for c in primary:
+        prefix = f"{c['candidate']}." if several else ""
+        key = mlflow_key(c["metric"])
+        flat[prefix + key] = values.get((c["candidate"], c["metric"]))
+        flat[f"{prefix}delta_{key}"] = deltas.get((c["candidate"], c["metric"]))
+    return flat
 
 
 def _params(params: dict[str, Any]) -> list[Any]:

@@ -25,7 +25,8 @@ def results_folders(root: Path) -> list[Path]:
 
 def sync_results(root: str | Path, uri: str | None = None) -> SyncReport:
     """Log every pending results folder under ``root``; already logged ones are left alone."""
-    from harness.tracking.log import log_results, resolve_uri
+    from harness.tracking.log import log_results
+    from harness.tracking.store import resolve_uri
 
     report = SyncReport()
     for folder in results_folders(Path(root)):

@@ -1,0 +1,95 @@
+"""Report sections of the built-in families: each is the generic section plus what the
+family's own ``results.json`` block holds (curves, reliability and segments, weights)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.results.sections import (Cell, ReportData, Section, Table, generic_section, interval, number,
+                                      register_section)
+
+# off-policy weight diagnostics shown per estimate: results.json key -> column heading
+WEIGHT_COLUMNS = {"ess": "ESS", "ess_ratio": "ESS / n", "max_weight": "max weight", "p999_weight": "p99.9 weight",
+                  "top1pct_share": "top-1% share", "mean_weight": "mean weight", "clipped_fraction": "clipped"}
+SEGMENT_COLUMNS = ("n", "base_rate", "mean_predicted", "ece", "oe_ratio", "brier", "log_loss")
+
+
+def _titled(report: ReportData, key: str, title: str) -> tuple[Section, dict[str, Any]]:
+    """The family's generic section under its title, and its own ``results.json`` block."""
+    section = generic_section(report, key)
+    section.title = title
+    return section, report.data.get(key) or {}
+
+
+def _with_figures(section: Section, report: ReportData, *named: tuple[str, str]) -> Section:
+    section.figures += [f for f in (report.figure(name, caption) for name, caption in named) if f is not None]
+    return section
+
+
+@register_section("ranking")
+def ranking_section(report: ReportData, key: str) -> Section:
+    section, block = _titled(report, key, "Ranking")
+    counts = block.get("counts") or {}
+    if counts:
+        section.tables.append(Table("Queries per model", ["model", "judged", "evaluated", "ranked nothing"],
+                                    [[Cell(m), number(c.get("judged"), "d"), number(c.get("evaluated"), "d"),
+                                      number(c.get("missing_from_run"), "d")] for m, c in counts.items()]))
+    return _with_figures(section, report, ("ranking_curves", "Metric at cut-off k, mean over queries, with 95% "
+                                                             "intervals (shaded)"))
+
+
+@register_section("beyond_accuracy")
+def beyond_accuracy_section(report: ReportData, key: str) -> Section:
+    section, _ = _titled(report, key, "Beyond accuracy")
+    section.paragraphs.append("Catalogue-level metrics (coverage, Gini, personalisation) have no per-query "
+                              "interval; per-user ones (novelty, popularity, diversity) are compared per query.")
+    return section
+
+
+def _segment_table(model: str, by_segment: dict[str, list[Any]]) -> Table:
+    segments = by_segment.get("segment", [])
+    rows = [[Cell(str(s))] + [number(by_segment[c][i], "d" if c == "n" else ".4f") for c in SEGMENT_COLUMNS
+                              if c in by_segment] for i, s in enumerate(segments)]
+    return Table(f"{model}: calibration by segment", ["segment"] + [c for c in SEGMENT_COLUMNS if c in by_segment],
+                 rows)
+
+
+@register_section("calibration")
+def calibration_section(report: ReportData, key: str) -> Section:
+    section, block = _titled(report, key, "Calibration")
+    if block.get("n_rows"):
+        section.paragraphs.append(f"{block['n_rows']:,} labelled rows, base rate {block.get('base_rate', 0):.4f}.")
+    models = block.get("models") or {}
+    if models:
+        names = ("calibration_slope", "calibration_intercept", "ece_debiased", "mce", "normalized_entropy", "oe_ratio")
+        section.tables.append(Table(
+            "Calibration details", ["model", *names],
+            [[Cell(m)] + [number((s.get("metrics") or {}).get(n)) for n in names] for m, s in models.items()]))
+    section.tables += [_segment_table(m, s["by_segment"]) for m, s in models.items() if s.get("by_segment")]
+    return _with_figures(section, report,
+                         ("reliability", "Reliability diagram: observed rate against predicted probability, "
+                                         "95% Wilson intervals; rows per bin below"),
+                         ("calibration_by_segment", "Calibration by segment"))
+
+
+@register_section("off_policy")
+def off_policy_section(report: ReportData, key: str) -> Section:
+    section, block = _titled(report, key, "Off-policy estimates")
+    if block.get("n_rows"):
+        section.paragraphs.append(f"Each model as a policy, estimated on {block['n_rows']:,} logged rows. Large "
+                                  "weights or a small effective sample size (ESS) mean the logs say little "
+                                  "about the policy.")
+    true_values = block.get("true_values") or {}
+    rows = []
+    for model, estimates in (block.get("estimates") or {}).items():
+        for e in estimates:
+            rows.append([Cell(model), Cell(e["estimator"]), number(e["value"]), interval(e["ci_low"], e["ci_high"])]
+                        + [number(e.get(k), ".3g") for k in WEIGHT_COLUMNS]
+                        + [Cell("low" if e.get("low_overlap") else "ok", None,
+                                "bad" if e.get("low_overlap") else "good")]
+                        + ([number(true_values.get(model))] if true_values else []))
+    if rows:
+        section.tables.append(Table("Estimates and weight diagnostics",
+                                    ["model", "estimator", "value", "interval", *WEIGHT_COLUMNS.values(), "overlap"]
+                                    + (["true value"] if true_values else []), rows))
+    return section
