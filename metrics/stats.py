@@ -44,7 +44,7 @@ from scipy import stats as sps
 from harness.errors import ConfigError, DataValidationError
 from harness.options import check_bounds, check_choice, check_confidence, check_integer, check_probability
 
-from ._resample import MAX_CELLS, MULTINOMIAL_MAX_UNITS, resolve_scheme, weight_blocks, weighted_sums
+from ._resample import MAX_CELLS, resolve_scheme, weight_blocks, weighted_sums
 
 # Up to this many units ``sign_flip_means`` enumerates all 2^n sign vectors.
 EXACT_SIGN_FLIP_MAX_UNITS = 14

@@ -17,7 +17,7 @@ from harness.spec.config import parse_config
 from typer.testing import CliRunner
 
 from harness.apps.cli import app
-from harness.errors import AdapterError, ConfigError, DataValidationError
+from harness.errors import ConfigError, DataValidationError
 from harness.models.features import interaction_features
 from harness.apps.run import load_dataset, run
 from tests import reference as ref

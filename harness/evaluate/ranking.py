@@ -23,7 +23,7 @@ from harness.errors import DataValidationError, describe_examples
 from harness.evaluate.family import Family, FamilyResult, ModelOutput, mean_values
 from harness.evaluate.model_view import ModelView
 from harness.metrics import RANKING_METRICS, evaluate_ranking
-from harness.metrics._names import parse_label, parse_metric_names
+from harness.metrics._names import parse_label, parse_metric_names, value_range
 from harness.spec.families import RankingEval
 from harness.types import PAD_ITEM, Dataset, Ranking
 
