@@ -75,6 +75,30 @@ def run(
 
 
 @app.command()
+def attribute(
+    config: Path = typer.Argument(..., help="YAML config with an 'attribution' section and two pipeline models."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Results root (default: config's output)."),
+    inconclusive: InconclusivePolicy = typer.Option(InconclusivePolicy.fails, help="Exit code policy for INCONCLUSIVE."),
+    progress: bool = typer.Option(True, help="Show progress bars on stderr."),
+    require_gate: bool = typer.Option(False, "--require-gate", help=REQUIRE_GATE_HELP),
+) -> None:
+    """Attribute each metric's change between two pipelines to their stages (Shapley values,
+    interactions, ceiling), with intervals; apply the gate criteria that name attributions."""
+
+    def body() -> int:
+        from harness.apps.attribute import attribute as run_attribution
+        from harness.apps.attribute import print_outcome
+        from harness.apps.validate import load_config
+
+        outcome = run_attribution(load_config(config), output=output, progress=progress,
+                                  inconclusive=inconclusive.value, require_gate=require_gate)
+        print_outcome(outcome)
+        return outcome.exit_code
+
+    _guard(body)
+
+
+@app.command()
 def validate(
     config: Path = typer.Argument(..., help="YAML evaluation config."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Results root to check (default: config's)."),

@@ -12,12 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from harness.errors import ConfigError
 from harness.options import check_confidence
 from harness.spec.uris import is_external_baseline, parse_models_uri
+from harness.spec.attribution import AttributionSpec, attribution_labels, pipeline_stage_names
 from harness.spec.base import Strict as _Strict
 from harness.spec.data import DatasetSpec
 from harness.spec.families import (_PLUGIN_BLOCKS, BeyondAccuracyEval, CalibrationEval, FamilySpec, OffPolicyEval,
                                    RankingEval, SlateOffPolicyEval)
 
-__all__ = ["BeyondAccuracyEval", "CalibrationEval", "CompareSpec", "DatasetSpec", "EvalConfig", "EvaluateSpec",
+__all__ = ["AttributionSpec", "BeyondAccuracyEval", "CalibrationEval", "CompareSpec", "DatasetSpec", "EvalConfig", "EvaluateSpec",
            "FamilySpec", "GateCriterion", "ModelSpec", "OffPolicyEval", "PromoteSpec", "RankingEval",
            "SlateOffPolicyEval", "TrackingSpec", "load_config", "load_criteria", "load_gate_file", "parse_config",
            "read_yaml"]
@@ -132,6 +133,7 @@ class EvalConfig(_Strict):
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
     compare: CompareSpec | None = None
     gate: list[GateCriterion] = Field(default_factory=list)
+    attribution: AttributionSpec | None = None
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     output: str = "results"
 
@@ -154,12 +156,49 @@ class EvalConfig(_Strict):
             if problem is not None:
                 raise ValueError(f"evaluate.{key}: {problem}")
             metrics |= set(block.compared_metrics())
+        if self.attribution is not None:
+            metrics |= self._check_attribution(self.attribution)
         for i, crit in enumerate(self.gate):
             if crit.metric not in metrics:
                 raise ValueError(f"gate[{i}].metric: {crit.metric!r} is not evaluated; "
                                  f"evaluated: {sorted(metrics)}")
         return self
 
+
+    def attribution_pair(self) -> tuple[str, str]:
+        """(baseline, candidate) of ``attribution``: its own, else ``compare``'s."""
+        spec = self.attribution or AttributionSpec()
+        compare = self.compare
+        baseline = spec.baseline or (compare.baseline if compare else None)
+        candidate = spec.candidate or (compare.candidates[0] if compare and len(compare.candidates) == 1 else None)
+        if baseline is None or candidate is None:
+            raise ValueError("attribution: name baseline and candidate (or give a compare section with one candidate)")
+        return baseline, candidate
+
+    def attribution_metrics(self) -> list[str]:
+        """``attribution.metrics``, else ``evaluate.ranking.metrics``."""
+        spec = self.attribution or AttributionSpec()
+        return list(spec.metrics or self.evaluate.ranking.metrics)
+
+    def _check_attribution(self, spec: AttributionSpec) -> set[str]:
+        """Both sides are pipelines of this config with the same stages; returns the term
+        labels a gate may name."""
+        pair = self.attribution_pair()
+        stages = []
+        for role, name in zip(("baseline", "candidate"), pair):
+            if name not in self.models:
+                raise ValueError(f"attribution.{role}: {name!r} is not one of models: {sorted(self.models)}")
+            names = pipeline_stage_names(self.models[name].kind, self.models[name].params)
+            if names is None:
+                raise ValueError(f"attribution.{role}: model {name!r} is kind {self.models[name].kind!r}; "
+                                 "stage attribution needs two 'kind: pipeline' models")
+            stages.append(names)
+        if stages[0] != stages[1]:
+            raise ValueError(f"attribution: {pair[0]!r} has stages {stages[0]} and {pair[1]!r} has {stages[1]}; "
+                             "both pipelines need the same stage names in the same order")
+        if pair[0] == pair[1]:
+            raise ValueError("attribution: baseline and candidate must be different models")
+        return attribution_labels(stages[0], self.attribution_metrics())
 
     def _check_promotable(self, promote: PromoteSpec) -> None:
         if self.compare is None or len(self.compare.candidates) != 1:
