@@ -238,6 +238,12 @@ def attribute(values: np.ndarray, plan: AttributionPlan) -> Attributions:
     -------
     Attributions
         ``values @ plan.shapley``, ``values @ plan.interactions``, ``values @ plan.total``.
+
+    Notes
+    -----
+    An exact plan sums weighted differences ``v(S + i) - v(S)`` (and differences of
+    differences for the interactions) rather than weighted values: a stage that changes
+    nothing for a unit then gets exactly 0 there, not a rounding residual.
     """
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 2 or v.shape[1] != len(plan.masks):
@@ -247,7 +253,24 @@ def attribute(values: np.ndarray, plan: AttributionPlan) -> Attributions:
     if bad.any():
         raise DataValidationError(f"attribute: {int(bad.sum())} values are NaN or infinite "
                                   f"(e.g. unit {int(np.nonzero(bad)[0][0])})")
-    return Attributions(v @ plan.shapley, v @ plan.interactions, v @ plan.total)
+    total = v[:, plan.masks == (1 << plan.n_players) - 1][:, 0] - v[:, plan.masks == 0][:, 0]
+    if not plan.exact:
+        return Attributions(v @ plan.shapley, v @ plan.interactions, total)
+    s = plan.n_players
+    masks = np.arange(1 << s)  # an exact plan's columns are the masks in order
+    size = _popcount(masks)
+    shapley = np.empty((v.shape[0], s))
+    for i in range(s):
+        without = masks[(masks >> i) & 1 == 0]
+        w = np.array([math.factorial(k) * math.factorial(s - k - 1) / math.factorial(s) for k in size[without]])
+        shapley[:, i] = (v[:, without | 1 << i] - v[:, without]) @ w
+    inter = np.empty((v.shape[0], len(plan.pairs)))
+    for col, (i, j) in enumerate(plan.pairs):
+        base = masks[((masks >> i) & 1 == 0) & ((masks >> j) & 1 == 0)]
+        w2 = np.array([math.factorial(k) * math.factorial(s - k - 2) / math.factorial(s - 1) for k in size[base]])
+        second = (v[:, base | 1 << i | 1 << j] - v[:, base | 1 << i]) - (v[:, base | 1 << j] - v[:, base])
+        inter[:, col] = second @ w2
+    return Attributions(shapley, inter, total)
 
 
 # --------------------------------------------------------------------------- term labels
