@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import ConfigError
+from harness.metrics.attribution import parse_term
 from harness.options import check_confidence
 from harness.spec.uris import is_external_baseline, parse_models_uri
 from harness.spec.attribution import AttributionSpec, attribution_labels, pipeline_stage_names
@@ -159,6 +160,13 @@ class EvalConfig(_Strict):
         if self.attribution is not None:
             metrics |= self._check_attribution(self.attribution)
         for i, crit in enumerate(self.gate):
+            try:
+                term = parse_term(crit.metric)
+            except ConfigError as exc:
+                raise ValueError(f"gate[{i}].metric: {exc}") from None
+            if term is not None and self.attribution is None:
+                raise ValueError(f"gate[{i}].metric: {crit.metric!r} names an attribution term; it needs an "
+                                 "'attribution' section (run by 'harness attribute')")
             if crit.metric not in metrics:
                 raise ValueError(f"gate[{i}].metric: {crit.metric!r} is not evaluated; "
                                  f"evaluated: {sorted(metrics)}")
