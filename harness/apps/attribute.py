@@ -22,14 +22,12 @@ from harness.adapters.pipeline import Pipeline
 from harness.adapters.registry import build_model, check_model_kinds
 from harness.apps.run import RunOutcome, config_hash, exit_code_for, resolve_tracking_uri, track
 from harness.errors import ConfigError
-from harness.evaluate.attribution import differing_stages, evaluate_hybrids
 from harness.evaluate.data import load_dataset
 from harness.evaluate.family import mean_values
-from harness.inference.attribution import infer_terms, term_columns
+from harness.inference.attribution import attribute_pipelines
 from harness.inference.gate import comparison_rows, decide, resample_count
 from harness.datasets.ids import id_maps
 from harness.metrics._names import value_range
-from harness.metrics.attribution import attribution_plan
 from harness.results.attribution import attribution_section, attribution_table, per_unit_terms, waterfall_figures
 from harness.results.folder import EvalResult, long_table, new_run_id, write_results
 from harness.results.report import junit_xml, markdown_summary
@@ -87,24 +85,19 @@ def attribute(config: EvalConfig, *, output: str | Path | None = None, progress:
     _say(f"dataset {dataset.name}: {len(dataset.query_ids)} queries, fingerprint {dataset.fingerprint}")
     started_ms = int(time.time() * 1000)
     base, cand = build_pipelines(config, dataset, baseline, candidate)
-    players = differing_stages(base, cand)
-    if not players:
-        raise ConfigError(f"attribution: {baseline!r} and {candidate!r} have the same stages; nothing to attribute")
-    plan = attribution_plan(len(players), max_exact=spec.max_exact_stages, n_permutations=spec.n_permutations,
-                            seed=config.seed)
-    _say(f"attribution: {len(players)} differing stages ({', '.join(players)}), {len(plan.masks)} hybrids"
-         + ("" if plan.exact else f" from {spec.n_permutations} sampled stage orders"))
-    ranking = config.evaluate.ranking
-    hv = evaluate_hybrids(base, cand, dataset.qrels, dataset.query_ids, metrics, plan.masks,
-                          options={"gain": ranking.gain, "ties": ranking.ties,
-                                   "relevance_threshold": ranking.relevance_threshold},
-                          batch_size=spec.batch_size, ceiling=spec.ceiling, progress=progress)
-    columns = term_columns(hv, plan, players)
     criteria = [c for c in config.gate if is_attribution_criterion(c.metric)]
     correction = config.compare.correction if config.compare else "holm"
     n_resamples = spec.n_resamples or resample_count(criteria, 1, correction)
-    comparisons = infer_terms(columns, baseline=baseline, candidate=candidate, method=spec.method,
-                              confidence=spec.confidence, n_resamples=n_resamples, seed=config.seed)
+    ranking = config.evaluate.ranking
+    found = attribute_pipelines(base, cand, dataset.qrels, dataset.query_ids, metrics, method=spec.method,
+                                confidence=spec.confidence, n_resamples=n_resamples, seed=config.seed,
+                                max_exact=spec.max_exact_stages, n_permutations=spec.n_permutations,
+                                ceiling=spec.ceiling, batch_size=spec.batch_size, names=(baseline, candidate),
+                                options={"gain": ranking.gain, "ties": ranking.ties,
+                                         "relevance_threshold": ranking.relevance_threshold}, progress=progress)
+    players, plan, hv, columns, comparisons = found.players, found.plan, found.hybrids, found.columns, found.rows
+    _say(f"attribution: {len(players)} differing stages ({', '.join(players)}), {len(plan.masks)} hybrids"
+         + ("" if plan.exact else f" from {spec.n_permutations} sampled stage orders"))
     others = [c.metric for c in config.gate if not is_attribution_criterion(c.metric)]
     notices = list(columns.notes) + ([f"attribution: gate criteria on {others} are decided by 'harness run'"]
                                      if others else [])

@@ -18,11 +18,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+import pandas as pd
+
+from harness.adapters.pipeline import Pipeline
 from harness.errors import ConfigError
-from harness.evaluate.attribution import CEILING_COLUMNS, HybridValues
+from harness.evaluate.attribution import CEILING_COLUMNS, HybridValues, differing_stages, evaluate_hybrids
 from harness.inference.paired import MDE_ALPHA, MDE_POWER, MetricComparison
 from harness.metrics._names import value_range
-from harness.metrics.attribution import AttributionPlan, AttributionTerm, attribute
+from harness.metrics.attribution import (DEFAULT_PERMUTATIONS, MAX_EXACT_PLAYERS, AttributionPlan, AttributionTerm,
+                                         attribute, attribution_plan)
 from harness.metrics.stats import infer_paired_means, minimum_detectable_effect
 
 
@@ -106,3 +110,48 @@ def infer_terms(columns: TermColumns, *, baseline: str, candidate: str, method: 
                                                                             power=MDE_POWER),
             method=inf.method, confidence=confidence, kind="attribution", inference=inf, relative_inference=rel))
     return rows
+
+
+@dataclass
+class PipelineAttribution:
+    """Everything :func:`attribute_pipelines` found: the differing stages (``players``), the
+    plan, every hybrid's per-query values, every term's per-query column, and one
+    comparison row per term (``rows``, keyed by label in ``by_label``)."""
+
+    players: list[str]
+    plan: AttributionPlan
+    hybrids: HybridValues
+    columns: TermColumns
+    rows: list[MetricComparison]
+
+    @property
+    def by_label(self) -> dict[str, MetricComparison]:
+        return {r.metric: r for r in self.rows}
+
+
+def attribute_pipelines(baseline: Pipeline, candidate: Pipeline, qrels: pd.DataFrame, query_ids: np.ndarray,
+                        metrics: list[str], *, method: str = "bootstrap", confidence: float = 0.95,
+                        n_resamples: int = 2000, seed: int = 0, max_exact: int = MAX_EXACT_PLAYERS,
+                        n_permutations: int = DEFAULT_PERMUTATIONS, ceiling: bool = True, batch_size: int = 4096,
+                        options: dict[str, object] | None = None, names: tuple[str, str] = ("baseline", "candidate"),
+                        progress: bool = False) -> PipelineAttribution:
+    """Which stage moved each metric from ``baseline`` to ``candidate`` (fitted pipelines
+    with the same stage names; a stage both share as one object is not attributed).
+
+    Every hybrid is run on ``query_ids`` (stage outputs reused) and scored against
+    ``qrels`` (:func:`harness.evaluate.attribution.evaluate_hybrids`); the Shapley values
+    (summing exactly to the total change), pairwise interactions and ceiling terms of each
+    metric get paired-bootstrap intervals from one shared resample (:func:`infer_terms`).
+    ``seed`` seeds the bootstrap and, above ``max_exact`` differing stages, the
+    ``n_permutations`` sampled stage orders.
+    """
+    players = differing_stages(baseline, candidate)
+    if not players:
+        raise ConfigError("attribution: the two pipelines share every stage; nothing to attribute")
+    plan = attribution_plan(len(players), max_exact=max_exact, n_permutations=n_permutations, seed=seed)
+    hv = evaluate_hybrids(baseline, candidate, qrels, query_ids, metrics, plan.masks, options=options,
+                          batch_size=batch_size, ceiling=ceiling, progress=progress)
+    columns = term_columns(hv, plan, players)
+    rows = infer_terms(columns, baseline=names[0], candidate=names[1], method=method, confidence=confidence,
+                       n_resamples=n_resamples, seed=seed)
+    return PipelineAttribution(players, plan, hv, columns, rows)
