@@ -29,6 +29,7 @@ import pandas as pd
 from scipy.special import comb
 
 from harness.errors import ConfigError
+from harness.types import Ranking
 
 from .base import InteractionDataset
 
@@ -90,6 +91,17 @@ class MultiStageWorld:
             "hit_rate": (float(m > 0), 1.0 - comb(n - m, depth, exact=True) / comb(n, depth, exact=True)),
         }[metric]
         return float(ranker_quality * values[0] + (1.0 - ranker_quality) * values[1])
+
+    def retriever(self, name: str) -> "WorldRetriever":
+        """Retriever ``name`` as a pipeline stage: its ``N`` candidates (by item id)."""
+        self._candidates(name)
+        return WorldRetriever(self, name)
+
+    def ranker(self, quality: float, *, seed: int = 0) -> "WorldRanker":
+        """A ranker of quality ``p`` as a pipeline stage (see :class:`WorldRanker`)."""
+        if not 0.0 <= quality <= 1.0:
+            raise ConfigError(f"multistage: ranker quality must be in [0, 1], got {quality}")
+        return WorldRanker(self, quality, seed)
 
     def _candidates(self, retriever: str) -> np.ndarray:
         if retriever not in self.retrievers:
@@ -154,3 +166,51 @@ def make_multistage(*, n_users: int = 500, n_items: int = 400, n_relevant: int =
     ds = InteractionDataset(name=f"multistage-{n_users}x{n_items}", train=train, qrels=qrels, n_users=n_users,
                             n_items=n_items, settings=settings, truth={"true_relevance": truth})
     return MultiStageWorld(ds, n_relevant, n_candidates, retrievers, retrieved)
+
+
+def _hash_uniform(seed: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A uniform in [0, 1) per (seed, a, b): SplitMix64's finaliser of a mixed key."""
+    with np.errstate(over="ignore"):
+        z = (a.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + b.astype(np.uint64) * np.uint64(0xD1B54A32D192ED03)
+             + np.uint64(seed % (1 << 63)) * np.uint64(0x94D049BB133111EB))
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+@dataclass(frozen=True)
+class WorldRetriever:
+    """A world retriever as a first pipeline stage: every user's ``N`` candidates, in item
+    id order, score 0 (``retrieve`` keeps the first ``k``)."""
+
+    world: MultiStageWorld
+    name: str
+
+    def retrieve(self, query_ids: np.ndarray, k: int) -> Ranking:
+        q = np.asarray(query_ids, dtype=np.int64)
+        items = self.world.retrievers[self.name][q, :k]
+        return Ranking.trusted(q, items, np.zeros(items.shape))
+
+
+@dataclass(frozen=True)
+class WorldRanker:
+    """A ranker of quality ``p`` as a later pipeline stage: for a fraction ``p`` of the users
+    (a fixed coin per user and ``seed``) it puts their relevant candidates first, for the
+    others it orders them at random (a fixed uniform per user, item and ``seed``). Over
+    the world's users its expected metrics are :meth:`MultiStageWorld.expected`'s."""
+
+    world: MultiStageWorld
+    quality: float
+    seed: int = 0
+
+    def rank(self, candidates: Ranking, k: int) -> Ranking:
+        q = np.asarray(candidates.query_ids, dtype=np.int64)
+        items = candidates.items
+        pad = items < 0
+        perfect = _hash_uniform(self.seed, q, np.full(len(q), -1, dtype=np.int64)) < self.quality
+        rel = self.world.dataset.truth["true_relevance"][q[:, None], np.where(pad, 0, items)]
+        scores = _hash_uniform(self.seed, np.broadcast_to(q[:, None], items.shape), items)
+        scores = np.where(pad, -np.inf, scores + np.where(perfect[:, None], 2.0 * rel, 0.0))
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return Ranking.trusted(q, np.take_along_axis(items, order, axis=1), np.take_along_axis(scores, order, axis=1))

@@ -26,6 +26,9 @@ _EXPORTS = {
     "load_config": "harness.apps.validate", "validate": "harness.apps.validate",
     # running an evaluation
     "run": "harness.apps.run", "RunOutcome": "harness.apps.run", "compare_runs": "harness.apps.compare",
+    # which pipeline stage moved a metric
+    "attribute": "harness.apps.attribute", "attribute_pipelines": "harness.inference.attribution",
+    "PipelineAttribution": "harness.inference.attribution",
     # paired comparison and the gate
     "compare_models": "harness.inference.paired", "MetricComparison": "harness.inference.paired",
     "decide": "harness.inference.gate", "Verdict": "harness.inference.gate",
@@ -43,6 +46,7 @@ _EXPORTS = {
     "Pipeline": "harness.adapters.pipeline",
     "plot_reliability": "harness.evaluate.plots", "plot_calibration_by_segment": "harness.evaluate.plots",
     "plot_metric_curves": "harness.evaluate.plots", "save_figure": "harness.evaluate.plots",
+    "plot_attribution_waterfall": "harness.evaluate.plots",
 }
 
 __all__ = sorted([*_EXPORTS, "AdapterError", "ConfigError", "DataValidationError", "HarnessError", "ResultsError",

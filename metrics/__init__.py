@@ -36,3 +36,6 @@ __all__ += [
     "SwitchDR", "WeightDiagnostics", "compare_policies", "estimate_intervals", "evaluate_off_policy",
     "make_estimator", "slate_pscores", "support_deficiency", "weight_diagnostics",
 ]
+from .decomposition import SegmentDecomposition, decompose_by_segment
+
+__all__ += ["SegmentDecomposition", "decompose_by_segment"]

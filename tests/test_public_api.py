@@ -18,6 +18,7 @@ PUBLIC = {
     "Ranking", "Retriever", "Ranker", "PointwiseModel", "Policy", "Dataset", "Family", "FamilyResult",
     "ModelOutput", "MetricValue", "register_family", "Pipeline", "plot_reliability",
     "plot_calibration_by_segment", "plot_metric_curves", "save_figure",
+    "attribute", "attribute_pipelines", "PipelineAttribution", "plot_attribution_waterfall",
 }
 # modules the docs may import from: the package and its three library subpackages
 ALLOWED = re.compile(r"^harness(\.(metrics|models|datasets)(\.\w+)?)?$")

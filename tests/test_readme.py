@@ -3,8 +3,8 @@
 - every ```python block runs in a fresh namespace in a temporary working directory;
 - every ```yaml block is classified and run: a complete config (name, dataset, models)
   through ``harness run`` on the data it names; a fragment (only models / evaluate / gate
-  / dataset keys) merged into a small base config (``tests.conftest.small_config``) and
-  run, with small copies of the files it points at generated first; a GitHub Actions
+  / dataset / attribution keys) merged into a small base config (``tests.conftest.small_config``)
+  and run (by ``harness attribute`` when it has an attribution section), with small copies of the files it points at generated first; a GitHub Actions
   workflow (or a step of one) by running the ``harness`` commands of its ``run:`` scripts;
 - the ``harness`` commands of ```bash blocks run when they are cheap; the others are
   listed in ``BASH_SKIPS`` with the reason.
@@ -41,7 +41,7 @@ from tests.conftest import small_config, write_config
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 OK_EXIT = (0, 1)  # gate outcomes; 2 (bad config or input) and 3 (crash) never are
-FRAGMENT_KEYS = {"models", "evaluate", "gate", "dataset"}
+FRAGMENT_KEYS = {"models", "evaluate", "gate", "dataset", "attribution"}
 PEAK_RSS_LIMIT = 2 * 1024**3
 
 
@@ -336,6 +336,8 @@ def _fragment_config(fragment: dict[str, Any], root: Path) -> dict[str, Any]:
         cfg["gate"] = []
     if "gate" in fragment:
         cfg["gate"] = copy.deepcopy(fragment["gate"])
+    if "attribution" in fragment:
+        cfg["attribution"] = copy.deepcopy(fragment["attribution"])
     _write_inputs(root, cfg, log)
     return cfg
 
@@ -346,7 +348,8 @@ def test_yaml_fragment_runs(block: Block, index: int, tmp_path: Path, monkeypatc
     cfg = _fragment_config(_documents(block)[index], tmp_path)
     path = write_config(tmp_path, cfg)
     _cli(["validate", str(path)])
-    result = _cli(["run", str(path), "--no-progress"])
+    # a block with an attribution section is run by the command that decides its criteria
+    result = _cli(["attribute" if "attribution" in cfg else "run", str(path), "--no-progress"])
     assert "results:" in result.stdout
 
 
@@ -448,6 +451,7 @@ BASH_SKIPS = {
     "harness compare BASELINE": "synopsis with placeholders",
     "harness report RESULTS_DIR": "synopsis with placeholders (tests/test_html_report.py runs it)",
     "harness store [": "synopsis with placeholders (tests/test_tracking.py runs it)",
+    "harness attribute eval.yaml [": "synopsis with placeholders",
     "harness run eval.yaml --": "run by test_main_config_runs_end_to_end_under_2_gib (the README config)",
 }
 

@@ -106,19 +106,26 @@ class Pipeline:
     def run(self, query_ids: np.ndarray) -> dict[str, Ranking]:
         """Every stage's output for ``query_ids``, in stage order, each checked."""
         query_ids = np.asarray(query_ids)
-        first = self.stages[0]
-        out = {first.name: call_retriever(first.model, f"{self.name}/{first.name}", query_ids, first.k)}
-        prev = out[first.name]
-        for s in self.stages[1:]:
-            source = f"{self.name}/{s.name} ({type(s.model).__name__})"
-            with adapter_call(source, "rank", what="stage"):
-                ranked = s.model.rank(prev, s.k) if hasattr(s.model, "rank") else s.model(prev, s.k)
-            out[s.name] = prev = _check_stage_output(ranked, prev, s.k, source=source)
+        out: dict[str, Ranking] = {}
+        prev: Ranking | None = None
+        for s in self.stages:
+            out[s.name] = prev = run_stage(s, prev, query_ids, owner=self.name)
         return out
 
     def retrieve(self, query_ids: np.ndarray, k: int) -> Ranking:
         """The last stage's top-k (padded when the last stage keeps fewer than k)."""
         return self.run(query_ids)[self.stages[-1].name].padded(k)
+
+
+def run_stage(stage: Stage, candidates: Ranking | None, query_ids: np.ndarray, *, owner: str) -> Ranking:
+    """One stage's checked output: the first stage (``candidates`` None) retrieves for
+    ``query_ids``, a later one re-ranks ``candidates``; errors name ``owner/stage``."""
+    if candidates is None:
+        return call_retriever(stage.model, f"{owner}/{stage.name}", query_ids, stage.k)
+    source = f"{owner}/{stage.name} ({type(stage.model).__name__})"
+    with adapter_call(source, "rank", what="stage"):
+        ranked = stage.model.rank(candidates, stage.k) if hasattr(stage.model, "rank") else stage.model(candidates, stage.k)
+    return _check_stage_output(ranked, candidates, stage.k, source=source)
 
 
 def _check_stage_output(out: Any, candidates: Ranking, k: int, *, source: str) -> Ranking:

@@ -27,6 +27,11 @@ class InconclusivePolicy(str, Enum):
 
 
 REQUIRE_GATE_HELP = "Exit 1 when no gate decided anything (no compare section or no criteria)."
+# options that `run` and `attribute` share (the same outcome, the same exit codes)
+OUTPUT_OPTION = typer.Option(None, "--output", "-o", help="Results root (default: config's output).")
+INCONCLUSIVE_OPTION = typer.Option(InconclusivePolicy.fails, help="Exit code policy for INCONCLUSIVE.")
+PROGRESS_OPTION = typer.Option(True, help="Show progress bars on stderr.")
+REQUIRE_GATE_OPTION = typer.Option(False, "--require-gate", help=REQUIRE_GATE_HELP)
 
 
 def _guard(body: Callable[[], int]) -> None:
@@ -68,13 +73,37 @@ def _run_config(config_path: Path, output: Optional[Path], inconclusive: Inconcl
 @app.command()
 def run(
     config: Path = typer.Argument(..., help="YAML evaluation config."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Results root (default: config's output)."),
-    inconclusive: InconclusivePolicy = typer.Option(InconclusivePolicy.fails, help="Exit code policy for INCONCLUSIVE."),
-    progress: bool = typer.Option(True, help="Show progress bars on stderr."),
-    require_gate: bool = typer.Option(False, "--require-gate", help=REQUIRE_GATE_HELP),
+    output: Optional[Path] = OUTPUT_OPTION,
+    inconclusive: InconclusivePolicy = INCONCLUSIVE_OPTION,
+    progress: bool = PROGRESS_OPTION,
+    require_gate: bool = REQUIRE_GATE_OPTION,
 ) -> None:
     """Evaluate the models of CONFIG, compare them, apply the gate and log to MLflow."""
     _guard(lambda: _run_config(config, output, inconclusive, progress, require_gate))
+
+
+@app.command()
+def attribute(
+    config: Path = typer.Argument(..., help="YAML config with an 'attribution' section and two pipeline models."),
+    output: Optional[Path] = OUTPUT_OPTION,
+    inconclusive: InconclusivePolicy = INCONCLUSIVE_OPTION,
+    progress: bool = PROGRESS_OPTION,
+    require_gate: bool = REQUIRE_GATE_OPTION,
+) -> None:
+    """Attribute each metric's change between two pipelines to their stages (Shapley values,
+    interactions, ceiling), with intervals; apply the gate criteria that name attributions."""
+
+    def body() -> int:
+        from harness.apps.attribute import attribute as run_attribution
+        from harness.apps.attribute import print_outcome
+        from harness.apps.validate import load_config
+
+        outcome = run_attribution(load_config(config), output=output, progress=progress,
+                                  inconclusive=inconclusive.value, require_gate=require_gate)
+        print_outcome(outcome)
+        return outcome.exit_code
+
+    _guard(body)
 
 
 @app.command()

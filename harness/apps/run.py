@@ -27,6 +27,7 @@ from harness.results import assemble
 from harness.results.folder import EvalResult, new_run_id, update_tracking, write_results
 from harness.results.html import write_report
 from harness.results.report import junit_xml, markdown_summary
+from harness.spec.attribution import is_attribution_criterion
 from harness.spec.config import EvalConfig
 from harness.types import Dataset, adapter_call
 
@@ -148,7 +149,12 @@ def run(
     rows: list[dict[str, Any]] = []
     if config.compare is not None:
         comparisons = compare_all(config, results)
-        verdict = decide(config.gate, comparisons, correction=config.compare.correction)
+        # criteria naming an attribution term (shapley/<stage>/<metric>, ...) are harness attribute's
+        criteria = [c for c in config.gate if not is_attribution_criterion(c.metric)]
+        if len(criteria) < len(config.gate):
+            _say(f"NOTE: {len(config.gate) - len(criteria)} gate criteria name attribution terms: "
+                 "they are decided by 'harness attribute'")
+        verdict = decide(criteria, comparisons, correction=config.compare.correction)
         rows = comparison_rows(comparisons, verdict)
     result = EvalResult(
         run_id=new_run_id(),

@@ -225,6 +225,57 @@ def plot_metric_curves(curves: Mapping[str, pd.DataFrame], *,
     return fig
 
 
+def plot_attribution_waterfall(metric: str, start: tuple[str, float], end: tuple[str, float],
+                               steps: list[tuple[str, float, float, float]],
+                               notes: list[str] | None = None) -> "Figure":
+    """Waterfall of a metric change: the baseline's value, one floating bar per stage's
+    Shapley value (green up, red down) with its interval as a whisker at the bar's end,
+    the candidate's value. The steps sum to the change exactly (Shapley efficiency).
+
+    Parameters
+    ----------
+    metric : str
+        The metric, for the title and the y label.
+    start, end : (label, value)
+        The baseline's and the candidate's value.
+    steps : list of (label, estimate, ci_low, ci_high)
+        One per stage, in pipeline order.
+    notes : list of str, optional
+        Lines printed under the bars (e.g. interaction terms).
+    """
+    if not steps:
+        raise DataValidationError(f"waterfall of {metric}: no stage to draw")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(1.6 * (len(steps) + 2) + 2.4, 4.2 + 0.22 * len(notes or [])))
+    x = np.arange(len(steps) + 2)
+    ax.bar(x[0], start[1], color="#8c8c8c", width=0.6)
+    level = start[1]
+    for i, (label, est, low, high) in enumerate(steps, start=1):
+        ax.bar(x[i], est, bottom=level, color="#2a9d55" if est >= 0 else "#d1495b", width=0.6)
+        top = level + est
+        ax.errorbar(x[i], top, yerr=[[est - low], [high - est]], color="black", capsize=5, linewidth=1.2)
+        ax.plot([x[i - 1] + 0.3, x[i] - 0.3], [level, level], color="#555555", linewidth=0.8, linestyle=":")
+        ax.annotate(f"{est:+.4f}", (x[i], max(top, level)), textcoords="offset points", xytext=(12, 4), fontsize=8)
+        level = top
+    ax.plot([x[-2] + 0.3, x[-1] - 0.3], [level, level], color="#555555", linewidth=0.8, linestyle=":")
+    ax.bar(x[-1], end[1], color="#3b6ea8", width=0.6)
+    for i, value in ((0, start[1]), (len(x) - 1, end[1])):
+        ax.annotate(f"{value:.4f}", (x[i], value), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=8)
+    ax.set_xticks(x, [start[0]] + [s[0] for s in steps] + [end[0]], rotation=15)
+    values = [start[1], end[1]] + [v for s in steps for v in s[2:]]
+    low, high = min(0.0, *values), max(values)
+    ax.set_ylim(low, high + 0.12 * (high - low or 1.0))
+    ax.set_ylabel(metric)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(f"{metric}: Shapley attribution of the change to the pipeline stages")
+    if notes:
+        fig.text(0.01, 0.01, "\n".join(notes), fontsize=8, va="bottom", family="monospace")
+        fig.tight_layout(rect=(0, 0.04 + 0.035 * len(notes), 1, 1))
+    else:
+        fig.tight_layout()
+    return fig
+
+
 def save_figure(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
     """Write ``fig`` as PNG (creating folders) and close it."""
     path = Path(path)

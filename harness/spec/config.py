@@ -11,14 +11,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import ConfigError
+from harness.metrics.attribution import parse_term
 from harness.options import check_confidence
 from harness.spec.uris import is_external_baseline, parse_models_uri
+from harness.spec.attribution import AttributionSpec, attribution_labels, pipeline_stage_names
 from harness.spec.base import Strict as _Strict
 from harness.spec.data import DatasetSpec
 from harness.spec.families import (_PLUGIN_BLOCKS, BeyondAccuracyEval, CalibrationEval, FamilySpec, OffPolicyEval,
                                    RankingEval, SlateOffPolicyEval)
 
-__all__ = ["BeyondAccuracyEval", "CalibrationEval", "CompareSpec", "DatasetSpec", "EvalConfig", "EvaluateSpec",
+__all__ = ["AttributionSpec", "BeyondAccuracyEval", "CalibrationEval", "CompareSpec", "DatasetSpec", "EvalConfig", "EvaluateSpec",
            "FamilySpec", "GateCriterion", "ModelSpec", "OffPolicyEval", "PromoteSpec", "RankingEval",
            "SlateOffPolicyEval", "TrackingSpec", "load_config", "load_criteria", "load_gate_file", "parse_config",
            "read_yaml"]
@@ -135,6 +137,7 @@ class EvalConfig(_Strict):
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
     compare: CompareSpec | None = None
     gate: list[GateCriterion] = Field(default_factory=list)
+    attribution: AttributionSpec | None = None
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     output: str = "results"
 
@@ -164,7 +167,16 @@ class EvalConfig(_Strict):
                 raise ValueError(f"evaluate.{key}: {problem}")
             metrics |= set(block.compared_metrics())
             reported |= set(block.reported_metrics())
+        if self.attribution is not None:
+            metrics |= self._check_attribution(self.attribution)
         for i, crit in enumerate(self.gate):
+            try:
+                term = parse_term(crit.metric)
+            except ConfigError as exc:
+                raise ValueError(f"gate[{i}].metric: {exc}") from None
+            if term is not None and self.attribution is None:
+                raise ValueError(f"gate[{i}].metric: {crit.metric!r} names an attribution term; it needs an "
+                                 "'attribution' section (run by 'harness attribute')")
             if crit.metric in metrics:
                 continue
             if crit.metric in reported:
@@ -177,6 +189,41 @@ class EvalConfig(_Strict):
                              f"(evaluated and gateable: {sorted(metrics)})")
         return self
 
+
+    def attribution_pair(self) -> tuple[str, str]:
+        """(baseline, candidate) of ``attribution``: its own, else ``compare``'s."""
+        spec = self.attribution or AttributionSpec()
+        compare = self.compare
+        baseline = spec.baseline or (compare.baseline if compare else None)
+        candidate = spec.candidate or (compare.candidates[0] if compare and len(compare.candidates) == 1 else None)
+        if baseline is None or candidate is None:
+            raise ValueError("attribution: name baseline and candidate (or give a compare section with one candidate)")
+        return baseline, candidate
+
+    def attribution_metrics(self) -> list[str]:
+        """``attribution.metrics``, else ``evaluate.ranking.metrics``."""
+        spec = self.attribution or AttributionSpec()
+        return list(spec.metrics or self.evaluate.ranking.metrics)
+
+    def _check_attribution(self, spec: AttributionSpec) -> set[str]:
+        """Both sides are pipelines of this config with the same stages; returns the term
+        labels a gate may name."""
+        pair = self.attribution_pair()
+        stages = []
+        for role, name in zip(("baseline", "candidate"), pair):
+            if name not in self.models:
+                raise ValueError(f"attribution.{role}: {name!r} is not one of models: {sorted(self.models)}")
+            names = pipeline_stage_names(self.models[name].kind, self.models[name].params)
+            if names is None:
+                raise ValueError(f"attribution.{role}: model {name!r} is kind {self.models[name].kind!r}; "
+                                 "stage attribution needs two 'kind: pipeline' models")
+            stages.append(names)
+        if stages[0] != stages[1]:
+            raise ValueError(f"attribution: {pair[0]!r} has stages {stages[0]} and {pair[1]!r} has {stages[1]}; "
+                             "both pipelines need the same stage names in the same order")
+        if pair[0] == pair[1]:
+            raise ValueError("attribution: baseline and candidate must be different models")
+        return attribution_labels(stages[0], self.attribution_metrics())
 
     def _check_promotable(self, promote: PromoteSpec) -> None:
         if self.compare is None or len(self.compare.candidates) != 1:

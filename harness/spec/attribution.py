@@ -1,0 +1,82 @@
+"""``attribution:``: which stage of a pipeline moved a metric (``harness attribute``).
+
+The block names a baseline and a candidate ``kind: pipeline`` model with the same stage
+names; gate criteria may name an attribution term (``shapley/<stage>/<metric>``, see
+:class:`harness.metrics.attribution.AttributionTerm`), decided by ``harness attribute``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from harness.metrics.attribution import DEFAULT_PERMUTATIONS, MAX_EXACT_PLAYERS, AttributionTerm, parse_term
+from harness.options import check_confidence
+from harness.spec.base import Strict
+
+
+class AttributionSpec(Strict):
+    """Stage attribution of the change from ``baseline`` to ``candidate``.
+
+    ``metrics`` default to ``evaluate.ranking.metrics`` (and use its ``ties``, ``gain``
+    and ``relevance_threshold``); ``baseline`` and ``candidate`` default to
+    ``compare.baseline`` and the one ``compare.candidates``. Up to ``max_exact_stages``
+    differing stages every hybrid is evaluated; above, ``n_permutations`` seeded random
+    stage orders. ``n_resamples`` left unset follows the gate's family size as in
+    ``compare``. ``ceiling`` adds the oracle ranker over each pipeline's first-stage
+    candidates (retrieval-limited vs ranking-limited loss).
+    """
+
+    baseline: str | None = None
+    candidate: str | None = None
+    metrics: list[str] | None = Field(None, min_length=1)
+    method: Literal["bootstrap", "bca"] = "bootstrap"
+    n_resamples: int | None = Field(None, ge=100)
+    confidence: float = 0.95
+    max_exact_stages: int = Field(MAX_EXACT_PLAYERS, ge=1, le=12)
+    n_permutations: int = Field(DEFAULT_PERMUTATIONS, ge=10)
+    ceiling: bool = True
+    batch_size: int = Field(4096, ge=1, description="queries per batch of hybrid stage runs")
+
+    @field_validator("metrics")
+    @classmethod
+    def _parse(cls, names: list[str] | None) -> list[str] | None:
+        if names is None:
+            return None
+        from harness.metrics import RANKING_METRICS
+        from harness.metrics._names import parse_metric_names
+
+        return [s.label for s in parse_metric_names(names, known=RANKING_METRICS)]
+
+    @field_validator("confidence")
+    @classmethod
+    def _confidence(cls, value: float) -> float:
+        return check_confidence(value, name="")
+
+
+def pipeline_stage_names(kind: str, params: dict[str, Any]) -> list[str] | None:
+    """The stage names of a ``kind: pipeline`` model spec (None for another kind)."""
+    if kind != "pipeline":
+        return None
+    stages = params.get("stages")
+    if not isinstance(stages, list):
+        return []
+    return [str(s.get("name")) for s in stages if isinstance(s, dict)]
+
+
+def attribution_labels(stages: list[str], metrics: list[str]) -> set[str]:
+    """Every term label a gate may name for these stages (in pipeline order: a pair's
+    interaction is ``interaction/<earlier>/<later>/<metric>``) and metrics."""
+    labels: set[str] = set()
+    for m in metrics:
+        labels |= {AttributionTerm(kind, (), m).label for kind in ("total", "retrieval_limited", "ranking_limited")}
+        labels |= {AttributionTerm("shapley", (s,), m).label for s in stages}
+        labels |= {AttributionTerm("interaction", (a, b), m).label
+                   for i, a in enumerate(stages) for b in stages[i + 1:]}
+    return labels
+
+
+def is_attribution_criterion(metric: str) -> bool:
+    """Whether a gate criterion's metric names an attribution term (decided by ``harness attribute``)."""
+    return parse_term(metric) is not None
