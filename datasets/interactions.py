@@ -109,10 +109,16 @@ def describe_dataset(ds: InteractionDataset) -> str:
     """A few lines on a built data set: sizes, split, cold start, fingerprint, warnings."""
     rel = ds.qrels["relevance"].to_numpy()
     cs = ds.cold_start
+    split = ds.settings.get("split")
     lines = [f"dataset {ds.name}: {ds.n_users} users, {ds.n_items} items, {len(ds.train)} train interactions, "
-             f"{len(ds.qrels)} judgments ({int((rel >= 1).sum())} relevant) over {len(ds.query_ids)} queries",
-             f"  split {ds.settings.get('split')}: {ds.split_stats.get('users_with_test', 0)} users with held-out "
-             f"rows, {ds.split_stats.get('users_without_test', 0)} without; cold start: {cs.get('cold_users', 0)} users, "
-             f"{cs.get('cold_items', 0)} items unseen in training; fingerprint {ds.fingerprint}"]
+             f"{len(ds.qrels)} judgments ({int((rel >= 1).sum())} relevant) over {len(ds.query_ids)} queries"]
+    if split is None:  # judgments given as they are (a TREC collection): no split, no training data
+        lines.append(f"  judgments as given, no split; {ds.split_stats.get('users_without_test', 0)} queries of the "
+                     f"score files have none; fingerprint {ds.fingerprint}")
+    else:
+        shown = ", ".join(f"{k}: {v}" for k, v in split.items())
+        lines.append(f"  split {{{shown}}}: {ds.split_stats.get('users_with_test', 0)} users with held-out rows, "
+                     f"{ds.split_stats.get('users_without_test', 0)} without; cold start: {cs.get('cold_users', 0)} "
+                     f"users, {cs.get('cold_items', 0)} items unseen in training; fingerprint {ds.fingerprint}")
     lines += [f"  warning: {w}" for w in ds.warnings]
     return "\n".join(lines)

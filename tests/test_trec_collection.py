@@ -116,3 +116,5 @@ def test_validate_describes_the_collection(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, _config(tmp_path, qrels, runs)))])
     assert result.exit_code == 0, result.output
     assert "valid (2 models built" in result.stdout and "31 users" in result.stdout
+    assert "judgments as given, no split; 1 queries of the score files have none" in result.stdout
+    assert "split None" not in result.stdout

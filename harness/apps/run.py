@@ -88,7 +88,8 @@ def evaluate_models(config: EvalConfig, dataset: Dataset, *, progress: bool,
     for name, model in to_fit.items():
         started_ms = int(time.time() * 1000)
         if hasattr(model, "fit"):
-            _say(f"fitting {name} ({specs[name].kind}) on {len(dataset.train)} interactions")
+            if specs[name].kind != "precomputed":  # stored scores: nothing to learn
+                _say(f"fitting {name} ({specs[name].kind}) on {len(dataset.train)} interactions")
             with adapter_call(name, "fit"):
                 model.fit(dataset.train, n_users=dataset.n_users, n_items=dataset.n_items)
         evaluation.add_model(name, model)
