@@ -48,7 +48,8 @@ def _wrapped(text: str, first: str, rest: str = "      ") -> list[str]:
 
 
 def _comparison_text(rows: list[dict[str, object]]) -> str:
-    """Candidates' paired deltas: signed deltas and interval, relative change, p-values."""
+    """Candidates' paired deltas: signed deltas and interval, relative change, the
+    two-sided p-value of any difference and the gate criterion's adjusted one-sided one."""
     several = len({r["candidate"] for r in rows}) > 1
     table = pd.DataFrame({
         **({"candidate": [r["candidate"] for r in rows]} if several else {}),
@@ -56,8 +57,10 @@ def _comparison_text(rows: list[dict[str, object]]) -> str:
         "delta": [_num(r["delta"]) for r in rows],
         "interval": [f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}]" for r in rows],
         "relative": [_pct(r.get("relative_delta")) for r in rows],
-        "p": [_num(r.get("p_two_sided"), ".3g") for r in rows],
-        "p adj.": [_num(r.get("p_adjusted"), ".3g") for r in rows],
+        # two tests: "any difference" (two-sided), and the gate criterion's own one-sided
+        # test after multiplicity correction, which can be smaller
+        "p (≠0)": [_num(r.get("p_two_sided"), ".3g") for r in rows],
+        "gate p adj.": [_num(r.get("p_adjusted"), ".3g") for r in rows],
         "outcome": [r.get("outcome") or "—" for r in rows],
     })
     return table.to_string(index=False, line_width=CONSOLE_WIDTH)
