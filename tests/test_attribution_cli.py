@@ -79,6 +79,16 @@ def test_attribute_writes_the_section_per_unit_terms_and_waterfalls_and_gates_on
     assert criterion["metric"] == "shapley/retrieval/ndcg@10" and criterion["outcome"] == "PASS"
     rows = {r["metric"]: r for r in data["comparison"]}
     assert rows["shapley/retrieval/ndcg@10"]["outcome"] == "PASS" and rows["total/ndcg@10"]["outcome"] is None
+    # the HTML report has the attribution section: totals with the efficiency check, the
+    # terms' comparison rows, and each waterfall embedded byte for byte
+    import base64
+
+    html = (folder / "report.html").read_text()
+    assert 'Stage attribution' in html and "Shapley sum - total" in html and "shapley/retrieval/ndcg@10" in html
+    for metric in ("ndcg@10", "recall@10"):
+        png = (folder / "plots" / f"attribution_{metric.replace('@', '_at_')}.png").read_bytes()
+        assert base64.b64encode(png).decode("ascii") in html
+        assert f"{section['metrics'][metric]['total']:+.4f}" in html
 
 
 def test_a_failing_attribution_criterion_exits_1(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from harness.datasets.ids import id_maps
 from harness.metrics._names import value_range
 from harness.results.attribution import attribution_section, attribution_table, per_unit_terms, waterfall_figures
 from harness.results.folder import EvalResult, long_table, new_run_id, write_results
+from harness.results.html import write_report
 from harness.results.report import junit_xml, markdown_summary
 from harness.spec.attribution import AttributionSpec, is_attribution_criterion
 from harness.spec.config import EvalConfig
@@ -135,7 +136,8 @@ def attribute(config: EvalConfig, *, output: str | Path | None = None, progress:
     )
     figures = waterfall_figures(section)
     results_dir = write_results(result, out_root, {"summary.md": markdown_summary(result),
-                                                   "junit.xml": junit_xml(result)}, figures=figures)
+                                                   "junit.xml": junit_xml(result)}, figures=figures,
+                                finalize=write_report)
     _say(f"results written to {results_dir}")
     if config.tracking.enabled:
         result.tracking = track(results_dir, result, resolve_tracking_uri(config.tracking.uri))

@@ -93,3 +93,32 @@ def off_policy_section(report: ReportData, key: str) -> Section:
                                     ["model", "estimator", "value", "interval", *WEIGHT_COLUMNS.values(), "overlap"]
                                     + (["true value"] if true_values else []), rows))
     return section
+
+
+@register_section("attribution")
+def attribution_section(report: ReportData, key: str) -> Section:
+    """Which stage moved each metric: Shapley values and interactions with their paired
+    intervals (the comparison table), the efficiency check and the ceiling analysis."""
+    section, block = _titled(report, key, "Stage attribution")
+    differing = ", ".join(block.get("differing_stages") or [])
+    section.paragraphs.append(
+        f"{block.get('candidate')} against {block.get('baseline')}, stage by stage (differing: {differing}). "
+        "Each stage's Shapley value is its average effect over every order of swapping the stages in; the "
+        "values sum to the total change. Intervals share one set of paired resamples.")
+    rows = []
+    for metric, entry in (block.get("metrics") or {}).items():
+        ceiling = entry.get("ceiling") or {}
+        rows.append([Cell(metric), number(entry.get("baseline")), number(entry.get("candidate")),
+                     number(entry.get("total"), "+.4f"), number(entry.get("efficiency_residual"), ".1e")]
+                    + [number((ceiling.get(side) or {}).get(part), "+.4f" if part != "ideal" else ".4f")
+                       for side in ("baseline", "candidate") for part in ("retrieval_limited", "ranking_limited")])
+    if rows:
+        section.tables.insert(0, Table("Totals, efficiency check and ceiling (loss below the ideal list)",
+                                       ["metric", "baseline", "candidate", "total change", "Shapley sum - total",
+                                        "baseline retrieval-limited", "baseline ranking-limited",
+                                        "candidate retrieval-limited", "candidate ranking-limited"], rows))
+    section.notes += list(block.get("notes") or [])
+    figures = [(name, f"Waterfall of {name.removeprefix('attribution_').replace('_at_', '@')}: stage "
+                      "contributions with 95% intervals") for name in sorted(report.plots)
+               if name.startswith("attribution_")]
+    return _with_figures(section, report, *figures)
