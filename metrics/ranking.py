@@ -216,9 +216,12 @@ def prepare(qrels: pd.DataFrame, run: "pd.DataFrame | Ranking", *, ties: Ties = 
                 f"check the id types ({np.asarray(r_q).dtype} vs {query_ids.dtype})")
         n_run_only = int(len(pd.unique(unknown)))
     del rq  # the largest temporary: free it before the kernel allocates
-    return PreparedRun(np.asarray(query_ids), order, offsets, np.ascontiguousarray(r_keys), scores,
+    # the kernels' fixed dtypes (one compiled version): no copy when already so
+    return PreparedRun(np.asarray(query_ids), order, offsets, np.ascontiguousarray(r_keys, dtype=np.int64),
+                       np.ascontiguousarray(scores, dtype=np.float64),
                        np.ascontiguousarray(tiebreak, dtype=np.int64), q_order, q_offsets,
-                       np.ascontiguousarray(q_items), rel, n_run_only)
+                       np.ascontiguousarray(q_items, dtype=np.int64),
+                       np.ascontiguousarray(rel, dtype=np.float64), n_run_only)
 
 
 def _kernel_values(prep: PreparedRun, specs: list[MetricSpec], *, gain: Gain, ties: Ties,
@@ -232,7 +235,8 @@ def _kernel_values(prep: PreparedRun, specs: list[MetricSpec], *, gain: Gain, ti
         prep.run_order, prep.run_offsets, prep.run_items, prep.run_scores, prep.run_tiebreak,
         prep.q_order, prep.q_offsets, prep.q_items, prep.q_rels, codes, cutoffs, float(threshold),
         K.GAIN_LINEAR if gain == "linear" else K.GAIN_EXPONENTIAL,
-        K.TIES_AVERAGE if ties == "average" else K.TIES_ORDERED, 16 * numba.get_num_threads())
+        K.TIES_AVERAGE if ties == "average" else K.TIES_ORDERED, 16 * numba.get_num_threads(),
+        K.COUNT_RANKS_MAX)
     bad = dup_judged >= 0
     if bad.any():
         raise DataValidationError(f"qrels: duplicate (query_id, item_id) rows in {int(bad.sum())} queries "
