@@ -235,17 +235,25 @@ def _rank_by_count(run_order, rs, m, run_scores, run_tiebreak, s_row, s_rank, n_
     """s_rank[a] = 0-based rank of row s_row[a] among the query's m rows: the rows with
     a higher score, or an equal score and a smaller tie-break key, come before it."""
     for a in range(n_int):
-        sc = run_scores[s_row[a]]
-        tb = run_tiebreak[s_row[a]]
-        before = 0
-        if run_order.shape[0] == 0:  # contiguous rows: this loop vectorises
+        score = run_scores[s_row[a]]
+        above = 0
+        equal = 0  # itself included
+        # count with scores alone (a branch-free loop that vectorises); the tie-break
+        # keys are read only when another row has the same score
+        if run_order.shape[0] == 0:
             for t in range(rs, rs + m):
-                before += (run_scores[t] > sc) | ((run_scores[t] == sc) & (run_tiebreak[t] < tb))
+                above += run_scores[t] > score
+                equal += run_scores[t] == score
         else:
             for t in range(rs, rs + m):
-                r = run_order[t]
-                before += (run_scores[r] > sc) | ((run_scores[r] == sc) & (run_tiebreak[r] < tb))
-        s_rank[a] = before
+                above += run_scores[run_order[t]] > score
+                equal += run_scores[run_order[t]] == score
+        if equal > 1:
+            key = run_tiebreak[s_row[a]]
+            for t in range(m):
+                r = _row(run_order, rs, t)
+                above += (run_scores[r] == score) & (run_tiebreak[r] < key)
+        s_rank[a] = above
 
 
 @numba.njit(cache=True)

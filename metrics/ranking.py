@@ -166,12 +166,41 @@ def _item_keys(q_items: np.ndarray, r_items: np.ndarray, ties: str) -> tuple[np.
     return qk, rk, (-rk if as_str else rk)
 
 
+def _run_lengths(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """First row and length of each run of equal consecutive ids, when rows come grouped
+    by query (the usual case: then ids need looking up once a query, not once a row);
+    None when runs are too short to pay."""
+    if len(ids) < 2:
+        return None
+    change = np.empty(len(ids), dtype=bool)
+    change[0] = True
+    np.not_equal(ids[1:], ids[:-1], out=change[1:])
+    heads = np.flatnonzero(change)
+    if len(heads) * 4 > len(ids):
+        return None
+    return heads, np.diff(heads, append=len(ids))
+
+
+def _factorize(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize`` (codes in order of first appearance) as int32, one lookup a run."""
+    runs = _run_lengths(ids)
+    if runs is None:
+        codes, uniques = pd.factorize(ids)
+        return codes.astype(np.int32), np.asarray(uniques)
+    codes, uniques = pd.factorize(ids[runs[0]])
+    return np.repeat(codes.astype(np.int32), runs[1]), np.asarray(uniques)
+
+
 def _query_codes(index: pd.Index, ids: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
-    """Position of each id in ``index`` (-1 if absent), as int32, looked up in chunks so
-    that no int64 array of the run's length is ever allocated."""
+    """Position of each id in ``index`` (-1 if absent), as int32: one lookup a run of
+    equal ids, else looked up in chunks, so that no int64 array of the run's length is
+    ever allocated."""
     if len(ids) >= MAX_ROWS:
         raise DataValidationError(f"run: {len(ids):,} rows; evaluate at most {MAX_ROWS - 1:,} at a time "
                                   "(split the queries into batches)")
+    runs = _run_lengths(ids)
+    if runs is not None:
+        return np.repeat(index.get_indexer(ids[runs[0]]).astype(np.int32), runs[1])
     out = np.empty(len(ids), dtype=np.int32)
     for start in range(0, len(ids), chunk):
         out[start : start + chunk] = index.get_indexer(ids[start : start + chunk])
@@ -193,10 +222,9 @@ def prepare(qrels: pd.DataFrame, run: "pd.DataFrame | Ranking", *, ties: Ties = 
     else:
         scores = _validate_run(run)
         r_q, r_items = run["query_id"].to_numpy(), run["item_id"].to_numpy()
-    qq, query_ids = pd.factorize(qrels["query_id"].to_numpy())
-    if len(qq) >= MAX_ROWS:
-        raise DataValidationError(f"qrels: {len(qq):,} rows; at most {MAX_ROWS - 1:,} are supported")
-    qq = qq.astype(np.int32)  # half the memory of the factorised codes
+    if len(qrels) >= MAX_ROWS:
+        raise DataValidationError(f"qrels: {len(qrels):,} rows; at most {MAX_ROWS - 1:,} are supported")
+    qq, query_ids = _factorize(qrels["query_id"].to_numpy())
     n_q = len(query_ids)
     rq = _query_codes(pd.Index(query_ids), r_q)
     q_items, r_keys, tiebreak = _item_keys(qrels["item_id"].to_numpy(), r_items, ties)
