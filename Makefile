@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/calibration_speed.py
 	$(BIN)/python benchmarks/retrieval_speed.py
 	$(BIN)/python benchmarks/dataset_loading.py
+	$(BIN)/python benchmarks/first_call.py
 
 bench-obp: $(STAMP)
 	$(BIN)/python benchmarks/ope_parity.py
