@@ -6,11 +6,12 @@ STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench bench-obp ui ui-stop clean help
+.PHONY: install demo test test-quick bench bench-obp ui ui-stop clean help
 
 help:
 	@echo "make demo   - create .venv, run a complete evaluation on synthetic data, log to MLflow, print the verdict"
-	@echo "make test   - create/update .venv and run the whole test suite"
+	@echo "make test   - create/update .venv and run the whole test suite (what CI runs)"
+	@echo "make test-quick - the suite without statistical simulations and live MLflow servers"
 	@echo "make bench  - run the benchmarks against the peers (pytrec_eval, ranx); bench-obp: OBP parity and speed"
 	@echo "make ui     - start the MLflow UI on the harness's store (harness store) and print its URL"
 	@echo "make clean  - remove .venv, results and local MLflow data"
@@ -31,6 +32,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
+# Before a commit: everything but the seeded statistical simulations (marker `slow`) and
+# the tests that start a real MLflow server (`mlflow_server`). CI runs `make test`.
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -m "not slow and not mlflow_server" $(PYTEST_ARGS)
+
 # Each benchmark runs the harness and, where one exists, its peer in the same process and
 # prints times and ratios (ranking: pytrec_eval + ranx; off-policy: OBP in a throwaway venv
 # with `make bench-obp`). Sizes are the issues' targets; expect ~10 minutes on 2 cores.
@@ -42,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/calibration_speed.py
 	$(BIN)/python benchmarks/retrieval_speed.py
 	$(BIN)/python benchmarks/dataset_loading.py
+	$(BIN)/python benchmarks/first_call.py
 
 bench-obp: $(STAMP)
 	$(BIN)/python benchmarks/ope_parity.py

@@ -73,6 +73,7 @@ from typing import Iterator
 
 import numba
 import numpy as np
+from numba import types as nt
 
 from harness.options import check_choice, check_integer
 
@@ -143,7 +144,13 @@ def _draw(state: np.uint64, i: int) -> np.uint64:
     return _mix(state + np.uint64(i // 2 + 1) * _GOLDEN)
 
 
-@numba.njit(cache=True, parallel=True)
+# Explicit signatures (cached on disk): each kernel compiles once per install, at import.
+_F64_2D = nt.Array(nt.float64, 2, "C", readonly=True)
+
+
+@numba.njit([nt.void(nt.uint64, nt.int64, nt.int64, nt.float64[:, ::1]),
+             nt.void(nt.uint64, nt.int64, nt.int64, nt.float32[:, :])],  # a block's columns: a strided view
+            cache=True, parallel=True)
 def _poisson_fill(seed: np.uint64, b0: int, i0: int, out: np.ndarray) -> None:
     """out[r, j] = w(seed, b0 + r, i0 + j)."""
     nb, ni = out.shape
@@ -163,7 +170,7 @@ def _poisson_fill(seed: np.uint64, b0: int, i0: int, out: np.ndarray) -> None:
             out[r, i - i0] = _poisson1(_draw(state, i) >> _S32)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(nt.float64[:, ::1](_F64_2D, nt.uint64, nt.int64, nt.int64), cache=True, parallel=True)
 def _poisson_sums(cols: np.ndarray, seed: np.uint64, n_boot: int, block: int) -> np.ndarray:
     """Row b: sum_i w_bi cols[i, :] and, last, sum_i w_bi; one pass, weights not stored."""
     n, k = cols.shape
@@ -198,7 +205,7 @@ def poisson_weights(seed: int, b0: int, n_resamples: int, i0: int, n_units: int,
                     dtype: type = np.float64) -> np.ndarray:
     """Poisson weights w(seed, b, i) for resamples ``b0 .. b0 + n_resamples - 1`` and units
     ``i0 .. i0 + n_units - 1``, shape (n_resamples, n_units) (see the module docstring)."""
-    out = np.empty((n_resamples, n_units), dtype=dtype)
+    out = np.empty((n_resamples, n_units), dtype=dtype)  # float64 or float32 (the kernel's signatures)
     _poisson_fill(_seed_key(seed), int(b0), int(i0), out)
     return out
 
@@ -212,7 +219,7 @@ def _multinomial_counts(rng: np.random.Generator, n: int, b: int) -> np.ndarray:
     return np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(nt.float64[:, ::1](_F64_2D, _F64_2D, nt.int64), cache=True, parallel=True)
 def _count_sums(counts: np.ndarray, cols: np.ndarray, block: int) -> np.ndarray:
     """Row r: sum_i counts[r, i] cols[i, :], over blocks of ``block`` units summed in a
     fixed order: the sums of a column depend neither on the other columns nor on the

@@ -173,12 +173,41 @@ def _item_keys(q_items: np.ndarray, r_items: np.ndarray, ties: str,
     return qk, rk, (-rk if as_str else rk)
 
 
+def _run_lengths(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """First row and length of each run of equal consecutive ids, when rows come grouped
+    by query (the usual case: then ids need looking up once a query, not once a row);
+    None when runs are too short to pay."""
+    if len(ids) < 2:
+        return None
+    change = np.empty(len(ids), dtype=bool)
+    change[0] = True
+    np.not_equal(ids[1:], ids[:-1], out=change[1:])
+    heads = np.flatnonzero(change)
+    if len(heads) * 4 > len(ids):
+        return None
+    return heads, np.diff(heads, append=len(ids))
+
+
+def _factorize(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize`` (codes in order of first appearance) as int32, one lookup a run."""
+    runs = _run_lengths(ids)
+    if runs is None:
+        codes, uniques = pd.factorize(ids)
+        return codes.astype(np.int32), np.asarray(uniques)
+    codes, uniques = pd.factorize(ids[runs[0]])
+    return np.repeat(codes.astype(np.int32), runs[1]), np.asarray(uniques)
+
+
 def _query_codes(index: pd.Index, ids: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
-    """Position of each id in ``index`` (-1 if absent), as int32, looked up in chunks so
-    that no int64 array of the run's length is ever allocated."""
+    """Position of each id in ``index`` (-1 if absent), as int32: one lookup a run of
+    equal ids, else looked up in chunks, so that no int64 array of the run's length is
+    ever allocated."""
     if len(ids) >= MAX_ROWS:
         raise DataValidationError(f"run: {len(ids):,} rows; evaluate at most {MAX_ROWS - 1:,} at a time "
                                   "(split the queries into batches)")
+    runs = _run_lengths(ids)
+    if runs is not None:
+        return np.repeat(index.get_indexer(ids[runs[0]]).astype(np.int32), runs[1])
     out = np.empty(len(ids), dtype=np.int32)
     for start in range(0, len(ids), chunk):
         out[start : start + chunk] = index.get_indexer(ids[start : start + chunk])
@@ -201,10 +230,9 @@ def prepare(qrels: pd.DataFrame, run: "pd.DataFrame | Ranking", *, ties: Ties = 
     else:
         scores = _validate_run(run)
         r_q, r_items = run["query_id"].to_numpy(), run["item_id"].to_numpy()
-    qq, query_ids = pd.factorize(qrels["query_id"].to_numpy())
-    if len(qq) >= MAX_ROWS:
-        raise DataValidationError(f"qrels: {len(qq):,} rows; at most {MAX_ROWS - 1:,} are supported")
-    qq = qq.astype(np.int32)  # half the memory of the factorised codes
+    if len(qrels) >= MAX_ROWS:
+        raise DataValidationError(f"qrels: {len(qrels):,} rows; at most {MAX_ROWS - 1:,} are supported")
+    qq, query_ids = _factorize(qrels["query_id"].to_numpy())
     n_q = len(query_ids)
     rq = _query_codes(pd.Index(query_ids), r_q)
     q_items, r_keys, tiebreak = _item_keys(qrels["item_id"].to_numpy(), r_items, ties, item_names)
@@ -224,9 +252,12 @@ def prepare(qrels: pd.DataFrame, run: "pd.DataFrame | Ranking", *, ties: Ties = 
                 f"check the id types ({np.asarray(r_q).dtype} vs {query_ids.dtype})")
         n_run_only = int(len(pd.unique(unknown)))
     del rq  # the largest temporary: free it before the kernel allocates
-    return PreparedRun(np.asarray(query_ids), order, offsets, np.ascontiguousarray(r_keys), scores,
+    # the kernels' fixed dtypes (one compiled version): no copy when already so
+    return PreparedRun(np.asarray(query_ids), order, offsets, np.ascontiguousarray(r_keys, dtype=np.int64),
+                       np.ascontiguousarray(scores, dtype=np.float64),
                        np.ascontiguousarray(tiebreak, dtype=np.int64), q_order, q_offsets,
-                       np.ascontiguousarray(q_items), rel, n_run_only)
+                       np.ascontiguousarray(q_items, dtype=np.int64),
+                       np.ascontiguousarray(rel, dtype=np.float64), n_run_only)
 
 
 def _kernel_values(prep: PreparedRun, specs: list[MetricSpec], *, gain: Gain, ties: Ties,
@@ -240,7 +271,8 @@ def _kernel_values(prep: PreparedRun, specs: list[MetricSpec], *, gain: Gain, ti
         prep.run_order, prep.run_offsets, prep.run_items, prep.run_scores, prep.run_tiebreak,
         prep.q_order, prep.q_offsets, prep.q_items, prep.q_rels, codes, cutoffs, float(threshold),
         K.GAIN_LINEAR if gain == "linear" else K.GAIN_EXPONENTIAL,
-        K.TIES_AVERAGE if ties == "average" else K.TIES_ORDERED, 16 * numba.get_num_threads())
+        K.TIES_AVERAGE if ties == "average" else K.TIES_ORDERED, 16 * numba.get_num_threads(),
+        K.COUNT_RANKS_MAX)
     bad = dup_judged >= 0
     if bad.any():
         raise DataValidationError(f"qrels: duplicate (query_id, item_id) rows in {int(bad.sum())} queries "

@@ -91,6 +91,24 @@ class MlflowServer:
         self.proc = None
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile (or load from numba's on-disk cache) every kernel once, here in the main
+    process, before xdist starts its workers: on a fresh clone the workers then load the
+    cached kernels instead of each compiling them at the same time."""
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller has done it
+        return
+    import harness.metrics._ranking_kernels  # noqa: F401  (explicit signatures: compiled at import)
+    import harness.metrics._resample  # noqa: F401
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use the live server are marked ``mlflow_server`` (deselect them with
+    ``-m "not mlflow_server"``)."""
+    for item in items:
+        if "mlflow_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.mlflow_server)
+
+
 @pytest.fixture(autouse=True)
 def isolated_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test gets its own default MLflow store and leaves MLflow's globals as it found

@@ -109,6 +109,7 @@ def test_resamples_centre_on_the_estimate_not_on_the_plugin() -> None:
 # ---------------------------------------------------------------------------- simulation
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("slope", [1.0, 0.8])
 def test_bias_and_coverage_in_simulation(slope) -> None:
     """200 seeded runs of n = 1000 rows, 15 uniform bins, 95% percentile intervals from

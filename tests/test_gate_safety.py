@@ -102,6 +102,7 @@ def test_pass_side_is_not_adjusted_and_fail_side_is():
     assert rows["m0@10"]["p_adjusted"] == verdict.criteria[0].p_value and rows["m0@10"]["p_test"] == "pass"
 
 
+@pytest.mark.slow
 def test_intersection_union_size_at_the_least_favourable_null():
     """Berger (1982): PASS has size <= alpha without adjustment. Least favourable
     configuration: one criterion exactly at its null (true delta 0), the others far
@@ -118,6 +119,7 @@ def test_intersection_union_size_at_the_least_favourable_null():
     assert rate <= ALPHA + 2 * se, rate
 
 
+@pytest.mark.slow
 def test_intersection_union_gains_power_over_a_holm_adjusted_pass_side():
     """Six primaries, each true delta at 90% one-sided power: PASS needs all six. Power
     before (pass side Holm-adjusted, the old gate) and after (intersection-union).

@@ -77,6 +77,7 @@ def test_t_test_relative_interval_of_non_negative_metrics_stays_above_minus_one(
 # ----------------------------------------------------------------------------- A/A and coverage
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [100, 300])
 @pytest.mark.parametrize("paired", [False, True])
 def test_heavy_tailed_a_a_false_fail_within_alpha_with_defaults(n, paired):
@@ -99,6 +100,7 @@ def test_heavy_tailed_a_a_false_fail_within_alpha_with_defaults(n, paired):
         assert np.mean(special.stdtr(n - 1, r / se) < ALPHA) > 0.09
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("paired", [False, True])
 def test_heavy_tailed_coverage_of_delta_and_relative_delta_at_n_100(paired):
     """Candidate = 1.1 x baseline scale: true delta 0.1 E[LN], true relative 0.1.
@@ -112,6 +114,7 @@ def test_heavy_tailed_coverage_of_delta_and_relative_delta_at_n_100(paired):
     assert 0.93 <= cov_abs <= 0.97 and 0.93 <= cov_rel <= 0.97, (cov_abs, cov_rel)
 
 
+@pytest.mark.slow
 def test_bounded_metrics_keep_the_bootstrap_and_hold_alpha():
     """Beta(2, 5) values, A/A (pairs swapped at random), 'auto' picks the percentile
     bootstrap. 1000 simulations: MC SE 0.69 points; bound 6.4%. Measured 4.6% / 4.6%."""

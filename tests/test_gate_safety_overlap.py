@@ -50,6 +50,7 @@ def test_rare_action_population_ess_is_about_70():
     assert 1000 / e_w2 == pytest.approx(71, abs=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("logs, min_no_actions, max_low_ess", [
     (rare_action_logs, 0.90, 1.0), (contextual_rare_action_logs, 0.3, 0.6)])
 def test_rare_action_is_capped_in_at_least_95_percent_of_runs(logs, min_no_actions, max_low_ess):

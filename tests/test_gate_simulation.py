@@ -21,7 +21,7 @@ ALPHA = 0.05
 TOL = 3 * np.sqrt(ALPHA * (1 - ALPHA) / N_SIMS)
 
 
-pytestmark = pytest.mark.usefixtures("one_blas_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_blas_thread")]
 
 
 

@@ -66,6 +66,7 @@ def test_small_samples_of_a_rate_stay_in_range(method) -> None:
     assert inf.p_two_sided(0.0) == raw.p_two_sided(0.0)
 
 
+@pytest.mark.slow
 def test_clipping_keeps_coverage_and_shortens_intervals_in_simulation() -> None:
     """t intervals of a rare rate (hit rate 3%, n = 30) and of the delta of two rates
     (n = 8): the clipped and the raw interval cover the truth in exactly the same runs

@@ -8,11 +8,14 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.mlflow_server
 def test_start_and_stop_scripts(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "MLFLOW_PORT": str(port), "HARNESS_MLFLOW_DATA": str(tmp_path / "data"),

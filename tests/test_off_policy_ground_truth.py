@@ -26,6 +26,7 @@ def _inputs(sim, pi_e, q_hat=None):
     return OPEInputs(reward=sim.feedback.reward, pscore=sim.feedback.pscore, **sim.sparse_policy(pi_e, q_hat))
 
 
+@pytest.mark.slow
 def test_unbiased_estimators_cover_the_exact_value_in_90_to_99_percent_of_200_runs():
     n_reps, alpha = 200, 0.05
     hits = {"ips": 0, "snips": 0, "dr": 0, "sndr": 0}

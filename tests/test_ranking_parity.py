@@ -9,6 +9,7 @@ import pytrec_eval
 from sklearn.metrics import ndcg_score
 
 from harness.metrics import evaluate_ranking
+from harness.metrics import _ranking_kernels
 
 TREC = {  # ours -> trec_eval measure
     "ndcg@10": "ndcg_cut_10", "ndcg@20": "ndcg_cut_20", "ndcg@100": "ndcg_cut_100", "ndcg": "ndcg",
@@ -47,8 +48,13 @@ def _trec(qrels: pd.DataFrame, run: pd.DataFrame) -> dict:
     return pytrec_eval.RelevanceEvaluator(qd, TREC_MEASURES).evaluate(rd)
 
 
-@pytest.mark.parametrize("seed, string_ids", [(0, True), (1, False)])
-def test_agrees_with_trec_eval(seed: int, string_ids: bool) -> None:
+@pytest.mark.parametrize("seed, string_ids, rank_path", [(0, True, "counted"), (1, False, "counted"),
+                                                        (2, False, "sorted")])
+def test_agrees_with_trec_eval(seed: int, string_ids: bool, rank_path: str, monkeypatch) -> None:
+    """``rank_path``: the kernel counts the ranks of a query's few graded items, or reads
+    them off a sort of the whole list when there are many (forced here for every query)."""
+    if rank_path == "sorted":
+        monkeypatch.setattr(_ranking_kernels, "COUNT_RANKS_MAX", -1)
     qrels, run = _random_case(seed, string_ids=string_ids)
     ours = evaluate_ranking(qrels, run, list(TREC), ties="trec_eval")
     theirs = _trec(qrels, run)

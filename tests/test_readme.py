@@ -443,6 +443,7 @@ def _run_small(root: Path, cfg: dict[str, Any], models: dict[str, Any], name: st
 # commands of ```bash blocks that are not run here, and why
 BASH_SKIPS = {
     "make demo": "creates .venv and runs the 2000 x 1000 demo with MLflow (make targets are CI's job)",
+    "make test-quick": "runs this suite without the slow and mlflow_server tests",
     "make test": "runs this whole suite",
     "harness run eval.yaml [": "synopsis with placeholders",
     "harness validate eval.yaml [": "synopsis with placeholders",
