@@ -13,7 +13,7 @@ import pandas as pd
 
 from harness.results.folder import EvalResult
 
-ICONS = {"PASS": "✅", "FAIL": "❌", "INCONCLUSIVE": "⚠️", "NO_GATE": "➖"}
+ICONS = {"PASS": "✅", "FAIL": "❌", "INCONCLUSIVE": "⚠️", "NO_GATE": "➖", "INVALID": "🚫"}
 P_VALUES = ("p_two_sided", "p_adjusted")
 
 

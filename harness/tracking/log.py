@@ -181,7 +181,7 @@ def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict
 
     dataset = data["dataset"]
     verdict = data.get("verdict") or {}
-    compare_cfg = config.get("compare") or {}
+    compare_cfg = config.get("compare") or _variant_roles(config)
     common_tags = {"harness.run_id": run_id, "harness.version": __version__,
                    "harness.dataset_fingerprint": str(dataset.get("fingerprint"))}
     commit = git_commit()
@@ -220,8 +220,7 @@ def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict
         child = client.create_run(experiment_id, run_name=model, tags=tags, start_time=units.get("started_ms"))
         cid = child.info.run_id
         ids[model] = cid
-        spec = config["models"].get(model) or {
-            "kind": "prior_run" if model.startswith("runs:/") else "mlflow", "params": {"uri": model}}
+        spec = (config.get("models") or {}).get(model) or _implicit_spec(config, model)
         params = {"model.kind": spec["kind"], **_flat_params("model.params.", spec.get("params", {})),
                   "dataset.name": dataset.get("name"), "dataset.fingerprint": dataset.get("fingerprint"),
                   "seed": config.get("seed")}
@@ -237,7 +236,7 @@ def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict
         for start in range(0, len(entities), MAX_BATCH):  # MLflow takes <= 1000 metrics a call
             client.log_batch(cid, metrics=entities[start : start + MAX_BATCH])
         client.set_terminated(cid, end_time=units.get("ended_ms"))
-    for name in (RESULTS_JSON, PER_UNIT, "summary.md", "junit.xml"):
+    for name in (RESULTS_JSON, PER_UNIT, "summary.md", "junit.xml", "statistics.csv"):
         if (results_dir / name).is_file():
             client.log_artifact(parent_id, str(results_dir / name))
     if (results_dir / "plots").is_dir():
@@ -245,6 +244,22 @@ def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict
     client.set_tag(parent_id, COMPLETE_TAG, "complete")
     client.set_terminated(parent_id)
     return {"status": "logged", "uri": uri, "experiment_id": experiment_id, "mlflow_run_ids": ids}
+
+
+def _implicit_spec(config: dict[str, Any], model: str) -> dict[str, Any]:
+    """What a model not in ``config["models"]`` is: an A/B variant, a prior run, or a registered model."""
+    if "variants" in config:
+        return {"kind": "variant", "params": {}}
+    return {"kind": "prior_run" if model.startswith("runs:/") else "mlflow", "params": {"uri": model}}
+
+
+def _variant_roles(config: dict[str, Any]) -> dict[str, Any]:
+    """An A/B config (``harness ab``): the control is the baseline, the treatments the candidates."""
+    variants = config.get("variants") or {}
+    if not variants:
+        return {}
+    return {"baseline": variants["control"], "candidates": variants["treatments"], "method": "ab",
+            "correction": (config.get("analysis") or {}).get("correction")}
 
 
 def _params(params: dict[str, Any]) -> list[Any]:

@@ -1,0 +1,174 @@
+"""``harness ab DATA --config AB.yaml``: experiment data -> sufficient statistics -> SRM
+check -> per-metric effects (Welch / delta method / CUPED / confidence sequences) -> gate
+-> results folder (on disk first) -> MLflow. And ``harness ab plan``: sample size / MDE.
+
+Exit codes: 0 PASS (or no gate), 1 FAIL or INCONCLUSIVE (0 for INCONCLUSIVE with
+``--inconclusive pass``), 2 bad config or data, 3 other errors, 4 INVALID (sample ratio
+mismatch: whatever the metrics say, the experiment cannot be read).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.datasets.experiment import file_fingerprint, load_units
+from harness.datasets.tables import read_table
+from harness.errors import DataValidationError
+from harness.inference.ab import INVALID, ABOutcome, analyze_experiment, metric_columns
+from harness.inference.gate import comparison_rows
+from harness.metrics.ab import VariantMoments, cluster_totals, moments_from_table, moments_table, variant_moments
+from harness.results.folder import PER_UNIT_COLUMNS, EvalResult, new_run_id, write_results
+from harness.results.report import junit_xml, markdown_summary
+from harness.spec.ab import ABConfig
+
+# exit code of an INVALID experiment (sample ratio mismatch)
+EXIT_INVALID = 4
+STATISTICS_FILE = "statistics.csv"
+
+
+@dataclass
+class ABRunOutcome:
+    result: EvalResult
+    analysis: ABOutcome
+    results_dir: Path
+    exit_code: int
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def load_moments(config: ABConfig, data: str | Path) -> tuple[list[VariantMoments], dict[str, Any], list[str]]:
+    """The variants' sufficient statistics from per-unit data or a statistics table, a
+    description of the design, and warnings."""
+    names = config.variants.names
+    cols = config.columns
+    warnings: list[str] = []
+    if config.input == "statistics":
+        table = read_table(data, id_columns=[cols.variant])
+        moments = moments_from_table(table, variant=cols.variant, source=str(data))
+        have = {m.variant: m for m in moments}
+        if set(have) != set(names):
+            raise DataValidationError(f"{data}: variants {sorted(have)} but the config names {names}")
+        moments = [have[n] for n in names]
+        return moments, {"input": "statistics", "unit": "unit", "n_units": sum(m.n for m in moments)}, warnings
+    binary = [s.proportion for s in config.metrics.values() if s.proportion]
+    units = load_units(data, variant=cols.variant, columns=metric_columns(config), variants=names,
+                       unit=cols.unit, cluster=cols.cluster, binary=binary)
+    design: dict[str, Any] = {"input": "units", "unit": cols.unit or "row", "n_units": int(units.values.shape[0])}
+    if units.clusters is not None and config.analysis.variance == "auto":
+        totals, codes, tcols = cluster_totals(units.values, units.codes, units.clusters, columns=units.columns)
+        design.update(randomization_unit=cols.cluster, n_clusters=int(totals.shape[0]), variance="cluster-robust")
+        return variant_moments(totals, codes, names=names, columns=tcols), design, warnings
+    if units.clusters is not None:
+        n_clusters = int(pd.unique(units.clusters).size)
+        warnings.append(f"the unit of analysis ({cols.unit or 'row'}) is finer than the unit of randomisation "
+                        f"({cols.cluster}, {n_clusters} clusters) and analysis.variance is 'iid': the intervals "
+                        "ignore the correlation within clusters and are too narrow (false positives above "
+                        "alpha); use variance: auto for cluster-robust variance")
+        design.update(randomization_unit=cols.cluster, n_clusters=n_clusters, variance="iid")
+    return variant_moments(units.values, units.codes, names=names, columns=units.columns), design, warnings
+
+
+def _arm_rows(outcome: ABOutcome, confidence: float) -> list[dict[str, Any]]:
+    """``results.json["metrics"]``: each variant's unadjusted metric with its interval."""
+    from scipy import special
+
+    q = float(special.ndtri(0.5 + confidence / 2))
+    rows, seen = [], set()
+    for e in outcome.effects:
+        for arm in (e.control, e.treatment):
+            if (arm.variant, e.metric) in seen:
+                continue
+            seen.add((arm.variant, e.metric))
+            half = q * float(np.sqrt(arm.raw_variance))
+            rows.append({"model": arm.variant, "metric": e.metric, "value": arm.raw_value,
+                         "ci_low": arm.raw_value - half, "ci_high": arm.raw_value + half, "n_units": arm.n,
+                         "family": "ab"})
+    order = {m: i for i, m in enumerate(dict.fromkeys(r["model"] for r in rows))}
+    return sorted(rows, key=lambda r: order[r["model"]])
+
+
+def _effects_figure(outcome: ABOutcome) -> Any:
+    """Relative lift of every treatment on every metric with its interval (a forest plot)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(f"{e.treatment.variant}: {e.metric}", e.relative) for e in outcome.effects if e.relative is not None]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
+    for y, (_, inf) in enumerate(rows):
+        lo, hi = (np.clip([inf.ci_low, inf.ci_high], -1e3, 1e3) * 100)
+        ax.plot([lo, hi], [y, y], color="tab:blue", lw=2)
+        ax.plot(inf.estimate * 100, y, "o", color="tab:blue")
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_yticks(range(len(rows)), [label for label, _ in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"relative lift vs {outcome.effects[0].control.variant} (%)")
+    ax.set_title(f"A/B relative lifts with their intervals, verdict {outcome.verdict.decision}")
+    fig.tight_layout()
+    return fig
+
+
+def exit_code_for_ab(decision: str, *, inconclusive: str = "fail", require_gate: bool = False) -> int:
+    """``harness run``'s exit codes, plus 4 for INVALID (never passes, whatever the policy)."""
+    from harness.apps.run import exit_code_for
+    from harness.inference.gate import Verdict
+
+    if decision == INVALID:
+        return EXIT_INVALID
+    return exit_code_for(Verdict(decision), inconclusive=inconclusive, require_gate=require_gate)
+
+
+def run_ab(config: ABConfig, data: str | Path, *, output: str | Path | None = None, inconclusive: str = "fail",
+           require_gate: bool = False) -> ABRunOutcome:
+    """Analyse the experiment, write the results folder, then log to MLflow."""
+    from harness.apps.run import config_hash, resolve_tracking_uri, track
+    from harness.apps.validate import check_output
+
+    out_root = check_output(output or config.output)
+    moments, design, warnings = load_moments(config, data)
+    for w in warnings:
+        _say(f"WARNING: {w}")
+    outcome = analyze_experiment(config, moments, warnings=warnings,
+                                 clustered=design.get("variance") == "cluster-robust")
+    outcome.design = design
+    verdict = outcome.verdict
+    rows = comparison_rows(outcome.comparisons, verdict)
+    for row, e in zip(rows, outcome.effects):
+        row.update(variance_reduction=e.variance_reduction, cuped_theta=e.theta.tolist())
+    result = EvalResult(
+        run_id=new_run_id(),
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        config=config.model_dump(mode="json"),
+        config_hash=config_hash(config),  # type: ignore[arg-type]  # any pydantic model
+        dataset={"name": Path(data).name, "fingerprint": file_fingerprint(data), **design},
+        metrics=_arm_rows(outcome, config.analysis.confidence),
+        per_unit=pd.DataFrame(columns=PER_UNIT_COLUMNS),
+        comparison=rows,
+        verdict={**verdict.to_dict(), "warnings": [*verdict.warnings, *warnings]},
+        extra={"ab": {"srm": asdict(outcome.srm), "design": design,
+                      "sequential": config.analysis.sequential.model_dump(),
+                      "statistics": STATISTICS_FILE}},
+    )
+    files = {"summary.md": markdown_summary(result), "junit.xml": junit_xml(result),
+             STATISTICS_FILE: moments_table(moments).to_csv(index=False)}
+    results_dir = write_results(result, out_root, files, figures={"ab_effects": _effects_figure(outcome)})
+    _say(f"results written to {results_dir}")
+    if config.tracking.enabled:
+        result.tracking = track(results_dir, result, resolve_tracking_uri(config.tracking.uri))
+    return ABRunOutcome(result, outcome, results_dir, exit_code_for_ab(verdict.decision, inconclusive=inconclusive,
+                                                                       require_gate=require_gate))
+
+
+def srm_line(outcome: ABOutcome) -> str:
+    s = outcome.srm
+    return ("SRM: " + ("INVALID, " if s.invalid else "ok, ") + s.message.removeprefix("sample ratio mismatch: "))

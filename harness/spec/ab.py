@@ -1,0 +1,134 @@
+"""The A/B analysis config (``harness ab DATA --config AB.yaml``): YAML validated by
+pydantic, unknown keys are errors naming the key (as the evaluation config)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from harness.errors import ConfigError
+from harness.spec.base import Strict
+from harness.spec.config import GateCriterion, TrackingSpec, _format_errors, read_yaml
+
+__all__ = ["ABColumns", "ABConfig", "ABMetricSpec", "ABVariants", "AnalysisSpec", "SequentialSpec",
+           "load_ab_config", "parse_ab_config"]
+
+
+class ABColumns(Strict):
+    """Column mapping of per-unit data. ``unit``: the unit id (duplicates are refused);
+    ``cluster``: the randomisation unit when it is coarser than the unit (market,
+    creator), which makes the analysis cluster-robust."""
+
+    variant: str = "variant"
+    unit: str | None = None
+    cluster: str | None = None
+
+
+class ABVariants(Strict):
+    """The control, the treatments and the planned split (shares; default equal)."""
+
+    control: str = Field(min_length=1)
+    treatments: list[str] = Field(min_length=1)
+    split: dict[str, float] | None = None
+
+    @model_validator(mode="after")
+    def _split(self) -> "ABVariants":
+        names = [self.control, *self.treatments]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variants: names must be distinct, got {names}")
+        if self.split is not None:
+            if set(self.split) != set(names):
+                raise ValueError(f"variants.split: needs a share for exactly {names}, got {sorted(self.split)}")
+            bad = {k: v for k, v in self.split.items() if not v > 0}
+            if bad:
+                raise ValueError(f"variants.split: shares must be > 0, got {bad}")
+        return self
+
+    @property
+    def names(self) -> list[str]:
+        return [self.control, *self.treatments]
+
+    def planned(self) -> dict[str, float]:
+        return dict(self.split) if self.split is not None else {n: 1.0 for n in self.names}
+
+
+class ABMetricSpec(Strict):
+    """Exactly one of ``mean`` (a column), ``proportion`` (a 0/1 column) or ``ratio``
+    ([numerator, denominator] columns: mean / mean, by the delta method); ``covariate``:
+    the pre-period column (or [numerator, denominator] for a ratio) for CUPED."""
+
+    mean: str | None = None
+    proportion: str | None = None
+    ratio: tuple[str, str] | None = None
+    covariate: str | tuple[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "ABMetricSpec":
+        given = [k for k in ("mean", "proportion", "ratio") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"a metric needs exactly one of mean, proportion, ratio; got {given or 'none'}")
+        return self
+
+
+class SequentialSpec(Strict):
+    """``fixed``: fixed-horizon Welch intervals (look once, at the planned end);
+    ``always_valid``: confidence sequences, valid at every look; ``horizon`` is the
+    planned number of randomisation units, where the sequence is tightest (default:
+    the units seen)."""
+
+    kind: Literal["fixed", "always_valid"] = "fixed"
+    horizon: int | None = Field(None, ge=2)
+
+
+class AnalysisSpec(Strict):
+    confidence: float = Field(0.95, gt=0, lt=1)
+    correction: Literal["holm", "bh", "none"] = "holm"
+    relative_interval: Literal["delta", "fieller"] = "delta"
+    cuped: bool = True
+    sequential: SequentialSpec = Field(default_factory=SequentialSpec)
+    srm_threshold: float = Field(0.001, gt=0, lt=1)
+    variance: Literal["auto", "iid"] = "auto"
+
+
+class ABConfig(Strict):
+    """An A/B analysis: what the data are, which metrics, how to infer, the gate."""
+
+    name: str = Field(min_length=1)
+    input: Literal["units", "statistics"] = "units"
+    columns: ABColumns = Field(default_factory=ABColumns)
+    variants: ABVariants
+    metrics: dict[str, ABMetricSpec] = Field(min_length=1)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    gate: list[GateCriterion] = Field(default_factory=list)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    output: str = "results"
+
+    @model_validator(mode="after")
+    def _refs(self) -> "ABConfig":
+        unknown = [c.metric for c in self.gate if c.metric not in self.metrics]
+        if unknown:
+            raise ValueError(f"gate: metric(s) {unknown} are not in metrics ({sorted(self.metrics)})")
+        if self.tracking.promote is not None:
+            raise ValueError("tracking.promote: an A/B analysis has no model to promote")
+        if self.input == "statistics" and self.columns.cluster:
+            raise ValueError("columns.cluster: a statistics table is already per randomisation unit; "
+                             "aggregate clusters in the warehouse (one row of cluster totals each)")
+        return self
+
+
+def parse_ab_config(data: Any, *, source: str = "<dict>") -> ABConfig:
+    """Validate an A/B config mapping; raise ``ConfigError`` naming each bad key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config {source}: expected a mapping at the top level, "
+                          f"got {type(data).__name__}")
+    try:
+        return ABConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+
+
+def load_ab_config(path: str | Path) -> ABConfig:
+    """Read and validate an A/B config YAML file."""
+    return parse_ab_config(read_yaml(path, label="config"), source=str(path))
