@@ -27,6 +27,8 @@ class ExperimentUnits:
     variants: tuple[str, ...]
     clusters: np.ndarray | None
     source: str
+    segments: np.ndarray | None = None
+    segment_names: tuple[str, ...] = ()
 
 
 def file_fingerprint(path: str | Path) -> str:
@@ -39,7 +41,8 @@ def file_fingerprint(path: str | Path) -> str:
 
 
 def check_units(frame: pd.DataFrame, *, variant: str, columns: Sequence[str], variants: Sequence[str],
-                unit: str | None = None, cluster: str | None = None, binary: Sequence[str] = (),
+                unit: str | None = None, cluster: str | None = None, segment: str | None = None,
+                binary: Sequence[str] = (),
                 source: str = "experiment data") -> ExperimentUnits:
     """Check a per-unit table and return its arrays.
 
@@ -48,7 +51,7 @@ def check_units(frame: pd.DataFrame, *, variant: str, columns: Sequence[str], va
     values other than 0/1; a variant not in ``variants``; a planned variant without units;
     duplicated ``unit`` ids; missing ``cluster`` ids.
     """
-    need = [variant, *columns, *([unit] if unit else []), *([cluster] if cluster else [])]
+    need = [variant, *columns, *[c for c in (unit, cluster, segment) if c]]
     missing = [c for c in dict.fromkeys(need) if c not in frame.columns]
     if missing:
         raise DataValidationError(f"{source}: column(s) {missing} not found (columns: {list(frame.columns)})")
@@ -94,13 +97,22 @@ def check_units(frame: pd.DataFrame, *, variant: str, columns: Sequence[str], va
         if ids.isna().any():
             raise DataValidationError(f"{source}: cluster column {cluster!r} has {int(ids.isna().sum())} missing id(s)")
         clusters = ids.to_numpy()
-    return ExperimentUnits(values, tuple(cols), codes, tuple(names), clusters, source)
+    segments, segment_names = None, ()
+    if segment:
+        labels = frame[segment]
+        if labels.isna().any():
+            raise DataValidationError(f"{source}: segment column {segment!r} has {int(labels.isna().sum())} "
+                                      "missing value(s)")
+        cat = pd.Categorical(labels.astype(str))
+        segments, segment_names = cat.codes.astype(np.int64), tuple(str(c) for c in cat.categories)
+    return ExperimentUnits(values, tuple(cols), codes, tuple(names), clusters, source, segments, segment_names)
 
 
 def load_units(path: str | Path, **kwargs) -> ExperimentUnits:
     """Read a Parquet/CSV file of per-unit experiment data and :func:`check_units` it
     (only the needed columns are read)."""
-    need = [kwargs["variant"], *kwargs["columns"], *[kwargs[k] for k in ("unit", "cluster") if kwargs.get(k)]]
-    id_cols = [kwargs["variant"], *[kwargs[k] for k in ("unit", "cluster") if kwargs.get(k)]]
+    ids = [kwargs[k] for k in ("unit", "cluster", "segment") if kwargs.get(k)]
+    need = [kwargs["variant"], *kwargs["columns"], *ids]
+    id_cols = [kwargs["variant"], *ids]
     frame = read_table(path, columns=list(dict.fromkeys(need)), id_columns=id_cols)
     return check_units(frame, source=str(path), **kwargs)

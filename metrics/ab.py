@@ -49,6 +49,7 @@ experiments. *KDD 2019*.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
@@ -139,27 +140,70 @@ def variant_moments(values: np.ndarray, variants: np.ndarray, *, names: Sequence
             for v, name in enumerate(names)]
 
 
-def cluster_totals(values: np.ndarray, variants: np.ndarray, clusters: np.ndarray, *,
-                   columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """Per-cluster totals of each column plus the cluster's unit count (column ``UNITS``),
-    and each cluster's variant code. A cluster seen in two variants is an error: the
-    design was not randomised by that cluster."""
-    cluster_ids, inverse = np.unique(np.asarray(clusters), return_inverse=True)
-    codes = np.asarray(variants)
-    n_clusters = cluster_ids.size
-    lo = np.full(n_clusters, np.iinfo(np.int64).max)
-    hi = np.full(n_clusters, -1)
+def add_moments(parts: Sequence[VariantMoments], *, variant: str | None = None) -> VariantMoments:
+    """The moments of the union of disjoint sets of units (segments, days, data chunks):
+    counts, sums and cross products add."""
+    first = parts[0]
+    for m in parts[1:]:
+        if m.columns != first.columns:
+            raise DataValidationError(f"cannot add moments over columns {list(m.columns)} to {list(first.columns)}")
+    return VariantMoments(first.variant if variant is None else variant, sum(m.n for m in parts), first.columns,
+                          sum(m.sums for m in parts), sum(m.cross for m in parts))
+
+
+def segment_moments(values: np.ndarray, variants: np.ndarray, segments: np.ndarray, *, names: Sequence[str],
+                    segment_names: Sequence[str], columns: Sequence[str]) -> dict[str, list[VariantMoments]]:
+    """Moments per segment and variant in one pass (code = variant x n_segments + segment):
+    ``{segment: [moments of each variant]}``; :func:`add_moments` over the segments gives
+    the whole experiment's."""
+    s = len(segment_names)
+    combined = np.asarray(variants, dtype=np.int64) * s + np.asarray(segments, dtype=np.int64)
+    flat = variant_moments(values, combined, names=[f"{v}|{g}" for v in names for g in segment_names],
+                           columns=columns)
+    return {g: [dataclasses.replace(flat[v * s + j], variant=str(name)) for v, name in enumerate(names)]
+            for j, g in enumerate(segment_names)}
+
+
+@dataclass(frozen=True)
+class ClusterTotals:
+    """Per-cluster totals: ``values`` (n_clusters x (k + 1), the last column ``UNITS`` the
+    cluster's unit count), each cluster's ``variants`` code and, when segmented, its
+    ``segments`` code."""
+
+    values: np.ndarray
+    variants: np.ndarray
+    columns: tuple[str, ...]
+    segments: np.ndarray | None = None
+
+
+def _per_cluster(inverse: np.ndarray, codes: np.ndarray, cluster_ids: np.ndarray, what: str) -> np.ndarray:
+    """Each cluster's code, refusing a cluster whose units carry two codes."""
+    lo = np.full(cluster_ids.size, np.iinfo(np.int64).max)
+    hi = np.full(cluster_ids.size, -1)
     np.minimum.at(lo, inverse, codes)
     np.maximum.at(hi, inverse, codes)
     mixed = np.flatnonzero(lo != hi)
     if mixed.size:
-        raise DataValidationError(f"{mixed.size} cluster(s) have units in more than one variant, "
+        raise DataValidationError(f"{mixed.size} cluster(s) have units in more than one {what}, "
                                   f"{describe_examples(cluster_ids[mixed])}: a cluster-randomised design "
-                                  "assigns a whole cluster to one variant")
+                                  f"keeps a whole cluster in one {what}")
+    return lo
+
+
+def cluster_totals(values: np.ndarray, variants: np.ndarray, clusters: np.ndarray, *,
+                   columns: Sequence[str], segments: np.ndarray | None = None) -> ClusterTotals:
+    """Per-cluster totals of each column plus the cluster's unit count (column ``UNITS``).
+    A cluster seen in two variants (or two segments) is an error: the design was not
+    randomised by that cluster."""
+    cluster_ids, inverse = np.unique(np.asarray(clusters), return_inverse=True)
+    n_clusters = cluster_ids.size
+    arms = _per_cluster(inverse, np.asarray(variants, dtype=np.int64), cluster_ids, "variant")
+    segs = None if segments is None else _per_cluster(inverse, np.asarray(segments, dtype=np.int64), cluster_ids,
+                                                      "segment")
     x = np.asarray(values, dtype=np.float64)
     totals = np.column_stack([np.bincount(inverse, weights=x[:, j], minlength=n_clusters)
                               for j in range(x.shape[1])] + [np.bincount(inverse, minlength=n_clusters)])
-    return totals.astype(np.float64), lo, (*columns, UNITS)
+    return ClusterTotals(totals.astype(np.float64), arms, (*columns, UNITS), segs)
 
 
 # --------------------------------------------------------------------------- the moments table
@@ -224,6 +268,16 @@ def moments_from_table(table: pd.DataFrame, *, variant: str = "variant", count: 
             raise DataValidationError(f"{source}: variant {row[variant]!r}: sum of {bad[:3]} is not finite")
         out.append(VariantMoments(str(row[variant]), int(n), tuple(columns), sums, cross))
     return out
+
+
+def segmented_moments_from_table(table: pd.DataFrame, *, segment: str, variant: str = "variant",
+                                 count: str = "n", source: str = "statistics table") -> dict[str, list[VariantMoments]]:
+    """A statistics table with one row per (segment, variant): ``{segment: moments}``."""
+    if segment not in table.columns:
+        raise DataValidationError(f"{source}: no segment column {segment!r}; have {list(table.columns)}")
+    return {str(g): moments_from_table(part.drop(columns=[segment]), variant=variant, count=count,
+                                       source=f"{source} (segment {g!r})")
+            for g, part in table.groupby(segment, sort=False)}
 
 
 # --------------------------------------------------------------------------- metrics
@@ -342,8 +396,7 @@ def arm_estimates(moments: Sequence[VariantMoments], metric: ABMetric, *, cuped:
     theta = cuped_theta(moments, metric) if cuped else np.zeros(0)
     h_bar = np.zeros(0)
     if theta.size:
-        pooled = VariantMoments("pooled", sum(m.n for m in moments), moments[0].columns,
-                                sum(m.sums for m in moments), sum(m.cross for m in moments))
+        pooled = add_moments(moments, variant="pooled")
         h_bar = _linearise(pooled, metric).h
     out = []
     for m, a in zip(moments, lin):
@@ -516,3 +569,49 @@ def sample_ratio_mismatch(counts: Mapping[str, int], planned: Mapping[str, float
     p = float(special.chdtrc(df, stat)) if df > 0 else 1.0
     return SampleRatioMismatch(stat, p, df, {v: int(counts[v]) for v in planned},
                                {v: float(e) for v, e in zip(planned, exp)}, threshold, p < threshold)
+
+
+# --------------------------------------------------------------------------- heterogeneity
+
+
+@dataclass(frozen=True)
+class Heterogeneity:
+    """Cochran's Q test that an effect is the same in every segment: ``q`` on ``df``
+    degrees of freedom, ``p_value``, I^2 = max(0, (Q - df) / Q) (the share of the spread
+    beyond chance) and the inverse-variance ``pooled`` effect."""
+
+    q: float
+    df: int
+    p_value: float
+    i2: float
+    pooled: float
+
+
+def heterogeneity_test(estimates: np.ndarray, std_errors: np.ndarray) -> Heterogeneity:
+    """Cochran's Q over independent segment effects d_s with standard errors SE_s:
+    Q = sum_s w_s (d_s - d_bar)^2, w_s = 1 / SE_s^2, d_bar = sum w_s d_s / sum w_s, chi^2 on
+    S - 1 df under H0: one effect for all segments.
+
+    References: Cochran, W. G. (1954). The combination of estimates from different
+    experiments. *Biometrics* 10(1), 101-129. Higgins & Thompson (2002), *Stat. Med.* 21 (I^2).
+
+    >>> import numpy as np
+    >>> from harness.metrics.ab import heterogeneity_test
+    >>> h = heterogeneity_test(np.array([0.0, 1.0]), np.array([0.5, 0.5]))
+    >>> round(h.q, 6), h.df, round(h.pooled, 6)   # (0.5^2 + 0.5^2) / 0.25
+    (2.0, 1, 0.5)
+    """
+    d = np.asarray(estimates, dtype=np.float64)
+    se = np.asarray(std_errors, dtype=np.float64)
+    if d.size < 2 or d.shape != se.shape:
+        raise DataValidationError(f"heterogeneity test: needs >= 2 segments with one standard error each, "
+                                  f"got {d.size} estimates and {se.size} standard errors")
+    if not (np.isfinite(se) & (se > 0)).all() or not np.isfinite(d).all():
+        raise DataValidationError(f"heterogeneity test: every segment needs a finite estimate and a positive "
+                                  f"standard error; got {describe_examples(se[~(se > 0)])}")
+    w = 1.0 / se ** 2
+    pooled = float((w * d).sum() / w.sum())
+    q = float((w * (d - pooled) ** 2).sum())
+    df = d.size - 1
+    i2 = max(0.0, (q - df) / q) if q > 0 else 0.0
+    return Heterogeneity(q, df, float(special.chdtrc(df, q)), i2, pooled)

@@ -218,3 +218,30 @@ def test_plan_prints_the_sample_size_and_the_mde() -> None:
     assert f"minimum detectable effect with 100,000 units: {m:.6g}" in res.output
     bad = runner.invoke(app, ["ab", "plan", "--std-dev", "3"])
     assert bad.exit_code == 2 and "exactly one of --mde" in bad.output
+
+
+def test_segments_get_corrected_intervals_and_a_heterogeneity_test(tmp_path: Path) -> None:
+    path = _data(tmp_path, n=12_000, lift=0.0)
+    df = pd.read_parquet(path)
+    df["platform"] = np.random.default_rng(3).choice(["android", "ios", "web"], len(df))
+    df.loc[(df.platform == "web") & (df.variant == "treatment"), "revenue"] += 3.0  # only web moves
+    df.to_parquet(path)
+    cfg = _config(tmp_path, columns={"variant": "variant", "unit": "user_id", "segment": "platform"})
+    code, out, res = _run(tmp_path, path, cfg)
+    assert code in (0, 1), out
+    het = {h["metric"]: h for h in res["ab"]["heterogeneity"]}
+    assert het["revenue"]["p_value"] < 1e-6 and het["ctr"]["p_value"] > 1e-3
+    assert "heterogeneity: treatment revenue across 3 segments" in out
+    web = next(r for r in res["ab"]["segments"] if r["metric"] == "revenue" and r["segment"] == "web")
+    assert web["confidence"] == pytest.approx(1 - 0.05 / 3) and web["ci_low"] > 2.0
+    # per-segment numbers from the statistics table (one row per segment and variant) are the same
+    stats_file = next((tmp_path / "results").glob("2*")) / "statistics.csv"
+    again = _config(tmp_path, input="statistics", columns={"variant": "variant", "segment": "platform"},
+                    output=str(tmp_path / "again"))
+    code, out, res2 = _run(tmp_path, stats_file, again)
+    assert code in (0, 1), out
+    for a, b in zip(res["ab"]["segments"], res2["ab"]["segments"]):
+        assert (a["segment"], a["metric"]) == (b["segment"], b["metric"])
+        assert a["ci_low"] == pytest.approx(b["ci_low"], rel=1e-9) and a["delta"] == pytest.approx(b["delta"], rel=1e-9)
+    for a, b in zip(res["comparison"], res2["comparison"]):
+        assert a["delta"] == pytest.approx(b["delta"], rel=1e-9)

@@ -10,9 +10,9 @@ import pytest
 from scipy import stats
 
 from harness.errors import ConfigError, DataValidationError
-from harness.metrics.ab import (ABMetric, ArmEstimate, Ratio, VariantMoments, ab_effect, analyze_metric,
+from harness.metrics.ab import (ABMetric, ArmEstimate, Ratio, VariantMoments, ab_effect, add_moments, analyze_metric,
                                 arm_estimates, cluster_totals, moments_from_table, moments_table,
-                                sample_ratio_mismatch, variant_moments)
+                                heterogeneity_test, sample_ratio_mismatch, segment_moments, variant_moments)
 from harness.metrics.ab_power import ab_mde, ab_sample_size
 from harness.metrics.sequential import always_valid_inference, cs_multiplier, cs_rho2
 
@@ -304,8 +304,9 @@ def _cluster_rates(reps: int, n_clusters: int, seed: int) -> tuple[float, float]
     for _ in range(reps):
         y, arm, cluster = _cluster_aa(rng, n_clusters)
         (iid,) = analyze_metric(_two_arms(y, arm), MEAN, control="A")
-        totals, codes, cols = cluster_totals(y[:, None], arm, cluster, columns=["y"])
-        (cr,) = analyze_metric(variant_moments(totals, codes, names=["A", "B"], columns=cols), metric, control="A")
+        tot = cluster_totals(y[:, None], arm, cluster, columns=["y"])
+        (cr,) = analyze_metric(variant_moments(tot.values, tot.variants, names=["A", "B"], columns=tot.columns),
+                               metric, control="A")
         assert cr.absolute.estimate == pytest.approx(iid.absolute.estimate)  # same estimand
         naive += iid.absolute.p_two_sided(0.0) < 0.05
         robust += cr.absolute.p_two_sided(0.0) < 0.05
@@ -355,3 +356,41 @@ def test_power_formulas_against_scipy_and_a_simulation() -> None:
         ab_mde(100, 1.0, allocation=1.0)
     with pytest.raises(ConfigError, match="effect: 0"):
         ab_sample_size(0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------- segments
+
+
+def test_segment_moments_add_up_to_the_whole_experiment() -> None:
+    df = _experiment(5000, 16)
+    names = ["control", "t1", "t2"]
+    codes = pd.Categorical(df["variant"], categories=names).codes
+    seg = np.random.default_rng(0).integers(0, 4, len(df))
+    x = df[COLS].to_numpy(float)
+    parts = segment_moments(x, codes, seg, names=names, segment_names=list("abcd"), columns=COLS)
+    whole = variant_moments(x, codes, names=names, columns=COLS)
+    for v, m in enumerate(whole):
+        total = add_moments([parts[g][v] for g in "abcd"])
+        assert total.variant == m.variant and total.n == m.n
+        np.testing.assert_allclose(total.sums, m.sums, rtol=1e-12)
+        np.testing.assert_allclose(total.cross, m.cross, rtol=1e-12)
+    only_b = (seg == 1)
+    direct = variant_moments(x[only_b], codes[only_b], names=names, columns=COLS)
+    np.testing.assert_allclose(parts["b"][2].cross, direct[2].cross, rtol=1e-12)
+
+
+def test_cochran_q_against_the_plain_formula_and_its_level() -> None:
+    d, se = np.array([0.1, 0.3, -0.05, 0.2]), np.array([0.05, 0.1, 0.08, 0.2])
+    h = heterogeneity_test(d, se)
+    w = se ** -2.0
+    pooled = np.sum(w * d) / np.sum(w)
+    q = sum(wi * (di - pooled) ** 2 for wi, di in zip(w, d))  # plain loop
+    assert h.q == pytest.approx(q) and h.pooled == pytest.approx(pooled) and h.df == 3
+    assert h.p_value == pytest.approx(stats.chi2.sf(q, 3))
+    # homogeneous segments: 4000 draws of 5 normal effects, rejection at 5% within 3 MC SE (0.34%)
+    rng = np.random.default_rng(17)
+    se = np.array([0.1, 0.2, 0.05, 0.3, 0.15])
+    p = [heterogeneity_test(rng.normal(0.2, se), se).p_value for _ in range(4000)]
+    assert np.mean(np.array(p) < 0.05) == pytest.approx(0.05, abs=3 * np.sqrt(0.05 * 0.95 / 4000))
+    with pytest.raises(DataValidationError, match="needs >= 2 segments"):
+        heterogeneity_test(np.array([0.1]), np.array([0.1]))

@@ -23,7 +23,8 @@ from harness.datasets.tables import read_table
 from harness.errors import DataValidationError
 from harness.inference.ab import INVALID, ABOutcome, analyze_experiment, metric_columns
 from harness.inference.gate import comparison_rows
-from harness.metrics.ab import VariantMoments, cluster_totals, moments_from_table, moments_table, variant_moments
+from harness.metrics.ab import (VariantMoments, add_moments, cluster_totals, moments_from_table, moments_table,
+                                segment_moments, segmented_moments_from_table, variant_moments)
 from harness.results.folder import PER_UNIT_COLUMNS, EvalResult, new_run_id, write_results
 from harness.results.report import junit_xml, markdown_summary
 from harness.spec.ab import ABConfig
@@ -45,36 +46,86 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def load_moments(config: ABConfig, data: str | Path) -> tuple[list[VariantMoments], dict[str, Any], list[str]]:
-    """The variants' sufficient statistics from per-unit data or a statistics table, a
-    description of the design, and warnings."""
-    names = config.variants.names
-    cols = config.columns
-    warnings: list[str] = []
-    if config.input == "statistics":
-        table = read_table(data, id_columns=[cols.variant])
-        moments = moments_from_table(table, variant=cols.variant, source=str(data))
-        have = {m.variant: m for m in moments}
-        if set(have) != set(names):
-            raise DataValidationError(f"{data}: variants {sorted(have)} but the config names {names}")
+@dataclass
+class ExperimentStatistics:
+    """The variants' sufficient statistics (control first), per segment when segmented,
+    a description of the design, and warnings."""
+
+    moments: list[VariantMoments]
+    segments: dict[str, list[VariantMoments]] | None
+    design: dict[str, Any]
+    warnings: list[str]
+
+    @property
+    def clustered(self) -> bool:
+        return self.design.get("variance") == "cluster-robust"
+
+
+def _from_statistics(config: ABConfig, data: str | Path) -> ExperimentStatistics:
+    names, cols = config.variants.names, config.columns
+    table = read_table(data, id_columns=[cols.variant, *([cols.segment] if cols.segment else [])])
+    segments = None
+    if cols.segment:
+        segments = segmented_moments_from_table(table, segment=cols.segment, variant=cols.variant, source=str(data))
+        found = {m.variant for part in segments.values() for m in part}
+    else:
+        found = {m.variant for m in moments_from_table(table, variant=cols.variant, source=str(data))}
+    if found != set(names):
+        raise DataValidationError(f"{data}: variants {sorted(found)} but the config names {names}")
+    if segments is not None:
+        for g, part in segments.items():
+            if {m.variant for m in part} != set(names):
+                raise DataValidationError(f"{data}: segment {g!r} lacks a row for variant(s) "
+                                          f"{sorted(set(names) - {m.variant for m in part})}")
+        segments = {g: sorted(part, key=lambda m: names.index(m.variant)) for g, part in segments.items()}
+        moments = [add_moments([part[v] for part in segments.values()]) for v in range(len(names))]
+    else:
+        have = {m.variant: m for m in moments_from_table(table, variant=cols.variant, source=str(data))}
         moments = [have[n] for n in names]
-        return moments, {"input": "statistics", "unit": "unit", "n_units": sum(m.n for m in moments)}, warnings
+    design = {"input": "statistics", "unit": "unit", "n_units": sum(m.n for m in moments)}
+    return ExperimentStatistics(moments, segments, design, [])
+
+
+def load_statistics(config: ABConfig, data: str | Path) -> ExperimentStatistics:
+    """Read per-unit data or a statistics table into sufficient statistics: per cluster
+    (cluster-robust) when ``columns.cluster`` is set and ``analysis.variance`` is auto."""
+    if config.input == "statistics":
+        return _from_statistics(config, data)
+    names, cols = config.variants.names, config.columns
     binary = [s.proportion for s in config.metrics.values() if s.proportion]
     units = load_units(data, variant=cols.variant, columns=metric_columns(config), variants=names,
-                       unit=cols.unit, cluster=cols.cluster, binary=binary)
+                       unit=cols.unit, cluster=cols.cluster, segment=cols.segment, binary=binary)
     design: dict[str, Any] = {"input": "units", "unit": cols.unit or "row", "n_units": int(units.values.shape[0])}
+    warnings: list[str] = []
+    values, arms, columns, segs = units.values, units.codes, units.columns, units.segments
     if units.clusters is not None and config.analysis.variance == "auto":
-        totals, codes, tcols = cluster_totals(units.values, units.codes, units.clusters, columns=units.columns)
-        design.update(randomization_unit=cols.cluster, n_clusters=int(totals.shape[0]), variance="cluster-robust")
-        return variant_moments(totals, codes, names=names, columns=tcols), design, warnings
-    if units.clusters is not None:
+        tot = cluster_totals(values, arms, units.clusters, columns=columns, segments=segs)
+        values, arms, columns, segs = tot.values, tot.variants, tot.columns, tot.segments
+        design.update(randomization_unit=cols.cluster, n_clusters=int(values.shape[0]), variance="cluster-robust")
+    elif units.clusters is not None:
         n_clusters = int(pd.unique(units.clusters).size)
         warnings.append(f"the unit of analysis ({cols.unit or 'row'}) is finer than the unit of randomisation "
                         f"({cols.cluster}, {n_clusters} clusters) and analysis.variance is 'iid': the intervals "
                         "ignore the correlation within clusters and are too narrow (false positives above "
                         "alpha); use variance: auto for cluster-robust variance")
         design.update(randomization_unit=cols.cluster, n_clusters=n_clusters, variance="iid")
-    return variant_moments(units.values, units.codes, names=names, columns=units.columns), design, warnings
+    if segs is None:
+        return ExperimentStatistics(variant_moments(values, arms, names=names, columns=columns), None, design,
+                                    warnings)
+    segments = segment_moments(values, arms, segs, names=names, segment_names=units.segment_names, columns=columns)
+    moments = [add_moments([part[v] for part in segments.values()]) for v in range(len(names))]
+    return ExperimentStatistics(moments, segments, design, warnings)
+
+
+def statistics_table(data_stats: ExperimentStatistics, segment: str | None) -> pd.DataFrame:
+    """``statistics.csv``: the sufficient statistics, one row per variant (per segment and
+    variant when segmented), readable back with ``input: statistics``."""
+    if data_stats.segments is None or segment is None:
+        return moments_table(data_stats.moments)
+    parts = [moments_table(part) for part in data_stats.segments.values()]
+    for part, g in zip(parts, data_stats.segments):
+        part.insert(0, segment, g)
+    return pd.concat(parts, ignore_index=True)
 
 
 def _arm_rows(outcome: ABOutcome, confidence: float) -> list[dict[str, Any]]:
@@ -135,12 +186,14 @@ def run_ab(config: ABConfig, data: str | Path, *, output: str | Path | None = No
     from harness.apps.validate import check_output
 
     out_root = check_output(output or config.output)
-    moments, design, warnings = load_moments(config, data)
+    data_stats = load_statistics(config, data)
+    moments, design = data_stats.moments, data_stats.design
+    outcome = analyze_experiment(config, moments, warnings=data_stats.warnings, clustered=data_stats.clustered,
+                                 segments=data_stats.segments)
+    outcome.design = design
+    warnings = outcome.warnings
     for w in warnings:
         _say(f"WARNING: {w}")
-    outcome = analyze_experiment(config, moments, warnings=warnings,
-                                 clustered=design.get("variance") == "cluster-robust")
-    outcome.design = design
     verdict = outcome.verdict
     rows = comparison_rows(outcome.comparisons, verdict)
     for row, e in zip(rows, outcome.effects):
@@ -155,12 +208,13 @@ def run_ab(config: ABConfig, data: str | Path, *, output: str | Path | None = No
         per_unit=pd.DataFrame(columns=PER_UNIT_COLUMNS),
         comparison=rows,
         verdict={**verdict.to_dict(), "warnings": [*verdict.warnings, *warnings]},
-        extra={"ab": {"srm": asdict(outcome.srm), "design": design,
+        extra={"ab": {"srm": asdict(outcome.srm), "design": design, "segments": outcome.segments,
+                      "heterogeneity": outcome.heterogeneity,
                       "sequential": config.analysis.sequential.model_dump(),
                       "statistics": STATISTICS_FILE}},
     )
     files = {"summary.md": markdown_summary(result), "junit.xml": junit_xml(result),
-             STATISTICS_FILE: moments_table(moments).to_csv(index=False)}
+             STATISTICS_FILE: statistics_table(data_stats, config.columns.segment).to_csv(index=False)}
     results_dir = write_results(result, out_root, files, figures={"ab_effects": _effects_figure(outcome)})
     _say(f"results written to {results_dir}")
     if config.tracking.enabled:
@@ -170,5 +224,10 @@ def run_ab(config: ABConfig, data: str | Path, *, output: str | Path | None = No
 
 
 def srm_line(outcome: ABOutcome) -> str:
+    """The console's lines on the sample ratio and, when segmented, on heterogeneity."""
     s = outcome.srm
-    return ("SRM: " + ("INVALID, " if s.invalid else "ok, ") + s.message.removeprefix("sample ratio mismatch: "))
+    lines = ["SRM: " + ("INVALID, " if s.invalid else "ok, ") + s.message.removeprefix("sample ratio mismatch: ")]
+    for h in outcome.heterogeneity:
+        lines.append(f"heterogeneity: {h['treatment']} {h['metric']} across {h['segments']} segments: "
+                     f"Q={h['q']:.3g} on {h['df']} df, p={h['p_value']:.3g}, I2={h['i2']:.0%}")
+    return "\n".join(lines)

@@ -15,10 +15,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import numpy as np
+
 from harness.inference.gate import Verdict, decide
 from harness.inference.paired import MetricComparison, inference_fields
 from harness.metrics.ab import (ABEffect, ABMetric, Ratio, SampleRatioMismatch, VariantMoments, analyze_metric,
-                                sample_ratio_mismatch)
+                                heterogeneity_test, sample_ratio_mismatch)
 from harness.spec.ab import ABConfig, ABMetricSpec
 
 INVALID = "INVALID"
@@ -51,6 +53,8 @@ class ABOutcome:
     srm: SampleRatioMismatch
     design: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    heterogeneity: list[dict[str, Any]] = field(default_factory=list)
 
 
 def to_comparison(effect: ABEffect, confidence: float) -> MetricComparison:
@@ -61,20 +65,63 @@ def to_comparison(effect: ABEffect, confidence: float) -> MetricComparison:
         **inference_fields(effect.absolute, effect.relative))
 
 
+def _metrics(config: ABConfig, clustered: bool) -> list[ABMetric]:
+    return [ab_metric(n, s).per_cluster() if clustered else ab_metric(n, s) for n, s in config.metrics.items()]
+
+
+def analyze_segments(config: ABConfig, segments: dict[str, list[VariantMoments]], *, clustered: bool = False
+                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """Per-segment effects with Bonferroni-corrected intervals (level 1 - (1 - confidence) / S
+    for S segments, so that all S intervals of a metric cover together) and, per metric
+    and treatment, Cochran's Q test of one effect for all segments. Fixed-horizon
+    intervals; a segment with fewer than 2 units in a variant is left out and named.
+    Informational: the gate decides on the whole experiment."""
+    a = config.analysis
+    usable = {g: m for g, m in segments.items() if min(x.n for x in m) >= 2}
+    notes = [f"segment {g!r} left out of the per-segment analysis: fewer than 2 units in a variant"
+             for g in segments if g not in usable]
+    if not usable:
+        return [], [], notes
+    level = 1 - (1 - a.confidence) / len(usable)
+    rows: list[dict[str, Any]] = []
+    for metric in _metrics(config, clustered):
+        for segment, moments in usable.items():
+            for e in analyze_metric(moments, metric, control=config.variants.control, confidence=level,
+                                    cuped=a.cuped, relative=a.relative_interval):
+                rel = e.relative
+                rows.append({"metric": metric.name, "treatment": e.treatment.variant, "segment": segment,
+                             "delta": e.absolute.estimate, "ci_low": e.absolute.ci_low,
+                             "ci_high": e.absolute.ci_high, "std_error": e.absolute.std_error,
+                             "relative_delta": None if rel is None else rel.estimate,
+                             "relative_ci_low": None if rel is None else rel.ci_low,
+                             "relative_ci_high": None if rel is None else rel.ci_high,
+                             "confidence": level, "n_control": e.control.n, "n_treatment": e.treatment.n})
+    tests = []
+    for metric in config.metrics:
+        for treatment in config.variants.treatments:
+            part = [r for r in rows if r["metric"] == metric and r["treatment"] == treatment and r["std_error"] > 0]
+            if len(part) < 2:
+                continue
+            h = heterogeneity_test(np.array([r["delta"] for r in part]), np.array([r["std_error"] for r in part]))
+            tests.append({"metric": metric, "treatment": treatment, "segments": len(part), "q": h.q, "df": h.df,
+                          "p_value": h.p_value, "i2": h.i2, "pooled_delta": h.pooled})
+    return rows, tests, notes
+
+
 def analyze_experiment(config: ABConfig, moments: Sequence[VariantMoments], *, clustered: bool = False,
-                       warnings: Sequence[str] = ()) -> ABOutcome:
+                       warnings: Sequence[str] = (),
+                       segments: dict[str, list[VariantMoments]] | None = None) -> ABOutcome:
     """Analyse every configured metric of every treatment and apply the gate.
 
     ``moments`` has one entry per configured variant (control first); with ``clustered``
     they are per-cluster totals with a unit-count column, and every metric is analysed
-    as a ratio of cluster totals (cluster-robust)."""
+    as a ratio of cluster totals (cluster-robust). ``segments`` (segment -> moments of
+    each variant) adds per-segment effects and heterogeneity tests
+    (:func:`analyze_segments`)."""
     a = config.analysis
     seq = a.sequential
     effects: list[ABEffect] = []
-    for name, spec in config.metrics.items():
-        metric = ab_metric(name, spec)
-        if clustered:
-            metric = metric.per_cluster()
+    for metric in _metrics(config, clustered):
         effects += analyze_metric(moments, metric, control=config.variants.control, confidence=a.confidence,
                                   cuped=a.cuped, relative=a.relative_interval,
                                   sequential=seq.kind == "always_valid", horizon=seq.horizon)
@@ -86,4 +133,6 @@ def analyze_experiment(config: ABConfig, moments: Sequence[VariantMoments], *, c
         verdict = dataclasses.replace(verdict, decision=INVALID, reasons=[f"INVALID: {srm.message}; the "
                                       "assignment or the logging is broken, so no metric can be trusted "
                                       "(criteria below for information only)", *verdict.reasons])
-    return ABOutcome(effects, comparisons, verdict, srm, warnings=list(warnings))
+    seg_rows, het, notes = analyze_segments(config, segments, clustered=clustered) if segments else ([], [], [])
+    return ABOutcome(effects, comparisons, verdict, srm, warnings=[*warnings, *notes], segments=seg_rows,
+                     heterogeneity=het)

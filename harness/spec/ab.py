@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from harness.errors import ConfigError
 from harness.spec.base import Strict
-from harness.spec.config import GateCriterion, TrackingSpec, _format_errors, read_yaml
+from harness.spec.config import GateCriterion, TrackingSpec, read_yaml, validate_mapping
 
 __all__ = ["ABColumns", "ABConfig", "ABMetricSpec", "ABVariants", "AnalysisSpec", "SequentialSpec",
            "load_ab_config", "parse_ab_config"]
@@ -19,11 +18,14 @@ __all__ = ["ABColumns", "ABConfig", "ABMetricSpec", "ABVariants", "AnalysisSpec"
 class ABColumns(Strict):
     """Column mapping of per-unit data. ``unit``: the unit id (duplicates are refused);
     ``cluster``: the randomisation unit when it is coarser than the unit (market,
-    creator), which makes the analysis cluster-robust."""
+    creator), which makes the analysis cluster-robust; ``segment``: a unit attribute
+    (surface, country, platform) to report per-segment effects and a heterogeneity test
+    for (with a statistics table: one row per segment and variant)."""
 
     variant: str = "variant"
     unit: str | None = None
     cluster: str | None = None
+    segment: str | None = None
 
 
 class ABVariants(Strict):
@@ -120,13 +122,7 @@ class ABConfig(Strict):
 
 def parse_ab_config(data: Any, *, source: str = "<dict>") -> ABConfig:
     """Validate an A/B config mapping; raise ``ConfigError`` naming each bad key."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"invalid config {source}: expected a mapping at the top level, "
-                          f"got {type(data).__name__}")
-    try:
-        return ABConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source)) from None
+    return validate_mapping(ABConfig, data, source=source)
 
 
 def load_ab_config(path: str | Path) -> ABConfig:
