@@ -174,6 +174,7 @@ class ClusterTotals:
     variants: np.ndarray
     columns: tuple[str, ...]
     segments: np.ndarray | None = None
+    ids: np.ndarray | None = None
 
 
 def _per_cluster(inverse: np.ndarray, codes: np.ndarray, cluster_ids: np.ndarray, what: str) -> np.ndarray:
@@ -191,10 +192,12 @@ def _per_cluster(inverse: np.ndarray, codes: np.ndarray, cluster_ids: np.ndarray
 
 
 def cluster_totals(values: np.ndarray, variants: np.ndarray, clusters: np.ndarray, *,
-                   columns: Sequence[str], segments: np.ndarray | None = None) -> ClusterTotals:
+                   columns: Sequence[str], segments: np.ndarray | None = None,
+                   counts: np.ndarray | None = None) -> ClusterTotals:
     """Per-cluster totals of each column plus the cluster's unit count (column ``UNITS``).
     A cluster seen in two variants (or two segments) is an error: the design was not
-    randomised by that cluster."""
+    randomised by that cluster. ``counts`` (default 1 per row) are the units each row
+    stands for: partial totals of data chunks combine by passing their ``UNITS`` column."""
     cluster_ids, inverse = np.unique(np.asarray(clusters), return_inverse=True)
     n_clusters = cluster_ids.size
     arms = _per_cluster(inverse, np.asarray(variants, dtype=np.int64), cluster_ids, "variant")
@@ -202,8 +205,8 @@ def cluster_totals(values: np.ndarray, variants: np.ndarray, clusters: np.ndarra
                                                       "segment")
     x = np.asarray(values, dtype=np.float64)
     totals = np.column_stack([np.bincount(inverse, weights=x[:, j], minlength=n_clusters)
-                              for j in range(x.shape[1])] + [np.bincount(inverse, minlength=n_clusters)])
-    return ClusterTotals(totals.astype(np.float64), arms, (*columns, UNITS), segs)
+                              for j in range(x.shape[1])] + [np.bincount(inverse, weights=counts, minlength=n_clusters)])
+    return ClusterTotals(totals.astype(np.float64), arms, (*columns, UNITS), segs, cluster_ids)
 
 
 # --------------------------------------------------------------------------- the moments table

@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.datasets.experiment import file_fingerprint, load_units
+from harness.datasets.experiment import file_fingerprint, reduce_units
 from harness.datasets.tables import read_table
 from harness.errors import DataValidationError
 from harness.inference.ab import INVALID, ABOutcome, analyze_experiment, metric_columns
 from harness.inference.gate import comparison_rows
-from harness.metrics.ab import (VariantMoments, add_moments, cluster_totals, moments_from_table, moments_table,
-                                segment_moments, segmented_moments_from_table, variant_moments)
+from harness.metrics.ab import (VariantMoments, add_moments, moments_from_table, moments_table,
+                                segmented_moments_from_table)
 from harness.results.folder import PER_UNIT_COLUMNS, EvalResult, new_run_id, write_results
 from harness.results.report import junit_xml, markdown_summary
 from harness.spec.ab import ABConfig
@@ -93,28 +93,20 @@ def load_statistics(config: ABConfig, data: str | Path) -> ExperimentStatistics:
         return _from_statistics(config, data)
     names, cols = config.variants.names, config.columns
     binary = [s.proportion for s in config.metrics.values() if s.proportion]
-    units = load_units(data, variant=cols.variant, columns=metric_columns(config), variants=names,
-                       unit=cols.unit, cluster=cols.cluster, segment=cols.segment, binary=binary)
-    design: dict[str, Any] = {"input": "units", "unit": cols.unit or "row", "n_units": int(units.values.shape[0])}
+    robust = config.analysis.variance == "auto"
+    red = reduce_units(data, variant=cols.variant, columns=metric_columns(config), variants=names, unit=cols.unit,
+                       cluster=cols.cluster, segment=cols.segment, binary=binary, cluster_robust=robust)
+    design: dict[str, Any] = {"input": "units", "unit": cols.unit or "row", "n_units": red.n_units}
     warnings: list[str] = []
-    values, arms, columns, segs = units.values, units.codes, units.columns, units.segments
-    if units.clusters is not None and config.analysis.variance == "auto":
-        tot = cluster_totals(values, arms, units.clusters, columns=columns, segments=segs)
-        values, arms, columns, segs = tot.values, tot.variants, tot.columns, tot.segments
-        design.update(randomization_unit=cols.cluster, n_clusters=int(values.shape[0]), variance="cluster-robust")
-    elif units.clusters is not None:
-        n_clusters = int(pd.unique(units.clusters).size)
+    if cols.cluster:
+        design.update(randomization_unit=cols.cluster, n_clusters=red.n_clusters,
+                      variance="cluster-robust" if red.clustered else "iid")
+    if cols.cluster and not red.clustered:
         warnings.append(f"the unit of analysis ({cols.unit or 'row'}) is finer than the unit of randomisation "
-                        f"({cols.cluster}, {n_clusters} clusters) and analysis.variance is 'iid': the intervals "
-                        "ignore the correlation within clusters and are too narrow (false positives above "
-                        "alpha); use variance: auto for cluster-robust variance")
-        design.update(randomization_unit=cols.cluster, n_clusters=n_clusters, variance="iid")
-    if segs is None:
-        return ExperimentStatistics(variant_moments(values, arms, names=names, columns=columns), None, design,
-                                    warnings)
-    segments = segment_moments(values, arms, segs, names=names, segment_names=units.segment_names, columns=columns)
-    moments = [add_moments([part[v] for part in segments.values()]) for v in range(len(names))]
-    return ExperimentStatistics(moments, segments, design, warnings)
+                        f"({cols.cluster}, {red.n_clusters} clusters) and analysis.variance is 'iid': the "
+                        "intervals ignore the correlation within clusters and are too narrow (false positives "
+                        "above alpha); use variance: auto for cluster-robust variance")
+    return ExperimentStatistics(red.moments, red.segments, design, warnings)
 
 
 def statistics_table(data_stats: ExperimentStatistics, segment: str | None) -> pd.DataFrame:
