@@ -19,8 +19,9 @@ from harness.metrics.ab import VariantMoments, add_moments, cluster_totals, segm
 
 from .tables import read_table
 
-# rows read, checked and reduced at a time
-BATCH_ROWS = 1 << 20
+# rows read, checked and reduced at a time: about this many bytes of float64 values a batch
+BATCH_BYTES = 64 << 20
+BATCH_ROWS = 1 << 20  # at most
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,9 @@ def iter_batches(path: str | Path, *, columns: Sequence[str], id_columns: Sequen
         raise DataValidationError(f"{path}: columns {missing} not found (columns: {have})")
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=list(columns)):
+            # pre_buffer off and one thread: memory is one row group, not a read-ahead of the file
+            parquet = pq.ParquetFile(path, pre_buffer=False)
+            for batch in parquet.iter_batches(batch_size=batch_rows, columns=list(columns), use_threads=False):
                 yield batch.to_pandas()
             return
         block = int(min(64 << 20, max(1 << 14, batch_rows * 64)))
@@ -186,14 +189,17 @@ def _add(acc: list[VariantMoments] | None, part: list[VariantMoments]) -> list[V
 def reduce_units(path: str | Path, *, variant: str, columns: Sequence[str], variants: Sequence[str],
                  unit: str | None = None, cluster: str | None = None, segment: str | None = None,
                  binary: Sequence[str] = (), cluster_robust: bool = True,
-                 batch_rows: int = BATCH_ROWS) -> UnitStatistics:
+                 batch_rows: int | None = None) -> UnitStatistics:
     """Stream a per-unit file batch by batch: check each batch (:func:`check_units`), reduce
     it to moments, add them up. With ``cluster`` and ``cluster_robust`` each batch is
     reduced to per-cluster partial totals, combined at the end (memory: one batch plus
-    one row per cluster). Unit ids are checked for duplicates over the whole file (the id
-    column alone is kept)."""
+    one row per cluster). ``batch_rows`` defaults to about ``BATCH_BYTES`` of values
+    (8 bytes x columns a row; at most ``BATCH_ROWS``). Unit ids are checked for duplicates
+    over the whole file (the id column alone is kept)."""
     names = _names(dict(variant=variant, columns=columns, unit=unit, cluster=cluster, segment=segment))
     cols = list(dict.fromkeys(columns))
+    if batch_rows is None:
+        batch_rows = int(min(BATCH_ROWS, max(4096, BATCH_BYTES // (8 * max(len(cols), 1)))))
     acc: list[VariantMoments] | None = None
     seg_acc: dict[str, list[VariantMoments]] = {}
     partial: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]] = []

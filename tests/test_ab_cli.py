@@ -85,6 +85,7 @@ def test_pass_writes_the_results_folder_and_matches_scipy(tmp_path: Path) -> Non
     assert rows["revenue"]["method"] == "cuped" and rows["revenue"]["variance_reduction"] > 0.5
     assert rows["revenue"]["outcome"] == "PASS" and res["verdict"]["decision"] == "PASS"
     assert res["ab"]["srm"]["invalid"] is False
+    assert "### Sample ratio" in (folder / "summary.md").read_text()
 
 
 def test_a_regression_beyond_the_guardrail_fails(tmp_path: Path) -> None:
@@ -108,6 +109,10 @@ def test_sample_ratio_mismatch_is_invalid_with_exit_4(tmp_path: Path) -> None:
     assert code == 4, out
     assert res["verdict"]["decision"] == "INVALID" and res["ab"]["srm"]["invalid"]
     assert "SRM: INVALID" in out and res["verdict"]["reasons"][0].startswith("INVALID: sample ratio mismatch")
+    folder = next((tmp_path / "results").glob("2*"))
+    assert "MISMATCH" in (folder / "summary.md").read_text()
+    junit = (folder / "junit.xml").read_text()
+    assert 'name="sample ratio"' in junit and 'type="invalid"' in junit
     # the planned split is what the counts are tested against
     code, _, res = _run(tmp_path, data, _config(tmp_path, variants={
         "control": "control", "treatments": ["treatment"], "split": {"control": 0.47, "treatment": 0.53}}))
