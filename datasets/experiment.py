@@ -107,15 +107,18 @@ def check_units(frame: pd.DataFrame, *, variant: str, columns: Sequence[str], va
         if ids.isna().any():
             raise DataValidationError(f"{source}: cluster column {cluster!r} has {int(ids.isna().sum())} missing id(s)")
         clusters = ids.to_numpy()
-    segments, segment_names = None, ()
-    if segment:
-        labels = frame[segment]
-        if labels.isna().any():
-            raise DataValidationError(f"{source}: segment column {segment!r} has {int(labels.isna().sum())} "
-                                      "missing value(s)")
-        cat = pd.Categorical(labels.astype(str))
-        segments, segment_names = cat.codes.astype(np.int64), tuple(str(c) for c in cat.categories)
+    segments, segment_names = label_codes(frame, segment, what="segment", source=source) if segment else (None, ())
     return ExperimentUnits(values, tuple(cols), codes, tuple(names), clusters, source, segments, segment_names)
+
+
+def label_codes(frame: pd.DataFrame, column: str, *, what: str, source: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """A label column (segment, window) as codes into its sorted distinct labels (as text);
+    a missing label is an error naming the column and the count."""
+    labels = frame[column]
+    if labels.isna().any():
+        raise DataValidationError(f"{source}: {what} column {column!r} has {int(labels.isna().sum())} missing value(s)")
+    cat = pd.Categorical(labels.astype(str))
+    return cat.codes.astype(np.int64), tuple(str(c) for c in cat.categories)
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,7 @@ class _Names:
 
 
 def _names(kwargs: dict[str, Any]) -> _Names:
-    ids = [kwargs[k] for k in ("unit", "cluster", "segment") if kwargs.get(k)]
+    ids = [kwargs[k] for k in ("unit", "cluster", "segment", "window") if kwargs.get(k)]
     return _Names(list(dict.fromkeys([kwargs["variant"], *kwargs["columns"], *ids])), [kwargs["variant"], *ids])
 
 
@@ -180,6 +183,7 @@ class UnitStatistics:
     n_units: int
     n_clusters: int | None
     clustered: bool
+    windows: dict[str, list[VariantMoments]] | None = None
 
 
 def _add(acc: list[VariantMoments] | None, part: list[VariantMoments]) -> list[VariantMoments]:
@@ -188,15 +192,21 @@ def _add(acc: list[VariantMoments] | None, part: list[VariantMoments]) -> list[V
 
 def reduce_units(path: str | Path, *, variant: str, columns: Sequence[str], variants: Sequence[str],
                  unit: str | None = None, cluster: str | None = None, segment: str | None = None,
-                 binary: Sequence[str] = (), cluster_robust: bool = True,
+                 window: str | None = None, binary: Sequence[str] = (), cluster_robust: bool = True,
                  batch_rows: int | None = None) -> UnitStatistics:
     """Stream a per-unit file batch by batch: check each batch (:func:`check_units`), reduce
     it to moments, add them up. With ``cluster`` and ``cluster_robust`` each batch is
     reduced to per-cluster partial totals, combined at the end (memory: one batch plus
     one row per cluster). ``batch_rows`` defaults to about ``BATCH_BYTES`` of values
     (8 bytes x columns a row; at most ``BATCH_ROWS``). Unit ids are checked for duplicates
-    over the whole file (the id column alone is kept)."""
-    names = _names(dict(variant=variant, columns=columns, unit=unit, cluster=cluster, segment=segment))
+    over the whole file (the id column alone is kept).
+
+    ``window`` (a time window id: week, day) makes the rows (unit, window) pairs, as in a
+    long-term holdout: ``windows`` then holds each window's row-level moments (each unit
+    once a window), unit ids may repeat across windows but not within one, and the whole
+    experiment is clustered by ``cluster`` (pass the unit column to cluster by unit)."""
+    names = _names(dict(variant=variant, columns=columns, unit=unit, cluster=cluster, segment=segment,
+                        window=window))
     cols = list(dict.fromkeys(columns))
     if batch_rows is None:
         batch_rows = int(min(BATCH_ROWS, max(4096, BATCH_BYTES // (8 * max(len(cols), 1)))))
@@ -206,6 +216,8 @@ def reduce_units(path: str | Path, *, variant: str, columns: Sequence[str], vari
     unit_ids: list[np.ndarray] = []
     cluster_ids: list[np.ndarray] = []
     seg_index: dict[str, int] = {}
+    win_index: dict[str, int] = {}
+    win_acc: dict[str, list[VariantMoments]] = {}
     offset = 0
     for frame in iter_batches(path, columns=names.need, id_columns=names.ids, float_columns=cols,
                               batch_rows=batch_rows):
@@ -213,8 +225,13 @@ def reduce_units(path: str | Path, *, variant: str, columns: Sequence[str], vari
             continue
         u = check_units(frame, variant=variant, columns=cols, variants=variants, cluster=cluster, segment=segment,
                         binary=binary, source=str(path), row_offset=offset, require_all=False)
+        if window:
+            win_codes, win_names = label_codes(frame, window, what="window", source=str(path))
+            local = np.array([win_index.setdefault(g, len(win_index)) for g in win_names], dtype=np.int64)
+            _reduce(u.values, u.codes, local[win_codes], variants, cols, win_index, win_acc)
         if unit:
-            unit_ids.append(frame[unit].to_numpy())
+            unit_ids.append(frame[unit].astype(str).to_numpy() + ("\x1f" + frame[window].astype(str).to_numpy()
+                                                                    if window else ""))
         seg = None
         if u.segments is not None:  # batch-local codes -> codes of one growing vocabulary
             local = np.array([seg_index.setdefault(g, len(seg_index)) for g in u.segment_names], dtype=np.int64)
@@ -235,6 +252,10 @@ def reduce_units(path: str | Path, *, variant: str, columns: Sequence[str], vari
         ids = pd.Series(np.concatenate(unit_ids))
         dup = ids[ids.duplicated()]
         if len(dup):
+            if window:
+                raise DataValidationError(f"{path}: {len(dup)} duplicated ({unit}, {window}) pair(s) "
+                                          f"({describe_examples(pd.unique(dup.str.replace(chr(31), ', ')))}); "
+                                          "one row per unit and window")
             raise DataValidationError(f"{path}: column {unit!r} has {len(dup)} duplicated unit id(s) "
                                       f"({describe_examples(pd.unique(dup))}); one row per unit")
     n_clusters = None
@@ -260,7 +281,16 @@ def reduce_units(path: str | Path, *, variant: str, columns: Sequence[str], vari
     empty = [m.variant for m in acc if m.n == 0]
     if empty:
         raise DataValidationError(f"{path}: no units in variant(s) {empty}")
-    return UnitStatistics(acc, segments, offset, n_clusters, clustered)
+    windows = {g: win_acc[g] for g in sorted(win_acc, key=_natural)} if win_acc else None
+    return UnitStatistics(acc, segments, offset, n_clusters, clustered, windows)
+
+
+def _natural(label: str) -> tuple[int, float, str]:
+    """Numbers in numeric order (week 2 before week 10), then text."""
+    try:
+        return (0, float(label), "")
+    except ValueError:
+        return (1, 0.0, label)
 
 
 def _reduce(values: np.ndarray, arms: np.ndarray, seg: np.ndarray | None, variants: Sequence[str],

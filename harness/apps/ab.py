@@ -55,6 +55,7 @@ class ExperimentStatistics:
     segments: dict[str, list[VariantMoments]] | None
     design: dict[str, Any]
     warnings: list[str]
+    windows: dict[str, list[VariantMoments]] | None = None
 
     @property
     def clustered(self) -> bool:
@@ -94,19 +95,22 @@ def load_statistics(config: ABConfig, data: str | Path) -> ExperimentStatistics:
     names, cols = config.variants.names, config.columns
     binary = [s.proportion for s in config.metrics.values() if s.proportion]
     robust = config.analysis.variance == "auto"
+    cluster = cols.cluster or (cols.unit if cols.window else None)  # a holdout's units repeat over windows
     red = reduce_units(data, variant=cols.variant, columns=metric_columns(config), variants=names, unit=cols.unit,
-                       cluster=cols.cluster, segment=cols.segment, binary=binary, cluster_robust=robust)
+                       cluster=cluster, segment=cols.segment, window=cols.window, binary=binary, cluster_robust=robust)
     design: dict[str, Any] = {"input": "units", "unit": cols.unit or "row", "n_units": red.n_units}
     warnings: list[str] = []
-    if cols.cluster:
-        design.update(randomization_unit=cols.cluster, n_clusters=red.n_clusters,
+    if cluster:
+        design.update(randomization_unit=cluster, n_clusters=red.n_clusters,
                       variance="cluster-robust" if red.clustered else "iid")
-    if cols.cluster and not red.clustered:
+    if red.windows:
+        design.update(window=cols.window, n_windows=len(red.windows), n_rows=red.n_units, n_units=red.n_clusters)
+    if cluster and not red.clustered:
         warnings.append(f"the unit of analysis ({cols.unit or 'row'}) is finer than the unit of randomisation "
-                        f"({cols.cluster}, {red.n_clusters} clusters) and analysis.variance is 'iid': the "
+                        f"({cluster}, {red.n_clusters} clusters) and analysis.variance is 'iid': the "
                         "intervals ignore the correlation within clusters and are too narrow (false positives "
                         "above alpha); use variance: auto for cluster-robust variance")
-    return ExperimentStatistics(red.moments, red.segments, design, warnings)
+    return ExperimentStatistics(red.moments, red.segments, design, warnings, red.windows)
 
 
 def statistics_table(data_stats: ExperimentStatistics, segment: str | None) -> pd.DataFrame:
@@ -161,6 +165,38 @@ def _effects_figure(outcome: ABOutcome) -> Any:
     return fig
 
 
+def _curve_figure(outcome: ABOutcome, window: str) -> Any:
+    """A holdout's effect curve: each metric's relative lift per window with its band
+    (Bonferroni over the windows: all windows covered together), one panel a metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = list(dict.fromkeys(r["metric"] for r in outcome.windows))
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(7, 2.6 * len(metrics)), squeeze=False, sharex=True)
+    for ax, metric in zip(axes[:, 0], metrics):
+        for treatment in dict.fromkeys(r["treatment"] for r in outcome.windows):
+            rows = [r for r in outcome.windows if r["metric"] == metric and r["treatment"] == treatment
+                    and r["relative_delta"] is not None]
+            x = np.arange(len(rows))
+            y = np.array([r["relative_delta"] for r in rows]) * 100
+            lo = np.clip([r["relative_ci_low"] for r in rows], -10, 10) * 100
+            hi = np.clip([r["relative_ci_high"] for r in rows], -10, 10) * 100
+            ax.plot(x, y, "o-", label=treatment)
+            ax.fill_between(x, lo, hi, alpha=0.2)
+            ax.set_xticks(x, [str(r["window"]) for r in rows])
+        ax.axhline(0, color="grey", lw=1)
+        ax.set_ylabel(f"{metric}\nlift (%)")
+        ax.legend(loc="best", fontsize=8)
+    level = outcome.windows[0]["confidence"]
+    axes[0, 0].set_title(f"effect over time vs {outcome.effects[0].control.variant} "
+                         f"({level:.2%} intervals: Bonferroni over {len(set(r['window'] for r in outcome.windows))} windows)")
+    axes[-1, 0].set_xlabel(window)
+    fig.tight_layout()
+    return fig
+
+
 def exit_code_for_ab(decision: str, *, inconclusive: str = "fail", require_gate: bool = False) -> int:
     """``harness run``'s exit codes, plus 4 for INVALID (never passes, whatever the policy)."""
     from harness.apps.run import exit_code_for
@@ -181,7 +217,7 @@ def run_ab(config: ABConfig, data: str | Path, *, output: str | Path | None = No
     data_stats = load_statistics(config, data)
     moments, design = data_stats.moments, data_stats.design
     outcome = analyze_experiment(config, moments, warnings=data_stats.warnings, clustered=data_stats.clustered,
-                                 segments=data_stats.segments)
+                                 segments=data_stats.segments, windows=data_stats.windows)
     outcome.design = design
     warnings = outcome.warnings
     for w in warnings:
@@ -201,13 +237,17 @@ def run_ab(config: ABConfig, data: str | Path, *, output: str | Path | None = No
         comparison=rows,
         verdict={**verdict.to_dict(), "warnings": [*verdict.warnings, *warnings]},
         extra={"ab": {"srm": asdict(outcome.srm), "design": design, "segments": outcome.segments,
-                      "heterogeneity": outcome.heterogeneity,
+                      "heterogeneity": outcome.heterogeneity, "windows": outcome.windows,
+                      "window_heterogeneity": outcome.window_heterogeneity,
                       "sequential": config.analysis.sequential.model_dump(),
                       "statistics": STATISTICS_FILE}},
     )
     files = {"summary.md": markdown_summary(result), "junit.xml": junit_xml(result),
              STATISTICS_FILE: statistics_table(data_stats, config.columns.segment).to_csv(index=False)}
-    results_dir = write_results(result, out_root, files, figures={"ab_effects": _effects_figure(outcome)})
+    figures = {"ab_effects": _effects_figure(outcome)}
+    if outcome.windows:
+        figures["ab_effect_over_time"] = _curve_figure(outcome, config.columns.window or "window")
+    results_dir = write_results(result, out_root, files, figures=figures)
     _say(f"results written to {results_dir}")
     if config.tracking.enabled:
         result.tracking = track(results_dir, result, resolve_tracking_uri(config.tracking.uri))
@@ -222,4 +262,7 @@ def srm_line(outcome: ABOutcome) -> str:
     for h in outcome.heterogeneity:
         lines.append(f"heterogeneity: {h['treatment']} {h['metric']} across {h['segments']} segments: "
                      f"Q={h['q']:.3g} on {h['df']} df, p={h['p_value']:.3g}, I2={h['i2']:.0%}")
+    for h in outcome.window_heterogeneity:
+        lines.append(f"effect over time: {h['treatment']} {h['metric']} across {h['windows']} windows: "
+                     f"Q={h['q']:.3g} on {h['df']} df, p={h['p_value']:.3g} (H0: constant effect)")
     return "\n".join(lines)

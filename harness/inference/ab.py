@@ -55,6 +55,8 @@ class ABOutcome:
     warnings: list[str] = field(default_factory=list)
     segments: list[dict[str, Any]] = field(default_factory=list)
     heterogeneity: list[dict[str, Any]] = field(default_factory=list)
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    window_heterogeneity: list[dict[str, Any]] = field(default_factory=list)
 
 
 def to_comparison(effect: ABEffect, confidence: float) -> MetricComparison:
@@ -69,16 +71,19 @@ def _metrics(config: ABConfig, clustered: bool) -> list[ABMetric]:
     return [ab_metric(n, s).per_cluster() if clustered else ab_metric(n, s) for n, s in config.metrics.items()]
 
 
-def analyze_segments(config: ABConfig, segments: dict[str, list[VariantMoments]], *, clustered: bool = False
-                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+def analyze_segments(config: ABConfig, segments: dict[str, list[VariantMoments]], *, clustered: bool = False,
+                     label: str = "segment") -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
     """Per-segment effects with Bonferroni-corrected intervals (level 1 - (1 - confidence) / S
     for S segments, so that all S intervals of a metric cover together) and, per metric
     and treatment, Cochran's Q test of one effect for all segments. Fixed-horizon
     intervals; a segment with fewer than 2 units in a variant is left out and named.
-    Informational: the gate decides on the whole experiment."""
+    Informational: the gate decides on the whole experiment. Time windows of a holdout
+    are analysed the same way (``label="window"``): the rows are the effect curve, the
+    Q test asks whether the effect is constant over time (novelty, decay) — a test on
+    windows that share units is approximate (it assumes independent windows)."""
     a = config.analysis
     usable = {g: m for g, m in segments.items() if min(x.n for x in m) >= 2}
-    notes = [f"segment {g!r} left out of the per-segment analysis: fewer than 2 units in a variant"
+    notes = [f"{label} {g!r} left out of the per-{label} analysis: fewer than 2 units in a variant"
              for g in segments if g not in usable]
     if not usable:
         return [], [], notes
@@ -89,7 +94,7 @@ def analyze_segments(config: ABConfig, segments: dict[str, list[VariantMoments]]
             for e in analyze_metric(moments, metric, control=config.variants.control, confidence=level,
                                     cuped=a.cuped, relative=a.relative_interval):
                 rel = e.relative
-                rows.append({"metric": metric.name, "treatment": e.treatment.variant, "segment": segment,
+                rows.append({"metric": metric.name, "treatment": e.treatment.variant, label: segment,
                              "delta": e.absolute.estimate, "ci_low": e.absolute.ci_low,
                              "ci_high": e.absolute.ci_high, "std_error": e.absolute.std_error,
                              "relative_delta": None if rel is None else rel.estimate,
@@ -103,21 +108,22 @@ def analyze_segments(config: ABConfig, segments: dict[str, list[VariantMoments]]
             if len(part) < 2:
                 continue
             h = heterogeneity_test(np.array([r["delta"] for r in part]), np.array([r["std_error"] for r in part]))
-            tests.append({"metric": metric, "treatment": treatment, "segments": len(part), "q": h.q, "df": h.df,
+            tests.append({"metric": metric, "treatment": treatment, f"{label}s": len(part), "q": h.q, "df": h.df,
                           "p_value": h.p_value, "i2": h.i2, "pooled_delta": h.pooled})
     return rows, tests, notes
 
 
 def analyze_experiment(config: ABConfig, moments: Sequence[VariantMoments], *, clustered: bool = False,
                        warnings: Sequence[str] = (),
-                       segments: dict[str, list[VariantMoments]] | None = None) -> ABOutcome:
+                       segments: dict[str, list[VariantMoments]] | None = None,
+                       windows: dict[str, list[VariantMoments]] | None = None) -> ABOutcome:
     """Analyse every configured metric of every treatment and apply the gate.
 
     ``moments`` has one entry per configured variant (control first); with ``clustered``
     they are per-cluster totals with a unit-count column, and every metric is analysed
     as a ratio of cluster totals (cluster-robust). ``segments`` (segment -> moments of
-    each variant) adds per-segment effects and heterogeneity tests
-    (:func:`analyze_segments`)."""
+    each variant) adds per-segment effects and heterogeneity tests, ``windows`` (row-level
+    moments of each time window) the effect curve of a holdout (:func:`analyze_segments`)."""
     a = config.analysis
     seq = a.sequential
     effects: list[ABEffect] = []
@@ -134,5 +140,6 @@ def analyze_experiment(config: ABConfig, moments: Sequence[VariantMoments], *, c
                                       "assignment or the logging is broken, so no metric can be trusted "
                                       "(criteria below for information only)", *verdict.reasons])
     seg_rows, het, notes = analyze_segments(config, segments, clustered=clustered) if segments else ([], [], [])
-    return ABOutcome(effects, comparisons, verdict, srm, warnings=[*warnings, *notes], segments=seg_rows,
-                     heterogeneity=het)
+    win_rows, win_het, win_notes = (analyze_segments(config, windows, label="window") if windows else ([], [], []))
+    return ABOutcome(effects, comparisons, verdict, srm, warnings=[*warnings, *notes, *win_notes],
+                     segments=seg_rows, heterogeneity=het, windows=win_rows, window_heterogeneity=win_het)

@@ -20,12 +20,26 @@ class ABColumns(Strict):
     ``cluster``: the randomisation unit when it is coarser than the unit (market,
     creator), which makes the analysis cluster-robust; ``segment``: a unit attribute
     (surface, country, platform) to report per-segment effects and a heterogeneity test
-    for (with a statistics table: one row per segment and variant)."""
+    for (with a statistics table: one row per segment and variant); ``window``: a time
+    window id (week) for a long-term holdout, rows then being (unit, window) pairs: the
+    whole experiment is analysed by unit (cluster-robust over its windows) and each window
+    on its own (the effect curve)."""
 
     variant: str = "variant"
     unit: str | None = None
     cluster: str | None = None
     segment: str | None = None
+    window: str | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> "ABColumns":
+        if self.window and not (self.unit or self.cluster):
+            raise ValueError("columns.window: rows are (unit, window) pairs; name the unit column (columns.unit) "
+                             "so that a unit's windows are analysed together")
+        if self.window and self.segment:
+            raise ValueError("columns.window with columns.segment: not supported; analyse segments in a "
+                             "separate run")
+        return self
 
 
 class ABVariants(Strict):
@@ -114,6 +128,8 @@ class ABConfig(Strict):
             raise ValueError(f"gate: metric(s) {unknown} are not in metrics ({sorted(self.metrics)})")
         if self.tracking.promote is not None:
             raise ValueError("tracking.promote: an A/B analysis has no model to promote")
+        if self.input == "statistics" and self.columns.window:
+            raise ValueError("columns.window: needs per-unit data (input: units)")
         if self.input == "statistics" and self.columns.cluster:
             raise ValueError("columns.cluster: a statistics table is already per randomisation unit; "
                              "aggregate clusters in the warehouse (one row of cluster totals each)")
