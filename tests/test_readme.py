@@ -500,6 +500,8 @@ def _write_experiment(cfg: dict[str, Any], path: Path, n: int = 4000) -> None:
         data[cols["unit"]] = np.arange(n)
     if cols.get("cluster"):
         data[cols["cluster"]] = rng.integers(0, 50, n)
+    if cols.get("window"):  # a holdout: rows of (user, week); every user id once here
+        data[cols["window"]] = rng.integers(1, 5, n)
     for spec in cfg["metrics"].values():
         pairs = [spec["ratio"]] if "ratio" in spec else []
         cov = spec.get("covariate")
