@@ -456,6 +456,7 @@ BASH_SKIPS = {
     "harness compare BASELINE": "synopsis with placeholders",
     "harness run eval.yaml --": "run by test_main_config_runs_end_to_end_under_2_gib (the README config)",
     "harness ab experiment.parquet": "run by test_ab_config_runs (the README A/B config, on generated data)",
+    "harness history results/": "needs A/B runs with launch sections: run by tests/test_ab_history.py",
 }
 
 

@@ -213,7 +213,10 @@ def run_ab(config: ABConfig, data: str | Path, *, output: str | Path | None = No
     from harness.apps.run import config_hash, resolve_tracking_uri, track
     from harness.apps.validate import check_output
 
+    from harness.apps.history import offline_record
+
     out_root = check_output(output or config.output)
+    launch = offline_record(config)  # read before the data: a wrong path fails fast
     data_stats = load_statistics(config, data)
     moments, design = data_stats.moments, data_stats.design
     outcome = analyze_experiment(config, moments, warnings=data_stats.warnings, clustered=data_stats.clustered,
@@ -238,7 +241,7 @@ def run_ab(config: ABConfig, data: str | Path, *, output: str | Path | None = No
         verdict={**verdict.to_dict(), "warnings": [*verdict.warnings, *warnings]},
         extra={"ab": {"srm": asdict(outcome.srm), "design": design, "segments": outcome.segments,
                       "heterogeneity": outcome.heterogeneity, "windows": outcome.windows,
-                      "window_heterogeneity": outcome.window_heterogeneity,
+                      "window_heterogeneity": outcome.window_heterogeneity, "launch": launch,
                       "sequential": config.analysis.sequential.model_dump(),
                       "statistics": STATISTICS_FILE}},
     )

@@ -12,7 +12,7 @@ import sys
 import traceback
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -274,6 +274,45 @@ def ab_plan(
         return 0
 
     _guard(body)
+
+
+@app.command()
+def history(
+    results: Path = typer.Argument(Path("results"), help="A results root holding harness ab runs with a launch section."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write history.json and history.png "
+                                          "(default: RESULTS)."),
+    confidence: float = typer.Option(0.95, help="Interval level."),
+    absolute: bool = typer.Option(False, "--absolute", help="Online effects as absolute deltas (default: relative)."),
+) -> None:
+    """Offline deltas vs online lifts over launches: Spearman and sign agreement per metric pair."""
+
+    def body() -> int:
+        import json
+
+        from harness.apps.history import HISTORY_JSON, history_figure, launch_history
+        from harness.options import check_confidence
+        from harness.results.folder import write_json_atomic
+
+        hist = launch_history(results, confidence=check_confidence(confidence), relative=not absolute)
+        with _wide_tables():
+            print(hist.launches.to_string(index=False))
+            print()
+            print(hist.agreement.to_string(index=False))
+        out = output or results
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / HISTORY_JSON, {"launches": json.loads(hist.launches.to_json(orient="records")),
+                                                "agreement": json.loads(hist.agreement.to_json(orient="records"))})
+        history_figure(hist).savefig(out / "history.png", dpi=110)
+        print(f"\nhistory: {out / HISTORY_JSON}, {out / 'history.png'}")
+        return 0
+
+    _guard(body)
+
+
+def _wide_tables() -> Any:
+    import pandas as pd
+
+    return pd.option_context("display.width", 200, "display.max_columns", 50, "display.float_format", "{:.4g}".format)
 
 
 def main() -> None:

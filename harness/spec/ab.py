@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 from harness.spec.base import Strict
 from harness.spec.config import GateCriterion, TrackingSpec, read_yaml, validate_mapping
 
-__all__ = ["ABColumns", "ABConfig", "ABMetricSpec", "ABVariants", "AnalysisSpec", "SequentialSpec",
+__all__ = ["ABColumns", "ABConfig", "ABMetricSpec", "ABVariants", "AnalysisSpec", "LaunchSpec", "SequentialSpec",
            "load_ab_config", "parse_ab_config"]
 
 
@@ -108,6 +108,17 @@ class AnalysisSpec(Strict):
     variance: Literal["auto", "iid"] = "auto"
 
 
+class LaunchSpec(Strict):
+    """The offline evaluation that sent this treatment to the A/B test: a results folder
+    of ``harness run`` whose comparison rows for ``candidate`` (default: its only
+    candidate) are recorded beside the online lifts of ``treatment`` (default: the only
+    treatment), for ``harness history``."""
+
+    offline_results: str = Field(min_length=1)
+    candidate: str | None = None
+    treatment: str | None = None
+
+
 class ABConfig(Strict):
     """An A/B analysis: what the data are, which metrics, how to infer, the gate."""
 
@@ -118,11 +129,19 @@ class ABConfig(Strict):
     metrics: dict[str, ABMetricSpec] = Field(min_length=1)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     gate: list[GateCriterion] = Field(default_factory=list)
+    launch: LaunchSpec | None = None
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     output: str = "results"
 
     @model_validator(mode="after")
     def _refs(self) -> "ABConfig":
+        if self.launch is not None:
+            treatment = self.launch.treatment
+            if treatment is None and len(self.variants.treatments) > 1:
+                raise ValueError("launch.treatment: name the treatment the offline candidate became "
+                                 f"(one of {self.variants.treatments})")
+            if treatment is not None and treatment not in self.variants.treatments:
+                raise ValueError(f"launch.treatment: {treatment!r} is not a treatment ({self.variants.treatments})")
         unknown = [c.metric for c in self.gate if c.metric not in self.metrics]
         if unknown:
             raise ValueError(f"gate: metric(s) {unknown} are not in metrics ({sorted(self.metrics)})")
