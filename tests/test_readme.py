@@ -457,6 +457,9 @@ BASH_SKIPS = {
     "harness run eval.yaml --": "run by test_main_config_runs_end_to_end_under_2_gib (the README config)",
     "harness ab experiment.parquet": "run by test_ab_config_runs (the README A/B config, on generated data)",
     "harness history results/": "needs A/B runs with launch sections: run by tests/test_ab_history.py",
+    "harness ab DATA": "synopsis with placeholders",
+    "harness ab plan (": "synopsis with placeholders",
+    "harness history [": "synopsis with placeholders",
 }
 
 
