@@ -62,9 +62,11 @@ def _config(tmp_path: Path, **over: Any) -> dict[str, Any]:
 def _run(tmp_path: Path, data: Path, cfg: dict[str, Any], *extra: str) -> tuple[int, str, dict[str, Any] | None]:
     path = tmp_path / "ab.yaml"
     path.write_text(yaml.safe_dump(cfg))
+    out = Path(cfg["output"])
+    before = set(out.glob("2*")) if out.exists() else set()
     res = CliRunner().invoke(app, ["ab", str(data), "--config", str(path), *extra])
-    folders = sorted((Path(cfg["output"])).glob("2*")) if Path(cfg["output"]).exists() else []
-    data_json = json.loads((folders[-1] / "results.json").read_text()) if folders else None
+    new = sorted(set(out.glob("2*")) - before) if out.exists() else []  # this run's folder (ids may share a second)
+    data_json = json.loads((new[0] / "results.json").read_text()) if new else None
     return res.exit_code, res.output, data_json
 
 
@@ -73,7 +75,7 @@ def test_pass_writes_the_results_folder_and_matches_scipy(tmp_path: Path) -> Non
     code, out, res = _run(tmp_path, data, _config(tmp_path))
     assert code == 0, out
     assert "GATE: PASS" in out and "SRM: ok" in out and "Traceback" not in out
-    folder = next((tmp_path / "results").glob("2*"))
+    folder = tmp_path / "results" / res["run_id"]
     for name in ("results.json", "per_unit.parquet", "summary.md", "junit.xml", "statistics.csv",
                  "plots/ab_effects.png"):
         assert (folder / name).is_file(), name
@@ -109,7 +111,7 @@ def test_sample_ratio_mismatch_is_invalid_with_exit_4(tmp_path: Path) -> None:
     assert code == 4, out
     assert res["verdict"]["decision"] == "INVALID" and res["ab"]["srm"]["invalid"]
     assert "SRM: INVALID" in out and res["verdict"]["reasons"][0].startswith("INVALID: sample ratio mismatch")
-    folder = next((tmp_path / "results").glob("2*"))
+    folder = tmp_path / "results" / res["run_id"]
     assert "MISMATCH" in (folder / "summary.md").read_text()
     junit = (folder / "junit.xml").read_text()
     assert 'name="sample ratio"' in junit and 'type="invalid"' in junit
@@ -123,7 +125,7 @@ def test_statistics_input_gives_the_per_unit_numbers(tmp_path: Path) -> None:
     data = _data(tmp_path, fmt="csv")
     code, _, first = _run(tmp_path, data, _config(tmp_path))
     assert code == 0
-    stats_file = next((tmp_path / "results").glob("2*")) / "statistics.csv"
+    stats_file = tmp_path / "results" / first["run_id"] / "statistics.csv"
     cfg = _config(tmp_path, input="statistics", columns={"variant": "variant"},
                   output=str(tmp_path / "results2"))
     code, out, second = _run(tmp_path, stats_file, cfg)
@@ -240,7 +242,7 @@ def test_segments_get_corrected_intervals_and_a_heterogeneity_test(tmp_path: Pat
     web = next(r for r in res["ab"]["segments"] if r["metric"] == "revenue" and r["segment"] == "web")
     assert web["confidence"] == pytest.approx(1 - 0.05 / 3) and web["ci_low"] > 2.0
     # per-segment numbers from the statistics table (one row per segment and variant) are the same
-    stats_file = next((tmp_path / "results").glob("2*")) / "statistics.csv"
+    stats_file = tmp_path / "results" / res["run_id"] / "statistics.csv"
     again = _config(tmp_path, input="statistics", columns={"variant": "variant", "segment": "platform"},
                     output=str(tmp_path / "again"))
     code, out, res2 = _run(tmp_path, stats_file, again)

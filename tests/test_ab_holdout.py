@@ -83,7 +83,7 @@ def test_weekly_effect_curve_and_the_user_level_overall_effect(tmp_path: Path) -
     assert comp["std_error"] == pytest.approx(np.sqrt(se2), rel=1e-9)
     naive = np.sqrt(sum(df[df.variant == a].revenue.var() / (df.variant == a).sum() for a in ("launched", "holdout")))
     assert comp["std_error"] > 1.5 * naive  # the weeks of one user are correlated
-    assert (next((tmp_path / "results").glob("2*")) / "plots" / "ab_effect_over_time.png").is_file()
+    assert (tmp_path / "results" / res["run_id"] / "plots" / "ab_effect_over_time.png").is_file()
     assert "effect over time: launched revenue across 8 windows" in out
 
 

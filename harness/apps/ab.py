@@ -250,7 +250,13 @@ def run_ab(config: ABConfig, data: str | Path, *, output: str | Path | None = No
     figures = {"ab_effects": _effects_figure(outcome)}
     if outcome.windows:
         figures["ab_effect_over_time"] = _curve_figure(outcome, config.columns.window or "window")
-    results_dir = write_results(result, out_root, files, figures=figures)
+    try:
+        results_dir = write_results(result, out_root, files, figures=figures)
+    finally:
+        import matplotlib.pyplot as plt
+
+        for fig in figures.values():
+            plt.close(fig)
     _say(f"results written to {results_dir}")
     if config.tracking.enabled:
         result.tracking = track(results_dir, result, resolve_tracking_uri(config.tracking.uri))

@@ -14,8 +14,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import numpy as np
-
 import typer
 from typer.core import TyperGroup
 
@@ -243,6 +241,8 @@ def ab_plan(
     """Power planning: units needed for --mde, or the MDE of --n-units (exit 0, or 2 on bad input)."""
 
     def body() -> int:
+        import numpy as np
+
         from harness.errors import ConfigError
         from harness.metrics.ab_power import ab_mde, ab_sample_size
 
@@ -302,7 +302,11 @@ def history(
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / HISTORY_JSON, {"launches": json.loads(hist.launches.to_json(orient="records")),
                                                 "agreement": json.loads(hist.agreement.to_json(orient="records"))})
-        history_figure(hist).savefig(out / "history.png", dpi=110)
+        import matplotlib.pyplot as plt
+
+        fig = history_figure(hist)
+        fig.savefig(out / "history.png", dpi=110)
+        plt.close(fig)
         print(f"\nhistory: {out / HISTORY_JSON}, {out / 'history.png'}")
         return 0
 
