@@ -100,3 +100,25 @@ def test_a_launch_naming_a_missing_offline_run_is_exit_2(tmp_path: Path) -> None
     (tmp_path / "ab.yaml").write_text(yaml.safe_dump(cfg))
     res = CliRunner().invoke(app, ["ab", str(tmp_path / "e.parquet"), "--config", str(tmp_path / "ab.yaml")])
     assert res.exit_code == 2 and "nope" in res.output and "Traceback" not in res.output
+
+
+def test_a_launch_is_logged_to_mlflow_with_its_offline_deltas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'h.db'}"
+    rng = np.random.default_rng(23)
+    pd.DataFrame({"variant": np.where(rng.random(400) < 0.5, "B", "A"), "revenue": rng.gamma(2, 5, 400)}).to_parquet(
+        tmp_path / "e.parquet")
+    cfg = {"name": "launch-mlflow", "variants": {"control": "A", "treatments": ["B"]},
+           "metrics": {"revenue": {"mean": "revenue"}}, "launch": {"offline_results": str(_offline(tmp_path, 1, 0.012))},
+           "tracking": {"enabled": True, "uri": uri}, "output": str(tmp_path / "online")}
+    (tmp_path / "ab.yaml").write_text(yaml.safe_dump(cfg))
+    res = CliRunner().invoke(app, ["ab", str(tmp_path / "e.parquet"), "--config", str(tmp_path / "ab.yaml")])
+    assert res.exit_code == 0, res.output
+    (folder,) = (tmp_path / "online").glob("2*")
+    ids = json.loads((folder / "results.json").read_text())["tracking"]["mlflow_run_ids"]
+    client = MlflowClient(tracking_uri=uri)
+    assert client.get_run(ids["parent"]).data.tags["harness.offline_run_id"] == "20260101T000000Z-off1"
+    assert client.get_run(ids["B"]).data.metrics["offline_delta_ndcg_at_10"] == pytest.approx(0.012)
+    assert "offline_delta_ndcg_at_10" not in client.get_run(ids["A"]).data.metrics

@@ -187,8 +187,11 @@ def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict
     commit = git_commit()
     if commit:
         common_tags["harness.git_commit"] = commit
+    launch = (data.get("ab") or {}).get("launch") or {}
+    launch_tags = {"harness.offline_run_id": str(launch.get("offline_run_id")),
+                   "harness.launch_treatment": str(launch.get("treatment"))} if launch else {}
     parent = client.create_run(experiment_id, run_name=f"{config['name']} {run_id}",
-                               tags={**common_tags, "harness.role": "evaluation",
+                               tags={**common_tags, **launch_tags, "harness.role": "evaluation",
                                      "gate.verdict": verdict.get("decision", "n/a")})
     parent_id = parent.info.run_id
     client.log_batch(parent_id, params=_params({
@@ -227,6 +230,8 @@ def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict
         flat = _model_metrics(rows)
         comp_rows = [c for c in data.get("comparison", []) if c["candidate"] == model]
         flat.update(_delta_metrics(comp_rows))
+        if launch and model == launch.get("treatment"):  # an A/B launch: the offline deltas beside the online ones
+            flat.update({"offline_delta_" + mlflow_key(m): v for m, v in launch["offline_deltas"].items()})
         from mlflow.entities import Metric
 
         entities = _metric_entities(flat)
