@@ -397,8 +397,30 @@ def fieller_inference(candidate: np.ndarray, baseline: np.ndarray, *, confidence
     cm, bm = float(c.mean()), float(b.mean())
     dc, db = c - cm, b - bm
     s_cc, s_bb, s_cb = float(dc @ dc) / (n - 1), float(db @ db) / (n - 1), float(dc @ db) / (n - 1)
+    return fieller_from_moments(cm, bm, s_cc, s_bb, s_cb, n, df=float(n - 1), confidence=confidence,
+                                method=method, lower=lower)
+
+
+def fieller_from_moments(c_bar: float, b_bar: float, s_cc: float, s_bb: float, s_cb: float, n_units: int, *,
+                         df: float, confidence: float = 0.95, method: str = "t_test",
+                         lower: float = -np.inf) -> FiellerInference:
+    """Fieller inference on c_bar / b_bar - 1 from moments: ``s_cc / n``, ``s_bb / n`` and
+    ``s_cb / n`` are the variances and covariance of the two means (see
+    :class:`FiellerInference`). Paired units give the sample (co)variances of the per-unit
+    values; two independent groups (an A/B test) give s_cc = n v_c, s_bb = n v_b, s_cb = 0
+    for the squared standard errors v of the two means. ``df`` is the t reference's
+    degrees of freedom (``inf``: normal).
+
+    >>> from harness.metrics.stats import fieller_from_moments
+    >>> inf = fieller_from_moments(1.5, 1.0, 0.0, 0.0, 0.0, 10, df=9.0)  # no noise: a point
+    >>> (round(inf.ci_low, 12), round(inf.ci_high, 12))
+    (0.5, 0.5)
+    """
+    n = n_units
+    cm, bm = float(c_bar), float(b_bar)
     r = cm / bm - 1.0
-    q = float(special.stdtrit(n - 1, 0.5 + confidence / 2))
+    q = float(special.stdtrit(df, 0.5 + confidence / 2)) if np.isfinite(df) else float(
+        special.ndtri(0.5 + confidence / 2))
     rho = 1.0 + r
     se = float(np.sqrt(max(s_cc - 2 * rho * s_cb + rho * rho * s_bb, 0.0) / n) / abs(bm))
     a_ = n * bm * bm - q * q * s_bb
@@ -411,8 +433,8 @@ def fieller_inference(candidate: np.ndarray, baseline: np.ndarray, *, confidence
     else:
         lo, hi = -np.inf, np.inf
     lo = max(lo, lower)
-    return FiellerInference(r, float(lo), float(hi), method, se, n, c_bar=cm, b_bar=bm, s_cc=s_cc, s_bb=s_bb,
-                            s_cb=s_cb, df=float(n - 1))
+    return FiellerInference(r, float(lo), float(hi), method, se, n, c_bar=cm, b_bar=bm, s_cc=float(s_cc),
+                            s_bb=float(s_bb), s_cb=float(s_cb), df=float(df))
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,14 @@ FRAGMENTS = [(b, i) for b in YAML if all(_is_fragment(d) for d in _documents(b))
 WORKFLOWS = [b for b in YAML if all(_is_workflow(d) for d in _documents(b))]
 
 
+def _is_ab_config(doc: Any) -> bool:
+    """A ``harness ab`` config (see harness.spec.ab)."""
+    return isinstance(doc, dict) and {"name", "variants", "metrics"} <= set(doc)
+
+
+AB_CONFIGS = [b for b in YAML if all(_is_ab_config(d) for d in _documents(b))]
+
+
 # ----------------------------------------------------------------------------- helpers
 def _cli(args: list[str]) -> Any:
     result = CliRunner().invoke(app, args)
@@ -121,11 +129,11 @@ def _main_config() -> tuple[Block, dict[str, Any]]:
 # ----------------------------------------------------------------------------- coverage
 def test_every_block_is_covered() -> None:
     """Each block is python, bash, or a yaml block of a known shape: nothing is skipped silently."""
-    known = {b.id for b in PYTHON + BASH + CONFIGS + WORKFLOWS} | {b.id for b, _ in FRAGMENTS}
+    known = {b.id for b in PYTHON + BASH + CONFIGS + WORKFLOWS + AB_CONFIGS} | {b.id for b, _ in FRAGMENTS}
     stray = [b.id for b in BLOCKS if b.id not in known and b.lang != "text"]
     assert not stray, f"blocks of an unknown kind or shape (extend tests/test_readme.py): {stray}"
     assert len(CONFIGS) == 1, "the README's Config section holds the one complete config"
-    assert PYTHON and FRAGMENTS and WORKFLOWS
+    assert PYTHON and FRAGMENTS and WORKFLOWS and AB_CONFIGS
 
 
 def test_docs_import_only_the_public_api() -> None:
@@ -454,6 +462,11 @@ BASH_SKIPS = {
     "harness store [": "synopsis with placeholders (tests/test_tracking.py runs it)",
     "harness attribute eval.yaml [": "synopsis with placeholders",
     "harness run eval.yaml --": "run by test_main_config_runs_end_to_end_under_2_gib (the README config)",
+    "harness ab experiment.parquet": "run by test_ab_config_runs (the README A/B config, on generated data)",
+    "harness history results/": "needs A/B runs with launch sections: run by tests/test_ab_history.py",
+    "harness ab DATA": "synopsis with placeholders",
+    "harness ab plan (": "synopsis with placeholders",
+    "harness history [": "synopsis with placeholders",
 }
 
 
@@ -473,8 +486,55 @@ def test_bash_commands_run_or_are_skipped_for_a_reason(tmp_path: Path, monkeypat
         if any(command.startswith(prefix) for prefix in BASH_SKIPS):
             continue
         args = shlex.split(command)
+        if args[:3] == ["harness", "ab", "plan"]:  # cheap: a formula
+            result = _cli(args[1:])
+            assert result.exit_code == 0 and ("units needed" in result.stdout or "detectable" in result.stdout)
+            continue
         assert args[:2] == ["harness", "validate"], f"{block.id}: no runner or skip reason for {command!r}"
         result = _cli(args[1:])
         assert result.exit_code == 0 and "valid" in result.stdout
         ran.append(command)
     assert ran, "the README shows a concrete harness validate command"
+
+
+# ----------------------------------------------------------------------------- yaml: A/B configs
+def _write_experiment(cfg: dict[str, Any], path: Path, n: int = 4000) -> None:
+    """Per-unit experiment data with every column the A/B config names, split as planned."""
+    rng = np.random.default_rng(2)
+    variants = cfg["variants"]
+    names = [variants["control"], *variants["treatments"]]
+    split = variants.get("split") or {v: 1.0 for v in names}
+    shares = np.array([split[v] for v in names], dtype=float)
+    cols = cfg.get("columns", {})
+    data: dict[str, Any] = {cols.get("variant", "variant"): rng.choice(names, n, p=shares / shares.sum())}
+    if cols.get("unit"):
+        data[cols["unit"]] = np.arange(n)
+    if cols.get("cluster"):
+        data[cols["cluster"]] = rng.integers(0, 50, n)
+    if cols.get("window"):  # a holdout: rows of (user, week); every user id once here
+        data[cols["window"]] = rng.integers(1, 5, n)
+    for spec in cfg["metrics"].values():
+        pairs = [spec["ratio"]] if "ratio" in spec else []
+        cov = spec.get("covariate")
+        pairs += [cov] if isinstance(cov, list) else []
+        for num, den in pairs:
+            data[den] = rng.poisson(30, n) + 1
+            data[num] = rng.binomial(data[den], 0.05)
+        if "proportion" in spec:
+            data[spec["proportion"]] = (rng.random(n) < 0.1).astype(int)
+        for col in [spec.get("mean"), cov if isinstance(cov, str) else None]:
+            if col:
+                data[col] = rng.gamma(2.0, 5.0, n)
+    pd.DataFrame(data).to_parquet(path)
+
+
+@pytest.mark.parametrize("block", AB_CONFIGS, ids=lambda b: b.id)
+def test_ab_config_runs(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's A/B config runs as written through ``harness ab`` on generated data."""
+    monkeypatch.chdir(tmp_path)
+    (cfg,) = _documents(block)
+    _write_experiment(cfg, tmp_path / "experiment.parquet")
+    (tmp_path / "ab.yaml").write_text(block.text)
+    result = _cli(["ab", "experiment.parquet", "--config", "ab.yaml"])
+    assert "SRM: ok" in result.stdout
+    assert len(list((tmp_path / cfg.get("output", "results")).glob("*/statistics.csv"))) == 1

@@ -1,5 +1,6 @@
 """The ``harness`` command line. Exit codes: 0 pass, 1 gate failed (or inconclusive), 130 Ctrl-C,
-2 bad configuration or input, 3 any other error.
+2 bad configuration or input, 3 any other error; ``harness ab`` adds 4: INVALID (sample
+ratio mismatch).
 
 stdout carries results (tables, verdict); stderr carries progress and warnings. Heavy
 modules (torch, mlflow) are imported inside commands so that ``--help`` is instant.
@@ -11,9 +12,10 @@ import sys
 import traceback
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from harness.errors import HarnessError
 
@@ -229,6 +231,101 @@ def report(
     _guard(body)
 
 
+class _AnalyzeByDefault(TyperGroup):
+    """``harness ab DATA ...`` runs ``harness ab analyze DATA ...``; ``harness ab plan`` plans."""
+
+    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["analyze", *args]
+        return super().parse_args(ctx, args)
+
+
+ab_app = typer.Typer(cls=_AnalyzeByDefault, add_completion=False, no_args_is_help=True,
+                     help="Analyse an A/B test (harness ab DATA --config AB.yaml) or plan one (harness ab plan).")
+app.add_typer(ab_app, name="ab")
+
+
+@ab_app.command("analyze")
+def ab_analyze(
+    data: Path = typer.Argument(..., help="Per-unit Parquet/CSV (or a statistics table with input: statistics)."),
+    config: Path = typer.Option(..., "--config", "-c", help="YAML A/B config."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Results root (default: config's output)."),
+    inconclusive: InconclusivePolicy = typer.Option(InconclusivePolicy.fails, help="Exit code policy for INCONCLUSIVE."),
+    require_gate: bool = typer.Option(False, "--require-gate", help=REQUIRE_GATE_HELP),
+) -> None:
+    """Analyse an experiment and gate it: exit 0 PASS, 1 FAIL/INCONCLUSIVE, 2 bad input, 4 INVALID (SRM)."""
+
+    def body() -> int:
+        from harness.apps.ab import run_ab, srm_line
+        from harness.results.report import console_summary
+        from harness.spec.ab import load_ab_config
+
+        outcome = run_ab(load_ab_config(config), data, output=output, inconclusive=inconclusive.value,
+                         require_gate=require_gate)
+        print(console_summary(outcome.result))
+        print(srm_line(outcome.analysis))
+        print(f"\nresults: {outcome.results_dir}")
+        return outcome.exit_code
+
+    _guard(body)
+
+
+@ab_app.command("plan")
+def ab_plan(
+    std_dev: Optional[float] = typer.Option(None, "--std-dev", help="Per-unit standard deviation of the metric."),
+    baseline_rate: Optional[float] = typer.Option(None, "--baseline-rate",
+                                                  help="A proportion's baseline rate p (SD = sqrt(p(1-p)))."),
+    baseline_mean: Optional[float] = typer.Option(None, "--baseline-mean",
+                                                  help="The metric's baseline mean, to read effects as relative."),
+    mde: Optional[float] = typer.Option(None, "--mde", help="Smallest effect worth detecting -> units needed."),
+    relative: bool = typer.Option(False, "--relative", help="--mde is relative to the baseline mean/rate."),
+    n_units: Optional[int] = typer.Option(None, "--n-units", help="Units available (both arms) -> MDE."),
+    alpha: float = typer.Option(0.05, help="Significance level."),
+    power: float = typer.Option(0.8, help="Power."),
+    allocation: float = typer.Option(0.5, help="Share of units in the treatment."),
+    sides: int = typer.Option(2, help="1 or 2-sided test."),
+    variance_reduction: float = typer.Option(0.0, help="Variance CUPED removes (rho^2 of the pre-period covariate)."),
+    tests: int = typer.Option(1, "--tests", help="Metrics x treatments tested (planned at alpha / tests)."),
+    sequential: bool = typer.Option(False, "--sequential", help="Plan for always-valid monitoring."),
+) -> None:
+    """Power planning: units needed for --mde, or the MDE of --n-units (exit 0, or 2 on bad input)."""
+
+    def body() -> int:
+        import numpy as np
+
+        from harness.errors import ConfigError
+        from harness.metrics.ab_power import ab_mde, ab_sample_size
+
+        if (std_dev is None) == (baseline_rate is None):
+            raise ConfigError("ab plan: give exactly one of --std-dev or --baseline-rate")
+        if (mde is None) == (n_units is None):
+            raise ConfigError("ab plan: give exactly one of --mde (-> units needed) or --n-units (-> MDE)")
+        if baseline_rate is not None and not 0 < baseline_rate < 1:
+            raise ConfigError(f"--baseline-rate: must be in (0, 1), got {baseline_rate}")
+        sd = std_dev if std_dev is not None else float(np.sqrt(baseline_rate * (1 - baseline_rate)))
+        base = baseline_mean if baseline_mean is not None else baseline_rate
+        if relative and not base:
+            raise ConfigError("--relative needs a non-zero --baseline-mean or --baseline-rate")
+        opts = dict(alpha=alpha, power=power, allocation=allocation, sides=sides,
+                    variance_reduction=variance_reduction, n_tests=tests, sequential=sequential)
+        design = (f"alpha={alpha:g} ({sides}-sided{f', /{tests} tests' if tests > 1 else ''}), power={power:g}, "
+                  f"allocation={allocation:g}, variance reduction={variance_reduction:g}, "
+                  f"{'always-valid' if sequential else 'fixed horizon'}, sd={sd:.6g}")
+        if mde is not None:
+            effect = mde * base if relative else mde
+            n = ab_sample_size(effect, sd, **opts)
+            print(f"units needed: {n:,} in all ({int(np.ceil(n * allocation)):,} treatment, "
+                  f"{int(np.ceil(n * (1 - allocation))):,} control) to detect {effect:.6g}"
+                  + (f" ({mde:.4g} relative)" if relative else "") + f"; {design}")
+        else:
+            m = ab_mde(n_units, sd, **opts)
+            rel = f" ({m / base:+.4%} of the baseline {base:g})" if base else ""
+            print(f"minimum detectable effect with {n_units:,} units: {m:.6g}{rel}; {design}")
+        return 0
+
+    _guard(body)
+
+
 @app.command()
 def store(
     artifacts: bool = typer.Option(False, "--artifacts", help="Print the artifact root instead."),
@@ -242,6 +339,49 @@ def store(
         return 0
 
     _guard(body)
+
+
+@app.command()
+def history(
+    results: Path = typer.Argument(Path("results"), help="A results root holding harness ab runs with a launch section."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write history.json and history.png "
+                                          "(default: RESULTS)."),
+    confidence: float = typer.Option(0.95, help="Interval level."),
+    absolute: bool = typer.Option(False, "--absolute", help="Online effects as absolute deltas (default: relative)."),
+) -> None:
+    """Offline deltas vs online lifts over launches: Spearman and sign agreement per metric pair."""
+
+    def body() -> int:
+        import json
+
+        from harness.apps.history import HISTORY_JSON, history_figure, launch_history
+        from harness.options import check_confidence
+        from harness.results.folder import write_json_atomic
+
+        hist = launch_history(results, confidence=check_confidence(confidence), relative=not absolute)
+        with _wide_tables():
+            print(hist.launches.to_string(index=False))
+            print()
+            print(hist.agreement.to_string(index=False))
+        out = output or results
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / HISTORY_JSON, {"launches": json.loads(hist.launches.to_json(orient="records")),
+                                                "agreement": json.loads(hist.agreement.to_json(orient="records"))})
+        import matplotlib.pyplot as plt
+
+        fig = history_figure(hist)
+        fig.savefig(out / "history.png", dpi=110)
+        plt.close(fig)
+        print(f"\nhistory: {out / HISTORY_JSON}, {out / 'history.png'}")
+        return 0
+
+    _guard(body)
+
+
+def _wide_tables() -> Any:
+    import pandas as pd
+
+    return pd.option_context("display.width", 200, "display.max_columns", 50, "display.float_format", "{:.4g}".format)
 
 
 def main() -> None:

@@ -74,7 +74,7 @@ class MetricComparison:
             raise DataValidationError(f"comparison of {self.metric!r}: needs an inference")
 
 
-def _inference_fields(inf: DeltaInference, rel: DeltaInference | None) -> dict:
+def inference_fields(inf: DeltaInference, rel: DeltaInference | None) -> dict:
     return dict(delta=inf.estimate, ci_low=inf.ci_low, ci_high=inf.ci_high,
                 relative_delta=None if rel is None else rel.estimate,
                 relative_ci_low=None if rel is None else rel.ci_low,
@@ -288,7 +288,7 @@ def compare_models(
             rows.append(MetricComparison(
                 metric=name, baseline=baseline, candidate=candidate, baseline_value=b_val,
                 candidate_value=c_val, method=used_method, confidence=confidence, kind=kind,
-                note=notes.get((candidate, name)), **_inference_fields(inf, rel)))
+                note=notes.get((candidate, name)), **inference_fields(inf, rel)))
     return rows
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from harness.results.folder import EvalResult
 
-ICONS = {"PASS": "✅", "FAIL": "❌", "INCONCLUSIVE": "⚠️", "NO_GATE": "➖"}
+ICONS = {"PASS": "✅", "FAIL": "❌", "INCONCLUSIVE": "⚠️", "NO_GATE": "➖", "INVALID": "🚫"}
 CONSOLE_WIDTH = 100
 
 
@@ -124,6 +124,26 @@ def _criteria_section(result: EvalResult) -> list[str]:
     return out
 
 
+def _ab_section(result: EvalResult) -> list[str]:
+    """An A/B run's sample ratio check and, when segmented, the heterogeneity tests."""
+    ab = result.extra.get("ab")
+    if not ab:
+        return []
+    srm = ab["srm"]
+    total = sum(srm["observed"].values())
+    shares = ", ".join(f"{k} {v / total:.3%} (planned {srm['expected'][k] / total:.3%})"
+                       for k, v in srm["observed"].items())
+    out = ["", "### Sample ratio", "",
+           f"{'🚫 **MISMATCH**' if srm['invalid'] else 'ok'}: chi2 = {srm['statistic']:.4g} on {srm['df']} df, "
+           f"p = {srm['p_value']:.3g} (threshold {srm['threshold']:g}); {shares}"]
+    if ab.get("heterogeneity"):
+        out += ["", "### Heterogeneity across segments (Cochran's Q)", "",
+                "| treatment | metric | segments | Q | p | I² |", "|---|---|---|---|---|---|"]
+        out += [f"| {h['treatment']} | {h['metric']} | {h['segments']} | {h['q']:.3g} | {h['p_value']:.3g} | "
+                f"{h['i2']:.0%} |" for h in ab["heterogeneity"]]
+    return out
+
+
 def markdown_summary(result: EvalResult) -> str:
     """A summary fit for a PR comment or ``$GITHUB_STEP_SUMMARY``."""
     verdict = result.verdict.get("decision", "n/a")
@@ -137,6 +157,7 @@ def markdown_summary(result: EvalResult) -> str:
         out.append(f"| {model} | " + " | ".join(row.values) + " |")
     out += _comparison_section(result)
     out += _criteria_section(result)
+    out += _ab_section(result)
     return "\n".join(out) + "\n"
 
 
@@ -153,6 +174,14 @@ def junit_xml(result: EvalResult) -> str:
                         ("correction", result.verdict.get("correction", "")),
                         ("dataset_fingerprint", result.dataset.get("fingerprint"))):
         ET.SubElement(props, "property", name=name, value=str(value))
+    srm = (result.extra.get("ab") or {}).get("srm")
+    if srm is not None:  # an A/B run: the sample ratio check is a test of its own
+        case = ET.SubElement(suite, "testcase", classname="ab", name="sample ratio")
+        if srm["invalid"]:
+            text = f"sample ratio mismatch: p={srm['p_value']:.3g} < {srm['threshold']:g}"
+            ET.SubElement(case, "failure", message=text, type="invalid").text = text
+        suite.set("tests", str(len(criteria) + 1))
+        suite.set("failures", str(int(suite.get("failures", "0")) + int(srm["invalid"])))
     for c in criteria:
         case = ET.SubElement(suite, "testcase", classname=f"gate.{c['candidate']}",
                              name=f"{c['metric']} ({c['role']})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -267,15 +267,23 @@ def _format_errors(exc: ValidationError, source: str) -> str:
     return f"invalid config {source}:\n" + "\n".join(lines)
 
 
-def parse_config(data: Any, *, source: str = "<dict>") -> EvalConfig:
-    """Validate a config mapping; raise ``ConfigError`` naming each bad key."""
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_mapping(model: type[M], data: Any, *, source: str) -> M:
+    """Validate a config mapping as ``model``; raise ``ConfigError`` naming each bad key."""
     if not isinstance(data, dict):
         raise ConfigError(f"invalid config {source}: expected a mapping at the top level, "
                           f"got {type(data).__name__}")
     try:
-        return EvalConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, source)) from None
+
+
+def parse_config(data: Any, *, source: str = "<dict>") -> EvalConfig:
+    """Validate a config mapping; raise ``ConfigError`` naming each bad key."""
+    return validate_mapping(EvalConfig, data, source=source)
 
 
 def read_yaml(path: str | Path, *, label: str) -> Any:

@@ -37,7 +37,7 @@ from harness.tracking.store import (EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, SHARED
 COMPLETE_TAG = "harness.logged"
 MAX_BATCH = 1000
 VERDICT_CODES = {"PASS": 1.0, "INCONCLUSIVE": 0.0, "FAIL": -1.0}  # the gate_verdict metric
-ARTIFACTS = (RESULTS_JSON, PER_UNIT, "summary.md", "junit.xml", "report.html")
+ARTIFACTS = (RESULTS_JSON, PER_UNIT, "summary.md", "junit.xml", "report.html", "statistics.csv")
 
 
 def mlflow_key(metric: str) -> str:
@@ -181,15 +181,19 @@ def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict
 
     dataset = data["dataset"]
     verdict = data.get("verdict") or {}
-    compare_cfg = config.get("compare") or {}
+    compare_cfg = config.get("compare") or _variant_roles(config)
     common_tags = {"harness.run_id": run_id, "harness.version": __version__,
                    "harness.dataset_fingerprint": str(dataset.get("fingerprint"))}
     commit = git_commit()
     if commit:
         common_tags["harness.git_commit"] = commit
     decision = verdict.get("decision", "n/a")
+    launch = (data.get("ab") or {}).get("launch") or {}
+    launch_tags = {"harness.offline_run_id": str(launch.get("offline_run_id")),
+                   "harness.launch_treatment": str(launch.get("treatment"))} if launch else {}
     parent = client.create_run(experiment_id, run_name=f"{decision} · {config['name']}",
-                               tags={**common_tags, "harness.role": "evaluation", "gate.verdict": decision})
+                               tags={**common_tags, **launch_tags, "harness.role": "evaluation",
+                                     "gate.verdict": decision})
     parent_id = parent.info.run_id
     headline = headline_metrics(data)
     client.log_batch(parent_id, metrics=_metric_entities(headline))
@@ -223,14 +227,15 @@ def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict
         child = client.create_run(experiment_id, run_name=model, tags=tags, start_time=units.get("started_ms"))
         cid = child.info.run_id
         ids[model] = cid
-        spec = config["models"].get(model) or {
-            "kind": "prior_run" if model.startswith("runs:/") else "mlflow", "params": {"uri": model}}
+        spec = (config.get("models") or {}).get(model) or _implicit_spec(config, model)
         params = {"model.kind": spec["kind"], **_flat_params("model.params.", spec.get("params", {})),
                   "dataset.name": dataset.get("name"), "dataset.fingerprint": dataset.get("fingerprint"),
                   "seed": config.get("seed")}
         flat = _model_metrics(rows)
         comp_rows = [c for c in data.get("comparison", []) if c["candidate"] == model]
         flat.update(_delta_metrics(comp_rows))
+        if launch and model == launch.get("treatment"):  # an A/B launch: the offline deltas beside the online ones
+            flat.update({"offline_delta_" + mlflow_key(m): v for m, v in launch["offline_deltas"].items()})
         from mlflow.entities import Metric
 
         entities = _metric_entities(flat)
@@ -292,6 +297,22 @@ def headline_metrics(data: dict[str, Any]) -> dict[str, float]:
         flat[prefix + key] = values.get((c["candidate"], c["metric"]))
         flat[f"{prefix}delta_{key}"] = deltas.get((c["candidate"], c["metric"]))
     return flat
+
+
+def _implicit_spec(config: dict[str, Any], model: str) -> dict[str, Any]:
+    """What a model not in ``config["models"]`` is: an A/B variant, a prior run, or a registered model."""
+    if "variants" in config:
+        return {"kind": "variant", "params": {}}
+    return {"kind": "prior_run" if model.startswith("runs:/") else "mlflow", "params": {"uri": model}}
+
+
+def _variant_roles(config: dict[str, Any]) -> dict[str, Any]:
+    """An A/B config (``harness ab``): the control is the baseline, the treatments the candidates."""
+    variants = config.get("variants") or {}
+    if not variants:
+        return {}
+    return {"baseline": variants["control"], "candidates": variants["treatments"], "method": "ab",
+            "correction": (config.get("analysis") or {}).get("correction")}
 
 
 def _params(params: dict[str, Any]) -> list[Any]:

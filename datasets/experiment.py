@@ -1,0 +1,305 @@
+"""Per-unit experiment data (one row per user: variant, metric columns, pre-period
+covariates, optional unit, cluster and segment ids) read from Parquet/CSV, checked at the
+door and reduced to sufficient statistics batch by batch (:func:`reduce_units`), so that
+memory is bounded by one batch whatever the number of users."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import ConfigError, DataValidationError, describe_examples
+
+from harness.metrics.ab import VariantMoments, add_moments, cluster_totals, segment_moments, variant_moments
+
+from .tables import read_table
+
+# rows read, checked and reduced at a time: about this many bytes of float64 values a batch
+BATCH_BYTES = 64 << 20
+BATCH_ROWS = 1 << 20  # at most
+
+
+@dataclass(frozen=True)
+class ExperimentUnits:
+    """Checked per-unit data: ``values`` (n_units x k, float64) of ``columns``, each
+    unit's variant as a code into ``variants``, optional ``clusters`` ids."""
+
+    values: np.ndarray
+    columns: tuple[str, ...]
+    codes: np.ndarray
+    variants: tuple[str, ...]
+    clusters: np.ndarray | None
+    source: str
+    segments: np.ndarray | None = None
+    segment_names: tuple[str, ...] = ()
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """sha256 of the file's bytes (first 16 hex digits), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def check_units(frame: pd.DataFrame, *, variant: str, columns: Sequence[str], variants: Sequence[str],
+                unit: str | None = None, cluster: str | None = None, segment: str | None = None,
+                binary: Sequence[str] = (), source: str = "experiment data", row_offset: int = 0,
+                require_all: bool = True) -> ExperimentUnits:
+    """Check a per-unit table and return its arrays.
+
+    Refused, naming the column, the count and examples: a missing column; a metric column
+    that is not numeric or has NaN/inf values; a ``binary`` (proportion) column with
+    values other than 0/1; a variant not in ``variants``; a planned variant without units;
+    duplicated ``unit`` ids; missing ``cluster`` ids. Row numbers in messages count from
+    ``row_offset`` (the frame is a batch of a larger file); ``require_all=False`` leaves
+    the check that every variant has units to the caller (a batch may lack one).
+    """
+    need = [variant, *columns, *[c for c in (unit, cluster, segment) if c]]
+    missing = [c for c in dict.fromkeys(need) if c not in frame.columns]
+    if missing:
+        raise DataValidationError(f"{source}: column(s) {missing} not found (columns: {list(frame.columns)})")
+    if len(frame) == 0:
+        raise DataValidationError(f"{source}: no rows")
+    labels = frame[variant].astype(str).to_numpy()
+    names = list(variants)
+    known = np.isin(labels, names)
+    if not known.all():
+        bad = pd.unique(labels[~known])
+        raise DataValidationError(f"{source}: column {variant!r} has {int((~known).sum())} row(s) of variant(s) "
+                                  f"not in the config ({describe_examples(bad)}); configured: {names}")
+    codes = pd.Categorical(labels, categories=names).codes.astype(np.int64)
+    empty = [n for n, c in zip(names, np.bincount(codes, minlength=len(names))) if c == 0]
+    if empty and require_all:
+        raise DataValidationError(f"{source}: no units in variant(s) {empty}")
+    cols = list(dict.fromkeys(columns))
+    for col in cols:
+        if not pd.api.types.is_numeric_dtype(frame[col]):  # bool counts as 0/1
+            raise DataValidationError(f"{source}: column {col!r} is not numeric (dtype {frame[col].dtype}, "
+                                      f"{describe_examples(frame[col].head(3))})")
+    values = np.column_stack([frame[c].to_numpy(dtype=np.float64) for c in cols]) if cols else np.zeros((len(frame), 0))
+    bad = ~np.isfinite(values)
+    if bad.any():
+        j = int(np.flatnonzero(bad.any(axis=0))[0])
+        rows = np.flatnonzero(bad[:, j])
+        raise DataValidationError(f"{source}: column {cols[j]!r} has {rows.size} NaN/inf value(s), e.g. at row(s) "
+                                  f"{(rows[:3] + row_offset).tolist()}")
+    for col in binary:
+        v = values[:, cols.index(col)]
+        off = (v != 0) & (v != 1)
+        if off.any():
+            raise DataValidationError(f"{source}: proportion column {col!r} must be 0/1; {int(off.sum())} row(s) "
+                                      f"are not ({describe_examples(np.unique(v[off]))})")
+    if unit:
+        dup = frame[unit][frame[unit].duplicated()]
+        if len(dup):
+            raise DataValidationError(f"{source}: column {unit!r} has {len(dup)} duplicated unit id(s) "
+                                      f"({describe_examples(pd.unique(dup))}); one row per unit")
+    clusters = None
+    if cluster:
+        ids = frame[cluster]
+        if ids.isna().any():
+            raise DataValidationError(f"{source}: cluster column {cluster!r} has {int(ids.isna().sum())} missing id(s)")
+        clusters = ids.to_numpy()
+    segments, segment_names = label_codes(frame, segment, what="segment", source=source) if segment else (None, ())
+    return ExperimentUnits(values, tuple(cols), codes, tuple(names), clusters, source, segments, segment_names)
+
+
+def label_codes(frame: pd.DataFrame, column: str, *, what: str, source: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """A label column (segment, window) as codes into its sorted distinct labels (as text);
+    a missing label is an error naming the column and the count."""
+    labels = frame[column]
+    if labels.isna().any():
+        raise DataValidationError(f"{source}: {what} column {column!r} has {int(labels.isna().sum())} missing value(s)")
+    cat = pd.Categorical(labels.astype(str))
+    return cat.codes.astype(np.int64), tuple(str(c) for c in cat.categories)
+
+
+@dataclass(frozen=True)
+class _Names:
+    need: list[str]
+    ids: list[str]
+
+
+def _names(kwargs: dict[str, Any]) -> _Names:
+    ids = [kwargs[k] for k in ("unit", "cluster", "segment", "window") if kwargs.get(k)]
+    return _Names(list(dict.fromkeys([kwargs["variant"], *kwargs["columns"], *ids])), [kwargs["variant"], *ids])
+
+
+def iter_batches(path: str | Path, *, columns: Sequence[str], id_columns: Sequence[str] = (),
+                 float_columns: Sequence[str] = (), batch_rows: int = BATCH_ROWS) -> Iterator[pd.DataFrame]:
+    """The file's ``columns`` as DataFrames of at most ``batch_rows`` rows (Parquet) or
+    blocks of about ``batch_rows`` x 64 bytes (CSV: the streaming reader, id columns kept
+    as text, ``float_columns`` read as float64 in every block, so that a block does not
+    infer another type than the first). A missing file is a ``ConfigError``, an
+    unreadable one a ``DataValidationError``."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from .tables import _column_names
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"data file not found: {path}")
+    delim = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    have = _column_names(path, delim)
+    missing = [c for c in columns if c not in have]
+    if missing:
+        raise DataValidationError(f"{path}: columns {missing} not found (columns: {have})")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            # pre_buffer off and one thread: memory is one row group, not a read-ahead of the file
+            parquet = pq.ParquetFile(path, pre_buffer=False)
+            for batch in parquet.iter_batches(batch_size=batch_rows, columns=list(columns), use_threads=False):
+                yield batch.to_pandas()
+            return
+        block = int(min(64 << 20, max(1 << 14, batch_rows * 64)))
+        types = {**{c: pa.float64() for c in float_columns}, **{c: pa.string() for c in id_columns}}
+        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=block),
+                                parse_options=pacsv.ParseOptions(delimiter=delim),
+                                convert_options=pacsv.ConvertOptions(include_columns=list(columns),
+                                                                     column_types=types))
+        for batch in reader:
+            yield batch.to_pandas()
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise DataValidationError(f"{path}: cannot be read as a table: {exc}") from None
+
+
+@dataclass
+class UnitStatistics:
+    """Per-unit data reduced to sufficient statistics: ``moments`` per variant, per segment
+    and variant when segmented (``segments``, segments in sorted order); per cluster when
+    ``clustered`` (columns then end with the unit count ``UNITS``)."""
+
+    moments: list[VariantMoments]
+    segments: dict[str, list[VariantMoments]] | None
+    n_units: int
+    n_clusters: int | None
+    clustered: bool
+    windows: dict[str, list[VariantMoments]] | None = None
+
+
+def _add(acc: list[VariantMoments] | None, part: list[VariantMoments]) -> list[VariantMoments]:
+    return part if acc is None else [add_moments([a, b]) for a, b in zip(acc, part)]
+
+
+def reduce_units(path: str | Path, *, variant: str, columns: Sequence[str], variants: Sequence[str],
+                 unit: str | None = None, cluster: str | None = None, segment: str | None = None,
+                 window: str | None = None, binary: Sequence[str] = (), cluster_robust: bool = True,
+                 batch_rows: int | None = None) -> UnitStatistics:
+    """Stream a per-unit file batch by batch: check each batch (:func:`check_units`), reduce
+    it to moments, add them up. With ``cluster`` and ``cluster_robust`` each batch is
+    reduced to per-cluster partial totals, combined at the end (memory: one batch plus
+    one row per cluster). ``batch_rows`` defaults to about ``BATCH_BYTES`` of values
+    (8 bytes x columns a row; at most ``BATCH_ROWS``). Unit ids are checked for duplicates
+    over the whole file (the id column alone is kept).
+
+    ``window`` (a time window id: week, day) makes the rows (unit, window) pairs, as in a
+    long-term holdout: ``windows`` then holds each window's row-level moments (each unit
+    once a window), unit ids may repeat across windows but not within one, and the whole
+    experiment is clustered by ``cluster`` (pass the unit column to cluster by unit)."""
+    names = _names(dict(variant=variant, columns=columns, unit=unit, cluster=cluster, segment=segment,
+                        window=window))
+    cols = list(dict.fromkeys(columns))
+    if batch_rows is None:
+        batch_rows = int(min(BATCH_ROWS, max(4096, BATCH_BYTES // (8 * max(len(cols), 1)))))
+    acc: list[VariantMoments] | None = None
+    seg_acc: dict[str, list[VariantMoments]] = {}
+    partial: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]] = []
+    unit_ids: list[np.ndarray] = []
+    cluster_ids: list[np.ndarray] = []
+    seg_index: dict[str, int] = {}
+    win_index: dict[str, int] = {}
+    win_acc: dict[str, list[VariantMoments]] = {}
+    offset = 0
+    for frame in iter_batches(path, columns=names.need, id_columns=names.ids, float_columns=cols,
+                              batch_rows=batch_rows):
+        if len(frame) == 0:
+            continue
+        u = check_units(frame, variant=variant, columns=cols, variants=variants, cluster=cluster, segment=segment,
+                        binary=binary, source=str(path), row_offset=offset, require_all=False)
+        if window:
+            win_codes, win_names = label_codes(frame, window, what="window", source=str(path))
+            local = np.array([win_index.setdefault(g, len(win_index)) for g in win_names], dtype=np.int64)
+            _reduce(u.values, u.codes, local[win_codes], variants, cols, win_index, win_acc)
+        if unit:
+            unit_ids.append(frame[unit].astype(str).to_numpy() + ("\x1f" + frame[window].astype(str).to_numpy()
+                                                                    if window else ""))
+        seg = None
+        if u.segments is not None:  # batch-local codes -> codes of one growing vocabulary
+            local = np.array([seg_index.setdefault(g, len(seg_index)) for g in u.segment_names], dtype=np.int64)
+            seg = local[u.segments]
+        if u.clusters is not None and cluster_robust:
+            t = cluster_totals(u.values, u.codes, u.clusters, columns=cols, segments=seg)
+            partial.append((t.ids, t.values, t.variants, t.segments))
+        else:
+            if u.clusters is not None:
+                cluster_ids.append(pd.unique(u.clusters))
+            _reduce(u.values, u.codes, seg, variants, cols, seg_index, seg_acc)
+            if seg is None:
+                acc = _add(acc, variant_moments(u.values, u.codes, names=variants, columns=cols))
+        offset += len(frame)
+    if offset == 0:
+        raise DataValidationError(f"{path}: no rows")
+    if unit_ids:
+        ids = pd.Series(np.concatenate(unit_ids))
+        dup = ids[ids.duplicated()]
+        if len(dup):
+            if window:
+                raise DataValidationError(f"{path}: {len(dup)} duplicated ({unit}, {window}) pair(s) "
+                                          f"({describe_examples(pd.unique(dup.str.replace(chr(31), ', ')))}); "
+                                          "one row per unit and window")
+            raise DataValidationError(f"{path}: column {unit!r} has {len(dup)} duplicated unit id(s) "
+                                      f"({describe_examples(pd.unique(dup))}); one row per unit")
+    n_clusters = None
+    clustered = bool(partial)
+    if clustered:
+        ids_, vals, arms, segs = (np.concatenate([p[i] for p in partial]) if partial[0][i] is not None else None
+                                  for i in range(4))
+        t = cluster_totals(vals[:, :-1], arms, ids_, columns=cols, segments=segs, counts=vals[:, -1])
+        n_clusters = int(t.values.shape[0])
+        cols = list(t.columns)
+        if t.segments is None:
+            acc = variant_moments(t.values, t.variants, names=variants, columns=cols)
+        else:
+            _reduce(t.values, t.variants, t.segments, variants, cols, seg_index, seg_acc)
+    elif cluster_ids:
+        n_clusters = int(pd.unique(np.concatenate(cluster_ids)).size)
+    segments = None
+    if seg_index:
+        segments = {g: seg_acc[g] for g in sorted(seg_acc)}
+        acc = [add_moments([part[v] for part in segments.values()]) for v in range(len(variants))]
+    if acc is None:
+        raise DataValidationError(f"{path}: no rows")
+    empty = [m.variant for m in acc if m.n == 0]
+    if empty:
+        raise DataValidationError(f"{path}: no units in variant(s) {empty}")
+    windows = {g: win_acc[g] for g in sorted(win_acc, key=_natural)} if win_acc else None
+    return UnitStatistics(acc, segments, offset, n_clusters, clustered, windows)
+
+
+def _natural(label: str) -> tuple[int, float, str]:
+    """Numbers in numeric order (week 2 before week 10), then text."""
+    try:
+        return (0, float(label), "")
+    except ValueError:
+        return (1, 0.0, label)
+
+
+def _reduce(values: np.ndarray, arms: np.ndarray, seg: np.ndarray | None, variants: Sequence[str],
+            cols: Sequence[str], seg_index: dict[str, int], seg_acc: dict[str, list[VariantMoments]]) -> None:
+    """Add one batch's per-segment moments into ``seg_acc`` (nothing without segments)."""
+    if seg is None:
+        return
+    labels = list(seg_index)
+    parts = segment_moments(values, arms, seg, names=variants, segment_names=labels, columns=cols)
+    for g, part in parts.items():
+        if sum(m.n for m in part):
+            seg_acc[g] = part if g not in seg_acc else _add(seg_acc[g], part)

@@ -1,0 +1,132 @@
+"""Launch history: offline deltas next to online lifts, launch by launch, and whether
+each offline metric predicts the online result (``harness history RESULTS_ROOT``).
+
+Every ``harness ab`` run whose config has a ``launch`` section records, in its
+``results.json["ab"]["launch"]``, the offline comparison of the candidate it launched
+(from the ``harness run`` results folder the section names). This module gathers those
+records from a results root, one row per launch, and for every (offline metric, online
+metric) pair reports Spearman's correlation and the sign agreement with intervals
+(:func:`harness.metrics.launch_history.offline_online_agreement`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import ConfigError, ResultsError
+from harness.metrics.launch_history import offline_online_agreement
+from harness.results.folder import read_results_folder, read_results_json
+from harness.spec.ab import ABConfig
+
+HISTORY_JSON = "history.json"
+
+
+def offline_record(config: ABConfig) -> dict[str, Any] | None:
+    """``results.json["ab"]["launch"]`` of an A/B run: the offline run's deltas for the
+    launched candidate (absolute and relative), its verdict, and which treatment it is."""
+    launch = config.launch
+    if launch is None:
+        return None
+    stored = read_results_folder(launch.offline_results)
+    rows = stored.data.get("comparison") or []
+    candidates = list(dict.fromkeys(r["candidate"] for r in rows))
+    candidate = launch.candidate or (candidates[0] if len(candidates) == 1 else None)
+    if candidate is None or candidate not in candidates:
+        raise ConfigError(f"launch.candidate: {launch.candidate!r} is not one candidate of "
+                          f"{launch.offline_results} (candidates: {candidates})")
+    mine = [r for r in rows if r["candidate"] == candidate]
+    return {"offline_results": str(launch.offline_results), "offline_run_id": stored.data.get("run_id"),
+            "offline_created_at": stored.data.get("created_at"), "candidate": candidate,
+            "treatment": launch.treatment or config.variants.treatments[0],
+            "offline_verdict": (stored.data.get("verdict") or {}).get("decision"),
+            "offline_deltas": {r["metric"]: r["delta"] for r in mine},
+            "offline_relative_deltas": {r["metric"]: r.get("relative_delta") for r in mine}}
+
+
+@dataclass
+class History:
+    """One row per launch (``launches``: offline deltas ``offline:<metric>``, online lifts
+    ``online:<metric>``) and the agreement of every offline/online metric pair."""
+
+    launches: pd.DataFrame
+    agreement: pd.DataFrame
+
+
+def launch_history(root: str | Path, *, confidence: float = 0.95, relative: bool = True) -> History:
+    """Gather every A/B results folder under ``root`` that records a launch. Online lifts
+    are relative (``relative_delta``) by default, else absolute; offline deltas are
+    absolute (the scale the offline gate reads)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"history: {root} is not a folder of results")
+    rows = []
+    for path in sorted(root.rglob("results.json")):
+        try:
+            data = read_results_json(path.parent)
+        except ResultsError:
+            continue
+        launch = (data.get("ab") or {}).get("launch")
+        if not launch:
+            continue
+        row: dict[str, Any] = {"launch": data["config"]["name"], "run_id": data["run_id"],
+                               "created_at": data["created_at"], "treatment": launch["treatment"],
+                               "offline_run_id": launch["offline_run_id"],
+                               "offline_created_at": launch.get("offline_created_at"),
+                               "verdict": (data.get("verdict") or {}).get("decision")}
+        row.update({f"offline:{m}": v for m, v in launch["offline_deltas"].items()})
+        key = "relative_delta" if relative else "delta"
+        row.update({f"online:{c['metric']}": c.get(key) for c in data.get("comparison", [])
+                    if c["candidate"] == launch["treatment"]})
+        rows.append(row)
+    launches = pd.DataFrame(rows)
+    if launches.empty:
+        raise ConfigError(f"history: no A/B results with a launch section under {root} (run harness ab with "
+                          "launch.offline_results in its config)")
+    # launch order: the A/B test's time, then (tests of the same second) the offline run's
+    launches = launches.sort_values(["created_at", "offline_created_at"], kind="stable").reset_index(drop=True)
+    offline = [c for c in launches.columns if c.startswith("offline:")]
+    online = [c for c in launches.columns if c.startswith("online:")]
+    pairs = []
+    for off in offline:
+        for on in online:
+            a = offline_online_agreement(launches[off].to_numpy(dtype=float), launches[on].to_numpy(dtype=float),
+                                         confidence=confidence)
+            pairs.append({"offline_metric": off.removeprefix("offline:"), "online_metric": on.removeprefix("online:"),
+                          "launches": a.n, "spearman": a.spearman, "spearman_ci_low": a.spearman_ci_low,
+                          "spearman_ci_high": a.spearman_ci_high, "sign_agreement": a.sign_agreement,
+                          "sign_ci_low": a.sign_ci_low, "sign_ci_high": a.sign_ci_high, "signed": a.n_signed})
+    return History(launches, pd.DataFrame(pairs))
+
+
+def history_figure(history: History) -> Any:
+    """Offline delta vs online lift, one panel per (offline, online) metric pair (at most 6),
+    each launch a point, with Spearman's rho in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = history.agreement.head(6)
+    cols = min(3, len(pairs))
+    rows_ = int(np.ceil(len(pairs) / cols))
+    fig, axes = plt.subplots(rows_, cols, figsize=(4 * cols, 3.4 * rows_), squeeze=False)
+    for ax, (_, p) in zip(axes.ravel(), pairs.iterrows()):
+        x = history.launches[f"offline:{p['offline_metric']}"].to_numpy(dtype=float)
+        y = history.launches[f"online:{p['online_metric']}"].to_numpy(dtype=float) * 100
+        ax.scatter(x, y)
+        ax.axhline(0, color="grey", lw=1)
+        ax.axvline(0, color="grey", lw=1)
+        ax.set_xlabel(f"offline delta {p['offline_metric']}")
+        ax.set_ylabel(f"online lift {p['online_metric']} (%)")
+        ax.set_title(f"rho={p['spearman']:.2f} [{p['spearman_ci_low']:.2f}, {p['spearman_ci_high']:.2f}], "
+                     f"sign {p['sign_agreement']:.0%}", fontsize=9)
+    for ax in axes.ravel()[len(pairs):]:
+        ax.set_visible(False)
+    fig.suptitle(f"offline vs online over {len(history.launches)} launches")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,165 @@
+"""The A/B analysis config (``harness ab DATA --config AB.yaml``): YAML validated by
+pydantic, unknown keys are errors naming the key (as the evaluation config)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from harness.spec.base import Strict
+from harness.spec.config import GateCriterion, TrackingSpec, read_yaml, validate_mapping
+
+__all__ = ["ABColumns", "ABConfig", "ABMetricSpec", "ABVariants", "AnalysisSpec", "LaunchSpec", "SequentialSpec",
+           "load_ab_config", "parse_ab_config"]
+
+
+class ABColumns(Strict):
+    """Column mapping of per-unit data. ``unit``: the unit id (duplicates are refused);
+    ``cluster``: the randomisation unit when it is coarser than the unit (market,
+    creator), which makes the analysis cluster-robust; ``segment``: a unit attribute
+    (surface, country, platform) to report per-segment effects and a heterogeneity test
+    for (with a statistics table: one row per segment and variant); ``window``: a time
+    window id (week) for a long-term holdout, rows then being (unit, window) pairs: the
+    whole experiment is analysed by unit (cluster-robust over its windows) and each window
+    on its own (the effect curve)."""
+
+    variant: str = "variant"
+    unit: str | None = None
+    cluster: str | None = None
+    segment: str | None = None
+    window: str | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> "ABColumns":
+        if self.window and not (self.unit or self.cluster):
+            raise ValueError("columns.window: rows are (unit, window) pairs; name the unit column (columns.unit) "
+                             "so that a unit's windows are analysed together")
+        if self.window and self.segment:
+            raise ValueError("columns.window with columns.segment: not supported; analyse segments in a "
+                             "separate run")
+        return self
+
+
+class ABVariants(Strict):
+    """The control, the treatments and the planned split (shares; default equal)."""
+
+    control: str = Field(min_length=1)
+    treatments: list[str] = Field(min_length=1)
+    split: dict[str, float] | None = None
+
+    @model_validator(mode="after")
+    def _split(self) -> "ABVariants":
+        names = [self.control, *self.treatments]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variants: names must be distinct, got {names}")
+        if self.split is not None:
+            if set(self.split) != set(names):
+                raise ValueError(f"variants.split: needs a share for exactly {names}, got {sorted(self.split)}")
+            bad = {k: v for k, v in self.split.items() if not v > 0}
+            if bad:
+                raise ValueError(f"variants.split: shares must be > 0, got {bad}")
+        return self
+
+    @property
+    def names(self) -> list[str]:
+        return [self.control, *self.treatments]
+
+    def planned(self) -> dict[str, float]:
+        return dict(self.split) if self.split is not None else {n: 1.0 for n in self.names}
+
+
+class ABMetricSpec(Strict):
+    """Exactly one of ``mean`` (a column), ``proportion`` (a 0/1 column) or ``ratio``
+    ([numerator, denominator] columns: mean / mean, by the delta method); ``covariate``:
+    the pre-period column (or [numerator, denominator] for a ratio) for CUPED."""
+
+    mean: str | None = None
+    proportion: str | None = None
+    ratio: tuple[str, str] | None = None
+    covariate: str | tuple[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "ABMetricSpec":
+        given = [k for k in ("mean", "proportion", "ratio") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"a metric needs exactly one of mean, proportion, ratio; got {given or 'none'}")
+        return self
+
+
+class SequentialSpec(Strict):
+    """``fixed``: fixed-horizon Welch intervals (look once, at the planned end);
+    ``always_valid``: confidence sequences, valid at every look; ``horizon`` is the
+    planned number of randomisation units, where the sequence is tightest (default:
+    the units seen)."""
+
+    kind: Literal["fixed", "always_valid"] = "fixed"
+    horizon: int | None = Field(None, ge=2)
+
+
+class AnalysisSpec(Strict):
+    confidence: float = Field(0.95, gt=0, lt=1)
+    correction: Literal["holm", "bh", "none"] = "holm"
+    relative_interval: Literal["delta", "fieller"] = "delta"
+    cuped: bool = True
+    sequential: SequentialSpec = Field(default_factory=SequentialSpec)
+    srm_threshold: float = Field(0.001, gt=0, lt=1)
+    variance: Literal["auto", "iid"] = "auto"
+
+
+class LaunchSpec(Strict):
+    """The offline evaluation that sent this treatment to the A/B test: a results folder
+    of ``harness run`` whose comparison rows for ``candidate`` (default: its only
+    candidate) are recorded beside the online lifts of ``treatment`` (default: the only
+    treatment), for ``harness history``."""
+
+    offline_results: str = Field(min_length=1)
+    candidate: str | None = None
+    treatment: str | None = None
+
+
+class ABConfig(Strict):
+    """An A/B analysis: what the data are, which metrics, how to infer, the gate."""
+
+    name: str = Field(min_length=1)
+    input: Literal["units", "statistics"] = "units"
+    columns: ABColumns = Field(default_factory=ABColumns)
+    variants: ABVariants
+    metrics: dict[str, ABMetricSpec] = Field(min_length=1)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    gate: list[GateCriterion] = Field(default_factory=list)
+    launch: LaunchSpec | None = None
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    output: str = "results"
+
+    @model_validator(mode="after")
+    def _refs(self) -> "ABConfig":
+        if self.launch is not None:
+            treatment = self.launch.treatment
+            if treatment is None and len(self.variants.treatments) > 1:
+                raise ValueError("launch.treatment: name the treatment the offline candidate became "
+                                 f"(one of {self.variants.treatments})")
+            if treatment is not None and treatment not in self.variants.treatments:
+                raise ValueError(f"launch.treatment: {treatment!r} is not a treatment ({self.variants.treatments})")
+        unknown = [c.metric for c in self.gate if c.metric not in self.metrics]
+        if unknown:
+            raise ValueError(f"gate: metric(s) {unknown} are not in metrics ({sorted(self.metrics)})")
+        if self.tracking.promote is not None:
+            raise ValueError("tracking.promote: an A/B analysis has no model to promote")
+        if self.input == "statistics" and self.columns.window:
+            raise ValueError("columns.window: needs per-unit data (input: units)")
+        if self.input == "statistics" and self.columns.cluster:
+            raise ValueError("columns.cluster: a statistics table is already per randomisation unit; "
+                             "aggregate clusters in the warehouse (one row of cluster totals each)")
+        return self
+
+
+def parse_ab_config(data: Any, *, source: str = "<dict>") -> ABConfig:
+    """Validate an A/B config mapping; raise ``ConfigError`` naming each bad key."""
+    return validate_mapping(ABConfig, data, source=source)
+
+
+def load_ab_config(path: str | Path) -> ABConfig:
+    """Read and validate an A/B config YAML file."""
+    return parse_ab_config(read_yaml(path, label="config"), source=str(path))

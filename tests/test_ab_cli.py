@@ -1,0 +1,254 @@
+"""``harness ab`` end to end: exit codes (0 PASS, 1 FAIL, 2 bad input, 4 INVALID), the results
+folder, statistics input == per-unit input, cluster designs, MLflow logging, ``harness ab plan``."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from scipy import stats
+from typer.testing import CliRunner
+
+from harness.apps.cli import app
+from harness.metrics.ab_power import ab_mde, ab_sample_size
+
+
+def _data(tmp_path: Path, *, n: int = 6000, lift: float = 0.5, ctr_lift: float = 0.0, share: float = 0.5,
+          seed: int = 0, clusters: int | None = None, fmt: str = "parquet") -> Path:
+    rng = np.random.default_rng(seed)
+    treated = rng.random(n) < share
+    if clusters is not None:  # whole markets randomised
+        market = rng.integers(0, clusters, n)
+        treated = (rng.random(clusters) < share)[market]
+    pre = rng.gamma(2, 5, n)
+    df = pd.DataFrame({
+        "user_id": [f"u{i:06d}" for i in range(n)],
+        "variant": np.where(treated, "treatment", "control"),
+        "revenue": 0.7 * pre + rng.gamma(2, 2, n) + lift * treated, "pre_revenue": pre,
+        "impressions": rng.poisson(30, n) + 1})
+    df["clicks"] = rng.binomial(df["impressions"], 0.05 * (1 + ctr_lift * treated))
+    df["converted"] = (rng.random(n) < 0.1).astype(int)
+    if clusters is not None:
+        df["market"] = [f"m{k}" for k in market]
+    path = tmp_path / f"exp.{fmt}"
+    df.to_parquet(path) if fmt == "parquet" else df.to_csv(path, index=False)
+    return path
+
+
+def _config(tmp_path: Path, **over: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "name": "ab-test",
+        "columns": {"variant": "variant", "unit": "user_id"},
+        "variants": {"control": "control", "treatments": ["treatment"]},
+        "metrics": {"revenue": {"mean": "revenue", "covariate": "pre_revenue"},
+                    "ctr": {"ratio": ["clicks", "impressions"]},
+                    "conversion": {"proportion": "converted"}},
+        "gate": [{"metric": "revenue", "role": "primary", "direction": "higher"},
+                 {"metric": "ctr", "role": "guardrail", "direction": "higher", "max_regression": 0.05,
+                  "relative": True}],
+        "tracking": {"enabled": False},
+        "output": str(tmp_path / "results"),
+    }
+    cfg.update(over)
+    return cfg
+
+
+def _run(tmp_path: Path, data: Path, cfg: dict[str, Any], *extra: str) -> tuple[int, str, dict[str, Any] | None]:
+    path = tmp_path / "ab.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = Path(cfg["output"])
+    before = set(out.glob("2*")) if out.exists() else set()
+    res = CliRunner().invoke(app, ["ab", str(data), "--config", str(path), *extra])
+    new = sorted(set(out.glob("2*")) - before) if out.exists() else []  # this run's folder (ids may share a second)
+    data_json = json.loads((new[0] / "results.json").read_text()) if new else None
+    return res.exit_code, res.output, data_json
+
+
+def test_pass_writes_the_results_folder_and_matches_scipy(tmp_path: Path) -> None:
+    data = _data(tmp_path)
+    code, out, res = _run(tmp_path, data, _config(tmp_path))
+    assert code == 0, out
+    assert "GATE: PASS" in out and "SRM: ok" in out and "Traceback" not in out
+    folder = tmp_path / "results" / res["run_id"]
+    for name in ("results.json", "per_unit.parquet", "summary.md", "junit.xml", "statistics.csv",
+                 "plots/ab_effects.png"):
+        assert (folder / name).is_file(), name
+    rows = {r["metric"]: r for r in res["comparison"]}
+    df = pd.read_parquet(data)
+    t, c = (df[df.variant == v] for v in ("treatment", "control"))
+    ref = stats.ttest_ind(t.converted, c.converted, equal_var=False)
+    assert rows["conversion"]["p_two_sided"] == pytest.approx(ref.pvalue, rel=1e-8)
+    assert rows["revenue"]["method"] == "cuped" and rows["revenue"]["variance_reduction"] > 0.5
+    assert rows["revenue"]["outcome"] == "PASS" and res["verdict"]["decision"] == "PASS"
+    assert res["ab"]["srm"]["invalid"] is False
+    assert "### Sample ratio" in (folder / "summary.md").read_text()
+
+
+def test_a_regression_beyond_the_guardrail_fails(tmp_path: Path) -> None:
+    code, out, res = _run(tmp_path, _data(tmp_path, ctr_lift=-0.3, n=20_000), _config(tmp_path))
+    assert code == 1, out
+    ctr = next(c for c in res["verdict"]["criteria"] if c["metric"] == "ctr")
+    assert ctr["outcome"] == "FAIL" and res["verdict"]["decision"] == "FAIL"
+
+
+def test_inconclusive_follows_the_policy(tmp_path: Path) -> None:
+    data = _data(tmp_path, lift=0.0, n=400)
+    cfg = _config(tmp_path, gate=[{"metric": "conversion", "role": "primary", "min_improvement": 0.05}])
+    assert _run(tmp_path, data, cfg)[0] == 1
+    code, out, res = _run(tmp_path, data, cfg, "--inconclusive", "pass")
+    assert code == 0 and res["verdict"]["decision"] == "INCONCLUSIVE"
+
+
+def test_sample_ratio_mismatch_is_invalid_with_exit_4(tmp_path: Path) -> None:
+    data = _data(tmp_path, share=0.53, n=20_000)  # planned 50/50
+    code, out, res = _run(tmp_path, data, _config(tmp_path), "--inconclusive", "pass")
+    assert code == 4, out
+    assert res["verdict"]["decision"] == "INVALID" and res["ab"]["srm"]["invalid"]
+    assert "SRM: INVALID" in out and res["verdict"]["reasons"][0].startswith("INVALID: sample ratio mismatch")
+    folder = tmp_path / "results" / res["run_id"]
+    assert "MISMATCH" in (folder / "summary.md").read_text()
+    junit = (folder / "junit.xml").read_text()
+    assert 'name="sample ratio"' in junit and 'type="invalid"' in junit
+    # the planned split is what the counts are tested against
+    code, _, res = _run(tmp_path, data, _config(tmp_path, variants={
+        "control": "control", "treatments": ["treatment"], "split": {"control": 0.47, "treatment": 0.53}}))
+    assert code == 0 and not res["ab"]["srm"]["invalid"]
+
+
+def test_statistics_input_gives_the_per_unit_numbers(tmp_path: Path) -> None:
+    data = _data(tmp_path, fmt="csv")
+    code, _, first = _run(tmp_path, data, _config(tmp_path))
+    assert code == 0
+    stats_file = tmp_path / "results" / first["run_id"] / "statistics.csv"
+    cfg = _config(tmp_path, input="statistics", columns={"variant": "variant"},
+                  output=str(tmp_path / "results2"))
+    code, out, second = _run(tmp_path, stats_file, cfg)
+    assert code == 0, out
+    for a, b in zip(first["comparison"], second["comparison"]):
+        for key in ("delta", "ci_low", "ci_high", "relative_ci_low", "relative_ci_high", "p_two_sided",
+                    "variance_reduction"):
+            assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-300), key
+
+
+def test_cluster_randomised_data_is_analysed_by_cluster(tmp_path: Path) -> None:
+    data = _data(tmp_path, clusters=40, n=8000)
+    cfg = _config(tmp_path, columns={"variant": "variant", "unit": "user_id", "cluster": "market"})
+    code, out, robust = _run(tmp_path, data, cfg)
+    assert code in (0, 1), out
+    assert robust["ab"]["design"]["variance"] == "cluster-robust" and robust["ab"]["design"]["n_clusters"] == 40
+    cfg["analysis"] = {"variance": "iid"}
+    cfg["output"] = str(tmp_path / "iid")
+    code, out, iid = _run(tmp_path, data, cfg)
+    assert "finer than the unit of randomisation (market, 40 clusters)" in out
+    assert iid["comparison"][0]["delta"] == pytest.approx(robust["comparison"][0]["delta"])
+    # SRM counts the randomised clusters, not the users
+    assert sum(robust["ab"]["srm"]["observed"].values()) == 40
+
+
+def test_always_valid_intervals_are_wider(tmp_path: Path) -> None:
+    data = _data(tmp_path)
+    _, _, fixed = _run(tmp_path, data, _config(tmp_path))
+    cfg = _config(tmp_path, analysis={"sequential": {"kind": "always_valid", "horizon": 20_000}},
+                  output=str(tmp_path / "seq"))
+    code, out, seq = _run(tmp_path, data, cfg)
+    assert code in (0, 1), out
+    for f, s in zip(fixed["comparison"], seq["comparison"]):
+        assert s["method"] == "always_valid" and s["ci_high"] - s["ci_low"] > f["ci_high"] - f["ci_low"]
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda df: df.assign(revenue=np.where(np.arange(len(df)) == 5, np.nan, df.revenue)),
+     r"column 'revenue' has 1 NaN/inf value\(s\), e.g. at row\(s\) \[5\]"),
+    (lambda df: df.assign(variant=np.where(np.arange(len(df)) < 3, "B2", df.variant)),
+     r"3 row\(s\) of variant\(s\) not in the config \(e.g. 'B2'\)"),
+    (lambda df: df.assign(converted=df.converted * 2), r"proportion column 'converted' must be 0/1"),
+    (lambda df: df.drop(columns=["clicks"]), r"columns \['clicks'\] not found"),
+    (lambda df: pd.concat([df, df.iloc[:2]]), r"'user_id' has 2 duplicated unit id\(s\)"),
+    (lambda df: df.assign(revenue="x"), r"column 'revenue' is not numeric"),
+])
+def test_bad_data_is_exit_2_naming_the_problem(tmp_path: Path, mutate: Any, message: str) -> None:
+    path = _data(tmp_path)
+    mutate(pd.read_parquet(path)).to_parquet(path)
+    code, out, _ = _run(tmp_path, path, _config(tmp_path))
+    assert code == 2 and "Traceback" not in out
+    assert re.search(message, out), out
+
+
+@pytest.mark.parametrize("over,message", [
+    ({"metrics": {"r": {"mean": "revenue", "ratio": ["clicks", "impressions"]}}}, "exactly one of"),
+    ({"gate": [{"metric": "nope", "role": "primary"}]}, "gate: metric(s) ['nope'] are not in metrics"),
+    ({"analysis": {"bogus": 1}}, "analysis.bogus: unknown key"),
+    ({"variants": {"control": "control", "treatments": ["treatment"], "split": {"control": 1}}},
+     "needs a share for exactly"),
+])
+def test_bad_config_is_exit_2(tmp_path: Path, over: dict[str, Any], message: str) -> None:
+    code, out, _ = _run(tmp_path, _data(tmp_path, n=200), _config(tmp_path, **over))
+    assert code == 2 and message in out and "Traceback" not in out
+
+
+def test_mlflow_logs_variants_as_child_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'ab.db'}"
+    cfg = _config(tmp_path, tracking={"enabled": True, "uri": uri})
+    code, out, res = _run(tmp_path, _data(tmp_path), cfg)
+    assert code == 0, out
+    client = MlflowClient(tracking_uri=uri)
+    ids = res["tracking"]["mlflow_run_ids"]
+    parent = client.get_run(ids["parent"])
+    assert parent.data.tags["gate.verdict"] == "PASS"
+    child = client.get_run(ids["treatment"])
+    assert child.data.tags["harness.role"] == "candidate" and child.data.tags["gate.revenue"] == "PASS"
+    revenue = next(r for r in res["comparison"] if r["metric"] == "revenue")
+    assert child.data.metrics["delta_revenue"] == pytest.approx(revenue["delta"])
+    assert client.get_run(ids["control"]).data.tags["harness.role"] == "baseline"
+    assert "statistics.csv" in {f.path for f in client.list_artifacts(ids["parent"])}
+
+
+def test_plan_prints_the_sample_size_and_the_mde() -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["ab", "plan", "--baseline-rate", "0.1", "--mde", "0.02", "--relative"])
+    assert res.exit_code == 0, res.output
+    n = ab_sample_size(0.002, np.sqrt(0.09))
+    assert f"units needed: {n:,} in all" in res.output
+    res = runner.invoke(app, ["ab", "plan", "--std-dev", "3", "--n-units", "100000", "--sequential",
+                              "--variance-reduction", "0.3", "--tests", "4"])
+    assert res.exit_code == 0, res.output
+    m = ab_mde(100_000, 3.0, sequential=True, variance_reduction=0.3, n_tests=4)
+    assert f"minimum detectable effect with 100,000 units: {m:.6g}" in res.output
+    bad = runner.invoke(app, ["ab", "plan", "--std-dev", "3"])
+    assert bad.exit_code == 2 and "exactly one of --mde" in bad.output
+
+
+def test_segments_get_corrected_intervals_and_a_heterogeneity_test(tmp_path: Path) -> None:
+    path = _data(tmp_path, n=12_000, lift=0.0)
+    df = pd.read_parquet(path)
+    df["platform"] = np.random.default_rng(3).choice(["android", "ios", "web"], len(df))
+    df.loc[(df.platform == "web") & (df.variant == "treatment"), "revenue"] += 3.0  # only web moves
+    df.to_parquet(path)
+    cfg = _config(tmp_path, columns={"variant": "variant", "unit": "user_id", "segment": "platform"})
+    code, out, res = _run(tmp_path, path, cfg)
+    assert code in (0, 1), out
+    het = {h["metric"]: h for h in res["ab"]["heterogeneity"]}
+    assert het["revenue"]["p_value"] < 1e-6 and het["ctr"]["p_value"] > 1e-3
+    assert "heterogeneity: treatment revenue across 3 segments" in out
+    web = next(r for r in res["ab"]["segments"] if r["metric"] == "revenue" and r["segment"] == "web")
+    assert web["confidence"] == pytest.approx(1 - 0.05 / 3) and web["ci_low"] > 2.0
+    # per-segment numbers from the statistics table (one row per segment and variant) are the same
+    stats_file = tmp_path / "results" / res["run_id"] / "statistics.csv"
+    again = _config(tmp_path, input="statistics", columns={"variant": "variant", "segment": "platform"},
+                    output=str(tmp_path / "again"))
+    code, out, res2 = _run(tmp_path, stats_file, again)
+    assert code in (0, 1), out
+    for a, b in zip(res["ab"]["segments"], res2["ab"]["segments"]):
+        assert (a["segment"], a["metric"]) == (b["segment"], b["metric"])
+        assert a["ci_low"] == pytest.approx(b["ci_low"], rel=1e-9) and a["delta"] == pytest.approx(b["delta"], rel=1e-9)
+    for a, b in zip(res["comparison"], res2["comparison"]):
+        assert a["delta"] == pytest.approx(b["delta"], rel=1e-9)

@@ -1,0 +1,124 @@
+"""Launch history: offline deltas next to online lifts (``harness ab`` with a ``launch``
+section, then ``harness history``), Spearman and sign agreement against scipy, plain
+formulas and a coverage simulation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from scipy import stats
+from typer.testing import CliRunner
+
+from harness.apps.cli import app
+from harness.metrics.launch_history import offline_online_agreement
+from harness.results.folder import EvalResult, write_results
+
+
+def test_agreement_against_scipy_and_plain_formulas() -> None:
+    d = np.array([0.01, -0.02, 0.03, 0.015, -0.005, 0.02, 0.0])
+    y = np.array([0.5, -0.3, 0.2, 0.1, 0.2, 0.4, -0.1])
+    a = offline_online_agreement(d, y, confidence=0.9)
+    assert a.spearman == pytest.approx(stats.spearmanr(d, y).statistic)
+    z = stats.norm.ppf(0.95) * np.sqrt(1.06 / (7 - 3))
+    assert (a.spearman_ci_low, a.spearman_ci_high) == pytest.approx(
+        (np.tanh(np.arctanh(a.spearman) - z), np.tanh(np.arctanh(a.spearman) + z)))
+    signed = [(di > 0) == (yi > 0) for di, yi in zip(d, y) if di != 0 and yi != 0]  # plain loop
+    assert a.n_signed == len(signed) == 6 and a.sign_agreement == pytest.approx(sum(signed) / 6)
+    k, n, q = sum(signed), 6, stats.norm.ppf(0.95)
+    centre = (k / n + q * q / (2 * n)) / (1 + q * q / n)
+    half = q * np.sqrt(k / n * (1 - k / n) / n + q * q / (4 * n * n)) / (1 + q * q / n)
+    assert (a.sign_ci_low, a.sign_ci_high) == pytest.approx((centre - half, centre + half))
+    few = offline_online_agreement(np.array([0.1, 0.2]), np.array([0.3, 0.1]))
+    assert np.isnan(few.spearman) and few.n == 2
+
+
+def test_fisher_z_interval_covers_the_population_spearman() -> None:
+    """2000 histories of 30 launches, bivariate normal with rho = 0.5: population Spearman
+    (6 / pi) asin(rho / 2); coverage 95% within 3 MC standard errors (1.5%)."""
+    rng = np.random.default_rng(21)
+    truth = 6 / np.pi * np.arcsin(0.25)
+    cov = [[1, 0.5], [0.5, 1]]
+    hits = 0
+    for _ in range(2000):
+        x = rng.multivariate_normal([0, 0], cov, 30)
+        a = offline_online_agreement(x[:, 0], x[:, 1])
+        hits += a.spearman_ci_low <= truth <= a.spearman_ci_high
+    assert hits / 2000 == pytest.approx(0.95, abs=3 * np.sqrt(0.95 * 0.05 / 2000))
+
+
+def _offline(root: Path, k: int, ndcg_delta: float) -> Path:
+    """A ``harness run`` results folder whose candidate improved nDCG@10 by ``ndcg_delta``."""
+    row = {"metric": "ndcg@10", "baseline": "prod", "candidate": "cand", "delta": ndcg_delta,
+           "relative_delta": ndcg_delta / 0.3, "ci_low": ndcg_delta - 0.01, "ci_high": ndcg_delta + 0.01}
+    result = EvalResult(run_id=f"2026010{k}T000000Z-off{k}", created_at=f"2026-01-0{k}T00:00:00+00:00",
+                        config={"name": f"offline-{k}"}, config_hash="x", dataset={"name": "d", "fingerprint": "f"},
+                        metrics=[], per_unit=pd.DataFrame(columns=["family", "model", "unit_id", "metric", "value"]),
+                        comparison=[row], verdict={"decision": "PASS"})
+    return write_results(result, root / "offline")
+
+
+def test_history_puts_offline_deltas_beside_online_lifts(tmp_path: Path) -> None:
+    rng = np.random.default_rng(22)
+    runner = CliRunner()
+    deltas = [0.004, 0.010, -0.002, 0.015, 0.007, 0.001]
+    for k, delta in enumerate(deltas, start=1):
+        n = 4000
+        treated = rng.random(n) < 0.5
+        y = rng.gamma(2, 5, n) * (1 + treated * 4 * delta)  # the online lift follows the offline delta
+        pd.DataFrame({"variant": np.where(treated, "B", "A"), "revenue": y}).to_parquet(tmp_path / f"e{k}.parquet")
+        cfg = {"name": f"launch-{k}", "variants": {"control": "A", "treatments": ["B"]},
+               "metrics": {"revenue": {"mean": "revenue"}},
+               "launch": {"offline_results": str(_offline(tmp_path, k, delta))},
+               "tracking": {"enabled": False}, "output": str(tmp_path / "online")}
+        (tmp_path / f"ab{k}.yaml").write_text(yaml.safe_dump(cfg))
+        res = runner.invoke(app, ["ab", str(tmp_path / f"e{k}.parquet"), "--config", str(tmp_path / f"ab{k}.yaml")])
+        assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["history", str(tmp_path / "online")])
+    assert res.exit_code == 0, res.output
+    hist = json.loads((tmp_path / "online" / "history.json").read_text())
+    launches = pd.DataFrame(hist["launches"])
+    assert list(launches["offline:ndcg@10"]) == deltas  # in launch order
+    (pair,) = hist["agreement"]
+    assert (pair["offline_metric"], pair["online_metric"], pair["launches"]) == ("ndcg@10", "revenue", 6)
+    assert pair["spearman"] == pytest.approx(stats.spearmanr(launches["offline:ndcg@10"],
+                                                             launches["online:revenue"]).statistic)
+    assert (tmp_path / "online" / "history.png").is_file()
+    empty = runner.invoke(app, ["history", str(tmp_path / "offline")])
+    assert empty.exit_code == 2 and "no A/B results with a launch section" in empty.output
+
+
+def test_a_launch_naming_a_missing_offline_run_is_exit_2(tmp_path: Path) -> None:
+    pd.DataFrame({"variant": ["A", "B"] * 10, "revenue": np.arange(20.0)}).to_parquet(tmp_path / "e.parquet")
+    cfg = {"name": "x", "variants": {"control": "A", "treatments": ["B"]}, "metrics": {"revenue": {"mean": "revenue"}},
+           "launch": {"offline_results": str(tmp_path / "nope")}, "tracking": {"enabled": False},
+           "output": str(tmp_path / "out")}
+    (tmp_path / "ab.yaml").write_text(yaml.safe_dump(cfg))
+    res = CliRunner().invoke(app, ["ab", str(tmp_path / "e.parquet"), "--config", str(tmp_path / "ab.yaml")])
+    assert res.exit_code == 2 and "nope" in res.output and "Traceback" not in res.output
+
+
+def test_a_launch_is_logged_to_mlflow_with_its_offline_deltas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'h.db'}"
+    rng = np.random.default_rng(23)
+    pd.DataFrame({"variant": np.where(rng.random(400) < 0.5, "B", "A"), "revenue": rng.gamma(2, 5, 400)}).to_parquet(
+        tmp_path / "e.parquet")
+    cfg = {"name": "launch-mlflow", "variants": {"control": "A", "treatments": ["B"]},
+           "metrics": {"revenue": {"mean": "revenue"}}, "launch": {"offline_results": str(_offline(tmp_path, 1, 0.012))},
+           "tracking": {"enabled": True, "uri": uri}, "output": str(tmp_path / "online")}
+    (tmp_path / "ab.yaml").write_text(yaml.safe_dump(cfg))
+    res = CliRunner().invoke(app, ["ab", str(tmp_path / "e.parquet"), "--config", str(tmp_path / "ab.yaml")])
+    assert res.exit_code == 0, res.output
+    (folder,) = (tmp_path / "online").glob("2*")
+    ids = json.loads((folder / "results.json").read_text())["tracking"]["mlflow_run_ids"]
+    client = MlflowClient(tracking_uri=uri)
+    assert client.get_run(ids["parent"]).data.tags["harness.offline_run_id"] == "20260101T000000Z-off1"
+    assert client.get_run(ids["B"]).data.metrics["offline_delta_ndcg_at_10"] == pytest.approx(0.012)
+    assert "offline_delta_ndcg_at_10" not in client.get_run(ids["A"]).data.metrics
