@@ -117,7 +117,7 @@ def test_config_calibration_section(tmp_path) -> None:
         parse_config(calib_config(tmp_path, n_bin=3))
     bad_gate = calib_config(tmp_path)
     bad_gate["gate"][1]["metric"] = "calibration_slope"  # no paired comparison for it
-    with pytest.raises(ConfigError, match="'calibration_slope' is not evaluated"):
+    with pytest.raises(ConfigError, match="'calibration_slope' is evaluated but cannot be gated"):
         parse_config(bad_gate)
     movielens = calib_config(tmp_path)
     movielens["dataset"] = {"kind": "movielens", "path": str(tmp_path)}

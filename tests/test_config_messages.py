@@ -26,7 +26,7 @@ def _gate(cfg: dict[str, Any], metric: str) -> None:
     (lambda c: c["evaluate"].update(rankng={}), "unknown key 'rankng'; did you mean 'ranking'?"),
     (lambda c: _gate(c, "ndgc@10"), "gate[2].metric: 'ndgc@10' is not evaluated; did you mean 'ndcg@10'?"),
     (lambda c: (c["evaluate"].update(beyond_accuracy={"metrics": ["coverage@10"]}), _gate(c, "coverage@10")),
-     "'coverage@10' is evaluated but cannot be gated: it is one number over the whole catalogue"),
+     "'coverage@10' is evaluated but cannot be gated: it is one number for the whole data"),
     (lambda c: c["evaluate"].update(off_policy={"synthetic": {}, "estimators": ["dr"]}),
      "  evaluate.off_policy: ['dr'] need a reward_model"),
     (lambda c: c["evaluate"].update(off_policy={"synthetic": {}, "temperature": 2.0}),

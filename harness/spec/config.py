@@ -181,8 +181,8 @@ class EvalConfig(_Strict):
                 continue
             if crit.metric in reported:
                 raise ValueError(f"gate[{i}].metric: {crit.metric!r} is evaluated but cannot be gated: it is one "
-                                 "number over the whole catalogue or log, with no per-unit values to pair; "
-                                 f"gateable: {sorted(metrics)}")
+                                 "number for the whole data (e.g. catalogue coverage, a fitted slope), with no "
+                                 f"per-unit values to pair; gateable: {sorted(metrics)}")
             close = difflib.get_close_matches(crit.metric, sorted(metrics), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"gate[{i}].metric: {crit.metric!r} is not evaluated{hint} "
