@@ -88,6 +88,9 @@ def test_pass_writes_the_results_folder_and_matches_scipy(tmp_path: Path) -> Non
     assert rows["revenue"]["outcome"] == "PASS" and res["verdict"]["decision"] == "PASS"
     assert res["ab"]["srm"]["invalid"] is False
     assert "### Sample ratio" in (folder / "summary.md").read_text()
+    html = (folder / "report.html").read_text()  # the HTML report's A/B section: variants, effects, SRM, plot
+    assert "A/B test" in html and "Sample ratio: chi2" in html and "Treatment effects with their intervals" in html
+    assert f"{rows['conversion']['delta']:+.4f}" in html
 
 
 def test_a_regression_beyond_the_guardrail_fails(tmp_path: Path) -> None:
@@ -113,6 +116,7 @@ def test_sample_ratio_mismatch_is_invalid_with_exit_4(tmp_path: Path) -> None:
     assert "SRM: INVALID" in out and res["verdict"]["reasons"][0].startswith("INVALID: sample ratio mismatch")
     folder = tmp_path / "results" / res["run_id"]
     assert "MISMATCH" in (folder / "summary.md").read_text()
+    assert "MISMATCH: the result is INVALID" in (folder / "report.html").read_text()
     junit = (folder / "junit.xml").read_text()
     assert 'name="sample ratio"' in junit and 'type="invalid"' in junit
     # the planned split is what the counts are tested against

@@ -26,6 +26,7 @@ from harness.inference.gate import comparison_rows
 from harness.metrics.ab import (VariantMoments, add_moments, moments_from_table, moments_table,
                                 segmented_moments_from_table)
 from harness.results.folder import PER_UNIT_COLUMNS, EvalResult, new_run_id, write_results
+from harness.results.html import write_report
 from harness.results.report import junit_xml, markdown_summary
 from harness.spec.ab import ABConfig
 
@@ -239,7 +240,9 @@ def run_ab(config: ABConfig, data: str | Path, *, output: str | Path | None = No
         per_unit=pd.DataFrame(columns=PER_UNIT_COLUMNS),
         comparison=rows,
         verdict={**verdict.to_dict(), "warnings": [*verdict.warnings, *warnings]},
-        extra={"ab": {"srm": asdict(outcome.srm), "design": design, "segments": outcome.segments,
+        extra={"families": {"ab": {"unit": "user", "compared": list(dict.fromkeys(r["metric"] for r in rows)),
+                                   "skipped_models": [], "caps": {}}},
+               "ab": {"srm": asdict(outcome.srm), "design": design, "segments": outcome.segments,
                       "heterogeneity": outcome.heterogeneity, "windows": outcome.windows,
                       "window_heterogeneity": outcome.window_heterogeneity, "launch": launch,
                       "sequential": config.analysis.sequential.model_dump(),
@@ -251,7 +254,7 @@ def run_ab(config: ABConfig, data: str | Path, *, output: str | Path | None = No
     if outcome.windows:
         figures["ab_effect_over_time"] = _curve_figure(outcome, config.columns.window or "window")
     try:
-        results_dir = write_results(result, out_root, files, figures=figures)
+        results_dir = write_results(result, out_root, files, figures=figures, finalize=write_report)
     finally:
         import matplotlib.pyplot as plt
 

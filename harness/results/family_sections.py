@@ -122,3 +122,30 @@ def attribution_section(report: ReportData, key: str) -> Section:
                       "contributions with 95% intervals") for name in sorted(report.plots)
                if name.startswith("attribution_")]
     return _with_figures(section, report, *figures)
+
+
+@register_section("ab")
+def ab_section(report: ReportData, key: str) -> Section:
+    """An A/B test: each variant's metrics and the treatment effects (the generic tables),
+    the sample ratio check that can make the whole result INVALID, heterogeneity across
+    segments, and the effect plots."""
+    section, block = _titled(report, key, "A/B test")
+    section.paragraphs[0] = "Units: users (the unit of analysis of the experiment)."
+    srm = block.get("srm") or {}
+    observed, expected = srm.get("observed") or {}, srm.get("expected") or {}
+    if observed:
+        total = sum(observed.values())
+        section.tables.append(Table(
+            f"Sample ratio: chi2 = {srm.get('statistic', 0):.4g} on {srm.get('df')} df, p = {srm.get('p_value', 1):.3g} "
+            f"({'MISMATCH: the result is INVALID' if srm.get('invalid') else 'ok'}; threshold {srm.get('threshold')})",
+            ["variant", "units", "share", "planned share"],
+            [[Cell(v), number(n, "d"), number(n / total, ".3%"), number(expected.get(v, 0) / total, ".3%")]
+             for v, n in observed.items()]))
+    if block.get("heterogeneity"):
+        section.tables.append(Table("Heterogeneity across segments (Cochran's Q)",
+                                    ["treatment", "metric", "segments", "Q", "p", "I²"],
+                                    [[Cell(h["treatment"]), Cell(h["metric"]), number(h["segments"], "d"),
+                                      number(h["q"], ".3g"), number(h["p_value"], ".3g"), number(h["i2"], ".0%")]
+                                     for h in block["heterogeneity"]]))
+    return _with_figures(section, report, ("ab_effects", "Treatment effects with their intervals"),
+                         ("ab_effect_over_time", "Effect per time window (holdout)"))
