@@ -25,7 +25,7 @@ def _run(tmp_path: Path, cfg: dict) -> tuple[dict, pd.DataFrame]:
     result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"])
     assert result.exit_code == 0, result.output
     (folder,) = list((tmp_path / "results").iterdir())
-    return json.loads((folder / "results.json").read_text()), pd.read_parquet(folder / "per_unit.parquet")
+    return json.loads((folder / "results.json").read_text()), pd.read_parquet(folder / "per_unit.parquet").astype({"unit_id": str})
 
 
 # A log of 4 users x 6 items. leave_last_out k=1 holds out each user's last row; the

@@ -79,7 +79,7 @@ def test_given_candidates_and_genre_diversity_on_movielens(tmp_path: Path) -> No
     rows = {(r["model"], r["metric"]): r["value"] for r in data["metrics"]}
     # three candidates per user, one of them relevant: recall@3 is 1 whatever the order
     assert rows[("popularity", "recall@3")] == 1.0 and rows[("candidate", "recall@3")] == 1.0
-    per_unit = pd.read_parquet(out / "per_unit.parquet")
+    per_unit = pd.read_parquet(out / "per_unit.parquet").astype({"unit_id": str})  # int ids are int64 on disk
     ild = per_unit[(per_unit.model == "popularity") & (per_unit.metric == "ild@3")].set_index("unit_id")["value"]
     ds = load_dataset(parse_config(cfg))
     _, genres = ds.category_matrix()

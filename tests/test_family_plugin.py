@@ -61,7 +61,7 @@ def test_a_toy_family_runs_compares_and_gates_from_its_config_block(tmp_path: Pa
     (folder,) = list((tmp_path / "results").iterdir())
     data = json.loads((folder / "results.json").read_text())
     assert data["families"]["long_tail"]["compared"] == ["long_tail@5", "tail_share"]
-    per_unit = pd.read_parquet(folder / "per_unit.parquet")
+    per_unit = pd.read_parquet(folder / "per_unit.parquet").astype({"unit_id": str})  # int ids are int64 on disk
     toy = per_unit[per_unit["family"] == "long_tail"]
     assert set(toy["metric"]) == {"long_tail@5"} and set(toy["model"]) == {"popularity", "candidate"}
     # independent reference: the per-query share of tail items in the popularity model's top 5
