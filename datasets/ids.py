@@ -24,7 +24,8 @@ from harness.errors import DataValidationError, describe_examples
 
 __all__ = ["IdMap", "encode_pairs", "id_maps"]
 
-_CANONICAL_INT = r"^-?(0|[1-9][0-9]{0,17})$"
+# an id that is a canonical integer (no sign or leading zeros to lose): ``42``, not ``042``
+CANONICAL_INT = r"^-?(0|[1-9][0-9]{0,17})$"
 
 
 def _as_id_array(values: Any, *, source: str, column: str) -> np.ndarray:
@@ -111,7 +112,7 @@ class IdMap:
         elif ids.dtype.kind in "iu":  # integer ids against string raw ids: their decimal text
             codes = self._index.get_indexer(ids.astype(str).astype(object)).astype(np.int64)
         elif self._integer:  # text ids against integer raw ids: canonical integers only
-            canonical = pd.Series(ids, dtype=object).str.match(_CANONICAL_INT).to_numpy(dtype=bool)
+            canonical = pd.Series(ids, dtype=object).str.match(CANONICAL_INT).to_numpy(dtype=bool)
             codes[canonical] = self._index.get_indexer(ids[canonical].astype(np.int64))
         else:
             codes = self._index.get_indexer(ids).astype(np.int64)

@@ -10,6 +10,8 @@ import pandas as pd
 
 from harness.errors import ConfigError, DataValidationError
 
+from .ids import CANONICAL_INT
+
 __all__ = ["read_table"]
 
 if TYPE_CHECKING:
@@ -41,7 +43,7 @@ def _canonical_int_ids(table: "pa.Table", names: Sequence[str]) -> "pa.Table":
     for name in names:
         col = table[name]
         if col.null_count == 0 and len(col) and \
-                pc.all(pc.match_substring_regex(col, r"^-?(0|[1-9][0-9]{0,17})$")).as_py():
+                pc.all(pc.match_substring_regex(col, CANONICAL_INT)).as_py():
             table = table.set_column(table.schema.get_field_index(name), name, pc.cast(col, pa.int64()))
     return table
 

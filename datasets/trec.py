@@ -23,11 +23,12 @@ import pandas as pd
 
 from harness.errors import ConfigError, DataValidationError, describe_examples
 
+from .ids import CANONICAL_INT
+
 __all__ = ["read_trec_qrels", "read_trec_run", "write_trec_run"]
 
 RUN_FIELDS = ("query_id", "q0", "item_id", "rank", "score", "tag")
 QRELS_FIELDS = ("query_id", "iteration", "item_id", "relevance")
-_CANONICAL_INT = r"^-?(0|[1-9][0-9]{0,17})$"
 
 
 def _read_fields(path: str | Path, fields: tuple[str, ...], what: str) -> tuple[pd.DataFrame, str]:
@@ -57,7 +58,7 @@ def _read_fields(path: str | Path, fields: tuple[str, ...], what: str) -> tuple[
 
 def _ids(values: pd.Series) -> pd.Series:
     """Canonical-integer id columns become int64, others stay text."""
-    if values.str.match(_CANONICAL_INT).all():
+    if values.str.match(CANONICAL_INT).all():
         return values.astype(np.int64)
     return values.astype(object)
 

@@ -31,6 +31,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from harness.datasets.ids import CANONICAL_INT
 from harness.errors import ResultsError
 
 SCHEMA_VERSION = 2
@@ -39,7 +40,6 @@ RESULTS_JSON = "results.json"
 PER_UNIT = "per_unit.parquet"
 UNIT_INPUTS = "unit_inputs.parquet"
 PER_UNIT_COLUMNS = ["family", "model", "unit_id", "metric", "value"]
-_CANONICAL_INT = r"-?(0|[1-9][0-9]{0,17})"
 INPUT_COLUMNS = ["family", "model", "unit_id", "input", "value"]
 
 
@@ -175,7 +175,7 @@ def typed_unit_ids(table: pd.DataFrame) -> pd.DataFrame:
     integer (as the loaders read integer ids), so that the file joins to the user's own
     tables on an integer key; any text id keeps the whole column text."""
     units = table["unit_id"].astype(str)
-    if len(units) and units.str.fullmatch(_CANONICAL_INT).all():
+    if len(units) and units.str.match(CANONICAL_INT).all():
         return table.assign(unit_id=units.astype(np.int64))
     return table
 
