@@ -286,3 +286,26 @@ def test_no_query_with_a_relevant_item_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"])
     assert result.exit_code == 2 and "none of the 55 judged queries has a relevant item (relevance >= 9)" \
         in result.stderr, result.output
+
+
+@pytest.mark.parametrize("missing", ["error", "separate"])
+def test_every_segments_missing_policy(tmp_path: Path, missing: str) -> None:
+    """``attribution.segments`` read from a table (``by: activity`` and the errors are in
+    tests/test_decomposition_runs.py): with ``separate`` the unlisted users form a segment."""
+    from tests.test_attribution_cli import attribution_config
+
+    listed = np.arange(300) if missing == "error" else np.arange(200)
+    pd.DataFrame({"user": listed, "market": np.where(listed % 2, "odd", "even")}).to_csv(tmp_path / "m.csv",
+                                                                                         index=False)
+    cfg = attribution_config(tmp_path, gate=[])
+    cfg["dataset"]["n_users"] = 300
+    cfg["attribution"] = {"n_resamples": 100, "metrics": ["ndcg@10"], "ceiling": False,
+                          "segments": {"by": "market", "path": str(tmp_path / "m.csv"), "id_column": "user",
+                                       "missing": missing}}
+    result = CliRunner().invoke(app, ["attribute", str(write_config(tmp_path, cfg)), "--no-progress"])
+    assert result.exit_code == 0, result.output + result.stderr
+    (folder,) = list(Path(cfg["output"]).iterdir())
+    section = json.loads((folder / "results.json").read_text())["decomposition"]
+    segments = {s["segment"] for s in section["metrics"]["ndcg@10"]["segments"]}
+    assert segments == ({"even", "odd"} if missing == "error" else {"even", "odd", "(no segment)"})
+    assert section["units"]["missing"] == missing

@@ -461,6 +461,7 @@ BASH_SKIPS = {
     "harness report RESULTS_DIR": "synopsis with placeholders (tests/test_html_report.py runs it)",
     "harness store [": "synopsis with placeholders (tests/test_tracking.py runs it)",
     "harness attribute eval.yaml [": "synopsis with placeholders",
+    "harness decompose BEFORE": "synopsis with placeholders (tests/test_decomposition_runs.py runs it)",
     "harness run eval.yaml --": "run by test_main_config_runs_end_to_end_under_2_gib (the README config)",
     "harness ab experiment.parquet": "run by test_ab_config_runs (the README A/B config, on generated data)",
     "harness history results/": "needs A/B runs with launch sections: run by tests/test_ab_history.py",

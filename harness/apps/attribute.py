@@ -22,13 +22,15 @@ from harness.adapters.pipeline import Pipeline
 from harness.adapters.registry import build_model, check_model_kinds
 from harness.apps.run import RunOutcome, config_hash, exit_code_for, resolve_tracking_uri, track
 from harness.errors import ConfigError
-from harness.evaluate.data import load_dataset
+from harness.evaluate.data import load_dataset, load_segments
 from harness.evaluate.family import mean_values
 from harness.inference.attribution import attribute_pipelines
+from harness.inference.decomposition import decomposition_section
 from harness.inference.gate import comparison_rows, decide, resample_count
 from harness.datasets.ids import id_maps
 from harness.metrics._names import value_range
 from harness.results.attribution import attribution_section, attribution_table, per_unit_terms, waterfall_figures
+from harness.results.decomposition import decomposition_figures, decomposition_table
 from harness.results.folder import EvalResult, long_table, new_run_id, write_results
 from harness.results.html import write_report
 from harness.results.report import junit_xml, markdown_summary
@@ -84,6 +86,7 @@ def attribute(config: EvalConfig, *, output: str | Path | None = None, progress:
     metrics = config.attribution_metrics()
     dataset = load_dataset(config)
     _say(f"dataset {dataset.name}: {len(dataset.query_ids)} queries, fingerprint {dataset.fingerprint}")
+    segments = load_segments(spec.segments, dataset) if spec.segments is not None else None
     started_ms = int(time.time() * 1000)
     base, cand = build_pipelines(config, dataset, baseline, candidate)
     criteria = [c for c in config.gate if is_attribution_criterion(c.metric)]
@@ -118,6 +121,18 @@ def attribute(config: EvalConfig, *, output: str | Path | None = None, progress:
                    for model, table in tables.items() for v in mean_values(table, spec.confidence, value_range)]
     per_unit = long_table("attribution", {baseline: tables[baseline],
                                           candidate: tables[candidate].join(terms_table)})
+    families = {"attribution": {"unit": "query", "compared": [c.metric for c in comparisons],
+                                "skipped_models": [], "caps": {}}}
+    extra: dict[str, Any] = {"attribution": section}
+    if segments is not None:
+        assert spec.segments is not None
+        extra["decomposition"] = decomposition_section(
+            tables[baseline], tables[candidate], segments[0], metrics=metrics, by=spec.segments.by,
+            names=(baseline, candidate), source=segments[1], missing=spec.segments.missing,
+            confidence=spec.confidence)
+        families["decomposition"] = {"unit": "query", "compared": [], "skipped_models": [], "caps": {}}
+        notices = notices + [n for n in extra["decomposition"]["notes"] if n not in notices]  # a new list: the
+        # attribution section holds the old one
     ended_ms = int(time.time() * 1000)
     result = EvalResult(
         run_id=new_run_id(),
@@ -130,11 +145,11 @@ def attribute(config: EvalConfig, *, output: str | Path | None = None, progress:
         comparison=comparison_rows(comparisons, verdict),
         verdict=verdict.to_dict(),
         extra={"units": {m: {"started_ms": started_ms, "ended_ms": ended_ms} for m in (baseline, candidate)},
-               "families": {"attribution": {"unit": "query", "compared": [c.metric for c in comparisons],
-                                            "skipped_models": [], "caps": {}}},
-               "attribution": section, "notices": notices},
+               "families": families, **extra, "notices": notices},
     )
     figures = waterfall_figures(section)
+    if "decomposition" in extra:
+        figures.update(decomposition_figures(extra["decomposition"]))
     results_dir = write_results(result, out_root, {"summary.md": markdown_summary(result),
                                                    "junit.xml": junit_xml(result)}, figures=figures,
                                 finalize=write_report)
@@ -152,5 +167,8 @@ def print_outcome(outcome: RunOutcome) -> None:
     section: dict[str, Any] = outcome.result.extra["attribution"]
     print(attribution_table(section))
     print()
+    if "decomposition" in outcome.result.extra:
+        print(decomposition_table(outcome.result.extra["decomposition"]))
+        print()
     print(console_summary(outcome.result))
     print(f"\nresults: {outcome.results_dir}")

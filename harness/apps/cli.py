@@ -109,6 +109,57 @@ def attribute(
 
 
 @app.command()
+def decompose(
+    before: str = typer.Argument(..., help="Results folder (or MLflow run id) of the earlier run."),
+    after: str = typer.Argument(..., help="Results folder (or MLflow run id) of the later run."),
+    segments: Path = typer.Option(..., "--segments", help="CSV/Parquet table: unit id -> segment column(s)."),
+    by: str = typer.Option(..., "--by", help="The segment column of --segments (surface, cohort, ...)."),
+    id_column: str = typer.Option("unit_id", help="The unit id column of --segments."),
+    segments_after: Optional[Path] = typer.Option(
+        None, help="Segments of the AFTER run's units, when they differ (default: --segments for both)."),
+    before_model: Optional[str] = typer.Option(None, help="Model in BEFORE (default: its only model)."),
+    after_model: Optional[str] = typer.Option(None, help="Model in AFTER (default: its only model, or its one "
+                                                         "compared candidate)."),
+    family: Optional[str] = typer.Option(None, help="Family of the metrics (default: ranking, or the only one)."),
+    metrics: Optional[str] = typer.Option(None, help="Comma-separated metrics (default: all in both runs)."),
+    missing: str = typer.Option("error", help="Units without a segment: error | separate (a segment of their own)."),
+    confidence: float = typer.Option(0.95, help="Simultaneous level of the per-segment intervals."),
+    output: Path = typer.Option(Path("results"), "--output", "-o", help="Results root."),
+    track: bool = typer.Option(True, help="Log the results folder to MLflow (after it is on disk)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri",
+                                               help="MLflow URI (run ids, logging; default: the harness store)."),
+) -> None:
+    """Which segment moved each metric between two runs: within-segment effect + mix shift
+    (traffic moving between segments) = total change, per-segment intervals, Simpson's paradox."""
+
+    def body() -> int:
+        from harness.apps.decompose import decompose_runs
+        from harness.apps.run import resolve_tracking_uri, track as log_folder
+        from harness.apps.validate import check_output
+        from harness.results.decomposition import decomposition_figures, decomposition_table
+        from harness.results.folder import write_results
+        from harness.results.html import write_report
+        from harness.results.report import markdown_summary
+
+        root = check_output(output)
+        names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+        result = decompose_runs(before, after, segments=segments, by=by, id_column=id_column,
+                                segments_after=segments_after, before_model=before_model, after_model=after_model,
+                                family=family, metrics=names, missing=missing, confidence=confidence,
+                                tracking_uri=tracking_uri)
+        section = result.extra["decomposition"]
+        folder = write_results(result, root, {"summary.md": markdown_summary(result)},
+                               figures=decomposition_figures(section), finalize=write_report)
+        print(decomposition_table(section))
+        print(f"\nresults: {folder}\nreport:  {folder / 'report.html'}")
+        if track:
+            result.tracking = log_folder(folder, result, resolve_tracking_uri(tracking_uri))
+        return 0
+
+    _guard(body)
+
+
+@app.command()
 def validate(
     config: Path = typer.Argument(..., help="YAML evaluation config."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Results root to check (default: config's)."),

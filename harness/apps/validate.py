@@ -17,7 +17,7 @@ from pathlib import Path
 from harness.adapters.registry import build_model, check_model_kinds
 from harness.errors import ConfigError
 from harness.evaluate import Evaluation
-from harness.evaluate.data import load_dataset
+from harness.evaluate.data import load_dataset, load_segments
 from harness.spec.config import EvalConfig, read_yaml
 from harness.spec.config import load_config as parse_config_file
 from harness.types import Dataset
@@ -65,6 +65,8 @@ def dry_run(config: EvalConfig, *, output: str | Path | None = None) -> DryRun:
     check_model_kinds({name: spec.kind for name, spec in config.models.items()})
     check_output(output or config.output)
     dataset = load_dataset(config)
+    if config.attribution is not None and config.attribution.segments is not None:
+        load_segments(config.attribution.segments, dataset)
     models = {name: build_model(name, spec.kind, spec.params, dataset, config.seed)
               for name, spec in config.models.items()
               if not (spec.kind == "mlflow" and str(spec.params.get("uri", "")).startswith(("models:/", "runs:/")))}

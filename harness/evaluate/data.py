@@ -1,11 +1,14 @@
 """The run's data set, built from ``config.dataset``: synthetic, MovieLens, the user's
-interaction files or a TREC collection."""
+interaction files or a TREC collection; and the segments of its queries."""
 
 from __future__ import annotations
 
 import sys
 from typing import Any
 
+import pandas as pd
+
+from harness.spec.attribution import ACTIVITY, SegmentsSpec
 from harness.spec.config import EvalConfig
 from harness.types import Dataset
 
@@ -50,3 +53,25 @@ def _with_candidates(dataset: Dataset, spec: dict[str, Any]) -> Dataset:
         table = load_interactions(spec["path"], columns={"user": spec["user"], "item": spec["item"]})
     settings = {k: v for k, v in spec.items() if v is not None}
     return with_candidates(dataset, settings, table)
+
+
+def load_segments(spec: SegmentsSpec, dataset: Dataset) -> tuple[pd.Series, str]:
+    """The segment of every query of ``dataset`` (by its own id, see
+    :func:`harness.datasets.segments.unit_keys`) and a description of where it came from.
+
+    Checked here, before any model runs, so that ``validate`` refuses what ``attribute``
+    would: every query must have a segment unless ``missing: separate``.
+    """
+    from harness.datasets.ids import id_maps
+    from harness.datasets.segments import activity_segments, read_segments, segment_labels
+
+    if spec.by == ACTIVITY:
+        edges = spec.activity_edges()
+        segments = activity_segments(dataset.train["user_id"].to_numpy(), dataset.n_users, dataset.user_ids, edges)
+        source = f"training interactions per user, cut at {edges}"
+    else:
+        segments = read_segments(str(spec.path), by=spec.by, id_column=spec.id_column)
+        source = str(spec.path)
+    queries = pd.Index(id_maps(dataset)[0].decode(dataset.query_ids))
+    segment_labels(queries, segments, side="evaluated", source=source, missing=spec.missing)
+    return segments, source

@@ -227,10 +227,12 @@ def plot_metric_curves(curves: Mapping[str, pd.DataFrame], *,
 
 def plot_attribution_waterfall(metric: str, start: tuple[str, float], end: tuple[str, float],
                                steps: list[tuple[str, float, float, float]],
-                               notes: list[str] | None = None) -> "Figure":
+                               notes: list[str] | None = None, *, title: str | None = None) -> "Figure":
     """Waterfall of a metric change: the baseline's value, one floating bar per stage's
     Shapley value (green up, red down) with its interval as a whisker at the bar's end,
     the candidate's value. The steps sum to the change exactly (Shapley efficiency).
+    The segment decomposition draws the same chart, a step per segment's within effect
+    plus the mix shift (a step without an interval has NaN bounds and no whisker).
 
     Parameters
     ----------
@@ -242,6 +244,8 @@ def plot_attribution_waterfall(metric: str, start: tuple[str, float], end: tuple
         One per stage, in pipeline order.
     notes : list of str, optional
         Lines printed under the bars (e.g. interaction terms).
+    title : str, optional
+        Default: "<metric>: Shapley attribution of the change to the pipeline stages".
     """
     if not steps:
         raise DataValidationError(f"waterfall of {metric}: no stage to draw")
@@ -253,7 +257,8 @@ def plot_attribution_waterfall(metric: str, start: tuple[str, float], end: tuple
     for i, (label, est, low, high) in enumerate(steps, start=1):
         ax.bar(x[i], est, bottom=level, color="#2a9d55" if est >= 0 else "#d1495b", width=0.6)
         top = level + est
-        ax.errorbar(x[i], top, yerr=[[est - low], [high - est]], color="black", capsize=5, linewidth=1.2)
+        if np.isfinite(low) and np.isfinite(high):
+            ax.errorbar(x[i], top, yerr=[[est - low], [high - est]], color="black", capsize=5, linewidth=1.2)
         ax.plot([x[i - 1] + 0.3, x[i] - 0.3], [level, level], color="#555555", linewidth=0.8, linestyle=":")
         ax.annotate(f"{est:+.4f}", (x[i], max(top, level)), textcoords="offset points", xytext=(12, 4), fontsize=8)
         level = top
@@ -262,12 +267,15 @@ def plot_attribution_waterfall(metric: str, start: tuple[str, float], end: tuple
     for i, value in ((0, start[1]), (len(x) - 1, end[1])):
         ax.annotate(f"{value:.4f}", (x[i], value), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=8)
     ax.set_xticks(x, [start[0]] + [s[0] for s in steps] + [end[0]], rotation=15)
-    values = [start[1], end[1]] + [v for s in steps for v in s[2:]]
+    # in view: every bar's ends and every whisker, drawn from the level the step starts at
+    before = start[1] + np.r_[0.0, np.cumsum([s[1] for s in steps])[:-1]]
+    values = [start[1], end[1], *(before + [s[1] for s in steps]).tolist()]
+    values += [lvl + v for lvl, s in zip(before, steps) for v in s[2:] if np.isfinite(v)]
     low, high = min(0.0, *values), max(values)
     ax.set_ylim(low, high + 0.12 * (high - low or 1.0))
     ax.set_ylabel(metric)
     ax.grid(axis="y", alpha=0.3)
-    ax.set_title(f"{metric}: Shapley attribution of the change to the pipeline stages")
+    ax.set_title(title or f"{metric}: Shapley attribution of the change to the pipeline stages")
     if notes:
         fig.text(0.01, 0.01, "\n".join(notes), fontsize=8, va="bottom", family="monospace")
         fig.tight_layout(rect=(0, 0.04 + 0.035 * len(notes), 1, 1))

@@ -149,3 +149,33 @@ def ab_section(report: ReportData, key: str) -> Section:
                                      for h in block["heterogeneity"]]))
     return _with_figures(section, report, ("ab_effects", "Treatment effects with their intervals"),
                          ("ab_effect_over_time", "Effect per time window (holdout)"))
+
+
+@register_section("decomposition")
+def decomposition_section(report: ReportData, key: str) -> Section:
+    """Which segment moved each metric: per segment its shares, its change with a
+    simultaneous interval, and its within and mix parts, which add up to the total."""
+    section, block = _titled(report, key, "Decomposition by segment")
+    level = block.get("confidence", 0.95)
+    section.paragraphs.append(
+        f"{block.get('before')} -> {block.get('after')}, by {block.get('by')} ({block.get('source')}). Each "
+        "metric's change is the within-segment effect (segments got better or worse) plus the mix shift "
+        f"(traffic moved between segments of different levels). Intervals: {level:.0%}, holding for all "
+        "segments at once (Bonferroni).")
+    for metric, entry in (block.get("metrics") or {}).items():
+        rows = [[Cell(s["segment"]), number(s["n_before"], "d"), number(s["n_after"], "d"),
+                 number(s["share_before"], ".1%"), number(s["share_after"], ".1%"), number(s["mean_before"]),
+                 number(s["mean_after"]), number(s["delta"], "+.4f"), interval(s["ci_low"], s["ci_high"], "+.4f"),
+                 number(s["within"], "+.4f"), number(s["mix"], "+.4f")] for s in entry["segments"]]
+        rows.append([Cell("total"), Cell(""), Cell(""), Cell(""), Cell(""), number(entry["before"]),
+                     number(entry["after"]), number(entry["total"], "+.4f"), Cell(""), number(entry["within"], "+.4f"),
+                     number(entry["mix"], "+.4f")])
+        section.tables.append(Table(f"{metric}: total {entry['total']:+.4f} = within {entry['within']:+.4f} + "
+                                    f"mix {entry['mix']:+.4f}",
+                                    ["segment", "units before", "units after", "share before", "share after",
+                                     "mean before", "mean after", "delta", "interval", "within", "mix"], rows))
+    section.notes += list(block.get("notes") or [])
+    figures = [(name, f"Waterfall of {name.removeprefix('decomposition_').replace('_at_', '@')}: each segment's "
+                      "within effect, then the mix shift") for name in sorted(report.plots)
+               if name.startswith("decomposition_")]
+    return _with_figures(section, report, *figures)

@@ -9,11 +9,51 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from harness.metrics.attribution import DEFAULT_PERMUTATIONS, MAX_EXACT_PLAYERS, AttributionTerm, parse_term
 from harness.options import check_confidence
 from harness.spec.base import Strict
+
+
+ACTIVITY = "activity"
+
+
+class SegmentsSpec(Strict):
+    """``attribution.segments``: which segment moved each metric (within-segment vs mix shift).
+
+    ``by: activity`` buckets users by their training interactions at ``edges`` (cold /
+    warm / heavy users by default); any other ``by`` is a column of the table at ``path``
+    (CSV or Parquet) whose ``id_column`` holds the unit ids in the data's own ids (a
+    surface, a cohort, a market). ``missing: error`` refuses units without a segment;
+    ``missing: separate`` puts them in a segment of their own (counted in the notes).
+    """
+
+    by: str = Field(..., min_length=1)
+    path: str | None = None
+    id_column: str = "unit_id"
+    edges: list[int] | None = Field(None, min_length=1)
+    missing: Literal["error", "separate"] = "error"
+
+    @model_validator(mode="after")
+    def _source(self) -> "SegmentsSpec":
+        if self.by == ACTIVITY:
+            if self.path is not None:
+                raise ValueError("segments: 'by: activity' counts training interactions; drop 'path' (or name a "
+                                 "column of the file in 'by')")
+        else:
+            if self.path is None:
+                raise ValueError(f"segments: by {self.by!r} is read from a table: give 'path' (a CSV or Parquet "
+                                 f"file with columns {self.id_column!r} and {self.by!r}), or use 'by: activity'")
+            if self.edges is not None:
+                raise ValueError("segments: 'edges' bucket 'by: activity' only")
+        if self.edges is not None and (any(e < 1 for e in self.edges) or sorted(set(self.edges)) != self.edges):
+            raise ValueError(f"segments.edges: {self.edges} must be increasing positive interaction counts")
+        return self
+
+    def activity_edges(self) -> list[int]:
+        """Bucket boundaries of ``by: activity``: ``[5, 20]`` unless set."""
+        return list(self.edges or (5, 20))
 
 
 class AttributionSpec(Strict):
@@ -25,7 +65,8 @@ class AttributionSpec(Strict):
     differing stages every hybrid is evaluated; above, ``n_permutations`` seeded random
     stage orders. ``n_resamples`` left unset follows the gate's family size as in
     ``compare``. ``ceiling`` adds the oracle ranker over each pipeline's first-stage
-    candidates (retrieval-limited vs ranking-limited loss).
+    candidates (retrieval-limited vs ranking-limited loss). ``segments`` adds the
+    decomposition of every metric's change by segment (:class:`SegmentsSpec`).
     """
 
     baseline: str | None = None
@@ -38,6 +79,7 @@ class AttributionSpec(Strict):
     n_permutations: int = Field(DEFAULT_PERMUTATIONS, ge=10)
     ceiling: bool = True
     batch_size: int = Field(4096, ge=1, description="queries per batch of hybrid stage runs")
+    segments: SegmentsSpec | None = None
 
     @field_validator("metrics")
     @classmethod

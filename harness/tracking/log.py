@@ -196,7 +196,7 @@ def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict
                                      "gate.verdict": decision})
     parent_id = parent.info.run_id
     headline = headline_metrics(data)
-    client.log_batch(parent_id, metrics=_metric_entities(headline))
+    client.log_batch(parent_id, metrics=_metric_entities({**headline, **decomposition_metrics(data)}))
     client.set_experiment_tag(experiment_id, SHARED_VIEW_TAG, shared_view(list(headline)))
     client.log_batch(parent_id, params=_params({
         "dataset.name": dataset.get("name"), "dataset.fingerprint": dataset.get("fingerprint"),
@@ -296,6 +296,24 @@ def headline_metrics(data: dict[str, Any]) -> dict[str, float]:
         key = mlflow_key(c["metric"])
         flat[prefix + key] = values.get((c["candidate"], c["metric"]))
         flat[f"{prefix}delta_{key}"] = deltas.get((c["candidate"], c["metric"]))
+    return flat
+
+
+def decomposition_metrics(data: dict[str, Any]) -> dict[str, float]:
+    """The parent run's view of ``results.json["decomposition"]``: per metric
+    ``decomposition.within.<metric>`` and ``.mix.``, and each segment's change
+    ``decomposition.delta.<metric>.<segment>`` (characters MLflow refuses written ``_``)."""
+    import re
+
+    block = data.get("decomposition") or {}
+    flat: dict[str, float] = {}
+    for metric, entry in (block.get("metrics") or {}).items():
+        key = mlflow_key(metric)
+        flat[f"decomposition.within.{key}"] = entry["within"]
+        flat[f"decomposition.mix.{key}"] = entry["mix"]
+        for seg in entry["segments"]:
+            name = re.sub(r"[^\w\-. /]", "_", seg["segment"])
+            flat[f"decomposition.delta.{key}.{name}"] = seg["delta"]
     return flat
 
 

@@ -1,0 +1,216 @@
+"""Segment decomposition wired into the tools: ``harness decompose`` on two stored runs and
+``attribution.segments`` in ``harness attribute``; results folder, report, MLflow, errors;
+and the simultaneous coverage of the per-segment intervals by simulation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from harness.apps.cli import app
+from harness.metrics import decompose_by_segment
+from harness.results.folder import EvalResult, long_table, write_results
+from tests.conftest import write_config
+from tests.test_attribution_cli import attribution_config, only_folder
+
+runner = CliRunner()
+
+
+def write_run(root: Path, name: str, values: pd.Series) -> Path:
+    """A stored ranking run of one model whose per-unit ndcg@10 is ``values``."""
+    result = EvalResult(run_id=name, created_at="2026-12-02T10:00:00+00:00", config={"name": name, "seed": 0},
+                        config_hash="h", dataset={"name": "logs", "fingerprint": name}, metrics=[],
+                        per_unit=long_table("ranking", {"prod": values.to_frame("ndcg@10")}))
+    return write_results(result, root)
+
+
+@pytest.fixture
+def two_weeks(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """Simpson's paradox planted: both segments improve, traffic moves to the weak one.
+
+    Week 1: 80 "head" users at 0.90, 20 "tail" users at 0.30; week 2: 20 head users at
+    0.95, 80 tail users at 0.35 (string user ids, some shared between the weeks)."""
+    week1 = pd.Series(np.r_[np.ones(72), np.zeros(8), np.ones(6), np.zeros(14)],
+                      index=[f"u{i}" for i in range(100)])
+    week2 = pd.Series(np.r_[np.ones(19), np.zeros(1), np.ones(28), np.zeros(52)],
+                      index=[f"u{i}" for i in range(50, 150)])
+    seg = pd.DataFrame({"user": [f"u{i}" for i in range(150)],
+                        "surface": ["head"] * 80 + ["tail"] * 70})
+    # week 2's users: u50..u69 head, u70..u149 tail (u50..u69 were head in week 1 too)
+    seg2 = pd.DataFrame({"user": [f"u{i}" for i in range(50, 150)], "surface": ["head"] * 20 + ["tail"] * 80})
+    seg.to_csv(tmp_path / "seg1.csv", index=False)
+    seg2.to_csv(tmp_path / "seg2.csv", index=False)
+    return (write_run(tmp_path / "runs", "week1", week1), write_run(tmp_path / "runs", "week2", week2),
+            tmp_path)
+
+
+def test_decompose_two_runs_splits_exactly_flags_simpson_and_writes_everything(
+        two_weeks: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    before, after, tmp = two_weeks
+    store = tmp / "mlruns"
+    monkeypatch.setenv("HARNESS_HOME", str(tmp / "home"))
+    result = runner.invoke(app, ["decompose", str(before), str(after), "--segments", str(tmp / "seg1.csv"),
+                                 "--segments-after", str(tmp / "seg2.csv"), "--by", "surface", "--id-column", "user",
+                                 "-o", str(tmp / "out"), "--tracking-uri", f"sqlite:///{store}.db"])
+    assert result.exit_code == 0, result.output + result.stderr
+    assert "within +0.0500 + mix -0.3600" in result.stdout and "Simpson's paradox" in result.stdout
+    folder = only_folder(tmp / "out")
+    data = json.loads((folder / "results.json").read_text())
+    entry = data["decomposition"]["metrics"]["ndcg@10"]
+    # by hand: shares (.8,.2) -> (.2,.8), means head .90 -> .95, tail .30 -> .35
+    assert entry["within"] == pytest.approx(0.5 * 0.05 + 0.5 * 0.05)
+    assert entry["mix"] == pytest.approx(0.925 * (0.2 - 0.8) + 0.325 * (0.8 - 0.2))
+    assert entry["total"] == pytest.approx(0.47 - 0.78) and abs(entry["residual"]) < 1e-12
+    assert entry["simpsons_paradox"] and data["notices"]
+    rows = {s["segment"]: s for s in entry["segments"]}
+    assert rows["head"]["n_before"] == 80 and rows["head"]["n_after"] == 20
+    assert rows["tail"]["mean_after"] == pytest.approx(0.35)
+    # both sides' per-unit values are kept, keyed by the users' own ids
+    per_unit = pd.read_parquet(folder / "per_unit.parquet")
+    assert set(per_unit["model"]) == {"prod (before)", "prod (after)"}
+    assert set(per_unit.loc[per_unit["model"] == "prod (after)", "unit_id"]) == {f"u{i}" for i in range(50, 150)}
+    assert (folder / "plots" / "decomposition_ndcg_at_10.png").read_bytes()[:4] == b"\x89PNG"
+    html = (folder / "report.html").read_text()
+    assert "Decomposition by segment" in html and "mix shift" in html
+    # MLflow: the parent run holds within / mix / per-segment deltas
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{store}.db")
+    logged = json.loads((folder / "results.json").read_text())["tracking"]
+    parent = client.get_run(logged["mlflow_run_ids"]["parent"])
+    assert parent.data.metrics["decomposition.within.ndcg_at_10"] == pytest.approx(0.05)
+    assert parent.data.metrics["decomposition.mix.ndcg_at_10"] == pytest.approx(-0.36)
+    assert parent.data.metrics["decomposition.delta.ndcg_at_10.tail"] == pytest.approx(0.05)
+
+
+def test_decompose_refuses_units_without_a_segment_unless_told(two_weeks: tuple[Path, Path, Path]) -> None:
+    before, after, tmp = two_weeks
+    args = ["decompose", str(before), str(after), "--segments", str(tmp / "seg2.csv"), "--by", "surface",
+            "--id-column", "user", "-o", str(tmp / "out"), "--no-track"]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "Traceback" not in refused.stderr
+    assert "50 of 100 prod (before) units have no segment" in refused.stderr and "'u0'" in refused.stderr
+    assert not (tmp / "out").exists() or not any((tmp / "out").iterdir())  # nothing half-written
+    counted = runner.invoke(app, args + ["--missing", "separate"])
+    assert counted.exit_code == 0, counted.stderr
+    assert "(no segment)" in counted.stdout
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--segments", "nowhere.csv", "--by", "surface"], "data file not found: nowhere.csv"),
+    (["--segments", "{tmp}/seg1.csv", "--by", "market", "--id-column", "user"], "columns ['market'] not found"),
+    (["--segments", "{tmp}/seg1.csv", "--by", "surface"], "columns ['unit_id'] not found"),
+    (["--segments", "{tmp}/seg1.csv", "--by", "surface", "--id-column", "user", "--metrics", "mrr"],
+     "hold ['mrr']"),
+    (["--segments", "{tmp}/seg1.csv", "--by", "surface", "--id-column", "user", "--missing", "drop"],
+     "--missing: 'drop'"),
+])
+def test_decompose_bad_input_is_exit_2_naming_the_problem(two_weeks: tuple[Path, Path, Path], extra: list[str],
+                                                          message: str) -> None:
+    before, after, tmp = two_weeks
+    result = runner.invoke(app, ["decompose", str(before), str(after), "--no-track", "-o", str(tmp / "out"),
+                                 *[e.format(tmp=tmp) for e in extra]])
+    assert result.exit_code == 2, result.output + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_duplicated_or_unlabelled_units_in_the_segment_table_are_refused(two_weeks: tuple[Path, Path, Path]) -> None:
+    before, after, tmp = two_weeks
+    pd.DataFrame({"user": ["u1", "u1"], "surface": ["head", "tail"]}).to_csv(tmp / "dup.csv", index=False)
+    pd.DataFrame({"user": ["u1", "u2"], "surface": ["head", None]}).to_csv(tmp / "gap.csv", index=False)
+    for name, message in (("dup.csv", "1 unit id(s) listed more than once"), ("gap.csv", "1 unit(s) have no 'surface'")):
+        result = runner.invoke(app, ["decompose", str(before), str(after), "--segments", str(tmp / name), "--by",
+                                     "surface", "--id-column", "user", "--no-track", "-o", str(tmp / "out")])
+        assert result.exit_code == 2 and message in result.stderr, result.stderr
+
+
+def test_attribute_with_segments_decomposes_every_metric_by_a_table_of_integer_ids(tmp_path: Path) -> None:
+    """Same queries on both sides: no mix shift, and the segments' within effects add up
+    to the total change; validate refuses the missing units ``attribute`` would."""
+    users = np.arange(300)
+    pd.DataFrame({"unit_id": users, "cohort": np.where(users % 3 == 0, "new", "old")}).to_csv(
+        tmp_path / "cohorts.csv", index=False)
+    cfg = attribution_config(tmp_path, gate=[])
+    cfg["attribution"] = {"n_resamples": 200, "segments": {"by": "cohort", "path": str(tmp_path / "cohorts.csv")}}
+    result = runner.invoke(app, ["attribute", str(write_config(tmp_path, cfg)), "--no-progress"])
+    assert result.exit_code == 0, result.output + result.stderr
+    assert "decomposition by cohort: prod -> funnel" in result.stdout
+    folder = only_folder(tmp_path / "results")
+    data = json.loads((folder / "results.json").read_text())
+    per_unit = pd.read_parquet(folder / "per_unit.parquet")
+    for metric in ("ndcg@10", "recall@10"):
+        entry = data["decomposition"]["metrics"][metric]
+        assert entry["mix"] == pytest.approx(0.0, abs=1e-15)
+        assert entry["total"] == pytest.approx(data["attribution"]["metrics"][metric]["total"], abs=1e-12)
+        # each segment's delta from the per-unit values written beside it
+        wide = per_unit[per_unit["metric"] == metric].pivot(index="unit_id", columns="model", values="value")
+        delta = (wide["funnel"] - wide["prod"]).groupby(np.where(wide.index % 3 == 0, "new", "old")).mean()
+        got = {s["segment"]: s["delta"] for s in entry["segments"]}
+        assert got == pytest.approx(delta.to_dict(), abs=1e-12)
+        assert (folder / "plots" / f"decomposition_{metric.replace('@', '_at_')}.png").is_file()
+    assert "Decomposition by segment" in (folder / "report.html").read_text()
+    # a table that misses some users: validate says so, as attribute would
+    pd.DataFrame({"unit_id": users[:250], "cohort": "x"}).to_csv(tmp_path / "cohorts.csv", index=False)
+    checked = runner.invoke(app, ["validate", str(write_config(tmp_path, cfg))])
+    assert checked.exit_code == 2 and "have no segment" in checked.stderr, checked.stderr
+
+
+def test_attribute_activity_segments_bucket_users_by_training_interactions(tmp_path: Path) -> None:
+    cfg = attribution_config(tmp_path, gate=[])
+    cfg["attribution"] = {"n_resamples": 200, "segments": {"by": "activity", "edges": [15, 20]}}
+    result = runner.invoke(app, ["attribute", str(write_config(tmp_path, cfg)), "--no-progress"])
+    assert result.exit_code == 0, result.output + result.stderr
+    data = json.loads((only_folder(tmp_path / "results") / "results.json").read_text())
+    from harness.datasets import make_synthetic
+
+    world = make_synthetic(n_users=300, n_items=200, dim=8, seed=3)
+    counts = np.bincount(world.train["user_id"], minlength=300)
+    expected = {"0-14 interactions": int((counts < 15).sum()), "15-19 interactions":
+                int(((counts >= 15) & (counts < 20)).sum()), "20+ interactions": int((counts >= 20).sum())}
+    got = {s["segment"]: s["n_before"] for s in data["decomposition"]["metrics"]["ndcg@10"]["segments"]}
+    evaluated = data["decomposition"]["units"]["before"]
+    assert sum(got.values()) == evaluated and set(got) <= set(expected)
+
+
+@pytest.mark.parametrize("segments, message", [
+    ({"by": "cohort"}, "give 'path'"),
+    ({"by": "activity", "path": "x.csv"}, "drop 'path'"),
+    ({"by": "cohort", "path": "x.csv", "edges": [3]}, "'edges' bucket 'by: activity' only"),
+    ({"by": "activity", "edges": [5, 3]}, "increasing positive"),
+])
+def test_segments_config_errors(tmp_path: Path, segments: dict, message: str) -> None:
+    cfg = attribution_config(tmp_path)
+    cfg["attribution"] = {"segments": segments}
+    result = runner.invoke(app, ["validate", str(write_config(tmp_path, cfg))])
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
+
+
+@pytest.mark.slow
+def test_per_segment_intervals_hold_simultaneously_at_the_stated_level() -> None:
+    """Three segments with planted mean changes and shares that move: over 2000 seeded
+    replications every segment's interval covers its true change at once in >= 95% of
+    them (Bonferroni: between 95% and about 97.5%; measured 95.4%, each segment's own
+    98.4% against the nominal 98.3%); Monte-Carlo SE about 0.47 points."""
+    rng = np.random.default_rng(20261202)
+    true = {"a": (0.30, 0.35), "b": (0.60, 0.55), "c": (0.10, 0.10)}  # Bernoulli rates before / after
+    sizes = ({"a": 300, "b": 150, "c": 80}, {"a": 150, "b": 300, "c": 120})
+    reps, joint = 2000, 0
+    for _ in range(reps):
+        sides = []
+        for side in (0, 1):
+            labels = np.concatenate([np.full(n, g) for g, n in sizes[side].items()])
+            rates = np.concatenate([np.full(n, true[g][side]) for g, n in sizes[side].items()])
+            sides.append(((rng.random(labels.size) < rates).astype(float), labels))
+        d = decompose_by_segment(sides[0][0], sides[0][1], sides[1][0], sides[1][1])
+        assert d.within + d.mix == pytest.approx(d.total, abs=1e-12)
+        t = d.table.set_index("segment")
+        delta = np.array([true[g][1] - true[g][0] for g in t.index])
+        joint += bool(((t["ci_low"] <= delta) & (delta <= t["ci_high"])).all())
+    coverage = joint / reps
+    se = np.sqrt(0.96 * 0.04 / reps)
+    assert 0.95 - 3 * se <= coverage <= 0.99, coverage
