@@ -92,3 +92,37 @@ def segment_labels(units: pd.Index, segments: pd.Series, *, side: str, source: s
             f"({describe_examples(keys[absent])}); add them to the table, or set 'missing: separate' "
             f"(--missing separate) to count them as a segment {NO_SEGMENT!r}")
     return labels.fillna(NO_SEGMENT).to_numpy(dtype=object).astype(str), n_absent
+
+
+NO_HISTORY = "no training interactions"
+
+
+def taste_labels(edges: list[int]) -> list[str]:
+    """Names of taste buckets cut at popularity percentiles ``edges``: ``[33, 67]`` ->
+    ``["niche (<p33)", "p33-p67", "mainstream (>=p67)"]``."""
+    middle = [f"p{lo}-p{hi}" for lo, hi in zip(edges[:-1], edges[1:])]
+    return [f"niche (<p{edges[0]})", *middle, f"mainstream (>=p{edges[-1]})"]
+
+
+def taste_segments(train_users: np.ndarray, train_items: np.ndarray, n_users: int, n_items: int,
+                   user_ids: np.ndarray | None, edges: list[int]) -> pd.Series:
+    """Every user's taste bucket: the mean popularity percentile of its training items, cut
+    at the percentiles ``edges`` (niche users, who mostly interact with rarely seen items,
+    first); users without training interactions form a bucket of their own.
+
+    An item's popularity percentile is its mid-rank among the catalogue's items by
+    training interactions, ``100 (rank - 1/2) / n_items`` (ties share their average rank).
+    """
+    from scipy.stats import rankdata
+
+    users = np.asarray(train_users, dtype=np.int64)
+    items = np.asarray(train_items, dtype=np.int64)
+    percentile = 100.0 * (rankdata(np.bincount(items, minlength=n_items)) - 0.5) / n_items
+    counts = np.bincount(users, minlength=n_users)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        taste = np.bincount(users, weights=percentile[items], minlength=n_users) / counts
+    bucket = np.searchsorted(np.asarray(edges, dtype=np.float64), taste, side="right")
+    labels = np.asarray(taste_labels(edges), dtype=object)[np.minimum(bucket, len(edges))]
+    labels[counts == 0] = NO_HISTORY
+    ids = np.arange(n_users) if user_ids is None else np.asarray(user_ids)
+    return pd.Series(labels.astype(str), index=unit_keys(ids), name="popularity")

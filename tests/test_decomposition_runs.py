@@ -160,27 +160,33 @@ def test_attribute_with_segments_decomposes_every_metric_by_a_table_of_integer_i
     assert checked.exit_code == 2 and "have no segment" in checked.stderr, checked.stderr
 
 
-def test_attribute_activity_segments_bucket_users_by_training_interactions(tmp_path: Path) -> None:
+@pytest.mark.parametrize("by, edges", [("activity", [15, 20]), ("popularity", None)])
+def test_attribute_built_in_segments_bucket_users_from_the_training_data(tmp_path: Path, by: str,
+                                                                         edges: list[int] | None) -> None:
+    from harness.datasets import make_synthetic
+    from harness.datasets.segments import activity_segments, taste_segments
+
     cfg = attribution_config(tmp_path, gate=[])
-    cfg["attribution"] = {"n_resamples": 200, "segments": {"by": "activity", "edges": [15, 20]}}
+    cfg["attribution"] = {"n_resamples": 200, "segments": {"by": by, **({"edges": edges} if edges else {})}}
     result = runner.invoke(app, ["attribute", str(write_config(tmp_path, cfg)), "--no-progress"])
     assert result.exit_code == 0, result.output + result.stderr
-    data = json.loads((only_folder(tmp_path / "results") / "results.json").read_text())
-    from harness.datasets import make_synthetic
-
+    folder = only_folder(tmp_path / "results")
+    data = json.loads((folder / "results.json").read_text())
     world = make_synthetic(n_users=300, n_items=200, dim=8, seed=3)
-    counts = np.bincount(world.train["user_id"], minlength=300)
-    expected = {"0-14 interactions": int((counts < 15).sum()), "15-19 interactions":
-                int(((counts >= 15) & (counts < 20)).sum()), "20+ interactions": int((counts >= 20).sum())}
+    users, items = world.train["user_id"].to_numpy(), world.train["item_id"].to_numpy()
+    expected = (activity_segments(users, 300, None, edges) if by == "activity" else
+                taste_segments(users, items, 300, 200, None, [33, 67]))
+    per_unit = pd.read_parquet(folder / "per_unit.parquet")
+    evaluated = per_unit.loc[(per_unit["model"] == "prod") & (per_unit["metric"] == "ndcg@10"), "unit_id"]
+    counts = expected.reindex(evaluated.astype(str)).value_counts().to_dict()
     got = {s["segment"]: s["n_before"] for s in data["decomposition"]["metrics"]["ndcg@10"]["segments"]}
-    evaluated = data["decomposition"]["units"]["before"]
-    assert sum(got.values()) == evaluated and set(got) <= set(expected)
+    assert got == counts and data["decomposition"]["by"] == by
 
 
 @pytest.mark.parametrize("segments, message", [
     ({"by": "cohort"}, "give 'path'"),
     ({"by": "activity", "path": "x.csv"}, "drop 'path'"),
-    ({"by": "cohort", "path": "x.csv", "edges": [3]}, "'edges' bucket 'by: activity' only"),
+    ({"by": "cohort", "path": "x.csv", "edges": [3]}, "'edges' bucket 'by: activity' and 'by: popularity' only"),
     ({"by": "activity", "edges": [5, 3]}, "increasing positive"),
 ])
 def test_segments_config_errors(tmp_path: Path, segments: dict, message: str) -> None:
@@ -214,3 +220,27 @@ def test_per_segment_intervals_hold_simultaneously_at_the_stated_level() -> None
     coverage = joint / reps
     se = np.sqrt(0.96 * 0.04 / reps)
     assert 0.95 - 3 * se <= coverage <= 0.99, coverage
+
+
+def test_taste_segments_equal_a_plain_pandas_reference() -> None:
+    """Users by the mean popularity percentile of their training items, cut at [33, 67]."""
+    from harness.datasets.segments import NO_HISTORY, taste_segments
+
+    rng = np.random.default_rng(5)
+    n_users, n_items = 60, 40
+    # users 0-9 make 2 picks each among 10 items nobody else sees (niche); users 10-54 make
+    # 800 picks, mostly among 10 hits; users 55-59 have no history
+    niche = pd.DataFrame({"user": np.repeat(np.arange(10), 2), "item": 30 + rng.integers(0, 10, 20)})
+    rest = rng.integers(10, n_users - 5, 800)
+    train = pd.concat([niche, pd.DataFrame({"user": rest, "item": np.where(
+        rng.random(800) < 0.7, rng.integers(0, 10, 800), rng.integers(0, 30, 800))})], ignore_index=True)
+    got = taste_segments(train["user"].to_numpy(), train["item"].to_numpy(), n_users, n_items,
+                         np.array([f"user-{u}" for u in range(n_users)], dtype=object), [33, 67])
+    popularity = train["item"].value_counts().reindex(range(n_items), fill_value=0)
+    percentile = 100 * (popularity.rank(method="average") - 0.5) / n_items
+    taste = train.assign(p=train["item"].map(percentile)).groupby("user")["p"].mean()
+    names = pd.cut(taste, [-np.inf, 33, 67, np.inf], right=False,
+                   labels=["niche (<p33)", "p33-p67", "mainstream (>=p67)"]).astype(str)
+    expected = {f"user-{u}": names.get(u, NO_HISTORY) for u in range(n_users)}
+    assert got.to_dict() == expected
+    assert {"niche (<p33)", "mainstream (>=p67)", NO_HISTORY} <= set(got.to_numpy())  # the cases occur

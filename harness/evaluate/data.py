@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.spec.attribution import ACTIVITY, SegmentsSpec
+from harness.spec.attribution import ACTIVITY, POPULARITY, SegmentsSpec
 from harness.spec.config import EvalConfig
 from harness.types import Dataset
 
@@ -63,12 +63,18 @@ def load_segments(spec: SegmentsSpec, dataset: Dataset) -> tuple[pd.Series, str]
     would: every query must have a segment unless ``missing: separate``.
     """
     from harness.datasets.ids import id_maps
-    from harness.datasets.segments import activity_segments, read_segments, segment_labels
+    from harness.datasets.segments import activity_segments, read_segments, segment_labels, taste_segments
 
+    users = dataset.train["user_id"].to_numpy()
     if spec.by == ACTIVITY:
-        edges = spec.activity_edges()
-        segments = activity_segments(dataset.train["user_id"].to_numpy(), dataset.n_users, dataset.user_ids, edges)
+        edges = spec.bucket_edges()
+        segments = activity_segments(users, dataset.n_users, dataset.user_ids, edges)
         source = f"training interactions per user, cut at {edges}"
+    elif spec.by == POPULARITY:
+        edges = spec.bucket_edges()
+        segments = taste_segments(users, dataset.train["item_id"].to_numpy(), dataset.n_users, dataset.n_items,
+                                  dataset.user_ids, edges)
+        source = f"mean popularity percentile of each user's training items, cut at {edges}"
     else:
         segments = read_segments(str(spec.path), by=spec.by, id_column=spec.id_column)
         source = str(spec.path)

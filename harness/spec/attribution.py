@@ -17,13 +17,18 @@ from harness.spec.base import Strict
 
 
 ACTIVITY = "activity"
+POPULARITY = "popularity"
+BUILT_IN_SEGMENTS = (ACTIVITY, POPULARITY)
 
 
 class SegmentsSpec(Strict):
     """``attribution.segments``: which segment moved each metric (within-segment vs mix shift).
 
     ``by: activity`` buckets users by their training interactions at ``edges`` (cold /
-    warm / heavy users by default); any other ``by`` is a column of the table at ``path``
+    warm / heavy users by default); ``by: popularity`` by how popular the items they
+    interacted with are (the mean popularity percentile of their training items, cut at
+    the percentiles ``edges``: niche / middle / mainstream taste by default, ``[33, 67]``);
+    any other ``by`` is a column of the table at ``path``
     (CSV or Parquet) whose ``id_column`` holds the unit ids in the data's own ids (a
     surface, a cohort, a market). ``missing: error`` refuses units without a segment;
     ``missing: separate`` puts them in a segment of their own (counted in the notes).
@@ -37,23 +42,27 @@ class SegmentsSpec(Strict):
 
     @model_validator(mode="after")
     def _source(self) -> "SegmentsSpec":
-        if self.by == ACTIVITY:
+        if self.by in BUILT_IN_SEGMENTS:
             if self.path is not None:
-                raise ValueError("segments: 'by: activity' counts training interactions; drop 'path' (or name a "
-                                 "column of the file in 'by')")
+                raise ValueError(f"segments: 'by: {self.by}' is computed from the training data; drop 'path' (or "
+                                 "name a column of the file in 'by')")
+            if self.by == POPULARITY and self.edges is not None and self.edges[-1] >= 100:
+                raise ValueError(f"segments.edges: {self.edges} are percentiles of taste popularity, below 100")
         else:
             if self.path is None:
                 raise ValueError(f"segments: by {self.by!r} is read from a table: give 'path' (a CSV or Parquet "
-                                 f"file with columns {self.id_column!r} and {self.by!r}), or use 'by: activity'")
+                                 f"file with columns {self.id_column!r} and {self.by!r}), or use 'by: activity' "
+                                 "or 'by: popularity'")
             if self.edges is not None:
-                raise ValueError("segments: 'edges' bucket 'by: activity' only")
+                raise ValueError("segments: 'edges' bucket 'by: activity' and 'by: popularity' only")
         if self.edges is not None and (any(e < 1 for e in self.edges) or sorted(set(self.edges)) != self.edges):
-            raise ValueError(f"segments.edges: {self.edges} must be increasing positive interaction counts")
+            raise ValueError(f"segments.edges: {self.edges} must be increasing positive numbers")
         return self
 
-    def activity_edges(self) -> list[int]:
-        """Bucket boundaries of ``by: activity``: ``[5, 20]`` unless set."""
-        return list(self.edges or (5, 20))
+    def bucket_edges(self) -> list[int]:
+        """Bucket boundaries of a built-in segmentation: ``[5, 20]`` interactions for
+        activity, the ``[33, 67]`` percentiles for popularity, unless set."""
+        return list(self.edges or ((5, 20) if self.by == ACTIVITY else (33, 67)))
 
 
 class AttributionSpec(Strict):
