@@ -63,6 +63,8 @@ def _comparison_text(rows: list[dict[str, object]]) -> str:
         "gate p adj.": [_num(r.get("p_adjusted"), ".3g") for r in rows],
         "outcome": [r.get("outcome") or "—" for r in rows],
     })
+    if not any(r.get("outcome") for r in rows):  # no criterion decided anything: the gate columns stay empty
+        table = table.drop(columns=["gate p adj.", "outcome"])
     return table.to_string(index=False, line_width=CONSOLE_WIDTH)
 
 
