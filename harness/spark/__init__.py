@@ -1,0 +1,1 @@
+from .ranking import SparkRankingResult, evaluate_ranking
