@@ -40,6 +40,7 @@ def require_pyspark() -> None:
         raise ConfigError(f"the Spark engine needs pyspark, which is not installed: {INSTALL_HINT}") from None
     # pyspark warns on pandas 3 (it works for the Arrow paths used here); keep stderr clean
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="The copy keyword is deprecated", module="pyspark")
 
 
 def spark_session(master: str | None = None, *, app_name: str = "recsys-harness",
