@@ -29,13 +29,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/harness demo --dir .harness-demo
 
+# --dist loadgroup: the Spark tests (xdist_group "spark") share one worker and one session
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 # Before a commit: everything but the seeded statistical simulations (marker `slow`) and
 # the tests that start a real MLflow server (`mlflow_server`). CI runs `make test`.
 test-quick: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -m "not slow and not mlflow_server" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow and not mlflow_server" $(PYTEST_ARGS)
 
 # Each benchmark runs the harness and, where one exists, its peer in the same process and
 # prints times and ratios (ranking: pytrec_eval + ranx; off-policy: OBP in a throwaway venv

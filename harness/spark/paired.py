@@ -198,7 +198,7 @@ def paired_comparison(
         relative = None if relative is None else clip_interval(relative, relative_bounds(r, r))
         rows.append(MetricComparison(metric=name, baseline=baseline_name, candidate=candidate_name,
                                      baseline_value=float(mom["b"][j]), candidate_value=float(mom["c"][j]),
-                                     method=chosen[j], confidence=confidence, kind="mean",
+                                     method=method, confidence=confidence, kind="mean",
                                      **inference_fields(absolute, relative)))
     joined.unpersist()
     if not gate:
