@@ -64,6 +64,7 @@ class SparkBackend:
         found = evaluate_ranking(self.spark.createDataFrame(qrels), self.spark.createDataFrame(run_frame), labels,
                                  **options)
         table = found.to_pandas()
+        found.release()
         # the local order of units (first appearance in the qrels), so that a paired
         # bootstrap over them draws the same resamples
         order = pd.unique(qrels["query_id"].to_numpy())
@@ -87,4 +88,6 @@ class SparkBackend:
             raise ConfigError("the Spark engine's bootstrap is the Poisson bootstrap (resampling='poisson'); "
                               f"got {resampling!r}")
         frame = pd.DataFrame({c: getattr(data, c) for c in INPUTS if getattr(data, c, None) is not None})
-        return estimate_off_policy(self.spark.createDataFrame(frame), estimators, **options).intervals
+        found = estimate_off_policy(self.spark.createDataFrame(frame), estimators, **options)
+        found.release()
+        return found.intervals

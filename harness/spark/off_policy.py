@@ -11,7 +11,7 @@ replicate (:mod:`harness.spark.resample`). Only sums reach the driver.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Iterator, Sequence
 
@@ -42,14 +42,31 @@ _SENTINEL = {"reward": 0.0, "pscore": 1.0, "pi_e": 1.0, "q_hat": 0.0, "v_hat": 0
 class SparkOffPolicyResult:
     """Estimates with intervals (``intervals[key]``: the local ``OPEInterval``) and the
     per-row influence values (``per_unit``: ``_position`` and one column per estimator
-    key, mean = estimate), which stay distributed for paired comparisons."""
+    key, mean = estimate), which stay distributed (persisted) for paired comparisons;
+    ``release()`` frees them."""
 
     intervals: dict[str, OPEInterval]
     per_unit: "DataFrame"
+    cached: list["DataFrame"] = field(default_factory=list, repr=False)
 
     @property
     def values(self) -> dict[str, float]:
         return {k: v.estimate for k, v in self.intervals.items()}
+
+    def release(self) -> None:
+        """Unpersist the logged rows' positions and columns held for ``per_unit``."""
+        for frame in self.cached:
+            frame.unpersist()
+
+
+def _needs_positive_weight(est: OffPolicyEstimator) -> bool:
+    """Whether the estimator refuses logs whose weights are all 0 (self-normalised ones,
+    0 / 0): asked of its own code, on one such row."""
+    try:
+        est._columns(OPEInputs(**{c: np.array([0.0 if c == "pi_e" else v]) for c, v in _SENTINEL.items()}))
+    except DataValidationError:
+        return True
+    return False
 
 
 def _column_names(estimators: Sequence[OffPolicyEstimator], widths: list[int]) -> list[list[str]]:
@@ -119,29 +136,28 @@ def estimate_off_policy(
     widths = [e._columns(probe).shape[1] for e in ests]
     names = _column_names(ests, widths)
     flat = [n for cols in names for n in cols]
-    positioned = with_positions(logged.select(*inputs, *([order_by] if order_by else [])), order_by)
+    positioned, tagged = with_positions(logged.select(*inputs, *([order_by] if order_by else [])), order_by)
     schema = StructType([StructField(POSITION, LongType(), False),
                          *[StructField(n, DoubleType(), False) for n in flat]])
     fn = partial(_batch_columns, estimators=ests, names=names, inputs=inputs)
     cols = positioned.select(POSITION, *inputs).mapInPandas(fn, schema).persist(StorageLevel.MEMORY_AND_DISK)
     c = [F.col(f"`{n}`") for n in flat]
     with worker_errors():
-        first = positioned.agg(F.count(F.lit(1)).alias("n"), F.sum((F.col("pi_e") > 0).cast("long")).alias("pos"),
-                               ).first()
+        first = positioned.agg(F.count(F.lit(1)).alias("n"),
+                               F.sum((F.col("pi_e") > 0).cast("long")).alias("pos")).first()
         n = int(first["n"])
         if n < 2:
             raise DataValidationError(f"an interval needs at least 2 units, got {n}")
-        self_normalised = [e.key for e in ests if e.name in ("snips", "sndr")]
+        self_normalised = [e.key for e in ests if _needs_positive_weight(e)]
         if self_normalised and not first["pos"]:
             raise DataValidationError(f"{self_normalised[0]}: pi_e is 0 on all {n} logged rows, so the "
                                       "self-normalised estimate is 0 / 0")
         sums = np.array(cols.agg(*[F.sum(x) for x in c]).first(), dtype=np.float64)
     means = sums / n
-    grads, psis, start = [], [], 0
+    psis, start = [], 0
     for est, k in zip(ests, widths):
         m = means[start:start + k]
         g = np.broadcast_to(est._gradient(m), (k,)).astype(np.float64)
-        grads.append(g)
         psis.append(sum(((c[start + j] - float(m[j])) * float(g[j]) for j in range(k)), F.lit(0.0)))
         start += k
     with worker_errors():
@@ -169,4 +185,4 @@ def estimate_off_policy(
         out[est.key] = OPEInterval(est.key, value, float(low), float(high), se, alpha, method, n)
         influence.append((F.lit(value) + psi).alias(est.key))
         start += k
-    return SparkOffPolicyResult(out, cols.select(POSITION, *influence))
+    return SparkOffPolicyResult(out, cols.select(POSITION, *influence), cached=[cols, tagged])

@@ -163,7 +163,7 @@ def paired_comparison(
         raise ConfigError("compare: give at least one metric")
     m = len(metrics)
     with worker_errors():
-        joined = with_positions(_joined(baseline, candidate, metrics, unit_col), unit_col)
+        joined, cached = with_positions(_joined(baseline, candidate, metrics, unit_col), unit_col)
         mom = _moments(joined, m)
     n = mom["n"]
     if n < 2:
@@ -200,7 +200,7 @@ def paired_comparison(
                                      baseline_value=float(mom["b"][j]), candidate_value=float(mom["c"][j]),
                                      method=method, confidence=confidence, kind="mean",
                                      **inference_fields(absolute, relative)))
-    joined.unpersist()
+    cached.unpersist()
     if not gate:
         return rows, None
     criteria = [c if isinstance(c, GateCriterion) else GateCriterion.model_validate(dict(c)) for c in gate]

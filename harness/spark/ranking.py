@@ -38,9 +38,9 @@ class SparkRankingResult:
     """Per-query values (a Spark DataFrame) and their Spark-aggregated means.
 
     Attributes mirror :class:`harness.metrics.ranking.RankingResult`: ``per_query`` has
-    a ``query_id`` column and one column per metric (evaluated queries only), persisted;
-    ``means``, ``n_queries``, ``skipped`` (``no_relevant``, ``not_in_qrels``) and
-    ``n_missing_from_run`` are plain numbers.
+    a ``query_id`` column and one column per metric (evaluated queries only), read from
+    persisted values (``release()`` frees them); ``means``, ``n_queries``, ``skipped``
+    (``no_relevant``, ``not_in_qrels``) and ``n_missing_from_run`` are plain numbers.
     """
 
     per_query: "DataFrame"
@@ -48,6 +48,12 @@ class SparkRankingResult:
     n_queries: int
     skipped: dict[str, int] = field(default_factory=dict)
     n_missing_from_run: int = 0
+    cached: "DataFrame | None" = field(default=None, repr=False)
+
+    def release(self) -> None:
+        """Unpersist the per-query values."""
+        if self.cached is not None:
+            self.cached.unpersist()
 
     def to_pandas(self) -> pd.DataFrame:
         """``per_query`` collected, indexed by ``query_id`` (small data only)."""
@@ -172,4 +178,4 @@ def evaluate_ranking(qrels: "DataFrame", run: "DataFrame", metrics: str | list[s
     return SparkRankingResult(per_query=values.where(keep).drop(N_REL, RANKED), means=means,
                               n_queries=int(row["n_eval"] or 0),
                               skipped={"no_relevant": int(row["skipped"] or 0), "not_in_qrels": int(ids["run_only"])},
-                              n_missing_from_run=int(row["missing"] or 0))
+                              n_missing_from_run=int(row["missing"] or 0), cached=values)

@@ -31,9 +31,10 @@ BLOCK = 2048
 _RECORD_BITS = 33  # monotonically_increasing_id = partition << 33 | record number
 
 
-def with_positions(frame: "DataFrame", order_by: str | None = None) -> "DataFrame":
+def with_positions(frame: "DataFrame", order_by: str | None = None) -> tuple["DataFrame", "DataFrame"]:
     """``frame`` with a ``_position`` column 0..n-1: the rows' order (or their order by
-    ``order_by``, which must be unique), persisted so that positions never change.
+    ``order_by``, which must be unique); and the persisted frame it is read from (so that
+    positions never change), to unpersist when done.
 
     Notes
     -----
@@ -56,8 +57,8 @@ def with_positions(frame: "DataFrame", order_by: str | None = None) -> "DataFram
     n_parts = max(counts, default=-1) + 1
     offsets = np.concatenate([[0], np.cumsum([counts.get(p, 0) for p in range(n_parts)])])[:-1]
     table = F.array(*[F.lit(int(o)) for o in offsets]) if n_parts else F.array(F.lit(0))
-    return tagged.withColumn(POSITION, F.element_at(table, F.col("_part") + 1) + F.col("_record")).drop(
-        "_part", "_record")
+    positioned = tagged.withColumn(POSITION, F.element_at(table, F.col("_part") + 1) + F.col("_record"))
+    return positioned.drop("_part", "_record"), tagged
 
 
 def _partition_sums(batches: Iterator[pd.DataFrame], *, columns: list[str], n_resamples: int,
