@@ -210,12 +210,13 @@ def test_per_unit_written_back_as_parquet(spark, world, tmp_path):
 
 
 # Run rows of the larger-than-memory test: 100 a query. As Spark rows (8-byte null mask +
-# three 8-byte fields = 32 B) the run alone is BIG_ROWS * 32 B = 512 MiB, and the
+# three 8-byte fields = 32 B) the run alone is BIG_ROWS * 32 B > 512 MiB, and the
 # judgments (20 a query) add a fifth: more than the session's whole 512 MiB heap, in
 # local mode the driver's and the executors' memory at once.
-BIG_ROWS = 16_777_216
+BIG_ROWS = 16_800_000
 
 
+@pytest.mark.slow  # about two minutes on 2 cores: in make test, not make test-quick
 def test_data_larger_than_driver_memory_completes(spark, tmp_path):
     from pyspark.sql import functions as F
 

@@ -75,14 +75,15 @@ def is_spark_frame(value: object) -> bool:
 
 
 def read_table(spark: "SparkSession", source: str | Path) -> "DataFrame":
-    """A Parquet file or folder (a path), or a table the session's catalog knows by name
-    (Hive, Delta, ...: ``db.table``)."""
+    """A Parquet file or folder (a local path, relative to the working directory), or a
+    table the session's catalog knows by name (Hive, Delta, ...: ``db.table``)."""
     text = str(source)
     path = Path(text)
     if path.suffix == ".parquet" or path.exists() or "/" in text:
         if not path.exists():
             raise ConfigError(f"Spark table {text!r}: no such Parquet file or folder")
-        return spark.read.parquet(text)
+        # relative to this process's working directory, not the JVM's (started elsewhere)
+        return spark.read.parquet(str(path.resolve()))
     if not spark.catalog.tableExists(text):
         raise ConfigError(f"Spark table {text!r}: not a Parquet path and not a table of the session's "
                           "catalog (give a path ending in .parquet, or db.table)")

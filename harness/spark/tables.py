@@ -21,4 +21,4 @@ def write_per_unit(per_unit: "DataFrame", path: str | Path, *, family: str, mode
                                   for m in metrics])).alias("kv")
     long = (per_unit.select(F.col(unit_col).alias("unit_id"), stacked)
             .select(F.lit(family).alias("family"), F.lit(model).alias("model"), "unit_id", "kv.metric", "kv.value"))
-    long.write.mode(mode).parquet(str(path))
+    long.write.mode(mode).parquet(str(Path(path).resolve()))  # relative to this process, not the JVM
