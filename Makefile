@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-quick bench bench-obp ui ui-stop clean help
+.PHONY: install demo test test-quick bench bench-obp bench-spark ui ui-stop clean help
 
 help:
 	@echo "make demo   - create .venv, run a complete evaluation on synthetic data, log to MLflow, print the verdict"
@@ -54,6 +54,10 @@ bench: $(STAMP)
 bench-obp: $(STAMP)
 	$(BIN)/python benchmarks/ope_parity.py
 	$(BIN)/python benchmarks/ope_speed.py --n 1000000
+
+# Spark (local[2]) vs the local engine at 1M, 10M and 50M run rows (Java 17+; ~20 minutes on 2 cores)
+bench-spark: $(STAMP)
+	$(BIN)/python benchmarks/spark_scale.py
 
 ui: $(STAMP)
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash mlflow/start.sh

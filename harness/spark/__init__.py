@@ -14,8 +14,8 @@ from .ab import ab_moments
 from .off_policy import SparkOffPolicyResult, estimate_off_policy
 from .paired import paired_comparison
 from .ranking import SparkRankingResult, evaluate_ranking
-from .session import is_spark_frame, read_table, require_pyspark, spark_session
+from .session import read_table, require_pyspark, spark_session
 from .tables import write_per_unit
 
 __all__ = ["SparkOffPolicyResult", "SparkRankingResult", "ab_moments", "estimate_off_policy", "evaluate_ranking",
-           "is_spark_frame", "paired_comparison", "read_table", "require_pyspark", "spark_session", "write_per_unit"]
+           "paired_comparison", "read_table", "require_pyspark", "spark_session", "write_per_unit"]

@@ -65,15 +65,6 @@ def spark_session(master: str | None = None, *, app_name: str = "recsys-harness"
     return builder.getOrCreate()
 
 
-def is_spark_frame(value: object) -> bool:
-    """Whether ``value`` is a Spark DataFrame (False, cheaply, when pyspark is absent)."""
-    if "pyspark" not in sys.modules:
-        return False
-    from pyspark.sql import DataFrame
-
-    return isinstance(value, DataFrame)
-
-
 def read_table(spark: "SparkSession", source: str | Path) -> "DataFrame":
     """A Parquet file or folder (a local path, relative to the working directory), or a
     table the session's catalog knows by name (Hive, Delta, ...: ``db.table``)."""
