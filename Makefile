@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-quick bench bench-obp ui ui-stop clean help
+.PHONY: install demo test test-quick bench bench-obp bench-spark ui ui-stop clean help
 
 help:
 	@echo "make demo   - create .venv, run a complete evaluation on synthetic data, log to MLflow, print the verdict"
@@ -29,13 +29,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/harness demo --dir .harness-demo
 
+# --dist loadgroup: the Spark tests (xdist_group "spark") share one worker and one session
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 # Before a commit: everything but the seeded statistical simulations (marker `slow`) and
 # the tests that start a real MLflow server (`mlflow_server`). CI runs `make test`.
 test-quick: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -m "not slow and not mlflow_server" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow and not mlflow_server" $(PYTEST_ARGS)
 
 # Each benchmark runs the harness and, where one exists, its peer in the same process and
 # prints times and ratios (ranking: pytrec_eval + ranx; off-policy: OBP in a throwaway venv
@@ -53,6 +54,10 @@ bench: $(STAMP)
 bench-obp: $(STAMP)
 	$(BIN)/python benchmarks/ope_parity.py
 	$(BIN)/python benchmarks/ope_speed.py --n 1000000
+
+# Spark (local[2]) vs the local engine at 1M, 10M and 50M run rows (Java 17+; ~20 minutes on 2 cores)
+bench-spark: $(STAMP)
+	$(BIN)/python benchmarks/spark_scale.py
 
 ui: $(STAMP)
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash mlflow/start.sh

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats as sps
@@ -82,12 +82,14 @@ def evaluate_off_policy(
     alpha: float = 0.05, method: str = "analytic", n_bootstrap: int = 1000, seed: int = 0,
     resampling: str = "multinomial", min_ess: float = 100.0, min_ess_ratio: float = 0.01,
     unsupported_mass: np.ndarray | None = None, bounds: tuple[float, float] | None = None,
+    estimate: Callable[..., dict[str, OPEInterval]] = estimate_intervals,
 ) -> OffPolicyResult:
     """Evaluate one policy with several estimators; see ``estimate_intervals`` for the
     interval options (``bounds``: the reward range, which holds every policy value) and
-    ``weight_diagnostics`` for the diagnostics thresholds."""
+    ``weight_diagnostics`` for the diagnostics thresholds. ``estimate`` computes the
+    intervals (``estimate_intervals``'s signature): another engine's, e.g. Spark's."""
     ests = [make_estimator(s) for s in estimators]
-    intervals = estimate_intervals(ests, data, alpha=alpha, method=method, n_bootstrap=n_bootstrap,
+    intervals = estimate(ests, data, alpha=alpha, method=method, n_bootstrap=n_bootstrap,
                                    seed=seed, resampling=resampling, bounds=bounds)
     rows, diags, per_unit = [], {}, {}
     by_clip: dict[float, WeightDiagnostics] = {}  # the weights are shared; only the clip differs

@@ -107,6 +107,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "mlflow_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.mlflow_server)
+        if "spark" in getattr(item, "fixturenames", ()):
+            # one Spark session per test run: every Spark test on one xdist worker
+            # (``--dist loadgroup``, as the Makefile runs the suite)
+            item.add_marker(pytest.mark.xdist_group("spark"))
+
+
+# Driver memory of the test session: small, so that the larger-than-memory test means it.
+SPARK_DRIVER_MEMORY = "512m"
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One local[2] SparkSession for the whole test run (skipped without pyspark or Java)."""
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        pytest.skip("the Spark tests need Java 17+ (.ci/run installs default-jre-headless)")
+    from harness.spark import spark_session
+
+    session = spark_session("local[2]", app_name="harness-tests",
+                            conf={"spark.driver.memory": SPARK_DRIVER_MEMORY, "spark.sql.shuffle.partitions": "4",
+                                  "spark.default.parallelism": "2"})
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -211,6 +211,25 @@ def test_every_family(tmp_path: Path, family: str) -> None:
     assert set(data["families"][family]["compared"]) <= {r["metric"] for r in data["comparison"]}
 
 
+def _engine_case(tmp_path: Path, engine: dict[str, Any]) -> None:
+    cfg = _base(tmp_path)
+    cfg["engine"] = engine
+    cfg["evaluate"]["off_policy"] = {"synthetic": {"n_rounds": 1000}, "estimators": ["ips", "snips"]}
+    data = _run(tmp_path, cfg)
+    assert {"ndcg@10", "ips", "snips"} <= _metrics_of(data)
+    assert data["config"]["engine"]["kind"] == engine["kind"]
+
+
+def test_engine_local(tmp_path: Path) -> None:
+    _engine_case(tmp_path, {"kind": "local"})
+
+
+def test_engine_spark(tmp_path: Path, spark: Any) -> None:
+    """``engine: {kind: spark, ...}`` in the run's one session (the active one, which the engine uses)."""
+    _engine_case(tmp_path, {"kind": "spark", "master": "local[2]", "conf": {"spark.sql.shuffle.partitions": 4},
+                            "app_name": "matrix"})
+
+
 @pytest.mark.parametrize("policy", ["epsilon_greedy", "top_k", "softmax"])
 def test_every_off_policy_policy(tmp_path: Path, policy: str) -> None:
     cfg = _base(tmp_path)

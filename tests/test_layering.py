@@ -4,7 +4,10 @@ Stages, bottom to top (a module may import its own stage and the stages below it
 never one above; lazy imports inside functions count too):
 
     errors, types, options  <  metrics  <  datasets  <  models  <  spec  <  adapters
-        <  evaluate  <  inference  <  results  <  tracking  <  apps  <  harness (public API)
+        <  evaluate  <  inference  <  spark  <  results  <  tracking  <  apps  <  harness (public API)
+
+``spark`` (the optional Spark backend) sits above inference, whose comparison and gate
+it reuses, and reaches the engine only through the backend object ``apps`` passes down.
 
 Within a stage, modules may import each other, but the module graph as a whole has
 no cycle.
@@ -30,6 +33,7 @@ STAGES = [
     {"harness.adapters"},
     {"harness.evaluate"},
     {"harness.inference"},
+    {"harness.spark"},
     {"harness.results"},
     {"harness.tracking"},
     {"harness.apps"},

@@ -137,7 +137,7 @@ def test_every_block_is_covered() -> None:
 
 
 def test_docs_import_only_the_public_api() -> None:
-    allowed = re.compile(r"^harness(\.(metrics|models|datasets)(\.\w+)?)?$")
+    allowed = re.compile(r"^harness(\.(metrics|models|datasets|spark)(\.\w+)?)?$")
     for block in PYTHON:
         for a, b in re.findall(r"^\s*(?:from\s+(\S+)\s+import|import\s+(\S+))", block.text, flags=re.M):
             name = a or b
@@ -146,12 +146,26 @@ def test_docs_import_only_the_public_api() -> None:
 
 
 # ----------------------------------------------------------------------------- python
-@pytest.mark.parametrize("block", PYTHON, ids=lambda b: b.id)
+# Blocks that use the Spark backend run in the test run's one Spark session (the ``spark``
+# fixture, on the Spark tests' xdist worker), which their spark_session() call picks up.
+SPARK_PYTHON = [b for b in PYTHON if "harness.spark" in b.text]
+
+
+@pytest.mark.parametrize("block", [b for b in PYTHON if b not in SPARK_PYTHON], ids=lambda b: b.id)
 def test_python_block_runs(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _run_python_block(block, tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("block", SPARK_PYTHON, ids=lambda b: b.id)
+def test_spark_python_block_runs(block: Block, spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _run_python_block(block, tmp_path, monkeypatch)
+
+
+def _run_python_block(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     used = set(re.findall(r"\bharness\.([A-Za-z_]\w*)\b", block.text))
     used |= {n.strip() for names in re.findall(r"^\s*from harness import ([^\n]+)", block.text, flags=re.M)
              for n in names.strip("()").split(",")}
-    missing = sorted(n for n in used - {"metrics", "models", "datasets"} if n not in harness.__all__)
+    missing = sorted(n for n in used - {"metrics", "models", "datasets", "spark"} if n not in harness.__all__)
     assert not missing, f"{block.id} uses names harness does not export: {missing}"
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")

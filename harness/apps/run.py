@@ -19,6 +19,7 @@ from typing import Any
 from harness.adapters.registry import build_model, check_model_kinds
 from harness.errors import ConfigError, TrackingError
 from harness.evaluate import Evaluation, FamilyResult
+from harness.evaluate.backend import Backend
 from harness.evaluate.data import load_dataset
 from harness.inference.gate import FAIL, NO_GATE, PASS, Verdict, comparison_rows, decide
 from harness.inference.gate import resample_count
@@ -48,6 +49,16 @@ def config_hash(config: EvalConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def engine_backend(config: EvalConfig) -> Backend | None:
+    """The backend of ``config.engine``: None for the local engine, else a Spark session's."""
+    if config.engine.kind == "local":
+        return None
+    from harness.spark.backend import SparkBackend
+
+    _say(f"engine: spark ({config.engine.master or 'the session default'})")
+    return SparkBackend.from_spec(config.engine)
+
+
 def evaluate_models(config: EvalConfig, dataset: Dataset, *, progress: bool,
                     tracking_uri: str | None = None) -> tuple[dict[str, FamilyResult], dict[str, dict[str, Any]]]:
     """Fit every model and measure it with every configured family.
@@ -59,7 +70,7 @@ def evaluate_models(config: EvalConfig, dataset: Dataset, *, progress: bool,
 
     confidence = config.compare.confidence if config.compare else 0.95
     evaluation = Evaluation(config.evaluate.blocks(), dataset, seed=config.seed, confidence=confidence,
-                            progress=progress)
+                            progress=progress, backend=engine_backend(config))
     info: dict[str, dict[str, Any]] = {}
     ranking_metrics = config.evaluate.ranking.metrics
     baseline = config.compare.baseline if config.compare else ""

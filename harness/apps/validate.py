@@ -64,6 +64,10 @@ def dry_run(config: EvalConfig, *, output: str | Path | None = None) -> DryRun:
     """Resolve everything ``run`` needs without fitting or scoring a model."""
     check_model_kinds({name: spec.kind for name, spec in config.models.items()})
     check_output(output or config.output)
+    if config.engine.kind == "spark":  # installed? (the session itself starts with the run)
+        from harness.spark.session import require_pyspark
+
+        require_pyspark()
     dataset = load_dataset(config)
     if config.attribution is not None and config.attribution.segments is not None:
         load_segments(config.attribution.segments, dataset)

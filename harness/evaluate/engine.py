@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from harness.evaluate.backend import LOCAL, Backend
 from harness.evaluate.family import Family, FamilyResult, ModelOutput
 from harness.evaluate.model_view import ModelView
 from harness.evaluate.registry import family_class
@@ -21,11 +22,13 @@ class Evaluation:
     """The families of one run, fed one model at a time, then finished together."""
 
     def __init__(self, blocks: dict[str, FamilySpec], dataset: Dataset, *, seed: int, confidence: float,
-                 progress: bool = False) -> None:
+                 progress: bool = False, backend: Backend | None = None) -> None:
         self.dataset = dataset
         self.progress = progress
         self.families: list[Family] = [family_class(key)(spec, dataset, seed=seed, confidence=confidence)
                                        for key, spec in blocks.items()]
+        for family in self.families:
+            family.backend = backend or LOCAL
         self.depth = max((f.depth() or 0 for f in self.families), default=0) or 1
         self.outputs: dict[str, dict[str, ModelOutput]] = {f.key: {} for f in self.families}
         self.skipped: dict[str, list[str]] = {f.key: [] for f in self.families}

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, TypeVar
 import numpy as np
 import pandas as pd
 
+from harness.evaluate.backend import LOCAL, Backend
 from harness.metrics._names import value_range
 from harness.metrics.stats import SumStatistic, WeightedStatistic, mean_confidence_interval
 from harness.spec.families import FamilySpec
@@ -126,6 +127,8 @@ class Family(ABC, Generic[SpecT]):
         self.dataset = dataset
         self.seed = seed
         self.confidence = confidence
+        # where the heavy computations run (local, or Spark with engine kind spark)
+        self.backend: Backend = LOCAL
 
     def depth(self) -> int | None:
         """How many items per query this family reads from each model's ranking (None: none)."""

@@ -22,7 +22,7 @@ from harness.datasets.ids import id_maps
 from harness.errors import DataValidationError, describe_examples
 from harness.evaluate.family import Family, FamilyResult, ModelOutput, mean_values
 from harness.evaluate.model_view import ModelView
-from harness.metrics import RANKING_METRICS, evaluate_ranking
+from harness.metrics import RANKING_METRICS
 from harness.metrics._names import parse_label, parse_metric_names, value_range
 from harness.spec.families import RankingEval
 from harness.types import PAD_ITEM, Dataset, Ranking
@@ -88,7 +88,7 @@ class RankingFamily(Family[RankingEval]):
     def measure(self, view: ModelView) -> ModelOutput:
         curves = curve_names(self.spec.metrics)
         ranking = view.ranking.top(self.depth())
-        res = evaluate_ranking(self.dataset.qrels, ranking, self.spec.metrics,
+        res = self.backend.evaluate_ranking(self.dataset.qrels, ranking, self.spec.metrics,
                                curves=curves or None, max_k=max(self.cutoffs, default=None), **self._options())
         if res.per_query.empty:
             raise DataValidationError(
@@ -134,7 +134,7 @@ class RankingFamily(Family[RankingEval]):
         qrels, names = self.dataset.qrels, list(stages)
         tables, within = [], []
         for stage in names[:-1]:
-            res = evaluate_ranking(qrels, stages[stage], stage_metric_names(self.spec.metrics, stages[stage].k),
+            res = self.backend.evaluate_ranking(qrels, stages[stage], stage_metric_names(self.spec.metrics, stages[stage].k),
                                    **self._options())
             tables.append(res.per_query.add_prefix(f"{stage}/"))
         for prev, stage in zip(names, names[1:]):
@@ -143,7 +143,7 @@ class RankingFamily(Family[RankingEval]):
             metrics = stage_metric_names(self.spec.metrics, stages[stage].k, ceiling=False)
             if len(reachable) and metrics:
                 # a query none of whose relevant items reached the stage says nothing of it
-                res = evaluate_ranking(reachable, stages[stage], metrics, **{**self._options(), "no_relevant": "skip"})
+                res = self.backend.evaluate_ranking(reachable, stages[stage], metrics, **{**self._options(), "no_relevant": "skip"})
                 within.append(res.per_query.add_prefix(f"{stage}/within_candidates/"))
 
         def joined(parts: list[pd.DataFrame]) -> pd.DataFrame:

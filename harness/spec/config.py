@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -20,7 +20,8 @@ from harness.spec.data import DatasetSpec
 from harness.spec.families import (_PLUGIN_BLOCKS, BeyondAccuracyEval, CalibrationEval, FamilySpec, OffPolicyEval,
                                    RankingEval, SlateOffPolicyEval)
 
-__all__ = ["AttributionSpec", "BeyondAccuracyEval", "CalibrationEval", "CompareSpec", "DatasetSpec", "EvalConfig", "EvaluateSpec",
+__all__ = ["AttributionSpec", "BeyondAccuracyEval", "CalibrationEval", "CompareSpec", "DatasetSpec", "EngineSpec",
+           "EvalConfig", "EvaluateSpec",
            "FamilySpec", "GateCriterion", "ModelSpec", "OffPolicyEval", "PromoteSpec", "RankingEval",
            "SlateOffPolicyEval", "TrackingSpec", "load_config", "load_criteria", "load_gate_file", "parse_config",
            "read_yaml"]
@@ -127,6 +128,27 @@ class TrackingSpec(_Strict):
     promote: PromoteSpec | None = None
 
 
+class EngineSpec(_Strict):
+    """Where the families' numbers are computed: ``local`` (NumPy/numba in this process)
+    or ``spark`` (the same kernels in Spark's Python workers; ``master``, ``conf`` and
+    ``app_name`` configure the session, unless one is already active). Both give the same
+    numbers; the Spark engine runs the ranking and off_policy families."""
+
+    kind: Literal["local", "spark"] = "local"
+    master: str | None = None
+    conf: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    app_name: str = Field("recsys-harness", min_length=1)
+
+    # families the Spark engine computes; the others are refused, never run locally unasked
+    SPARK_FAMILIES: ClassVar[tuple[str, ...]] = ("ranking", "off_policy")
+
+    @model_validator(mode="after")
+    def _local_has_no_session(self) -> "EngineSpec":
+        if self.kind == "local" and (self.master is not None or self.conf):
+            raise ValueError("engine: master and conf configure a Spark session; set kind: spark")
+        return self
+
+
 class EvalConfig(_Strict):
     """A whole evaluation: data, models, metrics, comparison, gate, tracking, output."""
 
@@ -139,7 +161,23 @@ class EvalConfig(_Strict):
     gate: list[GateCriterion] = Field(default_factory=list)
     attribution: AttributionSpec | None = None
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    engine: EngineSpec = Field(default_factory=EngineSpec)
     output: str = "results"
+
+    @model_validator(mode="after")
+    def _spark_families(self) -> "EvalConfig":
+        if self.engine.kind != "spark":
+            return self
+        other = [k for k in self.evaluate.blocks() if k not in EngineSpec.SPARK_FAMILIES]
+        if other:
+            raise ValueError(f"engine: kind spark computes {list(EngineSpec.SPARK_FAMILIES)}; evaluate.{other[0]} "
+                             "is not supported on Spark yet (remove it, or use engine kind local)")
+        ope = self.evaluate.off_policy
+        if ope is not None and ope.method == "bootstrap":
+            raise ValueError("engine: kind spark: evaluate.off_policy.method bootstrap resamples with the local "
+                             "multinomial stream, which Spark cannot draw in parallel; use method analytic (or "
+                             "harness.spark.estimate_off_policy, whose Poisson bootstrap equals the local one)")
+        return self
 
     @model_validator(mode="after")
     def _cross_refs(self) -> "EvalConfig":

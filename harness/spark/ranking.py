@@ -1,0 +1,181 @@
+"""Ranking metrics on Spark: the local kernel applied to groups of whole queries.
+
+Qrels and run are co-partitioned by a hash bucket of the query id; each bucket (a few
+thousand queries, every row of each) is handed as two pandas frames to
+:func:`harness.metrics.ranking.prepare` and ``_kernel_values``, the same validation and
+compiled one-pass kernel the local engine runs, so every metric, tie mode and id type
+has local semantics by construction. Per-query values stay a Spark DataFrame; means,
+counts and skipped queries are Spark aggregates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import DataValidationError, describe_examples
+from harness.metrics._names import MetricSpec, parse_metric_names
+from harness.metrics.ranking import RANKING_METRICS, Gain, Ties, _kernel_values, prepare
+from harness.options import check_choice
+
+from .session import require_columns, worker_errors
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+# Rows of the run per bucket: a bucket is one pandas frame in one Python worker.
+ROWS_PER_BUCKET = 500_000
+N_REL, RANKED = "_n_relevant", "_ranked"
+
+
+@dataclass
+class SparkRankingResult:
+    """Per-query values (a Spark DataFrame) and their Spark-aggregated means.
+
+    Attributes mirror :class:`harness.metrics.ranking.RankingResult`: ``per_query`` has
+    a ``query_id`` column and one column per metric (evaluated queries only), read from
+    persisted values (``release()`` frees them); ``means``, ``n_queries``, ``skipped``
+    (``no_relevant``, ``not_in_qrels``) and ``n_missing_from_run`` are plain numbers.
+    """
+
+    per_query: "DataFrame"
+    means: dict[str, float]
+    n_queries: int
+    skipped: dict[str, int] = field(default_factory=dict)
+    n_missing_from_run: int = 0
+    cached: "DataFrame | None" = field(default=None, repr=False)
+
+    def release(self) -> None:
+        """Unpersist the per-query values."""
+        if self.cached is not None:
+            self.cached.unpersist()
+
+    def to_pandas(self) -> pd.DataFrame:
+        """``per_query`` collected, indexed by ``query_id`` (small data only)."""
+        return self.per_query.toPandas().set_index("query_id")
+
+
+def _bucket_values(qrels: pd.DataFrame, run: pd.DataFrame, *, specs: list[MetricSpec], gain: Gain,
+                   ties: Ties, threshold: float, id_dtype: np.dtype | None) -> pd.DataFrame:
+    """One bucket's queries: the local kernel's per-query values, the number of relevant
+    items and whether the run ranked the query."""
+    labels = [s.label for s in specs]
+    if qrels.empty:  # only queries the run has and the qrels lack: counted on the driver
+        return pd.DataFrame({"query_id": pd.Series([], dtype=id_dtype or object),
+                             **{c: pd.Series([], dtype=np.float64) for c in labels},
+                             N_REL: pd.Series([], dtype=np.int64), RANKED: pd.Series([], dtype=bool)})
+    run = run[run["query_id"].isin(qrels["query_id"].unique())]
+    if run.empty:  # nothing of the bucket ranked: every query scores 0, as locally
+        dup = qrels.duplicated(["query_id", "item_id"])
+        if dup.any():
+            raise DataValidationError(f"qrels: duplicate (query_id, item_id) rows in "
+                                      f"{qrels.loc[dup, 'query_id'].nunique()} queries "
+                                      f"(queries {describe_examples(qrels.loc[dup, 'query_id'].unique())})")
+        relevant = (qrels["relevance"] >= threshold).groupby(qrels["query_id"], sort=False).sum()
+        return pd.DataFrame({"query_id": relevant.index.to_numpy(),
+                             **{c: np.zeros(len(relevant)) for c in labels},
+                             N_REL: relevant.to_numpy(dtype=np.int64), RANKED: np.zeros(len(relevant), bool)})
+    prep = prepare(qrels, run, ties=ties)
+    values, n_rel = _kernel_values(prep, specs, gain=gain, ties=ties, threshold=threshold)
+    values[n_rel == 0] = 0.0
+    out = pd.DataFrame(values, columns=labels)
+    out.insert(0, "query_id", prep.query_ids)
+    out[N_REL] = n_rel.astype(np.int64)
+    out[RANKED] = np.diff(prep.run_offsets) > 0
+    return out
+
+
+def _check_id_types(qrels: "DataFrame", run: "DataFrame") -> None:
+    from pyspark.sql.types import IntegralType, StringType
+
+    for col in ("query_id", "item_id"):
+        kinds = {name: frame.schema[col].dataType for name, frame in (("qrels", qrels), ("run", run))}
+        ok = all(isinstance(t, IntegralType) for t in kinds.values()) or all(
+            isinstance(t, StringType) for t in kinds.values())
+        if not ok:
+            raise DataValidationError(f"{col}: qrels has {kinds['qrels'].simpleString()} ids and the run "
+                                      f"{kinds['run'].simpleString()} ids; both must be integers or both strings")
+
+
+def evaluate_ranking(qrels: "DataFrame", run: "DataFrame", metrics: str | list[str], *, gain: Gain = "linear",
+                     ties: Ties = "stable", relevance_threshold: int = 1, no_relevant: str = "skip",
+                     n_buckets: int | None = None) -> SparkRankingResult:
+    """:func:`harness.metrics.evaluate_ranking` on Spark DataFrames.
+
+    Parameters
+    ----------
+    qrels : Spark DataFrame
+        ``query_id``, ``item_id``, ``relevance`` (integers >= 0).
+    run : Spark DataFrame
+        ``query_id``, ``item_id``, ``score``; ids of the same kind (integer or string) as
+        the qrels'.
+    metrics, gain, ties, relevance_threshold, no_relevant
+        As in :func:`harness.metrics.evaluate_ranking` (same formulas: the same kernel).
+    n_buckets : int, optional
+        Groups of queries, each evaluated in one Python worker; default: one per
+        ``ROWS_PER_BUCKET`` run rows, at least the session's default parallelism x 2.
+
+    Returns
+    -------
+    SparkRankingResult
+        ``per_query`` stays distributed (and persisted); means are Spark averages over
+        the evaluated queries.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import BooleanType, DoubleType, LongType, StructField, StructType
+
+    specs = parse_metric_names(metrics, known=RANKING_METRICS)
+    check_choice(no_relevant, ("skip", "zero"), name="no_relevant")
+    check_choice(ties, ("stable", "trec_eval", "average"), name="ties")
+    require_columns(qrels, ["query_id", "item_id", "relevance"], "qrels")
+    require_columns(run, ["query_id", "item_id", "score"], "run")
+    _check_id_types(qrels, run)
+    qrels = qrels.select("query_id", "item_id", "relevance")
+    run = run.select("query_id", "item_id", "score")
+    spark = run.sparkSession
+    if n_buckets is None:
+        floor = 2 * spark.sparkContext.defaultParallelism
+        n_buckets = max(floor, math.ceil(run.count() / ROWS_PER_BUCKET))
+    bucket = F.pmod(F.hash("query_id"), F.lit(int(n_buckets)))
+    id_type = qrels.schema["query_id"].dataType
+    schema = StructType([StructField("query_id", id_type, False),
+                         *[StructField(s.label, DoubleType(), False) for s in specs],
+                         StructField(N_REL, LongType(), False), StructField(RANKED, BooleanType(), False)])
+    fn = partial(_bucket_values, specs=specs, gain=gain, ties=ties, threshold=float(relevance_threshold),
+                 id_dtype=np.dtype(np.int64) if id_type.simpleString() in ("bigint", "int") else None)
+    values = (qrels.withColumn("_bucket", bucket).groupBy("_bucket")
+              .cogroup(run.withColumn("_bucket", bucket).groupBy("_bucket"))
+              .applyInPandas(lambda q, r: fn(q.drop(columns="_bucket"), r.drop(columns="_bucket")), schema))
+    values = values.persist(StorageLevel.MEMORY_AND_DISK)  # aggregated here, read again as per_query
+    keep = F.lit(True) if no_relevant == "zero" else (F.col(N_REL) > 0)
+    labels = [s.label for s in specs]
+    judged = qrels.select("query_id").distinct().withColumn("_judged", F.lit(True))
+    with worker_errors():
+        ids = (run.select("query_id").distinct().join(judged, "query_id", "left")
+               .agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("_judged").isNull().cast("long")).alias("run_only"))
+               .first())
+        if ids["n"] == 0:
+            raise DataValidationError("run: is empty (0 rows)")
+        if ids["run_only"] == ids["n"]:
+            raise DataValidationError(f"run: none of its {ids['n']} query ids appears in qrels; check the "
+                                      f"id types ({run.schema['query_id'].dataType.simpleString()} vs "
+                                      f"{qrels.schema['query_id'].dataType.simpleString()})")
+        row = values.agg(
+            F.count(F.lit(1)).alias("n_all"),
+            F.sum((~keep).cast("long")).alias("skipped"),
+            F.sum(keep.cast("long")).alias("n_eval"),
+            F.sum((~F.col(RANKED) & keep).cast("long")).alias("missing"),
+            *[F.avg(F.when(keep, F.col(f"`{c}`"))).alias(f"m{j}") for j, c in enumerate(labels)]).first()
+    if row["n_all"] == 0:
+        raise DataValidationError("qrels: is empty (0 rows)")
+    means = {c: float("nan") if row[f"m{j}"] is None else float(row[f"m{j}"]) for j, c in enumerate(labels)}
+    return SparkRankingResult(per_query=values.where(keep).drop(N_REL, RANKED), means=means,
+                              n_queries=int(row["n_eval"] or 0),
+                              skipped={"no_relevant": int(row["skipped"] or 0), "not_in_qrels": int(ids["run_only"])},
+                              n_missing_from_run=int(row["missing"] or 0), cached=values)
