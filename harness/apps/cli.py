@@ -263,7 +263,7 @@ def ab_analyze(
         outcome = run_ab(load_ab_config(config), data, output=output, inconclusive=inconclusive.value,
                          require_gate=require_gate)
         print(console_summary(outcome.result))
-        print(srm_line(outcome.analysis))
+        print(srm_line(outcome.result))
         print(f"\nresults: {outcome.results_dir}")
         return outcome.exit_code
 

@@ -58,3 +58,13 @@ def model_info(results: dict[str, FamilyResult]) -> dict[str, dict[str, Any]]:
 def figures(results: dict[str, FamilyResult]) -> dict[str, Any]:
     """Every family's figures by name (saved as ``plots/<name>.png``)."""
     return {name: fig for r in results.values() for name, fig in r.figures.items()}
+
+
+def files(results: dict[str, FamilyResult]) -> dict[str, str]:
+    """Every family's extra files of the results folder (name -> text)."""
+    return {name: text for r in results.values() for name, text in r.files.items()}
+
+
+def invalid(results: dict[str, FamilyResult]) -> list[str]:
+    """Why the families' data cannot be trusted (empty when they can): the verdict is INVALID."""
+    return [r.invalid for r in results.values() if r.invalid]
