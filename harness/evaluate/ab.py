@@ -15,6 +15,7 @@ makes the verdict INVALID.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from harness.datasets.experiment import PeriodGroup, natural_order, reduce_perio
 from harness.datasets.tables import read_table
 from harness.errors import DataValidationError
 from harness.evaluate.family import Effect, Family, FamilyResult, MetricValue, ModelOutput
-from harness.metrics.ab import (ABEffect, ABMetric, Ratio, VariantMoments, add_moments, analyze_metric,
+from harness.metrics.ab import (UNITS, ABEffect, ABMetric, Ratio, VariantMoments, add_moments, analyze_metric,
                                 heterogeneity_test, moments_from_table, moments_table, sample_ratio_mismatch,
                                 segmented_moments_from_table)
 from harness.metrics.holdout import ROWS, launch_effect, period_column
@@ -84,7 +85,9 @@ def _from_statistics(spec: ABFamilySpec) -> ExperimentStatistics:
     else:
         have = {m.variant: m for m in moments_from_table(table, variant=cols.variant, source=data)}
         moments = [have[n] for n in names]
-    design = {"input": "statistics", "unit": "unit", "n_units": sum(m.n for m in moments)}
+    design: dict[str, Any] = {"input": "statistics", "unit": "unit", "n_units": sum(m.n for m in moments)}
+    if UNITS in moments[0].columns:  # per-cluster totals (the statistics.csv of a clustered or holdout run)
+        design.update(n_clusters=design["n_units"], variance="cluster-robust")
     return ExperimentStatistics(moments, segments, design, [])
 
 
@@ -245,6 +248,19 @@ class ABFamily(Family[ABFamilySpec]):
 
     def measure(self, view: Any) -> ModelOutput | None:  # never called: measures_models is False
         raise NotImplementedError("the ab family measures its data, not models")
+
+    @classmethod
+    def restore(cls, folder: Path, data: dict[str, Any], *, confidence: float | None = None) -> FamilyResult:
+        """The experiment's result again from a results folder's ``statistics.csv`` and
+        config: the same effects, SRM and per-segment rows (a holdout's weekly curve and
+        launches need the per-unit rows and are left out)."""
+        config = data.get("config") or {}
+        block = {k: config[k] for k in ExperimentSpec.model_fields if k in config}
+        columns = {**(block.get("columns") or {}), "cluster": None, "window": None, "unit": None}
+        analysis = {**(block.get("analysis") or {}), **({"confidence": confidence} if confidence else {})}
+        spec = ABFamilySpec.model_validate({**block, "columns": columns, "analysis": analysis, "holdout": None,
+                                            "input": "statistics", "data": str(Path(folder) / STATISTICS_FILE)})
+        return cls(spec, None, seed=0, confidence=spec.analysis.confidence).finish({}, [])
 
     def finish(self, outputs: dict[str, ModelOutput], skipped: list[str]) -> FamilyResult:
         from harness.evaluate.ab_plots import effect_curve_figure, effects_figure

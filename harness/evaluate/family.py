@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, TypeVar
 
 import numpy as np
@@ -183,6 +184,13 @@ class Family(ABC, Generic[SpecT]):
     def finish(self, outputs: dict[str, ModelOutput], skipped: list[str]) -> FamilyResult:
         """Collect the outputs of every model; families add extras and figures here."""
         return FamilyResult(self.key, self.unit, self.compared(), outputs, skipped=skipped)
+
+    @classmethod
+    def restore(cls, folder: Path, data: dict[str, Any], *, confidence: float | None = None) -> FamilyResult | None:
+        """The family's whole result rebuilt from a stored results folder (``data``: its
+        ``results.json``), for families whose comparisons are not per-unit pairs (pairing
+        "independent"), so ``harness compare`` can gate them again; None: it cannot."""
+        return None
 
     @classmethod
     def restore_statistics(cls, inputs: pd.DataFrame, block: dict[str, Any]) -> dict[str, Statistic]:

@@ -38,7 +38,7 @@ def family_sections(results: dict[str, FamilyResult]) -> dict[str, Any]:
     """``results.json["families"]`` (what a unit is, what is compared, what is capped)
     plus each family's own section under its key."""
     sections: dict[str, Any] = {"families": {
-        key: {"unit": r.unit, "compared": r.compared, "skipped_models": r.skipped,
+        key: {"unit": r.unit, "pairing": r.pairing, "compared": r.compared, "skipped_models": r.skipped,
               "caps": {m: o.caps for m, o in r.models.items() if o.caps}}
         for key, r in results.items()}}
     sections.update({key: r.extra for key, r in results.items() if r.extra})
