@@ -111,6 +111,7 @@ def test_each_planted_launch_is_recovered_with_its_cumulative_effect(tmp_path: P
     assert rows["ads"]["cumulative_ci_low"] <= truth <= rows["ads"]["cumulative_ci_high"]
     assert rows["home-ui"]["cumulative_ci_low"] <= 1.6 <= rows["home-ui"]["cumulative_ci_high"]
     assert "launch home-ui (from 5, home): launched sessions own effect" in res.output
+    assert "Launches sharing the holdout" in (folder / "report.html").read_text()
 
 
 def test_a_launch_on_a_surface_needs_the_surface_column_and_windows(tmp_path: Path) -> None:
@@ -151,3 +152,23 @@ def test_launch_intervals_cover_the_planted_effects() -> None:
     mc_se = np.sqrt(level * (1 - level) / reps)
     for name, h in hits.items():
         assert h / reps == pytest.approx(level, abs=3 * mc_se + 1 / reps), (name, h / reps, mc_se)
+
+
+@pytest.mark.parametrize("holdout,message", [
+    ({"surface": "surface", "launches": [{"name": "a", "start": 3, "surface": "nope"}]},
+     r"launch 'a' starts in window '3' \('week' column\) on surface 'nope' \('surface' column\), but variant\(s\) "
+     r"\['holdout', 'launched'\] have no rows"),
+    ({"launches": [{"name": "late", "start": 30}]}, r"launch 'late' starts in window '30'"),
+    ({"surface": "platform", "launches": [{"name": "a", "start": 3}]}, r"columns \['platform'\] not found"),
+    ({"launches": [{"name": "a", "start": 3}, {"name": "a", "start": 4}]}, r"names must be distinct"),
+])
+def test_bad_launches_are_exit_2_naming_the_problem(tmp_path: Path, holdout: dict[str, Any], message: str) -> None:
+    import re
+
+    _world(300, seed=2).to_parquet(tmp_path / "h.parquet")
+    cfg = yaml.safe_load(_config(tmp_path).read_text())
+    cfg["holdout"] = holdout
+    (tmp_path / "ab.yaml").write_text(yaml.safe_dump(cfg))
+    res = CliRunner().invoke(app, ["ab", str(tmp_path / "h.parquet"), "--config", str(tmp_path / "ab.yaml")])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert re.search(message, " ".join(res.output.split())), res.output

@@ -207,6 +207,12 @@ def analyze_launches(spec: ABFamilySpec) -> list[dict[str, Any]]:
         order = sorted(set(group.starts), key=natural_order)
         period = order.index(x.start_label) + 1
         previous = period - 1 if period > 1 or _has_rows(control, group.label, 0) else None
+        empty = [m.variant for m in moments if not _has_rows(m, group.label, period)]
+        if empty:
+            on = f" on surface {x.surface!r} ({holdout.surface!r} column)" if x.surface else ""
+            raise DataValidationError(f"{spec.data}: launch {x.name!r} starts in window {x.start_label!r} "
+                                      f"({cols.window!r} column){on}, but variant(s) {empty} have no rows from "
+                                      "then until the next launch; check holdout.launches against the data")
         for name, metric in metrics.items():
             for treatment in moments[1:]:
                 e = launch_effect(control, treatment, metric.value, launch=x.name, metric_name=name,
