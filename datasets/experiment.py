@@ -345,12 +345,12 @@ def reduce_periods(path: str | Path, *, variant: str, unit: str, window: str, co
         if frame[unit].isna().any():
             raise DataValidationError(f"{path}: unit column {unit!r} has {int(frame[unit].isna().sum())} "
                                       "missing id(s)")
-        # each unit's variant (one per unit, else an error), units in sorted id order
-        per_unit = cluster_totals(np.zeros((len(frame), 0)), u.codes, frame[unit].astype(str).to_numpy(), columns=[])
-        inverse = np.searchsorted(per_unit.ids, frame[unit].astype(str).to_numpy())
+        # units by hashing (no sort of text ids), then each unit's variant (one per unit, else an error)
+        inverse, unit_ids = pd.factorize(frame[unit].to_numpy())
+        per_unit = cluster_totals(np.zeros((len(frame), 0)), u.codes, inverse, columns=[])
         surf = label_codes(frame, surface, what="surface", source=str(path)) if surface else None
         values = np.column_stack([u.values, np.ones(len(frame))])
-        wide = np.zeros((per_unit.ids.size, values.shape[1] * len(slots)))
+        wide = np.zeros((unit_ids.size, values.shape[1] * len(slots)))
         base = 0
         for g in groups:  # a handful of groups; each maps the batch's few window labels to periods
             period = np.array([_period(keys[g.label], w) for w in win_names], dtype=np.int64)[win_codes]
@@ -361,14 +361,14 @@ def reduce_periods(path: str | Path, *, variant: str, unit: str, window: str, co
             cell = inverse[mine] * len(slots) + base + period[mine]
             for c in range(values.shape[1]):
                 wide[:, c * len(slots):(c + 1) * len(slots)] += np.bincount(
-                    cell, weights=values[mine, c], minlength=per_unit.ids.size * len(slots)).reshape(-1, len(slots))
+                    cell, weights=values[mine, c], minlength=unit_ids.size * len(slots)).reshape(-1, len(slots))
             base += len(g.starts) + 1
-        parts.append((per_unit.ids, wide, per_unit.variants))
+        parts.append((np.asarray(unit_ids), wide, per_unit.variants))
         offset += len(frame)
     if offset == 0:
         raise DataValidationError(f"{path}: no rows")
     ids, vals, arms = (np.concatenate([p[i] for p in parts]) for i in range(3))
-    t = cluster_totals(vals, arms, ids, columns=names, counts=np.zeros(ids.size))
+    t = cluster_totals(vals, arms, pd.factorize(ids)[0], columns=names, counts=np.zeros(ids.size))
     out = variant_moments(t.values[:, :-1], t.variants, names=variants, columns=names)
     empty = [m.variant for m in out if m.n < 2]
     if empty:
