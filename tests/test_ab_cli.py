@@ -214,6 +214,8 @@ def test_mlflow_logs_variants_as_child_runs(tmp_path: Path, monkeypatch: pytest.
     assert child.data.metrics["delta_revenue"] == pytest.approx(revenue["delta"])
     assert client.get_run(ids["control"]).data.tags["harness.role"] == "baseline"
     assert "statistics.csv" in {f.path for f in client.list_artifacts(ids["parent"])}
+    again = CliRunner().invoke(app, ["compare", ids["parent"], ids["parent"], "--tracking-uri", uri])
+    assert again.exit_code == 2 and "is an A/B test's run" in again.output and "Traceback" not in again.output
 
 
 def test_plan_prints_the_sample_size_and_the_mde() -> None:
@@ -309,3 +311,13 @@ def test_compare_gates_an_ab_folder_again_from_its_statistics(tmp_path: Path) ->
     assert other.exit_code == 2 and "pass it twice" in " ".join(other.output.split())
     bad = runner.invoke(app, ["compare", folder, folder, "--candidate-model", "nope"])
     assert bad.exit_code == 2 and "'nope' is not a variant" in " ".join(bad.output.split())
+
+
+def test_a_run_config_has_no_ab_block(tmp_path: Path) -> None:
+    from tests.conftest import small_config, write_config
+
+    cfg = small_config(tmp_path)
+    cfg["evaluate"]["ab"] = {"data": "x.parquet", "variants": {"control": "a", "treatments": ["b"]},
+                             "metrics": {"m": {"mean": "m"}}}
+    res = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"])
+    assert res.exit_code == 2 and "harness ab DATA --config AB.yaml" in " ".join(res.output.split())

@@ -124,6 +124,9 @@ def load_side(ref: str, *, model: str | None, role: str, tracking_uri: str | Non
         if downloaded:
             shutil.rmtree(path, ignore_errors=True)
     models = list(dict.fromkeys(stored.per_unit["model"]))
+    if not models and "variants" in (stored.data.get("config") or {}):  # an A/B run read from MLflow
+        raise ConfigError(f"{role}: {ref} is an A/B test's run; harness compare gates an A/B test again from its "
+                          "results folder, given twice: harness compare FOLDER FOLDER --gate GATE.yaml")
     if model is None:
         compared = (stored.data.get("config") or {}).get("compare") or {}
         if len(models) == 1:
