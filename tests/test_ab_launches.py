@@ -112,6 +112,7 @@ def test_each_planted_launch_is_recovered_with_its_cumulative_effect(tmp_path: P
     assert rows["home-ui"]["cumulative_ci_low"] <= 1.6 <= rows["home-ui"]["cumulative_ci_high"]
     assert "launch home-ui (from 5, home): launched sessions own effect" in res.output
     assert "Launches sharing the holdout" in (folder / "report.html").read_text()
+    assert [r["baseline"] for r in rows.values()] == ["before the first launch", "from window 3", "from window 5"]
 
 
 def test_a_launch_on_a_surface_needs_the_surface_column_and_windows(tmp_path: Path) -> None:
@@ -161,6 +162,8 @@ def test_launch_intervals_cover_the_planted_effects() -> None:
     ({"launches": [{"name": "late", "start": 30}]}, r"launch 'late' starts in window '30'"),
     ({"surface": "platform", "launches": [{"name": "a", "start": 3}]}, r"columns \['platform'\] not found"),
     ({"launches": [{"name": "a", "start": 3}, {"name": "a", "start": 4}]}, r"names must be distinct"),
+    ({"surface": "surface", "launches": [{"name": "a", "start": 3}, {"name": "b", "start": 3, "surface": "home"}]},
+     r"'a' and 'b' start in the same window \('3'\) on the same rows"),
 ])
 def test_bad_launches_are_exit_2_naming_the_problem(tmp_path: Path, holdout: dict[str, Any], message: str) -> None:
     import re

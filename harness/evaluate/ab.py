@@ -190,11 +190,11 @@ def analyze_launches(spec: ABFamilySpec) -> list[dict[str, Any]]:
     launches = holdout.launches
     # the rows a launch changes (its surface's, or all) are cut into periods by every launch
     # that changes those rows too
-    groups = {}
-    for x in launches:
-        label = x.surface if x.surface is not None else "all"
+    groups: dict[str | None, PeriodGroup] = {}
+    for x in launches:  # group labels only name columns: "*" (every row) cannot clash with "=<surface>"
         starts = [y.start_label for y in launches if x.surface is None or y.surface in (None, x.surface)]
-        groups[label] = PeriodGroup(label, x.surface, tuple(dict.fromkeys(starts)))
+        groups[x.surface] = PeriodGroup("*" if x.surface is None else f"={x.surface}", x.surface,
+                                        tuple(dict.fromkeys(starts)))
     metrics = {n: ab_metric(n, s) for n, s in spec.metrics.items()}
     columns = list(dict.fromkeys(c for m in metrics.values() for c in m.value.columns))
     moments = reduce_periods(spec.data, variant=cols.variant, unit=cols.unit, window=cols.window, columns=columns,
@@ -203,7 +203,7 @@ def analyze_launches(spec: ABFamilySpec) -> list[dict[str, Any]]:
     control = moments[0]
     rows = []
     for x in launches:
-        group = groups[x.surface if x.surface is not None else "all"]
+        group = groups[x.surface]
         order = sorted(set(group.starts), key=natural_order)
         period = order.index(x.start_label) + 1
         previous = period - 1 if period > 1 or _has_rows(control, group.label, 0) else None
@@ -224,8 +224,8 @@ def analyze_launches(spec: ABFamilySpec) -> list[dict[str, Any]]:
                              "std_error": i.absolute.std_error, "cumulative_delta": c.absolute.estimate,
                              "cumulative_ci_low": c.absolute.ci_low, "cumulative_ci_high": c.absolute.ci_high,
                              **{f"cumulative_{k}": v for k, v in _relative(c).items()},
-                             "baseline": "pre-launch period" if previous == 0 else (
-                                 "none (first launch)" if previous is None else order[previous - 1]),
+                             "baseline": "none (first launch)" if previous is None else (
+                                 "before the first launch" if previous == 0 else f"from window {order[previous - 1]}"),
                              "confidence": level, "n_control": c.control.n, "n_treatment": c.treatment.n})
     return rows
 

@@ -150,6 +150,12 @@ class HoldoutSpec(Strict):
         names = [x.name for x in self.launches]
         if len(set(names)) != len(names):
             raise ValueError(f"holdout.launches: names must be distinct, got {names}")
+        for i, x in enumerate(self.launches):  # same start on shared rows: their effects are confounded
+            for y in self.launches[i + 1:]:
+                if x.start_label == y.start_label and (x.surface is None or y.surface is None or x.surface == y.surface):
+                    raise ValueError(f"holdout.launches: {x.name!r} and {y.name!r} start in the same window "
+                                     f"({x.start_label!r}) on the same rows, so their effects cannot be told apart; "
+                                     "list them as one launch")
         on_surface = [x.name for x in self.launches if x.surface is not None]
         if on_surface and self.surface is None:
             raise ValueError(f"holdout.launches: {on_surface} name a surface; set holdout.surface to the column "
