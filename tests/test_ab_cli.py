@@ -277,7 +277,7 @@ def test_the_family_path_gives_the_numbers_of_harness_ab(tmp_path: Path) -> None
     config = load_ab_config(tmp_path / "ab.yaml")  # the file harness ab read
     results = Evaluation({"ab": config.family_spec(data)}, None, seed=0, confidence=0.95).finish()
     assert results["ab"].pairing == "independent" and list(results["ab"].models) == ["control", "treatment"]
-    comps = compare_family(results["ab"], baseline="control", candidates=["treatment"], confidence=0.95)
+    comps = compare_family(results["ab"], baseline="control", candidates=["treatment"])
     rows = comparison_rows(comps, decide(list(config.gate), comps, correction="holm"))
     assert json.loads(json.dumps(rows)) == res["comparison"]
     assert json.loads(json.dumps(assemble.metric_rows(results))) == res["metrics"]

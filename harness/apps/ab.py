@@ -46,7 +46,7 @@ def analyze(config: ABConfig, data: str | Path) -> tuple[dict[str, FamilyResult]
     evaluation = Evaluation({"ab": config.family_spec(data)}, None, seed=0, confidence=config.analysis.confidence)
     results = evaluation.finish()
     comparisons = compare_family(results["ab"], baseline=config.variants.control,
-                                 candidates=list(config.variants.treatments), confidence=config.analysis.confidence)
+                                 candidates=list(config.variants.treatments))
     verdict = decide(list(config.gate), comparisons, correction=config.analysis.correction)
     return results, comparisons, invalidate(verdict, assemble.invalid(results))
 

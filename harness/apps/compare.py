@@ -225,7 +225,7 @@ def compare_within(
     result.compared = [m for m in result.compared if wanted is None or m in wanted]
     level = confidence or (config.get("analysis") or {}).get("confidence", 0.95)
     correction = correction or (config.get("analysis") or {}).get("correction", "holm")
-    comps = compare_family(result, baseline=baseline, candidates=[candidate], confidence=level)
+    comps = compare_family(result, baseline=baseline, candidates=[candidate])  # at the restored level
     results = {family: result}
     verdict = invalidate(decide(criteria, comps, correction=correction), assemble.invalid(results))
     result.models = {m: o for m, o in result.models.items() if m in (baseline, candidate)}

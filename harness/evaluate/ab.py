@@ -299,8 +299,9 @@ class ABFamily(Family[ABFamilySpec]):
             self.key, self.unit, self.compared(), models, extra=extra, figures=figures, skipped=skipped,
             notices=[*stats.warnings, *notes, *win_notes], pairing="independent",
             effects=[Effect(e.metric, e.control.variant, e.treatment.variant, e.control.value, e.treatment.value,
-                            e.absolute, e.relative, {"variance_reduction": e.variance_reduction,
-                                                     "cuped_theta": e.theta.tolist()}) for e in effects],
+                            e.absolute, e.relative, a.confidence,
+                            {"variance_reduction": e.variance_reduction, "cuped_theta": e.theta.tolist()})
+                     for e in effects],
             invalid=(f"{srm.message}; the assignment or the logging is broken, so no metric can be trusted"
                      if srm.invalid else None),
             files={STATISTICS_FILE: statistics_table(stats, spec.columns.segment).to_csv(index=False)})

@@ -81,8 +81,8 @@ class ModelOutput:
 class Effect:
     """``candidate`` minus ``baseline`` on one metric as the family estimated it (families
     with ``pairing`` "independent"): the values compared, the ``absolute`` and ``relative``
-    inferences, and ``details``, extra JSON-ready columns of the comparison row (e.g. the
-    variance reduction of CUPED)."""
+    inferences at the two-sided level ``confidence``, and ``details``, extra JSON-ready
+    columns of the comparison row (e.g. the variance reduction of CUPED)."""
 
     metric: str
     baseline: str
@@ -91,6 +91,7 @@ class Effect:
     candidate_value: float
     absolute: DeltaInference
     relative: DeltaInference | None
+    confidence: float
     details: dict[str, Any] = field(default_factory=dict)
 
 

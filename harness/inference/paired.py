@@ -308,9 +308,9 @@ def compare_family(
 
     Mean-type metrics pair the models' per-unit tables, ratio-type metrics their sum
     statistics; a family of disjoint units (``pairing`` "independent", an A/B test's
-    variants) brings its own effects, which become the comparisons as they are
-    (``method`` and ``n_resamples`` unused); a metric capped on either side (``ModelOutput.caps``, e.g. too little
-    overlap with the logs) carries the reason as its ``note``, so the gate never lets it
+    variants) brings its own effects, which become the comparisons as they are (at their
+    own level: ``method``, ``confidence`` and ``n_resamples`` unused); a metric capped on
+    either side (``ModelOutput.caps``, e.g. too little overlap with the logs) carries the reason as its ``note``, so the gate never lets it
     PASS. Empty when the family compares nothing or measured neither side (e.g. a model
     without ``predict_proba`` in calibration). Metrics with a known range (the family's
     ``ranges``, e.g. the reward range of logged feedback, else
@@ -324,7 +324,7 @@ def compare_family(
     if result.pairing == "independent":  # disjoint units: the family estimated each effect itself
         return [MetricComparison(metric=e.metric, baseline=e.baseline, candidate=e.candidate,
                                  baseline_value=e.baseline_value, candidate_value=e.candidate_value,
-                                 method=e.absolute.method, confidence=confidence, kind=result.family,
+                                 method=e.absolute.method, confidence=e.confidence, kind=result.family,
                                  details=dict(e.details), **inference_fields(e.absolute, e.relative))
                 for e in result.effects
                 if e.baseline == baseline and e.candidate in candidates and e.metric in result.compared]
