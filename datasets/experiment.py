@@ -17,7 +17,6 @@ from harness.errors import ConfigError, DataValidationError, describe_examples
 
 from harness.metrics.ab import VariantMoments, add_moments, cluster_totals, segment_moments, variant_moments
 
-from .tables import read_table
 
 # rows read, checked and reduced at a time: about this many bytes of float64 values a batch
 BATCH_BYTES = 64 << 20
@@ -281,11 +280,11 @@ def reduce_units(path: str | Path, *, variant: str, columns: Sequence[str], vari
     empty = [m.variant for m in acc if m.n == 0]
     if empty:
         raise DataValidationError(f"{path}: no units in variant(s) {empty}")
-    windows = {g: win_acc[g] for g in sorted(win_acc, key=_natural)} if win_acc else None
+    windows = {g: win_acc[g] for g in sorted(win_acc, key=natural_order)} if win_acc else None
     return UnitStatistics(acc, segments, offset, n_clusters, clustered, windows)
 
 
-def _natural(label: str) -> tuple[int, float, str]:
+def natural_order(label: str) -> tuple[int, float, str]:
     """Numbers in numeric order (week 2 before week 10), then text."""
     try:
         return (0, float(label), "")
@@ -303,3 +302,80 @@ def _reduce(values: np.ndarray, arms: np.ndarray, seg: np.ndarray | None, varian
     for g, part in parts.items():
         if sum(m.n for m in part):
             seg_acc[g] = part if g not in seg_acc else _add(seg_acc[g], part)
+
+
+@dataclass(frozen=True)
+class PeriodGroup:
+    """Rows of one ``surface`` (None: every row) cut into launch periods by the sorted
+    window labels ``starts`` (a window w is in period #{s in starts : s <= w})."""
+
+    label: str
+    surface: str | None
+    starts: tuple[str, ...]
+
+
+def reduce_periods(path: str | Path, *, variant: str, unit: str, window: str, columns: Sequence[str],
+                   variants: Sequence[str], groups: Sequence[PeriodGroup], surface: str | None = None,
+                   batch_rows: int | None = None) -> list[VariantMoments]:
+    """Each unit's totals of ``columns`` and of its row count (``ROWS``) per group and launch
+    period, reduced to one :class:`VariantMoments` per variant over units (columns named
+    by :func:`harness.metrics.holdout.period_column`). Streamed batch by batch: a batch
+    becomes per-unit partial totals (one ``bincount`` per column over unit x slot),
+    combined at the end, so memory holds one batch plus one row per unit. A unit in two
+    variants is an error (:func:`harness.metrics.ab.cluster_totals`)."""
+    from harness.metrics.holdout import ROWS, period_column
+
+    cols = list(dict.fromkeys(columns))
+    need = list(dict.fromkeys([variant, unit, window, *cols, *([surface] if surface else [])]))
+    ids_ = [variant, unit, window, *([surface] if surface else [])]
+    slots = [(g, p) for g in groups for p in range(len(g.starts) + 1)]
+    names = [period_column(c, g.label, p) for c in (*cols, ROWS) for g, p in slots]
+    if batch_rows is None:
+        batch_rows = int(min(BATCH_ROWS, max(4096, BATCH_BYTES // (8 * max(len(names), 1)))))
+    keys = {g.label: sorted(natural_order(s) for s in g.starts) for g in groups}
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    offset = 0
+    for frame in iter_batches(path, columns=need, id_columns=ids_, float_columns=cols, batch_rows=batch_rows):
+        if len(frame) == 0:
+            continue
+        u = check_units(frame, variant=variant, columns=cols, variants=variants, source=str(path),
+                        row_offset=offset, require_all=False)
+        win_codes, win_names = label_codes(frame, window, what="window", source=str(path))
+        if frame[unit].isna().any():
+            raise DataValidationError(f"{path}: unit column {unit!r} has {int(frame[unit].isna().sum())} "
+                                      "missing id(s)")
+        # units by hashing (no sort of text ids), then each unit's variant (one per unit, else an error)
+        inverse, unit_ids = pd.factorize(frame[unit].to_numpy())
+        per_unit = cluster_totals(np.zeros((len(frame), 0)), u.codes, inverse, columns=[])
+        surf = label_codes(frame, surface, what="surface", source=str(path)) if surface else None
+        values = np.column_stack([u.values, np.ones(len(frame))])
+        wide = np.zeros((unit_ids.size, values.shape[1] * len(slots)))
+        base = 0
+        for g in groups:  # a handful of groups; each maps the batch's few window labels to periods
+            period = np.array([_period(keys[g.label], w) for w in win_names], dtype=np.int64)[win_codes]
+            mine = np.ones(len(frame), dtype=bool)
+            if g.surface is not None and surf is not None:
+                codes, labels = surf
+                mine = codes == (labels.index(g.surface) if g.surface in labels else -1)
+            cell = inverse[mine] * len(slots) + base + period[mine]
+            for c in range(values.shape[1]):
+                wide[:, c * len(slots):(c + 1) * len(slots)] += np.bincount(
+                    cell, weights=values[mine, c], minlength=unit_ids.size * len(slots)).reshape(-1, len(slots))
+            base += len(g.starts) + 1
+        parts.append((np.asarray(unit_ids), wide, per_unit.variants))
+        offset += len(frame)
+    if offset == 0:
+        raise DataValidationError(f"{path}: no rows")
+    ids, vals, arms = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    t = cluster_totals(vals, arms, pd.factorize(ids)[0], columns=names, counts=np.zeros(ids.size))
+    out = variant_moments(t.values[:, :-1], t.variants, names=variants, columns=names)
+    empty = [m.variant for m in out if m.n < 2]
+    if empty:
+        raise DataValidationError(f"{path}: variant(s) {empty} have fewer than 2 units")
+    return out
+
+
+def _period(starts: list[tuple[int, float, str]], label: str) -> int:
+    """How many launch starts are at or before the window ``label`` (natural order)."""
+    key = natural_order(label)
+    return sum(1 for s in starts if s <= key)

@@ -33,7 +33,7 @@ _EXPORTS = {
     "compare_models": "harness.inference.paired", "MetricComparison": "harness.inference.paired",
     "decide": "harness.inference.gate", "Verdict": "harness.inference.gate",
     "CriterionResult": "harness.inference.gate", "PASS": "harness.inference.gate", "FAIL": "harness.inference.gate",
-    "INCONCLUSIVE": "harness.inference.gate", "NO_GATE": "harness.inference.gate",
+    "INCONCLUSIVE": "harness.inference.gate", "NO_GATE": "harness.inference.gate", "INVALID": "harness.inference.gate",
     # results
     "EvalResult": "harness.results.folder", "read_results_folder": "harness.results.folder",
     # what models implement and families produce
@@ -41,6 +41,7 @@ _EXPORTS = {
     "PointwiseModel": "harness.types", "Policy": "harness.types", "Dataset": "harness.types",
     "Family": "harness.evaluate.family", "FamilyResult": "harness.evaluate.family",
     "ModelOutput": "harness.evaluate.family", "MetricValue": "harness.evaluate.family",
+    "Effect": "harness.evaluate.family",
     "register_family": "harness.evaluate.registry",
     # multi-stage pipelines and the figures of a run
     "Pipeline": "harness.adapters.pipeline",

@@ -319,7 +319,9 @@ class ABMetric:
         return ABMetric(self.name, self.value.per_unit(UNITS), tuple(c.per_unit(UNITS) for c in self.covariates))
 
 
-def _value_and_gradient(f: Ratio, mu: np.ndarray, where: Mapping[str, int]) -> tuple[float, np.ndarray]:
+def ratio_value_and_gradient(f: Ratio, mu: np.ndarray, where: Mapping[str, int]) -> tuple[float, np.ndarray]:
+    """The value of ``f`` at the column means ``mu`` (``where``: column -> index) and its
+    gradient in ``mu``: the linearisation every delta-method variance here uses."""
     g = np.zeros(mu.size)
     num = mu[where[f.numerator]]
     if f.denominator is None:
@@ -362,8 +364,8 @@ def _linearise(m: VariantMoments, metric: ABMetric) -> _Linearised:
     idx = m.index(cols)
     where = {c: j for j, c in enumerate(cols)}
     mu = m.mean(idx)
-    f, g = _value_and_gradient(metric.value, mu, where)
-    hs = [_value_and_gradient(c, mu, where) for c in metric.covariates]
+    f, g = ratio_value_and_gradient(metric.value, mu, where)
+    hs = [ratio_value_and_gradient(c, mu, where) for c in metric.covariates]
     h = np.array([v for v, _ in hs])
     G = np.array([grad for _, grad in hs]).reshape(len(hs), len(cols))
     return _Linearised(m.n, f, h, g, G, m.covariance(idx))

@@ -214,6 +214,8 @@ def test_mlflow_logs_variants_as_child_runs(tmp_path: Path, monkeypatch: pytest.
     assert child.data.metrics["delta_revenue"] == pytest.approx(revenue["delta"])
     assert client.get_run(ids["control"]).data.tags["harness.role"] == "baseline"
     assert "statistics.csv" in {f.path for f in client.list_artifacts(ids["parent"])}
+    again = CliRunner().invoke(app, ["compare", ids["parent"], ids["parent"], "--tracking-uri", uri])
+    assert again.exit_code == 2 and "is an A/B test's run" in again.output and "Traceback" not in again.output
 
 
 def test_plan_prints_the_sample_size_and_the_mde() -> None:
@@ -256,3 +258,66 @@ def test_segments_get_corrected_intervals_and_a_heterogeneity_test(tmp_path: Pat
         assert a["ci_low"] == pytest.approx(b["ci_low"], rel=1e-9) and a["delta"] == pytest.approx(b["delta"], rel=1e-9)
     for a, b in zip(res["comparison"], res2["comparison"]):
         assert a["delta"] == pytest.approx(b["delta"], rel=1e-9)
+
+
+def test_the_family_path_gives_the_numbers_of_harness_ab(tmp_path: Path) -> None:
+    """The ab family through the engine's public pieces (Evaluation -> compare_family ->
+    decide -> assemble), called here by hand, gives exactly the rows harness ab wrote."""
+    from harness.evaluate import Evaluation
+    from harness.inference.gate import comparison_rows, decide
+    from harness.inference.paired import compare_family
+    from harness.results import assemble
+    from harness.spec.ab import load_ab_config
+
+    data = _data(tmp_path, clusters=60, n=6000)
+    cfg = _config(tmp_path, columns={"variant": "variant", "unit": "user_id", "cluster": "market"},
+                  analysis={"relative_interval": "fieller"})
+    code, out, res = _run(tmp_path, data, cfg)
+    assert code in (0, 1), out
+    config = load_ab_config(tmp_path / "ab.yaml")  # the file harness ab read
+    results = Evaluation({"ab": config.family_spec(data)}, None, seed=0, confidence=0.95).finish()
+    assert results["ab"].pairing == "independent" and list(results["ab"].models) == ["control", "treatment"]
+    comps = compare_family(results["ab"], baseline="control", candidates=["treatment"])
+    rows = comparison_rows(comps, decide(list(config.gate), comps, correction="holm"))
+    assert json.loads(json.dumps(rows)) == res["comparison"]
+    assert json.loads(json.dumps(assemble.metric_rows(results))) == res["metrics"]
+    # and independently: conversion (no covariate) is Welch's t on cluster totals' per-user means
+    conv = next(r for r in res["comparison"] if r["metric"] == "conversion")
+    assert conv["method"] == "welch" and conv["kind"] == "ab"
+
+
+def test_compare_gates_an_ab_folder_again_from_its_statistics(tmp_path: Path) -> None:
+    data = _data(tmp_path, clusters=50, n=8000)
+    cfg = _config(tmp_path, columns={"variant": "variant", "unit": "user_id", "cluster": "market"})
+    code, out, res = _run(tmp_path, data, cfg)
+    assert code in (0, 1), out
+    folder = str(tmp_path / "results" / res["run_id"])
+    gate = tmp_path / "gate.yaml"
+    gate.write_text(yaml.safe_dump([{"metric": "conversion", "role": "guardrail", "direction": "higher",
+                                     "max_regression": 0.5}]))
+    runner = CliRunner()
+    again = runner.invoke(app, ["compare", folder, folder, "--gate", str(gate), "--output", str(tmp_path / "cmp")])
+    assert again.exit_code == 0, again.output
+    (cmp_folder,) = (tmp_path / "cmp").iterdir()
+    stored = json.loads((cmp_folder / "results.json").read_text())
+    before = {r["metric"]: r for r in res["comparison"]}
+    assert [r["metric"] for r in stored["comparison"]] == [r["metric"] for r in res["comparison"]]
+    row = next(r for r in stored["comparison"] if r["metric"] == "conversion")
+    for key in ("delta", "ci_low", "ci_high", "relative_ci_low", "p_two_sided", "std_error"):
+        assert row[key] == pytest.approx(before["conversion"][key], rel=1e-9), key  # cluster-robust again
+    assert stored["verdict"]["decision"] == "PASS" and row["outcome"] == "PASS"
+    assert [c["metric"] for c in stored["verdict"]["criteria"]] == ["conversion"]  # the new gate only
+    other = runner.invoke(app, ["compare", folder, str(tmp_path / "cmp" / cmp_folder.name)])
+    assert other.exit_code == 2 and "pass it twice" in " ".join(other.output.split())
+    bad = runner.invoke(app, ["compare", folder, folder, "--candidate-model", "nope"])
+    assert bad.exit_code == 2 and "'nope' is not a variant" in " ".join(bad.output.split())
+
+
+def test_a_run_config_has_no_ab_block(tmp_path: Path) -> None:
+    from tests.conftest import small_config, write_config
+
+    cfg = small_config(tmp_path)
+    cfg["evaluate"]["ab"] = {"data": "x.parquet", "variants": {"control": "a", "treatments": ["b"]},
+                             "metrics": {"m": {"mean": "m"}}}
+    res = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"])
+    assert res.exit_code == 2 and "harness ab DATA --config AB.yaml" in " ".join(res.output.split())

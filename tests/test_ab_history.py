@@ -122,3 +122,48 @@ def test_a_launch_is_logged_to_mlflow_with_its_offline_deltas(tmp_path: Path, mo
     assert client.get_run(ids["parent"]).data.tags["harness.offline_run_id"] == "20260101T000000Z-off1"
     assert client.get_run(ids["B"]).data.metrics["offline_delta_ndcg_at_10"] == pytest.approx(0.012)
     assert "offline_delta_ndcg_at_10" not in client.get_run(ids["A"]).data.metrics
+
+
+def test_history_reads_the_launches_logged_to_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Launches logged to the default store ($HARNESS_HOME, each in its own experiment) give
+    the history of their results folders; --experiment narrows it; an unknown one is exit 2."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(24)
+    runner = CliRunner()
+    deltas = [0.004, 0.010, -0.002, 0.015]
+    for k, delta in enumerate(deltas, start=1):
+        treated = rng.random(3000) < 0.5
+        y = rng.gamma(2, 5, 3000) * (1 + treated * 4 * delta)
+        pd.DataFrame({"variant": np.where(treated, "B", "A"), "revenue": y}).to_parquet(tmp_path / f"e{k}.parquet")
+        cfg = {"name": f"launch-{k}", "variants": {"control": "A", "treatments": ["B"]},
+               "metrics": {"revenue": {"mean": "revenue"}},
+               "launch": {"offline_results": str(_offline(tmp_path, k, delta))}, "output": str(tmp_path / "online")}
+        (tmp_path / f"ab{k}.yaml").write_text(yaml.safe_dump(cfg))
+        res = runner.invoke(app, ["ab", str(tmp_path / f"e{k}.parquet"), "--config", str(tmp_path / f"ab{k}.yaml")])
+        assert res.exit_code == 0 and "logged to MLflow" in res.output, res.output
+    assert runner.invoke(app, ["history", str(tmp_path / "online")]).exit_code == 0
+    from_folders = json.loads((tmp_path / "online" / "history.json").read_text())
+    res = runner.invoke(app, ["history", "--mlflow"])
+    assert res.exit_code == 0, res.output
+    from_store = json.loads((tmp_path / "history" / "history.json").read_text())
+    assert from_store == from_folders  # same launches, same order, same numbers
+    assert [r["offline:ndcg@10"] for r in from_store["launches"]] == deltas
+    uri = f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}"
+    res = runner.invoke(app, ["history", "--tracking-uri", uri, "--experiment", "launch-2", "--experiment",
+                              "launch-4", "-o", str(tmp_path / "two")])
+    assert res.exit_code == 0, res.output
+    two = json.loads((tmp_path / "two" / "history.json").read_text())
+    assert [r["launch"] for r in two["launches"]] == ["launch-2", "launch-4"]
+    from mlflow.tracking import MlflowClient
+
+    (run,) = MlflowClient(tracking_uri=uri).search_runs(
+        [MlflowClient(tracking_uri=uri).get_experiment_by_name("launch-2").experiment_id],
+        filter_string="tags.`harness.model` = 'B'")
+    lift = next(r for r in from_store["launches"] if r["launch"] == "launch-2")["online:revenue"]
+    assert run.data.metrics["online_lift_revenue"] == pytest.approx(lift)
+    bad = runner.invoke(app, ["history", "--experiment", "nope"])
+    assert bad.exit_code == 2 and "experiment(s) ['nope'] are not in the MLflow store" in bad.output
+    both = runner.invoke(app, ["history", str(tmp_path / "online"), "--mlflow"])
+    assert both.exit_code == 2 and "not both" in both.output

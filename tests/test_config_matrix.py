@@ -328,3 +328,43 @@ def test_every_segments_missing_policy(tmp_path: Path, missing: str) -> None:
     segments = {s["segment"] for s in section["metrics"]["ndcg@10"]["segments"]}
     assert segments == ({"even", "odd"} if missing == "error" else {"even", "odd", "(no segment)"})
     assert section["units"]["missing"] == missing
+
+
+# ----------------------------------------------------------------------------- harness ab options
+def _ab_rows(path: Path, *, weeks: int = 4, users: int = 400) -> None:
+    """(user, week) rows with every column the A/B cases below name."""
+    rng = np.random.default_rng(4)
+    arm = rng.choice(["holdout", "launched"], users)
+    u, w = np.repeat(np.arange(users), weeks), np.tile(np.arange(1, weeks + 1), users)
+    impressions = rng.poisson(20, u.size) + 1
+    pd.DataFrame({"user": u, "week": w, "variant": arm[u], "surface": rng.choice(["home", "search"], users)[u],
+                  "sessions": rng.gamma(2, 2, u.size), "converted": (rng.random(u.size) < 0.2).astype(int),
+                  "impressions": impressions, "clicks": rng.binomial(impressions, 0.1)}).to_parquet(path)
+
+
+AB_CASES: dict[str, dict[str, Any]] = {
+    # every metric kind over the launches of one holdout; a launch on one surface
+    "holdout_launches": {"holdout": {"surface": "surface", "launches": [
+        {"name": "first", "start": 2}, {"name": "second", "start": 3, "surface": "home"}]}},
+    "holdout_launches_text_weeks": {"holdout": {"launches": [{"name": "only", "start": "3"}]}},
+}
+
+
+@pytest.mark.parametrize("case", sorted(AB_CASES))
+def test_every_ab_holdout_option(tmp_path: Path, case: str) -> None:
+    import yaml
+
+    _ab_rows(tmp_path / "h.parquet")
+    cfg = {"name": case, "columns": {"variant": "variant", "unit": "user", "window": "week"},
+           "variants": {"control": "holdout", "treatments": ["launched"]},
+           "metrics": {"sessions": {"mean": "sessions"}, "conversion": {"proportion": "converted"},
+                       "ctr": {"ratio": ["clicks", "impressions"]}},
+           "tracking": {"enabled": False}, "output": str(tmp_path / "results"), **AB_CASES[case]}
+    (tmp_path / "ab.yaml").write_text(yaml.safe_dump(cfg))
+    result = CliRunner().invoke(app, ["ab", str(tmp_path / "h.parquet"), "--config", str(tmp_path / "ab.yaml")])
+    assert result.exit_code in (0, 1), result.output
+    (folder,) = list((tmp_path / "results").iterdir())
+    launches = json.loads((folder / "results.json").read_text())["ab"]["launches"]
+    names = [x["name"] for x in cfg["holdout"]["launches"]]
+    assert [r["launch"] for r in launches] == [n for n in names for _ in cfg["metrics"]]
+    assert all(r["ci_low"] <= r["delta"] <= r["ci_high"] for r in launches)

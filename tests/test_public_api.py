@@ -14,9 +14,9 @@ PUBLIC = {
     "AdapterError", "ConfigError", "DataValidationError", "HarnessError", "ResultsError", "TrackingError",
     "__version__", "EvalConfig", "GateCriterion", "FamilySpec", "parse_config", "load_config", "validate",
     "run", "RunOutcome", "compare_runs", "compare_models", "MetricComparison", "decide", "Verdict",
-    "CriterionResult", "PASS", "FAIL", "INCONCLUSIVE", "NO_GATE", "EvalResult", "read_results_folder",
+    "CriterionResult", "PASS", "FAIL", "INCONCLUSIVE", "NO_GATE", "INVALID", "EvalResult", "read_results_folder",
     "Ranking", "Retriever", "Ranker", "PointwiseModel", "Policy", "Dataset", "Family", "FamilyResult",
-    "ModelOutput", "MetricValue", "register_family", "Pipeline", "plot_reliability",
+    "ModelOutput", "MetricValue", "Effect", "register_family", "Pipeline", "plot_reliability",
     "plot_calibration_by_segment", "plot_metric_curves", "save_figure",
     "attribute", "attribute_pipelines", "PipelineAttribution", "plot_attribution_waterfall",
 }

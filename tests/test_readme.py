@@ -479,6 +479,7 @@ BASH_SKIPS = {
     "harness run eval.yaml --": "run by test_main_config_runs_end_to_end_under_2_gib (the README config)",
     "harness ab experiment.parquet": "run by test_ab_config_runs (the README A/B config, on generated data)",
     "harness history results/": "needs A/B runs with launch sections: run by tests/test_ab_history.py",
+    "harness history --mlflow": "needs launches logged to MLflow: run by tests/test_ab_history.py",
     "harness ab DATA": "synopsis with placeholders",
     "harness ab plan (": "synopsis with placeholders",
     "harness history [": "synopsis with placeholders",
@@ -528,6 +529,10 @@ def _write_experiment(cfg: dict[str, Any], path: Path, n: int = 4000) -> None:
         data[cols["cluster"]] = rng.integers(0, 50, n)
     if cols.get("window"):  # a holdout: rows of (user, week); every user id once here
         data[cols["window"]] = rng.integers(1, 5, n)
+    holdout = cfg.get("holdout") or {}
+    if holdout.get("surface"):  # the launches' surfaces and one more
+        surfaces = sorted({x["surface"] for x in holdout["launches"] if x.get("surface")}) + ["other"]
+        data[holdout["surface"]] = rng.choice(surfaces, n)
     for spec in cfg["metrics"].values():
         pairs = [spec["ratio"]] if "ratio" in spec else []
         cov = spec.get("covariate")

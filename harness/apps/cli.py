@@ -314,7 +314,7 @@ def ab_analyze(
         outcome = run_ab(load_ab_config(config), data, output=output, inconclusive=inconclusive.value,
                          require_gate=require_gate)
         print(console_summary(outcome.result))
-        print(srm_line(outcome.analysis))
+        print(srm_line(outcome.result))
         print(f"\nresults: {outcome.results_dir}")
         return outcome.exit_code
 
@@ -394,9 +394,15 @@ def store(
 
 @app.command()
 def history(
-    results: Path = typer.Argument(Path("results"), help="A results root holding harness ab runs with a launch section."),
+    results: Optional[Path] = typer.Argument(None, help="A results root holding harness ab runs with a launch "
+                                             "section (default: results; not with --mlflow)."),
+    mlflow: bool = typer.Option(False, "--mlflow", help="Read the launches logged to MLflow (the default store, "
+                                "$HARNESS_HOME, unless --tracking-uri) instead of results folders."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store to read (implies --mlflow)."),
+    experiment: Optional[list[str]] = typer.Option(None, "--experiment", help="MLflow experiment(s) to read "
+                                                   "(repeatable; default: all; implies --mlflow)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write history.json and history.png "
-                                          "(default: RESULTS)."),
+                                          "(default: RESULTS, or ./history with --mlflow)."),
     confidence: float = typer.Option(0.95, help="Interval level."),
     absolute: bool = typer.Option(False, "--absolute", help="Online effects as absolute deltas (default: relative)."),
 ) -> None:
@@ -405,16 +411,30 @@ def history(
     def body() -> int:
         import json
 
-        from harness.apps.history import HISTORY_JSON, history_figure, launch_history
+        from harness.apps.history import HISTORY_JSON, folder_records, history_figure, launch_history
+        from harness.errors import ConfigError
         from harness.options import check_confidence
         from harness.results.folder import write_json_atomic
 
-        hist = launch_history(results, confidence=check_confidence(confidence), relative=not absolute)
+        from_mlflow = mlflow or tracking_uri is not None or bool(experiment)
+        if from_mlflow and results is not None:
+            raise ConfigError(f"history: read either the results folders under {results} or an MLflow store "
+                              "(--mlflow, --tracking-uri, --experiment), not both")
+        if from_mlflow:
+            from harness.tracking.launches import logged_launches
+            from harness.tracking.store import resolve_uri
+
+            uri = resolve_uri(tracking_uri)
+            records, source = logged_launches(uri, experiments=experiment), f"the MLflow store {uri}"
+            out = output or Path("history")
+        else:
+            root = results or Path("results")
+            records, source, out = folder_records(root), str(root), output or root
+        hist = launch_history(records, confidence=check_confidence(confidence), relative=not absolute, source=source)
         with _wide_tables():
             print(hist.launches.to_string(index=False))
             print()
             print(hist.agreement.to_string(index=False))
-        out = output or results
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / HISTORY_JSON, {"launches": json.loads(hist.launches.to_json(orient="records")),
                                                 "agreement": json.loads(hist.agreement.to_json(orient="records"))})

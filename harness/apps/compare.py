@@ -18,7 +18,7 @@ import pandas as pd
 from harness.errors import ConfigError, DataValidationError, HarnessError
 from harness.evaluate import FamilyResult, ModelOutput, family_class, mean_values
 from harness.evaluate.family import Statistic
-from harness.inference.gate import Verdict, comparison_rows, decide, resample_count
+from harness.inference.gate import Verdict, comparison_rows, decide, invalidate, resample_count
 from harness.inference.paired import MetricComparison, compare_family
 from harness.results import assemble
 from harness.results.folder import EvalResult, StoredRun, new_run_id, read_results_folder
@@ -124,6 +124,9 @@ def load_side(ref: str, *, model: str | None, role: str, tracking_uri: str | Non
         if downloaded:
             shutil.rmtree(path, ignore_errors=True)
     models = list(dict.fromkeys(stored.per_unit["model"]))
+    if not models and "variants" in (stored.data.get("config") or {}):  # an A/B run read from MLflow
+        raise ConfigError(f"{role}: {ref} is an A/B test's run; harness compare gates an A/B test again from its "
+                          "results folder, given twice: harness compare FOLDER FOLDER --gate GATE.yaml")
     if model is None:
         compared = (stored.data.get("config") or {}).get("compare") or {}
         if len(models) == 1:
@@ -163,6 +166,83 @@ def _family_pair(family: str, base: RunSide, cand: RunSide, names: tuple[str, st
     return FamilyResult(family, ours.get("unit", family), compared, outputs) if compared else None
 
 
+def _independent_family(ref: str) -> tuple[str, dict[str, Any]] | None:
+    """(family key, results.json) when ``ref`` is a local results folder of a family whose
+    models are measured on disjoint units (an A/B test's variants), else None."""
+    from pathlib import Path
+
+    from harness.results.folder import RESULTS_JSON, read_results_json
+
+    if not (Path(ref) / RESULTS_JSON).is_file():
+        return None
+    data = read_results_json(ref)
+    families = data.get("families") or {}
+    keys = [k for k, f in families.items() if f.get("pairing") == "independent"]
+    if not keys and "variants" in (data.get("config") or {}):  # written before families named their pairing
+        keys = ["ab"]
+    return (keys[0], data) if keys else None
+
+
+def compare_within(
+    ref: str,
+    other: str,
+    family: str,
+    data: dict[str, Any],
+    *,
+    baseline_model: str | None,
+    candidate_model: str | None,
+    gate: list[GateCriterion] | None,
+    metrics: list[str] | None,
+    confidence: float | None,
+    correction: str | None,
+) -> tuple[EvalResult, Verdict]:
+    """An A/B results folder gated again (new criteria, correction or level) from what it
+    stored: its family rebuilds the effects (``Family.restore``: the A/B test's
+    ``statistics.csv``), then the usual comparison rows and gate. Its variants are users of
+    one experiment, so both sides must be that folder."""
+    from pathlib import Path
+
+    if Path(ref).resolve() != Path(other).resolve():
+        raise ConfigError(f"compare: {ref} is an A/B test's results folder: its variants are different users of "
+                          f"that experiment and pair with nothing in {other}. To gate it again with other criteria, "
+                          f"pass it twice: harness compare {ref} {ref} --gate GATE.yaml")
+    result = family_class(family).restore(Path(ref), data, confidence=confidence)
+    if result is None:
+        raise ConfigError(f"compare: the {family!r} family cannot be rebuilt from {ref}")
+    config = data.get("config") or {}
+    variants = config.get("variants") or {}
+    baseline = baseline_model or variants.get("control")
+    treatments = [m for m in result.models if m != baseline]
+    candidate = candidate_model or (treatments[0] if len(treatments) == 1 else None)
+    for role, name in (("baseline", baseline), ("candidate", candidate)):
+        if name is None or name not in result.models:
+            raise ConfigError(f"--{role}-model: {name!r} is not a variant of {ref}; it holds {list(result.models)}")
+    criteria = gate if gate is not None else load_criteria(config.get("gate") or [])
+    wanted = None if metrics is None else set(metrics) | {c.metric for c in criteria}
+    absent = sorted((wanted or set()) - set(result.compared))
+    if absent:
+        raise ConfigError(f"compare: metric(s) {absent} are not in {ref}; it has {result.compared}")
+    result.compared = [m for m in result.compared if wanted is None or m in wanted]
+    level = confidence or (config.get("analysis") or {}).get("confidence", 0.95)
+    correction = correction or (config.get("analysis") or {}).get("correction", "holm")
+    comps = compare_family(result, baseline=baseline, candidates=[candidate])  # at the restored level
+    results = {family: result}
+    verdict = invalidate(decide(criteria, comps, correction=correction), assemble.invalid(results))
+    result.models = {m: o for m, o in result.models.items() if m in (baseline, candidate)}
+    sections = assemble.family_sections(results)
+    out = EvalResult(
+        run_id=new_run_id(), created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        config={"name": f"compare {baseline} vs {candidate}",
+                "compare": {"baseline": baseline, "candidates": [candidate], "method": "ab", "confidence": level,
+                            "correction": correction},
+                "gate": [c.model_dump(mode="json") for c in criteria], "sources": {"baseline": ref, "candidate": ref}},
+        config_hash="", dataset=dict(data.get("dataset") or {}),
+        metrics=[r for r in assemble.metric_rows(results) if r["metric"] in result.compared],
+        per_unit=assemble.per_unit_table(results), comparison=comparison_rows(comps, verdict),
+        verdict=verdict.to_dict(), extra=sections)
+    return out, verdict
+
+
 def compare_runs(
     baseline_ref: str,
     candidate_ref: str,
@@ -180,7 +260,13 @@ def compare_runs(
 ) -> tuple[EvalResult, Verdict]:
     """``harness compare``: pair two runs' per-unit values by family, unit id and metric,
     compare and gate them. Unset options come from the candidate run's config
-    (``compare``, ``gate``, ``seed``), then the defaults."""
+    (``compare``, ``gate``, ``seed``), then the defaults. An A/B test's folder is gated
+    again within itself (:func:`compare_within`)."""
+    for ref, other in ((candidate_ref, baseline_ref), (baseline_ref, candidate_ref)):
+        found = _independent_family(ref)
+        if found is not None:
+            return compare_within(ref, other, *found, baseline_model=baseline_model, candidate_model=candidate_model,
+                                  gate=gate, metrics=metrics, confidence=confidence, correction=correction)
     base = load_side(baseline_ref, model=baseline_model, role="baseline", tracking_uri=tracking_uri)
     cand = load_side(candidate_ref, model=candidate_model, role="candidate", tracking_uri=tracking_uri)
     fps = [(s.data.get("dataset") or {}).get("fingerprint") for s in (base, cand)]

@@ -4,8 +4,9 @@ each offline metric predicts the online result (``harness history RESULTS_ROOT``
 Every ``harness ab`` run whose config has a ``launch`` section records, in its
 ``results.json["ab"]["launch"]``, the offline comparison of the candidate it launched
 (from the ``harness run`` results folder the section names). This module gathers those
-records from a results root, one row per launch, and for every (offline metric, online
-metric) pair reports Spearman's correlation and the sign agreement with intervals
+records, one row per launch, from a results root or from an MLflow tracking store where
+every launch is logged (:mod:`harness.tracking.launches`), and for every (offline metric,
+online metric) pair reports Spearman's correlation and the sign agreement with intervals
 (:func:`harness.metrics.launch_history.offline_online_agreement`).
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -57,35 +58,50 @@ class History:
     agreement: pd.DataFrame
 
 
-def launch_history(root: str | Path, *, confidence: float = 0.95, relative: bool = True) -> History:
-    """Gather every A/B results folder under ``root`` that records a launch. Online lifts
-    are relative (``relative_delta``) by default, else absolute; offline deltas are
-    absolute (the scale the offline gate reads)."""
+def launch_row(data: dict[str, Any], *, relative: bool = True) -> dict[str, Any] | None:
+    """One launch of an A/B run's ``results.json`` (None without a launch section): its
+    offline deltas ``offline:<metric>`` and online effects ``online:<metric>`` (relative
+    lifts by default, else absolute deltas) of the launched treatment."""
+    launch = (data.get("ab") or {}).get("launch")
+    if not launch:
+        return None
+    row: dict[str, Any] = {"launch": data["config"]["name"], "run_id": data["run_id"],
+                           "created_at": data["created_at"], "treatment": launch["treatment"],
+                           "offline_run_id": launch["offline_run_id"],
+                           "offline_created_at": launch.get("offline_created_at"),
+                           "verdict": (data.get("verdict") or {}).get("decision")}
+    row.update({f"offline:{m}": v for m, v in launch["offline_deltas"].items()})
+    key = "relative_delta" if relative else "delta"
+    row.update({f"online:{c['metric']}": c.get(key) for c in data.get("comparison", [])
+                if c["candidate"] == launch["treatment"]})
+    return row
+
+
+def folder_records(root: str | Path) -> list[dict[str, Any]]:
+    """``results.json`` of every results folder under ``root`` (unreadable ones skipped)."""
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"history: {root} is not a folder of results")
-    rows = []
+    out = []
     for path in sorted(root.rglob("results.json")):
         try:
-            data = read_results_json(path.parent)
+            out.append(read_results_json(path.parent))
         except ResultsError:
             continue
-        launch = (data.get("ab") or {}).get("launch")
-        if not launch:
-            continue
-        row: dict[str, Any] = {"launch": data["config"]["name"], "run_id": data["run_id"],
-                               "created_at": data["created_at"], "treatment": launch["treatment"],
-                               "offline_run_id": launch["offline_run_id"],
-                               "offline_created_at": launch.get("offline_created_at"),
-                               "verdict": (data.get("verdict") or {}).get("decision")}
-        row.update({f"offline:{m}": v for m, v in launch["offline_deltas"].items()})
-        key = "relative_delta" if relative else "delta"
-        row.update({f"online:{c['metric']}": c.get(key) for c in data.get("comparison", [])
-                    if c["candidate"] == launch["treatment"]})
-        rows.append(row)
+    return out
+
+
+def launch_history(records: Iterable[dict[str, Any]], *, confidence: float = 0.95, relative: bool = True,
+                   source: str = "the results") -> History:
+    """Every launch among ``records`` (``results.json`` of A/B runs: from results folders,
+    :func:`folder_records`, or an MLflow store, :func:`harness.tracking.launches.logged_launches`),
+    in launch order, and the agreement of every offline/online metric pair. Online lifts
+    are relative (``relative_delta``) by default, else absolute; offline deltas are
+    absolute (the scale the offline gate reads)."""
+    rows = [row for data in records if (row := launch_row(data, relative=relative)) is not None]
     launches = pd.DataFrame(rows)
     if launches.empty:
-        raise ConfigError(f"history: no A/B results with a launch section under {root} (run harness ab with "
+        raise ConfigError(f"history: no A/B results with a launch section in {source} (run harness ab with "
                           "launch.offline_results in its config)")
     # launch order: the A/B test's time, then (tests of the same second) the offline run's
     launches = launches.sort_values(["created_at", "offline_created_at"], kind="stable").reset_index(drop=True)

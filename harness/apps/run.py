@@ -21,8 +21,8 @@ from harness.errors import ConfigError, TrackingError
 from harness.evaluate import Evaluation, FamilyResult
 from harness.evaluate.backend import Backend
 from harness.evaluate.data import load_dataset
-from harness.inference.gate import FAIL, NO_GATE, PASS, Verdict, comparison_rows, decide
-from harness.inference.gate import resample_count
+from harness.inference.gate import FAIL, INVALID, NO_GATE, PASS, Verdict, comparison_rows, decide
+from harness.inference.gate import invalidate, resample_count
 from harness.inference.paired import MetricComparison, compare_family
 from harness.results import assemble
 from harness.results.folder import EvalResult, new_run_id, update_tracking, write_results
@@ -122,9 +122,16 @@ def compare_all(config: EvalConfig, results: dict[str, FamilyResult]) -> list[Me
                                        confidence=c.confidence, n_resamples=n_resamples, seed=config.seed)]
 
 
+# exit code of an INVALID evaluation (e.g. an A/B test's sample ratio mismatch)
+EXIT_INVALID = 4
+
+
 def exit_code_for(verdict: Verdict | None, *, inconclusive: str = "fail", require_gate: bool = False) -> int:
     """0 PASS, 1 FAIL, 1 INCONCLUSIVE unless ``inconclusive='pass'``; a run with no gate
-    (nothing compared, or no criteria: NO_GATE) is 0, or 1 when ``require_gate``."""
+    (nothing compared, or no criteria: NO_GATE) is 0, or 1 when ``require_gate``; 4
+    INVALID (the data cannot be trusted), whatever the policy."""
+    if verdict is not None and verdict.decision == INVALID:
+        return EXIT_INVALID
     if verdict is None or verdict.decision == NO_GATE:
         return 1 if require_gate else 0
     if verdict.decision == PASS:
@@ -167,6 +174,7 @@ def run(
             _say(f"NOTE: {len(config.gate) - len(criteria)} gate criteria name attribution terms: "
                  "they are decided by 'harness attribute'")
         verdict = decide(criteria, comparisons, correction=config.compare.correction)
+        verdict = invalidate(verdict, assemble.invalid(results))
         rows = comparison_rows(comparisons, verdict)
     result = EvalResult(
         run_id=new_run_id(),
@@ -185,7 +193,7 @@ def run(
         extra={"units": info, **assemble.family_sections(results)},
     )
     results_dir = write_results(result, out_root, {"summary.md": markdown_summary(result),
-                                                   "junit.xml": junit_xml(result)},
+                                                   "junit.xml": junit_xml(result), **assemble.files(results)},
                                 figures=assemble.figures(results), finalize=write_report)
     _say(f"results written to {results_dir}")
     if config.tracking.enabled:

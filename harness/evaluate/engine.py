@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from harness.errors import ConfigError
 from harness.evaluate.backend import LOCAL, Backend
 from harness.evaluate.family import Family, FamilyResult, ModelOutput
 from harness.evaluate.model_view import ModelView
@@ -21,7 +22,7 @@ from harness.types import Dataset
 class Evaluation:
     """The families of one run, fed one model at a time, then finished together."""
 
-    def __init__(self, blocks: dict[str, FamilySpec], dataset: Dataset, *, seed: int, confidence: float,
+    def __init__(self, blocks: dict[str, FamilySpec], dataset: Dataset | None, *, seed: int, confidence: float,
                  progress: bool = False, backend: Backend | None = None) -> None:
         self.dataset = dataset
         self.progress = progress
@@ -34,9 +35,14 @@ class Evaluation:
         self.skipped: dict[str, list[str]] = {f.key: [] for f in self.families}
 
     def add_model(self, name: str, model: object) -> None:
-        """Measure a fitted model with every family."""
+        """Measure a fitted model with every family that measures models."""
+        if self.dataset is None:
+            raise ConfigError(f"model {name!r}: these families measure no models (their data hold what is "
+                              "compared), so there is no data set to evaluate it on")
         view = ModelView(name, model, self.dataset, self.depth, progress=self.progress)
         for family in self.families:
+            if not family.measures_models:
+                continue
             output = family.measure(view)
             if output is None:
                 self.skipped[family.key].append(name)

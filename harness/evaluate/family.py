@@ -19,12 +19,21 @@ Per model a family returns a :class:`ModelOutput`:
 - ``caps``: metric -> why its comparison cannot PASS (e.g. too little overlap with the
   logs); the gate keeps such a criterion from passing but still lets it FAIL;
 - ``info``: JSON-ready per-model details for ``results.json["units"][model]``.
+
+Most families measure every model on the same units and leave the comparison to the
+paired statistics of :mod:`harness.inference.paired`. A family whose "models" are
+measured on disjoint units (an A/B test's variants are different users: ``pairing``
+"independent") has nothing to pair; it estimates each candidate-minus-baseline
+:class:`Effect` itself and hands them over in ``FamilyResult.effects``, which the
+comparison turns into the same comparison rows. Such a family may also measure no model
+at all (``measures_models = False``): its models come from its data, all in :meth:`Family.finish`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, TypeVar
 
 import numpy as np
@@ -32,7 +41,7 @@ import pandas as pd
 
 from harness.evaluate.backend import LOCAL, Backend
 from harness.metrics._names import value_range
-from harness.metrics.stats import SumStatistic, WeightedStatistic, mean_confidence_interval
+from harness.metrics.stats import DeltaInference, SumStatistic, WeightedStatistic, mean_confidence_interval
 from harness.spec.families import FamilySpec
 from harness.types import Dataset
 
@@ -69,6 +78,24 @@ class ModelOutput:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Effect:
+    """``candidate`` minus ``baseline`` on one metric as the family estimated it (families
+    with ``pairing`` "independent"): the values compared, the ``absolute`` and ``relative``
+    inferences at the two-sided level ``confidence``, and ``details``, extra JSON-ready
+    columns of the comparison row (e.g. the variance reduction of CUPED)."""
+
+    metric: str
+    baseline: str
+    candidate: str
+    baseline_value: float
+    candidate_value: float
+    absolute: DeltaInference
+    relative: DeltaInference | None
+    confidence: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class FamilyResult:
     """Every model's output of one family, plus the family's own extras and figures.
@@ -87,10 +114,18 @@ class FamilyResult:
     figures: dict[str, "Figure"] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
-    pairing: str = "same"  # "common": models may lack some units (compared on the units both have)
+    # "same": every model on the same units; "common": models may lack some units (compared on the
+    # units both have); "independent": disjoint units (an A/B test's arms), compared by ``effects``
+    pairing: str = "same"
     # metric -> (low, high) its values lie in, when the family knows it from its data (e.g.
     # the reward range of logged feedback); other metrics use the range of their name
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    effects: list[Effect] = field(default_factory=list)
+    # why no metric of the family can be trusted (e.g. a sample ratio mismatch: the assignment
+    # or the logging is broken); the verdict is then INVALID whatever the gate says
+    invalid: str | None = None
+    # extra files of the results folder (name -> text), e.g. an A/B test's sufficient statistics
+    files: dict[str, str] = field(default_factory=dict)
 
 
 def mean_values(per_unit: pd.DataFrame, confidence: float,
@@ -121,8 +156,11 @@ class Family(ABC, Generic[SpecT]):
     key: ClassVar[str]
     unit: ClassVar[str]
     spec_type: ClassVar[type[FamilySpec]]
+    # False: the family's models come from its own data (an A/B test's variants), so the
+    # engine never asks it to measure a model and ``dataset`` may be None
+    measures_models: ClassVar[bool] = True
 
-    def __init__(self, spec: SpecT, dataset: Dataset, *, seed: int, confidence: float) -> None:
+    def __init__(self, spec: SpecT, dataset: Dataset | None, *, seed: int, confidence: float) -> None:
         self.spec = spec
         self.dataset = dataset
         self.seed = seed
@@ -150,6 +188,13 @@ class Family(ABC, Generic[SpecT]):
     def finish(self, outputs: dict[str, ModelOutput], skipped: list[str]) -> FamilyResult:
         """Collect the outputs of every model; families add extras and figures here."""
         return FamilyResult(self.key, self.unit, self.compared(), outputs, skipped=skipped)
+
+    @classmethod
+    def restore(cls, folder: Path, data: dict[str, Any], *, confidence: float | None = None) -> FamilyResult | None:
+        """The family's whole result rebuilt from a stored results folder (``data``: its
+        ``results.json``), for families whose comparisons are not per-unit pairs (pairing
+        "independent"), so ``harness compare`` can gate them again; None: it cannot."""
+        return None
 
     @classmethod
     def restore_statistics(cls, inputs: pd.DataFrame, block: dict[str, Any]) -> dict[str, Statistic]:

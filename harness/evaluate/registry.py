@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from harness.errors import ConfigError
+from harness.evaluate.ab import ABFamily
 from harness.evaluate.beyond_accuracy import BeyondAccuracyFamily
 from harness.evaluate.calibration import CalibrationFamily
 from harness.evaluate.family import Family
@@ -12,8 +13,10 @@ from harness.evaluate.slate import SlateOffPolicyFamily
 from harness.spec.config import EvaluateSpec
 from harness.spec.families import register_family_spec
 
+# ab measures no model (its variants come from the experiment's data): `harness ab` runs it, and
+# a `harness run` config has no evaluate.ab block (harness.spec.config says where to go instead)
 FAMILIES: dict[str, type[Family]] = {f.key: f for f in (RankingFamily, BeyondAccuracyFamily, CalibrationFamily,
-                                                        OffPolicyFamily, SlateOffPolicyFamily)}
+                                                        OffPolicyFamily, SlateOffPolicyFamily, ABFamily)}
 
 
 def register_family(family: type[Family]) -> type[Family]:

@@ -51,6 +51,9 @@ from harness.metrics.stats import (CORRECTIONS, DeltaInference, ResampleFloorWar
                                    resamples_to_reach, smallest_level)
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
+# the data cannot be trusted (a family's ``FamilyResult.invalid``, e.g. a sample ratio mismatch):
+# whatever the criteria say; the CLI maps it to exit 4, which no --inconclusive policy passes
+INVALID = "INVALID"
 # no criteria: nothing was decided (the CLI maps it to exit 0, or 1 when CI requires a gate)
 NO_GATE = "NO_GATE"
 NO_GATE_REASON = "no gate: nothing decided (no gate criteria configured)"
@@ -289,6 +292,17 @@ def decide(
     decision = FAIL if FAIL in outcomes else PASS if outcomes == {PASS} else INCONCLUSIVE
     return Verdict(decision, [r.reason for r in results], results, correction, warnings=messages,
                    resample_limited=bool(notes))
+
+
+def invalidate(verdict: Verdict, problems: list[str]) -> Verdict:
+    """The verdict INVALID when a family found its data untrustworthy (``problems``, e.g.
+    a sample ratio mismatch); the criteria stay, for information only."""
+    if not problems:
+        return verdict
+    import dataclasses
+
+    return dataclasses.replace(verdict, decision=INVALID, reasons=[
+        *(f"INVALID: {p} (criteria below for information only)" for p in problems), *verdict.reasons])
 
 
 def comparison_rows(comparisons: list[MetricComparison], verdict: Verdict) -> list[dict]:

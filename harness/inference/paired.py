@@ -64,9 +64,11 @@ class MetricComparison:
     note: str | None = None
     inference: DeltaInference | None = field(default=None, repr=False)
     relative_inference: DeltaInference | None = field(default=None, repr=False)
+    details: dict = field(default_factory=dict, repr=False)  # extra row columns a family adds (Effect.details)
 
     def to_row(self) -> dict:
-        row = {k: v for k, v in asdict(self).items() if k not in ("inference", "relative_inference")}
+        row = {k: v for k, v in asdict(self).items() if k not in ("inference", "relative_inference", "details")}
+        row.update(self.details)
         return row
 
     def __post_init__(self) -> None:
@@ -305,8 +307,10 @@ def compare_family(
     """Paired comparisons of one family's compared metrics, candidate vs baseline.
 
     Mean-type metrics pair the models' per-unit tables, ratio-type metrics their sum
-    statistics; a metric capped on either side (``ModelOutput.caps``, e.g. too little
-    overlap with the logs) carries the reason as its ``note``, so the gate never lets it
+    statistics; a family of disjoint units (``pairing`` "independent", an A/B test's
+    variants) brings its own effects, which become the comparisons as they are (at their
+    own level: ``method``, ``confidence`` and ``n_resamples`` unused); a metric capped on
+    either side (``ModelOutput.caps``, e.g. too little overlap with the logs) carries the reason as its ``note``, so the gate never lets it
     PASS. Empty when the family compares nothing or measured neither side (e.g. a model
     without ``predict_proba`` in calibration). Metrics with a known range (the family's
     ``ranges``, e.g. the reward range of logged feedback, else
@@ -317,6 +321,13 @@ def compare_family(
     outputs = result.models
     if not result.compared or any(n not in outputs for n in names):
         return []
+    if result.pairing == "independent":  # disjoint units: the family estimated each effect itself
+        return [MetricComparison(metric=e.metric, baseline=e.baseline, candidate=e.candidate,
+                                 baseline_value=e.baseline_value, candidate_value=e.candidate_value,
+                                 method=e.absolute.method, confidence=e.confidence, kind=result.family,
+                                 details=dict(e.details), **inference_fields(e.absolute, e.relative))
+                for e in result.effects
+                if e.baseline == baseline and e.candidate in candidates and e.metric in result.compared]
     notes = {}
     for candidate in candidates:
         for metric in result.compared:

@@ -38,7 +38,7 @@ def family_sections(results: dict[str, FamilyResult]) -> dict[str, Any]:
     """``results.json["families"]`` (what a unit is, what is compared, what is capped)
     plus each family's own section under its key."""
     sections: dict[str, Any] = {"families": {
-        key: {"unit": r.unit, "compared": r.compared, "skipped_models": r.skipped,
+        key: {"unit": r.unit, "pairing": r.pairing, "compared": r.compared, "skipped_models": r.skipped,
               "caps": {m: o.caps for m, o in r.models.items() if o.caps}}
         for key, r in results.items()}}
     sections.update({key: r.extra for key, r in results.items() if r.extra})
@@ -58,3 +58,13 @@ def model_info(results: dict[str, FamilyResult]) -> dict[str, dict[str, Any]]:
 def figures(results: dict[str, FamilyResult]) -> dict[str, Any]:
     """Every family's figures by name (saved as ``plots/<name>.png``)."""
     return {name: fig for r in results.values() for name, fig in r.figures.items()}
+
+
+def files(results: dict[str, FamilyResult]) -> dict[str, str]:
+    """Every family's extra files of the results folder (name -> text)."""
+    return {name: text for r in results.values() for name, text in r.files.items()}
+
+
+def invalid(results: dict[str, FamilyResult]) -> list[str]:
+    """Why the families' data cannot be trusted (empty when they can): the verdict is INVALID."""
+    return [r.invalid for r in results.values() if r.invalid]

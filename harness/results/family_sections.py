@@ -147,6 +147,14 @@ def ab_section(report: ReportData, key: str) -> Section:
                                     [[Cell(h["treatment"]), Cell(h["metric"]), number(h["segments"], "d"),
                                       number(h["q"], ".3g"), number(h["p_value"], ".3g"), number(h["i2"], ".0%")]
                                      for h in block["heterogeneity"]]))
+    if block.get("launches"):
+        section.tables.append(Table(
+            "Launches sharing the holdout: each launch's own effect and every launch so far",
+            ["launch", "from", "surface", "treatment", "metric", "own effect", "interval", "all so far", "interval"],
+            [[Cell(r["launch"]), Cell(str(r["start"])), Cell(r["surface"] or "all"), Cell(r["treatment"]),
+              Cell(r["metric"]), number(r["delta"], "+.4g"), interval(r["ci_low"], r["ci_high"]),
+              number(r["cumulative_delta"], "+.4g"), interval(r["cumulative_ci_low"], r["cumulative_ci_high"])]
+             for r in block["launches"]]))
     return _with_figures(section, report, ("ab_effects", "Treatment effects with their intervals"),
                          ("ab_effect_over_time", "Effect per time window (holdout)"))
 

@@ -10,9 +10,10 @@ from pydantic import Field, model_validator
 
 from harness.spec.base import Strict
 from harness.spec.config import GateCriterion, TrackingSpec, read_yaml, validate_mapping
+from harness.spec.families import FamilySpec
 
-__all__ = ["ABColumns", "ABConfig", "ABMetricSpec", "ABVariants", "AnalysisSpec", "LaunchSpec", "SequentialSpec",
-           "load_ab_config", "parse_ab_config"]
+__all__ = ["ABColumns", "ABConfig", "ABFamilySpec", "ABMetricSpec", "ABVariants", "AnalysisSpec", "ExperimentSpec",
+           "HoldoutLaunch", "HoldoutSpec", "LaunchSpec", "SequentialSpec", "load_ab_config", "parse_ab_config"]
 
 
 class ABColumns(Strict):
@@ -119,15 +120,87 @@ class LaunchSpec(Strict):
     treatment: str | None = None
 
 
-class ABConfig(Strict):
-    """An A/B analysis: what the data are, which metrics, how to infer, the gate."""
+class HoldoutLaunch(Strict):
+    """One launch a long-term holdout was kept off: its ``name``, the first window it was
+    live in (``start``, a label of ``columns.window``: windows sort numerically when
+    numbers, else as text) and, optionally, the ``surface`` it changed (a value of
+    ``holdout.surface``): its effect is then measured on that surface's rows only."""
 
     name: str = Field(min_length=1)
+    start: str | int
+    surface: str | None = None
+
+    @property
+    def start_label(self) -> str:
+        return str(self.start)
+
+
+class HoldoutSpec(Strict):
+    """Several launches sharing one held-out group. Each launch's period runs from its
+    start to the next launch's start (on its surface); per launch the cumulative effect of
+    every launch so far (treated vs holdout over the launch's period) and the launch's own
+    increment (that minus the cumulative effect of the period before) are reported, with
+    intervals that hold together over the launches (Bonferroni)."""
+
+    launches: list[HoldoutLaunch] = Field(min_length=1)
+    surface: str | None = None
+
+    @model_validator(mode="after")
+    def _launches(self) -> "HoldoutSpec":
+        names = [x.name for x in self.launches]
+        if len(set(names)) != len(names):
+            raise ValueError(f"holdout.launches: names must be distinct, got {names}")
+        for i, x in enumerate(self.launches):  # same start on shared rows: their effects are confounded
+            for y in self.launches[i + 1:]:
+                if x.start_label == y.start_label and (x.surface is None or y.surface is None or x.surface == y.surface):
+                    raise ValueError(f"holdout.launches: {x.name!r} and {y.name!r} start in the same window "
+                                     f"({x.start_label!r}) on the same rows, so their effects cannot be told apart; "
+                                     "list them as one launch")
+        on_surface = [x.name for x in self.launches if x.surface is not None]
+        if on_surface and self.surface is None:
+            raise ValueError(f"holdout.launches: {on_surface} name a surface; set holdout.surface to the column "
+                             "that holds each row's surface")
+        return self
+
+
+class ExperimentSpec(Strict):
+    """What the experiment's data are and how to analyse them: the part of an A/B config
+    the ``ab`` evaluation family runs (the gate, launch record, tracking and output are
+    the app's)."""
+
     input: Literal["units", "statistics"] = "units"
     columns: ABColumns = Field(default_factory=ABColumns)
     variants: ABVariants
     metrics: dict[str, ABMetricSpec] = Field(min_length=1)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    holdout: HoldoutSpec | None = None
+
+    @model_validator(mode="after")
+    def _data_refs(self) -> "ExperimentSpec":
+        if self.input == "statistics" and self.columns.window:
+            raise ValueError("columns.window: needs per-unit data (input: units)")
+        if self.input == "statistics" and self.columns.cluster:
+            raise ValueError("columns.cluster: a statistics table is already per randomisation unit; "
+                             "aggregate clusters in the warehouse (one row of cluster totals each)")
+        if self.holdout is not None and not self.columns.window:
+            raise ValueError("holdout: its launches start in time windows; name the window column (columns.window)")
+        return self
+
+
+class ABFamilySpec(ExperimentSpec, FamilySpec):
+    """The ``ab`` family's block: an :class:`ExperimentSpec` plus the ``data`` file it reads
+    (per-unit rows, or a statistics table with ``input: statistics``)."""
+
+    data: str = Field(min_length=1)
+
+    def compared_metrics(self) -> list[str]:
+        return list(self.metrics)
+
+
+class ABConfig(ExperimentSpec):
+    """An A/B analysis: what the data are, which metrics, how to infer, the gate."""
+
+    name: str = Field(min_length=1)
     gate: list[GateCriterion] = Field(default_factory=list)
     launch: LaunchSpec | None = None
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
@@ -147,12 +220,11 @@ class ABConfig(Strict):
             raise ValueError(f"gate: metric(s) {unknown} are not in metrics ({sorted(self.metrics)})")
         if self.tracking.promote is not None:
             raise ValueError("tracking.promote: an A/B analysis has no model to promote")
-        if self.input == "statistics" and self.columns.window:
-            raise ValueError("columns.window: needs per-unit data (input: units)")
-        if self.input == "statistics" and self.columns.cluster:
-            raise ValueError("columns.cluster: a statistics table is already per randomisation unit; "
-                             "aggregate clusters in the warehouse (one row of cluster totals each)")
         return self
+
+    def family_spec(self, data: str | Path) -> ABFamilySpec:
+        """The ``ab`` family's block for this config and a data file."""
+        return ABFamilySpec(data=str(data), **{k: getattr(self, k) for k in ExperimentSpec.model_fields})
 
 
 def parse_ab_config(data: Any, *, source: str = "<dict>") -> ABConfig:

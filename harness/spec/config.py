@@ -50,6 +50,9 @@ class EvaluateSpec(BaseModel):
     @model_validator(mode="after")
     def _plugin_blocks(self) -> "EvaluateSpec":
         for key, raw in list((self.__pydantic_extra__ or {}).items()):
+            if key == "ab":
+                raise ValueError("ab: an A/B test compares the variants in its data, not this run's models; "
+                                 "analyse it with 'harness ab DATA --config AB.yaml'")
             if key not in _PLUGIN_BLOCKS:
                 families = [*type(self).model_fields, *_PLUGIN_BLOCKS]
                 close = difflib.get_close_matches(key, families, n=1)

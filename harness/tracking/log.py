@@ -190,7 +190,8 @@ def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict
     decision = verdict.get("decision", "n/a")
     launch = (data.get("ab") or {}).get("launch") or {}
     launch_tags = {"harness.offline_run_id": str(launch.get("offline_run_id")),
-                   "harness.launch_treatment": str(launch.get("treatment"))} if launch else {}
+                   "harness.launch_treatment": str(launch.get("treatment")),
+                   "harness.launch": config["name"]} if launch else {}
     parent = client.create_run(experiment_id, run_name=f"{decision} · {config['name']}",
                                tags={**common_tags, **launch_tags, "harness.role": "evaluation",
                                      "gate.verdict": decision})
@@ -236,6 +237,11 @@ def _log(client: Any, results_dir: Path, data: dict[str, Any], uri: str) -> dict
         flat.update(_delta_metrics(comp_rows))
         if launch and model == launch.get("treatment"):  # an A/B launch: the offline deltas beside the online ones
             flat.update({"offline_delta_" + mlflow_key(m): v for m, v in launch["offline_deltas"].items()})
+            for row in comp_rows:  # and the online lift, the scale harness history compares them on
+                if row.get("relative_delta") is not None:
+                    key = "online_lift_" + mlflow_key(row["metric"])
+                    flat.update({key: row["relative_delta"], f"{key}_ci_low": row["relative_ci_low"],
+                                 f"{key}_ci_high": row["relative_ci_high"]})
         from mlflow.entities import Metric
 
         entities = _metric_entities(flat)
