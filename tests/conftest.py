@@ -97,8 +97,9 @@ def pytest_configure(config: pytest.Config) -> None:
     cached kernels instead of each compiling them at the same time."""
     if hasattr(config, "workerinput"):  # an xdist worker: the controller has done it
         return
-    import harness.metrics._ranking_kernels  # noqa: F401  (explicit signatures: compiled at import)
-    import harness.metrics._resample  # noqa: F401
+    from harness.metrics._warm import warm  # what `make install` runs; here a cache load
+
+    warm()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
