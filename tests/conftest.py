@@ -63,6 +63,10 @@ def write_config(tmp_path: Path, cfg: dict[str, Any], name: str = "eval.yaml") -
 
 
 _STORE_TEMPLATE: Path | None = None
+# pip requirements of the pyfunc models tests log: given, so that MLflow does not infer
+# them (a subprocess that loads the model and records what it imports, ~10 CPU-s a
+# model); no test reads a logged model's requirements.
+NO_INFERENCE = ["mlflow"]
 
 
 def migrated_store(path: Path) -> Path:
