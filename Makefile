@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c constraints.txt -e '.[test,bench]'
+	# compile the numba kernels once, into numba's on-disk cache: later processes (harness
+	# run, every pytest worker) load them in seconds instead of each compiling them
+	$(BIN)/python -m harness.metrics._warm
 	@touch $(STAMP)
 
 install: $(STAMP)

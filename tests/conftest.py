@@ -17,6 +17,14 @@ import yaml
 
 VENV_BIN = Path(sys.executable).parent
 
+# OpenMP's threads (numba's parallel kernels, XGBoost, PyTorch) spin after each parallel
+# region by default, waiting for the next one: with two workers on two cores they burn
+# the CPU the other worker needs, and a small evaluate_ranking call costs ~35 ms of CPU
+# instead of ~3 ms. Passive waiting changes no result (the kernels give the same bits
+# whatever the threads do); it is set before any OpenMP runtime loads, here and so in
+# the xdist workers and every subprocess a test starts, which inherit the environment.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -54,6 +62,34 @@ def write_config(tmp_path: Path, cfg: dict[str, Any], name: str = "eval.yaml") -
     return path
 
 
+_STORE_TEMPLATE: Path | None = None
+# pip requirements of the pyfunc models tests log: given, so that MLflow does not infer
+# them (a subprocess that loads the model and records what it imports, ~10 CPU-s a
+# model); no test reads a logged model's requirements.
+NO_INFERENCE = ["mlflow"]
+
+
+def migrated_store(path: Path) -> Path:
+    """Put an empty SQLite tracking store with MLflow's current schema at ``path``.
+
+    A new store runs every one of MLflow's schema migrations (about 3 CPU-s); this
+    process runs them once, into a template, and copies it for each store after that.
+    The copy is the very file MLflow would have made: same tables, same schema version.
+    """
+    global _STORE_TEMPLATE
+    if _STORE_TEMPLATE is None:
+        import tempfile
+
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        template = Path(tempfile.mkdtemp(prefix="mlflow-template-")) / "mlflow.db"
+        store = SqlAlchemyStore(f"sqlite:///{template}", str(template.parent / "artifacts"))
+        store.engine.dispose()  # close the pool's connections before the file is copied
+        _STORE_TEMPLATE = template
+    shutil.copyfile(_STORE_TEMPLATE, path)
+    return path
+
+
 class MlflowServer:
     def __init__(self, root: Path) -> None:
         self.port = free_port()
@@ -63,12 +99,18 @@ class MlflowServer:
 
     def start(self, timeout: float = 120.0) -> None:
         mlflow_bin = shutil.which("mlflow", path=str(VENV_BIN)) or "mlflow"
+        db = self.root / "mlflow.db"
+        if not db.exists():  # a restart keeps its store
+            migrated_store(db)
+        # No job runner: it is a third Python process (MLflow's GenAI jobs), which the
+        # harness never uses, and it costs as much CPU to start as the server itself.
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         self.proc = subprocess.Popen(
             [mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(self.port),
-             "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
+             "--backend-store-uri", f"sqlite:///{db}",
              "--artifacts-destination", str(self.root / "artifacts"), "--workers", "1"],
             stdout=open(self.root / "server.log", "ab"), stderr=subprocess.STDOUT,
-            start_new_session=True)
+            start_new_session=True, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -97,8 +139,9 @@ def pytest_configure(config: pytest.Config) -> None:
     cached kernels instead of each compiling them at the same time."""
     if hasattr(config, "workerinput"):  # an xdist worker: the controller has done it
         return
-    import harness.metrics._ranking_kernels  # noqa: F401  (explicit signatures: compiled at import)
-    import harness.metrics._resample  # noqa: F401
+    from harness.metrics._warm import warm  # what `make install` runs; here a cache load
+
+    warm()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

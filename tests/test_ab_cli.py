@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from harness.apps.cli import app
 from harness.metrics.ab_power import ab_mde, ab_sample_size
+from tests.conftest import migrated_store
 
 
 def _data(tmp_path: Path, *, n: int = 6000, lift: float = 0.5, ctr_lift: float = 0.0, share: float = 0.5,
@@ -200,7 +201,7 @@ def test_mlflow_logs_variants_as_child_runs(tmp_path: Path, monkeypatch: pytest.
     from mlflow.tracking import MlflowClient
 
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'ab.db'}"
+    uri = f"sqlite:///{migrated_store(tmp_path / 'ab.db')}"
     cfg = _config(tmp_path, tracking={"enabled": True, "uri": uri})
     code, out, res = _run(tmp_path, _data(tmp_path), cfg)
     assert code == 0, out

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from harness.apps.cli import app
 from harness.metrics.launch_history import offline_online_agreement
 from harness.results.folder import EvalResult, write_results
+from tests.conftest import migrated_store
 
 
 def test_agreement_against_scipy_and_plain_formulas() -> None:
@@ -106,7 +107,7 @@ def test_a_launch_is_logged_to_mlflow_with_its_offline_deltas(tmp_path: Path, mo
     from mlflow.tracking import MlflowClient
 
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'h.db'}"
+    uri = f"sqlite:///{migrated_store(tmp_path / 'h.db')}"
     rng = np.random.default_rng(23)
     pd.DataFrame({"variant": np.where(rng.random(400) < 0.5, "B", "A"), "revenue": rng.gamma(2, 5, 400)}).to_parquet(
         tmp_path / "e.parquet")

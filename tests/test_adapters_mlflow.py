@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from harness.errors import AdapterError, ConfigError
 from harness.models.mlflow_pyfunc import MLflowPyfunc, check_model_uri, global_tracking_uri
+from tests.conftest import NO_INFERENCE, migrated_store
 
 
 class Affinity(mlflow.pyfunc.PythonModel):
@@ -35,14 +36,14 @@ def expected_score(u: np.ndarray, i: np.ndarray) -> np.ndarray:
 def store(tmp_path_factory: pytest.TempPathFactory):
     """A local sqlite tracking store in tmp with one registered version, alias 'champion'."""
     root = tmp_path_factory.mktemp("mlflow-adapter")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    uri = f"sqlite:///{migrated_store(root / 'mlflow.db')}"
     example = pd.DataFrame({"user_id": np.array([0, 1], dtype=np.int64), "item_id": np.array([2, 3], dtype=np.int64)})
     with global_tracking_uri(uri):
         exp = mlflow.create_experiment("adapters", artifact_location=(root / "artifacts").as_uri())
         with mlflow.start_run(experiment_id=exp) as run:
             info = mlflow.pyfunc.log_model(name="model", python_model=Affinity(),
                                            signature=infer_signature(example, np.zeros(2)),
-                                           registered_model_name="affinity")
+                                           registered_model_name="affinity", pip_requirements=NO_INFERENCE)
         MlflowClient(uri).set_registered_model_alias("affinity", "champion", "1")
     return uri, run.info.run_id, info
 
@@ -108,10 +109,11 @@ def test_registered_model_baseline_runs_through_the_runner(tmp_path: Path, monke
     from tests.conftest import small_config
 
     monkeypatch.chdir(tmp_path)  # the local store keeps run artifacts under ./mlruns
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = f"sqlite:///{migrated_store(tmp_path / 'mlflow.db')}"
     with global_tracking_uri(uri):
         with mlflow.start_run():
-            mlflow.pyfunc.log_model(name="model", python_model=Catalogue(), registered_model_name="prod-ranker")
+            mlflow.pyfunc.log_model(name="model", python_model=Catalogue(), registered_model_name="prod-ranker",
+                                    pip_requirements=NO_INFERENCE)
         MlflowClient(uri).set_registered_model_alias("prod-ranker", "champion", "1")
     cfg = small_config(tmp_path, tracking={"uri": uri, "enabled": False})
     cfg["compare"]["baseline"] = "models:/prod-ranker@champion"

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.apps.cli import app
-from tests.conftest import write_config
+from tests.conftest import migrated_store, write_config
 
 runner = CliRunner()
 
@@ -128,7 +128,7 @@ def test_run_leaves_attribution_criteria_to_attribute(tmp_path: Path) -> None:
 def test_terms_are_logged_as_deltas_on_the_candidate_run(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = f"sqlite:///{migrated_store(tmp_path / 'mlflow.db')}"
     cfg = attribution_config(tmp_path, tracking={"uri": uri})
     result = runner.invoke(app, ["attribute", str(write_config(tmp_path, cfg)), "--no-progress"])
     assert result.exit_code == 0, result.output

@@ -18,6 +18,7 @@ from harness.inference.paired import compare_models
 from harness.errors import ConfigError, DataValidationError
 from harness.metrics.stats import SumStatistic, ratio_statistic
 from harness.results.folder import EvalResult, long_table, write_results
+from tests.conftest import migrated_store
 
 METRICS = ["ndcg@10", "recall@100"]
 
@@ -221,7 +222,7 @@ def test_cli_compare_reads_mlflow_run_ids(tmp_path):
     from mlflow.tracking import MlflowClient
 
     per_unit = tables(shift=(0.03, 0.0))
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = f"sqlite:///{migrated_store(tmp_path / 'mlflow.db')}"
     client = MlflowClient(uri)
     experiment = client.create_experiment("gate", artifact_location=str(tmp_path / "artifacts"))
     run_ids = []

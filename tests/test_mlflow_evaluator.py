@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from tests import reference as ref
+from tests.conftest import NO_INFERENCE, migrated_store
 
 
 class ScoreColumn(mlflow.pyfunc.PythonModel):
@@ -37,13 +38,13 @@ def test_evaluator_plugin_is_registered() -> None:
 def test_mlflow_evaluate_with_harness_evaluator(tmp_path: Path, use_model: bool,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # the local store puts artifacts under ./mlruns
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{migrated_store(tmp_path / 'mlflow.db')}")
     data = _data()
     config = {"query_col": "user_id", "item_col": "item_id", "metrics": ["ndcg@5", "recall@[5,10]"]}
     try:
         with mlflow.start_run() as active:
             if use_model:
-                info = mlflow.pyfunc.log_model(name="scorer", python_model=ScoreColumn())
+                info = mlflow.pyfunc.log_model(name="scorer", python_model=ScoreColumn(), pip_requirements=NO_INFERENCE)
                 res = mlflow.models.evaluate(info.model_uri, data, targets="relevance",
                                              model_type="ranking", evaluators=["harness"],
                                              evaluator_config={"harness": config})
@@ -68,7 +69,7 @@ def test_binary_labels_and_probabilities_add_calibration(tmp_path: Path, monkeyp
     from sklearn.metrics import brier_score_loss
 
     monkeypatch.chdir(tmp_path)
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{migrated_store(tmp_path / 'mlflow.db')}")
     rng = np.random.default_rng(2)
     data = pd.DataFrame({"user_id": np.repeat(np.arange(30), 10), "item_id": np.tile(np.arange(10), 30)})
     data["p"] = rng.random(len(data))
@@ -91,10 +92,10 @@ def test_a_failing_model_is_an_adapter_error_naming_it(tmp_path: Path, monkeypat
     from harness.errors import AdapterError
 
     monkeypatch.chdir(tmp_path)
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{migrated_store(tmp_path / 'mlflow.db')}")
     try:
         with mlflow.start_run():
-            info = mlflow.pyfunc.log_model(name="broken", python_model=Broken())
+            info = mlflow.pyfunc.log_model(name="broken", python_model=Broken(), pip_requirements=NO_INFERENCE)
             with pytest.raises(AdapterError, match=r"model 'PyFuncModel' raised KeyError in predict\(\): "
                                                    r"'feature store down'"):
                 mlflow.models.evaluate(info.model_uri, _data(), targets="relevance", model_type="ranking",

@@ -15,7 +15,7 @@ from harness.apps.cli import app
 from harness.errors import ConfigError, DataValidationError
 from harness.tracking.registry import (ModelRef, load_run_per_unit, parse_models_uri, parse_runs_uri,
                                     promote, resolve_version)
-from tests.conftest import MlflowServer, small_config, write_config
+from tests.conftest import NO_INFERENCE, MlflowServer, migrated_store, small_config, write_config
 
 
 class Constant(mlflow.pyfunc.PythonModel):
@@ -48,7 +48,8 @@ def _register_versions(server: MlflowServer, name: str, n: int) -> None:
     try:
         for _ in range(n):
             with mlflow.start_run():
-                mlflow.pyfunc.log_model(name="m", python_model=Constant(), registered_model_name=name)
+                mlflow.pyfunc.log_model(name="m", python_model=Constant(), registered_model_name=name,
+                                        pip_requirements=NO_INFERENCE)
     finally:
         mlflow.set_tracking_uri(None)
 
@@ -145,7 +146,7 @@ def test_promotion_on_pass_only_and_stored_baseline_reuse(tmp_path: Path, monkey
     from harness.models.mlflow_pyfunc import global_tracking_uri
 
     monkeypatch.chdir(tmp_path)  # the local store keeps run artifacts under ./mlruns
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = f"sqlite:///{migrated_store(tmp_path / 'mlflow.db')}"
     cfg = small_config(tmp_path, tracking={"uri": uri, "promote": {"registered_model": "ranker",
                                                                    "alias": "champion"}})
     world = make_synthetic(n_users=300, n_items=200, dim=8, seed=cfg["seed"])
@@ -154,7 +155,7 @@ def test_promotion_on_pass_only_and_stored_baseline_reuse(tmp_path: Path, monkey
         for table in (weak, world.truth["true_scores"]):  # version 1 (weak), version 2 (ideal)
             with mlflow.start_run():
                 mlflow.pyfunc.log_model(name="model", python_model=TableScores(table),
-                                        registered_model_name="ranker")
+                                        registered_model_name="ranker", pip_requirements=NO_INFERENCE)
     client = MlflowClient(uri, registry_uri=uri)
     client.set_registered_model_alias("ranker", "champion", "1")
     del cfg["models"]["popularity"]
