@@ -108,7 +108,7 @@ def test_decompose_refuses_units_without_a_segment_unless_told(two_weeks: tuple[
     (["--segments", "{tmp}/seg1.csv", "--by", "surface", "--id-column", "user", "--metrics", "mrr"],
      "hold ['mrr']"),
     (["--segments", "{tmp}/seg1.csv", "--by", "surface", "--id-column", "user", "--missing", "drop"],
-     "--missing: 'drop'"),
+     "--missing: unknown value 'drop'; use one of error, separate"),
 ])
 def test_decompose_bad_input_is_exit_2_naming_the_problem(two_weeks: tuple[Path, Path, Path], extra: list[str],
                                                           message: str) -> None:

@@ -11,7 +11,6 @@ mismatch: whatever the metrics say, the experiment cannot be read).
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,20 +18,13 @@ from typing import Any
 from harness.datasets.experiment import file_fingerprint
 from harness.evaluate import Evaluation, FamilyResult
 from harness.inference.gate import Verdict, comparison_rows, decide, invalidate
+from harness.apps.run import RunOutcome
 from harness.inference.paired import MetricComparison, compare_family
 from harness.metrics.ab import SampleRatioMismatch
 from harness.results import assemble
-from harness.results.folder import EvalResult, new_run_id, write_results
-from harness.results.html import write_report
+from harness.results.folder import EvalResult, new_run_id
 from harness.results.report import junit_xml, markdown_summary
 from harness.spec.ab import ABConfig
-
-
-@dataclass
-class ABRunOutcome:
-    result: EvalResult
-    results_dir: Path
-    exit_code: int
 
 
 def _say(message: str) -> None:
@@ -52,10 +44,10 @@ def analyze(config: ABConfig, data: str | Path) -> tuple[dict[str, FamilyResult]
 
 
 def run_ab(config: ABConfig, data: str | Path, *, output: str | Path | None = None, inconclusive: str = "fail",
-           require_gate: bool = False) -> ABRunOutcome:
+           require_gate: bool = False) -> RunOutcome:
     """Analyse the experiment, write the results folder, then log to MLflow."""
     from harness.apps.history import offline_record
-    from harness.apps.run import config_hash, exit_code_for, resolve_tracking_uri, track
+    from harness.apps.run import config_hash, exit_code_for, resolve_tracking_uri, save_and_track
     from harness.apps.validate import check_output
 
     out_root = check_output(output or config.output)
@@ -80,19 +72,11 @@ def run_ab(config: ABConfig, data: str | Path, *, output: str | Path | None = No
         extra=sections,
     )
     files = {"summary.md": markdown_summary(result), "junit.xml": junit_xml(result), **assemble.files(results)}
-    figures = assemble.figures(results)
-    try:
-        results_dir = write_results(result, out_root, files, figures=figures, finalize=write_report)
-    finally:
-        import matplotlib.pyplot as plt
-
-        for fig in figures.values():
-            plt.close(fig)
-    _say(f"results written to {results_dir}")
-    if config.tracking.enabled:
-        result.tracking = track(results_dir, result, resolve_tracking_uri(config.tracking.uri))
-    return ABRunOutcome(result, results_dir, exit_code_for(verdict, inconclusive=inconclusive,
-                                                           require_gate=require_gate))
+    results_dir = save_and_track(result, out_root, files, figures=assemble.figures(results),
+                                 tracking_uri=resolve_tracking_uri(config.tracking.uri)
+                                 if config.tracking.enabled else None)
+    return RunOutcome(result, results_dir, exit_code_for(verdict, inconclusive=inconclusive,
+                                                         require_gate=require_gate))
 
 
 def srm_line(result: EvalResult) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 
 from harness.adapters.pipeline import Pipeline
 from harness.adapters.registry import build_model, check_model_kinds
-from harness.apps.run import RunOutcome, config_hash, exit_code_for, resolve_tracking_uri, track
+from harness.apps.run import RunOutcome, config_hash, exit_code_for, resolve_tracking_uri, save_and_track
 from harness.errors import ConfigError
 from harness.evaluate.data import load_dataset, load_segments
 from harness.evaluate.family import mean_values
@@ -31,8 +31,7 @@ from harness.datasets.ids import id_maps
 from harness.metrics._names import value_range
 from harness.results.attribution import attribution_section, attribution_table, per_unit_terms, waterfall_figures
 from harness.results.decomposition import decomposition_figures, decomposition_table
-from harness.results.folder import EvalResult, long_table, new_run_id, write_results
-from harness.results.html import write_report
+from harness.results.folder import EvalResult, long_table, new_run_id
 from harness.results.report import junit_xml, markdown_summary
 from harness.spec.attribution import AttributionSpec, is_attribution_criterion
 from harness.spec.config import EvalConfig
@@ -150,12 +149,10 @@ def attribute(config: EvalConfig, *, output: str | Path | None = None, progress:
     figures = waterfall_figures(section)
     if "decomposition" in extra:
         figures.update(decomposition_figures(extra["decomposition"]))
-    results_dir = write_results(result, out_root, {"summary.md": markdown_summary(result),
-                                                   "junit.xml": junit_xml(result)}, figures=figures,
-                                finalize=write_report)
-    _say(f"results written to {results_dir}")
-    if config.tracking.enabled:
-        result.tracking = track(results_dir, result, resolve_tracking_uri(config.tracking.uri))
+    results_dir = save_and_track(result, out_root, {"summary.md": markdown_summary(result),
+                                                    "junit.xml": junit_xml(result)}, figures=figures,
+                                 tracking_uri=resolve_tracking_uri(config.tracking.uri)
+                                 if config.tracking.enabled else None)
     return RunOutcome(result, results_dir, exit_code_for(verdict, inconclusive=inconclusive,
                                                          require_gate=require_gate))
 

@@ -134,11 +134,9 @@ def decompose(
 
     def body() -> int:
         from harness.apps.decompose import decompose_runs
-        from harness.apps.run import resolve_tracking_uri, track as log_folder
+        from harness.apps.run import resolve_tracking_uri, save_and_track
         from harness.apps.validate import check_output
         from harness.results.decomposition import decomposition_figures, decomposition_table
-        from harness.results.folder import write_results
-        from harness.results.html import write_report
         from harness.results.report import markdown_summary
 
         root = check_output(output)
@@ -148,12 +146,11 @@ def decompose(
                                 family=family, metrics=names, missing=missing, confidence=confidence,
                                 tracking_uri=tracking_uri)
         section = result.extra["decomposition"]
-        folder = write_results(result, root, {"summary.md": markdown_summary(result)},
-                               figures=decomposition_figures(section), finalize=write_report)
+        folder = save_and_track(result, root, {"summary.md": markdown_summary(result)},
+                                figures=decomposition_figures(section),
+                                tracking_uri=resolve_tracking_uri(tracking_uri) if track else None)
         print(decomposition_table(section))
         print(f"\nresults: {folder}\nreport:  {folder / 'report.html'}")
-        if track:
-            result.tracking = log_folder(folder, result, resolve_tracking_uri(tracking_uri))
         return 0
 
     _guard(body)

@@ -22,7 +22,7 @@ from harness.evaluate.family import mean_values
 from harness.inference.decomposition import decomposition_section
 from harness.inference.gate import decide
 from harness.results.folder import EvalResult, long_table, new_run_id
-from harness.options import check_confidence
+from harness.options import check_choice, check_confidence
 
 
 def _family(before: RunSide, after: RunSide, family: str | None, metrics: list[str] | None) -> str:
@@ -49,8 +49,7 @@ def decompose_runs(before_ref: str, after_ref: str, *, segments: str | Path, by:
     """Decompose each metric's change from ``before_ref`` to ``after_ref`` by the segments
     in ``segments`` (and ``segments_after`` for the after run's units, when they moved)."""
     check_confidence(confidence, name="--confidence")
-    if missing not in ("error", "separate"):
-        raise ConfigError(f"--missing: {missing!r} is not one of error, separate")
+    check_choice(missing, ("error", "separate"), name="--missing")
     seg0 = read_segments(segments, by=by, id_column=id_column)
     seg1 = read_segments(segments_after, by=by, id_column=id_column) if segments_after is not None else None
     before = load_side(before_ref, model=before_model, role="before", tracking_uri=tracking_uri)

@@ -192,17 +192,35 @@ def run(
         verdict=verdict.to_dict() if verdict else {},
         extra={"units": info, **assemble.family_sections(results)},
     )
-    results_dir = write_results(result, out_root, {"summary.md": markdown_summary(result),
-                                                   "junit.xml": junit_xml(result), **assemble.files(results)},
-                                figures=assemble.figures(results), finalize=write_report)
-    _say(f"results written to {results_dir}")
+    results_dir = save_and_track(result, out_root, {"summary.md": markdown_summary(result),
+                                                    "junit.xml": junit_xml(result), **assemble.files(results)},
+                                 figures=assemble.figures(results),
+                                 tracking_uri=tracking_uri if config.tracking.enabled else None)
     if config.tracking.enabled:
-        result.tracking = track(results_dir, result, tracking_uri)
         if config.tracking.promote is not None and verdict is not None and verdict.decision == PASS:
             result.tracking["promoted"] = promote_candidate(config, info, tracking_uri)
             update_tracking(results_dir, result.tracking)
     return RunOutcome(result, results_dir, exit_code_for(verdict, inconclusive=inconclusive,
                                                          require_gate=require_gate))
+
+
+def save_and_track(result: EvalResult, out_root: Path, files: dict[str, str], *, figures: dict[str, Any],
+                   tracking_uri: str | None) -> Path:
+    """The end of every command that writes a run: the results folder, whole or not at all
+    (its figures closed either way), then, with a ``tracking_uri``, MLflow
+    (``result.tracking``). Returns the folder."""
+    try:
+        results_dir = write_results(result, out_root, files, figures=figures, finalize=write_report)
+    finally:
+        if figures:
+            import matplotlib.pyplot as plt
+
+            for fig in figures.values():
+                plt.close(fig)
+    _say(f"results written to {results_dir}")
+    if tracking_uri is not None:
+        result.tracking = track(results_dir, result, tracking_uri)
+    return results_dir
 
 
 def resolve_tracking_uri(configured: str | None) -> str:
