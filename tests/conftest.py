@@ -158,6 +158,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 # Driver memory of the test session: small, so that the larger-than-memory test means it.
 SPARK_DRIVER_MEMORY = "512m"
+# The tests' data are tiny and the session short: what costs is starting the JVM and
+# compiling Spark's own code. C1 only (no C2 recompiles), one JIT thread and the serial
+# collector halve the JVM's CPU on two cores; no whole-stage codegen and no adaptive
+# re-planning skip a Janino compile and extra jobs per query. Same results: these
+# change how Spark runs a plan, not what it computes.
+SPARK_TEST_CONF = {
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:CICompilerCount=1 -XX:+UseSerialGC",
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.adaptive.enabled": "false",
+    "spark.sql.shuffle.partitions": "2",
+    "spark.default.parallelism": "2",
+}
 
 
 @pytest.fixture(scope="session")
@@ -173,8 +185,7 @@ def spark() -> Iterator[Any]:
     from harness.spark import spark_session
 
     session = spark_session("local[2]", app_name="harness-tests",
-                            conf={"spark.driver.memory": SPARK_DRIVER_MEMORY, "spark.sql.shuffle.partitions": "4",
-                                  "spark.default.parallelism": "2"})
+                            conf={"spark.driver.memory": SPARK_DRIVER_MEMORY, **SPARK_TEST_CONF})
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()

@@ -64,6 +64,23 @@ def _legend_below(fig: Any, handles: list[Any], labels: list[str]) -> None:
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 3))
 
 
+def _grid_margins(fig: Any, *, legend_rows: int) -> None:
+    """Room around a grid of panels (each with a title, axis labels and tick labels) for
+    the figure's title above and its legend below, in inches of the house style's font
+    sizes. A fixed layout: constrained layout measures every text several times and
+    doubled the time to save a many-panel figure, which every run pays."""
+    width, height = fig.get_size_inches()
+    grid = fig.axes[0].get_subplotspec().get_gridspec()
+    title_lines = fig.get_suptitle().count("\n") + 1
+    top = 0.55 + 0.2 * title_lines  # the figure's title, then a panel's title
+    bottom = 0.55 + 0.25 * legend_rows  # x tick labels and x label, then the legend
+    # wspace/hspace are fractions of a panel's width/height: the y label, the x label + title
+    panel_w = (width - 1.05) / grid.ncols
+    panel_h = (height - top - bottom) / grid.nrows
+    fig.subplots_adjust(left=0.75 / width, right=1 - 0.3 / width, top=1 - top / height, bottom=bottom / height,
+                        wspace=0.85 / panel_w, hspace=1.05 / panel_h)
+
+
 SEGMENT_TITLES = {"ece": "ECE (0 = calibrated)", "oe_ratio": "observed / expected (1 = calibrated)"}
 
 
@@ -204,8 +221,7 @@ def plot_metric_curves(curves: Mapping[str, pd.DataFrame], *,
     cols = min(3, n)
     rows = (n + cols - 1) // cols
     with house_style() as plt:
-        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows + 0.5), squeeze=False,
-                                 layout="constrained")
+        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows + 0.5), squeeze=False)
         for ax, name in zip(axes.ravel(), names):
             for (model, frame), color in zip(curves.items(), PALETTE * len(curves)):
                 ax.plot(frame.index, frame[name], label=model, color=color)
@@ -220,8 +236,11 @@ def plot_metric_curves(curves: Mapping[str, pd.DataFrame], *,
         for ax in axes.ravel()[n:]:
             ax.set_visible(False)
         level = f", {confidence:.0%} intervals shaded" if bands else ""
-        fig.suptitle(f"Metric at cut-off k (mean over queries{level})")
-        _legend_below(fig, *axes[0, 0].get_legend_handles_labels())
+        # one panel is 4.2 in wide: the title on two lines there, or it is cut at the edges
+        fig.suptitle(f"Metric at cut-off k{chr(10) if cols == 1 else ' '}(mean over queries{level})")
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncols=min(len(labels), 3))
+        _grid_margins(fig, legend_rows=-(-len(labels) // 3))
     return fig
 
 
