@@ -196,30 +196,58 @@ def test_segments_config_errors(tmp_path: Path, segments: dict, message: str) ->
     assert result.exit_code == 2 and message in result.stderr, result.stderr
 
 
+def _welch_bonferroni(x0: np.ndarray, x1: np.ndarray, confidence: float, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Plain reference: Welch t interval of mean(x1) - mean(x0) at level 1 - alpha / k,
+    for every row of the (replications, units) arrays at once (scipy's t quantile)."""
+    from scipy import stats
+
+    n0, n1 = x0.shape[1], x1.shape[1]
+    q0, q1 = x0.var(axis=1, ddof=1) / n0, x1.var(axis=1, ddof=1) / n1
+    df = (q0 + q1) ** 2 / (q0**2 / (n0 - 1) + q1**2 / (n1 - 1))
+    half = stats.t.ppf(1 - (1 - confidence) / (2 * k), df) * np.sqrt(q0 + q1)
+    delta = x1.mean(axis=1) - x0.mean(axis=1)
+    return delta - half, delta + half
+
+
 @pytest.mark.slow
 def test_per_segment_intervals_hold_simultaneously_at_the_stated_level() -> None:
-    """Three segments with planted mean changes and shares that move: over 2000 seeded
-    replications every segment's interval covers its true change at once in >= 95% of
-    them (Bonferroni: between 95% and about 97.5%; measured 95.4%, each segment's own
-    98.4% against the nominal 98.3%); Monte-Carlo SE about 0.47 points."""
+    """Three segments with planted mean changes and shares that move. The harness's
+    per-segment intervals equal a plain Welch/Bonferroni reference (1e-12, on 200 seeded
+    replications through ``decompose_by_segment``), so the coverage of the reference is
+    theirs: over 20,000 seeded replications every segment's interval covers its true
+    change at once in 94.8% of them (Monte-Carlo SE 0.15 points), each segment's own
+    98.1-98.4% against the nominal 98.3%. Welch's t is approximate for 0/1 outcomes
+    (segment c: 80 units at a 10% rate), so the joint level is held to within half a
+    point of 95%, and no segment's own level more than 0.8 points off its nominal."""
     rng = np.random.default_rng(20261202)
     true = {"a": (0.30, 0.35), "b": (0.60, 0.55), "c": (0.10, 0.10)}  # Bernoulli rates before / after
     sizes = ({"a": 300, "b": 150, "c": 80}, {"a": 150, "b": 300, "c": 120})
-    reps, joint = 2000, 0
-    for _ in range(reps):
-        sides = []
-        for side in (0, 1):
-            labels = np.concatenate([np.full(n, g) for g, n in sizes[side].items()])
-            rates = np.concatenate([np.full(n, true[g][side]) for g, n in sizes[side].items()])
-            sides.append(((rng.random(labels.size) < rates).astype(float), labels))
+
+    def draw(reps: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return {g: tuple((rng.random((reps, sizes[side][g])) < true[g][side]).astype(float) for side in (0, 1))
+                for g in true}
+
+    sample = draw(200)
+    for rep in range(200):
+        sides = [(np.concatenate([sample[g][side][rep] for g in true]),
+                  np.concatenate([np.full(sizes[side][g], g) for g in true])) for side in (0, 1)]
         d = decompose_by_segment(sides[0][0], sides[0][1], sides[1][0], sides[1][1])
         assert d.within + d.mix == pytest.approx(d.total, abs=1e-12)
         t = d.table.set_index("segment")
-        delta = np.array([true[g][1] - true[g][0] for g in t.index])
-        joint += bool(((t["ci_low"] <= delta) & (delta <= t["ci_high"])).all())
-    coverage = joint / reps
-    se = np.sqrt(0.96 * 0.04 / reps)
-    assert 0.95 - 3 * se <= coverage <= 0.99, coverage
+        for g in true:
+            low, high = _welch_bonferroni(sample[g][0][rep:rep + 1], sample[g][1][rep:rep + 1], 0.95, k=3)
+            assert t.loc[g, "ci_low"] == pytest.approx(low[0], abs=1e-12)
+            assert t.loc[g, "ci_high"] == pytest.approx(high[0], abs=1e-12)
+
+    reps = 20_000
+    covered = np.ones(reps, dtype=bool)
+    for g, (x0, x1) in draw(reps).items():
+        low, high = _welch_bonferroni(x0, x1, 0.95, k=3)
+        delta = true[g][1] - true[g][0]
+        own = (low <= delta) & (delta <= high)
+        assert 0.975 <= own.mean() <= 0.992, (g, own.mean())  # nominal 1 - 0.05 / 3 = 98.3%
+        covered &= own
+    assert 0.945 <= covered.mean() <= 0.975, covered.mean()  # Bonferroni: 95% to ~97.5%
 
 
 def test_taste_segments_equal_a_plain_pandas_reference() -> None:
