@@ -23,6 +23,9 @@ harness_bin="$(find_bin harness)"
 backend="${MLFLOW_BACKEND_STORE_URI:-$("$harness_bin" store)}"
 artifacts="${MLFLOW_ARTIFACTS_DESTINATION:-$("$harness_bin" store --artifacts)}"
 mkdir -p "$data" "$artifacts"
+# MLflow's GenAI job runner is a third Python process as heavy as the server; the
+# harness's runs and the UI never use it (set MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true for it)
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 args=(server --host "$host" --port "$port" --backend-store-uri "$backend"
       --artifacts-destination "$artifacts" --workers 1)
 

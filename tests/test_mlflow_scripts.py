@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, migrated_store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_start_and_stop_scripts(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "MLFLOW_PORT": str(port), "HARNESS_MLFLOW_DATA": str(tmp_path / "data"),
-           "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{tmp_path / 'store.db'}",
+           "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{migrated_store(tmp_path / 'store.db')}",
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     try:
         out = subprocess.run(["bash", str(ROOT / "mlflow/start.sh")], env=env, capture_output=True,
