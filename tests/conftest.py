@@ -98,6 +98,11 @@ class MlflowServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 120.0) -> None:
+        self.launch()
+        self.wait_healthy(timeout)
+
+    def launch(self) -> None:
+        """Start the server process and return at once (see :meth:`wait_healthy`)."""
         mlflow_bin = shutil.which("mlflow", path=str(VENV_BIN)) or "mlflow"
         db = self.root / "mlflow.db"
         if not db.exists():  # a restart keeps its store
@@ -111,9 +116,11 @@ class MlflowServer:
              "--artifacts-destination", str(self.root / "artifacts"), "--workers", "1"],
             stdout=open(self.root / "server.log", "ab"), stderr=subprocess.STDOUT,
             start_new_session=True, env=env)
+
+    def wait_healthy(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError("mlflow server exited:\n" + (self.root / "server.log").read_text()[-3000:])
             try:
                 with urllib.request.urlopen(self.uri + "/health", timeout=2) as r:
@@ -133,15 +140,51 @@ class MlflowServer:
         self.proc = None
 
 
+class SharedServer:
+    """Under xdist, one ``mlflow server`` for every worker, started by the controller
+    before the workers (its start, ~10 CPU-s, overlaps their start-up and collection
+    instead of being paid once per worker when its first test needs it)."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        self.root = Path(tempfile.mkdtemp(prefix="harness-mlflow-server-"))
+        self.server = MlflowServer(self.root)
+        self.server.launch()
+
+    def pytest_configure_node(self, node: Any) -> None:  # xdist hook: what a worker is told
+        node.workerinput["harness_mlflow_uri"] = self.server.uri
+
+    def stop(self) -> None:
+        self.server.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _wants_shared_server(config: pytest.Config) -> bool:
+    return (not hasattr(config, "workerinput") and config.pluginmanager.hasplugin("xdist")
+            and bool(config.getoption("numprocesses", None))
+            and "not mlflow_server" not in (config.getoption("markexpr", "") or ""))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Compile (or load from numba's on-disk cache) every kernel once, here in the main
     process, before xdist starts its workers: on a fresh clone the workers then load the
-    cached kernels instead of each compiling them at the same time."""
+    cached kernels instead of each compiling them at the same time. Under xdist, also
+    launch the workers' shared MLflow server (:class:`SharedServer`)."""
     if hasattr(config, "workerinput"):  # an xdist worker: the controller has done it
         return
+    if _wants_shared_server(config):
+        shared = SharedServer()
+        config.pluginmanager.register(shared, "harness-shared-mlflow-server")
     from harness.metrics._warm import warm  # what `make install` runs; here a cache load
 
     warm()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shared = config.pluginmanager.get_plugin("harness-shared-mlflow-server")
+    if shared is not None:
+        shared.stop()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -207,9 +250,16 @@ def isolated_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    """A real ``mlflow server`` on a free 127.0.0.1 port with a temporary SQLite store."""
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[MlflowServer]:
+    """A real ``mlflow server`` on a free 127.0.0.1 port with a temporary SQLite store:
+    under xdist the controller's (:class:`SharedServer`), else this process's own."""
+    uri = getattr(request.config, "workerinput", {}).get("harness_mlflow_uri")
     server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    if uri is not None:
+        server.uri = uri
+        server.wait_healthy(timeout=300)
+        yield server
+        return
     server.start()
     yield server
     server.stop()
