@@ -197,6 +197,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             # one Spark session per test run: every Spark test on one xdist worker
             # (``--dist loadgroup``, as the Makefile runs the suite)
             item.add_marker(pytest.mark.xdist_group("spark"))
+    # the Spark group first: its worker starts the JVM at once and the other worker takes
+    # the rest, instead of a few minutes of Spark tests left for the end on one worker
+    items.sort(key=lambda item: "spark" not in getattr(item, "fixturenames", ()))
 
 
 # Driver memory of the test session: small, so that the larger-than-memory test means it.
