@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo   - create .venv, run a complete evaluation on synthetic data, log to MLflow, print the verdict"
 	@echo "make test   - create/update .venv and run the whole test suite (what CI runs)"
-	@echo "make test-quick - the suite without statistical simulations and live MLflow servers"
+	@echo "make test-quick - the suite without statistical simulations, live MLflow servers and Spark"
 	@echo "make bench  - run the benchmarks against the peers (pytrec_eval, ranx); bench-obp: OBP parity and speed"
 	@echo "make ui     - start the MLflow UI on the harness's store (harness store) and print its URL"
 	@echo "make clean  - remove .venv, results and local MLflow data"
@@ -36,10 +36,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
-# Before a commit: everything but the seeded statistical simulations (marker `slow`) and
-# the tests that start a real MLflow server (`mlflow_server`). CI runs `make test`.
+# Before a commit: everything but the seeded statistical simulations (marker `slow`), the
+# tests that start a real MLflow server (`mlflow_server`) and those that run in a Spark
+# session (`spark`: a JVM). CI runs `make test`.
 test-quick: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow and not mlflow_server" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow and not mlflow_server and not spark" $(PYTEST_ARGS)
 
 # Each benchmark runs the harness and, where one exists, its peer in the same process and
 # prints times and ratios (ranking: pytrec_eval + ranx; off-policy: OBP in a throwaway venv

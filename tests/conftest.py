@@ -188,8 +188,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that use the live server are marked ``mlflow_server`` (deselect them with
-    ``-m "not mlflow_server"``)."""
+    """Tests that use the live server are marked ``mlflow_server``, those that use the
+    Spark session ``spark`` (deselect them with ``-m "not mlflow_server and not spark"``)."""
     for item in items:
         if "mlflow_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.mlflow_server)
@@ -197,6 +197,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             # one Spark session per test run: every Spark test on one xdist worker
             # (``--dist loadgroup``, as the Makefile runs the suite)
             item.add_marker(pytest.mark.xdist_group("spark"))
+            item.add_marker(pytest.mark.spark)
     # the Spark group first: its worker starts the JVM at once and the other worker takes
     # the rest, instead of a few minutes of Spark tests left for the end on one worker
     items.sort(key=lambda item: "spark" not in getattr(item, "fixturenames", ()))
