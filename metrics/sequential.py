@@ -2,7 +2,7 @@
 
 A fixed-horizon interval is valid at ONE look; an experiment checked every day and
 stopped at the first significant look has a false-positive rate far above alpha (about
-3x at 14 daily looks). A confidence sequence (CS) is valid at every look at once:
+4x at 14 daily looks). A confidence sequence (CS) is valid at every look at once:
 P(exists t: delta outside CS_t) <= alpha, so the test may be watched and stopped at will.
 
 The asymptotic CS of Waudby-Smith et al. (2021) replaces the fixed-horizon quantile
