@@ -66,3 +66,81 @@ def test_spark_engine_refuses_what_it_cannot_compute(tmp_path, monkeypatch):
     config = harness.parse_config(small_config(tmp_path, engine={"kind": "spark"}))
     with pytest.raises(ConfigError, match=r"pip install 'recsys-harness\[spark\]'"):
         harness.run(config, output=tmp_path / "results", progress=False)
+
+
+def _collection(folder, *, text_ids: bool) -> dict:
+    """A judged collection and two score tables as Parquet, ids as the user stores them:
+    text, or integers whose decimal order differs from their numeric order (5 < 40 < 300),
+    scores rounded so that ties (broken by item id) cross the cut-offs."""
+    rng = np.random.default_rng(11)
+    queries = [f"u{q * 37 % 101}" if text_ids else q * 37 % 101 * 7 for q in range(40)]
+    items = np.array([f"d{i * 13 % 50}" if text_ids else i * 13 % 50 * 9 for i in range(30)], dtype=object)
+    items = items if text_ids else items.astype(np.int64)
+    qrels = pd.DataFrame([(q, it, int(g)) for q in queries for it, g in
+                          zip(rng.choice(items, 8, replace=False), rng.integers(0, 4, 8))],
+                         columns=["query_id", "item_id", "relevance"])
+    qrels.loc[qrels["query_id"] == queries[0], "relevance"] = 0  # a judged query with nothing relevant
+    folder.mkdir(parents=True, exist_ok=True)
+    qrels.to_parquet(folder / "judgments.parquet")
+    models = {}
+    for name, noise in (("bm25", 1.0), ("neural", 0.5)):
+        rows = [(q, it, float(np.round(rng.normal(g, noise)))) for q in queries + ["extra" if text_ids else 99999]
+                for it, g in zip(rng.choice(items, 20, replace=False), rng.integers(0, 4, 20))]
+        run = pd.DataFrame(rows, columns=["query_id", "item_id", "score"])
+        if name == "neural":
+            run = run[run["query_id"] != queries[5]]  # ranks nothing for one judged query
+        run.to_parquet(folder / f"{name}.parquet")
+        models[name] = {"kind": "precomputed", "params": {"path": str(folder / f"{name}.parquet"),
+                                                          **({"missing": "empty"} if name == "neural" else {})}}
+    return {"name": "collection", "seed": 3, "dataset": {"kind": "trec", "qrels": str(folder / "judgments.parquet")},
+            "models": models,
+            "evaluate": {"ranking": {"metrics": ["ndcg@5", "map@10", "recall@[5,10]", "mrr", "precision@5"],
+                                     "ties": "trec_eval", "k": 12}},
+            "compare": {"baseline": "bm25", "candidates": ["neural"], "n_resamples": 200},
+            "gate": [{"metric": "ndcg@5", "role": "primary", "direction": "higher"}],
+            "tracking": {"enabled": False}}
+
+
+def assert_same_results(left: object, right: object, where: str = "results.json") -> None:
+    """Equal JSON trees, floats to 1e-9; what names the run itself (id, time, config,
+    tracking) and the models' wall-clock times aside."""
+    if isinstance(left, dict) and isinstance(right, dict):
+        skip = {"run_id", "created_at", "config", "config_hash", "tracking", "started_ms", "ended_ms"}
+        assert sorted(set(left) - skip) == sorted(set(right) - skip), where
+        for key in set(left) - skip:
+            assert_same_results(left[key], right[key], f"{where}.{key}")
+    elif isinstance(left, list) and isinstance(right, list):
+        assert len(left) == len(right), where
+        for i, (a, b) in enumerate(zip(left, right)):
+            assert_same_results(a, b, f"{where}[{i}]")
+    elif isinstance(left, float) or isinstance(right, float):
+        assert left is not None and right is not None, where
+        np.testing.assert_allclose(right, left, rtol=0, atol=1e-9, err_msg=where)
+    else:
+        assert left == right, where
+
+
+@pytest.mark.parametrize("text_ids", [True, False], ids=["text-ids", "integer-ids"])
+def test_spark_engine_reads_a_collection_where_it_computes(spark, tmp_path, monkeypatch, text_ids):
+    import harness.datasets.collection as collection
+    import harness.datasets.predictions as predictions
+    import harness.models.precomputed as precomputed
+
+    cfg = _collection(tmp_path / "data", text_ids=text_ids)
+    local = harness.run(harness.parse_config(cfg), output=tmp_path / "local", progress=False)
+
+    def driver_read(*args, **kwargs):
+        raise AssertionError("the driver read an input table")
+
+    for module, name in ((collection, "load_trec_collection"), (precomputed, "load_precomputed"),
+                         (predictions, "read_predictions"), (collection, "read_judgments")):
+        monkeypatch.setattr(module, name, driver_read)
+    found = harness.run(harness.parse_config({**cfg, "engine": {"kind": "spark"}}), output=tmp_path / "spark",
+                        progress=False)
+    a, b = (harness.read_results_folder(o.results_dir) for o in (local, found))
+    assert found.exit_code == local.exit_code
+    assert_same_results(a.data, b.data)  # dataset (fingerprint included), metrics, comparison, verdict, units
+    assert a.data["dataset"]["warnings"] and a.data["units"]["neural"]["n_missing_from_run"] == 1
+    pa, pb = a.per_unit, b.per_unit
+    assert pa[["family", "model", "unit_id", "metric"]].equals(pb[["family", "model", "unit_id", "metric"]])
+    assert np.abs(pa["value"].to_numpy() - pb["value"].to_numpy()).max() <= 1e-9
