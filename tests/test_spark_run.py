@@ -144,3 +144,29 @@ def test_spark_engine_reads_a_collection_where_it_computes(spark, tmp_path, monk
     pa, pb = a.per_unit, b.per_unit
     assert pa[["family", "model", "unit_id", "metric"]].equals(pb[["family", "model", "unit_id", "metric"]])
     assert np.abs(pa["value"].to_numpy() - pb["value"].to_numpy()).max() <= 1e-9
+
+
+def test_spark_engine_reduces_ab_units_to_the_local_numbers(spark, tmp_path):
+    from harness.apps.ab import run_ab
+    from harness.errors import DataValidationError
+    from harness.spec.ab import parse_ab_config
+
+    from test_ab_cli import _config as ab_config
+    from test_ab_cli import _data as ab_data
+
+    data = ab_data(tmp_path, n=2000, lift=0.3)
+    outcomes = {kind: run_ab(parse_ab_config(ab_config(tmp_path / kind, engine={"kind": kind})), data)
+                for kind in ("local", "spark")}
+    a, b = (harness.read_results_folder(o.results_dir) for o in outcomes.values())
+    assert outcomes["spark"].exit_code == outcomes["local"].exit_code
+    assert_same_results(a.data, b.data)  # effects with CUPED, ratio and proportion metrics; SRM; verdict
+    stats = [pd.read_csv(o.results_dir / "statistics.csv") for o in outcomes.values()]
+    np.testing.assert_allclose(stats[1].drop(columns="variant").to_numpy(), stats[0].drop(columns="variant").to_numpy(),
+                               rtol=1e-12)
+    with pytest.raises(ConfigError, match=r"\['columns.cluster'\] need them per cluster"):
+        parse_ab_config(ab_config(tmp_path, engine={"kind": "spark"},
+                                  columns={"variant": "variant", "unit": "user_id", "cluster": "market"}))
+    bad = pd.read_parquet(data).assign(converted=lambda d: d["converted"].where(d.index != 7, 2))
+    bad.to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(DataValidationError, match=r"proportion column 'converted' must be 0/1; 1 row"):
+        run_ab(parse_ab_config(ab_config(tmp_path, engine={"kind": "spark"})), tmp_path / "bad.parquet")

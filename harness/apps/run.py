@@ -30,7 +30,7 @@ from harness.results.folder import EvalResult, new_run_id, update_tracking, writ
 from harness.results.html import write_report
 from harness.results.report import junit_xml, markdown_summary
 from harness.spec.attribution import is_attribution_criterion
-from harness.spec.config import EvalConfig
+from harness.spec.config import EngineSpec, EvalConfig
 from harness.types import Dataset, adapter_call
 
 
@@ -50,14 +50,14 @@ def config_hash(config: EvalConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def engine_backend(config: EvalConfig) -> Backend | None:
-    """The backend of ``config.engine``: None for the local engine, else a Spark session's."""
-    if config.engine.kind == "local":
+def engine_backend(engine: EngineSpec) -> Backend | None:
+    """The backend of a config's ``engine``: None for the local engine, else a Spark session's."""
+    if engine.kind == "local":
         return None
     from harness.spark.backend import SparkBackend
 
-    _say(f"engine: spark ({config.engine.master or 'the session default'})")
-    return SparkBackend.from_spec(config.engine)
+    _say(f"engine: spark ({engine.master or 'the session default'})")
+    return SparkBackend.from_spec(engine)
 
 
 def evaluate_models(config: EvalConfig, dataset: Dataset | SourceCollection, *, progress: bool,
@@ -74,7 +74,7 @@ def evaluate_models(config: EvalConfig, dataset: Dataset | SourceCollection, *, 
 
     confidence = config.compare.confidence if config.compare else 0.95
     evaluation = Evaluation(config.evaluate.blocks(), dataset, seed=config.seed, confidence=confidence,
-                            progress=progress, backend=backend or engine_backend(config))
+                            progress=progress, backend=backend or engine_backend(config.engine))
     info: dict[str, dict[str, Any]] = {}
     ranking_metrics = config.evaluate.ranking.metrics
     baseline = config.compare.baseline if config.compare else ""
@@ -159,7 +159,7 @@ def run(
 
     check_model_kinds({name: spec.kind for name, spec in config.models.items()})
     out_root = check_output(output or config.output)  # before any model runs, not after
-    backend = engine_backend(config)
+    backend = engine_backend(config.engine)
     dataset = load_dataset(config, backend)
     summary = dataset_summary(dataset)
     _say(f"dataset {dataset.name}: {len(dataset.train)} train interactions, "

@@ -23,7 +23,9 @@ import pandas as pd
 
 if TYPE_CHECKING:
     from harness.evaluate.sources import ScoresSource, SourceCollection, SourceRanking
+    from harness.datasets.base import InteractionDataset
     from harness.metrics import OPEInputs
+    from harness.metrics.ab import VariantMoments
     from harness.metrics.off_policy import OffPolicyEstimator, OPEInterval
     from harness.metrics.ranking import RankingResult
     from harness.types import Ranking
@@ -40,6 +42,13 @@ class Backend(Protocol):
 
     def estimate_intervals(self, estimators: Sequence["OffPolicyEstimator"], data: "OPEInputs",
                            **options: Any) -> dict[str, "OPEInterval"]: ...
+
+    def unit_moments(self, data: str, *, variant: str, columns: Sequence[str], variants: Sequence[str],
+                     unit: str | None = None, binary: Sequence[str] = ()) -> tuple[list["VariantMoments"], int]:
+        """The per-variant moments of an experiment's per-unit table (``data``: where it
+        is stored) and its number of rows, checked as
+        :func:`harness.datasets.experiment.check_units` checks them."""
+        ...
 
     def describe_collection(self, collection: "SourceCollection") -> "SourceCollection":
         """``collection`` with the id spaces, counts, warnings and fingerprint that
@@ -72,6 +81,13 @@ class LocalBackend:
 
         return estimate_intervals(estimators, data, **options)
 
+    def unit_moments(self, data: str, *, variant: str, columns: Sequence[str], variants: Sequence[str],
+                     unit: str | None = None, binary: Sequence[str] = ()) -> tuple[list["VariantMoments"], int]:
+        from harness.datasets.experiment import reduce_units
+
+        red = reduce_units(data, variant=variant, columns=columns, variants=variants, unit=unit, binary=binary)
+        return red.moments, red.n_units
+
     def describe_collection(self, collection: "SourceCollection") -> "SourceCollection":
         from dataclasses import replace
 
@@ -102,7 +118,7 @@ class LocalBackend:
         return SourceRanking(found, unranked, n_judged - int(relevant.groupby(dataset.qrels["query_id"]).any().sum()))
 
 
-def _load_collection(collection: "SourceCollection") -> Any:
+def _load_collection(collection: "SourceCollection") -> "InteractionDataset":
     """The collection read by the local loader, with every run's ids."""
     from harness.datasets.collection import load_trec_collection
 

@@ -28,7 +28,8 @@ from harness.metrics.ranking import (RANKING_METRICS, RankingResult, _curve_spec
                                      _std_error)
 from harness.types import Ranking
 
-from .collection import describe_collection, read_source
+from .ab import unit_moments
+from .collection import JUDGMENTS, SCORES, describe_collection, read_source
 from .off_policy import INPUTS, estimate_off_policy
 from .ranking import N_REL, RANKED, evaluate_ranking
 from .session import spark_session
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
     from harness.evaluate.sources import ScoresSource, SourceCollection, SourceRanking
     from harness.metrics import OPEInputs
+    from harness.metrics.ab import VariantMoments
     from harness.metrics.off_policy import OffPolicyEstimator, OPEInterval
     from harness.spec.config import EngineSpec
 
@@ -100,6 +102,14 @@ class SparkBackend:
         found.release()
         return found.intervals
 
+    def unit_moments(self, data: str, *, variant: str, columns: Sequence[str], variants: Sequence[str],
+                     unit: str | None = None, binary: Sequence[str] = ()) -> tuple[list["VariantMoments"], int]:
+        """An experiment's per-unit table read and reduced by Spark (checked as locally)."""
+        frame = read_source(self.spark, data, what="A/B data",
+                            columns=list(dict.fromkeys([variant, *columns, *([unit] if unit else [])])))
+        return unit_moments(frame, variant=variant, columns=columns, variants=variants, unit=unit, binary=binary,
+                            source=data)
+
     def describe_collection(self, collection: "SourceCollection") -> "SourceCollection":
         """The collection's id spaces, counts, warnings and fingerprint, from Spark."""
         return describe_collection(self.spark, collection)
@@ -117,22 +127,17 @@ class SparkBackend:
         specs = parse_metric_names(metrics, known=RANKING_METRICS)
         curve_specs = _curve_specs(curves, max_k) if curves else []
         labels = list(dict.fromkeys([s.label for s in specs] + [s.label for s in curve_specs]))
-        qrels = read_source(self.spark, collection.judgments, what="judgments")
-        run = read_source(self.spark, scores.location, what=f"model {scores.name}", fmt=scores.format)
+        qrels = read_source(self.spark, collection.judgments, what="judgments", columns=JUDGMENTS)
+        run = read_source(self.spark, scores.location, what=f"model {scores.name}", columns=SCORES,
+                          fmt=scores.format)
         with _named(collection.judgments, scores.location):
             found = evaluate_ranking(qrels, run, labels, depth=depth, **options)
-            counts = found.cached.agg(F.count(F.lit(1)).alias("judged"),
-                                      F.sum((F.col(N_REL) == 0).cast("long")).alias("no_relevant"),
-                                      F.sum((~F.col(RANKED)).cast("long")).alias("unranked")).first()
         try:
-            unranked = found.cached.where(~F.col(RANKED)).select("query_id").orderBy("query_id")
-            if scores.missing == "error" and counts["unranked"]:
-                examples = [r[0] for r in unranked.limit(3).collect()]
-                raise missing_queries_error(scores.name, int(counts["unranked"]), int(counts["judged"]), examples)
-            per_query = found.per_query.select("query_id", *[f"`{s.label}`" for s in specs]).toPandas()
-            per_query = per_query.sort_values("query_id", kind="stable").set_index("query_id")  # the local order
+            # one row per judged query: its metrics, relevant count and whether it was ranked
+            table = (found.cached.select("query_id", *[f"`{s.label}`" for s in specs], N_REL, RANKED).toPandas()
+                     .sort_values("query_id", kind="stable").set_index("query_id"))  # the local order
             tables = {}
-            if curve_specs:
+            if curve_specs:  # k x metrics columns per query: aggregated where they are
                 cols = [s.label for s in curve_specs]
                 row = found.per_query.agg(*[F.avg(F.col(f"`{c}`")) for c in cols],
                                           *[F.stddev_samp(F.col(f"`{c}`")) for c in cols]).first()
@@ -141,14 +146,18 @@ class SparkBackend:
                 stats[1] = stats[1] / np.sqrt(n) if n > 1 else np.nan
                 tables = {"curves": _curve_table(stats[:1], curve_specs, lambda v: v[0]),
                           "curve_std_errors": _curve_table(stats[1:], curve_specs, lambda v: v[0])}
-            ids = unranked.toPandas()["query_id"].to_numpy() if counts["unranked"] else np.empty(0, object)
         finally:
             found.release()
+        ranked, n_rel = table.pop(RANKED).to_numpy(bool), table.pop(N_REL).to_numpy()
+        unranked = table.index.to_numpy()[~ranked]
+        if scores.missing == "error" and len(unranked):
+            raise missing_queries_error(scores.name, len(unranked), len(table), unranked)
+        per_query = table[n_rel > 0] if options.get("no_relevant", "skip") == "skip" else table
         # the model is asked for the judged queries only (as locally): no run-only query
         result = RankingResult(per_query=per_query, means={s.label: found.means[s.label] for s in specs},
                                n_queries=found.n_queries, n_missing_from_run=found.n_missing_from_run,
                                skipped={"no_relevant": found.skipped["no_relevant"], "not_in_qrels": 0}, **tables)
-        return SourceRanking(result, ids, int(counts["no_relevant"]))
+        return SourceRanking(result, unranked, int((n_rel == 0).sum()))
 
 
 @contextmanager

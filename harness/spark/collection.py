@@ -31,12 +31,14 @@ if TYPE_CHECKING:
 
 # files the local engine reads that Spark would have to parse line by line
 TEXT_SUFFIXES = tuple(s for s in TABLE_SUFFIXES + TREC_SUFFIXES + (".qrels",) if s not in (".parquet", ".pq"))
-COLUMNS = {"judgments": ["query_id", "item_id", "relevance"], "scores": ["query_id", "item_id", "score"]}
+JUDGMENTS, SCORES = ["query_id", "item_id", "relevance"], ["query_id", "item_id", "score"]
 
 
-def read_source(spark: "SparkSession", location: str, *, what: str, fmt: str = "auto") -> "DataFrame":
-    """A source table (Parquet file or folder, or ``db.table``) with its columns checked;
-    text files (CSV, TREC qrels and runs) are refused with what to do instead."""
+def read_source(spark: "SparkSession", location: str, *, what: str, columns: list[str],
+                fmt: str = "auto") -> "DataFrame":
+    """A source table (Parquet file or folder, or ``db.table``) with ``columns`` checked
+    and selected; text files (CSV, TREC qrels and runs) are refused with what to do
+    instead."""
     path = Path(location)
     text = fmt == "trec" or path.suffix.lower() in TEXT_SUFFIXES or (
         path.is_file() and path.suffix.lower() not in (".parquet", ".pq"))
@@ -46,7 +48,6 @@ def read_source(spark: "SparkSession", location: str, *, what: str, fmt: str = "
                           "harness.datasets.trec.read_trec_run(path).to_parquet(...) or pandas.read_csv(path)"
                           ".to_parquet(...), or use engine kind local")
     frame = read_table(spark, location)
-    columns = COLUMNS["judgments" if what == "judgments" else "scores"]
     require_columns(frame, columns, location)
     return frame.select(*columns)
 
@@ -77,9 +78,10 @@ def _row_hashes(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
 
 
 def _fingerprint(qrels: "DataFrame", users: "DataFrame", items: "DataFrame", kinds: tuple[str, str],
-                 settings: dict[str, object]) -> str:
+                 settings: dict[str, object]) -> tuple[str, int]:
     """The local fingerprint of the collection (coded judgments sorted by query and item
-    code, an empty training table, the settings), without collecting the judgments."""
+    code, an empty training table, the settings), without collecting the judgments; and
+    the number of judgment rows streamed."""
     from pyspark.sql import functions as F
 
     columns = ["query_id", "item_id", "relevance"]
@@ -89,31 +91,42 @@ def _fingerprint(qrels: "DataFrame", users: "DataFrame", items: "DataFrame", kin
              .join(items.withColumnRenamed("id", "i").withColumnRenamed("code", "item_id"), "i")
              .select(*columns).orderBy("query_id", "item_id"))
     digest = TableDigest()
-    hashes = coded.mapInPandas(_row_hashes, "h binary")
-    digest.add_table("qrels", columns, (bytes(row["h"]) for row in hashes.toLocalIterator()))
+    n_bytes = 0
+
+    def streamed() -> Iterator[bytes]:
+        nonlocal n_bytes
+        for row in coded.mapInPandas(_row_hashes, "h binary").toLocalIterator():
+            n_bytes += len(row["h"])
+            yield bytes(row["h"])
+
+    digest.add_table("qrels", columns, streamed())
     digest.add_table("train", ["user_id", "item_id"],
                      [pd.DataFrame({"user_id": np.empty(0, np.int64), "item_id": np.empty(0, np.int64)})])
-    return digest.hexdigest(settings)
+    return digest.hexdigest(settings), n_bytes // 8  # one 8-byte hash a row
 
 
 def describe_collection(spark: "SparkSession", collection: "SourceCollection") -> "SourceCollection":
     """``collection`` with what the local loader reports of its tables (see the module)."""
     from pyspark.sql import functions as F
 
-    qrels = read_source(spark, collection.judgments, what="judgments")
-    runs = [read_source(spark, s.location, what=f"model {s.name}", fmt=s.format) for s in collection.runs.values()]
+    qrels = read_source(spark, collection.judgments, what="judgments", columns=JUDGMENTS)
+    runs = [read_source(spark, s.location, what=f"model {s.name}", columns=SCORES, fmt=s.format)
+            for s in collection.runs.values()]
     users, user_kind = _id_space([qrels, *runs], "query_id")
     items, item_kind = _id_space([qrels, *runs], "item_id")
     with worker_errors():
         user_codes, item_codes = _codes(spark, users).cache(), _codes(spark, items).cache()
         try:
-            judged = qrels.select(F.col("query_id").cast(user_kind).alias("id")).distinct()
-            unjudged = user_codes.join(judged, "id", "left_anti")
-            n_rows, n_judged = qrels.count(), judged.count()
-            n_unjudged = unjudged.count()
-            examples = [r["id"] for r in unjudged.orderBy("code").limit(3).collect()] if n_unjudged else []
-            fingerprint = _fingerprint(qrels, user_codes, item_codes, (user_kind, item_kind), collection.settings)
-            n_users, n_items = user_codes.count(), item_codes.count()
+            judged = qrels.select(F.col("query_id").cast(user_kind).alias("id")).distinct().withColumn("_j", F.lit(1))
+            flagged = user_codes.join(judged, "id", "left")
+            counts = flagged.agg(F.count(F.lit(1)).alias("users"), F.count("_j").alias("judged")).first()
+            n_users, n_judged = int(counts["users"]), int(counts["judged"])
+            n_unjudged = n_users - n_judged
+            examples = ([r["id"] for r in flagged.where(F.col("_j").isNull()).orderBy("code").limit(3).collect()]
+                        if n_unjudged else [])
+            fingerprint, n_rows = _fingerprint(qrels, user_codes, item_codes, (user_kind, item_kind),
+                                               collection.settings)
+            n_items = item_codes.count()
         finally:
             user_codes.unpersist()
             item_codes.unpersist()
