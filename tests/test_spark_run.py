@@ -21,7 +21,8 @@ from conftest import small_config
 def _config(tmp_path, engine: dict) -> dict:
     cfg = small_config(tmp_path, engine=engine)
     cfg["evaluate"] = {"ranking": {"metrics": ["ndcg@10", "recall@[10,50]", "mrr@10"], "ties": "trec_eval"},
-                       "off_policy": {"synthetic": {"n_rounds": 3000}, "estimators": ["ips", "snips"]}}
+                       "off_policy": {"synthetic": {"n_rounds": 3000}, "estimators": ["ips", "snips"],
+                                      "method": "bootstrap", "resampling": "poisson", "n_bootstrap": 200}}
     cfg["gate"].append({"metric": "snips", "role": "guardrail", "direction": "higher", "max_regression": 0.05})
     return cfg
 
@@ -57,7 +58,7 @@ def test_spark_engine_refuses_what_it_cannot_compute(tmp_path, monkeypatch):
         harness.parse_config(cfg)
     cfg = small_config(tmp_path, engine={"kind": "spark"})
     cfg["evaluate"]["off_policy"] = {"synthetic": {"n_rounds": 500}, "estimators": ["ips"], "method": "bootstrap"}
-    with pytest.raises(ConfigError, match="method analytic"):
+    with pytest.raises(ConfigError, match="set resampling: poisson"):
         harness.parse_config(cfg)
     with pytest.raises(ConfigError, match="set kind: spark"):
         harness.parse_config(small_config(tmp_path, engine={"kind": "local", "master": "local[2]"}))
@@ -92,12 +93,14 @@ def _collection(folder, *, text_ids: bool) -> dict:
         run.to_parquet(folder / f"{name}.parquet")
         models[name] = {"kind": "precomputed", "params": {"path": str(folder / f"{name}.parquet"),
                                                           **({"missing": "empty"} if name == "neural" else {})}}
+    if not text_ids:  # one model: its per-query values and the collection are what this case checks
+        models.pop("neural")
+    compare = {"compare": {"baseline": "bm25", "candidates": ["neural"], "n_resamples": 200},
+               "gate": [{"metric": "ndcg@5", "role": "primary", "direction": "higher"}]} if text_ids else {}
     return {"name": "collection", "seed": 3, "dataset": {"kind": "trec", "qrels": str(folder / "judgments.parquet")},
-            "models": models,
+            "models": models, **compare,
             "evaluate": {"ranking": {"metrics": ["ndcg@5", "map@10", "recall@[5,10]", "mrr", "precision@5"],
                                      "ties": "trec_eval", "k": 12}},
-            "compare": {"baseline": "bm25", "candidates": ["neural"], "n_resamples": 200},
-            "gate": [{"metric": "ndcg@5", "role": "primary", "direction": "higher"}],
             "tracking": {"enabled": False}}
 
 
@@ -140,7 +143,7 @@ def test_spark_engine_reads_a_collection_where_it_computes(spark, tmp_path, monk
     a, b = (harness.read_results_folder(o.results_dir) for o in (local, found))
     assert found.exit_code == local.exit_code
     assert_same_results(a.data, b.data)  # dataset (fingerprint included), metrics, comparison, verdict, units
-    assert a.data["dataset"]["warnings"] and a.data["units"]["neural"]["n_missing_from_run"] == 1
+    assert a.data["dataset"]["warnings"] and (not text_ids or a.data["units"]["neural"]["n_missing_from_run"] == 1)
     pa, pb = a.per_unit, b.per_unit
     assert pa[["family", "model", "unit_id", "metric"]].equals(pb[["family", "model", "unit_id", "metric"]])
     assert np.abs(pa["value"].to_numpy() - pb["value"].to_numpy()).max() <= 1e-9
@@ -170,3 +173,12 @@ def test_spark_engine_reduces_ab_units_to_the_local_numbers(spark, tmp_path):
     bad.to_parquet(tmp_path / "bad.parquet")
     with pytest.raises(DataValidationError, match=r"proportion column 'converted' must be 0/1; 1 row"):
         run_ab(parse_ab_config(ab_config(tmp_path, engine={"kind": "spark"})), tmp_path / "bad.parquet")
+
+
+def test_spark_engine_refuses_text_tables_naming_them(spark, tmp_path):
+    cfg = _collection(tmp_path / "data", text_ids=True)
+    pd.read_parquet(tmp_path / "data" / "bm25.parquet").to_csv(tmp_path / "bm25.csv", index=False)
+    cfg["models"]["bm25"]["params"]["path"] = str(tmp_path / "bm25.csv")
+    config = harness.parse_config({**cfg, "engine": {"kind": "spark"}})
+    with pytest.raises(ConfigError, match=r"model Precomputed\(.*bm25.csv\): .*bm25.csv is a text file; .*Parquet"):
+        harness.run(config, output=tmp_path / "results", progress=False)
