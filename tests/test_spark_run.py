@@ -182,3 +182,40 @@ def test_spark_engine_refuses_text_tables_naming_them(spark, tmp_path):
     config = harness.parse_config({**cfg, "engine": {"kind": "spark"}})
     with pytest.raises(ConfigError, match=r"model Precomputed\(.*bm25.csv\): .*bm25.csv is a text file; .*Parquet"):
         harness.run(config, output=tmp_path / "results", progress=False)
+
+
+def test_local_backend_resolves_the_same_sources(tmp_path):
+    """The sources a Spark run hands its backend, resolved by the local backend (local
+    loaders): the same collection summary and per-query values as the local run."""
+    from harness.evaluate.backend import LOCAL
+    from harness.evaluate.data import dataset_summary
+    from harness.evaluate.sources import collection_sources
+
+    cfg = _collection(tmp_path / "data", text_ids=True)
+    local = harness.run(harness.parse_config(cfg), output=tmp_path / "local", progress=False)
+    collection = LOCAL.describe_collection(collection_sources(harness.parse_config({**cfg, "engine": {"kind": "spark"}})))
+    assert dataset_summary(collection) == local.result.dataset
+    spec = cfg["evaluate"]["ranking"]
+    found = LOCAL.evaluate_ranking_source(collection, collection.runs["neural"], spec["metrics"], depth=spec["k"],
+                                          ties="trec_eval")
+    want = local.result.per_unit.query("model == 'neural'").pivot(index="unit_id", columns="metric", values="value")
+    got = found.result.per_query.set_axis(found.result.per_query.index.astype(str))
+    pd.testing.assert_frame_equal(got.loc[want.index, want.columns], want, check_names=False, atol=1e-12)
+    assert list(found.unranked) == [pd.read_parquet(tmp_path / "data" / "judgments.parquet")["query_id"].unique()[5]]
+    assert found.n_no_relevant == 1
+
+
+def test_validate_checks_the_tables_a_spark_run_reads_without_reading_them(tmp_path):
+    from typer.testing import CliRunner
+
+    from harness.apps.cli import app
+
+    from conftest import write_config
+
+    cfg = {**_collection(tmp_path / "data", text_ids=True), "engine": {"kind": "spark"}}
+    result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, cfg))])
+    assert result.exit_code == 0, result.output
+    assert "judgments" in result.output and "2 score tables, read by the Spark engine" in result.output
+    cfg["models"]["bm25"]["params"]["path"] = str(tmp_path / "data" / "gone.parquet")
+    result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, cfg))])
+    assert result.exit_code == 2 and "gone.parquet: no such Parquet file or folder" in result.output

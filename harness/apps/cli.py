@@ -168,9 +168,13 @@ def validate(
         from harness.apps.validate import validate as dry_run
         from harness.datasets.interactions import describe_dataset
 
+        from harness.evaluate.sources import SourceCollection
+
         checked = dry_run(config, output=output)
         cfg = checked.config
-        if cfg.dataset.kind in ("movielens", "interactions", "trec"):  # files exist, schema holds, split is non-empty
+        if isinstance(checked.dataset, SourceCollection):
+            print(checked.dataset.describe())
+        elif cfg.dataset.kind in ("movielens", "interactions", "trec"):  # files exist, schema holds, split is non-empty
             print(describe_dataset(checked.dataset))
         families = ", ".join(cfg.evaluate.blocks())
         print(f"{config}: valid ({len(cfg.models)} models built, families: {families}, "

@@ -67,6 +67,11 @@ class SourceCollection:
     item_ids: np.ndarray | None = None
     candidates: pd.DataFrame | None = None
 
+    def describe(self) -> str:
+        """What ``harness validate`` says of a collection it leaves unread."""
+        return (f"{self.name}: judgments {self.judgments} and {len(self.runs)} score tables, read by the Spark "
+                "engine where it computes (names checked; the tables are read when the run starts)")
+
     def unjudged_warning(self, n_unjudged: int, examples: list[object]) -> str:
         """The local loader's warning about run queries without judgments."""
         return (f"trec: {n_unjudged} queries of the runs have no judgments in {Path(self.judgments).name} "

@@ -34,11 +34,10 @@ TEXT_SUFFIXES = tuple(s for s in TABLE_SUFFIXES + TREC_SUFFIXES + (".qrels",) if
 JUDGMENTS, SCORES = ["query_id", "item_id", "relevance"], ["query_id", "item_id", "score"]
 
 
-def read_source(spark: "SparkSession", location: str, *, what: str, columns: list[str],
-                fmt: str = "auto") -> "DataFrame":
-    """A source table (Parquet file or folder, or ``db.table``) with ``columns`` checked
-    and selected; text files (CSV, TREC qrels and runs) are refused with what to do
-    instead."""
+def check_location(location: str, *, what: str, fmt: str = "auto") -> None:
+    """Refuse, without a session, what Spark would not read as a table: text files (CSV,
+    TREC qrels and runs: convert them to Parquet) and paths that do not exist (a name
+    without a slash or a suffix is taken for a catalog table, checked when read)."""
     path = Path(location)
     text = fmt == "trec" or path.suffix.lower() in TEXT_SUFFIXES or (
         path.is_file() and path.suffix.lower() not in (".parquet", ".pq"))
@@ -47,6 +46,23 @@ def read_source(spark: "SparkSession", location: str, *, what: str, columns: lis
                           "as Parquet (a file or folder) or a catalog table (db.table): convert it once, e.g. "
                           "harness.datasets.trec.read_trec_run(path).to_parquet(...) or pandas.read_csv(path)"
                           ".to_parquet(...), or use engine kind local")
+    if (path.suffix or "/" in location) and not path.exists():
+        raise ConfigError(f"{what}: {location}: no such Parquet file or folder")
+
+
+def check_sources(collection: "SourceCollection") -> None:
+    """:func:`check_location` of every table of ``collection`` (``harness validate``)."""
+    check_location(collection.judgments, what="judgments")
+    for source in collection.runs.values():
+        check_location(source.location, what=f"model {source.name}", fmt=source.format)
+
+
+def read_source(spark: "SparkSession", location: str, *, what: str, columns: list[str],
+                fmt: str = "auto") -> "DataFrame":
+    """A source table (Parquet file or folder, or ``db.table``) with ``columns`` checked
+    and selected; text files (CSV, TREC qrels and runs) are refused with what to do
+    instead."""
+    check_location(location, what=what, fmt=fmt)
     frame = read_table(spark, location)
     require_columns(frame, columns, location)
     return frame.select(*columns)
