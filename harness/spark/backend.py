@@ -35,7 +35,7 @@ from .ranking import N_REL, RANKED, evaluate_ranking
 from .session import spark_session
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
     from harness.evaluate.sources import ScoresSource, SourceCollection, SourceRanking
     from harness.metrics import OPEInputs
@@ -119,8 +119,6 @@ class SparkBackend:
                                 max_k: int | None = None, **options: Any) -> "SourceRanking":
         """One score table's ranking metrics, computed where Spark reads it; the driver
         receives one row per judged query (metrics only: curves are Spark aggregates)."""
-        from pyspark.sql import functions as F
-
         from harness.evaluate.sources import SourceRanking
         from harness.models.precomputed import missing_queries_error
 
@@ -138,14 +136,12 @@ class SparkBackend:
                      .sort_values("query_id", kind="stable").set_index("query_id"))  # the local order
             tables = {}
             if curve_specs:  # k x metrics columns per query: aggregated where they are
-                cols = [s.label for s in curve_specs]
-                row = found.per_query.agg(*[F.avg(F.col(f"`{c}`")) for c in cols],
-                                          *[F.stddev_samp(F.col(f"`{c}`")) for c in cols]).first()
-                stats = np.array([np.nan if v is None else v for v in row], dtype=np.float64).reshape(2, len(cols))
+                means = np.array([found.means[s.label] for s in curve_specs])
                 n = found.n_queries
-                stats[1] = stats[1] / np.sqrt(n) if n > 1 else np.nan
-                tables = {"curves": _curve_table(stats[:1], curve_specs, lambda v: v[0]),
-                          "curve_std_errors": _curve_table(stats[1:], curve_specs, lambda v: v[0])}
+                deviations = _squared_deviations(found.per_query, [s.label for s in curve_specs], means)
+                std_errors = np.sqrt(deviations / (n - 1) / n) if n > 1 else np.full(len(means), np.nan)
+                tables = {"curves": _curve_table(means[None, :], curve_specs, lambda v: v[0]),
+                          "curve_std_errors": _curve_table(std_errors[None, :], curve_specs, lambda v: v[0])}
         finally:
             found.release()
         ranked, n_rel = table.pop(RANKED).to_numpy(bool), table.pop(N_REL).to_numpy()
@@ -158,6 +154,20 @@ class SparkBackend:
                                n_queries=found.n_queries, n_missing_from_run=found.n_missing_from_run,
                                skipped={"no_relevant": found.skipped["no_relevant"], "not_in_qrels": 0}, **tables)
         return SourceRanking(result, unranked, int((n_rel == 0).sum()))
+
+
+def _squared_deviations(frame: "DataFrame", columns: list[str], means: np.ndarray) -> np.ndarray:
+    """``sum_i (x_ij - means_j)^2`` of every column, summed batch by batch in the workers
+    (one short array per batch comes back): the second pass of the local sample variance,
+    without Spark aggregate expressions, which grow past code generation when there are
+    hundreds of curve columns."""
+    def batch_sums(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            deviation = batch.to_numpy(dtype=np.float64) - means
+            yield pd.DataFrame({"ss": [(deviation * deviation).sum(axis=0)]})
+
+    rows = frame.select(*[f"`{c}`" for c in columns]).mapInPandas(batch_sums, "ss array<double>").collect()
+    return np.sum([np.asarray(r["ss"]) for r in rows], axis=0) if rows else np.zeros(len(columns))
 
 
 @contextmanager
