@@ -299,7 +299,8 @@ app.add_typer(ab_app, name="ab")
 
 @ab_app.command("analyze")
 def ab_analyze(
-    data: Path = typer.Argument(..., help="Per-unit Parquet/CSV (or a statistics table with input: statistics)."),
+    data: Path = typer.Argument(..., help="Per-unit Parquet/CSV (or a statistics table with input: statistics); "
+                                                  "with engine kind spark: Parquet file/folder or db.table."),
     config: Path = typer.Option(..., "--config", "-c", help="YAML A/B config."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Results root (default: config's output)."),
     inconclusive: InconclusivePolicy = typer.Option(InconclusivePolicy.fails, help="Exit code policy for INCONCLUSIVE."),
