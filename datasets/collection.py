@@ -18,7 +18,7 @@ import pandas as pd
 from .base import InteractionDataset
 from .ids import encode_pairs
 from .predictions import prediction_ids
-from .trec import read_trec_qrels
+from .trec import read_judgments
 
 __all__ = ["load_trec_collection"]
 
@@ -39,7 +39,8 @@ def load_trec_collection(qrels: str | Path, *, runs: Sequence[str | Path | tuple
     Parameters
     ----------
     qrels : str or Path
-        ``qid iter docid rel`` lines (``harness.datasets.trec.read_trec_qrels``).
+        ``qid iter docid rel`` lines (``harness.datasets.trec.read_trec_qrels``), or a
+        Parquet table ``query_id, item_id, relevance`` (``read_judgments``).
     runs : sequence of str, Path or (path, format)
         Score files (TREC runs or tables with ``query_id``, ``item_id``; ``format`` as
         ``harness.datasets.predictions.read_predictions``'s ``fmt``, default by suffix)
@@ -73,7 +74,7 @@ def load_trec_collection(qrels: str | Path, *, runs: Sequence[str | Path | tuple
     >>> ds.warnings
     ['trec: 1 queries of the runs have no judgments in q.qrels (e.g. q3); they are not evaluated, as in trec_eval']
     """
-    judged = read_trec_qrels(qrels)
+    judged = read_judgments(qrels)
     run_ids = [prediction_ids(*(run if isinstance(run, tuple) else (run,))) for run in runs]
     user_ids = _id_space([judged["query_id"].to_numpy()] + [q for q, _ in run_ids])
     item_ids = _id_space([judged["item_id"].to_numpy()] + [i for _, i in run_ids])

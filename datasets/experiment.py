@@ -47,6 +47,22 @@ def file_fingerprint(path: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def data_fingerprint(location: str | Path) -> str | None:
+    """:func:`file_fingerprint` of a file; of a folder (a Parquet dataset written by Spark),
+    the digest of its files' relative paths and bytes in path order; None for a catalog
+    table, whose content only the engine that reads it can see."""
+    path = Path(location)
+    if path.is_file():
+        return file_fingerprint(path)
+    if not path.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for part in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))):
+        digest.update(str(part.relative_to(path)).encode())
+        digest.update(bytes.fromhex(file_fingerprint(part)))
+    return digest.hexdigest()[:16]
+
+
 def check_units(frame: pd.DataFrame, *, variant: str, columns: Sequence[str], variants: Sequence[str],
                 unit: str | None = None, cluster: str | None = None, segment: str | None = None,
                 binary: Sequence[str] = (), source: str = "experiment data", row_offset: int = 0,

@@ -25,7 +25,10 @@ from harness.errors import ConfigError, DataValidationError, describe_examples
 
 from .ids import CANONICAL_INT
 
-__all__ = ["read_trec_qrels", "read_trec_run", "write_trec_run"]
+__all__ = ["QRELS_TABLE_SUFFIXES", "read_judgments", "read_trec_qrels", "read_trec_run", "write_trec_run"]
+
+# judgments stored as a table (``query_id, item_id, relevance``) rather than qrels lines
+QRELS_TABLE_SUFFIXES = (".parquet", ".pq")
 
 RUN_FIELDS = ("query_id", "q0", "item_id", "rank", "score", "tag")
 QRELS_FIELDS = ("query_id", "iteration", "item_id", "relevance")
@@ -160,6 +163,34 @@ def read_trec_qrels(path: str | Path) -> pd.DataFrame:
                                   f"({describe_examples(rel[rel < 0])}); trec_eval reads them as not relevant: "
                                   "write 0")
     out = pd.DataFrame({"query_id": _ids(frame["query_id"]), "item_id": _ids(frame["item_id"]), "relevance": rel})
+    _check_duplicates(out, name)
+    return out
+
+
+def read_judgments(path: str | Path) -> pd.DataFrame:
+    """A collection's judgments: a TREC qrels file, or a Parquet table with columns
+    ``query_id``, ``item_id``, ``relevance`` (the form a warehouse export or a Spark job
+    writes; the Spark engine reads the same table where it computes).
+
+    Returns the frame of :func:`read_trec_qrels` (ids as stored, ``relevance`` int64),
+    with the same checks: grades integers >= 0, no duplicate (query, doc) pair, not empty.
+    """
+    if Path(path).suffix.lower() not in QRELS_TABLE_SUFFIXES:
+        return read_trec_qrels(path)
+    from .tables import read_table
+
+    name = str(path)
+    frame = read_table(path, columns=["query_id", "item_id", "relevance"])
+    if len(frame) == 0:
+        raise DataValidationError(f"{name}: judgments table is empty (0 rows)")
+    raw = frame["relevance"].to_numpy()
+    rel = raw.astype(np.float64) if raw.dtype.kind in "iuf" else np.full(len(raw), np.nan)
+    bad = ~np.isfinite(rel) | (rel < 0) | (rel != np.round(rel))
+    if bad.any():
+        raise DataValidationError(f"{name}: column 'relevance' must hold integers >= 0; {int(bad.sum())} of "
+                                  f"{len(raw)} rows do not ({describe_examples(raw[bad])})")
+    out = pd.DataFrame({"query_id": frame["query_id"], "item_id": frame["item_id"],
+                        "relevance": rel.astype(np.int64)})
     _check_duplicates(out, name)
     return out
 

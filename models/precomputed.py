@@ -29,9 +29,24 @@ from harness.errors import AdapterError, ConfigError, DataValidationError, descr
 
 from ._candidates import candidate_pairs, check_candidates, rerank
 
-__all__ = ["Precomputed", "PrecomputedProba", "load_precomputed", "read_predictions"]
+__all__ = ["Precomputed", "PrecomputedProba", "load_precomputed", "missing_queries_error", "read_predictions"]
 
 Format = Literal["auto", "table", "trec"]
+
+
+def missing_queries_error(name: str, n_missing: int, n_asked: int, examples: object) -> DataValidationError:
+    """The error of stored predictions (``missing: error``) that lack queries the run asks
+    for, wherever the file is read (here, or by the Spark engine), so the user reads one
+    message; ``examples``: some of those queries, in the user's ids."""
+    return DataValidationError(
+        f"{name}: {n_missing} of {n_asked} queries asked for have no stored predictions "
+        f"({describe_examples(examples)}); set the model's params.missing: empty to rank nothing for them "
+        "(evaluate.ranking.missing then says how they count)")
+
+
+def display_name(source: object, name: str | None) -> str:
+    """How messages name stored predictions: ``name``, else ``Precomputed(<source>)``."""
+    return name or (f"Precomputed({source})" if not isinstance(source, pd.DataFrame) else "Precomputed")
 
 
 def _maps(dataset: Any) -> tuple[IdMap | None, IdMap | None]:
@@ -71,7 +86,7 @@ class Precomputed:
     def _setup(self, df: pd.DataFrame, source: Any, missing: str, name: str | None,
                users: IdMap | None, items: IdMap | None) -> None:
         self.missing = missing
-        self.name = name or (f"Precomputed({source})" if not isinstance(source, pd.DataFrame) else "Precomputed")
+        self.name = display_name(source, name)
         self._user_map, self._item_map = users, items
         self.has_scores = "score" in df.columns
         q = df["query_id"].to_numpy()
@@ -103,10 +118,8 @@ class Precomputed:
         pos = np.minimum(np.searchsorted(self.queries, query_ids), len(self.queries) - 1)
         found = self.queries[pos] == query_ids
         if self.missing == "error" and not found.all():
-            raise DataValidationError(
-                f"{self.name}: {int((~found).sum())} of {len(query_ids)} queries asked for have no stored predictions "
-                f"({describe_examples(self._decode_queries(query_ids[~found]))}); set the model's params.missing: "
-                "empty to rank nothing for them (evaluate.ranking.missing then says how they count)")
+            raise missing_queries_error(self.name, int((~found).sum()), len(query_ids),
+                                        self._decode_queries(query_ids[~found]))
         return pos, found
 
     def check_queries(self, query_ids: np.ndarray) -> None:

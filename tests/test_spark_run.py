@@ -21,7 +21,8 @@ from conftest import small_config
 def _config(tmp_path, engine: dict) -> dict:
     cfg = small_config(tmp_path, engine=engine)
     cfg["evaluate"] = {"ranking": {"metrics": ["ndcg@10", "recall@[10,50]", "mrr@10"], "ties": "trec_eval"},
-                       "off_policy": {"synthetic": {"n_rounds": 3000}, "estimators": ["ips", "snips"]}}
+                       "off_policy": {"synthetic": {"n_rounds": 3000}, "estimators": ["ips", "snips"],
+                                      "method": "bootstrap", "resampling": "poisson", "n_bootstrap": 200}}
     cfg["gate"].append({"metric": "snips", "role": "guardrail", "direction": "higher", "max_regression": 0.05})
     return cfg
 
@@ -57,7 +58,7 @@ def test_spark_engine_refuses_what_it_cannot_compute(tmp_path, monkeypatch):
         harness.parse_config(cfg)
     cfg = small_config(tmp_path, engine={"kind": "spark"})
     cfg["evaluate"]["off_policy"] = {"synthetic": {"n_rounds": 500}, "estimators": ["ips"], "method": "bootstrap"}
-    with pytest.raises(ConfigError, match="method analytic"):
+    with pytest.raises(ConfigError, match="set resampling: poisson"):
         harness.parse_config(cfg)
     with pytest.raises(ConfigError, match="set kind: spark"):
         harness.parse_config(small_config(tmp_path, engine={"kind": "local", "master": "local[2]"}))
@@ -66,3 +67,155 @@ def test_spark_engine_refuses_what_it_cannot_compute(tmp_path, monkeypatch):
     config = harness.parse_config(small_config(tmp_path, engine={"kind": "spark"}))
     with pytest.raises(ConfigError, match=r"pip install 'recsys-harness\[spark\]'"):
         harness.run(config, output=tmp_path / "results", progress=False)
+
+
+def _collection(folder, *, text_ids: bool) -> dict:
+    """A judged collection and two score tables as Parquet, ids as the user stores them:
+    text, or integers whose decimal order differs from their numeric order (5 < 40 < 300),
+    scores rounded so that ties (broken by item id) cross the cut-offs."""
+    rng = np.random.default_rng(11)
+    queries = [f"u{q * 37 % 101}" if text_ids else q * 37 % 101 * 7 for q in range(40)]
+    items = np.array([f"d{i * 13 % 50}" if text_ids else i * 13 % 50 * 9 for i in range(30)], dtype=object)
+    items = items if text_ids else items.astype(np.int64)
+    qrels = pd.DataFrame([(q, it, int(g)) for q in queries for it, g in
+                          zip(rng.choice(items, 8, replace=False), rng.integers(0, 4, 8))],
+                         columns=["query_id", "item_id", "relevance"])
+    qrels.loc[qrels["query_id"] == queries[0], "relevance"] = 0  # a judged query with nothing relevant
+    folder.mkdir(parents=True, exist_ok=True)
+    qrels.to_parquet(folder / "judgments.parquet")
+    models = {}
+    for name, noise in (("bm25", 1.0), ("neural", 0.5)):
+        rows = [(q, it, float(np.round(rng.normal(g, noise)))) for q in queries + ["extra" if text_ids else 99999]
+                for it, g in zip(rng.choice(items, 20, replace=False), rng.integers(0, 4, 20))]
+        run = pd.DataFrame(rows, columns=["query_id", "item_id", "score"])
+        if name == "neural":
+            run = run[run["query_id"] != queries[5]]  # ranks nothing for one judged query
+        run.to_parquet(folder / f"{name}.parquet")
+        models[name] = {"kind": "precomputed", "params": {"path": str(folder / f"{name}.parquet"),
+                                                          **({"missing": "empty"} if name == "neural" else {})}}
+    if not text_ids:  # one model: its per-query values and the collection are what this case checks
+        models.pop("neural")
+    compare = {"compare": {"baseline": "bm25", "candidates": ["neural"], "n_resamples": 200},
+               "gate": [{"metric": "ndcg@5", "role": "primary", "direction": "higher"}]} if text_ids else {}
+    return {"name": "collection", "seed": 3, "dataset": {"kind": "trec", "qrels": str(folder / "judgments.parquet")},
+            "models": models, **compare,
+            "evaluate": {"ranking": {"metrics": ["ndcg@5", "map@10", "recall@[5,10]", "mrr", "precision@5"],
+                                     "ties": "trec_eval", "k": 12}},
+            "tracking": {"enabled": False}}
+
+
+def assert_same_results(left: object, right: object, where: str = "results.json") -> None:
+    """Equal JSON trees, floats to 1e-9; what names the run itself (id, time, config,
+    tracking) and the models' wall-clock times aside."""
+    if isinstance(left, dict) and isinstance(right, dict):
+        skip = {"run_id", "created_at", "config", "config_hash", "tracking", "started_ms", "ended_ms"}
+        assert sorted(set(left) - skip) == sorted(set(right) - skip), where
+        for key in set(left) - skip:
+            assert_same_results(left[key], right[key], f"{where}.{key}")
+    elif isinstance(left, list) and isinstance(right, list):
+        assert len(left) == len(right), where
+        for i, (a, b) in enumerate(zip(left, right)):
+            assert_same_results(a, b, f"{where}[{i}]")
+    elif isinstance(left, float) or isinstance(right, float):
+        assert left is not None and right is not None, where
+        np.testing.assert_allclose(right, left, rtol=0, atol=1e-9, err_msg=where)
+    else:
+        assert left == right, where
+
+
+@pytest.mark.parametrize("text_ids", [True, False], ids=["text-ids", "integer-ids"])
+def test_spark_engine_reads_a_collection_where_it_computes(spark, tmp_path, monkeypatch, text_ids):
+    import harness.datasets.collection as collection
+    import harness.datasets.predictions as predictions
+    import harness.models.precomputed as precomputed
+
+    cfg = _collection(tmp_path / "data", text_ids=text_ids)
+    local = harness.run(harness.parse_config(cfg), output=tmp_path / "local", progress=False)
+
+    def driver_read(*args, **kwargs):
+        raise AssertionError("the driver read an input table")
+
+    for module, name in ((collection, "load_trec_collection"), (precomputed, "load_precomputed"),
+                         (predictions, "read_predictions"), (collection, "read_judgments")):
+        monkeypatch.setattr(module, name, driver_read)
+    found = harness.run(harness.parse_config({**cfg, "engine": {"kind": "spark"}}), output=tmp_path / "spark",
+                        progress=False)
+    a, b = (harness.read_results_folder(o.results_dir) for o in (local, found))
+    assert found.exit_code == local.exit_code
+    assert_same_results(a.data, b.data)  # dataset (fingerprint included), metrics, comparison, verdict, units
+    assert a.data["dataset"]["warnings"] and (not text_ids or a.data["units"]["neural"]["n_missing_from_run"] == 1)
+    pa, pb = a.per_unit, b.per_unit
+    assert pa[["family", "model", "unit_id", "metric"]].equals(pb[["family", "model", "unit_id", "metric"]])
+    assert np.abs(pa["value"].to_numpy() - pb["value"].to_numpy()).max() <= 1e-9
+
+
+def test_spark_engine_reduces_ab_units_to_the_local_numbers(spark, tmp_path):
+    from harness.apps.ab import run_ab
+    from harness.errors import DataValidationError
+    from harness.spec.ab import parse_ab_config
+
+    from test_ab_cli import _config as ab_config
+    from test_ab_cli import _data as ab_data
+
+    data = ab_data(tmp_path, n=2000, lift=0.3)
+    outcomes = {kind: run_ab(parse_ab_config(ab_config(tmp_path / kind, engine={"kind": kind})), data)
+                for kind in ("local", "spark")}
+    a, b = (harness.read_results_folder(o.results_dir) for o in outcomes.values())
+    assert outcomes["spark"].exit_code == outcomes["local"].exit_code
+    assert_same_results(a.data, b.data)  # effects with CUPED, ratio and proportion metrics; SRM; verdict
+    stats = [pd.read_csv(o.results_dir / "statistics.csv") for o in outcomes.values()]
+    np.testing.assert_allclose(stats[1].drop(columns="variant").to_numpy(), stats[0].drop(columns="variant").to_numpy(),
+                               rtol=1e-12)
+    with pytest.raises(ConfigError, match=r"\['columns.cluster'\] need them per cluster"):
+        parse_ab_config(ab_config(tmp_path, engine={"kind": "spark"},
+                                  columns={"variant": "variant", "unit": "user_id", "cluster": "market"}))
+    bad = pd.read_parquet(data).assign(converted=lambda d: d["converted"].where(d.index != 7, 2))
+    bad.to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(DataValidationError, match=r"proportion column 'converted' must be 0/1; 1 row"):
+        run_ab(parse_ab_config(ab_config(tmp_path, engine={"kind": "spark"})), tmp_path / "bad.parquet")
+
+
+def test_spark_engine_refuses_text_tables_naming_them(spark, tmp_path):
+    cfg = _collection(tmp_path / "data", text_ids=True)
+    pd.read_parquet(tmp_path / "data" / "bm25.parquet").to_csv(tmp_path / "bm25.csv", index=False)
+    cfg["models"]["bm25"]["params"]["path"] = str(tmp_path / "bm25.csv")
+    config = harness.parse_config({**cfg, "engine": {"kind": "spark"}})
+    with pytest.raises(ConfigError, match=r"model Precomputed\(.*bm25.csv\): .*bm25.csv is a text file; .*Parquet"):
+        harness.run(config, output=tmp_path / "results", progress=False)
+
+
+def test_local_backend_resolves_the_same_sources(tmp_path):
+    """The sources a Spark run hands its backend, resolved by the local backend (local
+    loaders): the same collection summary and per-query values as the local run."""
+    from harness.evaluate.backend import LOCAL
+    from harness.evaluate.data import dataset_summary
+    from harness.evaluate.sources import collection_sources
+
+    cfg = _collection(tmp_path / "data", text_ids=True)
+    local = harness.run(harness.parse_config(cfg), output=tmp_path / "local", progress=False)
+    collection = LOCAL.describe_collection(collection_sources(harness.parse_config({**cfg, "engine": {"kind": "spark"}})))
+    assert dataset_summary(collection) == local.result.dataset
+    spec = cfg["evaluate"]["ranking"]
+    found = LOCAL.evaluate_ranking_source(collection, collection.runs["neural"], spec["metrics"], depth=spec["k"],
+                                          ties="trec_eval")
+    want = local.result.per_unit.query("model == 'neural'").pivot(index="unit_id", columns="metric", values="value")
+    got = found.result.per_query.set_axis(found.result.per_query.index.astype(str))
+    pd.testing.assert_frame_equal(got.loc[want.index, want.columns], want, check_names=False, atol=1e-12)
+    assert list(found.unranked) == [pd.read_parquet(tmp_path / "data" / "judgments.parquet")["query_id"].unique()[5]]
+    assert found.n_no_relevant == 1
+
+
+def test_validate_checks_the_tables_a_spark_run_reads_without_reading_them(tmp_path):
+    from typer.testing import CliRunner
+
+    from harness.apps.cli import app
+
+    from conftest import write_config
+
+    cfg = {**_collection(tmp_path / "data", text_ids=True), "engine": {"kind": "spark"}}
+    result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, cfg))])
+    assert result.exit_code == 0, result.output
+    assert "judgments" in result.output and "2 score tables, read by the Spark engine" in result.output
+    cfg["models"]["bm25"]["params"]["path"] = str(tmp_path / "data" / "gone.parquet")
+    result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, cfg))])
+    assert result.exit_code == 2 and "gone.parquet: no such Parquet file or folder" in result.output

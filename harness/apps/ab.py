@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.datasets.experiment import file_fingerprint
+from harness.datasets.experiment import data_fingerprint
 from harness.evaluate import Evaluation, FamilyResult
 from harness.inference.gate import Verdict, comparison_rows, decide, invalidate
 from harness.apps.run import RunOutcome
@@ -34,8 +34,12 @@ def _say(message: str) -> None:
 def analyze(config: ABConfig, data: str | Path) -> tuple[dict[str, FamilyResult], list[MetricComparison], Verdict]:
     """The experiment through the engine: the ``ab`` family's result, its comparison rows
     (control as the baseline, every treatment a candidate) and the gate's verdict, INVALID
-    when the family found a sample ratio mismatch."""
-    evaluation = Evaluation({"ab": config.family_spec(data)}, None, seed=0, confidence=config.analysis.confidence)
+    when the family found a sample ratio mismatch. With ``engine: {kind: spark}`` the
+    per-unit rows are read and reduced to moments by Spark; the analysis is the same."""
+    from harness.apps.run import engine_backend
+
+    evaluation = Evaluation({"ab": config.family_spec(data)}, None, seed=0, confidence=config.analysis.confidence,
+                            backend=engine_backend(config.engine))
     results = evaluation.finish()
     comparisons = compare_family(results["ab"], baseline=config.variants.control,
                                  candidates=list(config.variants.treatments))
@@ -64,7 +68,7 @@ def run_ab(config: ABConfig, data: str | Path, *, output: str | Path | None = No
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         config=config.model_dump(mode="json"),
         config_hash=config_hash(config),  # type: ignore[arg-type]  # any pydantic model
-        dataset={"name": Path(data).name, "fingerprint": file_fingerprint(data), **design},
+        dataset={"name": Path(data).name, "fingerprint": data_fingerprint(data), **design},
         metrics=assemble.metric_rows(results),
         per_unit=assemble.per_unit_table(results),
         comparison=comparison_rows(comparisons, verdict),

@@ -168,9 +168,13 @@ def validate(
         from harness.apps.validate import validate as dry_run
         from harness.datasets.interactions import describe_dataset
 
+        from harness.evaluate.sources import SourceCollection
+
         checked = dry_run(config, output=output)
         cfg = checked.config
-        if cfg.dataset.kind in ("movielens", "interactions", "trec"):  # files exist, schema holds, split is non-empty
+        if isinstance(checked.dataset, SourceCollection):
+            print(checked.dataset.describe())
+        elif cfg.dataset.kind in ("movielens", "interactions", "trec"):  # files exist, schema holds, split is non-empty
             print(describe_dataset(checked.dataset))
         families = ", ".join(cfg.evaluate.blocks())
         print(f"{config}: valid ({len(cfg.models)} models built, families: {families}, "
@@ -295,7 +299,8 @@ app.add_typer(ab_app, name="ab")
 
 @ab_app.command("analyze")
 def ab_analyze(
-    data: Path = typer.Argument(..., help="Per-unit Parquet/CSV (or a statistics table with input: statistics)."),
+    data: Path = typer.Argument(..., help="Per-unit Parquet/CSV (or a statistics table with input: statistics); "
+                                                  "with engine kind spark: Parquet file/folder or db.table."),
     config: Path = typer.Option(..., "--config", "-c", help="YAML A/B config."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Results root (default: config's output)."),
     inconclusive: InconclusivePolicy = typer.Option(InconclusivePolicy.fails, help="Exit code policy for INCONCLUSIVE."),

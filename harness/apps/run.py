@@ -20,7 +20,8 @@ from harness.adapters.registry import build_model, check_model_kinds
 from harness.errors import ConfigError, TrackingError
 from harness.evaluate import Evaluation, FamilyResult
 from harness.evaluate.backend import Backend
-from harness.evaluate.data import load_dataset
+from harness.evaluate.data import dataset_summary, load_dataset
+from harness.evaluate.sources import SourceCollection
 from harness.inference.gate import FAIL, INVALID, NO_GATE, PASS, Verdict, comparison_rows, decide
 from harness.inference.gate import invalidate, resample_count
 from harness.inference.paired import MetricComparison, compare_family
@@ -29,7 +30,7 @@ from harness.results.folder import EvalResult, new_run_id, update_tracking, writ
 from harness.results.html import write_report
 from harness.results.report import junit_xml, markdown_summary
 from harness.spec.attribution import is_attribution_criterion
-from harness.spec.config import EvalConfig
+from harness.spec.config import EngineSpec, EvalConfig
 from harness.types import Dataset, adapter_call
 
 
@@ -49,19 +50,22 @@ def config_hash(config: EvalConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def engine_backend(config: EvalConfig) -> Backend | None:
-    """The backend of ``config.engine``: None for the local engine, else a Spark session's."""
-    if config.engine.kind == "local":
+def engine_backend(engine: EngineSpec) -> Backend | None:
+    """The backend of a config's ``engine``: None for the local engine, else a Spark session's."""
+    if engine.kind == "local":
         return None
     from harness.spark.backend import SparkBackend
 
-    _say(f"engine: spark ({config.engine.master or 'the session default'})")
-    return SparkBackend.from_spec(config.engine)
+    _say(f"engine: spark ({engine.master or 'the session default'})")
+    return SparkBackend.from_spec(engine)
 
 
-def evaluate_models(config: EvalConfig, dataset: Dataset, *, progress: bool,
-                    tracking_uri: str | None = None) -> tuple[dict[str, FamilyResult], dict[str, dict[str, Any]]]:
-    """Fit every model and measure it with every configured family.
+def evaluate_models(config: EvalConfig, dataset: Dataset | SourceCollection, *, progress: bool,
+                    tracking_uri: str | None = None, backend: Backend | None = None,
+                    ) -> tuple[dict[str, FamilyResult], dict[str, dict[str, Any]]]:
+    """Fit every model and measure it with every configured family (on ``backend``;
+    default: the one of ``config.engine``). A collection left to the backend
+    (``SourceCollection``) has its models as score-table sources, built from nothing.
 
     Returns the families' results and what is known about each model besides its
     metrics (timing, pinned version, reused run) for ``results.json["units"]``.
@@ -70,7 +74,7 @@ def evaluate_models(config: EvalConfig, dataset: Dataset, *, progress: bool,
 
     confidence = config.compare.confidence if config.compare else 0.95
     evaluation = Evaluation(config.evaluate.blocks(), dataset, seed=config.seed, confidence=confidence,
-                            progress=progress, backend=engine_backend(config))
+                            progress=progress, backend=backend or engine_backend(config.engine))
     info: dict[str, dict[str, Any]] = {}
     ranking_metrics = config.evaluate.ranking.metrics
     baseline = config.compare.baseline if config.compare else ""
@@ -95,7 +99,8 @@ def evaluate_models(config: EvalConfig, dataset: Dataset, *, progress: bool,
         params = spec.params
         if spec.kind == "mlflow" and tracking_uri and "tracking_uri" not in params:
             params = {**params, "tracking_uri": tracking_uri}  # load from the store the config names
-        to_fit[name] = build_model(name, spec.kind, params, dataset, config.seed)
+        to_fit[name] = (dataset.runs[name] if isinstance(dataset, SourceCollection)
+                        else build_model(name, spec.kind, params, dataset, config.seed))
     for name, model in to_fit.items():
         started_ms = int(time.time() * 1000)
         if hasattr(model, "fit"):
@@ -154,13 +159,15 @@ def run(
 
     check_model_kinds({name: spec.kind for name, spec in config.models.items()})
     out_root = check_output(output or config.output)  # before any model runs, not after
-    dataset = load_dataset(config)
+    backend = engine_backend(config.engine)
+    dataset = load_dataset(config, backend)
+    summary = dataset_summary(dataset)
     _say(f"dataset {dataset.name}: {len(dataset.train)} train interactions, "
-         f"{len(dataset.query_ids)} queries, fingerprint {dataset.fingerprint}")
+         f"{summary['n_queries']} queries, fingerprint {dataset.fingerprint}")
     needs_mlflow = config.tracking.enabled or any(s.kind == "mlflow" for s in config.models.values()) or (
         config.compare is not None and config.compare.baseline.startswith(("runs:/", "models:/")))
     tracking_uri = resolve_tracking_uri(config.tracking.uri) if needs_mlflow else None
-    results, info = evaluate_models(config, dataset, progress=progress, tracking_uri=tracking_uri)
+    results, info = evaluate_models(config, dataset, progress=progress, tracking_uri=tracking_uri, backend=backend)
     for result in results.values():
         for notice in result.notices:
             _say(f"NOTE: {notice}")
@@ -181,10 +188,7 @@ def run(
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         config=config.model_dump(mode="json"),
         config_hash=config_hash(config),
-        dataset={"name": dataset.name, "fingerprint": dataset.fingerprint, "settings": dataset.settings,
-                 "n_users": dataset.n_users, "n_items": dataset.n_items, "n_queries": len(dataset.query_ids),
-                 **{key: getattr(dataset, key) for key in ("warnings", "cold_start", "split_stats")
-                    if getattr(dataset, key, None)}},
+        dataset=summary,
         metrics=assemble.metric_rows(results),
         per_unit=assemble.per_unit_table(results),
         inputs=assemble.inputs_table(results),

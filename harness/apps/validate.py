@@ -18,6 +18,7 @@ from harness.adapters.registry import build_model, check_model_kinds
 from harness.errors import ConfigError
 from harness.evaluate import Evaluation
 from harness.evaluate.data import load_dataset, load_segments
+from harness.evaluate.sources import SourceCollection, collection_sources
 from harness.spec.config import EvalConfig, read_yaml
 from harness.spec.config import load_config as parse_config_file
 from harness.types import Dataset
@@ -28,7 +29,7 @@ class DryRun:
     """What a dry run resolved: the data set, and the models built (not fitted)."""
 
     config: EvalConfig
-    dataset: Dataset
+    dataset: Dataset | SourceCollection  # the latter: tables a Spark run reads where it computes
     models: dict[str, object]
     evaluation: Evaluation
 
@@ -68,6 +69,13 @@ def dry_run(config: EvalConfig, *, output: str | Path | None = None) -> DryRun:
         from harness.spark.session import require_pyspark
 
         require_pyspark()
+    collection = collection_sources(config) if config.engine.kind == "spark" else None
+    if collection is not None:  # tables the run leaves to Spark: their names checked, nothing read
+        from harness.spark.collection import check_sources
+
+        check_sources(collection)
+        evaluation = Evaluation(config.evaluate.blocks(), collection, seed=config.seed, confidence=0.95)
+        return DryRun(config, collection, dict(collection.runs), evaluation)
     dataset = load_dataset(config)
     if config.attribution is not None and config.attribution.segments is not None:
         load_segments(config.attribution.segments, dataset)

@@ -25,6 +25,7 @@ from scipy import special
 from harness.datasets.experiment import PeriodGroup, natural_order, reduce_periods, reduce_units
 from harness.datasets.tables import read_table
 from harness.errors import DataValidationError
+from harness.evaluate.backend import LOCAL, Backend
 from harness.evaluate.family import Effect, Family, FamilyResult, MetricValue, ModelOutput
 from harness.metrics.ab import (UNITS, ABEffect, ABMetric, Ratio, VariantMoments, add_moments, analyze_metric,
                                 heterogeneity_test, moments_from_table, moments_table, sample_ratio_mismatch,
@@ -91,13 +92,20 @@ def _from_statistics(spec: ABFamilySpec) -> ExperimentStatistics:
     return ExperimentStatistics(moments, segments, design, [])
 
 
-def load_statistics(spec: ABFamilySpec) -> ExperimentStatistics:
+def load_statistics(spec: ABFamilySpec, backend: Backend = LOCAL) -> ExperimentStatistics:
     """Read per-unit data or a statistics table into sufficient statistics: per cluster
-    (cluster-robust) when ``columns.cluster`` is set and ``analysis.variance`` is auto."""
+    (cluster-robust) when ``columns.cluster`` is set and ``analysis.variance`` is auto.
+    Per-unit data without clusters, segments or windows are reduced by ``backend``
+    (where it reads them: Spark under ``engine: {kind: spark}``)."""
     if spec.input == "statistics":
         return _from_statistics(spec)
     names, cols = spec.variants.names, spec.columns
     binary = [s.proportion for s in spec.metrics.values() if s.proportion]
+    if not (cols.cluster or cols.segment or cols.window):
+        moments, n_units = backend.unit_moments(spec.data, variant=cols.variant, columns=metric_columns(spec),
+                                                variants=names, unit=cols.unit, binary=binary)
+        return ExperimentStatistics(moments, None, {"input": "units", "unit": cols.unit or "row",
+                                                    "n_units": n_units}, [])
     robust = spec.analysis.variance == "auto"
     cluster = cols.cluster or (cols.unit if cols.window else None)  # a holdout's units repeat over windows
     red = reduce_units(spec.data, variant=cols.variant, columns=metric_columns(spec), variants=names, unit=cols.unit,
@@ -272,7 +280,7 @@ class ABFamily(Family[ABFamilySpec]):
         from harness.evaluate.ab_plots import effect_curve_figure, effects_figure
 
         spec, a = self.spec, self.spec.analysis
-        stats = load_statistics(spec)
+        stats = load_statistics(spec, self.backend)
         seq = a.sequential
         effects: list[ABEffect] = []
         for metric in _metrics(spec, stats.clustered):

@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from harness.evaluate.backend import Backend
+from harness.evaluate.sources import SourceCollection, collection_sources
 from harness.spec.attribution import ACTIVITY, POPULARITY, SegmentsSpec
 from harness.spec.config import EvalConfig
 from harness.types import Dataset
@@ -17,8 +19,20 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def load_dataset(config: EvalConfig) -> Dataset:
-    """Build the data set named by ``config.dataset``, with its candidate set if any."""
+def load_dataset(config: EvalConfig, backend: Backend | None = None) -> Dataset | SourceCollection:
+    """Build the data set named by ``config.dataset``, with its candidate set if any.
+
+    Given the run's ``backend`` (the Spark engine's), a collection whose models are all
+    score tables is not loaded: it stays a
+    :class:`~harness.evaluate.sources.SourceCollection` that the backend describes and
+    later measures where it reads the tables.
+    """
+    collection = collection_sources(config) if backend is not None else None
+    if collection is not None:
+        collection = backend.describe_collection(collection)
+        for warning in collection.warnings:
+            _say(f"WARNING: dataset: {warning}")
+        return collection
     from harness.datasets import make_synthetic
 
     spec = config.dataset.model_dump(by_alias=True)
@@ -41,6 +55,15 @@ def load_dataset(config: EvalConfig) -> Dataset:
     for warning in dataset.warnings:
         _say(f"WARNING: dataset: {warning}")
     return dataset
+
+
+def dataset_summary(dataset: Dataset | SourceCollection) -> dict[str, Any]:
+    """The ``dataset`` block of ``results.json``: what was evaluated, and its fingerprint."""
+    n_queries = dataset.n_queries if isinstance(dataset, SourceCollection) else len(dataset.query_ids)
+    return {"name": dataset.name, "fingerprint": dataset.fingerprint, "settings": dataset.settings,
+            "n_users": dataset.n_users, "n_items": dataset.n_items, "n_queries": n_queries,
+            **{key: getattr(dataset, key) for key in ("warnings", "cold_start", "split_stats")
+               if getattr(dataset, key, None)}}
 
 
 def _with_candidates(dataset: Dataset, spec: dict[str, Any]) -> Dataset:

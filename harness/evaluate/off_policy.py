@@ -170,7 +170,7 @@ class OffPolicyFamily(Family[OffPolicyEval]):
                          q_hat=self.reward_fit.q_hat if self.reward_fit else None, v_hat=v_hat)
         s = self.spec
         result = evaluate_off_policy(data, s.estimators, method=s.method, n_bootstrap=s.n_bootstrap,
-                                     seed=self.seed, min_ess=s.min_ess, min_ess_ratio=s.min_ess_ratio,
+                                     seed=self.seed, resampling=s.resampling, min_ess=s.min_ess, min_ess_ratio=s.min_ess_ratio,
                                      bounds=s.reward_range, estimate=self.backend.estimate_intervals)
         if self.logs is not None:
             self.true_values[view.name] = self._true_value(policy)

@@ -15,6 +15,8 @@ same pass, and for pipelines the metrics of every stage but the last:
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -22,6 +24,7 @@ from harness.datasets.ids import id_maps
 from harness.errors import DataValidationError, describe_examples
 from harness.evaluate.family import Family, FamilyResult, ModelOutput, mean_values
 from harness.evaluate.model_view import ModelView
+from harness.evaluate.sources import ScoresSource, SourceCollection
 from harness.metrics import RANKING_METRICS
 from harness.metrics._names import parse_label, parse_metric_names, value_range
 from harness.spec.families import RankingEval
@@ -84,18 +87,30 @@ class RankingFamily(Family[RankingEval]):
         super().__init__(spec, dataset, seed=seed, confidence=confidence)
         self.users = id_maps(dataset)[0]
         self.counts: dict[str, dict[str, int]] = {}
+        self.n_no_relevant = 0  # of a collection read by the backend (SourceCollection), from it
 
     def measure(self, view: ModelView) -> ModelOutput:
         curves = curve_names(self.spec.metrics)
-        ranking = view.ranking.top(self.depth())
-        res = self.backend.evaluate_ranking(self.dataset.qrels, ranking, self.spec.metrics,
-                               curves=curves or None, max_k=max(self.cutoffs, default=None), **self._options())
+        options = {**self._options(), "curves": curves or None, "max_k": max(self.cutoffs, default=None)}
+        if isinstance(view.model, ScoresSource):  # a score table the backend reads where it computes
+            del options["item_names"]  # the tables hold the user's own ids: ties break by those
+            found = self.backend.evaluate_ranking_source(self.dataset, view.model, self.spec.metrics,
+                                                         depth=self.depth(), **options)
+            res, unranked, own_ids = found.result, found.unranked, True
+            self.n_no_relevant = found.n_no_relevant
+        else:
+            ranking = view.ranking.top(self.depth())
+            res = self.backend.evaluate_ranking(self.dataset.qrels, ranking, self.spec.metrics, **options)
+            unranked = (np.asarray(ranking.query_ids)[ranking.items[:, 0] == PAD_ITEM] if ranking.k
+                        else ranking.query_ids)
+            own_ids = False
         if res.per_query.empty:
             raise DataValidationError(
                 f"ranking: none of the {res.skipped.get('no_relevant', 0)} judged queries has a relevant item "
                 f"(relevance >= {self.spec.relevance_threshold}); lower evaluate.ranking.relevance_threshold, or "
                 "check the data set's relevance rule")
-        per_query = self._missing(view.name, res.per_query, ranking)
+        decode = (lambda ids: ids) if own_ids else self.users.decode
+        per_query = self._missing(view.name, res.per_query, unranked, decode)
         self.counts[view.name] = {"judged": len(res.per_query) + sum(res.skipped.values()),
                                   "evaluated": len(per_query), "missing_from_run": res.n_missing_from_run,
                                   **{f"skipped_{k}": v for k, v in res.skipped.items()}}
@@ -113,19 +128,20 @@ class RankingFamily(Family[RankingEval]):
                                              "n_units": v.n_units}
                                   for v in mean_values(within, self.confidence)}
         # units in the data's own ids, so per_unit.parquet joins to the user's tables
-        per_query = per_query.set_axis(pd.Index(self.users.decode(per_query.index.to_numpy()).astype(str),
+        per_query = per_query.set_axis(pd.Index(np.asarray(decode(per_query.index.to_numpy())).astype(str),
                                                 name="unit_id"))
         return ModelOutput(per_unit=per_query, values=mean_values(per_query, self.confidence),
                            info=info)
 
-    def _missing(self, name: str, per_query: pd.DataFrame, ranking: Ranking) -> pd.DataFrame:
-        """Apply ``missing`` to the evaluated queries the model ranked nothing for."""
-        empty = np.asarray(ranking.query_ids)[ranking.items[:, 0] == PAD_ITEM] if ranking.k else ranking.query_ids
-        gone = per_query.index.intersection(pd.Index(empty))
+    def _missing(self, name: str, per_query: pd.DataFrame, unranked: np.ndarray,
+                 decode: Callable[[np.ndarray], np.ndarray]) -> pd.DataFrame:
+        """Apply ``missing`` to the evaluated queries the model ranked nothing for
+        (``unranked``, in the ids of ``per_query``'s index; ``decode`` gives the user's)."""
+        gone = per_query.index.intersection(pd.Index(unranked))
         if len(gone) and self.spec.missing == "error":
             raise DataValidationError(
                 f"model {name!r} ranks nothing for {len(gone)} of {len(per_query)} judged queries "
-                f"({describe_examples(self.users.decode(gone.to_numpy()))}); set evaluate.ranking.missing to "
+                f"({describe_examples(decode(gone.to_numpy()))}); set evaluate.ranking.missing to "
                 "'zero' (score them 0) or 'skip' (leave them out of the comparison)")
         return per_query.drop(gone) if self.spec.missing == "skip" else per_query
 
@@ -160,8 +176,8 @@ class RankingFamily(Family[RankingEval]):
             if c["missing_from_run"]:
                 result.notices.append(f"ranking: {model} ranks nothing for {c['missing_from_run']} of "
                                       f"{c['judged']} judged queries: {what} (evaluate.ranking.missing)")
-        no_relevant = int((self.dataset.qrels.groupby("query_id")["relevance"].max()
-                           < self.spec.relevance_threshold).sum())
+        no_relevant = self.n_no_relevant if isinstance(self.dataset, SourceCollection) else int(
+            (self.dataset.qrels.groupby("query_id")["relevance"].max() < self.spec.relevance_threshold).sum())
         if no_relevant:
             what = {"skip": "left out of every ranking mean", "zero": "scored 0 on every metric"}[self.spec.no_relevant]
             result.notices.append(f"ranking: {no_relevant} judged queries have no relevant item (relevance >= "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-from harness.errors import DataValidationError
+from harness.errors import DataValidationError, describe_examples
 from harness.metrics.ab import VariantMoments, _cross_name, moments_from_table
 
 from .session import require_columns, worker_errors
@@ -48,3 +48,50 @@ def ab_moments(units: "DataFrame", columns: Sequence[str], *, variant: str = "va
         raise DataValidationError(f"A/B units: no units in variant(s) {absent}; have {sorted(table['variant'])}")
     table = table.set_index("variant").loc[names].reset_index()
     return moments_from_table(table, source="Spark A/B aggregate")
+
+
+def unit_moments(units: "DataFrame", *, variant: str, columns: Sequence[str], variants: Sequence[str],
+                 unit: str | None = None, binary: Sequence[str] = (), source: str) -> tuple[list[VariantMoments], int]:
+    """:func:`ab_moments` of a per-unit experiment table after the checks
+    :func:`harness.datasets.experiment.check_units` makes locally (same refusals: metric
+    columns numeric and finite, proportions 0/1, variants all configured and all
+    present, unit ids unique), in one Spark pass; returns the moments in ``variants``'
+    order and the number of rows."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import BooleanType, NumericType
+
+    cols = list(dict.fromkeys(columns))
+    require_columns(units, [variant, *cols, *([unit] if unit else [])], source)
+    for col in cols:
+        kind = units.schema[col].dataType
+        if not isinstance(kind, (NumericType, BooleanType)):
+            raise DataValidationError(f"{source}: column {col!r} is not numeric (type {kind.simpleString()})")
+    label = F.col(variant).cast("string")
+    value = {c: F.col(f"`{c}`").cast("double") for c in cols}
+    checks = [F.count(F.lit(1)).alias("_rows"),
+              F.sum((~label.isin(list(variants)) | label.isNull()).cast("long")).alias("_unknown"),
+              *[F.sum((value[c].isNull() | F.isnan(value[c]) | (F.abs(value[c]) == float("inf"))).cast("long"))
+                .alias(f"_bad{j}") for j, c in enumerate(cols)],
+              *[F.sum((~value[c].isin(0.0, 1.0)).cast("long")).alias(f"_off{j}") for j, c in enumerate(cols)
+                if c in binary],
+              *([F.countDistinct(F.col(f"`{unit}`")).alias("_units")] if unit else [])]
+    with worker_errors():
+        row = units.agg(*checks).first()
+        if not row["_rows"]:
+            raise DataValidationError(f"{source}: no rows")
+        if row["_unknown"]:
+            bad = [r[0] for r in units.select(label).where(~label.isin(list(variants)) | label.isNull())
+                   .distinct().limit(3).collect()]
+            raise DataValidationError(f"{source}: column {variant!r} has {row['_unknown']} row(s) of variant(s) "
+                                      f"not in the config ({describe_examples(bad)}); configured: {list(variants)}")
+        for j, c in enumerate(cols):
+            if row[f"_bad{j}"]:
+                raise DataValidationError(f"{source}: column {c!r} has {row[f'_bad{j}']} missing/NaN/inf value(s)")
+            if c in binary and row[f"_off{j}"]:
+                raise DataValidationError(f"{source}: proportion column {c!r} must be 0/1; {row[f'_off{j}']} "
+                                          "row(s) are not")
+        if unit and row["_units"] != row["_rows"]:
+            raise DataValidationError(f"{source}: column {unit!r} has {row['_rows'] - row['_units']} duplicated "
+                                      "unit id(s); one row per unit")
+        return ab_moments(units.select(F.col(f"`{variant}`").alias("variant"), *cols), cols,
+                          variants=variants), int(row["_rows"])

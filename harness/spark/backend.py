@@ -7,29 +7,39 @@ Spark as DataFrames, the per-unit values are computed there by
 :mod:`harness.spark.ranking` and :mod:`harness.spark.off_policy`, and the result comes
 back in the local result types, with per-unit rows in the local order, so that the
 comparison, gate, results folder and MLflow are those of a local run, number for number.
+
+A run whose inputs are tables (:mod:`harness.evaluate.sources`: a collection's judgments
+and its models' score tables) is read here by Spark, never by the driver: the collection
+is described by Spark aggregates (:mod:`harness.spark.collection`) and each model's
+ranking metrics come back as one row per query.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, DataValidationError
 from harness.metrics._names import parse_metric_names
 from harness.metrics.ranking import (RANKING_METRICS, RankingResult, _curve_specs, _curve_table, _mean,
                                      _std_error)
 from harness.types import Ranking
 
+from .ab import unit_moments
+from .collection import JUDGMENTS, SCORES, describe_collection, read_source
 from .off_policy import INPUTS, estimate_off_policy
-from .ranking import evaluate_ranking
+from .ranking import N_REL, RANKED, evaluate_ranking
 from .session import spark_session
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
+    from harness.evaluate.sources import ScoresSource, SourceCollection, SourceRanking
     from harness.metrics import OPEInputs
+    from harness.metrics.ab import VariantMoments
     from harness.metrics.off_policy import OffPolicyEstimator, OPEInterval
     from harness.spec.config import EngineSpec
 
@@ -91,3 +101,84 @@ class SparkBackend:
         found = estimate_off_policy(self.spark.createDataFrame(frame), estimators, **options)
         found.release()
         return found.intervals
+
+    def unit_moments(self, data: str, *, variant: str, columns: Sequence[str], variants: Sequence[str],
+                     unit: str | None = None, binary: Sequence[str] = ()) -> tuple[list["VariantMoments"], int]:
+        """An experiment's per-unit table read and reduced by Spark (checked as locally)."""
+        frame = read_source(self.spark, data, what="A/B data",
+                            columns=list(dict.fromkeys([variant, *columns, *([unit] if unit else [])])))
+        return unit_moments(frame, variant=variant, columns=columns, variants=variants, unit=unit, binary=binary,
+                            source=data)
+
+    def describe_collection(self, collection: "SourceCollection") -> "SourceCollection":
+        """The collection's id spaces, counts, warnings and fingerprint, from Spark."""
+        return describe_collection(self.spark, collection)
+
+    def evaluate_ranking_source(self, collection: "SourceCollection", scores: "ScoresSource",
+                                metrics: str | list[str], *, depth: int, curves: list[str] | None = None,
+                                max_k: int | None = None, **options: Any) -> "SourceRanking":
+        """One score table's ranking metrics, computed where Spark reads it; the driver
+        receives one row per judged query (metrics only: curves are Spark aggregates)."""
+        from harness.evaluate.sources import SourceRanking
+        from harness.models.precomputed import missing_queries_error
+
+        specs = parse_metric_names(metrics, known=RANKING_METRICS)
+        curve_specs = _curve_specs(curves, max_k) if curves else []
+        labels = list(dict.fromkeys([s.label for s in specs] + [s.label for s in curve_specs]))
+        qrels = read_source(self.spark, collection.judgments, what="judgments", columns=JUDGMENTS)
+        run = read_source(self.spark, scores.location, what=f"model {scores.name}", columns=SCORES,
+                          fmt=scores.format)
+        with _named(collection.judgments, scores.location):
+            found = evaluate_ranking(qrels, run, labels, depth=depth, **options)
+        try:
+            # one row per judged query: its metrics, relevant count and whether it was ranked
+            table = (found.cached.select("query_id", *[f"`{s.label}`" for s in specs], N_REL, RANKED).toPandas()
+                     .sort_values("query_id", kind="stable").set_index("query_id"))  # the local order
+            tables = {}
+            if curve_specs:  # k x metrics columns per query: aggregated where they are
+                means = np.array([found.means[s.label] for s in curve_specs])
+                n = found.n_queries
+                deviations = _squared_deviations(found.per_query, [s.label for s in curve_specs], means)
+                std_errors = np.sqrt(deviations / (n - 1) / n) if n > 1 else np.full(len(means), np.nan)
+                tables = {"curves": _curve_table(means[None, :], curve_specs, lambda v: v[0]),
+                          "curve_std_errors": _curve_table(std_errors[None, :], curve_specs, lambda v: v[0])}
+        finally:
+            found.release()
+        ranked, n_rel = table.pop(RANKED).to_numpy(bool), table.pop(N_REL).to_numpy()
+        unranked = table.index.to_numpy()[~ranked]
+        if scores.missing == "error" and len(unranked):
+            raise missing_queries_error(scores.name, len(unranked), len(table), unranked)
+        per_query = table[n_rel > 0] if options.get("no_relevant", "skip") == "skip" else table
+        # the model is asked for the judged queries only (as locally): no run-only query
+        result = RankingResult(per_query=per_query, means={s.label: found.means[s.label] for s in specs},
+                               n_queries=found.n_queries, n_missing_from_run=found.n_missing_from_run,
+                               skipped={"no_relevant": found.skipped["no_relevant"], "not_in_qrels": 0}, **tables)
+        return SourceRanking(result, unranked, int((n_rel == 0).sum()))
+
+
+def _squared_deviations(frame: "DataFrame", columns: list[str], means: np.ndarray) -> np.ndarray:
+    """``sum_i (x_ij - means_j)^2`` of every column, summed batch by batch in the workers
+    (one short array per batch comes back): the second pass of the local sample variance,
+    without Spark aggregate expressions, which grow past code generation when there are
+    hundreds of curve columns."""
+    def batch_sums(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            deviation = batch.to_numpy(dtype=np.float64) - means
+            yield pd.DataFrame({"ss": [(deviation * deviation).sum(axis=0)]})
+
+    rows = frame.select(*[f"`{c}`" for c in columns]).mapInPandas(batch_sums, "ss array<double>").collect()
+    return np.sum([np.asarray(r["ss"]) for r in rows], axis=0) if rows else np.zeros(len(columns))
+
+
+@contextmanager
+def _named(judgments: str, scores: str) -> Iterator[None]:
+    """Data errors of the kernels name the table they are about (``run:`` and ``qrels:``
+    in the kernels' words) by its path or catalog name."""
+    try:
+        yield
+    except DataValidationError as exc:
+        text = str(exc)
+        for prefix, name in (("run:", scores), ("qrels:", judgments)):
+            if text.startswith(prefix):
+                raise DataValidationError(f"{name}:{text[len(prefix):]}") from None
+        raise

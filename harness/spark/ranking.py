@@ -20,8 +20,8 @@ import pandas as pd
 
 from harness.errors import DataValidationError, describe_examples
 from harness.metrics._names import MetricSpec, parse_metric_names
-from harness.metrics.ranking import RANKING_METRICS, Gain, Ties, _kernel_values, prepare
-from harness.options import check_choice
+from harness.metrics.ranking import RANKING_METRICS, Gain, Ties, _kernel_values, _validate_run, prepare
+from harness.options import check_choice, check_integer
 
 from .session import require_columns, worker_errors
 
@@ -60,11 +60,26 @@ class SparkRankingResult:
         return self.per_query.toPandas().set_index("query_id")
 
 
+def _top(run: pd.DataFrame, depth: int) -> pd.DataFrame:
+    """Each query's first ``depth`` rows by score descending, ties by item id ascending
+    (a stored-scores model's ranking), after checking every row: a NaN score or a
+    duplicate pair beyond the cut is refused, not cut away."""
+    _validate_run(run)
+    dup = run.duplicated(["query_id", "item_id"]).to_numpy()
+    if dup.any():
+        raise DataValidationError(f"run: {int(dup.sum())} duplicate (query_id, item_id) rows "
+                                  f"({describe_examples(run['query_id'].to_numpy()[dup])} as query ids)")
+    ordered = run.sort_values(["query_id", "score", "item_id"], ascending=[True, False, True], kind="stable")
+    return ordered.groupby("query_id", sort=False).head(depth)
+
+
 def _bucket_values(qrels: pd.DataFrame, run: pd.DataFrame, *, specs: list[MetricSpec], gain: Gain,
-                   ties: Ties, threshold: float, id_dtype: np.dtype | None) -> pd.DataFrame:
+                   ties: Ties, threshold: float, id_dtype: np.dtype | None, depth: int | None) -> pd.DataFrame:
     """One bucket's queries: the local kernel's per-query values, the number of relevant
     items and whether the run ranked the query."""
     labels = [s.label for s in specs]
+    if depth is not None and not run.empty:
+        run = _top(run, depth)
     if qrels.empty:  # only queries the run has and the qrels lack: counted on the driver
         return pd.DataFrame({"query_id": pd.Series([], dtype=id_dtype or object),
                              **{c: pd.Series([], dtype=np.float64) for c in labels},
@@ -104,7 +119,7 @@ def _check_id_types(qrels: "DataFrame", run: "DataFrame") -> None:
 
 def evaluate_ranking(qrels: "DataFrame", run: "DataFrame", metrics: str | list[str], *, gain: Gain = "linear",
                      ties: Ties = "stable", relevance_threshold: int = 1, no_relevant: str = "skip",
-                     n_buckets: int | None = None) -> SparkRankingResult:
+                     depth: int | None = None, n_buckets: int | None = None) -> SparkRankingResult:
     """:func:`harness.metrics.evaluate_ranking` on Spark DataFrames.
 
     Parameters
@@ -116,6 +131,11 @@ def evaluate_ranking(qrels: "DataFrame", run: "DataFrame", metrics: str | list[s
         the qrels'.
     metrics, gain, ties, relevance_threshold, no_relevant
         As in :func:`harness.metrics.evaluate_ranking` (same formulas: the same kernel).
+    depth : int, optional
+        Evaluate each query's top ``depth`` rows of the run only (score descending, ties
+        by item id ascending: what a ``precomputed`` model returns when asked for its top
+        ``depth``); every row is still checked (NaN scores, duplicate pairs). Default:
+        the whole run, as :func:`harness.metrics.evaluate_ranking`.
     n_buckets : int, optional
         Groups of queries, each evaluated in one Python worker; default: one per
         ``ROWS_PER_BUCKET`` run rows, at least the session's default parallelism x 2.
@@ -133,6 +153,8 @@ def evaluate_ranking(qrels: "DataFrame", run: "DataFrame", metrics: str | list[s
     specs = parse_metric_names(metrics, known=RANKING_METRICS)
     check_choice(no_relevant, ("skip", "zero"), name="no_relevant")
     check_choice(ties, ("stable", "trec_eval", "average"), name="ties")
+    if depth is not None:
+        check_integer(depth, name="depth", minimum=1)
     require_columns(qrels, ["query_id", "item_id", "relevance"], "qrels")
     require_columns(run, ["query_id", "item_id", "score"], "run")
     _check_id_types(qrels, run)
@@ -148,7 +170,7 @@ def evaluate_ranking(qrels: "DataFrame", run: "DataFrame", metrics: str | list[s
                          *[StructField(s.label, DoubleType(), False) for s in specs],
                          StructField(N_REL, LongType(), False), StructField(RANKED, BooleanType(), False)])
     fn = partial(_bucket_values, specs=specs, gain=gain, ties=ties, threshold=float(relevance_threshold),
-                 id_dtype=np.dtype(np.int64) if id_type.simpleString() in ("bigint", "int") else None)
+                 id_dtype=np.dtype(np.int64) if id_type.simpleString() in ("bigint", "int") else None, depth=depth)
     values = (qrels.withColumn("_bucket", bucket).groupBy("_bucket")
               .cogroup(run.withColumn("_bucket", bucket).groupBy("_bucket"))
               .applyInPandas(lambda q, r: fn(q.drop(columns="_bucket"), r.drop(columns="_bucket")), schema))

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from harness.spec.base import Strict
-from harness.spec.config import GateCriterion, TrackingSpec, read_yaml, validate_mapping
+from harness.spec.config import EngineSpec, GateCriterion, TrackingSpec, read_yaml, validate_mapping
 from harness.spec.families import FamilySpec
 
 __all__ = ["ABColumns", "ABConfig", "ABFamilySpec", "ABMetricSpec", "ABVariants", "AnalysisSpec", "ExperimentSpec",
@@ -204,7 +204,24 @@ class ABConfig(ExperimentSpec):
     gate: list[GateCriterion] = Field(default_factory=list)
     launch: LaunchSpec | None = None
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    engine: EngineSpec = Field(default_factory=EngineSpec)
     output: str = "results"
+
+    @model_validator(mode="after")
+    def _spark(self) -> "ABConfig":
+        """Spark reduces per-unit rows to the variants' moments (``harness.spark.ab_moments``,
+        CUPED's cross products included); what needs the rows regrouped is refused."""
+        if self.engine.kind != "spark":
+            return self
+        if self.input != "units":
+            raise ValueError("engine: kind spark reads per-unit rows (input: units); a statistics table is "
+                             "already small: use engine kind local")
+        grouped = [f"columns.{c}" for c in ("cluster", "segment", "window") if getattr(self.columns, c)]
+        if grouped or self.holdout is not None:
+            raise ValueError(f"engine: kind spark computes per-variant moments of the units; {grouped or ['holdout']} "
+                             "need them per cluster, segment or window, which the Spark engine does not compute "
+                             "yet (use engine kind local)")
+        return self
 
     @model_validator(mode="after")
     def _refs(self) -> "ABConfig":

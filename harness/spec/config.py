@@ -176,10 +176,10 @@ class EvalConfig(_Strict):
             raise ValueError(f"engine: kind spark computes {list(EngineSpec.SPARK_FAMILIES)}; evaluate.{other[0]} "
                              "is not supported on Spark yet (remove it, or use engine kind local)")
         ope = self.evaluate.off_policy
-        if ope is not None and ope.method == "bootstrap":
+        if ope is not None and ope.method == "bootstrap" and ope.resampling != "poisson":
             raise ValueError("engine: kind spark: evaluate.off_policy.method bootstrap resamples with the local "
-                             "multinomial stream, which Spark cannot draw in parallel; use method analytic (or "
-                             "harness.spark.estimate_off_policy, whose Poisson bootstrap equals the local one)")
+                             "multinomial stream, which Spark cannot draw in parallel; set resampling: poisson "
+                             "(the same intervals on both engines), or use method analytic")
         return self
 
     @model_validator(mode="after")

@@ -181,6 +181,9 @@ class OffPolicyEval(FamilySpec):
     n_folds: int = Field(3, ge=2)
     method: Literal["analytic", "bootstrap"] = "analytic"
     n_bootstrap: int = Field(1000, ge=100)
+    resampling: Literal["multinomial", "poisson"] = Field(
+        "multinomial", description="bootstrap resamples: n rows with replacement, or a Poisson(1) weight per row "
+                                   "(drawn from (seed, replicate, row): what the Spark engine computes in parallel)")
     min_ess: float = Field(100.0, ge=0)
     min_ess_ratio: float = Field(0.01, ge=0, le=1)
     reward_range: tuple[float, float] | None = Field(

@@ -1,0 +1,152 @@
+"""A TREC collection read by Spark: its tables, id spaces, counts and fingerprint.
+
+What :func:`harness.datasets.collection.load_trec_collection` reports of the judgments
+and the runs' score files, computed by Spark aggregates so that no table is loaded by
+the driver: the id spaces are the union of every table's ids (integers when every table
+stores integers, else text, as locally); the fingerprint is the local one, the judgments
+coded into those id spaces, sorted, hashed row by row in the executors and streamed to
+the driver one partition at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import reduce
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+import pandas as pd
+
+from harness.datasets.base import TableDigest
+from harness.datasets.predictions import TABLE_SUFFIXES, TREC_SUFFIXES
+from harness.errors import ConfigError
+
+from .session import read_table, require_columns, worker_errors
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from harness.evaluate.sources import SourceCollection
+
+# files the local engine reads that Spark would have to parse line by line
+TEXT_SUFFIXES = tuple(s for s in TABLE_SUFFIXES + TREC_SUFFIXES + (".qrels",) if s not in (".parquet", ".pq"))
+JUDGMENTS, SCORES = ["query_id", "item_id", "relevance"], ["query_id", "item_id", "score"]
+
+
+def check_location(location: str, *, what: str, fmt: str = "auto") -> None:
+    """Refuse, without a session, what Spark would not read as a table: text files (CSV,
+    TREC qrels and runs: convert them to Parquet) and paths that do not exist (a name
+    without a slash or a suffix is taken for a catalog table, checked when read)."""
+    path = Path(location)
+    text = fmt == "trec" or path.suffix.lower() in TEXT_SUFFIXES or (
+        path.is_file() and path.suffix.lower() not in (".parquet", ".pq"))
+    if text:
+        raise ConfigError(f"{what}: {location} is a text file; the Spark engine reads tables where it computes, "
+                          "as Parquet (a file or folder) or a catalog table (db.table): convert it once, e.g. "
+                          "harness.datasets.trec.read_trec_run(path).to_parquet(...) or pandas.read_csv(path)"
+                          ".to_parquet(...), or use engine kind local")
+    if (path.suffix or "/" in location) and not path.exists():
+        raise ConfigError(f"{what}: {location}: no such Parquet file or folder")
+
+
+def check_sources(collection: "SourceCollection") -> None:
+    """:func:`check_location` of every table of ``collection`` (``harness validate``)."""
+    check_location(collection.judgments, what="judgments")
+    for source in collection.runs.values():
+        check_location(source.location, what=f"model {source.name}", fmt=source.format)
+
+
+def read_source(spark: "SparkSession", location: str, *, what: str, columns: list[str],
+                fmt: str = "auto") -> "DataFrame":
+    """A source table (Parquet file or folder, or ``db.table``) with ``columns`` checked
+    and selected; text files (CSV, TREC qrels and runs) are refused with what to do
+    instead."""
+    check_location(location, what=what, fmt=fmt)
+    frame = read_table(spark, location)
+    require_columns(frame, columns, location)
+    return frame.select(*columns)
+
+
+def _id_space(frames: list["DataFrame"], column: str) -> tuple["DataFrame", str]:
+    """Distinct ids of ``column`` over ``frames`` (column ``id``) and their Spark type:
+    bigint when every table stores integers, else string (an integer id then matches its
+    decimal text), as the local loader's id spaces."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import IntegralType
+
+    kind = "bigint" if all(isinstance(f.schema[column].dataType, IntegralType) for f in frames) else "string"
+    ids = reduce(lambda a, b: a.union(b), [f.select(F.col(column).cast(kind).alias("id")) for f in frames])
+    return ids.distinct(), kind
+
+
+def _codes(spark: "SparkSession", ids: "DataFrame") -> "DataFrame":
+    """``id, code``: each id's position in ascending order (the local ``IdMap`` codes)."""
+    from pyspark.sql.types import LongType, StructField, StructType
+
+    schema = StructType([ids.schema["id"], StructField("code", LongType(), False)])
+    return spark.createDataFrame(ids.orderBy("id").rdd.zipWithIndex().map(lambda r: (r[0][0], r[1])), schema)
+
+
+def _row_hashes(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    for batch in batches:
+        yield pd.DataFrame({"h": [TableDigest.row_hashes(batch.astype(np.int64))]})
+
+
+def _fingerprint(qrels: "DataFrame", users: "DataFrame", items: "DataFrame", kinds: tuple[str, str],
+                 settings: dict[str, object]) -> tuple[str, int]:
+    """The local fingerprint of the collection (coded judgments sorted by query and item
+    code, an empty training table, the settings), without collecting the judgments; and
+    the number of judgment rows streamed."""
+    from pyspark.sql import functions as F
+
+    columns = ["query_id", "item_id", "relevance"]
+    coded = (qrels.select(F.col("query_id").cast(kinds[0]).alias("q"), F.col("item_id").cast(kinds[1]).alias("i"),
+                          F.col("relevance").cast("bigint").alias("relevance"))
+             .join(users.withColumnRenamed("id", "q").withColumnRenamed("code", "query_id"), "q")
+             .join(items.withColumnRenamed("id", "i").withColumnRenamed("code", "item_id"), "i")
+             .select(*columns).orderBy("query_id", "item_id"))
+    digest = TableDigest()
+    n_bytes = 0
+
+    def streamed() -> Iterator[bytes]:
+        nonlocal n_bytes
+        for row in coded.mapInPandas(_row_hashes, "h binary").toLocalIterator():
+            n_bytes += len(row["h"])
+            yield bytes(row["h"])
+
+    digest.add_table("qrels", columns, streamed())
+    digest.add_table("train", ["user_id", "item_id"],
+                     [pd.DataFrame({"user_id": np.empty(0, np.int64), "item_id": np.empty(0, np.int64)})])
+    return digest.hexdigest(settings), n_bytes // 8  # one 8-byte hash a row
+
+
+def describe_collection(spark: "SparkSession", collection: "SourceCollection") -> "SourceCollection":
+    """``collection`` with what the local loader reports of its tables (see the module)."""
+    from pyspark.sql import functions as F
+
+    qrels = read_source(spark, collection.judgments, what="judgments", columns=JUDGMENTS)
+    runs = [read_source(spark, s.location, what=f"model {s.name}", columns=SCORES, fmt=s.format)
+            for s in collection.runs.values()]
+    users, user_kind = _id_space([qrels, *runs], "query_id")
+    items, item_kind = _id_space([qrels, *runs], "item_id")
+    with worker_errors():
+        user_codes, item_codes = _codes(spark, users).cache(), _codes(spark, items).cache()
+        try:
+            judged = qrels.select(F.col("query_id").cast(user_kind).alias("id")).distinct().withColumn("_j", F.lit(1))
+            flagged = user_codes.join(judged, "id", "left")
+            counts = flagged.agg(F.count(F.lit(1)).alias("users"), F.count("_j").alias("judged")).first()
+            n_users, n_judged = int(counts["users"]), int(counts["judged"])
+            n_unjudged = n_users - n_judged
+            examples = ([r["id"] for r in flagged.where(F.col("_j").isNull()).orderBy("code").limit(3).collect()]
+                        if n_unjudged else [])
+            fingerprint, n_rows = _fingerprint(qrels, user_codes, item_codes, (user_kind, item_kind),
+                                               collection.settings)
+            n_items = item_codes.count()
+        finally:
+            user_codes.unpersist()
+            item_codes.unpersist()
+    warnings = [collection.unjudged_warning(n_unjudged, examples)] if n_unjudged else []
+    return replace(collection, n_users=n_users, n_items=n_items, n_queries=n_judged, fingerprint=fingerprint,
+                   warnings=warnings, split_stats={"train_rows": 0, "test_rows": n_rows, "users_with_test": n_judged,
+                                                   "users_without_test": n_unjudged})
