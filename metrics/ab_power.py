@@ -33,7 +33,7 @@ import numpy as np
 from scipy import optimize, special
 
 from harness.errors import ConfigError
-from harness.options import check_choice, check_number, check_probability
+from harness.options import check_number, check_probability
 
 from .sequential import cs_multiplier, cs_rho2
 
