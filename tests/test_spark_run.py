@@ -6,6 +6,7 @@ the engine picks it up); the local run of the same config is the reference.
 
 from __future__ import annotations
 
+import re
 import sys
 
 import numpy as np
@@ -219,3 +220,28 @@ def test_validate_checks_the_tables_a_spark_run_reads_without_reading_them(tmp_p
     cfg["models"]["bm25"]["params"]["path"] = str(tmp_path / "data" / "gone.parquet")
     result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, cfg))])
     assert result.exit_code == 2 and "gone.parquet: no such Parquet file or folder" in result.output
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda run: run.assign(score=run["score"].where(run.index != 3)), r"neural.parquet: column 'score' has 1 NaN"),
+    (lambda run: run.rename(columns={"score": "s"}), r"neural.parquet: missing column\(s\) \['score'\]"),
+    (lambda run: pd.concat([run, run.iloc[[0]]]), r"neural.parquet: .*duplicate"),
+], ids=["nan-score", "no-score-column", "duplicate-pair"])
+def test_spark_engine_bad_score_table_is_exit_2_naming_it(spark, tmp_path, damage, message):
+    """Bad rows found by a Spark worker reach the CLI as the local engine's exit-2 error,
+    naming the table and column, and no results folder is left behind."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from harness.apps.cli import app
+
+    cfg = _collection(tmp_path / "data", text_ids=True)
+    path = tmp_path / "data" / "neural.parquet"
+    damage(pd.read_parquet(path)).to_parquet(path)
+    cfg.update(engine={"kind": "spark"}, output=str(tmp_path / "results"))
+    (tmp_path / "eval.yaml").write_text(yaml.safe_dump(cfg))
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "eval.yaml"), "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert re.search(message, result.output), result.output
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())

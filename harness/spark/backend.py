@@ -55,7 +55,10 @@ class SparkBackend:
     @classmethod
     def from_spec(cls, engine: "EngineSpec") -> "SparkBackend":
         """The session of ``engine`` (the active one if any; pyspark missing: ConfigError)."""
-        return cls(spark_session(engine.master, app_name=engine.app_name, conf=engine.conf))
+        # A failed job reaches the user once, as a harness error (a worker's bad-data error
+        # re-raised by worker_errors) or as the job's own exception; Spark's log of it (a
+        # Python traceback per failed or cancelled task) would bury that one line.
+        return cls(spark_session(engine.master, app_name=engine.app_name, conf=engine.conf, log_level="FATAL"))
 
     def evaluate_ranking(self, qrels: pd.DataFrame, run: "pd.DataFrame | Ranking", metrics: str | list[str], *,
                          curves: list[str] | None = None, max_k: int | None = None,

@@ -44,8 +44,9 @@ def require_pyspark() -> None:
 
 
 def spark_session(master: str | None = None, *, app_name: str = "recsys-harness",
-                  conf: Mapping[str, Any] | None = None) -> "SparkSession":
-    """The active Spark session, or a new one on ``master`` with ``conf``.
+                  conf: Mapping[str, Any] | None = None, log_level: str | None = None) -> "SparkSession":
+    """The active Spark session, or a new one on ``master`` with ``conf`` (and Spark's
+    log at ``log_level``, e.g. "ERROR"; an active session's level is left as it is).
 
     Python workers run this interpreter (``PYSPARK_PYTHON`` unless set), so that the
     kernels they call are the ones the driver imports.
@@ -62,7 +63,10 @@ def spark_session(master: str | None = None, *, app_name: str = "recsys-harness"
         builder = builder.master(master)
     for key, value in {**DEFAULT_CONF, **{k: str(v) for k, v in (conf or {}).items()}}.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    session = builder.getOrCreate()
+    if log_level is not None:
+        session.sparkContext.setLogLevel(log_level)
+    return session
 
 
 def read_table(spark: "SparkSession", source: str | Path) -> "DataFrame":
