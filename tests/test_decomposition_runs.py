@@ -272,3 +272,14 @@ def test_taste_segments_equal_a_plain_pandas_reference() -> None:
     expected = {f"user-{u}": names.get(u, NO_HISTORY) for u in range(n_users)}
     assert got.to_dict() == expected
     assert {"niche (<p33)", "mainstream (>=p67)", NO_HISTORY} <= set(got.to_numpy())  # the cases occur
+
+
+def test_decompose_unwritable_output_is_exit_2_saying_which_option(tmp_path: Path) -> None:
+    """`harness decompose` has no config: the fix it names is its own --output option."""
+    segments = tmp_path / "segments.csv"
+    segments.write_text("user,segment\nu1,a\n")
+    result = runner.invoke(app, ["decompose", str(tmp_path / "before"), str(tmp_path / "after"),
+                                 "--segments", str(segments), "--by", "segment", "-o", "/proc/harness-out"])
+    assert result.exit_code == 2, result.output
+    assert "output folder /proc/harness-out: not writable" in result.stderr
+    assert "pass another folder with --output" in result.stderr and "config" not in result.stderr

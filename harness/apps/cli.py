@@ -139,7 +139,7 @@ def decompose(
         from harness.results.decomposition import decomposition_figures, decomposition_table
         from harness.results.report import markdown_summary
 
-        root = check_output(output)
+        root = check_output(output, fix="pass another folder with --output")
         names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
         result = decompose_runs(before, after, segments=segments, by=by, id_column=id_column,
                                 segments_after=segments_after, before_model=before_model, after_model=after_model,

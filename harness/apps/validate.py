@@ -41,11 +41,11 @@ def load_config(path: str | Path) -> EvalConfig:
     return config
 
 
-def check_output(folder: str | Path) -> Path:
+def check_output(folder: str | Path, *, fix: str = "set 'output' in the config or pass --output") -> Path:
     """The results root must be writable, or creatable where it does not exist yet;
-    checked without leaving anything behind (a probe file is written and removed)."""
+    checked without leaving anything behind (a probe file is written and removed).
+    ``fix`` says how the user changes it (commands without a config: their option)."""
     root = Path(folder)
-    fix = "set 'output' in the config or pass --output"
     existing = root
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
