@@ -91,8 +91,10 @@ def migrated_store(path: Path) -> Path:
 
 
 class MlflowServer:
-    def __init__(self, root: Path) -> None:
-        self.port = free_port()
+    def __init__(self, root: Path, port: int | None = None) -> None:
+        """A server to start on ``port`` (default: a free one), or, given the port of one
+        already started, a handle that only waits for it (:meth:`wait_healthy`)."""
+        self.port = port or free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.root = root
         self.proc: subprocess.Popen[bytes] | None = None
@@ -153,7 +155,7 @@ class SharedServer:
         self.server.launch()
 
     def pytest_configure_node(self, node: Any) -> None:  # xdist hook: what a worker is told
-        node.workerinput["harness_mlflow_uri"] = self.server.uri
+        node.workerinput["harness_mlflow_port"] = self.server.port
 
     def stop(self) -> None:
         self.server.stop()
@@ -257,10 +259,9 @@ def isolated_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[MlflowServer]:
     """A real ``mlflow server`` on a free 127.0.0.1 port with a temporary SQLite store:
     under xdist the controller's (:class:`SharedServer`), else this process's own."""
-    uri = getattr(request.config, "workerinput", {}).get("harness_mlflow_uri")
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
-    if uri is not None:
-        server.uri = uri
+    shared_port = getattr(request.config, "workerinput", {}).get("harness_mlflow_port")
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"), port=shared_port)
+    if shared_port is not None:
         server.wait_healthy(timeout=300)
         yield server
         return
