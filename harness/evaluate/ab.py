@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from harness.datasets.experiment import PeriodGroup, natural_order, reduce_periods, reduce_units
+from harness.datasets.experiment import PeriodGroup, natural_order, reduce_periods
 from harness.datasets.tables import read_table
 from harness.errors import DataValidationError
 from harness.evaluate.backend import LOCAL, Backend
@@ -95,21 +95,17 @@ def _from_statistics(spec: ABFamilySpec) -> ExperimentStatistics:
 def load_statistics(spec: ABFamilySpec, backend: Backend = LOCAL) -> ExperimentStatistics:
     """Read per-unit data or a statistics table into sufficient statistics: per cluster
     (cluster-robust) when ``columns.cluster`` is set and ``analysis.variance`` is auto.
-    Per-unit data without clusters, segments or windows are reduced by ``backend``
-    (where it reads them: Spark under ``engine: {kind: spark}``)."""
+    Per-unit data are reduced by ``backend`` (where it reads them: Spark under
+    ``engine: {kind: spark}``)."""
     if spec.input == "statistics":
         return _from_statistics(spec)
     names, cols = spec.variants.names, spec.columns
     binary = [s.proportion for s in spec.metrics.values() if s.proportion]
-    if not (cols.cluster or cols.segment or cols.window):
-        moments, n_units = backend.unit_moments(spec.data, variant=cols.variant, columns=metric_columns(spec),
-                                                variants=names, unit=cols.unit, binary=binary)
-        return ExperimentStatistics(moments, None, {"input": "units", "unit": cols.unit or "row",
-                                                    "n_units": n_units}, [])
     robust = spec.analysis.variance == "auto"
     cluster = cols.cluster or (cols.unit if cols.window else None)  # a holdout's units repeat over windows
-    red = reduce_units(spec.data, variant=cols.variant, columns=metric_columns(spec), variants=names, unit=cols.unit,
-                       cluster=cluster, segment=cols.segment, window=cols.window, binary=binary, cluster_robust=robust)
+    red = backend.unit_statistics(spec.data, variant=cols.variant, columns=metric_columns(spec), variants=names,
+                                  unit=cols.unit, cluster=cluster, segment=cols.segment, window=cols.window,
+                                  binary=binary, cluster_robust=robust)
     design: dict[str, Any] = {"input": "units", "unit": cols.unit or "row", "n_units": red.n_units}
     warnings: list[str] = []
     if cluster:

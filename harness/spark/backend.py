@@ -28,18 +28,18 @@ from harness.metrics.ranking import (RANKING_METRICS, RankingResult, _curve_spec
                                      _std_error)
 from harness.types import Ranking
 
-from .ab import unit_moments
-from .collection import JUDGMENTS, SCORES, describe_collection, read_source
+from .ab import unit_statistics
+from .collection import JUDGMENTS, SCORES, check_location, describe_collection, read_source
 from .off_policy import INPUTS, estimate_off_policy
 from .ranking import N_REL, RANKED, evaluate_ranking
-from .session import spark_session
+from .session import read_table, spark_session
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from harness.evaluate.sources import ScoresSource, SourceCollection, SourceRanking
     from harness.metrics import OPEInputs
-    from harness.metrics.ab import VariantMoments
+    from harness.datasets.experiment import UnitStatistics
     from harness.metrics.off_policy import OffPolicyEstimator, OPEInterval
     from harness.spec.config import EngineSpec
 
@@ -105,13 +105,15 @@ class SparkBackend:
         found.release()
         return found.intervals
 
-    def unit_moments(self, data: str, *, variant: str, columns: Sequence[str], variants: Sequence[str],
-                     unit: str | None = None, binary: Sequence[str] = ()) -> tuple[list["VariantMoments"], int]:
+    def unit_statistics(self, data: str, *, variant: str, columns: Sequence[str], variants: Sequence[str],
+                        unit: str | None = None, cluster: str | None = None, segment: str | None = None,
+                        window: str | None = None, binary: Sequence[str] = (),
+                        cluster_robust: bool = True) -> "UnitStatistics":
         """An experiment's per-unit table read and reduced by Spark (checked as locally)."""
-        frame = read_source(self.spark, data, what="A/B data",
-                            columns=list(dict.fromkeys([variant, *columns, *([unit] if unit else [])])))
-        return unit_moments(frame, variant=variant, columns=columns, variants=variants, unit=unit, binary=binary,
-                            source=data)
+        check_location(data, what="A/B data")
+        return unit_statistics(read_table(self.spark, data), variant=variant, columns=columns, variants=variants,
+                               unit=unit, cluster=cluster, segment=segment, window=window, binary=binary,
+                               cluster_robust=cluster_robust, source=data)
 
     def describe_collection(self, collection: "SourceCollection") -> "SourceCollection":
         """The collection's id spaces, counts, warnings and fingerprint, from Spark."""
