@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from harness.datasets.experiment import PeriodGroup, natural_order, reduce_periods
+from harness.datasets.experiment import PeriodGroup, natural_order
 from harness.datasets.tables import read_table
 from harness.errors import DataValidationError
 from harness.evaluate.backend import LOCAL, Backend
@@ -182,7 +182,7 @@ def analyze_segments(spec: ExperimentSpec, segments: dict[str, list[VariantMomen
     return rows, tests, notes
 
 
-def analyze_launches(spec: ABFamilySpec) -> list[dict[str, Any]]:
+def analyze_launches(spec: ABFamilySpec, backend: Backend = LOCAL) -> list[dict[str, Any]]:
     """Several launches sharing one holdout (``holdout.launches``): per launch and metric,
     the cumulative effect of every launch so far over the launch's period and the
     launch's own increment (:mod:`harness.metrics.holdout`), at the Bonferroni level over
@@ -201,8 +201,9 @@ def analyze_launches(spec: ABFamilySpec) -> list[dict[str, Any]]:
                                         tuple(dict.fromkeys(starts)))
     metrics = {n: ab_metric(n, s) for n, s in spec.metrics.items()}
     columns = list(dict.fromkeys(c for m in metrics.values() for c in m.value.columns))
-    moments = reduce_periods(spec.data, variant=cols.variant, unit=cols.unit, window=cols.window, columns=columns,
-                             variants=names, groups=list(groups.values()), surface=holdout.surface)
+    moments = backend.unit_periods(spec.data, variant=cols.variant, unit=cols.unit, window=cols.window,
+                                   columns=columns, variants=names, groups=list(groups.values()),
+                                   surface=holdout.surface)
     level = 1 - (1 - spec.analysis.confidence) / len(launches)
     control = moments[0]
     rows = []
@@ -289,7 +290,7 @@ class ABFamily(Family[ABFamilySpec]):
                                 if stats.segments else ([], [], []))
         win_rows, win_het, win_notes = (analyze_segments(spec, stats.windows, label="window")
                                         if stats.windows else ([], [], []))
-        launches = analyze_launches(spec)
+        launches = analyze_launches(spec, self.backend)
         empty = pd.DataFrame(index=pd.Index([], name="unit_id", dtype=str))
         models = {v: ModelOutput(per_unit=empty, values=values) for v, values in _arm_values(effects, a.confidence).items()}
         extra = {"srm": asdict(srm), "design": stats.design, "segments": seg_rows, "heterogeneity": het,

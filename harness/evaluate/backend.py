@@ -24,7 +24,8 @@ import pandas as pd
 if TYPE_CHECKING:
     from harness.evaluate.sources import ScoresSource, SourceCollection, SourceRanking
     from harness.datasets.base import InteractionDataset
-    from harness.datasets.experiment import UnitStatistics
+    from harness.datasets.experiment import PeriodGroup, UnitStatistics
+    from harness.metrics.ab import VariantMoments
     from harness.metrics import OPEInputs
     from harness.metrics.off_policy import OffPolicyEstimator, OPEInterval
     from harness.metrics.ranking import RankingResult
@@ -50,6 +51,13 @@ class Backend(Protocol):
         """An experiment's per-unit table (``data``: where it is stored) reduced to
         sufficient statistics, checked and grouped as
         :func:`harness.datasets.experiment.reduce_units` does."""
+        ...
+
+    def unit_periods(self, data: str, *, variant: str, unit: str, window: str, columns: Sequence[str],
+                     variants: Sequence[str], groups: Sequence["PeriodGroup"],
+                     surface: str | None = None) -> list["VariantMoments"]:
+        """Each unit's totals per launch period of a holdout, reduced to moments per
+        variant, as :func:`harness.datasets.experiment.reduce_periods` computes them."""
         ...
 
     def describe_collection(self, collection: "SourceCollection") -> "SourceCollection":
@@ -91,6 +99,14 @@ class LocalBackend:
 
         return reduce_units(data, variant=variant, columns=columns, variants=variants, unit=unit, cluster=cluster,
                             segment=segment, window=window, binary=binary, cluster_robust=cluster_robust)
+
+    def unit_periods(self, data: str, *, variant: str, unit: str, window: str, columns: Sequence[str],
+                     variants: Sequence[str], groups: Sequence["PeriodGroup"],
+                     surface: str | None = None) -> list["VariantMoments"]:
+        from harness.datasets.experiment import reduce_periods
+
+        return reduce_periods(data, variant=variant, unit=unit, window=window, columns=columns, variants=variants,
+                              groups=groups, surface=surface)
 
     def describe_collection(self, collection: "SourceCollection") -> "SourceCollection":
         from dataclasses import replace

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from harness.datasets.experiment import UnitStatistics, natural_order
+from harness.datasets.experiment import PeriodGroup, UnitStatistics, launch_period, natural_order
 from harness.errors import DataValidationError, describe_examples
 from harness.metrics.ab import UNITS, VariantMoments, _cross_name, add_moments, moments_from_table
+from harness.metrics.holdout import ROWS, period_column
 
 from .session import require_columns, worker_errors
 
@@ -83,15 +84,17 @@ def _moments(frame: "DataFrame", columns: list[str], keys: list[str], variants: 
 
 
 def _check(units: "DataFrame", *, variant: str, cols: list[str], variants: Sequence[str], unit: str | None,
-           cluster: str | None, segment: str | None, window: str | None, binary: Sequence[str],
+           window: str | None, labels: Sequence[tuple[str, str | None]], binary: Sequence[str],
            source: str) -> int:
-    """The refusals of :func:`harness.datasets.experiment.reduce_units`, in its order and
-    words, from one Spark aggregation (plus a lookup of examples when one fails); the
-    number of rows."""
+    """The refusals of :func:`harness.datasets.experiment.reduce_units` (and
+    ``reduce_periods``), in their order and words, from one Spark aggregation (plus a
+    lookup of examples when one fails): ``unit`` ids unique (per ``window`` when given),
+    no missing value in the ``labels`` columns (``(what, column)``: cluster, segment,
+    window, ...); the number of rows."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import BooleanType, NumericType
 
-    need = [variant, *cols, *[c for c in (unit, cluster, segment, window) if c]]
+    need = [variant, *cols, *[c for c in (unit, window, *(c for _, c in labels)) if c]]
     missing = [c for c in dict.fromkeys(need) if c not in units.columns]
     if missing:
         raise DataValidationError(f"{source}: column(s) {missing} not found (columns: {units.columns})")
@@ -109,8 +112,7 @@ def _check(units: "DataFrame", *, variant: str, cols: list[str], variants: Seque
               *[F.sum((~value[c].isin(0.0, 1.0)).cast("long")).alias(f"_off{j}") for j, c in enumerate(cols)
                 if c in binary],
               *([F.countDistinct(*keyed).alias("_units")] if keyed else []),
-              *[F.sum(F.col(f"`{c}`").isNull().cast("long")).alias(f"_null_{what}")
-                for what, c in (("cluster", cluster), ("segment", segment), ("window", window)) if c]]
+              *[F.sum(F.col(f"`{c}`").isNull().cast("long")).alias(f"_null_{what}") for what, c in labels if c]]
     row = units.agg(*checks).first()
     if not row["_rows"]:
         raise DataValidationError(f"{source}: no rows")
@@ -134,9 +136,9 @@ def _check(units: "DataFrame", *, variant: str, cols: list[str], variants: Seque
                                       f"({describe_examples(found)}); one row per unit and window")
         raise DataValidationError(f"{source}: column {unit!r} has {n_dup} duplicated unit id(s) "
                                   f"({describe_examples(found)}); one row per unit")
-    for what, c in (("cluster", cluster), ("segment", segment), ("window", window)):
+    for what, c in labels:
         if c and row[f"_null_{what}"]:
-            noun = "id(s)" if what == "cluster" else "value(s)"
+            noun = "id(s)" if what in ("cluster", "unit") else "value(s)"
             raise DataValidationError(f"{source}: {what} column {c!r} has {row[f'_null_{what}']} missing {noun}")
     return int(row["_rows"])
 
@@ -159,8 +161,9 @@ def unit_statistics(units: "DataFrame", *, variant: str, columns: Sequence[str],
 
     cols = list(dict.fromkeys(columns))
     with worker_errors():
-        n_rows = _check(units, variant=variant, cols=cols, variants=variants, unit=unit, cluster=cluster,
-                        segment=segment, window=window, binary=binary, source=source)
+        n_rows = _check(units, variant=variant, cols=cols, variants=variants, unit=unit, window=window,
+                        labels=[("cluster", cluster), ("segment", segment), ("window", window)], binary=binary,
+                        source=source)
         windows = None
         if window:
             found = _moments(units, cols, [window, variant], variants)
@@ -198,11 +201,62 @@ def _cluster_totals(units: "DataFrame", cols: list[str], *, variant: str, cluste
                    *[F.sum(F.col(f"`{c}`").cast("double")).alias(c) for c in cols],
                    F.count(F.lit(1)).cast("double").alias(UNITS)))
     for _, what in labels:
-        mixed = totals.where(F.col(f"_kinds_{what}") > 1)
-        n_mixed = mixed.count()
-        if n_mixed:
-            examples = [r[0] for r in mixed.select("_cluster").orderBy("_cluster").limit(3).collect()]
-            raise DataValidationError(f"{n_mixed} cluster(s) have units in more than one {what}, "
-                                      f"{describe_examples(examples)}: a cluster-randomised design "
-                                      f"keeps a whole cluster in one {what}")
+        _refuse_mixed(totals, what)
     return totals
+
+
+def _refuse_mixed(totals: "DataFrame", what: str) -> None:
+    """Refuse, as :func:`harness.metrics.ab.cluster_totals` does, clusters (``_cluster``)
+    whose units carry more than one ``what`` (``_kinds_<what>`` distinct values)."""
+    from pyspark.sql import functions as F
+
+    mixed = totals.where(F.col(f"_kinds_{what}") > 1)
+    n_mixed = mixed.count()
+    if n_mixed:
+        examples = [r[0] for r in mixed.select("_cluster").orderBy("_cluster").limit(3).collect()]
+        raise DataValidationError(f"{n_mixed} cluster(s) have units in more than one {what}, "
+                                  f"{describe_examples(examples)}: a cluster-randomised design "
+                                  f"keeps a whole cluster in one {what}")
+
+
+def unit_periods(units: "DataFrame", *, variant: str, unit: str, window: str, columns: Sequence[str],
+                 variants: Sequence[str], groups: Sequence[PeriodGroup], surface: str | None = None,
+                 source: str) -> list[VariantMoments]:
+    """:func:`harness.datasets.experiment.reduce_periods` on Spark: each unit's totals of
+    ``columns`` and of its row count (``ROWS``) per group and launch period, as Spark
+    aggregates per unit, reduced to one :class:`VariantMoments` per variant over units.
+
+    A window's period in a group is the number of the group's launch starts at or
+    before it (natural order); the windows are few, so their periods are computed here
+    and handed to Spark as a map from window label to period.
+    """
+    from pyspark.sql import functions as F
+
+    cols = list(dict.fromkeys(columns))
+    keys = {g.label: sorted(natural_order(s) for s in g.starts) for g in groups}
+    names = [period_column(c, g.label, p) for c in (*cols, ROWS) for g in groups for p in range(len(g.starts) + 1)]
+    label = F.col(f"`{variant}`").cast("string")
+    value = {**{c: F.col(f"`{c}`").cast("double") for c in cols}, ROWS: F.lit(1.0)}
+    win = F.col(f"`{window}`").cast("string")
+    with worker_errors():
+        _check(units, variant=variant, cols=cols, variants=variants, unit=None, window=None,
+               labels=[("window", window), ("unit", unit), ("surface", surface)], binary=(), source=source)
+        windows = [r[0] for r in units.select(win).distinct().collect()]  # a few dozen labels
+        sums = {}
+        for g in groups:
+            period = F.create_map(*[F.lit(x) for w in windows for x in (w, launch_period(keys[g.label], w))])[win]
+            mine = (F.lit(True) if g.surface is None or surface is None
+                    else F.col(f"`{surface}`").cast("string") == F.lit(g.surface))
+            for p in range(len(g.starts) + 1):
+                for c in (*cols, ROWS):
+                    sums[period_column(c, g.label, p)] = F.sum(F.when(mine & (period == p), value[c])
+                                                               .otherwise(0.0))
+        per_unit = (units.groupBy(F.col(f"`{unit}`").alias("_cluster"))
+                    .agg(F.min(label).alias("_variant"), F.countDistinct(label).alias("_kinds_variant"),
+                         *[sums[n].alias(n) for n in names]))
+        _refuse_mixed(per_unit, "variant")
+        moments = _moments(per_unit, names, ["_variant"], variants)[()]
+    empty = [m.variant for m in moments if m.n < 2]
+    if empty:
+        raise DataValidationError(f"{source}: variant(s) {empty} have fewer than 2 units")
+    return moments

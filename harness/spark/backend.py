@@ -28,7 +28,7 @@ from harness.metrics.ranking import (RANKING_METRICS, RankingResult, _curve_spec
                                      _std_error)
 from harness.types import Ranking
 
-from .ab import unit_statistics
+from .ab import unit_periods, unit_statistics
 from .collection import JUDGMENTS, SCORES, check_location, describe_collection, read_source
 from .off_policy import INPUTS, estimate_off_policy
 from .ranking import N_REL, RANKED, evaluate_ranking
@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 
     from harness.evaluate.sources import ScoresSource, SourceCollection, SourceRanking
     from harness.metrics import OPEInputs
-    from harness.datasets.experiment import UnitStatistics
+    from harness.datasets.experiment import PeriodGroup, UnitStatistics
+    from harness.metrics.ab import VariantMoments
     from harness.metrics.off_policy import OffPolicyEstimator, OPEInterval
     from harness.spec.config import EngineSpec
 
@@ -114,6 +115,14 @@ class SparkBackend:
         return unit_statistics(read_table(self.spark, data), variant=variant, columns=columns, variants=variants,
                                unit=unit, cluster=cluster, segment=segment, window=window, binary=binary,
                                cluster_robust=cluster_robust, source=data)
+
+    def unit_periods(self, data: str, *, variant: str, unit: str, window: str, columns: Sequence[str],
+                     variants: Sequence[str], groups: Sequence["PeriodGroup"],
+                     surface: str | None = None) -> list["VariantMoments"]:
+        """A holdout's per-unit totals per launch period, aggregated by Spark (checked as locally)."""
+        check_location(data, what="A/B data")
+        return unit_periods(read_table(self.spark, data), variant=variant, unit=unit, window=window, columns=columns,
+                            variants=variants, groups=groups, surface=surface, source=data)
 
     def describe_collection(self, collection: "SourceCollection") -> "SourceCollection":
         """The collection's id spaces, counts, warnings and fingerprint, from Spark."""

@@ -210,16 +210,13 @@ class ABConfig(ExperimentSpec):
     @model_validator(mode="after")
     def _spark(self) -> "ABConfig":
         """Spark reduces per-unit rows to sufficient statistics (``harness.spark.ab``: per
-        variant, cluster, segment and time window, CUPED's cross products included)."""
+        variant, cluster, segment, time window and a holdout's launch periods, CUPED's
+        cross products included); a statistics table is already small, and is refused."""
         if self.engine.kind != "spark":
             return self
         if self.input != "units":
             raise ValueError("engine: kind spark reads per-unit rows (input: units); a statistics table is "
                              "already small: use engine kind local")
-        if self.holdout is not None:
-            raise ValueError("engine: kind spark reduces per-unit rows per variant, cluster, segment and window; "
-                             "holdout.launches need each unit's totals per launch period, which the Spark engine "
-                             "does not compute yet (use engine kind local)")
         return self
 
     @model_validator(mode="after")
