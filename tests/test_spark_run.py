@@ -361,3 +361,33 @@ def test_spark_engine_measures_a_holdouts_launches_as_the_local_engine(spark, tm
     assert outcomes["spark"].exit_code == outcomes["local"].exit_code
     assert len(a.data["ab"]["launches"]) == 3
     assert_same_results(a.data, b.data)  # launches (cumulative and increments), windows, effects, verdict
+
+
+def test_spark_engine_fingerprints_a_catalog_table_by_its_content(spark, tmp_path):
+    """A per-unit table read by name from the session's catalog has no file to digest:
+    its fingerprint is Spark's digest of its content, the same whatever the rows' order
+    or partitioning, different when one value changes; a file keeps the local engine's."""
+    from harness.apps.ab import run_ab
+    from harness.spec.ab import parse_ab_config
+
+    from test_ab_cli import _config as ab_config
+    from test_ab_cli import _data as ab_data
+
+    path = ab_data(tmp_path, n=600, lift=0.3)
+    units = pd.read_parquet(path)
+    config = parse_ab_config(ab_config(tmp_path, engine={"kind": "spark"}))
+
+    def fingerprint(frame: pd.DataFrame, partitions: int) -> str:
+        spark.createDataFrame(frame).repartition(partitions).createOrReplaceTempView("ab_units")
+        found = harness.read_results_folder(run_ab(config, "ab_units").results_dir).data
+        assert found["dataset"]["name"] == "ab_units"
+        return found["dataset"]["fingerprint"]
+
+    first = fingerprint(units, 1)
+    assert len(first) == 16 and int(first, 16) >= 0
+    assert fingerprint(units.iloc[::-1], 3) == first
+    assert fingerprint(units.assign(revenue=units["revenue"].where(units.index != 5, 0.0)), 1) != first
+    local = run_ab(parse_ab_config(ab_config(tmp_path / "local")), path)
+    by_file = run_ab(config, path)
+    assert (harness.read_results_folder(by_file.results_dir).data["dataset"]["fingerprint"]
+            == harness.read_results_folder(local.results_dir).data["dataset"]["fingerprint"] is not None)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from harness.datasets.experiment import PeriodGroup, natural_order
+from harness.datasets.experiment import PeriodGroup, data_fingerprint, natural_order
 from harness.datasets.tables import read_table
 from harness.errors import DataValidationError
 from harness.evaluate.backend import LOCAL, Backend
@@ -86,7 +86,8 @@ def _from_statistics(spec: ABFamilySpec) -> ExperimentStatistics:
     else:
         have = {m.variant: m for m in moments_from_table(table, variant=cols.variant, source=data)}
         moments = [have[n] for n in names]
-    design: dict[str, Any] = {"input": "statistics", "unit": "unit", "n_units": sum(m.n for m in moments)}
+    design: dict[str, Any] = {"input": "statistics", "unit": "unit", "n_units": sum(m.n for m in moments),
+                              "fingerprint": data_fingerprint(data)}
     if UNITS in moments[0].columns:  # per-cluster totals (the statistics.csv of a clustered or holdout run)
         design.update(n_clusters=design["n_units"], variance="cluster-robust")
     return ExperimentStatistics(moments, segments, design, [])
@@ -106,7 +107,8 @@ def load_statistics(spec: ABFamilySpec, backend: Backend = LOCAL) -> ExperimentS
     red = backend.unit_statistics(spec.data, variant=cols.variant, columns=metric_columns(spec), variants=names,
                                   unit=cols.unit, cluster=cluster, segment=cols.segment, window=cols.window,
                                   binary=binary, cluster_robust=robust)
-    design: dict[str, Any] = {"input": "units", "unit": cols.unit or "row", "n_units": red.n_units}
+    design: dict[str, Any] = {"input": "units", "unit": cols.unit or "row", "n_units": red.n_units,
+                              "fingerprint": backend.data_fingerprint(spec.data)}
     warnings: list[str] = []
     if cluster:
         design.update(randomization_unit=cluster, n_clusters=red.n_clusters,

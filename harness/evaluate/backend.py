@@ -60,6 +60,11 @@ class Backend(Protocol):
         variant, as :func:`harness.datasets.experiment.reduce_periods` computes them."""
         ...
 
+    def data_fingerprint(self, location: str) -> str | None:
+        """A digest of the content of the table at ``location`` (a file, a folder or a
+        table the backend reads by name), as it identifies a run's data set."""
+        ...
+
     def describe_collection(self, collection: "SourceCollection") -> "SourceCollection":
         """``collection`` with the id spaces, counts, warnings and fingerprint that
         :func:`harness.datasets.collection.load_trec_collection` gives its tables."""
@@ -107,6 +112,11 @@ class LocalBackend:
 
         return reduce_periods(data, variant=variant, unit=unit, window=window, columns=columns, variants=variants,
                               groups=groups, surface=surface)
+
+    def data_fingerprint(self, location: str) -> str | None:
+        from harness.datasets.experiment import data_fingerprint
+
+        return data_fingerprint(location)
 
     def describe_collection(self, collection: "SourceCollection") -> "SourceCollection":
         from dataclasses import replace

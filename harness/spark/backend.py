@@ -17,6 +17,7 @@ ranking metrics come back as one row per query.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
@@ -33,6 +34,7 @@ from .collection import JUDGMENTS, SCORES, check_location, describe_collection, 
 from .off_policy import INPUTS, estimate_off_policy
 from .ranking import N_REL, RANKED, evaluate_ranking
 from .session import read_table, spark_session
+from .tables import table_fingerprint
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -123,6 +125,15 @@ class SparkBackend:
         check_location(data, what="A/B data")
         return unit_periods(read_table(self.spark, data), variant=variant, unit=unit, window=window, columns=columns,
                             variants=variants, groups=groups, surface=surface, source=data)
+
+    def data_fingerprint(self, location: str) -> str | None:
+        """A file's or folder's bytes, as the local engine digests them; a catalog
+        table's content, from Spark (:func:`harness.spark.tables.table_fingerprint`)."""
+        from harness.datasets.experiment import data_fingerprint
+
+        if Path(location).exists():
+            return data_fingerprint(location)
+        return table_fingerprint(read_table(self.spark, location))
 
     def describe_collection(self, collection: "SourceCollection") -> "SourceCollection":
         """The collection's id spaces, counts, warnings and fingerprint, from Spark."""
