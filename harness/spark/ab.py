@@ -157,8 +157,6 @@ def unit_statistics(units: "DataFrame", *, variant: str, columns: Sequence[str],
       moments of those totals;
     - with ``window``: each window's row moments too (rows are (unit, window) pairs).
     """
-    from pyspark.sql import functions as F
-
     cols = list(dict.fromkeys(columns))
     with worker_errors():
         n_rows = _check(units, variant=variant, cols=cols, variants=variants, unit=unit, window=window,
@@ -169,18 +167,22 @@ def unit_statistics(units: "DataFrame", *, variant: str, columns: Sequence[str],
             found = _moments(units, cols, [window, variant], variants)
             windows = {g[0]: found[g] for g in sorted(found, key=lambda g: natural_order(g[0]))}
         rows, n_clusters, clustered = units, None, bool(cluster and cluster_robust)
-        if clustered:
+        if clustered:  # one row per cluster, read three times: kept, not recomputed
             rows = _cluster_totals(units, cols, variant=variant, cluster=str(cluster), segment=segment)
             n_clusters = rows.count()
             cols = [*cols, UNITS]
         elif cluster:
             n_clusters = units.select(f"`{cluster}`").distinct().count()
-        if segment:
-            found = _moments(rows, cols, [segment, variant], variants)
-            segments = {g[0]: found[g] for g in sorted(found)}
-            moments = [add_moments([part[v] for part in segments.values()]) for v in range(len(variants))]
-        else:
-            segments, moments = None, _moments(rows, cols, [variant], variants)[()]
+        try:
+            if segment:
+                found = _moments(rows, cols, [segment, variant], variants)
+                segments = {g[0]: found[g] for g in sorted(found)}
+                moments = [add_moments([part[v] for part in segments.values()]) for v in range(len(variants))]
+            else:
+                segments, moments = None, _moments(rows, cols, [variant], variants)[()]
+        finally:
+            if clustered:
+                rows.unpersist()
     empty = [m.variant for m in moments if m.n == 0]
     if empty:
         raise DataValidationError(f"{source}: no units in variant(s) {empty}")
@@ -189,9 +191,11 @@ def unit_statistics(units: "DataFrame", *, variant: str, columns: Sequence[str],
 
 def _cluster_totals(units: "DataFrame", cols: list[str], *, variant: str, cluster: str,
                     segment: str | None) -> "DataFrame":
-    """One row per cluster: its variant (and segment), each column's total and its unit
-    count (``UNITS``), as :func:`harness.metrics.ab.cluster_totals`; a cluster whose units
-    are in two variants (or segments) is refused in its words."""
+    """One row per cluster, persisted (the caller unpersists it): its variant (and
+    segment), each column's total and its unit count (``UNITS``), as
+    :func:`harness.metrics.ab.cluster_totals`; a cluster whose units are in two variants
+    (or segments) is refused in its words."""
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     labels = [(variant, "variant"), *([(segment, "segment")] if segment else [])]
@@ -199,9 +203,13 @@ def _cluster_totals(units: "DataFrame", cols: list[str], *, variant: str, cluste
               .agg(*[F.min(F.col(f"`{c}`").cast("string")).alias(c) for c, _ in labels],
                    *[F.countDistinct(F.col(f"`{c}`").cast("string")).alias(f"_kinds_{what}") for c, what in labels],
                    *[F.sum(F.col(f"`{c}`").cast("double")).alias(c) for c in cols],
-                   F.count(F.lit(1)).cast("double").alias(UNITS)))
-    for _, what in labels:
-        _refuse_mixed(totals, what)
+                   F.count(F.lit(1)).cast("double").alias(UNITS))).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        for _, what in labels:
+            _refuse_mixed(totals, what)
+    except BaseException:
+        totals.unpersist()
+        raise
     return totals
 
 
@@ -230,6 +238,7 @@ def unit_periods(units: "DataFrame", *, variant: str, unit: str, window: str, co
     before it (natural order); the windows are few, so their periods are computed here
     and handed to Spark as a map from window label to period.
     """
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     cols = list(dict.fromkeys(columns))
@@ -253,9 +262,12 @@ def unit_periods(units: "DataFrame", *, variant: str, unit: str, window: str, co
                                                                .otherwise(0.0))
         per_unit = (units.groupBy(F.col(f"`{unit}`").alias("_cluster"))
                     .agg(F.min(label).alias("_variant"), F.countDistinct(label).alias("_kinds_variant"),
-                         *[sums[n].alias(n) for n in names]))
-        _refuse_mixed(per_unit, "variant")
-        moments = _moments(per_unit, names, ["_variant"], variants)[()]
+                         *[sums[n].alias(n) for n in names])).persist(StorageLevel.MEMORY_AND_DISK)
+        try:  # one row per unit, read twice
+            _refuse_mixed(per_unit, "variant")
+            moments = _moments(per_unit, names, ["_variant"], variants)[()]
+        finally:
+            per_unit.unpersist()
     empty = [m.variant for m in moments if m.n < 2]
     if empty:
         raise DataValidationError(f"{source}: variant(s) {empty} have fewer than 2 units")
