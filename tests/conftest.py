@@ -189,6 +189,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shared.stop()
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the markers (its hook runs first otherwise)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that use the live server are marked ``mlflow_server``, those that use the
     Spark session ``spark`` (deselect them with ``-m "not mlflow_server and not spark"``)."""
@@ -225,10 +226,31 @@ SPARK_TEST_CONF = {
 }
 
 
+def _one_spark_worker(config: pytest.Config, basetemp: Path) -> None:
+    """Under ``--dist loadgroup`` every Spark test runs on one xdist worker: the first
+    worker to start a session claims it (a file beside the workers' temporary folders);
+    a second one means the groups were lost (a second JVM: a minute of CPU and memory),
+    which fails loudly instead of silently slowing the suite."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None or not config.getvalue("loadgroup"):
+        return
+    claim = basetemp.parent / "spark-session-worker"
+    try:
+        with open(claim, "x") as f:
+            f.write(worker)
+    except FileExistsError:
+        owner = claim.read_text()
+        if owner != worker:
+            pytest.fail(f"worker {worker} starts a second Spark session ({owner} has one): --dist loadgroup did "
+                        "not keep the Spark tests on one worker; check pytest and pytest-xdist against "
+                        "constraints.txt (pytest 9.2 ignores the ids xdist 3.8 gives its groups)")
+
+
 @pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
+def spark(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One local[2] SparkSession for the whole test run. Without pyspark or Java the Spark
     tests FAIL, saying what to install: a skip would hide a missing install step in CI."""
+    _one_spark_worker(request.config, tmp_path_factory.getbasetemp())
     try:
         import pyspark  # noqa: F401
     except ImportError:
