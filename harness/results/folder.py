@@ -5,7 +5,9 @@
 - ``per_unit.parquet``: long table ``{family, model, unit_id, metric, value}``: every
   per-unit value, the ``family`` column saying what a unit is (a query, a click row,
   a logged row; see ``results.json["families"]``); ``unit_id`` holds the data's own
-  ids, int64 when every unit id is an integer, else text (readers see text);
+  ids, int64 when every unit id is an integer, else text (readers see text); per-unit
+  values kept by the backend (Spark) are streamed into it batch by batch
+  (:class:`PerUnitRows`);
 - ``unit_inputs.parquet`` (when a family stores any): long table ``{family, model,
   unit_id, input, value}`` of per-unit model inputs (a click row's label and p) from
   which ``harness compare`` rebuilds ratio-type statistics; never compared itself;
@@ -33,6 +35,7 @@ import pandas as pd
 
 from harness.datasets.ids import CANONICAL_INT
 from harness.errors import ResultsError
+from harness.evaluate.units import UnitTable
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -50,6 +53,63 @@ def new_run_id() -> str:
 
 
 @dataclass
+class PerUnitRows:
+    """The rows of ``per_unit.parquet`` when some model's per-unit values are kept by
+    the backend (:class:`~harness.evaluate.units.UnitTable`, e.g. in Spark): the wide
+    table of every (family, model), written by :meth:`write` one bounded batch at a
+    time, so that this process never holds a whole table. The file is the one
+    ``typed_unit_ids(long_table(...))`` gives locally: the same long schema, ``unit_id``
+    int64 when every unit id is a canonical integer (asked of each table), else text."""
+
+    parts: list[tuple[str, str, pd.DataFrame | UnitTable]]
+
+    def _integer_ids(self) -> bool:
+        rows = 0
+        for _, _, table in self.parts:
+            if isinstance(table, pd.DataFrame):
+                n = len(table) * table.shape[1]
+                if n and not pd.Series(table.index.astype(str)).str.match(CANONICAL_INT).all():
+                    return False
+            else:
+                n = table.n_units * len(table.columns)
+                if n and not table.integer_ids():
+                    return False
+            rows += n
+        return rows > 0
+
+    def write(self, path: Path) -> int:
+        """Write the long table to ``path`` (one Parquet file, a row group per batch);
+        returns the number of rows."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        integer = self._integer_ids()
+        writer: pq.ParquetWriter | None = None
+        schema: pa.Schema | None = None
+        n_rows = 0
+        try:
+            for family, model, table in self.parts:
+                batches = [table] if isinstance(table, pd.DataFrame) else table.batches()
+                for batch in batches:
+                    long = long_table(family, {model: batch})
+                    if integer:
+                        long["unit_id"] = long["unit_id"].astype(np.int64)
+                    if not len(long):
+                        continue
+                    if writer is None:
+                        schema = pa.Schema.from_pandas(long, preserve_index=False)
+                        writer = pq.ParquetWriter(path, schema)
+                    writer.write_table(pa.Table.from_pandas(long, schema=schema, preserve_index=False))
+                    n_rows += len(long)
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:  # no row: the empty table, as locally
+            long_table("", {}).to_parquet(path, index=False)
+        return n_rows
+
+
+@dataclass
 class EvalResult:
     """Everything one evaluation produced, ready to be written and logged."""
 
@@ -59,7 +119,7 @@ class EvalResult:
     config_hash: str
     dataset: dict[str, Any]
     metrics: list[dict[str, Any]]
-    per_unit: pd.DataFrame
+    per_unit: pd.DataFrame | PerUnitRows  # PerUnitRows: streamed to the file, never held whole
     inputs: pd.DataFrame | None = None
     comparison: list[dict[str, Any]] = field(default_factory=list)
     verdict: dict[str, Any] = field(default_factory=dict)
@@ -131,7 +191,10 @@ def write_results(result: EvalResult, output: str | Path, extra_files: dict[str,
     tmp.mkdir()
     try:
         write_json_atomic(tmp / RESULTS_JSON, result.to_json_dict())
-        typed_unit_ids(result.per_unit).to_parquet(tmp / PER_UNIT, index=False)
+        if isinstance(result.per_unit, PerUnitRows):
+            result.per_unit.write(tmp / PER_UNIT)
+        else:
+            typed_unit_ids(result.per_unit).to_parquet(tmp / PER_UNIT, index=False)
         if result.inputs is not None and len(result.inputs):
             typed_unit_ids(result.inputs).to_parquet(tmp / UNIT_INPUTS, index=False)
         for name, text in (extra_files or {}).items():
