@@ -78,29 +78,60 @@ class PerUnitRows:
         return rows > 0
 
     def write(self, path: Path) -> int:
-        """Write the long table to ``path`` (one Parquet file, a row group per batch);
-        returns the number of rows."""
+        """Write the long table to ``path``: one Parquet file, its rows in the local order
+        (per model, metric by metric, units in ascending id order). A kept table's batches
+        are split by metric into temporary Parquet files beside ``path``, then copied into
+        it row group by row group; returns the number of rows."""
+        import tempfile
+
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         integer = self._integer_ids()
-        writer: pq.ParquetWriter | None = None
         schema: pa.Schema | None = None
+        writer: pq.ParquetWriter | None = None
         n_rows = 0
+
+        def arrow(long: pd.DataFrame) -> pa.Table:
+            nonlocal schema
+            if integer:
+                long["unit_id"] = long["unit_id"].astype(np.int64)
+            if schema is None:
+                schema = pa.Schema.from_pandas(long, preserve_index=False)
+            return pa.Table.from_pandas(long, schema=schema, preserve_index=False)
+
+        def emit(table: pa.Table) -> None:
+            nonlocal writer, n_rows
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+            n_rows += table.num_rows
+
         try:
             for family, model, table in self.parts:
-                batches = [table] if isinstance(table, pd.DataFrame) else table.batches()
-                for batch in batches:
-                    long = long_table(family, {model: batch})
-                    if integer:
-                        long["unit_id"] = long["unit_id"].astype(np.int64)
-                    if not len(long):
-                        continue
-                    if writer is None:
-                        schema = pa.Schema.from_pandas(long, preserve_index=False)
-                        writer = pq.ParquetWriter(path, schema)
-                    writer.write_table(pa.Table.from_pandas(long, schema=schema, preserve_index=False))
-                    n_rows += len(long)
+                if isinstance(table, pd.DataFrame):
+                    long = long_table(family, {model: table})
+                    if len(long):
+                        emit(arrow(long))
+                    continue
+                with tempfile.TemporaryDirectory(dir=path.parent, prefix=".per_unit-") as scratch:
+                    by_metric: dict[int, pq.ParquetWriter] = {}
+                    try:
+                        for batch in table.batches():
+                            long, size = long_table(family, {model: batch}), len(batch)
+                            for j in range(batch.shape[1]):  # melt: metric by metric
+                                if size:
+                                    block = arrow(long.iloc[j * size:(j + 1) * size].reset_index(drop=True))
+                                    if j not in by_metric:
+                                        by_metric[j] = pq.ParquetWriter(Path(scratch) / f"{j}.parquet", block.schema)
+                                    by_metric[j].write_table(block)
+                    finally:
+                        for part in by_metric.values():
+                            part.close()
+                    for j in sorted(by_metric):
+                        source = pq.ParquetFile(Path(scratch) / f"{j}.parquet")
+                        for group in range(source.num_row_groups):
+                            emit(source.read_row_group(group))
         finally:
             if writer is not None:
                 writer.close()
