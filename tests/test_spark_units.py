@@ -286,3 +286,36 @@ def test_spark_collection_refuses_methods_it_cannot_compute_at_validation(tmp_pa
     cfg = small_config(tmp_path, engine={"kind": "spark"})
     cfg["compare"]["method"] = "bca"
     harness.parse_config(cfg)
+
+
+@pytest.mark.parametrize("method", ["t_test", "bootstrap"])
+def test_a_stored_frame_pairs_with_tables_kept_in_spark(spark, method):
+    """A baseline whose per-unit values come from a stored run (a frame with text ids)
+    against candidates kept in Spark (integer ids): the frame joins them as a Spark
+    table, ids cast to the candidates' type, and the comparisons equal compare_family on
+    frames (units in ascending id order, as a collection's are)."""
+    from harness.evaluate.family import FamilyResult, ModelOutput
+    from harness.inference.paired import compare_family
+    from harness.spark.units import SparkUnits
+
+    rng = np.random.default_rng(2)
+    ids = np.sort(rng.choice(10_000, 300, replace=False)) * 7
+    metrics = ["ndcg@5", "recall@10"]
+    frames = {name: pd.DataFrame({m: np.clip(rng.normal(0.4 + shift, 0.2, 300), 0, 1) for m in metrics},
+                                 index=pd.Index(ids.astype(str), name="unit_id"))
+              for name, shift in (("prod", 0.0), ("new", 0.03), ("other", -0.01))}
+
+    def kept(frame):
+        table = frame.set_axis(frame.index.astype(np.int64)).rename_axis("query_id").reset_index()
+        return SparkUnits(spark.createDataFrame(table.sample(frac=1.0, random_state=0)), metrics)
+
+    def result(outputs):
+        return FamilyResult("ranking", "query", metrics, {n: ModelOutput(per_unit=t, values=[]) for n, t in outputs.items()})
+
+    options = dict(baseline="prod", candidates=["new", "other"], method=method, n_resamples=300, seed=4)
+    want = compare_family(result(frames), **options)
+    got = compare_family(result({"prod": frames["prod"], "new": kept(frames["new"]), "other": kept(frames["other"])}),
+                         **options)
+    assert len(got) == len(want) == 4
+    for g, w in zip(got, want):
+        assert_same_results(w.to_row(), g.to_row(), f"{w.candidate}.{w.metric}")

@@ -6,8 +6,9 @@ model in this process: its ranking metrics are a function of two tables. Under t
 engine the run keeps them as sources, the backend describes the collection
 (:meth:`~harness.evaluate.backend.Backend.describe_collection`: its id spaces, counts,
 warnings and fingerprint, those of the local loader) and measures each model
-(:meth:`~harness.evaluate.backend.Backend.evaluate_ranking_source`); only per-query values
-and aggregates reach the driver. Any other data set or model kind is loaded here, as
+(:meth:`~harness.evaluate.backend.Backend.evaluate_ranking_source`); only aggregates reach
+the driver, the per-query values staying with the backend as a
+:class:`~harness.evaluate.units.UnitTable`. Any other data set or model kind is loaded here, as
 always (see :func:`collection_sources`).
 """
 

@@ -11,7 +11,8 @@ comparison, gate, results folder and MLflow are those of a local run, number for
 A run whose inputs are tables (:mod:`harness.evaluate.sources`: a collection's judgments
 and its models' score tables) is read here by Spark, never by the driver: the collection
 is described by Spark aggregates (:mod:`harness.spark.collection`) and each model's
-ranking metrics come back as one row per query.
+per-query metrics stay in Spark (:class:`~harness.spark.units.SparkUnits`): only
+aggregates come back, and the comparison and the results folder read the table where it is.
 """
 
 from __future__ import annotations
