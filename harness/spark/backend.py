@@ -165,7 +165,7 @@ class SparkBackend:
         keep = values if options.get("no_relevant", "skip") == "zero" else values.where(F.col(N_REL) > 0)
         units = SparkUnits(keep.select("query_id", *[f"`{s.label}`" for s in specs], RANKED),
                            [s.label for s in specs], unit_col="query_id", flag=RANKED, n_units=found.n_queries,
-                           release=found.release)
+                           n_flagged=found.n_missing_from_run, release=found.release)
         # the model is asked for the judged queries only (as locally): no run-only query
         empty = pd.DataFrame({s.label: np.empty(0) for s in specs}, index=pd.Index([], name="query_id"))
         result = RankingResult(per_query=empty, means={s.label: found.means[s.label] for s in specs},

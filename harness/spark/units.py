@@ -67,20 +67,21 @@ class SparkUnits:
         the model ranked nothing for).
     metrics : list of str
         The metric columns.
-    n_units : int, optional
-        The number of rows, when known (else counted once).
+    n_units, n_flagged : int, optional
+        The number of rows and of flagged rows, when known (else counted once).
     release : callable, optional
         Frees what ``frame`` is read from (its persisted values).
     """
 
     def __init__(self, frame: "DataFrame", metrics: Sequence[str], *, unit_col: str = "query_id",
-                 flag: str | None = None, n_units: int | None = None,
+                 flag: str | None = None, n_units: int | None = None, n_flagged: int | None = None,
                  release: Callable[[], None] | None = None) -> None:
         self.frame = frame
         self.metrics = list(metrics)
         self.unit_col = unit_col
         self.flag = flag
         self._n_units = n_units
+        self._n_flagged = n_flagged if flag is not None else 0
         self._release = release
 
     # -- UnitTable ------------------------------------------------------------------
@@ -125,10 +126,10 @@ class SparkUnits:
     def n_flagged(self) -> int:
         from pyspark.sql import functions as F
 
-        if self.flag is None:
-            return 0
-        with worker_errors():
-            return int(self.frame.where(~F.col(self.flag)).count())
+        if self._n_flagged is None and self.flag is not None:
+            with worker_errors():
+                self._n_flagged = int(self.frame.where(~F.col(self.flag)).count())
+        return self._n_flagged or 0
 
     def flagged_examples(self, limit: int = 3) -> list[object]:
         from pyspark.sql import functions as F
@@ -144,7 +145,7 @@ class SparkUnits:
         if self.flag is None:
             return self
         return SparkUnits(self.frame.where(F.col(self.flag)), self.metrics, unit_col=self.unit_col, flag=None,
-                          release=self._release)
+                          n_units=self.n_units - self.n_flagged(), release=self._release)
 
     def like(self, table: pd.DataFrame) -> "SparkUnits":
         """``table`` (indexed by unit id, e.g. a stored run's text ids) in Spark, its ids
