@@ -368,7 +368,7 @@ def reduce_periods(path: str | Path, *, variant: str, unit: str, window: str, co
         wide = np.zeros((unit_ids.size, values.shape[1] * len(slots)))
         base = 0
         for g in groups:  # a handful of groups; each maps the batch's few window labels to periods
-            period = np.array([_period(keys[g.label], w) for w in win_names], dtype=np.int64)[win_codes]
+            period = np.array([launch_period(keys[g.label], w) for w in win_names], dtype=np.int64)[win_codes]
             mine = np.ones(len(frame), dtype=bool)
             if g.surface is not None and surf is not None:
                 codes, labels = surf
@@ -391,7 +391,7 @@ def reduce_periods(path: str | Path, *, variant: str, unit: str, window: str, co
     return out
 
 
-def _period(starts: list[tuple[int, float, str]], label: str) -> int:
+def launch_period(starts: list[tuple[int, float, str]], label: str) -> int:
     """How many launch starts are at or before the window ``label`` (natural order)."""
     key = natural_order(label)
     return sum(1 for s in starts if s <= key)

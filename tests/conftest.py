@@ -205,8 +205,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: "spark" not in getattr(item, "fixturenames", ()))
 
 
-# Driver memory of the test session: small, so that the larger-than-memory test means it.
-SPARK_DRIVER_MEMORY = "512m"
+# Driver memory of the test session: small, so that the larger-than-memory test means it
+# with little data. Spark refuses a heap under 1.5 x its reserved memory (300 MiB, kept
+# for its own objects), so the test session reserves 64 MiB instead (Spark's setting for
+# its own tests); execution and storage memory are then 60% of the remaining 192 MiB.
+SPARK_DRIVER_MEMORY = "256m"
 # The tests' data are tiny and the session short: what costs is starting the JVM and
 # compiling Spark's own code. C1 only (no C2 recompiles), one JIT thread and the serial
 # collector halve the JVM's CPU on two cores; no whole-stage codegen and no adaptive
@@ -218,6 +221,7 @@ SPARK_TEST_CONF = {
     "spark.sql.adaptive.enabled": "false",
     "spark.sql.shuffle.partitions": "2",
     "spark.default.parallelism": "2",
+    "spark.testing.reservedMemory": str(64 * 2**20),
 }
 
 

@@ -26,15 +26,15 @@ from harness.metrics.stats import (EXACT_SIGN_FLIP_MAX_SUPPORT, SignFlipInferenc
 
 
 def _enumerate_p(u_num: np.ndarray, v_num: np.ndarray, margin: Fraction, greater: bool) -> Fraction:
-    """P(mean(e (u - m v)) >= / <= observed) over all 2^n sign vectors, in exact rationals.
+    """P(mean(e (u - m v)) >= / <= observed) over all 2^n sign vectors, exactly.
 
-    ``u_num``, ``v_num`` are integer numerators (values = numerator / 3)."""
-    x = [Fraction(int(a)) - margin * Fraction(int(b)) for a, b in zip(u_num, v_num)]
-    obs = sum(x)
-    hits = 0
-    for signs in itertools.product((1, -1), repeat=len(x)):
-        s = sum(e * xi for e, xi in zip(signs, x))
-        hits += (s >= obs) if greater else (s <= obs)
+    ``u_num``, ``v_num`` are integer numerators (values = numerator / 3). Scaled by the
+    margin's denominator every term u - m v is an integer, so the 2^n signed sums are
+    exact integer matrix products (no float, no tolerance)."""
+    x = (np.asarray(u_num, np.int64) * margin.denominator - margin.numerator * np.asarray(v_num, np.int64))
+    signs = np.array(list(itertools.product((1, -1), repeat=len(x))), dtype=np.int64)
+    sums, obs = signs @ x, int(x.sum())
+    hits = int((sums >= obs).sum() if greater else (sums <= obs).sum())
     return Fraction(hits, 2 ** len(x))
 
 

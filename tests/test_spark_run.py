@@ -167,9 +167,9 @@ def test_spark_engine_reduces_ab_units_to_the_local_numbers(spark, tmp_path):
     stats = [pd.read_csv(o.results_dir / "statistics.csv") for o in outcomes.values()]
     np.testing.assert_allclose(stats[1].drop(columns="variant").to_numpy(), stats[0].drop(columns="variant").to_numpy(),
                                rtol=1e-12)
-    with pytest.raises(ConfigError, match=r"\['columns.cluster'\] need them per cluster"):
-        parse_ab_config(ab_config(tmp_path, engine={"kind": "spark"},
-                                  columns={"variant": "variant", "unit": "user_id", "cluster": "market"}))
+    with pytest.raises(ConfigError, match=r"a statistics table is already small: use engine kind local"):
+        parse_ab_config(ab_config(tmp_path, engine={"kind": "spark"}, input="statistics",
+                                  columns={"variant": "variant"}))
     bad = pd.read_parquet(data).assign(converted=lambda d: d["converted"].where(d.index != 7, 2))
     bad.to_parquet(tmp_path / "bad.parquet")
     with pytest.raises(DataValidationError, match=r"proportion column 'converted' must be 0/1; 1 row"):
@@ -245,3 +245,149 @@ def test_spark_engine_bad_score_table_is_exit_2_naming_it(spark, tmp_path, damag
     assert "Traceback" not in result.output
     assert re.search(message, result.output), result.output
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+def _designs(tmp_path):
+    """Per-unit tables of the grouped designs: whole markets randomised (with a platform
+    segment per market), and (user, week) rows of a holdout."""
+    from test_ab_cli import _data as ab_data
+
+    clustered = pd.read_parquet(ab_data(tmp_path, n=3000, lift=0.3, clusters=40))
+    clustered["platform"] = clustered["market"].map(lambda m: ("ios", "android", "web")[int(m[1:]) % 3])
+    clustered.to_parquet(tmp_path / "clustered.parquet")
+    rng = np.random.default_rng(4)
+    users, weeks = 400, 6
+    u, w = np.repeat(np.arange(users), weeks), np.tile(np.arange(1, weeks + 1), users)
+    keep = rng.random(u.size) < 0.8
+    u, w = u[keep], w[keep]
+    arm = np.where(rng.random(users) < 0.3, "control", "treatment")[u]
+    weekly = pd.DataFrame({"user_id": [f"user{i}" for i in u], "week": w, "variant": arm,
+                           "revenue": rng.gamma(2, 5, u.size) + (arm == "treatment") * 0.5,
+                           "pre_revenue": rng.gamma(2, 5, u.size), "clicks": rng.poisson(2, u.size),
+                           "impressions": rng.poisson(30, u.size) + 1, "converted": rng.integers(0, 2, u.size)})
+    weekly.to_parquet(tmp_path / "weekly.parquet")
+    return clustered, weekly
+
+
+DESIGNS = {
+    "cluster-robust": ("clustered", {"cluster": "market"}, {}),
+    "cluster-iid": ("clustered", {"cluster": "market"}, {"analysis": {"variance": "iid"}}),
+    "segment": ("clustered", {"segment": "platform"}, {}),
+    "segment-cluster": ("clustered", {"segment": "platform", "cluster": "market"}, {}),
+    "window": ("weekly", {"window": "week"}, {}),
+}
+
+
+@pytest.mark.parametrize("design", list(DESIGNS))
+def test_spark_engine_reduces_grouped_ab_designs_to_the_local_numbers(spark, tmp_path, design):
+    """Clusters (cluster-robust and iid), segments (alone and with clusters) and time
+    windows: the Spark engine's results.json equals the local engine's to 1e-9 and its
+    statistics.csv (per cluster totals, per segment rows) to 1e-12."""
+    from harness.apps.ab import run_ab
+    from harness.spec.ab import parse_ab_config
+
+    from test_ab_cli import _config as ab_config
+
+    _designs(tmp_path)
+    table, columns, extra = DESIGNS[design]
+    cols = {"variant": "variant", "unit": "user_id", **columns}
+    outcomes = {kind: run_ab(parse_ab_config(ab_config(tmp_path / kind, engine={"kind": kind}, columns=cols,
+                                                       **extra)), tmp_path / f"{table}.parquet")
+                for kind in ("local", "spark")}
+    a, b = (harness.read_results_folder(o.results_dir) for o in outcomes.values())
+    assert outcomes["spark"].exit_code == outcomes["local"].exit_code
+    assert_same_results(a.data, b.data)  # design (clusters, windows), effects, segments, windows, verdict
+    assert a.data["ab"]["design"] == b.data["ab"]["design"]
+    if "segment" in columns:
+        assert len(a.data["ab"]["segments"]) == len(b.data["ab"]["segments"]) > 0
+    if "window" in columns:
+        assert len(a.data["ab"]["windows"]) == len(b.data["ab"]["windows"]) and {r["window"] for r in b.data["ab"]["windows"]} == {str(w) for w in range(1, 7)}
+    stats = [pd.read_csv(o.results_dir / "statistics.csv") for o in outcomes.values()]
+    assert list(stats[0].columns) == list(stats[1].columns)
+    text = [c for c in stats[0].columns if not pd.api.types.is_numeric_dtype(stats[0][c])]
+    assert stats[0][text].equals(stats[1][text])
+    np.testing.assert_allclose(stats[1].drop(columns=text).to_numpy(), stats[0].drop(columns=text).to_numpy(),
+                               rtol=1e-12)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("mixed-cluster", r"1 cluster\(s\) have units in more than one variant, e.g. 'm3'"),
+    ("missing-segment", r"segment column 'platform' has 2 missing value\(s\)"),
+    ("repeated-week", r"1 duplicated \(user_id, week\) pair\(s\)"),
+])
+def test_spark_engine_refuses_bad_grouped_ab_data_as_the_local_engine(spark, tmp_path, damage, message):
+    from harness.apps.ab import run_ab
+    from harness.errors import DataValidationError
+    from harness.spec.ab import parse_ab_config
+
+    from test_ab_cli import _config as ab_config
+
+    clustered, weekly = _designs(tmp_path)
+    if damage == "mixed-cluster":
+        first = clustered.index[clustered["market"] == "m3"][0]
+        other = "treatment" if clustered.loc[first, "variant"] == "control" else "control"
+        table, cols = clustered.assign(variant=clustered["variant"].where(clustered.index != first, other)), {
+            "cluster": "market"}
+    elif damage == "missing-segment":
+        table, cols = clustered.assign(platform=clustered["platform"].where(~clustered.index.isin([4, 9]))), {
+            "segment": "platform"}
+    else:
+        table, cols = pd.concat([weekly, weekly.iloc[[5]]], ignore_index=True), {"window": "week"}
+    table.to_parquet(tmp_path / "bad.parquet")
+    for kind in ("local", "spark"):
+        config = parse_ab_config(ab_config(tmp_path / kind, engine={"kind": kind},
+                                           columns={"variant": "variant", "unit": "user_id", **cols}))
+        with pytest.raises(DataValidationError, match=message):
+            run_ab(config, tmp_path / "bad.parquet")
+        assert not (tmp_path / kind / "results").exists()
+
+
+def test_spark_engine_measures_a_holdouts_launches_as_the_local_engine(spark, tmp_path):
+    """A holdout with three launches, one of them on a surface: each unit's totals per
+    launch period are Spark aggregates; every launch's cumulative and own effect equal
+    the local engine's to 1e-9."""
+    from harness.apps.ab import run_ab
+    from harness.spec.ab import parse_ab_config
+
+    import yaml
+    from test_ab_launches import _config as launches_config
+    from test_ab_launches import _world
+
+    _world(users=600, seed=3).to_parquet(tmp_path / "weekly.parquet")
+    cfg = yaml.safe_load(launches_config(tmp_path).read_text())
+    outcomes = {kind: run_ab(parse_ab_config({**cfg, "engine": {"kind": kind}, "output": str(tmp_path / kind)}),
+                             tmp_path / "weekly.parquet") for kind in ("local", "spark")}
+    a, b = (harness.read_results_folder(o.results_dir) for o in outcomes.values())
+    assert outcomes["spark"].exit_code == outcomes["local"].exit_code
+    assert len(a.data["ab"]["launches"]) == 3
+    assert_same_results(a.data, b.data)  # launches (cumulative and increments), windows, effects, verdict
+
+
+def test_spark_engine_fingerprints_a_catalog_table_by_its_content(spark, tmp_path):
+    """A per-unit table read by name from the session's catalog has no file to digest:
+    its fingerprint is Spark's digest of its content, the same whatever the rows' order
+    or partitioning, different when one value changes; a file keeps the local engine's."""
+    from harness.apps.ab import run_ab
+    from harness.spec.ab import parse_ab_config
+
+    from test_ab_cli import _config as ab_config
+    from test_ab_cli import _data as ab_data
+
+    path = ab_data(tmp_path, n=600, lift=0.3)
+    units = pd.read_parquet(path)
+    config = parse_ab_config(ab_config(tmp_path, engine={"kind": "spark"}))
+
+    def fingerprint(frame: pd.DataFrame, partitions: int) -> str:
+        spark.createDataFrame(frame).repartition(partitions).createOrReplaceTempView("ab_units")
+        found = harness.read_results_folder(run_ab(config, "ab_units").results_dir).data
+        assert found["dataset"]["name"] == "ab_units"
+        return found["dataset"]["fingerprint"]
+
+    first = fingerprint(units, 1)
+    assert len(first) == 16 and int(first, 16) >= 0
+    assert fingerprint(units.iloc[::-1], 3) == first
+    assert fingerprint(units.assign(revenue=units["revenue"].where(units.index != 5, 0.0)), 1) != first
+    local = run_ab(parse_ab_config(ab_config(tmp_path / "local")), path)
+    by_file = run_ab(config, path)
+    assert (harness.read_results_folder(by_file.results_dir).data["dataset"]["fingerprint"]
+            == harness.read_results_folder(local.results_dir).data["dataset"]["fingerprint"] is not None)

@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.datasets.experiment import data_fingerprint
 from harness.evaluate import Evaluation, FamilyResult
 from harness.inference.gate import Verdict, comparison_rows, decide, invalidate
 from harness.apps.run import RunOutcome
@@ -68,7 +67,7 @@ def run_ab(config: ABConfig, data: str | Path, *, output: str | Path | None = No
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         config=config.model_dump(mode="json"),
         config_hash=config_hash(config),  # type: ignore[arg-type]  # any pydantic model
-        dataset={"name": Path(data).name, "fingerprint": data_fingerprint(data), **design},
+        dataset={"name": Path(data).name, **design},  # design: the data's fingerprint, units, clusters
         metrics=assemble.metric_rows(results),
         per_unit=assemble.per_unit_table(results),
         comparison=comparison_rows(comparisons, verdict),

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from harness.datasets.experiment import PeriodGroup, natural_order, reduce_periods, reduce_units
+from harness.datasets.experiment import PeriodGroup, data_fingerprint, natural_order
 from harness.datasets.tables import read_table
 from harness.errors import DataValidationError
 from harness.evaluate.backend import LOCAL, Backend
@@ -86,7 +86,8 @@ def _from_statistics(spec: ABFamilySpec) -> ExperimentStatistics:
     else:
         have = {m.variant: m for m in moments_from_table(table, variant=cols.variant, source=data)}
         moments = [have[n] for n in names]
-    design: dict[str, Any] = {"input": "statistics", "unit": "unit", "n_units": sum(m.n for m in moments)}
+    design: dict[str, Any] = {"input": "statistics", "unit": "unit", "n_units": sum(m.n for m in moments),
+                              "fingerprint": data_fingerprint(data)}
     if UNITS in moments[0].columns:  # per-cluster totals (the statistics.csv of a clustered or holdout run)
         design.update(n_clusters=design["n_units"], variance="cluster-robust")
     return ExperimentStatistics(moments, segments, design, [])
@@ -95,22 +96,19 @@ def _from_statistics(spec: ABFamilySpec) -> ExperimentStatistics:
 def load_statistics(spec: ABFamilySpec, backend: Backend = LOCAL) -> ExperimentStatistics:
     """Read per-unit data or a statistics table into sufficient statistics: per cluster
     (cluster-robust) when ``columns.cluster`` is set and ``analysis.variance`` is auto.
-    Per-unit data without clusters, segments or windows are reduced by ``backend``
-    (where it reads them: Spark under ``engine: {kind: spark}``)."""
+    Per-unit data are reduced by ``backend`` (where it reads them: Spark under
+    ``engine: {kind: spark}``)."""
     if spec.input == "statistics":
         return _from_statistics(spec)
     names, cols = spec.variants.names, spec.columns
     binary = [s.proportion for s in spec.metrics.values() if s.proportion]
-    if not (cols.cluster or cols.segment or cols.window):
-        moments, n_units = backend.unit_moments(spec.data, variant=cols.variant, columns=metric_columns(spec),
-                                                variants=names, unit=cols.unit, binary=binary)
-        return ExperimentStatistics(moments, None, {"input": "units", "unit": cols.unit or "row",
-                                                    "n_units": n_units}, [])
     robust = spec.analysis.variance == "auto"
     cluster = cols.cluster or (cols.unit if cols.window else None)  # a holdout's units repeat over windows
-    red = reduce_units(spec.data, variant=cols.variant, columns=metric_columns(spec), variants=names, unit=cols.unit,
-                       cluster=cluster, segment=cols.segment, window=cols.window, binary=binary, cluster_robust=robust)
-    design: dict[str, Any] = {"input": "units", "unit": cols.unit or "row", "n_units": red.n_units}
+    red = backend.unit_statistics(spec.data, variant=cols.variant, columns=metric_columns(spec), variants=names,
+                                  unit=cols.unit, cluster=cluster, segment=cols.segment, window=cols.window,
+                                  binary=binary, cluster_robust=robust)
+    design: dict[str, Any] = {"input": "units", "unit": cols.unit or "row", "n_units": red.n_units,
+                              "fingerprint": backend.data_fingerprint(spec.data)}
     warnings: list[str] = []
     if cluster:
         design.update(randomization_unit=cluster, n_clusters=red.n_clusters,
@@ -186,7 +184,7 @@ def analyze_segments(spec: ExperimentSpec, segments: dict[str, list[VariantMomen
     return rows, tests, notes
 
 
-def analyze_launches(spec: ABFamilySpec) -> list[dict[str, Any]]:
+def analyze_launches(spec: ABFamilySpec, backend: Backend = LOCAL) -> list[dict[str, Any]]:
     """Several launches sharing one holdout (``holdout.launches``): per launch and metric,
     the cumulative effect of every launch so far over the launch's period and the
     launch's own increment (:mod:`harness.metrics.holdout`), at the Bonferroni level over
@@ -205,8 +203,9 @@ def analyze_launches(spec: ABFamilySpec) -> list[dict[str, Any]]:
                                         tuple(dict.fromkeys(starts)))
     metrics = {n: ab_metric(n, s) for n, s in spec.metrics.items()}
     columns = list(dict.fromkeys(c for m in metrics.values() for c in m.value.columns))
-    moments = reduce_periods(spec.data, variant=cols.variant, unit=cols.unit, window=cols.window, columns=columns,
-                             variants=names, groups=list(groups.values()), surface=holdout.surface)
+    moments = backend.unit_periods(spec.data, variant=cols.variant, unit=cols.unit, window=cols.window,
+                                   columns=columns, variants=names, groups=list(groups.values()),
+                                   surface=holdout.surface)
     level = 1 - (1 - spec.analysis.confidence) / len(launches)
     control = moments[0]
     rows = []
@@ -293,7 +292,7 @@ class ABFamily(Family[ABFamilySpec]):
                                 if stats.segments else ([], [], []))
         win_rows, win_het, win_notes = (analyze_segments(spec, stats.windows, label="window")
                                         if stats.windows else ([], [], []))
-        launches = analyze_launches(spec)
+        launches = analyze_launches(spec, self.backend)
         empty = pd.DataFrame(index=pd.Index([], name="unit_id", dtype=str))
         models = {v: ModelOutput(per_unit=empty, values=values) for v, values in _arm_values(effects, a.confidence).items()}
         extra = {"srm": asdict(srm), "design": stats.design, "segments": seg_rows, "heterogeneity": het,

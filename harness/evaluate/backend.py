@@ -24,8 +24,9 @@ import pandas as pd
 if TYPE_CHECKING:
     from harness.evaluate.sources import ScoresSource, SourceCollection, SourceRanking
     from harness.datasets.base import InteractionDataset
-    from harness.metrics import OPEInputs
+    from harness.datasets.experiment import PeriodGroup, UnitStatistics
     from harness.metrics.ab import VariantMoments
+    from harness.metrics import OPEInputs
     from harness.metrics.off_policy import OffPolicyEstimator, OPEInterval
     from harness.metrics.ranking import RankingResult
     from harness.types import Ranking
@@ -43,11 +44,25 @@ class Backend(Protocol):
     def estimate_intervals(self, estimators: Sequence["OffPolicyEstimator"], data: "OPEInputs",
                            **options: Any) -> dict[str, "OPEInterval"]: ...
 
-    def unit_moments(self, data: str, *, variant: str, columns: Sequence[str], variants: Sequence[str],
-                     unit: str | None = None, binary: Sequence[str] = ()) -> tuple[list["VariantMoments"], int]:
-        """The per-variant moments of an experiment's per-unit table (``data``: where it
-        is stored) and its number of rows, checked as
-        :func:`harness.datasets.experiment.check_units` checks them."""
+    def unit_statistics(self, data: str, *, variant: str, columns: Sequence[str], variants: Sequence[str],
+                        unit: str | None = None, cluster: str | None = None, segment: str | None = None,
+                        window: str | None = None, binary: Sequence[str] = (),
+                        cluster_robust: bool = True) -> "UnitStatistics":
+        """An experiment's per-unit table (``data``: where it is stored) reduced to
+        sufficient statistics, checked and grouped as
+        :func:`harness.datasets.experiment.reduce_units` does."""
+        ...
+
+    def unit_periods(self, data: str, *, variant: str, unit: str, window: str, columns: Sequence[str],
+                     variants: Sequence[str], groups: Sequence["PeriodGroup"],
+                     surface: str | None = None) -> list["VariantMoments"]:
+        """Each unit's totals per launch period of a holdout, reduced to moments per
+        variant, as :func:`harness.datasets.experiment.reduce_periods` computes them."""
+        ...
+
+    def data_fingerprint(self, location: str) -> str | None:
+        """A digest of the content of the table at ``location`` (a file, a folder or a
+        table the backend reads by name), as it identifies a run's data set."""
         ...
 
     def describe_collection(self, collection: "SourceCollection") -> "SourceCollection":
@@ -81,12 +96,27 @@ class LocalBackend:
 
         return estimate_intervals(estimators, data, **options)
 
-    def unit_moments(self, data: str, *, variant: str, columns: Sequence[str], variants: Sequence[str],
-                     unit: str | None = None, binary: Sequence[str] = ()) -> tuple[list["VariantMoments"], int]:
+    def unit_statistics(self, data: str, *, variant: str, columns: Sequence[str], variants: Sequence[str],
+                        unit: str | None = None, cluster: str | None = None, segment: str | None = None,
+                        window: str | None = None, binary: Sequence[str] = (),
+                        cluster_robust: bool = True) -> "UnitStatistics":
         from harness.datasets.experiment import reduce_units
 
-        red = reduce_units(data, variant=variant, columns=columns, variants=variants, unit=unit, binary=binary)
-        return red.moments, red.n_units
+        return reduce_units(data, variant=variant, columns=columns, variants=variants, unit=unit, cluster=cluster,
+                            segment=segment, window=window, binary=binary, cluster_robust=cluster_robust)
+
+    def unit_periods(self, data: str, *, variant: str, unit: str, window: str, columns: Sequence[str],
+                     variants: Sequence[str], groups: Sequence["PeriodGroup"],
+                     surface: str | None = None) -> list["VariantMoments"]:
+        from harness.datasets.experiment import reduce_periods
+
+        return reduce_periods(data, variant=variant, unit=unit, window=window, columns=columns, variants=variants,
+                              groups=groups, surface=surface)
+
+    def data_fingerprint(self, location: str) -> str | None:
+        from harness.datasets.experiment import data_fingerprint
+
+        return data_fingerprint(location)
 
     def describe_collection(self, collection: "SourceCollection") -> "SourceCollection":
         from dataclasses import replace

@@ -10,21 +10,28 @@ autoescaped: a model named ``<script>`` shows as text.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.results import family_sections  # noqa: F401  (registers the built-in sections)
 from harness.results.folder import read_results_folder
 from harness.results.sections import Cell, ReportData, Section, Table, build_sections, interval, number
 from harness.version import __version__
 
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
 REPORT_HTML = "report.html"
 DECISIONS = ("PASS", "FAIL", "INCONCLUSIVE", "NO_GATE")
 
 
-def _environment() -> Any:
+@functools.cache
+def _environment() -> "Environment":
+    """One template environment a process: it keeps the compiled templates (compiling
+    the report's templates costs more than rendering them)."""
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
     return Environment(loader=PackageLoader("harness", "templates"), autoescape=True, undefined=StrictUndefined,

@@ -1,16 +1,24 @@
 """A/B sufficient statistics on Spark: per variant, n, sum(x) and sum(x*y).
 
-The aggregate is the warehouse query behind ``input: statistics`` of ``harness ab``; its
-result is read by :func:`harness.metrics.ab.moments_from_table`, the same reader the
-statistics files go through, so the analysis downstream is the local one.
+:func:`ab_moments` is the warehouse query behind ``input: statistics`` of ``harness ab``;
+its result is read by :func:`harness.metrics.ab.moments_from_table`, the same reader the
+statistics files go through. :func:`unit_statistics` is what ``engine: {kind: spark}``
+runs on a per-unit table: :func:`harness.datasets.experiment.reduce_units` (checks,
+clusters, segments, time windows) as Spark aggregations. Either way the analysis
+downstream is the local one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Sequence
 
+import numpy as np
+
+from harness.datasets.experiment import PeriodGroup, UnitStatistics, launch_period, natural_order
 from harness.errors import DataValidationError, describe_examples
-from harness.metrics.ab import VariantMoments, _cross_name, moments_from_table
+from harness.metrics.ab import UNITS, VariantMoments, _cross_name, add_moments, moments_from_table
+from harness.metrics.holdout import ROWS, period_column
 
 from .session import require_columns, worker_errors
 
@@ -50,48 +58,205 @@ def ab_moments(units: "DataFrame", columns: Sequence[str], *, variant: str = "va
     return moments_from_table(table, source="Spark A/B aggregate")
 
 
-def unit_moments(units: "DataFrame", *, variant: str, columns: Sequence[str], variants: Sequence[str],
-                 unit: str | None = None, binary: Sequence[str] = (), source: str) -> tuple[list[VariantMoments], int]:
-    """:func:`ab_moments` of a per-unit experiment table after the checks
-    :func:`harness.datasets.experiment.check_units` makes locally (same refusals: metric
-    columns numeric and finite, proportions 0/1, variants all configured and all
-    present, unit ids unique), in one Spark pass; returns the moments in ``variants``'
-    order and the number of rows."""
+def _moments(frame: "DataFrame", columns: list[str], keys: list[str], variants: Sequence[str]
+             ) -> dict[tuple[str, ...], list[VariantMoments]]:
+    """Row moments of ``columns`` per value of ``keys`` (the last key the variant, as
+    text): ``{other keys' values: [moments of each variant]}``, a variant without rows
+    having ``n = 0`` and zero sums, as :func:`harness.metrics.ab.segment_moments` gives."""
+    from pyspark.sql import functions as F
+
+    pairs = [(j, k) for j in range(len(columns)) for k in range(j, len(columns))]
+    value = [F.col(f"`{c}`").cast("double") for c in columns]
+    rows = (frame.groupBy(*[F.col(f"`{k}`").cast("string").alias(f"_k{i}") for i, k in enumerate(keys)])
+            .agg(F.count(F.lit(1)).alias("_n"), *[F.sum(v).alias(f"_s{j}") for j, v in enumerate(value)],
+                 *[F.sum(value[j] * value[k]).alias(f"_c{j}_{k}") for j, k in pairs]).collect())
+    found: dict[tuple[str, ...], dict[str, VariantMoments]] = {}
+    for row in rows:  # one row per group and variant: a handful, or one per segment or window
+        cross = np.zeros((len(columns), len(columns)))
+        for j, k in pairs:
+            cross[j, k] = cross[k, j] = row[f"_c{j}_{k}"]
+        group = tuple(row[f"_k{i}"] for i in range(len(keys) - 1))
+        found.setdefault(group, {})[row[f"_k{len(keys) - 1}"]] = VariantMoments(
+            row[f"_k{len(keys) - 1}"], int(row["_n"]), tuple(columns),
+            np.array([row[f"_s{j}"] for j in range(len(columns))], dtype=np.float64), cross)
+    empty = VariantMoments("", 0, tuple(columns), np.zeros(len(columns)), np.zeros((len(columns), len(columns))))
+    return {g: [part.get(v, dataclasses.replace(empty, variant=v)) for v in variants] for g, part in found.items()}
+
+
+def _check(units: "DataFrame", *, variant: str, cols: list[str], variants: Sequence[str], unit: str | None,
+           window: str | None, labels: Sequence[tuple[str, str | None]], binary: Sequence[str],
+           source: str) -> int:
+    """The refusals of :func:`harness.datasets.experiment.reduce_units` (and
+    ``reduce_periods``), in their order and words, from one Spark aggregation (plus a
+    lookup of examples when one fails): ``unit`` ids unique (per ``window`` when given),
+    no missing value in the ``labels`` columns (``(what, column)``: cluster, segment,
+    window, ...); the number of rows."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import BooleanType, NumericType
 
-    cols = list(dict.fromkeys(columns))
-    require_columns(units, [variant, *cols, *([unit] if unit else [])], source)
+    need = [variant, *cols, *[c for c in (unit, window, *(c for _, c in labels)) if c]]
+    missing = [c for c in dict.fromkeys(need) if c not in units.columns]
+    if missing:
+        raise DataValidationError(f"{source}: column(s) {missing} not found (columns: {units.columns})")
     for col in cols:
         kind = units.schema[col].dataType
         if not isinstance(kind, (NumericType, BooleanType)):
             raise DataValidationError(f"{source}: column {col!r} is not numeric (type {kind.simpleString()})")
-    label = F.col(variant).cast("string")
+    label = F.col(f"`{variant}`").cast("string")
     value = {c: F.col(f"`{c}`").cast("double") for c in cols}
+    keyed = [F.col(f"`{unit}`"), *([F.col(f"`{window}`")] if window else [])] if unit else []
     checks = [F.count(F.lit(1)).alias("_rows"),
               F.sum((~label.isin(list(variants)) | label.isNull()).cast("long")).alias("_unknown"),
               *[F.sum((value[c].isNull() | F.isnan(value[c]) | (F.abs(value[c]) == float("inf"))).cast("long"))
                 .alias(f"_bad{j}") for j, c in enumerate(cols)],
               *[F.sum((~value[c].isin(0.0, 1.0)).cast("long")).alias(f"_off{j}") for j, c in enumerate(cols)
                 if c in binary],
-              *([F.countDistinct(F.col(f"`{unit}`")).alias("_units")] if unit else [])]
+              *([F.countDistinct(*keyed).alias("_units")] if keyed else []),
+              *[F.sum(F.col(f"`{c}`").isNull().cast("long")).alias(f"_null_{what}") for what, c in labels if c]]
+    row = units.agg(*checks).first()
+    if not row["_rows"]:
+        raise DataValidationError(f"{source}: no rows")
+    if row["_unknown"]:
+        bad = [r[0] for r in units.select(label).where(~label.isin(list(variants)) | label.isNull())
+               .distinct().limit(3).collect()]
+        raise DataValidationError(f"{source}: column {variant!r} has {row['_unknown']} row(s) of variant(s) "
+                                  f"not in the config ({describe_examples(bad)}); configured: {list(variants)}")
+    for j, c in enumerate(cols):
+        if row[f"_bad{j}"]:
+            raise DataValidationError(f"{source}: column {c!r} has {row[f'_bad{j}']} NaN/inf value(s)")
+        if c in binary and row[f"_off{j}"]:
+            raise DataValidationError(f"{source}: proportion column {c!r} must be 0/1; {row[f'_off{j}']} "
+                                      "row(s) are not")
+    if unit and row["_units"] != row["_rows"]:
+        n_dup = row["_rows"] - row["_units"]
+        found = [", ".join(str(v) for v in r[:-1]) for r in units.groupBy(*keyed).count()
+                 .where(F.col("count") > 1).limit(3).collect()]
+        if window:
+            raise DataValidationError(f"{source}: {n_dup} duplicated ({unit}, {window}) pair(s) "
+                                      f"({describe_examples(found)}); one row per unit and window")
+        raise DataValidationError(f"{source}: column {unit!r} has {n_dup} duplicated unit id(s) "
+                                  f"({describe_examples(found)}); one row per unit")
+    for what, c in labels:
+        if c and row[f"_null_{what}"]:
+            noun = "id(s)" if what in ("cluster", "unit") else "value(s)"
+            raise DataValidationError(f"{source}: {what} column {c!r} has {row[f'_null_{what}']} missing {noun}")
+    return int(row["_rows"])
+
+
+def unit_statistics(units: "DataFrame", *, variant: str, columns: Sequence[str], variants: Sequence[str],
+                    unit: str | None = None, cluster: str | None = None, segment: str | None = None,
+                    window: str | None = None, binary: Sequence[str] = (), cluster_robust: bool = True,
+                    source: str) -> UnitStatistics:
+    """:func:`harness.datasets.experiment.reduce_units` of a per-unit experiment table on
+    Spark: the same checks and refusals, then the same sufficient statistics, computed by
+    Spark aggregations (only one row per variant, segment or window reaches the driver).
+
+    - per variant (``segment``: per segment and variant, the whole experiment their sum);
+    - with ``cluster`` and ``cluster_robust``: per cluster first (each cluster's totals and
+      unit count ``UNITS``; a cluster in two variants or segments is refused), then the
+      moments of those totals;
+    - with ``window``: each window's row moments too (rows are (unit, window) pairs).
+    """
+    from pyspark.sql import functions as F
+
+    cols = list(dict.fromkeys(columns))
     with worker_errors():
-        row = units.agg(*checks).first()
-        if not row["_rows"]:
-            raise DataValidationError(f"{source}: no rows")
-        if row["_unknown"]:
-            bad = [r[0] for r in units.select(label).where(~label.isin(list(variants)) | label.isNull())
-                   .distinct().limit(3).collect()]
-            raise DataValidationError(f"{source}: column {variant!r} has {row['_unknown']} row(s) of variant(s) "
-                                      f"not in the config ({describe_examples(bad)}); configured: {list(variants)}")
-        for j, c in enumerate(cols):
-            if row[f"_bad{j}"]:
-                raise DataValidationError(f"{source}: column {c!r} has {row[f'_bad{j}']} missing/NaN/inf value(s)")
-            if c in binary and row[f"_off{j}"]:
-                raise DataValidationError(f"{source}: proportion column {c!r} must be 0/1; {row[f'_off{j}']} "
-                                          "row(s) are not")
-        if unit and row["_units"] != row["_rows"]:
-            raise DataValidationError(f"{source}: column {unit!r} has {row['_rows'] - row['_units']} duplicated "
-                                      "unit id(s); one row per unit")
-        return ab_moments(units.select(F.col(f"`{variant}`").alias("variant"), *cols), cols,
-                          variants=variants), int(row["_rows"])
+        n_rows = _check(units, variant=variant, cols=cols, variants=variants, unit=unit, window=window,
+                        labels=[("cluster", cluster), ("segment", segment), ("window", window)], binary=binary,
+                        source=source)
+        windows = None
+        if window:
+            found = _moments(units, cols, [window, variant], variants)
+            windows = {g[0]: found[g] for g in sorted(found, key=lambda g: natural_order(g[0]))}
+        rows, n_clusters, clustered = units, None, bool(cluster and cluster_robust)
+        if clustered:
+            rows = _cluster_totals(units, cols, variant=variant, cluster=str(cluster), segment=segment)
+            n_clusters = rows.count()
+            cols = [*cols, UNITS]
+        elif cluster:
+            n_clusters = units.select(f"`{cluster}`").distinct().count()
+        if segment:
+            found = _moments(rows, cols, [segment, variant], variants)
+            segments = {g[0]: found[g] for g in sorted(found)}
+            moments = [add_moments([part[v] for part in segments.values()]) for v in range(len(variants))]
+        else:
+            segments, moments = None, _moments(rows, cols, [variant], variants)[()]
+    empty = [m.variant for m in moments if m.n == 0]
+    if empty:
+        raise DataValidationError(f"{source}: no units in variant(s) {empty}")
+    return UnitStatistics(moments, segments, n_rows, n_clusters, clustered, windows)
+
+
+def _cluster_totals(units: "DataFrame", cols: list[str], *, variant: str, cluster: str,
+                    segment: str | None) -> "DataFrame":
+    """One row per cluster: its variant (and segment), each column's total and its unit
+    count (``UNITS``), as :func:`harness.metrics.ab.cluster_totals`; a cluster whose units
+    are in two variants (or segments) is refused in its words."""
+    from pyspark.sql import functions as F
+
+    labels = [(variant, "variant"), *([(segment, "segment")] if segment else [])]
+    totals = (units.groupBy(F.col(f"`{cluster}`").alias("_cluster"))
+              .agg(*[F.min(F.col(f"`{c}`").cast("string")).alias(c) for c, _ in labels],
+                   *[F.countDistinct(F.col(f"`{c}`").cast("string")).alias(f"_kinds_{what}") for c, what in labels],
+                   *[F.sum(F.col(f"`{c}`").cast("double")).alias(c) for c in cols],
+                   F.count(F.lit(1)).cast("double").alias(UNITS)))
+    for _, what in labels:
+        _refuse_mixed(totals, what)
+    return totals
+
+
+def _refuse_mixed(totals: "DataFrame", what: str) -> None:
+    """Refuse, as :func:`harness.metrics.ab.cluster_totals` does, clusters (``_cluster``)
+    whose units carry more than one ``what`` (``_kinds_<what>`` distinct values)."""
+    from pyspark.sql import functions as F
+
+    mixed = totals.where(F.col(f"_kinds_{what}") > 1)
+    n_mixed = mixed.count()
+    if n_mixed:
+        examples = [r[0] for r in mixed.select("_cluster").orderBy("_cluster").limit(3).collect()]
+        raise DataValidationError(f"{n_mixed} cluster(s) have units in more than one {what}, "
+                                  f"{describe_examples(examples)}: a cluster-randomised design "
+                                  f"keeps a whole cluster in one {what}")
+
+
+def unit_periods(units: "DataFrame", *, variant: str, unit: str, window: str, columns: Sequence[str],
+                 variants: Sequence[str], groups: Sequence[PeriodGroup], surface: str | None = None,
+                 source: str) -> list[VariantMoments]:
+    """:func:`harness.datasets.experiment.reduce_periods` on Spark: each unit's totals of
+    ``columns`` and of its row count (``ROWS``) per group and launch period, as Spark
+    aggregates per unit, reduced to one :class:`VariantMoments` per variant over units.
+
+    A window's period in a group is the number of the group's launch starts at or
+    before it (natural order); the windows are few, so their periods are computed here
+    and handed to Spark as a map from window label to period.
+    """
+    from pyspark.sql import functions as F
+
+    cols = list(dict.fromkeys(columns))
+    keys = {g.label: sorted(natural_order(s) for s in g.starts) for g in groups}
+    names = [period_column(c, g.label, p) for c in (*cols, ROWS) for g in groups for p in range(len(g.starts) + 1)]
+    label = F.col(f"`{variant}`").cast("string")
+    value = {**{c: F.col(f"`{c}`").cast("double") for c in cols}, ROWS: F.lit(1.0)}
+    win = F.col(f"`{window}`").cast("string")
+    with worker_errors():
+        _check(units, variant=variant, cols=cols, variants=variants, unit=None, window=None,
+               labels=[("window", window), ("unit", unit), ("surface", surface)], binary=(), source=source)
+        windows = [r[0] for r in units.select(win).distinct().collect()]  # a few dozen labels
+        sums = {}
+        for g in groups:
+            period = F.create_map(*[F.lit(x) for w in windows for x in (w, launch_period(keys[g.label], w))])[win]
+            mine = (F.lit(True) if g.surface is None or surface is None
+                    else F.col(f"`{surface}`").cast("string") == F.lit(g.surface))
+            for p in range(len(g.starts) + 1):
+                for c in (*cols, ROWS):
+                    sums[period_column(c, g.label, p)] = F.sum(F.when(mine & (period == p), value[c])
+                                                               .otherwise(0.0))
+        per_unit = (units.groupBy(F.col(f"`{unit}`").alias("_cluster"))
+                    .agg(F.min(label).alias("_variant"), F.countDistinct(label).alias("_kinds_variant"),
+                         *[sums[n].alias(n) for n in names]))
+        _refuse_mixed(per_unit, "variant")
+        moments = _moments(per_unit, names, ["_variant"], variants)[()]
+    empty = [m.variant for m in moments if m.n < 2]
+    if empty:
+        raise DataValidationError(f"{source}: variant(s) {empty} have fewer than 2 units")
+    return moments

@@ -18,6 +18,7 @@ aggregates come back, and the comparison and the results folder read the table w
 from __future__ import annotations
 
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
@@ -29,11 +30,12 @@ from harness.metrics.ranking import (RANKING_METRICS, RankingResult, _curve_spec
                                      _std_error)
 from harness.types import Ranking
 
-from .ab import unit_moments
-from .collection import JUDGMENTS, SCORES, describe_collection, read_source
+from .ab import unit_periods, unit_statistics
+from .collection import JUDGMENTS, SCORES, check_location, describe_collection, read_source
 from .off_policy import INPUTS, estimate_off_policy
 from .ranking import N_REL, RANKED, evaluate_ranking
-from .session import spark_session, worker_errors
+from .session import read_table, spark_session, worker_errors
+from .tables import table_fingerprint
 from .units import SparkUnits
 
 if TYPE_CHECKING:
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 
     from harness.evaluate.sources import ScoresSource, SourceCollection, SourceRanking
     from harness.metrics import OPEInputs
+    from harness.datasets.experiment import PeriodGroup, UnitStatistics
     from harness.metrics.ab import VariantMoments
     from harness.metrics.off_policy import OffPolicyEstimator, OPEInterval
     from harness.spec.config import EngineSpec
@@ -107,13 +110,32 @@ class SparkBackend:
         found.release()
         return found.intervals
 
-    def unit_moments(self, data: str, *, variant: str, columns: Sequence[str], variants: Sequence[str],
-                     unit: str | None = None, binary: Sequence[str] = ()) -> tuple[list["VariantMoments"], int]:
+    def unit_statistics(self, data: str, *, variant: str, columns: Sequence[str], variants: Sequence[str],
+                        unit: str | None = None, cluster: str | None = None, segment: str | None = None,
+                        window: str | None = None, binary: Sequence[str] = (),
+                        cluster_robust: bool = True) -> "UnitStatistics":
         """An experiment's per-unit table read and reduced by Spark (checked as locally)."""
-        frame = read_source(self.spark, data, what="A/B data",
-                            columns=list(dict.fromkeys([variant, *columns, *([unit] if unit else [])])))
-        return unit_moments(frame, variant=variant, columns=columns, variants=variants, unit=unit, binary=binary,
-                            source=data)
+        check_location(data, what="A/B data")
+        return unit_statistics(read_table(self.spark, data), variant=variant, columns=columns, variants=variants,
+                               unit=unit, cluster=cluster, segment=segment, window=window, binary=binary,
+                               cluster_robust=cluster_robust, source=data)
+
+    def unit_periods(self, data: str, *, variant: str, unit: str, window: str, columns: Sequence[str],
+                     variants: Sequence[str], groups: Sequence["PeriodGroup"],
+                     surface: str | None = None) -> list["VariantMoments"]:
+        """A holdout's per-unit totals per launch period, aggregated by Spark (checked as locally)."""
+        check_location(data, what="A/B data")
+        return unit_periods(read_table(self.spark, data), variant=variant, unit=unit, window=window, columns=columns,
+                            variants=variants, groups=groups, surface=surface, source=data)
+
+    def data_fingerprint(self, location: str) -> str | None:
+        """A file's or folder's bytes, as the local engine digests them; a catalog
+        table's content, from Spark (:func:`harness.spark.tables.table_fingerprint`)."""
+        from harness.datasets.experiment import data_fingerprint
+
+        if Path(location).exists():
+            return data_fingerprint(location)
+        return table_fingerprint(read_table(self.spark, location))
 
     def describe_collection(self, collection: "SourceCollection") -> "SourceCollection":
         """The collection's id spaces, counts, warnings and fingerprint, from Spark."""

@@ -209,18 +209,14 @@ class ABConfig(ExperimentSpec):
 
     @model_validator(mode="after")
     def _spark(self) -> "ABConfig":
-        """Spark reduces per-unit rows to the variants' moments (``harness.spark.ab_moments``,
-        CUPED's cross products included); what needs the rows regrouped is refused."""
+        """Spark reduces per-unit rows to sufficient statistics (``harness.spark.ab``: per
+        variant, cluster, segment, time window and a holdout's launch periods, CUPED's
+        cross products included); a statistics table is already small, and is refused."""
         if self.engine.kind != "spark":
             return self
         if self.input != "units":
             raise ValueError("engine: kind spark reads per-unit rows (input: units); a statistics table is "
                              "already small: use engine kind local")
-        grouped = [f"columns.{c}" for c in ("cluster", "segment", "window") if getattr(self.columns, c)]
-        if grouped or self.holdout is not None:
-            raise ValueError(f"engine: kind spark computes per-variant moments of the units; {grouped or ['holdout']} "
-                             "need them per cluster, segment or window, which the Spark engine does not compute "
-                             "yet (use engine kind local)")
         return self
 
     @model_validator(mode="after")
