@@ -168,6 +168,17 @@ def run(
         config.compare is not None and config.compare.baseline.startswith(("runs:/", "models:/")))
     tracking_uri = resolve_tracking_uri(config.tracking.uri) if needs_mlflow else None
     results, info = evaluate_models(config, dataset, progress=progress, tracking_uri=tracking_uri, backend=backend)
+    try:
+        return _finish(config, results, info, summary, out_root, tracking_uri=tracking_uri,
+                       inconclusive=inconclusive, require_gate=require_gate)
+    finally:  # per-unit values a backend kept (Spark) are freed once the folder is written
+        assemble.release(results)
+
+
+def _finish(config: EvalConfig, results: dict[str, FamilyResult], info: dict[str, dict[str, Any]],
+            summary: dict[str, Any], out_root: Path, *, tracking_uri: str | None, inconclusive: str,
+            require_gate: bool) -> RunOutcome:
+    """Compare, gate, write the results folder and log it: the end of :func:`run`."""
     for result in results.values():
         for notice in result.notices:
             _say(f"NOTE: {notice}")

@@ -10,7 +10,10 @@ registered with :func:`harness.evaluate.register_family`.
 Per model a family returns a :class:`ModelOutput`:
 
 - ``per_unit``: mean-type metrics, one row per unit (the metric is the mean of the
-  column), indexed by unit id: the input of paired comparisons;
+  column), indexed by unit id: the input of paired comparisons; a pandas frame, or,
+  when the backend keeps the values where it computed them (the Spark engine on a
+  collection's tables), a :class:`~harness.evaluate.units.UnitTable`, which the
+  comparison, the results folder and the headline values read through its methods;
 - ``statistics``: ratio-type metrics (SNIPS, ECE, ...), as sum statistics over the
   same units, compared by a shared bootstrap;
 - ``values``: the headline value and interval of every configured metric;
@@ -40,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from harness.evaluate.backend import LOCAL, Backend
+from harness.evaluate.units import MetricValue, UnitTable
 from harness.metrics._names import value_range
 from harness.metrics.stats import DeltaInference, SumStatistic, WeightedStatistic, mean_confidence_interval
 from harness.spec.families import FamilySpec
@@ -54,23 +58,11 @@ Statistic = SumStatistic | WeightedStatistic
 SpecT = TypeVar("SpecT", bound=FamilySpec)
 
 
-@dataclass(frozen=True)
-class MetricValue:
-    """One metric of one model: its value and interval over ``n_units`` units
-    (NaN bounds when the metric has no per-unit interval, e.g. catalogue coverage)."""
-
-    metric: str
-    value: float
-    ci_low: float = float("nan")
-    ci_high: float = float("nan")
-    n_units: int = 0
-
-
 @dataclass
 class ModelOutput:
     """What one family measured on one model (see the module docstring)."""
 
-    per_unit: pd.DataFrame
+    per_unit: pd.DataFrame | UnitTable
     values: list[MetricValue]
     statistics: dict[str, Statistic] = field(default_factory=dict)
     inputs: pd.DataFrame | None = None

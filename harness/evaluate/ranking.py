@@ -25,8 +25,10 @@ from harness.errors import DataValidationError, describe_examples
 from harness.evaluate.family import Family, FamilyResult, ModelOutput, mean_values
 from harness.evaluate.model_view import ModelView
 from harness.evaluate.sources import ScoresSource, SourceCollection
+from harness.evaluate.units import UnitTable
 from harness.metrics import RANKING_METRICS
 from harness.metrics._names import parse_label, parse_metric_names, value_range
+from harness.metrics.ranking import RankingResult
 from harness.spec.families import RankingEval
 from harness.types import PAD_ITEM, Dataset, Ranking
 
@@ -96,8 +98,10 @@ class RankingFamily(Family[RankingEval]):
             del options["item_names"]  # the tables hold the user's own ids: ties break by those
             found = self.backend.evaluate_ranking_source(self.dataset, view.model, self.spec.metrics,
                                                          depth=self.depth(), **options)
-            res, unranked, own_ids = found.result, found.unranked, True
             self.n_no_relevant = found.n_no_relevant
+            if found.units is not None:  # the per-query values stay with the backend
+                return self._measure_units(view.name, found.result, found.units)
+            res, unranked, own_ids = found.result, found.unranked, True
         else:
             ranking = view.ranking.top(self.depth())
             res = self.backend.evaluate_ranking(self.dataset.qrels, ranking, self.spec.metrics, **options)
@@ -114,12 +118,7 @@ class RankingFamily(Family[RankingEval]):
         self.counts[view.name] = {"judged": len(res.per_query) + sum(res.skipped.values()),
                                   "evaluated": len(per_query), "missing_from_run": res.n_missing_from_run,
                                   **{f"skipped_{k}": v for k, v in res.skipped.items()}}
-        info: dict[str, object] = {"n_queries": res.n_queries, "skipped": res.skipped,
-                                   "n_missing_from_run": res.n_missing_from_run}
-        if res.curves is not None:
-            info["curves"] = {c: res.curves[c].tolist() for c in res.curves}
-            info["curve_intervals"] = curve_intervals(res.curves, res.curve_std_errors, res.n_queries,
-                                                      self.confidence)
+        info = self._info(res)
         if view.stages is not None:
             stages, within = self._stage_tables(view.stages)
             per_query = per_query.join(stages)
@@ -133,16 +132,49 @@ class RankingFamily(Family[RankingEval]):
         return ModelOutput(per_unit=per_query, values=mean_values(per_query, self.confidence),
                            info=info)
 
+    def _info(self, res: RankingResult) -> dict[str, object]:
+        """``results.json["units"][model]``: counts and the metric@k curves with their bands."""
+        info: dict[str, object] = {"n_queries": res.n_queries, "skipped": res.skipped,
+                                   "n_missing_from_run": res.n_missing_from_run}
+        if res.curves is not None:
+            info["curves"] = {c: res.curves[c].tolist() for c in res.curves}
+            info["curve_intervals"] = curve_intervals(res.curves, res.curve_std_errors, res.n_queries,
+                                                      self.confidence)
+        return info
+
+    def _measure_units(self, name: str, res: RankingResult, units: UnitTable) -> ModelOutput:
+        """A model whose per-query values the backend kept (a :class:`UnitTable` of the
+        evaluated queries, those it ranked nothing for flagged): what :meth:`measure`
+        does with a frame, through the table's aggregates."""
+        if units.n_units == 0:
+            raise DataValidationError(
+                f"ranking: none of the {res.skipped.get('no_relevant', 0)} judged queries has a relevant item "
+                f"(relevance >= {self.spec.relevance_threshold}); lower evaluate.ranking.relevance_threshold, or "
+                "check the data set's relevance rule")
+        n_all = units.n_units
+        gone = units.n_flagged()
+        if gone and self.spec.missing == "error":
+            raise self._missing_error(name, gone, n_all, units.flagged_examples())
+        if gone and self.spec.missing == "skip":
+            units = units.without_flagged()
+        self.counts[name] = {"judged": n_all + sum(res.skipped.values()),
+                             "evaluated": units.n_units, "missing_from_run": res.n_missing_from_run,
+                             **{f"skipped_{k}": v for k, v in res.skipped.items()}}
+        return ModelOutput(per_unit=units, values=units.headline(self.confidence), info=self._info(res))
+
+    def _missing_error(self, name: str, n_gone: int, n_judged: int, examples: object) -> DataValidationError:
+        return DataValidationError(
+            f"model {name!r} ranks nothing for {n_gone} of {n_judged} judged queries "
+            f"({describe_examples(examples)}); set evaluate.ranking.missing to "
+            "'zero' (score them 0) or 'skip' (leave them out of the comparison)")
+
     def _missing(self, name: str, per_query: pd.DataFrame, unranked: np.ndarray,
                  decode: Callable[[np.ndarray], np.ndarray]) -> pd.DataFrame:
         """Apply ``missing`` to the evaluated queries the model ranked nothing for
         (``unranked``, in the ids of ``per_query``'s index; ``decode`` gives the user's)."""
         gone = per_query.index.intersection(pd.Index(unranked))
         if len(gone) and self.spec.missing == "error":
-            raise DataValidationError(
-                f"model {name!r} ranks nothing for {len(gone)} of {len(per_query)} judged queries "
-                f"({describe_examples(decode(gone.to_numpy()))}); set evaluate.ranking.missing to "
-                "'zero' (score them 0) or 'skip' (leave them out of the comparison)")
+            raise self._missing_error(name, len(gone), len(per_query), decode(gone.to_numpy()))
         return per_query.drop(gone) if self.spec.missing == "skip" else per_query
 
     def _stage_tables(self, stages: dict[str, Ranking]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -6,8 +6,9 @@ model in this process: its ranking metrics are a function of two tables. Under t
 engine the run keeps them as sources, the backend describes the collection
 (:meth:`~harness.evaluate.backend.Backend.describe_collection`: its id spaces, counts,
 warnings and fingerprint, those of the local loader) and measures each model
-(:meth:`~harness.evaluate.backend.Backend.evaluate_ranking_source`); only per-query values
-and aggregates reach the driver. Any other data set or model kind is loaded here, as
+(:meth:`~harness.evaluate.backend.Backend.evaluate_ranking_source`); only aggregates reach
+the driver, the per-query values staying with the backend as a
+:class:`~harness.evaluate.units.UnitTable`. Any other data set or model kind is loaded here, as
 always (see :func:`collection_sources`).
 """
 
@@ -20,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from harness.evaluate.units import UnitTable
 from harness.metrics.ranking import RankingResult
 from harness.models.precomputed import display_name
 from harness.spec.config import EvalConfig
@@ -85,29 +87,30 @@ class SourceRanking:
     ``result.per_query`` is indexed by the user's own query ids, in the local order
     (ascending ids); ``unranked`` holds the evaluated queries the table ranks nothing for
     (its ``missing: empty``); ``n_no_relevant`` the judged queries without a relevant item.
+
+    A backend that keeps the per-query values where it computed them returns them as
+    ``units`` instead (a :class:`~harness.evaluate.units.UnitTable` of the evaluated
+    queries, the unranked ones flagged): ``result.per_query`` and ``unranked`` are then
+    empty and ``result`` holds the aggregates only (means, counts, curves).
     """
 
     result: RankingResult
     unranked: np.ndarray
     n_no_relevant: int
+    units: UnitTable | None = None
 
 
 def collection_sources(config: EvalConfig) -> SourceCollection | None:
     """The run's inputs as sources, when the backend can measure every model from them:
     a ``trec`` data set, every model a score table, only the ranking family, no model
-    from a registry. None otherwise (the data set and models are loaded in-process)."""
+    from a registry (:meth:`~harness.spec.config.EvalConfig.reads_tables`). None
+    otherwise (the data set and models are loaded in-process)."""
     spec = config.dataset
-    if spec.kind != "trec" or set(config.evaluate.blocks()) != {"ranking"}:
-        return None
-    if config.compare is not None and config.compare.baseline.startswith("models:/"):
-        return None
+    if not config.reads_tables():
+        return None  # the local adapter reports what is wrong
     runs = {}
     for name, model in config.models.items():
         params = model.params
-        if (model.kind != "precomputed" or "path" not in params or set(params) - {"path", "missing", "format", "name"}
-                or params.get("missing", "error") not in ("error", "empty")
-                or params.get("format", "auto") not in ("auto", "table", "trec")):
-            return None  # the local adapter reports what is wrong
         runs[name] = ScoresSource(str(params["path"]), display_name(params["path"], params.get("name")),
                                   missing=params.get("missing", "error"), format=params.get("format", "auto"))
     return SourceCollection(spec.qrels, runs, name=spec.name or f"trec:{Path(spec.qrels).stem}")

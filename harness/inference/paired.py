@@ -18,6 +18,7 @@ import pandas as pd
 from harness.errors import ConfigError, DataValidationError
 from harness.options import check_choice, check_confidence
 from harness.evaluate.family import FamilyResult
+from harness.evaluate.units import UnitTable, is_unit_table
 from harness.metrics._names import value_range
 from harness.metrics.stats import (BOOTSTRAP_METHODS, METHODS, DeltaInference, Estimand, SumStatistic,
                                    WeightedStatistic, bootstrap_estimands, bootstrap_if_defined, bootstrap_weighted,
@@ -336,14 +337,49 @@ def compare_family(
             if reasons:
                 notes[(candidate, metric)] = "; ".join(reasons)
     statistics = {n: outputs[n].statistics for n in names if outputs[n].statistics}
-    per_unit = {n: outputs[n].per_unit for n in names}
+    ranges = {m: r for m in result.compared if (r := result.ranges.get(m) or value_range(m)) is not None}
+    tables = {n: outputs[n].per_unit for n in names}
+    if any(is_unit_table(t) for t in tables.values()):
+        return _compare_kept(tables, baseline=baseline, candidates=candidates, metrics=result.compared,
+                             common=result.pairing == "common", method=method, confidence=confidence,
+                             n_resamples=n_resamples, seed=seed, bounds=ranges, notes=notes,
+                             statistics=bool(statistics))
+    per_unit: dict[str, pd.DataFrame] = {n: t for n, t in tables.items() if isinstance(t, pd.DataFrame)}
     if result.pairing == "common":  # units some model lacks (e.g. skipped queries) leave every comparison
         common = per_unit[baseline].index
         for n in candidates:
             common = common.intersection(per_unit[n].index)
         per_unit = {n: t.loc[common] for n, t in per_unit.items()}
-    ranges = {m: r for m in result.compared if (r := result.ranges.get(m) or value_range(m)) is not None}
     return compare_models(per_unit, baseline=baseline, candidates=candidates,
                           metrics=result.compared, method=method, confidence=confidence,
                           n_resamples=n_resamples, seed=seed, statistics=statistics or None, notes=notes,
                           bounds=ranges)
+
+
+def _compare_kept(tables: Mapping[str, pd.DataFrame | UnitTable], *, baseline: str, candidates: list[str],
+                  metrics: list[str], common: bool, method: str, confidence: float, n_resamples: int, seed: int,
+                  bounds: Mapping[str, Bounds], notes: Mapping[tuple[str, str], str],
+                  statistics: bool) -> list[MetricComparison]:
+    """:func:`compare_models` on per-unit tables kept by their backend
+    (:class:`~harness.evaluate.units.UnitTable`): the units are paired where the tables
+    are (``common``: on the units every model has) and only the inferences come back; a
+    frame among them (a stored run's values) joins them as a table of their kind."""
+    check_choice(method, METHODS, name="compare.method")
+    check_confidence(confidence, name="compare.confidence")
+    if statistics:
+        raise ConfigError("compare: ratio-type statistics cannot be paired with per-unit values kept by the backend")
+    kept = next(t for t in tables.values() if is_unit_table(t))
+    as_kept = {n: kept.like(t) if isinstance(t, pd.DataFrame) else t for n, t in tables.items()}
+    for model in (baseline, *candidates):
+        missing = [m for m in metrics if m not in as_kept[model].columns]
+        if missing:
+            raise DataValidationError(f"compare: model {model!r} has no per-unit values for "
+                                      f"{len(missing)} metric(s), e.g. {missing[:3]}")
+    found = as_kept[baseline].paired_means([as_kept[c] for c in candidates], metrics, common=common, method=method,
+                                           confidence=confidence, n_resamples=n_resamples, seed=seed, bounds=bounds,
+                                           names=[baseline, *candidates])
+    return [MetricComparison(metric=p.metric, baseline=baseline, candidate=candidate,
+                             baseline_value=p.baseline_value, candidate_value=p.candidate_value, method=method,
+                             confidence=confidence, kind="mean", note=notes.get((candidate, p.metric)),
+                             **inference_fields(p.absolute, p.relative))
+            for candidate, pairs in zip(candidates, found) for p in pairs]

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from harness.evaluate.family import FamilyResult
-from harness.results.folder import INPUT_COLUMNS, long_table
+from harness.results.folder import INPUT_COLUMNS, PerUnitRows, long_table
 
 
 def metric_rows(results: dict[str, FamilyResult]) -> list[dict[str, Any]]:
@@ -20,10 +20,24 @@ def metric_rows(results: dict[str, FamilyResult]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: order[r["model"]])  # stable: family order within a model
 
 
-def per_unit_table(results: dict[str, FamilyResult]) -> pd.DataFrame:
-    """``per_unit.parquet``: every family's per-unit values, long, with its family."""
-    return pd.concat([long_table(key, {m: o.per_unit for m, o in r.models.items()})
-                      for key, r in results.items()], ignore_index=True)
+def per_unit_table(results: dict[str, FamilyResult]) -> pd.DataFrame | PerUnitRows:
+    """``per_unit.parquet``: every family's per-unit values, long, with its family; when
+    a model's values are kept by the backend (a :class:`~harness.evaluate.units.UnitTable`),
+    the rows to stream into the file instead (:class:`PerUnitRows`)."""
+    parts = [(key, m, o.per_unit) for key, r in results.items() for m, o in r.models.items()]
+    frames = {(key, m): t for key, m, t in parts if isinstance(t, pd.DataFrame)}
+    if len(frames) < len(parts):
+        return PerUnitRows(parts)
+    return pd.concat([long_table(key, {m: frames[key, m] for m in r.models}) for key, r in results.items()],
+                     ignore_index=True)
+
+
+def release(results: dict[str, FamilyResult]) -> None:
+    """Free the per-unit tables kept by the backend (once the results folder is written)."""
+    for result in results.values():
+        for output in result.models.values():
+            if not isinstance(output.per_unit, pd.DataFrame):
+                output.per_unit.release()
 
 
 def inputs_table(results: dict[str, FamilyResult]) -> pd.DataFrame:

@@ -5,7 +5,9 @@
 - ``per_unit.parquet``: long table ``{family, model, unit_id, metric, value}``: every
   per-unit value, the ``family`` column saying what a unit is (a query, a click row,
   a logged row; see ``results.json["families"]``); ``unit_id`` holds the data's own
-  ids, int64 when every unit id is an integer, else text (readers see text);
+  ids, int64 when every unit id is an integer, else text (readers see text); per-unit
+  values kept by the backend (Spark) are streamed into it batch by batch
+  (:class:`PerUnitRows`);
 - ``unit_inputs.parquet`` (when a family stores any): long table ``{family, model,
   unit_id, input, value}`` of per-unit model inputs (a click row's label and p) from
   which ``harness compare`` rebuilds ratio-type statistics; never compared itself;
@@ -33,6 +35,7 @@ import pandas as pd
 
 from harness.datasets.ids import CANONICAL_INT
 from harness.errors import ResultsError
+from harness.evaluate.units import UnitTable
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -50,6 +53,94 @@ def new_run_id() -> str:
 
 
 @dataclass
+class PerUnitRows:
+    """The rows of ``per_unit.parquet`` when some model's per-unit values are kept by
+    the backend (:class:`~harness.evaluate.units.UnitTable`, e.g. in Spark): the wide
+    table of every (family, model), written by :meth:`write` one bounded batch at a
+    time, so that this process never holds a whole table. The file is the one
+    ``typed_unit_ids(long_table(...))`` gives locally: the same long schema, ``unit_id``
+    int64 when every unit id is a canonical integer (asked of each table), else text."""
+
+    parts: list[tuple[str, str, pd.DataFrame | UnitTable]]
+
+    def _integer_ids(self) -> bool:
+        rows = 0
+        for _, _, table in self.parts:
+            if isinstance(table, pd.DataFrame):
+                n = len(table) * table.shape[1]
+                if n and not pd.Series(table.index.astype(str)).str.match(CANONICAL_INT).all():
+                    return False
+            else:
+                n = table.n_units * len(table.columns)
+                if n and not table.integer_ids():
+                    return False
+            rows += n
+        return rows > 0
+
+    def write(self, path: Path) -> int:
+        """Write the long table to ``path``: one Parquet file, its rows in the local order
+        (per model, metric by metric, units in ascending id order). A kept table's batches
+        are split by metric into temporary Parquet files beside ``path``, then copied into
+        it row group by row group; returns the number of rows."""
+        import tempfile
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        integer = self._integer_ids()
+        schema: pa.Schema | None = None
+        writer: pq.ParquetWriter | None = None
+        n_rows = 0
+
+        def arrow(long: pd.DataFrame) -> pa.Table:
+            nonlocal schema
+            if integer:
+                long["unit_id"] = long["unit_id"].astype(np.int64)
+            if schema is None:
+                schema = pa.Schema.from_pandas(long, preserve_index=False)
+            return pa.Table.from_pandas(long, schema=schema, preserve_index=False)
+
+        def emit(table: pa.Table) -> None:
+            nonlocal writer, n_rows
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+            n_rows += table.num_rows
+
+        try:
+            for family, model, table in self.parts:
+                if isinstance(table, pd.DataFrame):
+                    long = long_table(family, {model: table})
+                    if len(long):
+                        emit(arrow(long))
+                    continue
+                with tempfile.TemporaryDirectory(dir=path.parent, prefix=".per_unit-") as scratch:
+                    by_metric: dict[int, pq.ParquetWriter] = {}
+                    try:
+                        for batch in table.batches():
+                            long, size = long_table(family, {model: batch}), len(batch)
+                            for j in range(batch.shape[1]):  # melt: metric by metric
+                                if size:
+                                    block = arrow(long.iloc[j * size:(j + 1) * size].reset_index(drop=True))
+                                    if j not in by_metric:
+                                        by_metric[j] = pq.ParquetWriter(Path(scratch) / f"{j}.parquet", block.schema)
+                                    by_metric[j].write_table(block)
+                    finally:
+                        for part in by_metric.values():
+                            part.close()
+                    for j in sorted(by_metric):
+                        source = pq.ParquetFile(Path(scratch) / f"{j}.parquet")
+                        for group in range(source.num_row_groups):
+                            emit(source.read_row_group(group))
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:  # no row: the empty table, as locally
+            long_table("", {}).to_parquet(path, index=False)
+        return n_rows
+
+
+@dataclass
 class EvalResult:
     """Everything one evaluation produced, ready to be written and logged."""
 
@@ -59,7 +150,7 @@ class EvalResult:
     config_hash: str
     dataset: dict[str, Any]
     metrics: list[dict[str, Any]]
-    per_unit: pd.DataFrame
+    per_unit: pd.DataFrame | PerUnitRows  # PerUnitRows: streamed to the file, never held whole
     inputs: pd.DataFrame | None = None
     comparison: list[dict[str, Any]] = field(default_factory=list)
     verdict: dict[str, Any] = field(default_factory=dict)
@@ -131,7 +222,10 @@ def write_results(result: EvalResult, output: str | Path, extra_files: dict[str,
     tmp.mkdir()
     try:
         write_json_atomic(tmp / RESULTS_JSON, result.to_json_dict())
-        typed_unit_ids(result.per_unit).to_parquet(tmp / PER_UNIT, index=False)
+        if isinstance(result.per_unit, PerUnitRows):
+            result.per_unit.write(tmp / PER_UNIT)
+        else:
+            typed_unit_ids(result.per_unit).to_parquet(tmp / PER_UNIT, index=False)
         if result.inputs is not None and len(result.inputs):
             typed_unit_ids(result.inputs).to_parquet(tmp / UNIT_INPUTS, index=False)
         for name, text in (extra_files or {}).items():

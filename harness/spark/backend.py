@@ -11,7 +11,8 @@ comparison, gate, results folder and MLflow are those of a local run, number for
 A run whose inputs are tables (:mod:`harness.evaluate.sources`: a collection's judgments
 and its models' score tables) is read here by Spark, never by the driver: the collection
 is described by Spark aggregates (:mod:`harness.spark.collection`) and each model's
-ranking metrics come back as one row per query.
+per-query metrics stay in Spark (:class:`~harness.spark.units.SparkUnits`): only
+aggregates come back, and the comparison and the results folder read the table where it is.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from .ab import unit_periods, unit_statistics
 from .collection import JUDGMENTS, SCORES, check_location, describe_collection, read_source
 from .off_policy import INPUTS, estimate_off_policy
 from .ranking import N_REL, RANKED, evaluate_ranking
-from .session import read_table, spark_session
+from .session import read_table, spark_session, worker_errors
 from .tables import table_fingerprint
+from .units import SparkUnits
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -142,8 +144,12 @@ class SparkBackend:
     def evaluate_ranking_source(self, collection: "SourceCollection", scores: "ScoresSource",
                                 metrics: str | list[str], *, depth: int, curves: list[str] | None = None,
                                 max_k: int | None = None, **options: Any) -> "SourceRanking":
-        """One score table's ranking metrics, computed where Spark reads it; the driver
-        receives one row per judged query (metrics only: curves are Spark aggregates)."""
+        """One score table's ranking metrics, computed where Spark reads it. The per-query
+        values stay in Spark (``SourceRanking.units``, a :class:`SparkUnits` of the
+        evaluated queries, the unranked ones flagged); the driver receives aggregates only
+        (means, counts, the metric@k curves and their standard errors)."""
+        from pyspark.sql import functions as F
+
         from harness.evaluate.sources import SourceRanking
         from harness.models.precomputed import missing_queries_error
 
@@ -156,9 +162,15 @@ class SparkBackend:
         with _named(collection.judgments, scores.location):
             found = evaluate_ranking(qrels, run, labels, depth=depth, **options)
         try:
-            # one row per judged query: its metrics, relevant count and whether it was ranked
-            table = (found.cached.select("query_id", *[f"`{s.label}`" for s in specs], N_REL, RANKED).toPandas()
-                     .sort_values("query_id", kind="stable").set_index("query_id"))  # the local order
+            values = found.cached
+            with worker_errors():
+                row = values.agg(F.sum((F.col(N_REL) == 0).cast("long")).alias("no_relevant"),
+                                 F.sum((~F.col(RANKED)).cast("long")).alias("unranked"),
+                                 F.count(F.lit(1)).alias("judged")).first()
+            if scores.missing == "error" and row["unranked"]:  # checked before any model, see describe_collection
+                examples = [r[0] for r in values.where(~F.col(RANKED)).select("query_id").orderBy("query_id")
+                            .limit(3).collect()]
+                raise missing_queries_error(scores.name, int(row["unranked"]), int(row["judged"]), examples)
             tables = {}
             if curve_specs:  # k x metrics columns per query: aggregated where they are
                 means = np.array([found.means[s.label] for s in curve_specs])
@@ -167,18 +179,21 @@ class SparkBackend:
                 std_errors = np.sqrt(deviations / (n - 1) / n) if n > 1 else np.full(len(means), np.nan)
                 tables = {"curves": _curve_table(means[None, :], curve_specs, lambda v: v[0]),
                           "curve_std_errors": _curve_table(std_errors[None, :], curve_specs, lambda v: v[0])}
-        finally:
+        except BaseException:
             found.release()
-        ranked, n_rel = table.pop(RANKED).to_numpy(bool), table.pop(N_REL).to_numpy()
-        unranked = table.index.to_numpy()[~ranked]
-        if scores.missing == "error" and len(unranked):
-            raise missing_queries_error(scores.name, len(unranked), len(table), unranked)
-        per_query = table[n_rel > 0] if options.get("no_relevant", "skip") == "skip" else table
+            raise
+        # the evaluated queries (those with a relevant item unless no_relevant is zero), the
+        # unranked ones flagged; persisted until the run has written its results folder
+        keep = values if options.get("no_relevant", "skip") == "zero" else values.where(F.col(N_REL) > 0)
+        units = SparkUnits(keep.select("query_id", *[f"`{s.label}`" for s in specs], RANKED),
+                           [s.label for s in specs], unit_col="query_id", flag=RANKED, n_units=found.n_queries,
+                           n_flagged=found.n_missing_from_run, release=found.release)
         # the model is asked for the judged queries only (as locally): no run-only query
-        result = RankingResult(per_query=per_query, means={s.label: found.means[s.label] for s in specs},
+        empty = pd.DataFrame({s.label: np.empty(0) for s in specs}, index=pd.Index([], name="query_id"))
+        result = RankingResult(per_query=empty, means={s.label: found.means[s.label] for s in specs},
                                n_queries=found.n_queries, n_missing_from_run=found.n_missing_from_run,
                                skipped={"no_relevant": found.skipped["no_relevant"], "not_in_qrels": 0}, **tables)
-        return SourceRanking(result, unranked, int((n_rel == 0).sum()))
+        return SourceRanking(result, np.empty(0), int(row["no_relevant"] or 0), units=units)
 
 
 def _squared_deviations(frame: "DataFrame", columns: list[str], means: np.ndarray) -> np.ndarray:

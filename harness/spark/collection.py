@@ -121,6 +121,26 @@ def _fingerprint(qrels: "DataFrame", users: "DataFrame", items: "DataFrame", kin
     return digest.hexdigest(settings), n_bytes // 8  # one 8-byte hash a row
 
 
+def _check_missing(collection: "SourceCollection", qrels: "DataFrame", runs: list["DataFrame"], kind: str,
+                   n_judged: int) -> None:
+    """Refuse, before any model is evaluated, a score table with ``missing: error`` that
+    lacks judged queries (an anti-join count per table), with the local adapter's
+    message: locally every model is built, and so checked, before any runs."""
+    from pyspark.sql import functions as F
+
+    from harness.models.precomputed import missing_queries_error
+
+    judged = qrels.select(F.col("query_id").cast(kind).alias("id")).distinct()
+    for source, run in zip(collection.runs.values(), runs):
+        if source.missing != "error":
+            continue
+        lacking = judged.join(run.select(F.col("query_id").cast(kind).alias("id")).distinct(), "id", "left_anti")
+        n_lacking = lacking.count()
+        if n_lacking:
+            examples = [r["id"] for r in lacking.orderBy("id").limit(3).collect()]
+            raise missing_queries_error(source.name, n_lacking, n_judged, examples)
+
+
 def describe_collection(spark: "SparkSession", collection: "SourceCollection") -> "SourceCollection":
     """``collection`` with what the local loader reports of its tables (see the module)."""
     from pyspark.sql import functions as F
@@ -140,6 +160,7 @@ def describe_collection(spark: "SparkSession", collection: "SourceCollection") -
             n_unjudged = n_users - n_judged
             examples = ([r["id"] for r in flagged.where(F.col("_j").isNull()).orderBy("code").limit(3).collect()]
                         if n_unjudged else [])
+            _check_missing(collection, qrels, runs, user_kind, n_judged)
             fingerprint, n_rows = _fingerprint(qrels, user_codes, item_codes, (user_kind, item_kind),
                                                collection.settings)
             n_items = item_codes.count()

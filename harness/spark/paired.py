@@ -18,6 +18,7 @@ import numpy as np
 from scipy import special
 
 from harness.errors import ConfigError, DataValidationError
+from harness.evaluate.units import PairedMean
 from harness.inference.gate import Verdict, decide
 from harness.inference.paired import MetricComparison, inference_fields
 from harness.metrics._names import value_range
@@ -36,9 +37,11 @@ METHODS = ("auto", "bootstrap", "t_test")
 Bounds = tuple[float, float]
 
 
-def _joined(baseline: "DataFrame", candidate: "DataFrame", metrics: list[str], unit_col: str) -> "DataFrame":
+def _joined(baseline: "DataFrame", candidate: "DataFrame", metrics: list[str], unit_col: str,
+            names: tuple[str, str] | None = None) -> "DataFrame":
     """One row per unit: ``c{j}`` (candidate) and ``b{j}`` (baseline) of metric j; the
-    units of the two sides must match exactly, as locally."""
+    units of the two sides must match exactly, as locally (``names``: the baseline's and
+    the candidate's model names, for the message)."""
     from pyspark.sql import functions as F
 
     for name, frame in (("baseline", baseline), ("candidate", candidate)):
@@ -50,7 +53,8 @@ def _joined(baseline: "DataFrame", candidate: "DataFrame", metrics: list[str], u
                         F.sum(F.col("_b").isNull().cast("long")).alias("only_cand"),
                         F.count(F.lit(1)).alias("n")).first()
     if counts["only_base"] or counts["only_cand"]:
-        raise DataValidationError(f"cannot pair the candidate with the baseline: {counts['only_base']} units only "
+        who = f"{names[1]!r} with {names[0]!r}" if names else "the candidate with the baseline"
+        raise DataValidationError(f"cannot pair {who}: {counts['only_base']} units only "
                                   f"in the baseline, {counts['only_cand']} only in the candidate")
     return joined.drop("_b", "_c")
 
@@ -161,9 +165,30 @@ def paired_comparison(
     metrics = list(metrics)
     if not metrics:
         raise ConfigError("compare: give at least one metric")
-    m = len(metrics)
     with worker_errors():
         joined, cached = with_positions(_joined(baseline, candidate, metrics, unit_col), unit_col)
+    try:
+        found = paired_means(joined, metrics, method=method, confidence=confidence, n_resamples=n_resamples,
+                             seed=seed, bounds=bounds)
+    finally:
+        cached.unpersist()
+    rows = [MetricComparison(metric=p.metric, baseline=baseline_name, candidate=candidate_name,
+                             baseline_value=p.baseline_value, candidate_value=p.candidate_value,
+                             method=method, confidence=confidence, kind="mean",
+                             **inference_fields(p.absolute, p.relative)) for p in found]
+    if not gate:
+        return rows, None
+    criteria = [c if isinstance(c, GateCriterion) else GateCriterion.model_validate(dict(c)) for c in gate]
+    return rows, decide(criteria, rows, correction=correction)
+
+
+def paired_means(joined: "DataFrame", metrics: Sequence[str], *, method: str, confidence: float, n_resamples: int,
+                 seed: int, bounds: Mapping[str, Bounds] | None = None) -> list[PairedMean]:
+    """The paired inferences of every metric from a joined table (one row per paired
+    unit: ``c{j}`` candidate and ``b{j}`` baseline values of metric j, ``_position`` the
+    unit's position for the bootstrap), from distributed moments and Poisson sums."""
+    m = len(metrics)
+    with worker_errors():
         mom = _moments(joined, m)
     n = mom["n"]
     if n < 2:
@@ -183,7 +208,7 @@ def paired_comparison(
         with worker_errors():
             infs.update(_boot_inferences(joined, mom, boot, confidence=confidence, n_resamples=n_resamples, seed=seed))
     bounds = dict(bounds or {})
-    rows = []
+    out = []
     for j, name in enumerate(metrics):
         absolute, relative = infs[j]
         if skewed[j] and chosen[j] == "bootstrap":
@@ -196,12 +221,5 @@ def paired_comparison(
         r = bounds.get(name) or value_range(name)
         absolute = clip_interval(absolute, difference_bounds(r, r))
         relative = None if relative is None else clip_interval(relative, relative_bounds(r, r))
-        rows.append(MetricComparison(metric=name, baseline=baseline_name, candidate=candidate_name,
-                                     baseline_value=float(mom["b"][j]), candidate_value=float(mom["c"][j]),
-                                     method=method, confidence=confidence, kind="mean",
-                                     **inference_fields(absolute, relative)))
-    cached.unpersist()
-    if not gate:
-        return rows, None
-    criteria = [c if isinstance(c, GateCriterion) else GateCriterion.model_validate(dict(c)) for c in gate]
-    return rows, decide(criteria, rows, correction=correction)
+        out.append(PairedMean(name, float(mom["b"][j]), float(mom["c"][j]), absolute, relative))
+    return out

@@ -152,6 +152,10 @@ class EngineSpec(_Strict):
         return self
 
 
+# comparison methods the Spark engine cannot compute from distributed per-unit values
+SPARK_LOCAL_ONLY_METHODS = ("bca", "randomization")
+
+
 class EvalConfig(_Strict):
     """A whole evaluation: data, models, metrics, comparison, gate, tracking, output."""
 
@@ -167,6 +171,25 @@ class EvalConfig(_Strict):
     engine: EngineSpec = Field(default_factory=EngineSpec)
     output: str = "results"
 
+    def reads_tables(self) -> bool:
+        """True when a backend can measure every model from tables it reads where it
+        computes: a ``trec`` data set, every model a ``precomputed`` score table (params
+        ``path``, ``missing``, ``format``, ``name`` only, with valid values), only the
+        ranking family, no baseline from a registry (``models:/``). Under the Spark engine
+        such a run keeps its per-query values in Spark (``harness.evaluate.sources``)."""
+        if self.dataset.kind != "trec" or set(self.evaluate.blocks()) != {"ranking"}:
+            return False
+        if self.compare is not None and self.compare.baseline.startswith("models:/"):
+            return False
+        for model in self.models.values():
+            params = model.params
+            if (model.kind != "precomputed" or "path" not in params
+                    or set(params) - {"path", "missing", "format", "name"}
+                    or params.get("missing", "error") not in ("error", "empty")
+                    or params.get("format", "auto") not in ("auto", "table", "trec")):
+                return False
+        return True
+
     @model_validator(mode="after")
     def _spark_families(self) -> "EvalConfig":
         if self.engine.kind != "spark":
@@ -180,6 +203,11 @@ class EvalConfig(_Strict):
             raise ValueError("engine: kind spark: evaluate.off_policy.method bootstrap resamples with the local "
                              "multinomial stream, which Spark cannot draw in parallel; set resampling: poisson "
                              "(the same intervals on both engines), or use method analytic")
+        if self.compare is not None and self.compare.method in SPARK_LOCAL_ONLY_METHODS and self.reads_tables():
+            raise ValueError(f"engine: kind spark: compare.method {self.compare.method} needs every per-query value "
+                             "in one process, but this run keeps them in Spark (a trec collection of score tables); "
+                             "set compare.method to auto, bootstrap or t_test (the same numbers as the local "
+                             "engine), or use engine kind local")
         return self
 
     @model_validator(mode="after")
