@@ -212,9 +212,9 @@ def test_per_unit_written_back_as_parquet(spark, world, tmp_path):
 # Rows of the larger-than-memory test: 100 a query, item ids in the user's own text ids,
 # 120 characters each (warehouse keys often are). As Spark rows (8-byte null mask, three
 # 8-byte fields, the id's bytes) a run row is 152 B, so the run alone is BIG_ROWS * 152 B
-# > 256 MiB, and the judgments (20 a query) add a fifth: more than the session's whole
-# 256 MiB heap, in local mode the driver's and the executors' memory at once.
-BIG_ROWS = 2_100_000
+# > 512 MiB, and the judgments (20 a query) add a fifth: more than the session's whole
+# 512 MiB heap, in local mode the driver's and the executors' memory at once.
+BIG_ROWS = 4_200_000
 ID_CHARS = 120
 
 
@@ -227,7 +227,7 @@ def test_data_larger_than_driver_memory_completes(spark, tmp_path):
 
     heap = spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory()  # the JVM's own -Xmx
     row_bytes = 8 + 3 * 8 + ID_CHARS
-    assert heap <= 256 * 2**20 < (BIG_ROWS + BIG_ROWS // 5) * row_bytes
+    assert heap <= 512 * 2**20 < (BIG_ROWS + BIG_ROWS // 5) * row_bytes
     per_query, n_items = 100, 100_003  # a prime: a query's items are distinct
     ids = spark.range(0, BIG_ROWS, numPartitions=8)
     query, slot = (F.col("id") / per_query).cast("long"), F.col("id") % per_query

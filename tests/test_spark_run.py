@@ -18,6 +18,9 @@ from harness.errors import ConfigError
 
 from conftest import small_config
 
+# every run of these tests, finished or failed, frees what it cached in the session
+pytestmark = pytest.mark.usefixtures("nothing_left_cached")
+
 
 def _config(tmp_path, engine: dict) -> dict:
     cfg = small_config(tmp_path, engine=engine)

@@ -22,6 +22,9 @@ from harness.errors import ConfigError, DataValidationError
 
 from test_spark_run import assert_same_results
 
+# every run of these tests, finished or failed, frees what it cached in the session
+pytestmark = pytest.mark.usefixtures("nothing_left_cached")
+
 
 def _collection(folder: Path, *, text_ids: bool, n_queries: int = 60, gaps: dict[str, list[int]] | None = None,
                 noise: dict[str, float] | None = None, seed: int = 5) -> tuple[dict, list[object]]:

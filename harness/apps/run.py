@@ -101,16 +101,20 @@ def evaluate_models(config: EvalConfig, dataset: Dataset | SourceCollection, *, 
             params = {**params, "tracking_uri": tracking_uri}  # load from the store the config names
         to_fit[name] = (dataset.runs[name] if isinstance(dataset, SourceCollection)
                         else build_model(name, spec.kind, params, dataset, config.seed))
-    for name, model in to_fit.items():
-        started_ms = int(time.time() * 1000)
-        if hasattr(model, "fit"):
-            if specs[name].kind != "precomputed":  # stored scores: nothing to learn
-                _say(f"fitting {name} ({specs[name].kind}) on {len(dataset.train)} interactions")
-            with adapter_call(name, "fit"):
-                model.fit(dataset.train, n_users=dataset.n_users, n_items=dataset.n_items)
-        evaluation.add_model(name, model)
-        info.setdefault(name, {}).update(started_ms=started_ms, ended_ms=int(time.time() * 1000))
-    results = evaluation.finish()
+    try:
+        for name, model in to_fit.items():
+            started_ms = int(time.time() * 1000)
+            if hasattr(model, "fit"):
+                if specs[name].kind != "precomputed":  # stored scores: nothing to learn
+                    _say(f"fitting {name} ({specs[name].kind}) on {len(dataset.train)} interactions")
+                with adapter_call(name, "fit"):
+                    model.fit(dataset.train, n_users=dataset.n_users, n_items=dataset.n_items)
+            evaluation.add_model(name, model)
+            info.setdefault(name, {}).update(started_ms=started_ms, ended_ms=int(time.time() * 1000))
+        results = evaluation.finish()
+    except BaseException:  # a later model failed: what the backend keeps of the earlier ones is freed
+        evaluation.release()
+        raise
     for model, details in assemble.model_info(results).items():
         info.setdefault(model, {}).update(details)
     return results, info

@@ -15,6 +15,7 @@ from harness.evaluate.backend import LOCAL, Backend
 from harness.evaluate.family import Family, FamilyResult, ModelOutput
 from harness.evaluate.model_view import ModelView
 from harness.evaluate.registry import family_class
+from harness.evaluate.units import release_kept
 from harness.spec.families import FamilySpec
 from harness.types import Dataset
 
@@ -54,6 +55,11 @@ class Evaluation:
         for family in self.families:
             if family.key in tables:
                 self.outputs[family.key][name] = family.reuse(tables[family.key])
+
+    def release(self) -> None:
+        """Free the per-unit tables a backend kept for the models measured so far (a run
+        that stops before its results folder is written)."""
+        release_kept(o.per_unit for outputs in self.outputs.values() for o in outputs.values())
 
     def finish(self) -> dict[str, FamilyResult]:
         """Every family's result, in config order."""

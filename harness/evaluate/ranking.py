@@ -154,7 +154,9 @@ class RankingFamily(Family[RankingEval]):
         n_all = units.n_units
         gone = units.n_flagged()
         if gone and self.spec.missing == "error":
-            raise self._missing_error(name, gone, n_all, units.flagged_examples())
+            error = self._missing_error(name, gone, n_all, units.flagged_examples())
+            units.release()
+            raise error
         if gone and self.spec.missing == "skip":
             units = units.without_flagged()
         self.counts[name] = {"judged": n_all + sum(res.skipped.values()),

@@ -23,7 +23,7 @@ never import the backend.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Protocol, Sequence
+from typing import Iterable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
@@ -143,3 +143,10 @@ class UnitTable(Protocol):
 def is_unit_table(table: object) -> bool:
     """True for a table kept by its backend, False for a pandas frame."""
     return not isinstance(table, pd.DataFrame)
+
+
+def release_kept(tables: Iterable[pd.DataFrame | UnitTable]) -> None:
+    """Free the tables kept by their backend among ``tables`` (frames need nothing)."""
+    for table in tables:
+        if not isinstance(table, pd.DataFrame):
+            table.release()

@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 
 from harness.evaluate.family import FamilyResult
+from harness.evaluate.units import release_kept
 from harness.results.folder import INPUT_COLUMNS, PerUnitRows, long_table
 
 
@@ -34,10 +35,7 @@ def per_unit_table(results: dict[str, FamilyResult]) -> pd.DataFrame | PerUnitRo
 
 def release(results: dict[str, FamilyResult]) -> None:
     """Free the per-unit tables kept by the backend (once the results folder is written)."""
-    for result in results.values():
-        for output in result.models.values():
-            if not isinstance(output.per_unit, pd.DataFrame):
-                output.per_unit.release()
+    release_kept(o.per_unit for r in results.values() for o in r.models.values())
 
 
 def inputs_table(results: dict[str, FamilyResult]) -> pd.DataFrame:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from contextlib import contextmanager
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import pandas as pd
@@ -117,6 +118,17 @@ def _check_id_types(qrels: "DataFrame", run: "DataFrame") -> None:
                                       f"{kinds['run'].simpleString()} ids; both must be integers or both strings")
 
 
+@contextmanager
+def _released_on_error(frame: "DataFrame") -> Iterator[None]:
+    """Unpersist ``frame`` if the block fails (bad data found by a worker): a failed call
+    leaves nothing cached in a session that lives on (a notebook, a service)."""
+    try:
+        yield
+    except BaseException:
+        frame.unpersist()
+        raise
+
+
 def evaluate_ranking(qrels: "DataFrame", run: "DataFrame", metrics: str | list[str], *, gain: Gain = "linear",
                      ties: Ties = "stable", relevance_threshold: int = 1, no_relevant: str = "skip",
                      depth: int | None = None, n_buckets: int | None = None) -> SparkRankingResult:
@@ -178,7 +190,7 @@ def evaluate_ranking(qrels: "DataFrame", run: "DataFrame", metrics: str | list[s
     keep = F.lit(True) if no_relevant == "zero" else (F.col(N_REL) > 0)
     labels = [s.label for s in specs]
     judged = qrels.select("query_id").distinct().withColumn("_judged", F.lit(True))
-    with worker_errors():
+    with worker_errors(), _released_on_error(values):
         ids = (run.select("query_id").distinct().join(judged, "query_id", "left")
                .agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("_judged").isNull().cast("long")).alias("run_only"))
                .first())
@@ -195,6 +207,7 @@ def evaluate_ranking(qrels: "DataFrame", run: "DataFrame", metrics: str | list[s
             F.sum((~F.col(RANKED) & keep).cast("long")).alias("missing"),
             *[F.avg(F.when(keep, F.col(f"`{c}`"))).alias(f"m{j}") for j, c in enumerate(labels)]).first()
     if row["n_all"] == 0:
+        values.unpersist()
         raise DataValidationError("qrels: is empty (0 rows)")
     means = {c: float("nan") if row[f"m{j}"] is None else float(row[f"m{j}"]) for j, c in enumerate(labels)}
     return SparkRankingResult(per_query=values.where(keep).drop(N_REL, RANKED), means=means,
