@@ -46,6 +46,16 @@ def test_light_imports_do_not_pull_heavy_dependencies() -> None:
     assert out.stdout.strip() == ""
 
 
+def test_reading_and_rendering_a_results_folder_compiles_no_kernel() -> None:
+    """The results layer (read a folder, render its report) imports no evaluation code: on
+    a fresh install the compiled kernels' first import costs ~40 CPU-s, which a report
+    or ``harness compare`` of stored folders must not pay."""
+    code = ("import sys, harness.results.html, harness.results.folder;"
+            "print(','.join(m for m in sys.modules if m.startswith(('harness.evaluate', 'harness.metrics.'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
 def test_help_is_fast_and_lists_commands() -> None:
     harness_bin = Path(sys.executable).parent / "harness"
     start = time.perf_counter()

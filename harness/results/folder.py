@@ -28,14 +28,16 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
 
 from harness.datasets.ids import CANONICAL_INT
 from harness.errors import ResultsError
-from harness.evaluate.units import UnitTable
+
+if TYPE_CHECKING:  # reading or writing a folder imports no evaluation code (nor its compiled kernels)
+    from harness.evaluate.units import UnitTable
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
