@@ -140,6 +140,30 @@ def test_console_script_end_to_end(tmp_path: Path) -> None:
     assert "results written to" in proc.stderr and "GATE" not in proc.stderr
 
 
+def test_ctrl_c_inside_a_library_that_logs_to_the_root_logger_prints_no_traceback() -> None:
+    """What py4j does when Ctrl-C cuts a Spark call: ``logging.exception`` on the
+    unconfigured root logger (which would print the traceback), then the interrupt. The
+    CLI prints its one line and exits 130."""
+    import subprocess
+    import sys
+
+    code = ("import logging, typer\n"
+            "from harness.apps.cli import _guard\n"
+            "def body():\n"
+            "    try:\n"
+            "        raise KeyboardInterrupt\n"
+            "    except KeyboardInterrupt:\n"
+            "        logging.exception('KeyboardInterrupt while sending command.')\n"
+            "        raise\n"
+            "try:\n"
+            "    _guard(body)\n"
+            "except typer.Exit as e:\n"
+            "    raise SystemExit(e.exit_code)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 130, out.stderr
+    assert out.stderr.strip() == "interrupted: nothing was written (a results folder appears only when complete)"
+
+
 def test_ctrl_c_exits_130_without_a_traceback_or_a_partial_folder(tmp_path: Path) -> None:
     import signal
     import subprocess

@@ -8,6 +8,7 @@ modules (torch, mlflow) are imported inside commands so that ``--help`` is insta
 
 from __future__ import annotations
 
+import logging
 import sys
 import traceback
 from enum import Enum
@@ -36,8 +37,18 @@ PROGRESS_OPTION = typer.Option(True, help="Show progress bars on stderr.")
 REQUIRE_GATE_OPTION = typer.Option(False, "--require-gate", help=REQUIRE_GATE_HELP)
 
 
+def _quiet_root_logging() -> None:
+    """The CLI speaks through its own stderr lines. A library that logs to the root logger
+    without configuring it makes logging print there (it configures the root on first
+    use): py4j logs every Spark call cut by Ctrl-C, with a traceback, at ERROR."""
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.NullHandler())
+
+
 def _guard(body: Callable[[], int]) -> None:
     """Run a command body and map its outcome and errors to exit codes."""
+    _quiet_root_logging()
     try:
         code = body()
     except HarnessError as exc:
