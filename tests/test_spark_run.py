@@ -127,32 +127,6 @@ def assert_same_results(left: object, right: object, where: str = "results.json"
         assert left == right, where
 
 
-@pytest.mark.parametrize("text_ids", [True, False], ids=["text-ids", "integer-ids"])
-def test_spark_engine_reads_a_collection_where_it_computes(spark, tmp_path, monkeypatch, text_ids):
-    import harness.datasets.collection as collection
-    import harness.datasets.predictions as predictions
-    import harness.models.precomputed as precomputed
-
-    cfg = _collection(tmp_path / "data", text_ids=text_ids)
-    local = harness.run(harness.parse_config(cfg), output=tmp_path / "local", progress=False)
-
-    def driver_read(*args, **kwargs):
-        raise AssertionError("the driver read an input table")
-
-    for module, name in ((collection, "load_trec_collection"), (precomputed, "load_precomputed"),
-                         (predictions, "read_predictions"), (collection, "read_judgments")):
-        monkeypatch.setattr(module, name, driver_read)
-    found = harness.run(harness.parse_config({**cfg, "engine": {"kind": "spark"}}), output=tmp_path / "spark",
-                        progress=False)
-    a, b = (harness.read_results_folder(o.results_dir) for o in (local, found))
-    assert found.exit_code == local.exit_code
-    assert_same_results(a.data, b.data)  # dataset (fingerprint included), metrics, comparison, verdict, units
-    assert a.data["dataset"]["warnings"] and (not text_ids or a.data["units"]["neural"]["n_missing_from_run"] == 1)
-    pa, pb = a.per_unit, b.per_unit
-    assert pa[["family", "model", "unit_id", "metric"]].equals(pb[["family", "model", "unit_id", "metric"]])
-    assert np.abs(pa["value"].to_numpy() - pb["value"].to_numpy()).max() <= 1e-9
-
-
 def test_spark_engine_reduces_ab_units_to_the_local_numbers(spark, tmp_path):
     from harness.apps.ab import run_ab
     from harness.errors import DataValidationError

@@ -30,8 +30,9 @@ def _collection(folder: Path, *, text_ids: bool, n_queries: int = 60, gaps: dict
                 noise: dict[str, float] | None = None, seed: int = 5) -> tuple[dict, list[object]]:
     """Judgments and one score table per model (``noise``: how far its scores are from
     the relevance; ``gaps``: the judged queries, by position, a table has no row for,
-    its params then ``missing: empty``), ids text or integers whose decimal order is not
-    their numeric order. Returns the config's dataset and models, and the query ids."""
+    its params then ``missing: empty``; every table also ranks one query nobody judged),
+    ids text or integers whose decimal order is not their numeric order. Returns the
+    config's dataset and models, and the query ids."""
     rng = np.random.default_rng(seed)
     noise = noise or {"bm25": 1.0, "neural": 0.6}
     gaps = gaps or {}
@@ -50,6 +51,9 @@ def _collection(folder: Path, *, text_ids: bool, n_queries: int = 60, gaps: dict
                 for q in queries for it in rng.choice(items, 20, replace=False)]
         run = pd.DataFrame(rows, columns=["query_id", "item_id", "score"])
         run = run[~run["query_id"].isin([queries[i] for i in gaps.get(name, [])])]
+        unjudged = "q-unjudged" if text_ids else 999_999  # a run query without judgments: a warning
+        run = pd.concat([run, pd.DataFrame({"query_id": [unjudged] * 2, "item_id": items[:2], "score": [1.0, 0.5]})],
+                        ignore_index=True)
         run.to_parquet(folder / f"{name}.parquet")
         models[name] = {"kind": "precomputed", "params": {"path": str(folder / f"{name}.parquet"),
                                                           **({"missing": "empty"} if name in gaps else {})}}
@@ -152,7 +156,8 @@ def test_spark_run_keeps_per_query_values_in_spark_and_equals_local(spark, tmp_p
                   gate=[{"metric": "ndcg@5", "role": "primary", "direction": "higher"},
                         {"metric": "dcg@5", "role": "guardrail", "direction": "higher", "max_regression": 0.5}])
     local, found, rows = _both(cfg, tmp_path, monkeypatch)
-    assert_same_folder(local, found)
+    assert_same_folder(local, found)  # the dataset section too: ids, counts, fingerprint, warnings
+    assert "1 queries of the runs have no judgments" in " ".join(local.result.dataset["warnings"])
     assert local.result.comparison and local.result.verdict["decision"]
     methods = {r["metric"]: r["method"] for r in local.result.comparison}
     assert methods["ndcg@5"] == "auto"
