@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -89,16 +89,21 @@ def inference_fields(inf: DeltaInference, rel: DeltaInference | None) -> dict:
                 inference=inf, relative_inference=rel)
 
 
+def require_metrics(model: str, columns: Sequence[str] | pd.Index, metrics: Sequence[str]) -> None:
+    """Refuse a model whose per-unit table lacks some of the compared ``metrics``."""
+    missing = [m for m in metrics if m not in columns]
+    if missing:
+        raise DataValidationError(f"compare: model {model!r} has no per-unit values for "
+                                  f"{len(missing)} metric(s), e.g. {missing[:3]}")
+
+
 def paired_frame(per_unit: Mapping[str, pd.DataFrame], baseline: str, candidate: str,
                  metrics: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Align two models' per-unit tables on their units; refuse any mismatch."""
     for model in (baseline, candidate):
         if model not in per_unit:
             raise ConfigError(f"compare: no per-unit values for model {model!r}; have {sorted(per_unit)}")
-        missing = [m for m in metrics if m not in per_unit[model].columns]
-        if missing:
-            raise DataValidationError(f"compare: model {model!r} has no per-unit values for "
-                                      f"{len(missing)} metric(s), e.g. {missing[:3]}")
+        require_metrics(model, per_unit[model].columns, metrics)
     base, cand = per_unit[baseline][metrics], per_unit[candidate][metrics]
     for model, table in ((baseline, base), (candidate, cand)):
         dup = table.index[table.index.duplicated()]
@@ -371,10 +376,7 @@ def _compare_kept(tables: Mapping[str, pd.DataFrame | UnitTable], *, baseline: s
     kept = next(t for t in tables.values() if is_unit_table(t))
     as_kept = {n: kept.like(t) if isinstance(t, pd.DataFrame) else t for n, t in tables.items()}
     for model in (baseline, *candidates):
-        missing = [m for m in metrics if m not in as_kept[model].columns]
-        if missing:
-            raise DataValidationError(f"compare: model {model!r} has no per-unit values for "
-                                      f"{len(missing)} metric(s), e.g. {missing[:3]}")
+        require_metrics(model, as_kept[model].columns, metrics)
     found = as_kept[baseline].paired_means([as_kept[c] for c in candidates], metrics, common=common, method=method,
                                            confidence=confidence, n_resamples=n_resamples, seed=seed, bounds=bounds,
                                            names=[baseline, *candidates])

@@ -70,7 +70,7 @@ class PerUnitRows:
         for _, _, table in self.parts:
             if isinstance(table, pd.DataFrame):
                 n = len(table) * table.shape[1]
-                if n and not pd.Series(table.index.astype(str)).str.match(CANONICAL_INT).all():
+                if n and not canonical_integers(pd.Series(table.index)):
                     return False
             else:
                 n = table.n_units * len(table.columns)
@@ -271,9 +271,14 @@ def typed_unit_ids(table: pd.DataFrame) -> pd.DataFrame:
     integer (as the loaders read integer ids), so that the file joins to the user's own
     tables on an integer key; any text id keeps the whole column text."""
     units = table["unit_id"].astype(str)
-    if len(units) and units.str.match(CANONICAL_INT).all():
+    if len(units) and canonical_integers(units):
         return table.assign(unit_id=units.astype(np.int64))
     return table
+
+
+def canonical_integers(ids: pd.Series) -> bool:
+    """True when every id, as text, is a canonical integer (``CANONICAL_INT``)."""
+    return bool(ids.astype(str).str.match(CANONICAL_INT).all())
 
 
 def long_table(family: str, per_model: dict[str, pd.DataFrame], *, name: str = "metric") -> pd.DataFrame:

@@ -34,7 +34,7 @@ from .ab import unit_periods, unit_statistics
 from .collection import JUDGMENTS, SCORES, check_location, describe_collection, read_source
 from .off_policy import INPUTS, estimate_off_policy
 from .ranking import N_REL, RANKED, evaluate_ranking
-from .session import read_table, spark_session, worker_errors
+from .session import read_table, spark_session
 from .tables import table_fingerprint
 from .units import SparkUnits
 
@@ -163,14 +163,11 @@ class SparkBackend:
             found = evaluate_ranking(qrels, run, labels, depth=depth, **options)
         try:
             values = found.cached
-            with worker_errors():
-                row = values.agg(F.sum((F.col(N_REL) == 0).cast("long")).alias("no_relevant"),
-                                 F.sum((~F.col(RANKED)).cast("long")).alias("unranked"),
-                                 F.count(F.lit(1)).alias("judged")).first()
-            if scores.missing == "error" and row["unranked"]:  # checked before any model, see describe_collection
+            if scores.missing == "error" and found.n_unranked:  # checked before any model, see describe_collection
                 examples = [r[0] for r in values.where(~F.col(RANKED)).select("query_id").orderBy("query_id")
                             .limit(3).collect()]
-                raise missing_queries_error(scores.name, int(row["unranked"]), int(row["judged"]), examples)
+                judged = found.n_queries + found.skipped["no_relevant"]  # evaluated and skipped: every judged query
+                raise missing_queries_error(scores.name, found.n_unranked, judged, examples)
             tables = {}
             if curve_specs:  # k x metrics columns per query: aggregated where they are
                 means = np.array([found.means[s.label] for s in curve_specs])
@@ -193,7 +190,7 @@ class SparkBackend:
         result = RankingResult(per_query=empty, means={s.label: found.means[s.label] for s in specs},
                                n_queries=found.n_queries, n_missing_from_run=found.n_missing_from_run,
                                skipped={"no_relevant": found.skipped["no_relevant"], "not_in_qrels": 0}, **tables)
-        return SourceRanking(result, np.empty(0), int(row["no_relevant"] or 0), units=units)
+        return SourceRanking(result, np.empty(0), found.n_no_relevant, units=units)
 
 
 def _squared_deviations(frame: "DataFrame", columns: list[str], means: np.ndarray) -> np.ndarray:

@@ -49,6 +49,10 @@ class SparkRankingResult:
     n_queries: int
     skipped: dict[str, int] = field(default_factory=dict)
     n_missing_from_run: int = 0
+    # over every judged query, evaluated or not: those the run ranks nothing for, and those
+    # without a relevant item (``skipped["no_relevant"]`` counts them only when skipped)
+    n_unranked: int = 0
+    n_no_relevant: int = 0
     cached: "DataFrame | None" = field(default=None, repr=False)
 
     def release(self) -> None:
@@ -205,6 +209,8 @@ def evaluate_ranking(qrels: "DataFrame", run: "DataFrame", metrics: str | list[s
             F.sum((~keep).cast("long")).alias("skipped"),
             F.sum(keep.cast("long")).alias("n_eval"),
             F.sum((~F.col(RANKED) & keep).cast("long")).alias("missing"),
+            F.sum((~F.col(RANKED)).cast("long")).alias("unranked"),
+            F.sum((F.col(N_REL) == 0).cast("long")).alias("no_relevant"),
             *[F.avg(F.when(keep, F.col(f"`{c}`"))).alias(f"m{j}") for j, c in enumerate(labels)]).first()
     if row["n_all"] == 0:
         values.unpersist()
@@ -213,4 +219,5 @@ def evaluate_ranking(qrels: "DataFrame", run: "DataFrame", metrics: str | list[s
     return SparkRankingResult(per_query=values.where(keep).drop(N_REL, RANKED), means=means,
                               n_queries=int(row["n_eval"] or 0),
                               skipped={"no_relevant": int(row["skipped"] or 0), "not_in_qrels": int(ids["run_only"])},
-                              n_missing_from_run=int(row["missing"] or 0), cached=values)
+                              n_missing_from_run=int(row["missing"] or 0), n_unranked=int(row["unranked"] or 0),
+                              n_no_relevant=int(row["no_relevant"] or 0), cached=values)
