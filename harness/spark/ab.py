@@ -17,7 +17,7 @@ import numpy as np
 
 from harness.datasets.experiment import PeriodGroup, UnitStatistics, launch_period, natural_order
 from harness.errors import DataValidationError, describe_examples
-from harness.metrics.ab import UNITS, VariantMoments, _cross_name, add_moments, moments_from_table
+from harness.metrics.ab import UNITS, VariantMoments, add_moments, moments_from_table, moments_table
 from harness.metrics.holdout import ROWS, period_column
 
 from .session import require_columns, worker_errors
@@ -39,30 +39,24 @@ def ab_moments(units: "DataFrame", columns: Sequence[str], *, variant: str = "va
 
     columns = list(columns)
     require_columns(units, [variant, *columns], "A/B units")
-    pairs = [(a, b) for i, a in enumerate(columns) for b in columns[i:]]
-    aggs = [F.count(F.lit(1)).alias("n"),
-            *[F.sum(F.col(f"`{c}`").cast("double")).alias(f"sum({c})") for c in columns],
-            *[F.sum(F.col(f"`{a}`").cast("double") * F.col(f"`{b}`").cast("double")).alias(_cross_name(a, b))
-              for a, b in pairs]]
     with worker_errors():
         nulls = units.agg(*[F.sum(F.col(f"`{c}`").isNull().cast("long")).alias(c) for c in columns]).first()
         bad = {c: nulls[c] for c in columns if nulls[c]}
         if bad:
             raise DataValidationError(f"A/B units: missing values in {bad} (column: rows)")
-        table = units.groupBy(F.col(variant).cast("string").alias("variant")).agg(*aggs).toPandas()
-    names = list(variants) if variants is not None else sorted(table["variant"])
-    absent = [v for v in names if v not in set(table["variant"])]
+        found = _group_moments(units, columns, [variant]).get((), {})
+    names = list(variants) if variants is not None else sorted(found)
+    absent = [v for v in names if v not in found]
     if absent:
-        raise DataValidationError(f"A/B units: no units in variant(s) {absent}; have {sorted(table['variant'])}")
-    table = table.set_index("variant").loc[names].reset_index()
-    return moments_from_table(table, source="Spark A/B aggregate")
+        raise DataValidationError(f"A/B units: no units in variant(s) {absent}; have {sorted(found)}")
+    # through the statistics table and its reader, as a warehouse query's result would be
+    return moments_from_table(moments_table([found[v] for v in names]), source="Spark A/B aggregate")
 
 
-def _moments(frame: "DataFrame", columns: list[str], keys: list[str], variants: Sequence[str]
-             ) -> dict[tuple[str, ...], list[VariantMoments]]:
+def _group_moments(frame: "DataFrame", columns: list[str], keys: list[str]
+                   ) -> dict[tuple[str, ...], dict[str, VariantMoments]]:
     """Row moments of ``columns`` per value of ``keys`` (the last key the variant, as
-    text): ``{other keys' values: [moments of each variant]}``, a variant without rows
-    having ``n = 0`` and zero sums, as :func:`harness.metrics.ab.segment_moments` gives."""
+    text), one Spark aggregation: ``{other keys' values: {variant: moments}}``."""
     from pyspark.sql import functions as F
 
     pairs = [(j, k) for j in range(len(columns)) for k in range(j, len(columns))]
@@ -79,8 +73,17 @@ def _moments(frame: "DataFrame", columns: list[str], keys: list[str], variants: 
         found.setdefault(group, {})[row[f"_k{len(keys) - 1}"]] = VariantMoments(
             row[f"_k{len(keys) - 1}"], int(row["_n"]), tuple(columns),
             np.array([row[f"_s{j}"] for j in range(len(columns))], dtype=np.float64), cross)
+    return found
+
+
+def _moments(frame: "DataFrame", columns: list[str], keys: list[str], variants: Sequence[str]
+             ) -> dict[tuple[str, ...], list[VariantMoments]]:
+    """:func:`_group_moments` with each group's variants in ``variants``' order, a variant
+    without rows having ``n = 0`` and zero sums, as :func:`harness.metrics.ab.segment_moments`
+    gives."""
     empty = VariantMoments("", 0, tuple(columns), np.zeros(len(columns)), np.zeros((len(columns), len(columns))))
-    return {g: [part.get(v, dataclasses.replace(empty, variant=v)) for v in variants] for g, part in found.items()}
+    return {g: [part.get(v, dataclasses.replace(empty, variant=v)) for v in variants]
+            for g, part in _group_moments(frame, columns, keys).items()}
 
 
 def _check(units: "DataFrame", *, variant: str, cols: list[str], variants: Sequence[str], unit: str | None,
