@@ -1247,14 +1247,21 @@ def mean_confidence_interval(values: np.ndarray, *, confidence: float = 0.95,
     >>> mean_confidence_interval(np.array([0.0, 0.0, 0.0, 0.2]), bounds=(0.0, 1.0))[0]
     0.0
     """
+    arr = np.asarray(values, dtype=np.float64)
+    mean, std = (arr.mean(), arr.std(ddof=1)) if arr.size >= 2 else (float("nan"), float("nan"))
+    return moments_confidence_interval(arr.size, mean, std, confidence=confidence, bounds=bounds)
+
+
+def moments_confidence_interval(n: int, mean: float, std: float, *, confidence: float = 0.95,
+                                bounds: tuple[float, float] | None = None) -> tuple[float, float]:
+    """:func:`mean_confidence_interval` from the values' count, mean and sample standard
+    deviation (``ddof=1``), e.g. aggregates computed where the values are: NaN bounds
+    under two values."""
     confidence = check_confidence(confidence)
     bounds = check_bounds(bounds)
-    arr = np.asarray(values, dtype=np.float64)
-    n = arr.size
     if n < 2:
         return float("nan"), float("nan")
-    mean = arr.mean()
-    half = sps.t.ppf(0.5 + confidence / 2, n - 1) * arr.std(ddof=1) / np.sqrt(n)
+    half = sps.t.ppf(0.5 + confidence / 2, n - 1) * std / np.sqrt(n)
     low, high = float(mean - half), float(mean + half)
     if bounds is not None:
         low, high = max(low, float(bounds[0])), min(high, float(bounds[1]))

@@ -25,11 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping, Protocol, Sequence
 
-import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
-from harness.metrics.stats import DeltaInference
+from harness.metrics.stats import DeltaInference, moments_confidence_interval
 
 Bounds = tuple[float, float]
 
@@ -52,13 +50,7 @@ def moment_value(metric: str, n: int, mean: float, std: float, confidence: float
     (``ddof=1``): :func:`harness.metrics.stats.mean_confidence_interval`'s interval,
     mean -+ t_{(1+confidence)/2, n-1} sd / sqrt(n) intersected with ``bounds``, from
     aggregates instead of the values."""
-    if n < 2:
-        low = high = float("nan")
-    else:
-        half = sps.t.ppf(0.5 + confidence / 2, n - 1) * std / np.sqrt(n)
-        low, high = float(mean - half), float(mean + half)
-        if bounds is not None:
-            low, high = max(low, float(bounds[0])), min(high, float(bounds[1]))
+    low, high = moments_confidence_interval(n, mean, std, confidence=confidence, bounds=bounds)
     return MetricValue(metric, float(mean) if n else float("nan"), low, high, int(n))
 
 
