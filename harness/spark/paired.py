@@ -25,7 +25,7 @@ from harness.metrics._names import value_range
 from harness.metrics.stats import (DEFAULT_METHOD_BY_KIND, DeltaInference, SkewCheck, TInference, _from_replicates,
                                    clip_interval, difference_bounds, fieller_from_moments, relative_bounds)
 from harness.options import check_choice, check_confidence
-from harness.spec.config import GateCriterion
+from harness.spec.config import SPARK_COMPARE_METHODS, GateCriterion
 
 from .resample import poisson_sums, with_positions
 from .session import require_columns, worker_errors
@@ -33,7 +33,7 @@ from .session import require_columns, worker_errors
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-METHODS = ("auto", "bootstrap", "t_test")
+METHODS = SPARK_COMPARE_METHODS
 Bounds = tuple[float, float]
 
 

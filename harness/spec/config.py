@@ -152,8 +152,9 @@ class EngineSpec(_Strict):
         return self
 
 
-# comparison methods the Spark engine cannot compute from distributed per-unit values
-SPARK_LOCAL_ONLY_METHODS = ("bca", "randomization")
+# the comparison methods the Spark engine computes from distributed per-unit values (bca and
+# randomization need every value in one process)
+SPARK_COMPARE_METHODS = ("auto", "bootstrap", "t_test")
 
 
 class EvalConfig(_Strict):
@@ -203,7 +204,7 @@ class EvalConfig(_Strict):
             raise ValueError("engine: kind spark: evaluate.off_policy.method bootstrap resamples with the local "
                              "multinomial stream, which Spark cannot draw in parallel; set resampling: poisson "
                              "(the same intervals on both engines), or use method analytic")
-        if self.compare is not None and self.compare.method in SPARK_LOCAL_ONLY_METHODS and self.reads_tables():
+        if self.compare is not None and self.compare.method not in SPARK_COMPARE_METHODS and self.reads_tables():
             raise ValueError(f"engine: kind spark: compare.method {self.compare.method} needs every per-query value "
                              "in one process, but this run keeps them in Spark (a trec collection of score tables); "
                              "set compare.method to auto, bootstrap or t_test (the same numbers as the local "
