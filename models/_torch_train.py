@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import ConfigError, DataValidationError, describe_examples
+from harness.interrupts import interruption_point, interrupts_held
 
 
 def positive_pairs(train: pd.DataFrame, n_users: int, n_items: int, *, source: str) -> tuple[np.ndarray, np.ndarray]:
@@ -47,9 +48,11 @@ def sample_negatives(rng: np.random.Generator, users: np.ndarray, n_items: int, 
 
 
 def minibatches(rng: np.random.Generator, n: int, batch_size: int) -> Iterator[np.ndarray]:
-    """A seeded permutation of ``range(n)`` cut into batches."""
+    """A seeded permutation of ``range(n)`` cut into batches; a held Ctrl-C is raised
+    between two batches (:func:`~harness.interrupts.interruption_point`)."""
     perm = rng.permutation(n)
     for start in range(0, n, batch_size):
+        interruption_point()
         yield perm[start : start + batch_size]
 
 
@@ -79,6 +82,11 @@ class TorchBaseline:
         raise NotImplementedError
 
     def fit(self, train: pd.DataFrame, *, n_users: int, n_items: int) -> "TorchBaseline":
+        # Ctrl-C is raised between minibatches, never inside PyTorch (harness.interrupts)
+        with interrupts_held():
+            return self._fit(train, n_users=n_users, n_items=n_items)
+
+    def _fit(self, train: pd.DataFrame, *, n_users: int, n_items: int) -> "TorchBaseline":
         import torch
 
         from .torch_retriever import TorchRetriever

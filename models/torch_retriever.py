@@ -19,6 +19,7 @@ import scipy.sparse as sp
 
 from harness.types import PAD_ITEM, PAD_SCORE, Ranking, adapter_call
 from harness.errors import AdapterError, ConfigError, describe_examples
+from harness.interrupts import interruption_point, interrupts_held
 
 from ._scoring import seen_matrix
 from .safe_load import load_torch_module
@@ -140,7 +141,8 @@ class TorchRetriever:
         self.n_items = n_items
         self._seen = seen_matrix(train, n_users, n_items) if self.exclude_seen else None
         self._items = None
-        self.item_embeddings()
+        with interrupts_held():  # Ctrl-C after the item embeddings, never inside PyTorch
+            self.item_embeddings()
         return self
 
     def _call(self, method: str, ids: np.ndarray, what: str) -> Any:
@@ -173,8 +175,6 @@ class TorchRetriever:
         return self._items
 
     def retrieve(self, query_ids: np.ndarray, k: int) -> Ranking:
-        import torch
-
         query_ids = np.asarray(query_ids, dtype=np.int64)
         items = self.item_embeddings()
         if self._seen is not None:
@@ -186,24 +186,33 @@ class TorchRetriever:
         k_eff = min(k, self.n_items)
         out_items = np.empty((len(query_ids), k_eff), dtype=np.int64)
         out_scores = np.empty((len(query_ids), k_eff))
-        for b, start in enumerate(range(0, len(query_ids), batch)):
-            q = query_ids[start : start + batch]
-            where = f"batch {b} (queries {start}..{start + len(q) - 1})"
-            emb = self._call(self.query_method, q, where)
-            if emb.shape[1] != items.shape[1]:
-                raise AdapterError(f"{self.name}: query embeddings have dimension {emb.shape[1]} but item "
-                                   f"embeddings {items.shape[1]} ({where})")
-            with torch.no_grad():
-                scores = emb @ items.T
-                if self._seen is not None:
-                    rows, cols = self._seen[q].nonzero()
-                    scores[torch.as_tensor(rows, device=self.device),
-                           torch.as_tensor(cols, device=self.device)] = float("-inf")
-                values, cols_t = topk_block(scores, k_eff)
-            values_np = values.double().cpu().numpy()
-            if np.isposinf(values_np).any():
-                raise AdapterError(f"{self.name}: scores overflow to +inf in {where}")
-            real = np.isfinite(values_np)
-            out_items[start : start + len(q)] = np.where(real, cols_t.cpu().numpy(), PAD_ITEM)
-            out_scores[start : start + len(q)] = np.where(real, values_np, PAD_SCORE)
+        with interrupts_held():  # Ctrl-C is raised between batches, never inside PyTorch
+            for b, start in enumerate(range(0, len(query_ids), batch)):
+                interruption_point()
+                self._retrieve_batch(query_ids[start : start + batch], start, b, items, k_eff,
+                                     out_items, out_scores)
         return Ranking(query_ids, out_items, out_scores).padded(k)
+
+    def _retrieve_batch(self, q: np.ndarray, start: int, b: int, items: Any, k_eff: int,
+                        out_items: np.ndarray, out_scores: np.ndarray) -> None:
+        """Score one batch of queries against every item and write its top ``k_eff`` rows."""
+        import torch
+
+        where = f"batch {b} (queries {start}..{start + len(q) - 1})"
+        emb = self._call(self.query_method, q, where)
+        if emb.shape[1] != items.shape[1]:
+            raise AdapterError(f"{self.name}: query embeddings have dimension {emb.shape[1]} but item "
+                               f"embeddings {items.shape[1]} ({where})")
+        with torch.no_grad():
+            scores = emb @ items.T
+            if self._seen is not None:
+                rows, cols = self._seen[q].nonzero()
+                scores[torch.as_tensor(rows, device=self.device),
+                       torch.as_tensor(cols, device=self.device)] = float("-inf")
+            values, cols_t = topk_block(scores, k_eff)
+        values_np = values.double().cpu().numpy()
+        if np.isposinf(values_np).any():
+            raise AdapterError(f"{self.name}: scores overflow to +inf in {where}")
+        real = np.isfinite(values_np)
+        out_items[start : start + len(q)] = np.where(real, cols_t.cpu().numpy(), PAD_ITEM)
+        out_scores[start : start + len(q)] = np.where(real, values_np, PAD_SCORE)
