@@ -4,8 +4,8 @@ Python raises ``KeyboardInterrupt`` at whatever bytecode runs when SIGINT arrive
 PyTorch that can be Python code that C++ called back (pybind11): the exception becomes a
 C++ exception there, and a C++ exception that crosses a ``noexcept`` frame ends the
 process with ``terminate called after throwing an instance of
-'pybind11::error_already_set'`` (SIGABRT, a core dump, none of the CLI's clean exit 130),
-or is swallowed so that a 100,000-epoch training loop never stops. Code that runs such a
+'pybind11::error_already_set'`` (SIGABRT: none of the CLI's clean exit 130; seen about
+once in 50 Ctrl-Cs during BPR-MF training on a loaded machine). Code that runs such a
 library wraps it in :func:`interrupts_held` and calls :func:`interruption_point` where
 plain Python runs (between minibatches): Ctrl-C still stops it within one step.
 
