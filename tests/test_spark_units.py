@@ -141,24 +141,29 @@ def assert_same_folder(local, found) -> None:
     assert len(pa_) and np.abs(pb_["value"].to_numpy() - pa_["value"].to_numpy()).max() <= 1e-9
 
 
-# integer ids with missing: zero are the gate tests' case, text ids with missing: skip the common-pairing test's
-@pytest.mark.parametrize("text_ids,missing", [(True, "zero"), (False, "error")],
-                         ids=["text-ids-zero", "integer-ids-error"])
-def test_spark_run_keeps_per_query_values_in_spark_and_equals_local(spark, tmp_path, monkeypatch, text_ids, missing):
+# text ids with missing: skip are the common-pairing test's case
+@pytest.mark.parametrize("text_ids,missing,better,decision,exit_code",
+                         [(True, "zero", "neural", "PASS", 0), (False, "error", "bm25", "FAIL", 1)],
+                         ids=["text-ids-zero-PASS", "integer-ids-error-FAIL"])
+def test_spark_run_keeps_per_query_values_in_spark_and_equals_local(spark, tmp_path, monkeypatch, text_ids, missing,
+                                                                    better, decision, exit_code):
     """auto comparison (bootstrap for the bounded metrics, t-test and Fieller for dcg) and
-    a gate; above MULTINOMIAL_MAX_UNITS (lowered here for both engines) the bootstrap is
-    the Poisson one, drawn in Spark: no call brings as many rows as there are queries."""
+    a gate that passes (the candidate ranks better) or fails (worse), with the local
+    verdict and exit code; above MULTINOMIAL_MAX_UNITS (lowered here for both engines)
+    the bootstrap is the Poisson one, drawn in Spark: no call brings as many rows as
+    there are queries."""
     monkeypatch.setattr("harness.metrics._resample.MULTINOMIAL_MAX_UNITS", 20)
     n_queries = 150
     gaps = {"neural": [5]} if missing == "zero" else {}
-    base, _ = _collection(tmp_path / "data", text_ids=text_ids, n_queries=n_queries, gaps=gaps)
+    noise = {"bm25": 0.3 if better == "bm25" else 2.0, "neural": 0.3 if better == "neural" else 2.0}
+    base, _ = _collection(tmp_path / "data", text_ids=text_ids, n_queries=n_queries, gaps=gaps, noise=noise)
     cfg = _config(base, missing=missing, compare={"baseline": "bm25", "candidates": ["neural"], "n_resamples": 100},
                   gate=[{"metric": "ndcg@5", "role": "primary", "direction": "higher"},
                         {"metric": "dcg@5", "role": "guardrail", "direction": "higher", "max_regression": 0.5}])
     local, found, rows = _both(cfg, tmp_path, monkeypatch)
     assert_same_folder(local, found)  # the dataset section too: ids, counts, fingerprint, warnings
     assert "1 queries of the runs have no judgments" in " ".join(local.result.dataset["warnings"])
-    assert local.result.comparison and local.result.verdict["decision"]
+    assert (found.result.verdict["decision"], found.exit_code) == (decision, exit_code)
     methods = {r["metric"]: r["method"] for r in local.result.comparison}
     assert methods["ndcg@5"] == "auto"
     # the driver saw aggregates, per-replicate sums (100 rows) and streamed batches, never a per-query table
@@ -224,18 +229,6 @@ def test_spark_run_pairs_the_common_queries_as_local(spark, tmp_path, monkeypatc
     assert {r["n_units"] for r in data["comparison"]} == {50 - 1 - 4}  # no relevant item: 1; gaps: 2, 5, 9, 11
     n_eval = {m: data["ranking"]["counts"][m]["evaluated"] for m in ("bm25", "neural", "hybrid")}
     assert n_eval == {"bm25": 48, "neural": 47, "hybrid": 47}
-
-
-@pytest.mark.parametrize("better,decision,exit_code", [("neural", "PASS", 0), ("bm25", "FAIL", 1)])
-def test_spark_run_gate_pass_and_fail_equal_local(spark, tmp_path, monkeypatch, better, decision, exit_code):
-    noise = {"bm25": 0.3 if better == "bm25" else 3.0, "neural": 0.3 if better == "neural" else 3.0}
-    base, _ = _collection(tmp_path / "data", text_ids=False, n_queries=80, noise=noise)
-    cfg = _config(base, missing="zero", compare={"baseline": "bm25", "candidates": ["neural"], "method": "t_test"},
-                  gate=[{"metric": "ndcg@5", "role": "primary", "direction": "higher"},
-                        {"metric": "recall@10", "role": "guardrail", "max_regression": 0.01}])
-    local, found, _ = _both(cfg, tmp_path, monkeypatch)
-    assert_same_folder(local, found)
-    assert (found.result.verdict["decision"], found.exit_code) == (decision, exit_code)
 
 
 def test_per_unit_file_is_streamed_a_bounded_batch_at_a_time(spark, tmp_path, monkeypatch):
