@@ -224,10 +224,8 @@ def test_engine_local(tmp_path: Path) -> None:
     _engine_case(tmp_path, {"kind": "local"})
 
 
-def test_engine_spark(tmp_path: Path, spark: Any) -> None:
-    """``engine: {kind: spark, ...}`` in the run's one session (the active one, which the engine uses)."""
-    _engine_case(tmp_path, {"kind": "spark", "master": "local[2]", "conf": {"spark.sql.shuffle.partitions": 4},
-                            "app_name": "matrix"})
+# engine kind spark with every documented option (master, conf, app_name) is
+# test_spark_run.py::test_spark_engine_run_equals_local: the same config on both engines
 
 
 @pytest.mark.parametrize("policy", ["epsilon_greedy", "top_k", "softmax"])

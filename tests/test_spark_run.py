@@ -32,15 +32,20 @@ def _config(tmp_path, engine: dict) -> dict:
 
 
 def test_spark_engine_run_equals_local(spark, tmp_path):
+    """Every documented engine option (master, conf, app_name: of a session the run starts;
+    here the test run's session is active, which the engine uses) and the same results."""
     outcomes = {}
     for kind in ("local", "spark"):
-        engine = {"kind": kind} if kind == "local" else {"kind": "spark", "master": "local[2]"}
+        engine = {"kind": kind} if kind == "local" else {
+            "kind": "spark", "master": "local[2]", "conf": {"spark.sql.shuffle.partitions": 4}, "app_name": "matrix"}
         config = harness.parse_config(_config(tmp_path / kind, engine))
         outcomes[kind] = harness.run(config, output=tmp_path / kind / "results", progress=False)
     local, found = outcomes["local"], outcomes["spark"]
     assert found.exit_code == local.exit_code
     assert found.result.verdict == local.result.verdict
     a, b = (harness.read_results_folder(o.results_dir) for o in (local, found))
+    assert b.data["config"]["engine"] == {"kind": "spark", "master": "local[2]", "app_name": "matrix",
+                                          "conf": {"spark.sql.shuffle.partitions": 4}}
     for key in ("metrics", "comparison"):
         left, right = pd.DataFrame(a.data[key]), pd.DataFrame(b.data[key])
         assert list(left.columns) == list(right.columns) and len(left) == len(right) > 0

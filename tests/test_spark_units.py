@@ -69,18 +69,37 @@ def _config(base: dict, *, missing: str, compare: dict, gate: list[dict]) -> dic
 
 class DriverRows:
     """Spy on everything that brings rows of a Spark DataFrame or RDD to the driver:
-    records (how, rows) of every call."""
+    records (how, rows) of every call; and the rows of each batch of a kept table read
+    for ``per_unit.parquet`` (``batches``) and of each row group written (``groups``)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import pyarrow.parquet as pq
         from pyspark import RDD
         from pyspark.sql.classic.dataframe import DataFrame  # what a session's DataFrames are
         from pyspark.sql.pandas.conversion import PandasConversionMixin
 
+        from harness.spark.units import SparkUnits
+
         self.calls: list[tuple[str, int]] = []
+        self.batches: list[int] = []
+        self.groups: list[int] = []
         for cls, name in ((DataFrame, "collect"), (DataFrame, "toPandas"), (DataFrame, "toArrow"),
                           (PandasConversionMixin, "_collect_as_arrow"), (RDD, "collect")):
             monkeypatch.setattr(cls, name, self._counted(getattr(cls, name), f"{cls.__name__}.{name}"))
         monkeypatch.setattr(DataFrame, "toLocalIterator", self._streamed(DataFrame.toLocalIterator))
+        original_batches, original_write = SparkUnits.batches, pq.ParquetWriter.write_table
+
+        def batches(units):
+            for batch in original_batches(units):
+                self.batches.append(len(batch))
+                yield batch
+
+        def write_table(writer, table, *args, **kwargs):
+            self.groups.append(table.num_rows)
+            return original_write(writer, table, *args, **kwargs)
+
+        monkeypatch.setattr(SparkUnits, "batches", batches)
+        monkeypatch.setattr(pq.ParquetWriter, "write_table", write_table)
 
     def _counted(self, method, label):
         def spy(frame, *args, **kwargs):
@@ -145,14 +164,19 @@ def assert_same_folder(local, found) -> None:
 @pytest.mark.parametrize("text_ids,missing,better,decision,exit_code",
                          [(True, "zero", "neural", "PASS", 0), (False, "error", "bm25", "FAIL", 1)],
                          ids=["text-ids-zero-PASS", "integer-ids-error-FAIL"])
-def test_spark_run_keeps_per_query_values_in_spark_and_equals_local(spark, tmp_path, monkeypatch, text_ids, missing,
-                                                                    better, decision, exit_code):
+def test_spark_run_keeps_per_query_values_in_spark_and_equals_local(spark, request, tmp_path, monkeypatch, text_ids,
+                                                                    missing, better, decision, exit_code):
     """auto comparison (bootstrap for the bounded metrics, t-test and Fieller for dcg) and
     a gate that passes (the candidate ranks better) or fails (worse), with the local
     verdict and exit code; above MULTINOMIAL_MAX_UNITS (lowered here for both engines)
     the bootstrap is the Poisson one, drawn in Spark: no call brings as many rows as
-    there are queries."""
+    there are queries. With Arrow batches of 16 rows, ``per_unit.parquet`` is streamed
+    into the folder at most 16 queries a batch and 16 rows a row group."""
     monkeypatch.setattr("harness.metrics._resample.MULTINOMIAL_MAX_UNITS", 20)
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    before = spark.conf.get(key)
+    spark.conf.set(key, "16")
+    request.addfinalizer(lambda: spark.conf.set(key, before))
     n_queries = 150
     gaps = {"neural": [5]} if missing == "zero" else {}
     noise = {"bm25": 0.3 if better == "bm25" else 2.0, "neural": 0.3 if better == "neural" else 2.0}
@@ -172,6 +196,10 @@ def test_spark_run_keeps_per_query_values_in_spark_and_equals_local(spark, tmp_p
     assert {"DataFrame.toLocalIterator", "DataFrame.collect", "DataFrame.toPandas"} <= hows, hows
     if gaps:
         assert local.result.extra["ranking"]["counts"]["neural"]["missing_from_run"] == 1
+    n_rows = len(pd.read_parquet(found.results_dir / "per_unit.parquet"))
+    assert n_rows == 2 * 149 * 5  # two models, 149 queries with a relevant item, 5 metrics
+    assert sum(rows.batches) == 2 * 149 and max(rows.batches) <= 16 and len(rows.batches) >= 2 * 149 // 16
+    assert max(rows.groups) <= 16 and sum(rows.groups) == 2 * n_rows  # split by metric, then copied into the file
 
 
 def test_spark_run_missing_error_names_the_same_queries(spark, tmp_path):
@@ -229,48 +257,6 @@ def test_spark_run_pairs_the_common_queries_as_local(spark, tmp_path, monkeypatc
     assert {r["n_units"] for r in data["comparison"]} == {50 - 1 - 4}  # no relevant item: 1; gaps: 2, 5, 9, 11
     n_eval = {m: data["ranking"]["counts"][m]["evaluated"] for m in ("bm25", "neural", "hybrid")}
     assert n_eval == {"bm25": 48, "neural": 47, "hybrid": 47}
-
-
-def test_per_unit_file_is_streamed_a_bounded_batch_at_a_time(spark, tmp_path, monkeypatch):
-    """With Arrow batches of 16 rows, every batch that reaches the driver holds at most 16
-    queries and every row group written at most 16 rows, for 150 queries x 5 metrics x 2
-    models; the file is still the local one."""
-    import pyarrow.parquet as pq
-
-    from harness.spark.units import SparkUnits
-
-    base, _ = _collection(tmp_path / "data", text_ids=True, n_queries=150)
-    cfg = _config(base, missing="zero", compare={"baseline": "bm25", "candidates": ["neural"], "method": "t_test"},
-                  gate=[])
-    local = harness.run(harness.parse_config(cfg), output=tmp_path / "local", progress=False)
-    batches, groups = [], []
-    original_batches, original_write = SparkUnits.batches, pq.ParquetWriter.write_table
-
-    def spy_batches(self):
-        for batch in original_batches(self):
-            batches.append(len(batch))
-            yield batch
-
-    def spy_write(self, table, *args, **kwargs):
-        groups.append(table.num_rows)
-        return original_write(self, table, *args, **kwargs)
-
-    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
-    before = spark.conf.get(key)
-    spark.conf.set(key, "16")
-    try:
-        with monkeypatch.context() as patched:
-            patched.setattr(SparkUnits, "batches", spy_batches)
-            patched.setattr(pq.ParquetWriter, "write_table", spy_write)
-            found = harness.run(harness.parse_config({**cfg, "engine": {"kind": "spark"}}),
-                                output=tmp_path / "spark", progress=False)
-    finally:
-        spark.conf.set(key, before)
-    assert_same_folder(local, found)
-    n_rows = len(pd.read_parquet(found.results_dir / "per_unit.parquet"))
-    assert n_rows == 2 * 149 * 5  # two models, 149 queries with a relevant item, 5 metrics
-    assert sum(batches) == 2 * 149 and max(batches) <= 16 and len(batches) >= 2 * 149 // 16
-    assert max(groups) <= 16 and sum(groups) == 2 * n_rows  # split by metric, then copied into the file
 
 
 def test_spark_collection_refuses_methods_it_cannot_compute_at_validation(tmp_path):
