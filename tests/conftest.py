@@ -132,6 +132,13 @@ class MlflowServer:
                 time.sleep(0.1)  # a server answers within ~5 s of starting: poll often
         raise RuntimeError(f"mlflow server not healthy after {timeout}s")
 
+    def kill(self) -> None:
+        """The server dies at once (SIGKILL), as in a crash: no graceful shutdown."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait(20)
+        self.proc = None
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, 15)

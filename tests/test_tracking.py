@@ -91,7 +91,7 @@ def test_server_killed_mid_run_then_sync_logs_exactly_once(
     def kill_after_parent(params):
         calls["n"] += 1
         if calls["n"] == 2:  # the parent run exists; the first child's params are next
-            server.stop()
+            server.kill()
         return real_create(params)
 
     monkeypatch.setattr(tracking, "_params", kill_after_parent)
