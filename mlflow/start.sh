@@ -38,7 +38,8 @@ if [ -f "$data/server.pid" ] && kill -0 "$(cat "$data/server.pid")" 2>/dev/null;
 fi
 setsid nohup "$mlflow_bin" "${args[@]}" >"$data/server.log" 2>&1 < /dev/null &
 echo $! > "$data/server.pid"
-for _ in $(seq "$wait_s"); do
+deadline=$((SECONDS + wait_s))
+while [ "$SECONDS" -lt "$deadline" ]; do
   if python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=2)" \
        "http://$host:$port/health" >/dev/null 2>&1; then
     # workflowType: MLflow 3.x's UI otherwise opens experiments on its GenAI traces page
@@ -47,7 +48,7 @@ for _ in $(seq "$wait_s"); do
     exit 0
   fi
   kill -0 "$(cat "$data/server.pid")" 2>/dev/null || { echo "error: server exited; see $data/server.log" >&2; tail -20 "$data/server.log" >&2; exit 3; }
-  sleep 1
+  sleep 0.2  # a server answers a few seconds after it starts: the URL as soon as it does
 done
 echo "error: server not healthy after ${wait_s}s; see $data/server.log" >&2
 exit 3

@@ -8,7 +8,7 @@ if [ ! -f "$pidfile" ]; then echo "no MLflow server started from $data"; exit 0;
 pid="$(cat "$pidfile")"
 if kill -0 "$pid" 2>/dev/null; then
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
-  for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done  # up to 10 s to shut down
   kill -0 "$pid" 2>/dev/null && { kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid"; }
   echo "stopped MLflow server (pid $pid)"
 else
