@@ -39,8 +39,10 @@ def interrupts_held() -> Iterator[None]:
     blocks share the outer one's hold.
     """
     global _depth
-    if _depth == 0 and (threading.current_thread() is not threading.main_thread()
-                        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+    # signal handlers belong to the main thread; another thread's block (a model fitted in
+    # a worker thread) neither holds nor counts
+    if threading.current_thread() is not threading.main_thread() or (
+            _depth == 0 and signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         yield
         return
     if _depth == 0:

@@ -87,6 +87,29 @@ def test_outside_the_main_thread_the_block_runs_unchanged() -> None:
     assert seen == [signal.default_int_handler]
 
 
+def test_a_worker_thread_inside_a_held_block_leaves_the_hold_to_the_main_thread() -> None:
+    """A model fitted in a worker thread while the main thread holds: the worker's block
+    neither releases the hold nor touches the handler (only the main thread may)."""
+    errors = []
+
+    def worker() -> None:
+        try:
+            with interrupts_held():
+                pass
+        except BaseException as exc:  # e.g. ValueError: signal only works in main thread
+            errors.append(exc)
+
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_held():
+            t = threading.Thread(target=worker)
+            t.start()
+            t.join()
+            ctrl_c()
+            assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler  # still held
+    assert errors == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_a_program_with_its_own_handler_keeps_it() -> None:
     calls = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: calls.append(signum))
