@@ -196,6 +196,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shared.stop()
 
 
+def _uses_module_fixture(item: pytest.Item) -> bool:
+    """Whether ``item`` uses a module-scoped fixture of its own module (conftest's, such
+    as ``one_blas_thread``, cost nothing to set up again)."""
+    info = getattr(item, "_fixtureinfo", None)
+    module = item.nodeid.split("::")[0]
+    return info is not None and any(d.scope == "module" and d.baseid == module
+                                    for defs in info.name2fixturedefs.values() for d in defs)
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the markers (its hook runs first otherwise)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that use the live server are marked ``mlflow_server``, those that use the
@@ -208,6 +217,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             # (``--dist loadgroup``, as the Makefile runs the suite)
             item.add_marker(pytest.mark.xdist_group("spark"))
             item.add_marker(pytest.mark.spark)
+        elif _uses_module_fixture(item):
+            # a module's shared fixture (trained models, a browser) built once, on one
+            # worker, instead of once on each worker its tests are dealt to
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
     # the Spark group first: its worker starts the JVM at once and the other worker takes
     # the rest, instead of a few minutes of Spark tests left for the end on one worker
     items.sort(key=lambda item: "spark" not in getattr(item, "fixturenames", ()))
