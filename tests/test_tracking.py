@@ -154,6 +154,29 @@ def test_default_store_is_one_per_user_wherever_harness_runs(tmp_path: Path, mon
     assert {"report.html", "results.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
+@pytest.mark.parametrize("home", ["a-file", "under-a-file/home"])
+def test_an_unusable_default_store_leaves_the_results_pending_not_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     home: str) -> None:
+    """$HARNESS_HOME that cannot be a folder: the results folder is written whole, then
+    logging fails as a server outage does (pending, one warning naming the folder, exit
+    code of the gate), and ``harness sync`` uploads it once the store is usable."""
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "under-a-file").write_text("not a folder")
+    monkeypatch.setenv("HARNESS_HOME", str(tmp_path / home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = small_config(tmp_path, tracking={})
+    result = runner.invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert f"MLflow store folder {tmp_path / home} cannot be created" in result.output
+    data = json.loads((_results_dir(tmp_path / "results") / "results.json").read_text())
+    assert data["tracking"]["status"] == "pending"
+    (tmp_path / home.split("/")[0]).unlink()  # the file in the way removed
+    assert runner.invoke(app, ["sync", str(tmp_path / "results")]).exit_code == 0
+    data = json.loads((_results_dir(tmp_path / "results") / "results.json").read_text())
+    assert data["tracking"]["status"] == "logged" and (tmp_path / home / "mlflow.db").is_file()
+
+
 def test_parent_run_shows_the_verdict_and_headline_numbers(tmp_path: Path, mlflow_server: MlflowServer) -> None:
     cfg = small_config(tmp_path, tracking={"uri": mlflow_server.uri}, name="first-glance")
     assert runner.invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"]).exit_code == 0

@@ -31,7 +31,7 @@ gate:
   - {metric: recall@100, role: guardrail, direction: higher, max_regression: 0.01}
   - {metric: mrr@10,     role: guardrail, direction: higher, max_regression: 0.05, relative: true}
 tracking:
-  uri: null                        # MLflow's default local store (sqlite:///mlflow.db)
+  uri: null                        # the harness's store (`harness store`: $HARNESS_HOME/mlflow.db)
 output: {output}
 """
 

@@ -32,7 +32,7 @@ from harness.errors import TrackingError
 from harness.results.folder import PER_UNIT, RESULTS_JSON
 from harness.results.html import write_report
 from harness.tracking.store import (EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, SHARED_VIEW_TAG, artifact_location,
-                                    experiment_url, shared_view)
+                                    experiment_url, prepare_store, shared_view)
 
 COMPLETE_TAG = "harness.logged"
 MAX_BATCH = 1000
@@ -151,6 +151,7 @@ def log_results(results_dir: str | Path, data: dict[str, Any], uri: str) -> dict
     from mlflow.tracking import MlflowClient
 
     check_reachable(uri)
+    prepare_store(uri)
     results_dir = Path(results_dir)
     with _few_retries():
         try:

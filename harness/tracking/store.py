@@ -54,7 +54,8 @@ def default_artifact_root() -> Path:
 
 def resolve_uri(configured: str | None) -> str:
     """The config's URI, else one set for MLflow (environment or ``set_tracking_uri``),
-    else the harness's default store (its folder created)."""
+    else the harness's default store (its folder is created when first logged to:
+    :func:`prepare_store`)."""
     if configured:
         return configured
     from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
@@ -63,8 +64,24 @@ def resolve_uri(configured: str | None) -> str:
         import mlflow
 
         return mlflow.get_tracking_uri()
-    harness_home().mkdir(parents=True, exist_ok=True)
     return default_store_uri()
+
+
+def prepare_store(uri: str) -> None:
+    """Create the default store's folder when ``uri`` is that store. A folder that cannot
+    be created (``HARNESS_HOME`` on a read-only disk, or a file) is a ``TrackingError``,
+    raised when logging, after the results folder is written: the run is then pending,
+    as with a server that is down, not lost."""
+    from harness.errors import TrackingError
+
+    if uri != default_store_uri():
+        return
+    home = harness_home()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TrackingError(f"the harness's MLflow store folder {home} cannot be created ({exc.strerror or exc}); "
+                            f"set {HOME_ENV} to a writable folder, or tracking.uri") from None
 
 
 def artifact_location(uri: str, experiment: str) -> str | None:
