@@ -158,7 +158,7 @@ def iter_batches(path: str | Path, *, columns: Sequence[str], id_columns: Sequen
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from .tables import _column_names
+    from .tables import _column_names, check_ids_present
 
     path = Path(path)
     if not path.is_file():
@@ -172,7 +172,10 @@ def iter_batches(path: str | Path, *, columns: Sequence[str], id_columns: Sequen
         if path.suffix.lower() in (".parquet", ".pq"):
             # pre_buffer off and one thread: memory is one row group, not a read-ahead of the file
             parquet = pq.ParquetFile(path, pre_buffer=False)
+            offset = 0
             for batch in parquet.iter_batches(batch_size=batch_rows, columns=list(columns), use_threads=False):
+                check_ids_present(batch, id_columns, path, row_offset=offset)
+                offset += batch.num_rows
                 yield batch.to_pandas()
             return
         block = int(min(64 << 20, max(1 << 14, batch_rows * 64)))
@@ -181,7 +184,10 @@ def iter_batches(path: str | Path, *, columns: Sequence[str], id_columns: Sequen
                                 parse_options=pacsv.ParseOptions(delimiter=delim),
                                 convert_options=pacsv.ConvertOptions(include_columns=list(columns),
                                                                      column_types=types))
+        offset = 0
         for batch in reader:
+            check_ids_present(batch, id_columns, path, row_offset=offset)
+            offset += batch.num_rows
             yield batch.to_pandas()
     except (OSError, pa.ArrowInvalid) as exc:
         raise DataValidationError(f"{path}: cannot be read as a table: {exc}") from None

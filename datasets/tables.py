@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+import numpy as np
 import pandas as pd
 
 from harness.errors import ConfigError, DataValidationError
@@ -48,13 +49,40 @@ def _canonical_int_ids(table: "pa.Table", names: Sequence[str]) -> "pa.Table":
     return table
 
 
+def check_ids_present(data: "pa.Table | pa.RecordBatch", id_columns: Sequence[str], source: str | Path, *,
+                      row_offset: int = 0) -> None:
+    """Refuse a missing id (null, or an empty CSV cell, which the CSV reader gives as the
+    text ``""``) in any of ``id_columns``, naming the file, the column, how many rows and
+    the first data rows (1 = the first row after a CSV header): an empty id is no id,
+    and scored as one it would be a user or an item nobody has."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for name in id_columns:
+        if name not in data.column_names:
+            continue
+        col = data.column(name)
+        missing = pc.is_null(col)
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            missing = pc.or_kleene(missing, pc.equal(pc.utf8_trim_whitespace(col), ""))
+        missing = pc.fill_null(missing, True)
+        n = pc.sum(missing).as_py() or 0
+        if n:
+            rows = np.flatnonzero(missing.to_numpy(zero_copy_only=False))[:3] + row_offset + 1
+            raise DataValidationError(f"{source}: column {name!r} has {n} missing id(s) (empty or null; "
+                                      f"row(s) {', '.join(str(r) for r in rows)})")
+
+
 def read_table(path: str | Path, *, delimiter: str | None = None, columns: Sequence[str] | None = None,
-               id_columns: Sequence[str] = (), encoding: str = "utf8") -> pd.DataFrame:
+               id_columns: Sequence[str] = (), label_columns: Sequence[str] = (),
+               encoding: str = "utf8") -> pd.DataFrame:
     """Read a Parquet or CSV file (by suffix) through pyarrow.
 
     Only ``columns`` are read when given (a missing one is a ``DataValidationError`` that
     lists the file's columns); ``id_columns`` of a CSV file keep their text unless every
-    value is a canonical integer. A missing file is a ``ConfigError``.
+    value is a canonical integer, and none may be missing (:func:`check_ids_present`);
+    ``label_columns`` (segment names, ...) are kept as text alike, their gaps left to
+    the caller's own message. A missing file is a ``ConfigError``.
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -78,8 +106,11 @@ def read_table(path: str | Path, *, delimiter: str | None = None, columns: Seque
                                    parse_options=pacsv.ParseOptions(delimiter=delim),
                                    convert_options=pacsv.ConvertOptions(
                                        include_columns=list(columns) if columns is not None else None,
-                                       column_types={c: pa.string() for c in id_columns}))
-            table = _canonical_int_ids(table, id_columns)
+                                       column_types={c: pa.string() for c in (*id_columns, *label_columns)}))
+            check_ids_present(table, id_columns, path)
+            table = _canonical_int_ids(table, (*id_columns, *label_columns))
     except (OSError, pa.ArrowInvalid) as exc:
         raise DataValidationError(f"{path}: cannot be read as a table: {exc}") from None
+    if is_parquet:
+        check_ids_present(table, id_columns, path)
     return table.to_pandas()
