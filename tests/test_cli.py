@@ -187,3 +187,23 @@ def test_ctrl_c_exits_130_without_a_traceback_or_a_partial_folder(tmp_path: Path
     assert "interrupted" in err and "Traceback" not in err
     results = tmp_path / "results"
     assert not results.exists() or not any(results.iterdir())
+
+
+def test_report_and_compare_refuse_an_output_they_cannot_write_before_writing(tmp_path: Path) -> None:
+    """``report -o`` an existing folder or under an unwritable one, ``compare -o`` a file or
+    an uncreatable folder: exit 2 with one line naming the path, no traceback and no
+    temporary file left (they were IsADirectoryError / FileNotFoundError tracebacks)."""
+    cfg = small_config(tmp_path)
+    assert runner.invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"]).exit_code in (0, 1)
+    (folder,) = (tmp_path / "results").iterdir()
+    (tmp_path / "a-folder").mkdir()
+    (tmp_path / "a-file").write_text("")
+    cases = [(["report", str(folder), "-o", str(tmp_path / "a-folder")], f"output file {tmp_path / 'a-folder'}: is a folder"),
+             (["report", str(folder), "-o", "/proc/no/r.html"], "output folder /proc/no: not writable"),
+             (["compare", str(folder), str(folder), "-o", str(tmp_path / "a-file")], "is a file, not a folder"),
+             (["compare", str(folder), str(folder), "-o", "/proc/no"], "output folder /proc/no: not writable")]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    assert list((tmp_path / "a-folder").iterdir()) == []

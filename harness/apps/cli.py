@@ -261,6 +261,10 @@ def compare(
         from harness.results.html import write_report
         from harness.apps.run import exit_code_for
 
+        from harness.apps.validate import check_output
+
+        if output is not None:  # before anything is compared, not after
+            check_output(output, fix="pass another folder with --output")
         criteria = load_gate_file(str(gate)) if gate is not None else None
         names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
         result, verdict = compare_runs(
@@ -286,8 +290,11 @@ def report(
     """Write the self-contained HTML report of a results folder (verdict, gate, families, provenance)."""
 
     def body() -> int:
+        from harness.apps.validate import check_output_file
         from harness.results.html import write_report
 
+        if output is not None:
+            check_output_file(output, fix="pass another file with --output")
         print(write_report(results, output=output))
         return 0
 

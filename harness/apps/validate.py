@@ -61,6 +61,16 @@ def check_output(folder: str | Path, *, fix: str = "set 'output' in the config o
     return root
 
 
+def check_output_file(path: str | Path, *, fix: str) -> Path:
+    """A file to write (a report): not an existing folder, in a folder that is writable
+    or can be created (:func:`check_output`)."""
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError(f"output file {target}: is a folder; {fix}")
+    check_output(target.parent, fix=fix)
+    return target
+
+
 def dry_run(config: EvalConfig, *, output: str | Path | None = None) -> DryRun:
     """Resolve everything ``run`` needs without fitting or scoring a model."""
     check_model_kinds({name: spec.kind for name, spec in config.models.items()})

@@ -121,6 +121,10 @@ def write_report(folder: str | Path, data: dict[str, Any] | None = None, output:
     target = Path(output) if output is not None else folder / REPORT_HTML
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(render_report(ReportData(data, read_plots(folder))), encoding="utf-8")
-    os.replace(tmp, target)
+    try:
+        tmp.write_text(render_report(ReportData(data, read_plots(folder))), encoding="utf-8")
+        os.replace(tmp, target)
+    except BaseException:  # nothing half-written left behind (a full disk, Ctrl-C)
+        tmp.unlink(missing_ok=True)
+        raise
     return target
