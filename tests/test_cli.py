@@ -207,3 +207,20 @@ def test_report_and_compare_refuse_an_output_they_cannot_write_before_writing(tm
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
     assert list((tmp_path / "a-folder").iterdir()) == []
+
+
+def test_a_closed_output_pipe_keeps_the_commands_exit_code(tmp_path: Path) -> None:
+    """``harness run ... | head -1``: the reader is gone before the result is printed; the
+    run still writes its folder and exits with the gate's code (CI reads it through
+    ``pipefail``), without a BrokenPipeError traceback (it was exit 3)."""
+    cfg = small_config(tmp_path)
+    path = write_config(tmp_path, cfg)
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "harness"), "run", str(path), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # every write to stdout now fails with EPIPE
+    err = proc.stderr.read()
+    proc.wait(timeout=300)
+    reference = runner.invoke(app, ["run", str(path), "--no-progress"])
+    assert proc.returncode == reference.exit_code and proc.returncode in (0, 1), err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert len(list((tmp_path / "results").iterdir())) == 2  # both runs wrote their folder

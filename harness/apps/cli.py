@@ -475,7 +475,46 @@ def _wide_tables() -> Any:
     return pd.option_context("display.width", 200, "display.max_columns", 50, "display.float_format", "{:.4g}".format)
 
 
+class _ReaderGoneSafe:
+    """``sys.stdout`` that drops what it can no longer write once the reading end of a pipe
+    has closed (``harness run ... | head -1``): the command still finishes (its folder,
+    MLflow) and exits with its own code, which CI reads with ``pipefail``, instead of a
+    BrokenPipeError traceback and exit 3."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._gone = False
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                return int(self._stream.write(text))
+            except BrokenPipeError:
+                self._reader_gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        import os
+
+        self._gone = True
+        # what is still buffered, and the interpreter's flush at exit, go nowhere
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main() -> None:
+    sys.stdout = _ReaderGoneSafe(sys.stdout)
     app()
 
 
