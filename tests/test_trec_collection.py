@@ -118,3 +118,19 @@ def test_validate_describes_the_collection(tmp_path: Path) -> None:
     assert "valid (2 models built" in result.stdout and "31 users" in result.stdout
     assert "judgments as given, no split; 1 queries of the score files have none" in result.stdout
     assert "split None" not in result.stdout
+
+
+def test_a_run_whose_item_ids_are_not_the_judgments_gets_a_notice(tmp_path: Path) -> None:
+    """Scores with the documents' ids lower-cased ("d0012" for "D0012"): every metric of
+    that run is 0 on every query, which the run says (a NOTE and results.json's notices)
+    instead of a silent 0 and a FAIL; the run with the right ids gets no such notice."""
+    qrels, runs = _collection(tmp_path, string_ids=True)
+    runs[1].write_text(runs[1].read_text().replace(" D", " d"))
+    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, _config(tmp_path, qrels, runs))),
+                                      "--no-progress"])
+    assert result.exit_code in (0, 1), result.output
+    (folder,) = (tmp_path / "results").iterdir()
+    data = json.loads((folder / "results.json").read_text())
+    notes = [n for n in data["notices"] if "scores 0 on every metric" in n]
+    assert len(notes) == 1 and notes[0].startswith("ranking: b scores 0 on every metric for all 27 evaluated"), notes
+    assert "check that its item ids are the judgments'" in result.output

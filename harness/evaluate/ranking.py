@@ -210,6 +210,13 @@ class RankingFamily(Family[RankingEval]):
             if c["missing_from_run"]:
                 result.notices.append(f"ranking: {model} ranks nothing for {c['missing_from_run']} of "
                                       f"{c['judged']} judged queries: {what} (evaluate.ranking.missing)")
+        for model, output in outputs.items():
+            # every metric 0 on every query: nothing it ranks is relevant, most often item ids
+            # that are not the judgments' ("sku-a12" for "sku-A12", codes for names)
+            if output.values and all(v.value == 0 for v in output.values):
+                result.notices.append(f"ranking: {model} scores 0 on every metric for all {output.values[0].n_units} "
+                                      "evaluated queries: none of the items it ranks is relevant; check that its "
+                                      "item ids are the judgments' (same case, type and prefix)")
         no_relevant = self.n_no_relevant if isinstance(self.dataset, SourceCollection) else int(
             (self.dataset.qrels.groupby("query_id")["relevance"].max() < self.spec.relevance_threshold).sum())
         if no_relevant:
