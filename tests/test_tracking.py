@@ -154,6 +154,25 @@ def test_default_store_is_one_per_user_wherever_harness_runs(tmp_path: Path, mon
     assert {"report.html", "results.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
+def test_compare_reads_run_ids_from_the_default_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run ids logged to the harness's store ($HARNESS_HOME) are found there without
+    --tracking-uri (decompose reads them through the same loader), and no MLflow store is
+    made in the working directory (it was MLflow's ./mlflow.db: "run not found")."""
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = small_config(tmp_path, tracking={})
+    assert runner.invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"]).exit_code == 0
+    data = json.loads((_results_dir(tmp_path / "results") / "results.json").read_text())
+    parent = data["tracking"]["mlflow_run_ids"]["parent"]
+    compared = runner.invoke(app, ["compare", parent, f"runs:/{parent}", "--baseline-model", "popularity",
+                                   "--candidate-model", "candidate", "--n-resamples", "100"])
+    assert compared.exit_code in (0, 1) and "GATE:" in compared.stdout, compared.output
+    assert list(work.iterdir()) == []
+
+
 @pytest.mark.parametrize("home", ["a-file", "under-a-file/home"])
 def test_an_unusable_default_store_leaves_the_results_pending_not_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                      home: str) -> None:

@@ -79,7 +79,10 @@ def _download_run(ref: str, tracking_uri: str | None) -> str:
 
     from harness.errors import ResultsError, TrackingError
     from harness.results.folder import PER_UNIT, RESULTS_JSON
+    from harness.tracking.store import resolve_uri
 
+    # the store runs log to (the harness's own unless one is set), not MLflow's ./mlflow.db
+    tracking_uri = resolve_uri(tracking_uri)
     run_id = ref.removeprefix("runs:/").strip("/")
     try:
         import mlflow.artifacts
