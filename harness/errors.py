@@ -53,3 +53,13 @@ def describe_examples(values: object, limit: int = 3) -> str:
     items = list(values)[:limit]  # type: ignore[call-overload]
     text = ", ".join(repr(v.item() if hasattr(v, "item") else v) for v in items)
     return f"e.g. {text}" if text else ""
+
+
+class InterruptedAfterWriting(KeyboardInterrupt):
+    """Ctrl-C after the results folder was written whole (while logging to MLflow): the
+    folder stays, tracking ``pending``, for ``harness sync``. Not a :class:`HarnessError`:
+    it is an interrupt, exit code 130, with its own message."""
+
+    def __init__(self, folder: object) -> None:
+        super().__init__(str(folder))
+        self.folder = folder

@@ -224,3 +224,29 @@ def test_a_closed_output_pipe_keeps_the_commands_exit_code(tmp_path: Path) -> No
     assert proc.returncode == reference.exit_code and proc.returncode in (0, 1), err
     assert "Traceback" not in err and "BrokenPipe" not in err, err
     assert len(list((tmp_path / "results").iterdir())) == 2  # both runs wrote their folder
+
+
+def test_ctrl_c_while_logging_to_mlflow_says_the_folder_is_complete(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C after the results folder is written (during MLflow logging): exit 130, the
+    folder kept whole with tracking pending, and a message that says so and how to upload
+    it, not "nothing was written"; harness sync then logs it."""
+    import harness.tracking.log as tracking
+
+    real = tracking.log_results
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tracking, "log_results", interrupted)
+    cfg = small_config(tmp_path, tracking={"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    result = runner.invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"])
+    assert result.exit_code == 130, result.output
+    (folder,) = (tmp_path / "results").iterdir()
+    assert (f"interrupted while logging to MLflow: the results folder {folder} is complete (tracking pending); "
+            f"upload it with 'harness sync {tmp_path / 'results'}'") in result.output
+    assert "nothing was written" not in result.output
+    assert json.loads((folder / "results.json").read_text())["tracking"]["status"] == "pending"
+    monkeypatch.setattr(tracking, "log_results", real)
+    assert runner.invoke(app, ["sync", str(tmp_path / "results")]).exit_code == 0
+    assert json.loads((folder / "results.json").read_text())["tracking"]["status"] == "logged"

@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 import typer
 from typer.core import TyperGroup
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, InterruptedAfterWriting
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Evaluate recommender models, compare them, gate launches, log to MLflow.")
@@ -56,6 +56,10 @@ def _guard(body: Callable[[], int]) -> None:
         raise typer.Exit(exc.exit_code) from None
     except typer.Exit:
         raise
+    except InterruptedAfterWriting as exc:  # Ctrl-C while logging: the folder is whole
+        print(f"interrupted while logging to MLflow: the results folder {exc.folder} is complete (tracking "
+              f"pending); upload it with 'harness sync {Path(str(exc.folder)).parent}'", file=sys.stderr)
+        raise typer.Exit(130) from None
     except KeyboardInterrupt:  # Ctrl-C: results folders are written whole or not at all
         print("interrupted: nothing was written (a results folder appears only when complete)", file=sys.stderr)
         raise typer.Exit(130) from None

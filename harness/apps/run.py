@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.adapters.registry import build_model, check_model_kinds
-from harness.errors import ConfigError, TrackingError
+from harness.errors import ConfigError, InterruptedAfterWriting, TrackingError
 from harness.evaluate import Evaluation, FamilyResult
 from harness.evaluate.backend import Backend
 from harness.evaluate.data import dataset_summary, load_dataset
@@ -238,7 +238,10 @@ def save_and_track(result: EvalResult, out_root: Path, files: dict[str, str], *,
                 plt.close(fig)
     _say(f"results written to {results_dir}")
     if tracking_uri is not None:
-        result.tracking = track(results_dir, result, tracking_uri)
+        try:
+            result.tracking = track(results_dir, result, tracking_uri)
+        except KeyboardInterrupt:
+            raise InterruptedAfterWriting(results_dir) from None
     return results_dir
 
 
