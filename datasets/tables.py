@@ -94,9 +94,9 @@ def read_table(path: str | Path, *, delimiter: str | None = None, columns: Seque
     is_parquet = path.suffix.lower() in (".parquet", ".pq")
     delim = delimiter or ("\t" if path.suffix.lower() in (".tsv", ".tab") else ",")
     try:
-        if columns is not None:
+        if columns is not None or id_columns or label_columns:
             names = _column_names(path, delim)
-            missing = [c for c in columns if c not in names]
+            missing = [c for c in dict.fromkeys([*(columns or ()), *id_columns, *label_columns]) if c not in names]
             if missing:
                 raise DataValidationError(f"{path}: columns {missing} not found (columns: {names})")
         if is_parquet:

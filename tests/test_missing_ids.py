@@ -59,3 +59,12 @@ def test_harness_ab_with_an_empty_unit_id_is_exit_2_and_writes_nothing(tmp_path:
     assert f"error: {data}: column 'user_id' has 1 missing id(s) (empty or null; row(s) 2)" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+def test_an_id_column_the_file_lacks_is_named_with_the_files_columns(tmp_path: Path) -> None:
+    """An item-features table keyed by another column than the interactions' item column
+    (``columns.item: sku`` and a file with ``item_id``): a clear error, not a KeyError."""
+    path = tmp_path / "items.csv"
+    path.write_text("item_id,genre\n1,a\n2,b\n")
+    with pytest.raises(DataValidationError, match=r"items.csv: columns \['sku'\] not found \(columns: \['item_id', 'genre'\]\)"):
+        read_table(path, id_columns=["sku"])
