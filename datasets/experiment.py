@@ -148,12 +148,14 @@ def _names(kwargs: dict[str, Any]) -> _Names:
 
 
 def iter_batches(path: str | Path, *, columns: Sequence[str], id_columns: Sequence[str] = (),
-                 float_columns: Sequence[str] = (), batch_rows: int = BATCH_ROWS) -> Iterator[pd.DataFrame]:
+                 unit_columns: Sequence[str] = (), float_columns: Sequence[str] = (),
+                 batch_rows: int = BATCH_ROWS) -> Iterator[pd.DataFrame]:
     """The file's ``columns`` as DataFrames of at most ``batch_rows`` rows (Parquet) or
     blocks of about ``batch_rows`` x 64 bytes (CSV: the streaming reader, id columns kept
     as text, ``float_columns`` read as float64 in every block, so that a block does not
     infer another type than the first). A missing file is a ``ConfigError``, an
-    unreadable one a ``DataValidationError``."""
+    unreadable one or a missing id in ``unit_columns`` a ``DataValidationError`` (the other
+    text columns' gaps, segments and windows, get their own messages from the caller)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
@@ -174,7 +176,7 @@ def iter_batches(path: str | Path, *, columns: Sequence[str], id_columns: Sequen
             parquet = pq.ParquetFile(path, pre_buffer=False)
             offset = 0
             for batch in parquet.iter_batches(batch_size=batch_rows, columns=list(columns), use_threads=False):
-                check_ids_present(batch, id_columns, path, row_offset=offset)
+                check_ids_present(batch, unit_columns, path, row_offset=offset)
                 offset += batch.num_rows
                 yield batch.to_pandas()
             return
@@ -186,7 +188,7 @@ def iter_batches(path: str | Path, *, columns: Sequence[str], id_columns: Sequen
                                                                      column_types=types))
         offset = 0
         for batch in reader:
-            check_ids_present(batch, id_columns, path, row_offset=offset)
+            check_ids_present(batch, unit_columns, path, row_offset=offset)
             offset += batch.num_rows
             yield batch.to_pandas()
     except (OSError, pa.ArrowInvalid) as exc:
@@ -240,8 +242,8 @@ def reduce_units(path: str | Path, *, variant: str, columns: Sequence[str], vari
     win_index: dict[str, int] = {}
     win_acc: dict[str, list[VariantMoments]] = {}
     offset = 0
-    for frame in iter_batches(path, columns=names.need, id_columns=names.ids, float_columns=cols,
-                              batch_rows=batch_rows):
+    for frame in iter_batches(path, columns=names.need, id_columns=names.ids, unit_columns=[unit] if unit else [],
+                              float_columns=cols, batch_rows=batch_rows):
         if len(frame) == 0:
             continue
         u = check_units(frame, variant=variant, columns=cols, variants=variants, cluster=cluster, segment=segment,
@@ -357,7 +359,8 @@ def reduce_periods(path: str | Path, *, variant: str, unit: str, window: str, co
     keys = {g.label: sorted(natural_order(s) for s in g.starts) for g in groups}
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     offset = 0
-    for frame in iter_batches(path, columns=need, id_columns=ids_, float_columns=cols, batch_rows=batch_rows):
+    for frame in iter_batches(path, columns=need, id_columns=ids_, unit_columns=[unit], float_columns=cols,
+                              batch_rows=batch_rows):
         if len(frame) == 0:
             continue
         u = check_units(frame, variant=variant, columns=cols, variants=variants, source=str(path),

@@ -40,8 +40,8 @@ def test_streamed_batches_name_the_row_in_the_whole_file(tmp_path: Path, fmt: st
     path = tmp_path / f"exp.{fmt}"
     frame.to_parquet(path) if fmt == "parquet" else frame.to_csv(path, index=False)
     with pytest.raises(DataValidationError, match=r"column 'user_id' has 1 missing id\(s\) .*row\(s\) 7322\)"):
-        for _ in iter_batches(path, columns=["user_id", "variant", "clicks"], id_columns=["user_id"],
-                              batch_rows=1000):
+        for _ in iter_batches(path, columns=["user_id", "variant", "clicks"], id_columns=["user_id", "variant"],
+                              unit_columns=["user_id"], batch_rows=1000):
             pass
 
 
