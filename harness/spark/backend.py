@@ -160,7 +160,7 @@ class SparkBackend:
         run = read_source(self.spark, scores.location, what=f"model {scores.name}", columns=SCORES,
                           fmt=scores.format)
         with _named(collection.judgments, scores.location):
-            found = evaluate_ranking(qrels, run, labels, depth=depth, **options)
+            found = evaluate_ranking(qrels, run, labels, depth=depth, moments=[s.label for s in specs], **options)
         try:
             values = found.cached
             if scores.missing == "error" and found.n_unranked:  # checked before any model, see describe_collection
@@ -184,7 +184,8 @@ class SparkBackend:
         keep = values if options.get("no_relevant", "skip") == "zero" else values.where(F.col(N_REL) > 0)
         units = SparkUnits(keep.select("query_id", *[f"`{s.label}`" for s in specs], RANKED),
                            [s.label for s in specs], unit_col="query_id", flag=RANKED, n_units=found.n_queries,
-                           n_flagged=found.n_missing_from_run, release=found.release)
+                           n_flagged=found.n_missing_from_run, release=found.release, moments=found.moments,
+                           unflagged_moments=found.ranked_moments)
         # the model is asked for the judged queries only (as locally): no run-only query
         empty = pd.DataFrame({s.label: np.empty(0) for s in specs}, index=pd.Index([], name="query_id"))
         result = RankingResult(per_query=empty, means={s.label: found.means[s.label] for s in specs},
