@@ -68,6 +68,25 @@ def read_source(spark: "SparkSession", location: str, *, what: str, columns: lis
     return frame.select(*columns)
 
 
+class SourceTables:
+    """A run's source tables, each read once (:func:`read_source`) and then reused: Spark
+    infers a Parquet table's schema with a job each time it reads one, and a run reads
+    the judgments and each score table to describe the collection, then again for each
+    model. Read anew by each run (its :func:`describe_collection`), so that a session
+    that lives on sees the files as they are when a run starts."""
+
+    def __init__(self, spark: "SparkSession") -> None:
+        self.spark = spark
+        self._frames: dict[tuple[str, str, tuple[str, ...]], "DataFrame"] = {}
+
+    def read(self, location: str, *, what: str, columns: list[str], fmt: str = "auto") -> "DataFrame":
+        """:func:`read_source`, once per table, format and columns."""
+        key = (location, fmt, tuple(columns))
+        if key not in self._frames:
+            self._frames[key] = read_source(self.spark, location, what=what, columns=columns, fmt=fmt)
+        return self._frames[key]
+
+
 def _id_space(frames: list["DataFrame"], column: str) -> tuple["DataFrame", str]:
     """Distinct ids of ``column`` over ``frames`` (column ``id``) and their Spark type:
     bigint when every table stores integers, else string (an integer id then matches its
@@ -156,12 +175,15 @@ def _check_missing(collection: "SourceCollection", qrels: "DataFrame", runs: lis
             raise missing_queries_error(source.name, lacking[k], n_judged, examples)
 
 
-def describe_collection(spark: "SparkSession", collection: "SourceCollection") -> "SourceCollection":
-    """``collection`` with what the local loader reports of its tables (see the module)."""
+def describe_collection(spark: "SparkSession", collection: "SourceCollection",
+                        tables: SourceTables | None = None) -> "SourceCollection":
+    """``collection`` with what the local loader reports of its tables (see the module),
+    read through ``tables`` (default: read here)."""
     from pyspark.sql import functions as F
 
-    qrels = read_source(spark, collection.judgments, what="judgments", columns=JUDGMENTS)
-    runs = [read_source(spark, s.location, what=f"model {s.name}", columns=SCORES, fmt=s.format)
+    tables = tables or SourceTables(spark)
+    qrels = tables.read(collection.judgments, what="judgments", columns=JUDGMENTS)
+    runs = [tables.read(s.location, what=f"model {s.name}", columns=SCORES, fmt=s.format)
             for s in collection.runs.values()]
     users, user_kind = _id_space([qrels, *runs], "query_id")
     items, item_kind = _id_space([qrels, *runs], "item_id")
