@@ -31,7 +31,7 @@ from harness.metrics.ranking import (RANKING_METRICS, RankingResult, _curve_spec
 from harness.types import Ranking
 
 from .ab import unit_periods, unit_statistics
-from .collection import JUDGMENTS, SCORES, check_location, describe_collection, read_source
+from .collection import JUDGMENTS, SCORES, SourceTables, check_location, describe_collection
 from .off_policy import INPUTS, estimate_off_policy
 from .ranking import N_REL, RANKED, evaluate_ranking
 from .session import read_table, spark_session
@@ -56,6 +56,7 @@ class SparkBackend:
 
     def __init__(self, spark: "SparkSession") -> None:
         self.spark = spark
+        self._tables = SourceTables(spark)  # the source tables of the collection described last
 
     @classmethod
     def from_spec(cls, engine: "EngineSpec") -> "SparkBackend":
@@ -139,7 +140,8 @@ class SparkBackend:
 
     def describe_collection(self, collection: "SourceCollection") -> "SourceCollection":
         """The collection's id spaces, counts, warnings and fingerprint, from Spark."""
-        return describe_collection(self.spark, collection)
+        self._tables = SourceTables(self.spark)
+        return describe_collection(self.spark, collection, self._tables)
 
     def evaluate_ranking_source(self, collection: "SourceCollection", scores: "ScoresSource",
                                 metrics: str | list[str], *, depth: int, curves: list[str] | None = None,
@@ -156,11 +158,10 @@ class SparkBackend:
         specs = parse_metric_names(metrics, known=RANKING_METRICS)
         curve_specs = _curve_specs(curves, max_k) if curves else []
         labels = list(dict.fromkeys([s.label for s in specs] + [s.label for s in curve_specs]))
-        qrels = read_source(self.spark, collection.judgments, what="judgments", columns=JUDGMENTS)
-        run = read_source(self.spark, scores.location, what=f"model {scores.name}", columns=SCORES,
-                          fmt=scores.format)
+        qrels = self._tables.read(collection.judgments, what="judgments", columns=JUDGMENTS)
+        run = self._tables.read(scores.location, what=f"model {scores.name}", columns=SCORES, fmt=scores.format)
         with _named(collection.judgments, scores.location):
-            found = evaluate_ranking(qrels, run, labels, depth=depth, **options)
+            found = evaluate_ranking(qrels, run, labels, depth=depth, moments=[s.label for s in specs], **options)
         try:
             values = found.cached
             if scores.missing == "error" and found.n_unranked:  # checked before any model, see describe_collection
@@ -184,7 +185,8 @@ class SparkBackend:
         keep = values if options.get("no_relevant", "skip") == "zero" else values.where(F.col(N_REL) > 0)
         units = SparkUnits(keep.select("query_id", *[f"`{s.label}`" for s in specs], RANKED),
                            [s.label for s in specs], unit_col="query_id", flag=RANKED, n_units=found.n_queries,
-                           n_flagged=found.n_missing_from_run, release=found.release)
+                           n_flagged=found.n_missing_from_run, release=found.release, moments=found.moments,
+                           unflagged_moments=found.ranked_moments)
         # the model is asked for the judged queries only (as locally): no run-only query
         empty = pd.DataFrame({s.label: np.empty(0) for s in specs}, index=pd.Index([], name="query_id"))
         result = RankingResult(per_query=empty, means={s.label: found.means[s.label] for s in specs},

@@ -68,6 +68,25 @@ def read_source(spark: "SparkSession", location: str, *, what: str, columns: lis
     return frame.select(*columns)
 
 
+class SourceTables:
+    """A run's source tables, each read once (:func:`read_source`) and then reused: Spark
+    infers a Parquet table's schema with a job each time it reads one, and a run reads
+    the judgments and each score table to describe the collection, then again for each
+    model. Read anew by each run (its :func:`describe_collection`), so that a session
+    that lives on sees the files as they are when a run starts."""
+
+    def __init__(self, spark: "SparkSession") -> None:
+        self.spark = spark
+        self._frames: dict[tuple[str, str, tuple[str, ...]], "DataFrame"] = {}
+
+    def read(self, location: str, *, what: str, columns: list[str], fmt: str = "auto") -> "DataFrame":
+        """:func:`read_source`, once per table, format and columns."""
+        key = (location, fmt, tuple(columns))
+        if key not in self._frames:
+            self._frames[key] = read_source(self.spark, location, what=what, columns=columns, fmt=fmt)
+        return self._frames[key]
+
+
 def _id_space(frames: list["DataFrame"], column: str) -> tuple["DataFrame", str]:
     """Distinct ids of ``column`` over ``frames`` (column ``id``) and their Spark type:
     bigint when every table stores integers, else string (an integer id then matches its
@@ -121,46 +140,65 @@ def _fingerprint(qrels: "DataFrame", users: "DataFrame", items: "DataFrame", kin
     return digest.hexdigest(settings), n_bytes // 8  # one 8-byte hash a row
 
 
+def _query_flags(qrels: "DataFrame", runs: list["DataFrame"], kind: str, checked: list[int]) -> "DataFrame":
+    """One row per query id of any table (``id``: the id space): ``judged`` (a judgment
+    has it) and, for each run k of ``checked``, ``lacking{k}`` (judged, run k has no row
+    of it); the tables' ids grouped together, so that their counts are one aggregate,
+    without a join (a broadcast job more each). A null id is never judged nor matched,
+    as in the joins of the local loader's checks."""
+    from pyspark.sql import functions as F
+
+    tagged = reduce(lambda a, b: a.union(b), [t.select(F.col("query_id").cast(kind).alias("id"),
+                                                       F.lit(s).alias("_src")) for s, t in enumerate([qrels, *runs])])
+    flags = tagged.groupBy("id").agg(F.max(F.col("_src") == 0).alias("_q"),
+                                     *[F.max(F.col("_src") == k + 1).alias(f"_r{k}") for k in checked])
+    known = F.col("id").isNotNull()
+    return flags.select("id", (F.col("_q") & known).alias("judged"),
+                        *[(F.col("_q") & ~(F.col(f"_r{k}") & known)).alias(f"lacking{k}") for k in checked])
+
+
 def _check_missing(collection: "SourceCollection", qrels: "DataFrame", runs: list["DataFrame"], kind: str,
-                   n_judged: int) -> None:
+                   n_judged: int, lacking: dict[int, int]) -> None:
     """Refuse, before any model is evaluated, a score table with ``missing: error`` that
-    lacks judged queries (an anti-join count per table), with the local adapter's
-    message: locally every model is built, and so checked, before any runs."""
+    lacks judged queries (``lacking``: their number by table, from :func:`_query_flags`),
+    with the local adapter's message: locally every model is built, and so checked,
+    before any runs."""
     from pyspark.sql import functions as F
 
     from harness.models.precomputed import missing_queries_error
 
-    judged = qrels.select(F.col("query_id").cast(kind).alias("id")).distinct()
-    for source, run in zip(collection.runs.values(), runs):
-        if source.missing != "error":
-            continue
-        lacking = judged.join(run.select(F.col("query_id").cast(kind).alias("id")).distinct(), "id", "left_anti")
-        n_lacking = lacking.count()
-        if n_lacking:
-            examples = [r["id"] for r in lacking.orderBy("id").limit(3).collect()]
-            raise missing_queries_error(source.name, n_lacking, n_judged, examples)
+    for k, (source, run) in enumerate(zip(collection.runs.values(), runs)):
+        if lacking.get(k):
+            judged = qrels.select(F.col("query_id").cast(kind).alias("id")).distinct()
+            missing = judged.join(run.select(F.col("query_id").cast(kind).alias("id")).distinct(), "id", "left_anti")
+            examples = [r["id"] for r in missing.orderBy("id").limit(3).collect()]
+            raise missing_queries_error(source.name, lacking[k], n_judged, examples)
 
 
-def describe_collection(spark: "SparkSession", collection: "SourceCollection") -> "SourceCollection":
-    """``collection`` with what the local loader reports of its tables (see the module)."""
+def describe_collection(spark: "SparkSession", collection: "SourceCollection",
+                        tables: SourceTables | None = None) -> "SourceCollection":
+    """``collection`` with what the local loader reports of its tables (see the module),
+    read through ``tables`` (default: read here)."""
     from pyspark.sql import functions as F
 
-    qrels = read_source(spark, collection.judgments, what="judgments", columns=JUDGMENTS)
-    runs = [read_source(spark, s.location, what=f"model {s.name}", columns=SCORES, fmt=s.format)
+    tables = tables or SourceTables(spark)
+    qrels = tables.read(collection.judgments, what="judgments", columns=JUDGMENTS)
+    runs = [tables.read(s.location, what=f"model {s.name}", columns=SCORES, fmt=s.format)
             for s in collection.runs.values()]
     users, user_kind = _id_space([qrels, *runs], "query_id")
     items, item_kind = _id_space([qrels, *runs], "item_id")
+    checked = [k for k, source in enumerate(collection.runs.values()) if source.missing == "error"]
     with worker_errors():
+        flags = _query_flags(qrels, runs, user_kind, checked)
+        counts = flags.agg(F.count(F.lit(1)), F.sum(F.col("judged").cast("long")),
+                           *[F.sum(F.col(f"lacking{k}").cast("long")) for k in checked]).first()
+        n_users, n_judged, *n_lacking = [int(c or 0) for c in counts]
+        n_unjudged = n_users - n_judged
+        examples = ([r["id"] for r in flags.where(~F.col("judged")).orderBy("id").limit(3).collect()]
+                    if n_unjudged else [])  # in code order: the ids' ascending order
+        _check_missing(collection, qrels, runs, user_kind, n_judged, dict(zip(checked, n_lacking)))
         user_codes, item_codes = _codes(spark, users).cache(), _codes(spark, items).cache()
         try:
-            judged = qrels.select(F.col("query_id").cast(user_kind).alias("id")).distinct().withColumn("_j", F.lit(1))
-            flagged = user_codes.join(judged, "id", "left")
-            counts = flagged.agg(F.count(F.lit(1)).alias("users"), F.count("_j").alias("judged")).first()
-            n_users, n_judged = int(counts["users"]), int(counts["judged"])
-            n_unjudged = n_users - n_judged
-            examples = ([r["id"] for r in flagged.where(F.col("_j").isNull()).orderBy("code").limit(3).collect()]
-                        if n_unjudged else [])
-            _check_missing(collection, qrels, runs, user_kind, n_judged)
             fingerprint, n_rows = _fingerprint(qrels, user_codes, item_codes, (user_kind, item_kind),
                                                collection.settings)
             n_items = item_codes.count()

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from contextlib import contextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,7 @@ from harness.metrics.ranking import RANKING_METRICS, Gain, Ties, _kernel_values,
 from harness.options import check_choice, check_integer
 
 from .session import require_columns, worker_errors
+from .units import Moments, moment_columns, read_moments
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -54,6 +55,10 @@ class SparkRankingResult:
     n_unranked: int = 0
     n_no_relevant: int = 0
     cached: "DataFrame | None" = field(default=None, repr=False)
+    # the headline moments asked for (``moments=``) of the evaluated queries, and of those
+    # of them the run ranked
+    moments: dict[str, Moments] = field(default_factory=dict)
+    ranked_moments: dict[str, Moments] = field(default_factory=dict)
 
     def release(self) -> None:
         """Unpersist the per-query values."""
@@ -122,6 +127,22 @@ def _check_id_types(qrels: "DataFrame", run: "DataFrame") -> None:
                                       f"{kinds['run'].simpleString()} ids; both must be integers or both strings")
 
 
+def _run_ids(qrels: "DataFrame", run: "DataFrame") -> dict[str, int]:
+    """The run's rows (``rows``, to size the buckets), its distinct query ids (``n``) and
+    those of them no judgment has (``run_only``): one aggregate of the two tables' query
+    ids grouped together (no join: a join of small tables costs a broadcast job more). A
+    null id is never judged, as in a join."""
+    from pyspark.sql import functions as F
+
+    tagged = run.select("query_id", F.lit(1).alias("_rows"), F.lit(False).alias("_judged")).unionByName(
+        qrels.select("query_id", F.lit(0).alias("_rows"), F.col("query_id").isNotNull().alias("_judged")))
+    per_query = tagged.groupBy("query_id").agg(F.sum("_rows").alias("rows"), F.max("_judged").alias("judged"))
+    ranked = F.col("rows") > 0
+    row = per_query.agg(F.sum("rows").alias("rows"), F.sum(ranked.cast("long")).alias("n"),
+                        F.sum((ranked & ~F.col("judged")).cast("long")).alias("run_only")).first()
+    return {name: int(row[name] or 0) for name in ("rows", "n", "run_only")}
+
+
 @contextmanager
 def _released_on_error(frame: "DataFrame") -> Iterator[None]:
     """Unpersist ``frame`` if the block fails (bad data found by a worker): a failed call
@@ -135,7 +156,8 @@ def _released_on_error(frame: "DataFrame") -> Iterator[None]:
 
 def evaluate_ranking(qrels: "DataFrame", run: "DataFrame", metrics: str | list[str], *, gain: Gain = "linear",
                      ties: Ties = "stable", relevance_threshold: int = 1, no_relevant: str = "skip",
-                     depth: int | None = None, n_buckets: int | None = None) -> SparkRankingResult:
+                     depth: int | None = None, n_buckets: int | None = None,
+                     moments: Sequence[str] = ()) -> SparkRankingResult:
     """:func:`harness.metrics.evaluate_ranking` on Spark DataFrames.
 
     Parameters
@@ -155,6 +177,11 @@ def evaluate_ranking(qrels: "DataFrame", run: "DataFrame", metrics: str | list[s
     n_buckets : int, optional
         Groups of queries, each evaluated in one Python worker; default: one per
         ``ROWS_PER_BUCKET`` run rows, at least the session's default parallelism x 2.
+    moments : metrics, optional
+        Metrics whose headline moments (:func:`harness.spark.units.moment_columns`) are
+        aggregated with the means, over the evaluated queries and over those of them the
+        run ranked: what a :class:`~harness.spark.units.SparkUnits` of the values would
+        otherwise aggregate in a job of its own.
 
     Returns
     -------
@@ -177,9 +204,17 @@ def evaluate_ranking(qrels: "DataFrame", run: "DataFrame", metrics: str | list[s
     qrels = qrels.select("query_id", "item_id", "relevance")
     run = run.select("query_id", "item_id", "score")
     spark = run.sparkSession
+    with worker_errors():
+        ids = _run_ids(qrels, run)
+    if ids["n"] == 0:
+        raise DataValidationError("run: is empty (0 rows)")
+    if ids["run_only"] == ids["n"]:
+        raise DataValidationError(f"run: none of its {ids['n']} query ids appears in qrels; check the "
+                                  f"id types ({run.schema['query_id'].dataType.simpleString()} vs "
+                                  f"{qrels.schema['query_id'].dataType.simpleString()})")
     if n_buckets is None:
         floor = 2 * spark.sparkContext.defaultParallelism
-        n_buckets = max(floor, math.ceil(run.count() / ROWS_PER_BUCKET))
+        n_buckets = max(floor, math.ceil(ids["rows"] / ROWS_PER_BUCKET))
     bucket = F.pmod(F.hash("query_id"), F.lit(int(n_buckets)))
     id_type = qrels.schema["query_id"].dataType
     schema = StructType([StructField("query_id", id_type, False),
@@ -193,17 +228,8 @@ def evaluate_ranking(qrels: "DataFrame", run: "DataFrame", metrics: str | list[s
     values = values.persist(StorageLevel.MEMORY_AND_DISK)  # aggregated here, read again as per_query
     keep = F.lit(True) if no_relevant == "zero" else (F.col(N_REL) > 0)
     labels = [s.label for s in specs]
-    judged = qrels.select("query_id").distinct().withColumn("_judged", F.lit(True))
+    by_rows = {"moments": keep, "ranked_moments": keep & F.col(RANKED)} if moments else {}
     with worker_errors(), _released_on_error(values):
-        ids = (run.select("query_id").distinct().join(judged, "query_id", "left")
-               .agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("_judged").isNull().cast("long")).alias("run_only"))
-               .first())
-        if ids["n"] == 0:
-            raise DataValidationError("run: is empty (0 rows)")
-        if ids["run_only"] == ids["n"]:
-            raise DataValidationError(f"run: none of its {ids['n']} query ids appears in qrels; check the "
-                                      f"id types ({run.schema['query_id'].dataType.simpleString()} vs "
-                                      f"{qrels.schema['query_id'].dataType.simpleString()})")
         row = values.agg(
             F.count(F.lit(1)).alias("n_all"),
             F.sum((~keep).cast("long")).alias("skipped"),
@@ -211,7 +237,8 @@ def evaluate_ranking(qrels: "DataFrame", run: "DataFrame", metrics: str | list[s
             F.sum((~F.col(RANKED) & keep).cast("long")).alias("missing"),
             F.sum((~F.col(RANKED)).cast("long")).alias("unranked"),
             F.sum((F.col(N_REL) == 0).cast("long")).alias("no_relevant"),
-            *[F.avg(F.when(keep, F.col(f"`{c}`"))).alias(f"m{j}") for j, c in enumerate(labels)]).first()
+            *[F.avg(F.when(keep, F.col(f"`{c}`"))).alias(f"m{j}") for j, c in enumerate(labels)],
+            *[F.struct(*moment_columns(moments, where)).alias(name) for name, where in by_rows.items()]).first()
     if row["n_all"] == 0:
         values.unpersist()
         raise DataValidationError("qrels: is empty (0 rows)")
@@ -220,4 +247,5 @@ def evaluate_ranking(qrels: "DataFrame", run: "DataFrame", metrics: str | list[s
                               n_queries=int(row["n_eval"] or 0),
                               skipped={"no_relevant": int(row["skipped"] or 0), "not_in_qrels": int(ids["run_only"])},
                               n_missing_from_run=int(row["missing"] or 0), n_unranked=int(row["unranked"] or 0),
-                              n_no_relevant=int(row["no_relevant"] or 0), cached=values)
+                              n_no_relevant=int(row["no_relevant"] or 0), cached=values,
+                              **{name: read_moments(row[name], moments) for name in by_rows})

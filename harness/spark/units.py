@@ -5,8 +5,9 @@ model's per-query metric table in Spark as a :class:`SparkUnits`; the ranking fa
 the paired comparison and the results folder read it through the protocol, so no
 process but Spark's executors holds per-query values:
 
-- headline values: one aggregate per model (count, mean and sample standard deviation
-  of every column, NaN values left out as ``mean_values`` leaves them out);
+- headline values: count, mean and sample standard deviation of every column (NaN
+  values left out as ``mean_values`` leaves them out), aggregated with the model's
+  means (:func:`moment_columns`), else in one aggregate of their own;
 - paired comparisons: the tables joined on the query id in Spark
   (:mod:`harness.spark.paired`: moments for the t-test, Fieller and the skew check,
   Poisson sums for the bootstrap), the candidate ``i`` resampled with seed ``seed + i``
@@ -39,7 +40,7 @@ from .resample import with_positions
 from .session import worker_errors
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame, Row
 
 UNIT = "unit_id"
 
@@ -54,6 +55,34 @@ def _arrow_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
         yield pd.DataFrame({"arrow": [sink.getvalue().to_pybytes()], "rows": [len(batch)]})
+
+
+# a metric's headline moments: count, mean and sample standard deviation of its non-NaN values
+Moments = tuple[int, float, float]
+
+
+def moment_columns(metrics: Sequence[str], where: "Column | None" = None) -> list["Column"]:
+    """The aggregates of each metric's :data:`Moments` (over the rows where ``where``;
+    NaN values left out, as ``mean_values`` leaves them out), to add to an aggregate the
+    table's producer runs anyway, so that :meth:`SparkUnits.headline` costs no job."""
+    from pyspark.sql import functions as F
+
+    aggs = []
+    for j, metric in enumerate(metrics):
+        col = F.col(f"`{metric}`").cast("double")
+        keep = ~F.isnan(col) if where is None else where & ~F.isnan(col)
+        kept = F.when(keep, col)
+        aggs += [F.count(kept).alias(f"n{j}"), F.avg(kept).alias(f"m{j}"), F.stddev_samp(kept).alias(f"s{j}")]
+    return aggs
+
+
+def read_moments(row: "Row", metrics: Sequence[str]) -> dict[str, Moments]:
+    """The :data:`Moments` of :func:`moment_columns` from the aggregate's row (a row of
+    only those columns, or a mapping of them)."""
+    nan = float("nan")
+    return {metric: (int(row[f"n{j}"]), nan if row[f"m{j}"] is None else float(row[f"m{j}"]),
+                     nan if row[f"s{j}"] is None else float(row[f"s{j}"]))
+            for j, metric in enumerate(metrics)}
 
 
 class SparkUnits:
@@ -71,11 +100,15 @@ class SparkUnits:
         The number of rows and of flagged rows, when known (else counted once).
     release : callable, optional
         Frees what ``frame`` is read from (its persisted values).
+    moments, unflagged_moments : mapping metric -> Moments, optional
+        The headline moments of the rows, and of the unflagged ones, when the producer
+        aggregated them (:func:`moment_columns`); else :meth:`headline` aggregates them.
     """
 
     def __init__(self, frame: "DataFrame", metrics: Sequence[str], *, unit_col: str = "query_id",
                  flag: str | None = None, n_units: int | None = None, n_flagged: int | None = None,
-                 release: Callable[[], None] | None = None) -> None:
+                 release: Callable[[], None] | None = None, moments: Mapping[str, Moments] | None = None,
+                 unflagged_moments: Mapping[str, Moments] | None = None) -> None:
         self.frame = frame
         self.metrics = list(metrics)
         self.unit_col = unit_col
@@ -83,6 +116,8 @@ class SparkUnits:
         self._n_units = n_units
         self._n_flagged = n_flagged if flag is not None else 0
         self._release = release
+        self._moments = moments
+        self._unflagged_moments = unflagged_moments
 
     # -- UnitTable ------------------------------------------------------------------
     @property
@@ -104,24 +139,13 @@ class SparkUnits:
                                  *[F.col(f"`{m}`").cast("double").alias(m) for m in self.metrics])
 
     def headline(self, confidence: float) -> list[MetricValue]:
-        from pyspark.sql import functions as F
-
-        aggs = []
-        for j, metric in enumerate(self.metrics):
-            col = F.col(f"`{metric}`").cast("double")
-            kept = F.when(~F.isnan(col), col)  # NaN units leave the column, as in mean_values
-            aggs += [F.count(kept).alias(f"n{j}"), F.avg(kept).alias(f"m{j}"), F.stddev_samp(kept).alias(f"s{j}")]
-        if not aggs:
+        if not self.metrics:
             return []
-        with worker_errors():
-            row = self.frame.agg(*aggs).first()
-        out = []
-        for j, metric in enumerate(self.metrics):
-            n = int(row[f"n{j}"])
-            mean = float("nan") if row[f"m{j}"] is None else float(row[f"m{j}"])
-            std = float("nan") if row[f"s{j}"] is None else float(row[f"s{j}"])
-            out.append(moment_value(metric, n, mean, std, confidence, value_range(metric)))
-        return out
+        moments = self._moments
+        if moments is None:
+            with worker_errors():
+                moments = read_moments(self.frame.agg(*moment_columns(self.metrics)).first(), self.metrics)
+        return [moment_value(metric, *moments[metric], confidence, value_range(metric)) for metric in self.metrics]
 
     def n_flagged(self) -> int:
         from pyspark.sql import functions as F
@@ -145,7 +169,8 @@ class SparkUnits:
         if self.flag is None:
             return self
         return SparkUnits(self.frame.where(F.col(self.flag)), self.metrics, unit_col=self.unit_col, flag=None,
-                          n_units=self.n_units - self.n_flagged(), release=self._release)
+                          n_units=self.n_units - self.n_flagged(), release=self._release,
+                          moments=self._unflagged_moments)
 
     def like(self, table: pd.DataFrame) -> "SparkUnits":
         """``table`` (indexed by unit id, e.g. a stored run's text ids) in Spark, its ids
