@@ -366,9 +366,6 @@ def reduce_periods(path: str | Path, *, variant: str, unit: str, window: str, co
         u = check_units(frame, variant=variant, columns=cols, variants=variants, source=str(path),
                         row_offset=offset, require_all=False)
         win_codes, win_names = label_codes(frame, window, what="window", source=str(path))
-        if frame[unit].isna().any():
-            raise DataValidationError(f"{path}: unit column {unit!r} has {int(frame[unit].isna().sum())} "
-                                      "missing id(s)")
         # units by hashing (no sort of text ids), then each unit's variant (one per unit, else an error)
         inverse, unit_ids = pd.factorize(frame[unit].to_numpy())
         per_unit = cluster_totals(np.zeros((len(frame), 0)), u.codes, inverse, columns=[])

@@ -107,10 +107,8 @@ def read_table(path: str | Path, *, delimiter: str | None = None, columns: Seque
                                    convert_options=pacsv.ConvertOptions(
                                        include_columns=list(columns) if columns is not None else None,
                                        column_types={c: pa.string() for c in (*id_columns, *label_columns)}))
-            check_ids_present(table, id_columns, path)
             table = _canonical_int_ids(table, (*id_columns, *label_columns))
     except (OSError, pa.ArrowInvalid) as exc:
         raise DataValidationError(f"{path}: cannot be read as a table: {exc}") from None
-    if is_parquet:
-        check_ids_present(table, id_columns, path)
+    check_ids_present(table, id_columns, path)  # a gap keeps a CSV column text: still seen here
     return table.to_pandas()

@@ -264,7 +264,6 @@ def compare(
         from harness.results.folder import write_results
         from harness.results.html import write_report
         from harness.apps.run import exit_code_for
-
         from harness.apps.validate import check_output
 
         if output is not None:  # before anything is compared, not after
