@@ -35,7 +35,6 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 from scipy import special
-from scipy import stats as sps
 
 from harness.errors import DataValidationError, describe_examples
 from harness.options import check_choice, check_confidence, check_number
@@ -555,7 +554,7 @@ class CalibrationFit:
         check_choice(which, ("slope", "intercept"), name="which")
         confidence = check_confidence(confidence)
         est, se = getattr(self, which), getattr(self, f"{which}_se")
-        z = float(sps.norm.ppf(0.5 + confidence / 2))
+        z = float(special.ndtri(0.5 + confidence / 2))
         return est - z * se, est + z * se
 
 
@@ -605,7 +604,7 @@ def wilson_interval(successes: Any, n: Any, *, confidence: float = 0.95) -> tupl
     """
     confidence = check_confidence(confidence)
     k, m = np.asarray(successes, dtype=np.float64), np.asarray(n, dtype=np.float64)
-    z = sps.norm.ppf(0.5 + confidence / 2)
+    z = special.ndtri(0.5 + confidence / 2)
     with np.errstate(invalid="ignore", divide="ignore"):
         phat = k / m
         denom = 1 + z**2 / m

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
-from scipy import stats as sps
+from scipy import special
 
 from harness.errors import DataValidationError
 from harness.options import check_bounds, check_choice, check_integer, check_number, check_probability
@@ -197,7 +197,7 @@ def estimate_intervals(
     n = blocks[0].shape[0] if blocks else 0
     if n < 2:
         raise DataValidationError(f"an interval needs at least 2 units, got {n}")
-    z = float(sps.norm.ppf(1 - alpha / 2))
+    z = float(special.ndtri(1 - alpha / 2))
     boot = None
     if method == "bootstrap":
         unique, where = _dedupe_columns(blocks)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-from scipy import stats as sps
+from scipy import special
 
 from harness.errors import ConfigError, DataValidationError
 
@@ -121,7 +121,7 @@ def compare_policies(baseline: OffPolicyResult, candidate: OffPolicyResult, *,
     mean weight), and ``overlap_reason`` says why.
     """
     out = []
-    z = float(sps.norm.ppf(1 - alpha / 2))
+    z = float(special.ndtri(1 - alpha / 2))
     for name, psi_c in candidate.per_unit.items():
         if name not in baseline.per_unit:
             continue
@@ -131,7 +131,7 @@ def compare_policies(baseline: OffPolicyResult, candidate: OffPolicyResult, *,
                                       f"a paired comparison needs the same logged rows")
         diff = psi_c - psi_b
         delta, se = float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(diff.shape[0]))
-        p_value = float(2 * sps.norm.sf(abs(delta) / se)) if se > 0 else (1.0 if delta == 0 else 0.0)
+        p_value = float(2 * special.ndtr(-abs(delta) / se)) if se > 0 else (1.0 if delta == 0 else 0.0)
         sides = (("baseline", baseline.diagnostics[name]), ("candidate", candidate.diagnostics[name]))
         reason = "; ".join(f"{side}: {d.overlap_reason}" for side, d in sides if d.low_overlap)
         out.append({"metric": name, "baseline": float(psi_b.mean()), "candidate": float(psi_c.mean()),

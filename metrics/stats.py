@@ -39,7 +39,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 from scipy import special
-from scipy import stats as sps
 
 from harness.errors import ConfigError, DataValidationError
 from harness.options import check_bounds, check_choice, check_confidence, check_integer, check_probability
@@ -1261,7 +1260,7 @@ def moments_confidence_interval(n: int, mean: float, std: float, *, confidence: 
     bounds = check_bounds(bounds)
     if n < 2:
         return float("nan"), float("nan")
-    half = sps.t.ppf(0.5 + confidence / 2, n - 1) * std / np.sqrt(n)
+    half = special.stdtrit(n - 1, 0.5 + confidence / 2) * std / np.sqrt(n)
     low, high = float(mean - half), float(mean + half)
     if bounds is not None:
         low, high = max(low, float(bounds[0])), min(high, float(bounds[1]))
@@ -1298,7 +1297,12 @@ def bh_adjust(p_values: np.ndarray) -> np.ndarray:
     p = np.asarray(p_values, dtype=np.float64)
     if p.size == 0:
         return p
-    return sps.false_discovery_control(p, method="bh")
+    order = np.argsort(p, kind="stable")
+    scaled = p[order] * (p.size / np.arange(1, p.size + 1))
+    np.minimum.accumulate(scaled[::-1], out=scaled[::-1])
+    out = np.empty_like(scaled)
+    out[order] = scaled
+    return np.clip(out, 0.0, 1.0)
 
 
 CORRECTIONS = ("holm", "bh", "none")

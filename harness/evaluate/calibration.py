@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import special
 
 from harness.errors import DataValidationError, describe_examples
 from harness.evaluate.family import Family, FamilyResult, MetricValue, ModelOutput, Statistic
@@ -143,8 +144,6 @@ class CalibrationFamily(Family[CalibrationEval]):
         normalized_entropy and oe_ratio; Wald intervals for the slope and intercept.
         A statistic undefined on some resample (e.g. no positives) gets no interval.
         """
-        from scipy import stats as sps
-
         s, confidence = self.spec, self.confidence
         nan = (float("nan"), float("nan"))
         out: dict[str, tuple[float, float]] = {}
@@ -165,7 +164,7 @@ class CalibrationFamily(Family[CalibrationEval]):
                     out[m] = (inf.ci_low, inf.ci_high)
                 except DataValidationError:
                     out[m] = nan
-        z = float(sps.norm.ppf(0.5 + confidence / 2))
+        z = float(special.ndtri(0.5 + confidence / 2))
         for metric in ("calibration_slope", "calibration_intercept"):
             est, se = summary[metric], summary[f"{metric}_se"]
             out[metric] = (est - z * se, est + z * se)

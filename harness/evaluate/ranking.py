@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+from scipy import special
 
 from harness.datasets.ids import id_maps
 from harness.errors import DataValidationError, describe_examples
@@ -57,9 +58,7 @@ def curve_intervals(means: pd.DataFrame, std_errors: pd.DataFrame, n: int,
                     confidence: float) -> dict[str, dict[str, list[float]]]:
     """Student-t interval of every point of the metric@k curves (the same interval as the
     cut-off metrics'), kept inside the metric's range: ``{name: {"low": [...], "high": [...]}}``."""
-    from scipy import stats as sps
-
-    half = std_errors * (sps.t.ppf(0.5 + confidence / 2, n - 1) if n > 1 else np.nan)
+    half = std_errors * (special.stdtrit(n - 1, 0.5 + confidence / 2) if n > 1 else np.nan)
     out = {}
     for name in means:
         low, high = value_range(name) or (-np.inf, np.inf)

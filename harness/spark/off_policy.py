@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
+from scipy import special
 
 from harness.errors import DataValidationError
 from harness.metrics._ope_inputs import OPEInputs
@@ -168,7 +168,7 @@ def estimate_off_policy(
             b_sums, totals = poisson_sums(cols, flat, n_bootstrap, seed=seed)
         with np.errstate(divide="ignore", invalid="ignore"):
             boot = np.where(totals[:, None] > 0, b_sums / totals[:, None], means)
-    z = float(sps.norm.ppf(1 - alpha / 2))
+    z = float(special.ndtri(1 - alpha / 2))
     out: dict[str, OPEInterval] = {}
     influence = []
     start = 0
