@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import os
 import shutil
 import socket
@@ -63,31 +65,70 @@ def write_config(tmp_path: Path, cfg: dict[str, Any], name: str = "eval.yaml") -
 
 
 _STORE_TEMPLATE: Path | None = None
+_INITIALIZE_TABLES: Any = None  # MLflow's own, before _TemplateStores wraps it
 # pip requirements of the pyfunc models tests log: given, so that MLflow does not infer
 # them (a subprocess that loads the model and records what it imports, ~10 CPU-s a
 # model); no test reads a logged model's requirements.
 NO_INFERENCE = ["mlflow"]
 
 
-def migrated_store(path: Path) -> Path:
-    """Put an empty SQLite tracking store with MLflow's current schema at ``path``.
-
-    A new store runs every one of MLflow's schema migrations (about 3 CPU-s); this
-    process runs them once, into a template, and copies it for each store after that.
-    The copy is the very file MLflow would have made: same tables, same schema version.
-    """
+def _store_template() -> Path:
+    """An empty SQLite tracking store with MLflow's current schema (no experiment yet),
+    made once a process: a new store runs every one of MLflow's schema migrations, about
+    3 CPU-s."""
     global _STORE_TEMPLATE
     if _STORE_TEMPLATE is None:
         import tempfile
 
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+        import sqlalchemy
+        from mlflow.store.db import utils
 
         template = Path(tempfile.mkdtemp(prefix="mlflow-template-")) / "mlflow.db"
-        store = SqlAlchemyStore(f"sqlite:///{template}", str(template.parent / "artifacts"))
-        store.engine.dispose()  # close the pool's connections before the file is copied
+        engine = sqlalchemy.create_engine(f"sqlite:///{template}")
+        (_INITIALIZE_TABLES or utils._initialize_tables)(engine)
+        engine.dispose()  # close the pool's connections before the file is copied
         _STORE_TEMPLATE = template
-    shutil.copyfile(_STORE_TEMPLATE, path)
+    return _STORE_TEMPLATE
+
+
+def migrated_store(path: Path) -> Path:
+    """Put an empty SQLite tracking store with MLflow's current schema at ``path``: the
+    very file MLflow would have made (same tables, same schema version), copied."""
+    shutil.copyfile(_store_template(), path)
     return path
+
+
+class _TemplateStores(importlib.abc.MetaPathFinder):
+    """Stores that MLflow creates in a test process (a run's default store, a URI a test
+    configures) start as a copy of :func:`_store_template` instead of running the schema
+    migrations again: MLflow's ``_initialize_tables`` is wrapped when its module is first
+    imported (a finder, so that a test run without MLflow never imports it)."""
+
+    MODULE = "mlflow.store.db.utils"
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name != self.MODULE:
+            return None
+        sys.meta_path.remove(self)  # the real finders find it; this one only wraps it
+        spec = importlib.util.find_spec(name)
+        run_module = spec.loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            global _INITIALIZE_TABLES
+            run_module(module)
+            _INITIALIZE_TABLES = module._initialize_tables
+
+            def initialize_from_template(engine: Any) -> None:
+                db = engine.url.database
+                if engine.url.get_backend_name() != "sqlite" or not db or db == ":memory:":
+                    return _INITIALIZE_TABLES(engine)
+                engine.dispose()  # no connection open on the file it replaces
+                shutil.copyfile(_store_template(), db)
+
+            module._initialize_tables = initialize_from_template
+
+        spec.loader.exec_module = exec_module
+        return spec
 
 
 class MlflowServer:
@@ -179,7 +220,10 @@ def pytest_configure(config: pytest.Config) -> None:
     """Compile (or load from numba's on-disk cache) every kernel once, here in the main
     process, before xdist starts its workers: on a fresh clone the workers then load the
     cached kernels instead of each compiling them at the same time. Under xdist, also
-    launch the workers' shared MLflow server (:class:`SharedServer`)."""
+    launch the workers' shared MLflow server (:class:`SharedServer`). In every process,
+    MLflow stores made in tests start from a migrated template (:class:`_TemplateStores`)."""
+    if "mlflow.store.db.utils" not in sys.modules:
+        sys.meta_path.insert(0, _TemplateStores())
     if hasattr(config, "workerinput"):  # an xdist worker: the controller has done it
         return
     if _wants_shared_server(config):

@@ -435,6 +435,7 @@ def history(
         import json
 
         from harness.apps.history import HISTORY_JSON, folder_records, history_figure, launch_history
+        from harness.evaluate.plots import save_figure
         from harness.errors import ConfigError
         from harness.options import check_confidence
         from harness.results.folder import write_json_atomic
@@ -461,11 +462,7 @@ def history(
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / HISTORY_JSON, {"launches": json.loads(hist.launches.to_json(orient="records")),
                                                 "agreement": json.loads(hist.agreement.to_json(orient="records"))})
-        import matplotlib.pyplot as plt
-
-        fig = history_figure(hist)
-        fig.savefig(out / "history.png", dpi=110)
-        plt.close(fig)
+        save_figure(history_figure(hist), out / "history.png")
         print(f"\nhistory: {out / HISTORY_JSON}, {out / 'history.png'}")
         return 0
 

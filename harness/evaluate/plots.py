@@ -311,6 +311,8 @@ def save_figure(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
     """Write ``fig`` as PNG (creating folders) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, format="png")
+    # zlib level 1, not PIL's 6: a fifth of the time to save a figure, for files ~7% larger
+    # (flat colours compress well at any level)
+    fig.savefig(path, dpi=dpi, format="png", pil_kwargs={"compress_level": 1})
     _pyplot().close(fig)
     return path

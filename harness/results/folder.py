@@ -35,6 +35,7 @@ import pandas as pd
 
 from harness.datasets.ids import CANONICAL_INT
 from harness.errors import ResultsError
+from harness.evaluate.plots import save_figure
 
 if TYPE_CHECKING:  # reading or writing a folder imports no evaluation code (nor its compiled kernels)
     from harness.evaluate.units import UnitTable
@@ -234,8 +235,7 @@ def write_results(result: EvalResult, output: str | Path, extra_files: dict[str,
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_text(text)
         for name, fig in (figures or {}).items():
-            (tmp / "plots").mkdir(exist_ok=True)
-            fig.savefig(tmp / "plots" / f"{name}.png", dpi=110)
+            save_figure(fig, tmp / "plots" / f"{name}.png")
         if finalize is not None:
             finalize(tmp, result.to_json_dict())
         os.replace(tmp, final)
