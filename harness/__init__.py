@@ -12,9 +12,7 @@ True
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from harness.lazy import lazy_exports
 from harness.errors import AdapterError, ConfigError, DataValidationError, HarnessError, ResultsError, TrackingError
 from harness.version import __version__
 
@@ -54,13 +52,4 @@ __all__ = sorted([*_EXPORTS, "AdapterError", "ConfigError", "DataValidationError
                   "TrackingError", "__version__"])
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'harness' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

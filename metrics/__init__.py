@@ -1,41 +1,30 @@
-"""Pure, vectorised metric kernels and estimators (NumPy, SciPy, pandas; numba kernels)."""
+"""Pure, vectorised metric kernels and estimators (NumPy, SciPy, pandas; numba kernels).
 
-from .beyond_accuracy import (average_popularity, catalog_coverage, exposure_counts, gini_index,
-                              intra_list_diversity, novelty, personalization)
-from .ranking import RANKING_METRICS, RankingResult, evaluate_ranking, metric_curves
-from .calibrated_recs import calibration_kl, mean_calibration_kl
-from .calibration import (CALIBRATION_METRICS, brier_decomposition, brier_score, brier_score_per_row,
-                          calibration_by_segment, calibration_slope_intercept, calibration_summary,
-                          debiased_calibration_error, evaluate_calibration, expected_calibration_error,
-                          log_loss, log_loss_per_row,
-                          normalized_entropy, observed_expected_ratio, reliability_curve, wilson_interval)
-from .calibration_stats import calibration_statistics, ece_bootstrap, ece_statistic
+Names load on first use (:mod:`harness.lazy`): importing one family's kernels does not
+load the others'.
+"""
 
-__all__ = [
-    "RANKING_METRICS", "RankingResult", "average_popularity", "catalog_coverage", "evaluate_ranking",
-    "exposure_counts", "gini_index", "intra_list_diversity", "metric_curves", "novelty",
-    "personalization",
-]
-__all__ += [
-    "CALIBRATION_METRICS", "brier_decomposition", "brier_score", "brier_score_per_row",
-    "calibration_by_segment", "calibration_kl", "calibration_slope_intercept", "calibration_statistics",
-    "calibration_summary", "debiased_calibration_error",
-    "ece_bootstrap", "ece_statistic", "evaluate_calibration", "expected_calibration_error", "log_loss", "log_loss_per_row",
-    "mean_calibration_kl", "normalized_entropy", "observed_expected_ratio", "reliability_curve",
-    "wilson_interval",
-]
-from .off_policy import (DM, DR, ESTIMATORS, IPS, SNDR, SNIPS, DRos, OffPolicyEstimator, OPEInputs, OPEInterval,
-                         SwitchDR, estimate_intervals)
-from .ope_diagnostics import WeightDiagnostics, support_deficiency, weight_diagnostics
-from .ope_evaluate import OffPolicyResult, compare_policies, evaluate_off_policy, make_estimator
-from .slate import SlateIndependentIPS, SlateInputs, SlateRewardInteractionIPS, SlateStandardIPS, slate_pscores
+from harness.lazy import lazy_exports
 
-__all__ += [
-    "DM", "DR", "DRos", "ESTIMATORS", "IPS", "OPEInputs", "OPEInterval", "OffPolicyEstimator", "OffPolicyResult",
-    "SNDR", "SNIPS", "SlateIndependentIPS", "SlateInputs", "SlateRewardInteractionIPS", "SlateStandardIPS",
-    "SwitchDR", "WeightDiagnostics", "compare_policies", "estimate_intervals", "evaluate_off_policy",
-    "make_estimator", "slate_pscores", "support_deficiency", "weight_diagnostics",
-]
-from .decomposition import SegmentDecomposition, decompose_by_segment
-
-__all__ += ["SegmentDecomposition", "decompose_by_segment"]
+# module -> the public names it defines
+_MODULES = {
+    "beyond_accuracy": ["average_popularity", "catalog_coverage", "exposure_counts", "gini_index", "intra_list_diversity",
+        "novelty", "personalization"],
+    "ranking": ["RANKING_METRICS", "RankingResult", "evaluate_ranking", "metric_curves"],
+    "calibrated_recs": ["calibration_kl", "mean_calibration_kl"],
+    "calibration": ["CALIBRATION_METRICS", "brier_decomposition", "brier_score", "brier_score_per_row",
+        "calibration_by_segment", "calibration_slope_intercept", "calibration_summary",
+        "debiased_calibration_error", "evaluate_calibration", "expected_calibration_error", "log_loss",
+        "log_loss_per_row", "normalized_entropy", "observed_expected_ratio", "reliability_curve",
+        "wilson_interval"],
+    "calibration_stats": ["calibration_statistics", "ece_bootstrap", "ece_statistic"],
+    "off_policy": ["DM", "DR", "DRos", "ESTIMATORS", "IPS", "OPEInputs", "OPEInterval", "OffPolicyEstimator", "SNDR",
+        "SNIPS", "SwitchDR", "estimate_intervals"],
+    "ope_diagnostics": ["WeightDiagnostics", "support_deficiency", "weight_diagnostics"],
+    "ope_evaluate": ["OffPolicyResult", "compare_policies", "evaluate_off_policy", "make_estimator"],
+    "slate": ["SlateIndependentIPS", "SlateInputs", "SlateRewardInteractionIPS", "SlateStandardIPS", "slate_pscores"],
+    "decomposition": ["SegmentDecomposition", "decompose_by_segment"],
+}
+_EXPORTS = {name: f"{__name__}.{module}" for module, names in _MODULES.items() for name in names}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

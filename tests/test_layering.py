@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {"harness": ROOT / "harness", "harness.metrics": ROOT / "metrics",
            "harness.models": ROOT / "models", "harness.datasets": ROOT / "datasets"}
 STAGES = [
-    {"harness.errors", "harness.interrupts", "harness.types", "harness.options", "harness.version"},
+    {"harness.errors", "harness.interrupts", "harness.lazy", "harness.types", "harness.options", "harness.version"},
     {"harness.metrics"},
     {"harness.datasets"},
     {"harness.models"},

@@ -4,19 +4,23 @@ Built-in families: ``ranking`` (always), ``beyond_accuracy``, ``calibration`` an
 ``off_policy``, each configured by its ``evaluate.<key>`` block. A new family is one
 :class:`~harness.evaluate.family.Family` subclass plus its config block, registered
 with :func:`register_family`; nothing else changes.
+
+Names load on first use (:mod:`harness.lazy`).
 """
 
-from __future__ import annotations
+from harness.lazy import lazy_exports
 
-from harness.evaluate.ab import ABFamily
-from harness.evaluate.beyond_accuracy import BeyondAccuracyFamily
-from harness.evaluate.calibration import CalibrationFamily
-from harness.evaluate.engine import Evaluation
-from harness.evaluate.family import Effect, Family, FamilyResult, MetricValue, ModelOutput, mean_values
-from harness.evaluate.off_policy import OffPolicyFamily
-from harness.evaluate.ranking import RankingFamily
-from harness.evaluate.registry import FAMILIES, family_class, register_family
-
-__all__ = ["ABFamily", "BeyondAccuracyFamily", "CalibrationFamily", "Effect", "Evaluation", "FAMILIES", "Family", "FamilyResult",
-           "MetricValue", "ModelOutput", "OffPolicyFamily", "RankingFamily", "family_class", "mean_values",
-           "register_family"]
+# module -> the public names it defines
+_MODULES = {
+    "ab": ["ABFamily"],
+    "beyond_accuracy": ["BeyondAccuracyFamily"],
+    "calibration": ["CalibrationFamily"],
+    "engine": ["Evaluation"],
+    "family": ["Effect", "Family", "FamilyResult", "MetricValue", "ModelOutput", "mean_values"],
+    "off_policy": ["OffPolicyFamily"],
+    "ranking": ["RankingFamily"],
+    "registry": ["FAMILIES", "family_class", "register_family"],
+}
+_EXPORTS = {name: f"{__name__}.{module}" for module, names in _MODULES.items() for name in names}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -35,7 +35,6 @@ import pandas as pd
 
 from harness.datasets.ids import CANONICAL_INT
 from harness.errors import ResultsError
-from harness.evaluate.plots import save_figure
 
 if TYPE_CHECKING:  # reading or writing a folder imports no evaluation code (nor its compiled kernels)
     from harness.evaluate.units import UnitTable
@@ -234,8 +233,11 @@ def write_results(result: EvalResult, output: str | Path, extra_files: dict[str,
         for name, text in (extra_files or {}).items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_text(text)
-        for name, fig in (figures or {}).items():
-            save_figure(fig, tmp / "plots" / f"{name}.png")
+        if figures:  # here only: reading a folder imports no evaluation code
+            from harness.evaluate.plots import save_figure
+
+            for name, fig in figures.items():
+                save_figure(fig, tmp / "plots" / f"{name}.png")
         if finalize is not None:
             finalize(tmp, result.to_json_dict())
         os.replace(tmp, final)

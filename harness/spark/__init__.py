@@ -10,12 +10,18 @@ imported inside these functions only (``pip install 'recsys-harness[spark]'``).
 
 from __future__ import annotations
 
-from .ab import ab_moments
-from .off_policy import SparkOffPolicyResult, estimate_off_policy
-from .paired import paired_comparison
-from .ranking import SparkRankingResult, evaluate_ranking
-from .session import read_table, require_pyspark, spark_session
-from .tables import write_per_unit
+from harness.lazy import lazy_exports
 
-__all__ = ["SparkOffPolicyResult", "SparkRankingResult", "ab_moments", "estimate_off_policy", "evaluate_ranking",
-           "paired_comparison", "read_table", "require_pyspark", "spark_session", "write_per_unit"]
+# module -> the public names it defines (loaded on first use: a Python worker that
+# evaluates ranking metrics loads the ranking kernels, not the A/B or off-policy ones)
+_MODULES = {
+    "ab": ["ab_moments"],
+    "off_policy": ["SparkOffPolicyResult", "estimate_off_policy"],
+    "paired": ["paired_comparison"],
+    "ranking": ["SparkRankingResult", "evaluate_ranking"],
+    "session": ["read_table", "require_pyspark", "spark_session"],
+    "tables": ["write_per_unit"],
+}
+_EXPORTS = {name: f"{__name__}.{module}" for module, names in _MODULES.items() for name in names}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
