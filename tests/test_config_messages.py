@@ -31,6 +31,15 @@ def _gate(cfg: dict[str, Any], metric: str) -> None:
      "  evaluate.off_policy: ['dr'] need a reward_model"),
     (lambda c: c["evaluate"].update(off_policy={"synthetic": {}, "temperature": 2.0}),
      "temperature applies to the softmax policy, not epsilon_greedy"),
+    # inside lists and mappings too, with one way of writing the key path
+    (lambda c: c["gate"][1].update(max_regresion=0.1),
+     "gate[1].max_regresion: unknown key; did you mean 'max_regression'?"),
+    (lambda c: c["models"]["candidate"].update(parms={}), "models.candidate.parms: unknown key; did you mean 'params'?"),
+    (lambda c: c["dataset"].update(kind="synthetc"),
+     "dataset.kind: unknown kind 'synthetc'; did you mean 'synthetic'? (known: synthetic, movielens, interactions, trec)"),
+    (lambda c: c.update(dataset={"kind": "trec", "qrels": "q.txt"}, models={"a": {"kind": "precomputd"}}, compare=None,
+                        gate=[]),
+     "models.a.kind: unknown kind 'precomputd'; did you mean 'precomputed'?"),
 ])
 def test_config_errors_suggest_the_fix(tmp_path: Path, edit: Callable[[dict], Any], message: str) -> None:
     cfg = small_config(tmp_path)

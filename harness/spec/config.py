@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import difflib
+import typing
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -226,6 +227,11 @@ class EvalConfig(_Strict):
             self._check_promotable(self.tracking.promote)
         if self.dataset.kind == "trec":
             trained = sorted(name for name, spec in self.models.items() if spec.kind != "precomputed")
+            for name in trained:  # a misspelt kind is a typo, not a model that trains
+                kind = self.models[name].kind
+                if difflib.get_close_matches(kind, ["precomputed"], n=1):
+                    raise ValueError(f"models.{name}.kind: unknown kind {kind!r}; did you mean 'precomputed'? "
+                                     "(a trec dataset has no training data: every model is a precomputed run)")
             if trained:
                 raise ValueError(f"models: {trained} need training data, which a trec dataset (qrels only) does "
                                  "not have; score them elsewhere and give their runs as kind: precomputed")
@@ -309,30 +315,47 @@ class EvalConfig(_Strict):
                              f"{promote.registered_model!r}")
 
 
+def _section_model(annotation: Any) -> type[BaseModel] | None:
+    """The config section type an annotation names (inside ``X | None``), if any."""
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
 def _known_keys(loc: tuple) -> list[str]:
-    """The keys the config schema allows at ``loc`` (a path of keys), for "did you mean";
-    empty where the path does not lead to a plain section."""
-    model: Any = EvalConfig
+    """The keys the config schema allows at ``loc`` (a path of keys, list indices and
+    mapping keys: ``("gate", 0)``, ``("models", "cand")``), for "did you mean"; empty
+    where the path does not lead to a section."""
+    annotation: Any = EvalConfig
     for key in loc:
-        field = getattr(model, "model_fields", {}).get(str(key))
+        origin = typing.get_origin(annotation)
+        if origin in (list, tuple, dict):  # an index or a mapping's key: its element's type
+            annotation = typing.get_args(annotation)[-1]
+            continue
+        model = _section_model(annotation)
+        field = model.model_fields.get(str(key)) if model is not None else None
         if field is None:
             return []
-        candidates = [a for a in getattr(field.annotation, "__args__", ()) if isinstance(a, type)]
-        candidates += [field.annotation] if isinstance(field.annotation, type) else []
-        model = next((c for c in candidates if issubclass(c, BaseModel)), None)
-        if model is None:
-            return []
-    return list(getattr(model, "model_fields", {}))
+        annotation = field.annotation
+    model = _section_model(annotation)
+    return list(model.model_fields) if model is not None else []
 
 
 def _format_errors(exc: ValidationError, source: str) -> str:
     lines = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"])
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")  # gate[0].metric
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             close = difflib.get_close_matches(str(err["loc"][-1]), _known_keys(err["loc"][:-1]), n=1)
             msg = "unknown key" + (f"; did you mean {close[0]!r}?" if close else "")
+        elif err["type"] == "union_tag_invalid":  # a section's kind (pydantic names its discriminator function)
+            tag, known = str(err["ctx"]["tag"]), [t.strip(" '") for t in str(err["ctx"]["expected_tags"]).split(",")]
+            close = difflib.get_close_matches(tag, known, n=1)
+            where += ".kind"
+            msg = (f"unknown kind {tag!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+                   + f" (known: {', '.join(known)})")
         lines.append(f"  {where}: {msg}" if where else f"  {msg}")
     return f"invalid config {source}:\n" + "\n".join(lines)
 
