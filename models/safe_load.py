@@ -24,6 +24,8 @@ Every refusal is a ``ConfigError`` that says how to fix it.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -63,11 +65,14 @@ def _check_trusted(trusted: Any, what: str) -> bool:
 
 
 def _skops_available() -> bool:
+    """Whether skops is installed, found without importing it: ``skops.io`` imports ~5 CPU-s
+    of modules, which the message about a pickle does not need."""
+    if "skops.io" in sys.modules:
+        return sys.modules["skops.io"] is not None
     try:
-        importlib.import_module("skops.io")
-    except ImportError:
+        return importlib.util.find_spec("skops.io") is not None
+    except (ImportError, ValueError):
         return False
-    return True
 
 
 def _pickle_refusal(path: Path, what: str, safe: str) -> ConfigError:
