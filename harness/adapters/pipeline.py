@@ -139,7 +139,8 @@ def _check_stage_output(out: Any, candidates: Ranking, k: int, *, source: str) -
         raise AdapterError(f"{source}: must return the queries it was given, in order")
     # every output item must be one of that row's candidates
     width = int(max(candidates.items.max(initial=0), out.items.max(initial=0))) + 2
-    given = np.sort((np.arange(len(candidates))[:, None] * width + candidates.items + 1).ravel())
+    # each row sorted, offset by row: the whole is sorted (half the time of one global sort)
+    given = (np.sort(candidates.items, axis=1) + 1 + np.arange(len(candidates))[:, None] * width).ravel()
     got = np.arange(len(out))[:, None] * width + out.items + 1
     pos = np.minimum(np.searchsorted(given, got), len(given) - 1)
     foreign = (given[pos] != got) & (out.items != PAD_ITEM)
