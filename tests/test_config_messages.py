@@ -40,6 +40,11 @@ def _gate(cfg: dict[str, Any], metric: str) -> None:
     (lambda c: c.update(dataset={"kind": "trec", "qrels": "q.txt"}, models={"a": {"kind": "precomputd"}}, compare=None,
                         gate=[]),
      "models.a.kind: unknown kind 'precomputd'; did you mean 'precomputed'?"),
+    # a kind's section: the key path the user wrote (pydantic adds the kind: dataset.movielens.split)
+    (lambda c: c.update(dataset={"kind": "movielens", "path": "x", "split": {"kind": "random", "test_fracton": 0.2}}),
+     "  dataset.split.test_fracton: unknown key; did you mean 'test_fraction'?"),
+    (lambda c: c.update(dataset={"kind": "movielens", "path": "x", "split": {"kind": "leave_last_out", "k": 0}}),
+     "  dataset.split.k: Input should be greater than or equal to 1"),
 ])
 def test_config_errors_suggest_the_fix(tmp_path: Path, edit: Callable[[dict], Any], message: str) -> None:
     cfg = small_config(tmp_path)
@@ -48,3 +53,13 @@ def test_config_errors_suggest_the_fix(tmp_path: Path, edit: Callable[[dict], An
         parse_config(cfg)
     assert message in str(info.value) + "\n", str(info.value)
     assert "(top level)" not in str(info.value) and "evaluate.off_policy: evaluate.off_policy" not in str(info.value)
+
+
+def test_ab_config_errors_suggest_keys_of_the_ab_config() -> None:
+    """"did you mean" looks up the keys of the config being read (an A/B test's here)."""
+    from harness.spec.ab import ABConfig
+    from harness.spec.config import validate_mapping
+
+    with pytest.raises(ConfigError) as info:
+        validate_mapping(ABConfig, {"name": "x", "analysis": {"confidnce": 0.9}}, source="ab.yaml")
+    assert "  analysis.confidnce: unknown key; did you mean 'confidence'?" in str(info.value)

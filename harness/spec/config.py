@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import difflib
+import types
 import typing
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, Tag, field_validator, model_validator
 
 from harness.errors import ConfigError
 from harness.metrics.attribution import parse_term
@@ -315,40 +316,56 @@ class EvalConfig(_Strict):
                              f"{promote.registered_model!r}")
 
 
-def _section_model(annotation: Any) -> type[BaseModel] | None:
-    """The config section type an annotation names (inside ``X | None``), if any."""
-    for candidate in (annotation, *typing.get_args(annotation)):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
+def _sections(annotation: Any) -> list[tuple[type[BaseModel], set[str]]]:
+    """The config section types an annotation names (``X | None``, a tagged union of
+    kinds), each with its union tags (its ``kind`` values and ``Tag``s)."""
+    metadata: tuple = ()
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation, *rest = typing.get_args(annotation)
+        metadata = tuple(rest)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        kind = annotation.model_fields.get("kind")
+        tags = {str(t) for t in typing.get_args(kind.annotation)} if kind is not None else set()
+        return [(annotation, tags | {m.tag for m in metadata if isinstance(m, Tag)})]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [section for member in typing.get_args(annotation) for section in _sections(member)]
+    return []
 
 
-def _known_keys(loc: tuple) -> list[str]:
-    """The keys the config schema allows at ``loc`` (a path of keys, list indices and
-    mapping keys: ``("gate", 0)``, ``("models", "cand")``), for "did you mean"; empty
-    where the path does not lead to a section."""
-    annotation: Any = EvalConfig
+def _schema_path(root: type[BaseModel], loc: tuple) -> tuple[tuple, list[str]]:
+    """``loc`` (in a ``root`` config) as the user wrote it (pydantic adds a tagged union's tag, as in
+    ``dataset.movielens.split``), and the keys the schema allows at its end (for "did you
+    mean"; empty where it does not lead to a section). Through list indices and mapping
+    keys: ``("gate", 0)``, ``("models", "cand")``."""
+    annotation: Any = root
+    written: list = []
     for key in loc:
-        origin = typing.get_origin(annotation)
-        if origin in (list, tuple, dict):  # an index or a mapping's key: its element's type
+        written.append(key)
+        if annotation is None:
+            continue
+        if typing.get_origin(annotation) in (list, tuple, dict):  # an index or a mapping's key
             annotation = typing.get_args(annotation)[-1]
             continue
-        model = _section_model(annotation)
-        field = model.model_fields.get(str(key)) if model is not None else None
-        if field is None:
-            return []
-        annotation = field.annotation
-    model = _section_model(annotation)
-    return list(model.model_fields) if model is not None else []
+        sections = _sections(annotation)
+        tagged = [model for model, tags in sections if len(sections) > 1 and key in tags]
+        if tagged:  # the union member pydantic chose: not a key of the config
+            written.pop()
+            annotation = tagged[0]
+            continue
+        field = sections[0][0].model_fields.get(str(key)) if len(sections) == 1 else None
+        annotation = field.annotation if field is not None else None
+    sections = _sections(annotation) if annotation is not None else []
+    return tuple(written), list(sections[0][0].model_fields) if len(sections) == 1 else []
 
 
-def _format_errors(exc: ValidationError, source: str) -> str:
+def _format_errors(root: type[BaseModel], exc: ValidationError, source: str) -> str:
     lines = []
     for err in exc.errors():
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")  # gate[0].metric
+        written, _ = _schema_path(root, err["loc"])
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in written).lstrip(".")  # gate[0].metric
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(str(err["loc"][-1]), _known_keys(err["loc"][:-1]), n=1)
+            close = difflib.get_close_matches(str(err["loc"][-1]), _schema_path(root, err["loc"][:-1])[1], n=1)
             msg = "unknown key" + (f"; did you mean {close[0]!r}?" if close else "")
         elif err["type"] == "union_tag_invalid":  # a section's kind (pydantic names its discriminator function)
             tag, known = str(err["ctx"]["tag"]), [t.strip(" '") for t in str(err["ctx"]["expected_tags"]).split(",")]
@@ -371,7 +388,7 @@ def validate_mapping(model: type[M], data: Any, *, source: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source)) from None
+        raise ConfigError(_format_errors(model, exc, source)) from None
 
 
 def parse_config(data: Any, *, source: str = "<dict>") -> EvalConfig:
