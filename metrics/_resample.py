@@ -215,8 +215,19 @@ def poisson_weights(seed: int, b0: int, n_resamples: int, i0: int, n_units: int,
 
 def _multinomial_counts(rng: np.random.Generator, n: int, b: int) -> np.ndarray:
     """Counts (b, n) of the next b resamples of the index stream, as float64."""
-    idx = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
-    return np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
+    return _tally(rng.integers(0, n, size=(b, n)), n)
+
+
+@numba.njit(nt.float64[:, ::1](nt.Array(nt.int64, 2, "C", readonly=True), nt.int64), cache=True)
+def _tally(draws: np.ndarray, n: int) -> np.ndarray:
+    """Row r: how often each unit 0..n-1 is drawn in ``draws[r]``, counted straight into
+    float64 (a row-offset bincount, then a cast, took half as long again)."""
+    b, m = draws.shape
+    counts = np.zeros((b, n))
+    for r in range(b):
+        for i in range(m):
+            counts[r, draws[r, i]] += 1.0
+    return counts
 
 
 @numba.njit(nt.float64[:, ::1](_F64_2D, _F64_2D, nt.int64), cache=True, parallel=True)
