@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.abc
 import importlib.util
 import os
@@ -391,11 +392,18 @@ def one_blas_thread() -> Iterator[None]:
         yield
 
 
-def paired_frames(base: Any, cand: Any) -> dict[str, Any]:
-    """Per-unit tables of a baseline "prod" and a candidate "cand" (units q0.., metrics m0@10..)."""
+@functools.lru_cache(maxsize=16)
+def _unit_labels(n_units: int, n_metrics: int) -> tuple[Any, Any]:
     import pandas as pd
 
-    index = pd.Index([f"q{i}" for i in range(base.shape[0])])
-    cols = [f"m{j}@10" for j in range(base.shape[1])]
+    return pd.Index([f"q{i}" for i in range(n_units)]), pd.Index([f"m{j}@10" for j in range(n_metrics)])
+
+
+def paired_frames(base: Any, cand: Any) -> dict[str, Any]:
+    """Per-unit tables of a baseline "prod" and a candidate "cand" (units q0.., metrics m0@10..).
+    The labels are built once per shape: simulations call this thousands of times."""
+    import pandas as pd
+
+    index, cols = _unit_labels(*base.shape)
     return {"prod": pd.DataFrame(base, index=index, columns=cols),
             "cand": pd.DataFrame(cand, index=index, columns=cols)}
