@@ -102,11 +102,28 @@ def _bad_type_examples(series: pd.Series, kind: Kind) -> tuple[int, tuple]:
     return len(series), tuple(series.head(3))
 
 
+def _timestamp_text(series: pd.Series) -> tuple[str, int, tuple]:
+    """Timestamps written as text (a CSV has no time type): the values that are neither
+    numbers nor dates, or, when all are, what to write instead."""
+    text = series.dropna().astype(str)
+    numbers = pd.to_numeric(text, errors="coerce").notna()
+    dates = pd.to_datetime(text, errors="coerce", format="ISO8601").notna()
+    bad = ~(numbers | dates)
+    if bad.any():
+        return "neither numbers nor ISO 8601 dates", int(bad.sum()), tuple(text[bad].head(3))
+    return ("dates as text are not read as times: write numbers (e.g. Unix seconds), or a Parquet "
+            "timestamp column"), len(text), tuple(text.head(3))
+
+
 def _column_violations(df: pd.DataFrame, table: str, col: Column) -> list[Violation]:
     s = df[col.name]
     if not _dtype_ok(s, col.kind):
+        rule = f"expected {col.kind} values, got dtype {s.dtype}"
+        if col.kind == "timestamp" and not pd.api.types.is_numeric_dtype(s.dtype):
+            problem, n, ex = _timestamp_text(s)
+            return [Violation(table, col.name, f"{rule}: {problem}", n, ex)]
         n, ex = _bad_type_examples(s, col.kind)
-        return [Violation(table, col.name, f"expected {col.kind} values, got dtype {s.dtype}", n, ex)]
+        return [Violation(table, col.name, rule, n, ex)]
     out = []
     null = s.isna().to_numpy()
     if null.any() and not col.nullable:

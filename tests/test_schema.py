@@ -120,3 +120,16 @@ def test_label_kind_takes_integers_and_booleans() -> None:
     assert [v.column for v in find_violations(bad, s)] == ["label"]
     neg = pd.DataFrame({"user": [1, 2], "item": [1, 1], "label": [-1, 1]})
     assert "values outside [0, inf]" in find_violations(neg, s)[0].rule
+
+
+def test_timestamps_as_text_name_the_bad_value_or_say_what_to_write() -> None:
+    """A CSV has no time type: its dates arrive as text. The values that are neither numbers
+    nor dates are the ones named; when every value is a date, the message says what to
+    write instead (before, the first rows were shown, valid dates among them)."""
+    mixed = _with(timestamp=["2024-01-01", "2024-01-02T10:00:00", "yesterday", "2024-01-03"])
+    [v] = find_violations(mixed, SCHEMA)
+    assert (v.column, v.count, v.examples) == ("timestamp", 1, ("yesterday",))
+    assert "neither numbers nor ISO 8601 dates" in v.rule
+    dates = _with(timestamp=["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"])
+    [v] = find_violations(dates, SCHEMA)
+    assert v.count == 4 and "write numbers (e.g. Unix seconds), or a Parquet timestamp column" in v.rule
