@@ -53,11 +53,14 @@ def main() -> int:
         cold = timed_run(harness, folder, env, "cold")
         warm = min(timed_run(harness, folder, env, f"warm{i}") for i in range(2))
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import harness.metrics"], env=env, check=True)
+        # the modules a ranking run loads its kernels from (harness.metrics itself loads
+        # its names on first use)
+        subprocess.run([sys.executable, "-c", "import harness.metrics.ranking, harness.metrics.stats"], env=env,
+                       check=True)
         imported = time.perf_counter() - start
     print(f"harness run, fresh install (empty numba cache, kernels compiled): {cold:6.1f} s")
     print(f"harness run, later calls (kernels loaded from the cache)        : {warm:6.1f} s")
-    print(f"  of which a warm 'import harness.metrics' in a new process      : {imported:6.1f} s")
+    print(f"  of which importing the ranking and statistics kernels, warm     : {imported:6.1f} s")
     print(f"one-time compilation cost                                       : {cold - warm:6.1f} s")
     return 0
 
