@@ -173,21 +173,17 @@ def iter_batches(path: str | Path, *, columns: Sequence[str], id_columns: Sequen
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             # pre_buffer off and one thread: memory is one row group, not a read-ahead of the file
-            parquet = pq.ParquetFile(path, pre_buffer=False)
-            offset = 0
-            for batch in parquet.iter_batches(batch_size=batch_rows, columns=list(columns), use_threads=False):
-                check_ids_present(batch, unit_columns, path, row_offset=offset)
-                offset += batch.num_rows
-                yield batch.to_pandas()
-            return
-        block = int(min(64 << 20, max(1 << 14, batch_rows * 64)))
-        types = {**{c: pa.float64() for c in float_columns}, **{c: pa.string() for c in id_columns}}
-        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=block),
-                                parse_options=pacsv.ParseOptions(delimiter=delim),
-                                convert_options=pacsv.ConvertOptions(include_columns=list(columns),
-                                                                     column_types=types))
+            batches = pq.ParquetFile(path, pre_buffer=False).iter_batches(
+                batch_size=batch_rows, columns=list(columns), use_threads=False)
+        else:
+            block = int(min(64 << 20, max(1 << 14, batch_rows * 64)))
+            types = {**{c: pa.float64() for c in float_columns}, **{c: pa.string() for c in id_columns}}
+            batches = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=block),
+                                     parse_options=pacsv.ParseOptions(delimiter=delim),
+                                     convert_options=pacsv.ConvertOptions(include_columns=list(columns),
+                                                                          column_types=types))
         offset = 0
-        for batch in reader:
+        for batch in batches:
             check_ids_present(batch, unit_columns, path, row_offset=offset)
             offset += batch.num_rows
             yield batch.to_pandas()

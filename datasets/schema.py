@@ -93,8 +93,9 @@ def _dtype_ok(series: pd.Series, kind: Kind) -> bool:
 
 
 def _bad_type_examples(series: pd.Series, kind: Kind) -> tuple[int, tuple]:
-    """Rows whose value does not parse as the wanted kind (for a helpful message)."""
-    if kind in ("integer", "number", "timestamp") and not pd.api.types.is_numeric_dtype(series.dtype):
+    """Rows whose value does not parse as the wanted kind (for a helpful message;
+    timestamps as text: :func:`_timestamp_text`)."""
+    if kind in ("integer", "number") and not pd.api.types.is_numeric_dtype(series.dtype):
         parsed = pd.to_numeric(series, errors="coerce")
         bad = parsed.isna() & series.notna()
         if bad.any():

@@ -1,6 +1,6 @@
 """The harness's exception hierarchy.
 
-A leaf module with no imports of its own, so that every layer (``harness.metrics``,
+A leaf module that imports nothing of the harness, so that every layer (``harness.metrics``,
 ``harness.datasets``, ``harness.models`` and the engine) can raise the same errors
 without depending on the engine. Each error also subclasses the matching builtin, so
 ``except ValueError`` in user code keeps working.
@@ -10,6 +10,11 @@ every other ``HarnessError`` -> 3.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class HarnessError(Exception):
@@ -60,6 +65,6 @@ class InterruptedAfterWriting(KeyboardInterrupt):
     folder stays, tracking ``pending``, for ``harness sync``. Not a :class:`HarnessError`:
     it is an interrupt, exit code 130, with its own message."""
 
-    def __init__(self, folder: object) -> None:
+    def __init__(self, folder: Path) -> None:
         super().__init__(str(folder))
         self.folder = folder

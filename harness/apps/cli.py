@@ -58,7 +58,7 @@ def _guard(body: Callable[[], int]) -> None:
         raise
     except InterruptedAfterWriting as exc:  # Ctrl-C while logging: the folder is whole
         print(f"interrupted while logging to MLflow: the results folder {exc.folder} is complete (tracking "
-              f"pending); upload it with 'harness sync {Path(str(exc.folder)).parent}'", file=sys.stderr)
+              f"pending); upload it with 'harness sync {exc.folder.parent}'", file=sys.stderr)
         raise typer.Exit(130) from None
     except KeyboardInterrupt:  # Ctrl-C: results folders are written whole or not at all
         print("interrupted: nothing was written (a results folder appears only when complete)", file=sys.stderr)
