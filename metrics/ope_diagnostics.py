@@ -119,6 +119,12 @@ class WeightDiagnostics:
         return "INCONCLUSIVE" if self.low_overlap else None
 
 
+def _plain(label: object) -> object:
+    """A Python value for an action label: NumPy scalars unwrapped (JSON-ready); the
+    labels of an object array (text ids) are Python values already."""
+    return label.item() if isinstance(label, np.generic) else label
+
+
 def pareto_k_threshold(n: int) -> float:
     """Largest reliable Pareto k-hat with n draws: min(1 - 1 / log10(n), 0.7)
     (Vehtari et al. 2024, eq. 13; 0.667 at n = 1000, 0.7 from n = 2155 on).
@@ -297,7 +303,7 @@ def weight_diagnostics(
         share = np.bincount(inverse, weights=w, minlength=labels.size) / n
         bad = (share >= min_action_mass) & (rows < min_action_rows)
         order = np.argsort(-share[bad], kind="stable")
-        thin = tuple((labels[bad][i].item(), int(rows[bad][i]), float(share[bad][i])) for i in order)
+        thin = tuple((_plain(labels[bad][i]), int(rows[bad][i]), float(share[bad][i])) for i in order)
         if thin:
             a0, r0, m0 = thin[0]
             reasons.append(f"{len(thin)} thin action(s), e.g. action {a0!r}: estimated pi_e mass {m0:.2f} on "

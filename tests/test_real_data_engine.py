@@ -131,6 +131,41 @@ def test_calibration_and_off_policy_from_files_in_string_ids(tmp_path: Path) -> 
     assert result.exit_code == 2 and "no-such-sku" in result.stderr and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("string_ids", [False, True])
+def test_a_thin_action_is_named_by_the_datas_own_item_id(tmp_path: Path, string_ids: bool) -> None:
+    """The per-action overlap check names an action as the feedback file does: logs of
+    the users whose top item under popularity is the same, that item logged on 2 of 800
+    rows under uniform propensities: it carries 2 * 40 / 800 = 0.1 of pi_e's estimated
+    mass (>= 0.05 on < 30 rows: thin)."""
+    log, block = _world(tmp_path, string_ids=string_ids)
+    from harness.evaluate.data import load_dataset
+    from harness.models.baselines import PopularityRetriever
+    from harness.spec.config import parse_config
+
+    cfg = small_config(tmp_path, dataset=block, gate=[])
+    ds = load_dataset(parse_config(cfg))
+    pop = PopularityRetriever().fit(ds.train, n_users=ds.n_users, n_items=ds.n_items)
+    top = pop.retrieve(np.arange(ds.n_users), 1).items[:, 0]  # each user's top unseen item
+    mode = np.bincount(top).argmax()
+    top_id, users = np.asarray(ds.item_ids)[[mode]].tolist()[0], np.asarray(ds.user_ids)[top == mode]
+    rng = np.random.default_rng(3)
+    others = np.setdiff1d(ds.item_ids, [top_id])
+    shown = np.r_[[top_id] * 2, rng.choice(others, 798)]
+    pd.DataFrame({"user": rng.choice(users, 800), "item": shown, "click": rng.integers(0, 2, 800),
+                  "p": np.full(800, 1 / 40)}).to_csv(tmp_path / "feedback.csv", index=False)
+    cfg["models"] = {"popularity": {"kind": "popularity"}}
+    cfg.pop("compare")
+    cfg["evaluate"] = {"off_policy": {
+        "feedback": {"path": str(tmp_path / "feedback.csv"),
+                     "columns": {"context": "user", "action": "item", "reward": "click", "propensity": "p"}},
+        "estimators": ["ips"], "min_ess": 1}}
+    data, _ = _run(tmp_path, cfg)
+    (row,) = data["off_policy"]["estimates"]["popularity"]
+    assert row["thin_actions"] == [[top_id, 2, pytest.approx(2 * 40 / 800)]]
+    (note,) = [n for n in data["notices"] if "thin action" in n]
+    assert f"e.g. action {top_id!r}: estimated pi_e mass 0.10 on 2 logged rows" in note
+
+
 def test_slate_estimators_from_a_config(tmp_path: Path) -> None:
     """Logged slates (own string ids) -> each model as a Plackett-Luce policy -> SIPS and
     RIPS per slate; checked against a plain loop over slates and slots."""

@@ -166,7 +166,9 @@ class OffPolicyFamily(Family[OffPolicyEval]):
         v_hat = (self.reward_fit.expected_reward(_AtPositions(policy), contexts=fb.context_id,
                                                  batch_size=policy.batch_size)
                  if self.reward_fit else None)
-        data = OPEInputs(reward=fb.reward, pscore=fb.pscore, pi_e=pi_e, action=fb.action,
+        # the data's own item ids, so that a thin action is named as the user knows it
+        actions = fb.action if self.dataset.item_ids is None else self.dataset.item_ids[fb.action]
+        data = OPEInputs(reward=fb.reward, pscore=fb.pscore, pi_e=pi_e, action=actions,
                          q_hat=self.reward_fit.q_hat if self.reward_fit else None, v_hat=v_hat)
         s = self.spec
         result = evaluate_off_policy(data, s.estimators, method=s.method, n_bootstrap=s.n_bootstrap,
