@@ -111,6 +111,11 @@ def test_bpr_checkpoint_serves_through_torch_retriever(world, tmp_path: Path) ->
     ("torch_retriever", {}, "needs params.checkpoint"),
     ("precomputed", {}, "needs params.path"),
     ("mlflow", {}, "needs params.uri"),
+    # the params given are named, and a near miss of the required one is pointed out
+    ("torch_retriever", {"pth": "m.pt", "device": "cpu"}, r"checkpoint \(a saved nn.Module\); got params: pth, device$"),
+    ("precomputed", {"pth": "s.csv"}, r"; got params: pth; did you mean 'path' \(not 'pth'\)\?$"),
+    ("sklearn", {"paht": "m.skops"}, r"did you mean 'path' \(not 'paht'\)"),
+    ("xgboost_ranker", {"n_candidates": 5}, r"needs params.path \(a saved XGBoost ranking model\); got params: n_candidates$"),
     ("pipeline", {"stages": []}, "non-empty list"),
 ])
 def test_registry_rejects_bad_params(world, kind: str, params: dict, match: str) -> None:

@@ -52,6 +52,19 @@ def _bpr_mf(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
     return BPRMF(seed=params.pop("seed", seed), **params)
 
 
+def _require(params: dict[str, Any], kind: str, key: str, what: str) -> None:
+    """Refuse a model whose required parameter is absent, naming the ones given (a
+    misspelt key is then in plain view, with a "did you mean" when it is close)."""
+    if key in params:
+        return
+    import difflib
+
+    close = [k for k in params if difflib.get_close_matches(k, [key], n=1)]
+    given = f"; got params: {', '.join(map(str, params))}" if params else ""
+    hint = f"; did you mean {key!r} (not {close[0]!r})?" if close else ""
+    raise ConfigError(f"model kind {kind!r} needs params.{key} ({what}){given}{hint}")
+
+
 def _two_tower(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
     from harness.models.two_tower import TwoTower
 
@@ -67,8 +80,7 @@ def _lambdamart(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
 def _torch_retriever(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
     from harness.models.torch_retriever import TorchRetriever
 
-    if "checkpoint" not in params:
-        raise ConfigError("model kind 'torch_retriever' needs params.checkpoint (a saved nn.Module)")
+    _require(params, "torch_retriever", "checkpoint", "a saved nn.Module")
     return TorchRetriever(**params)
 
 
@@ -76,8 +88,7 @@ def _xgboost_ranker(params: dict[str, Any], dataset: Dataset, seed: int) -> obje
     from harness.models.adapter_config import candidate_scorer_params
     from harness.models.xgboost_ranker import XGBoostRanker
 
-    if "path" not in params:
-        raise ConfigError("model kind 'xgboost_ranker' needs params.path (a saved XGBoost ranking model)")
+    _require(params, "xgboost_ranker", "path", "a saved XGBoost ranking model")
     path = params.pop("path")
     return XGBoostRanker(path, **candidate_scorer_params(params, dataset, seed, build_model))
 
@@ -87,9 +98,7 @@ def _sklearn(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
     from harness.models.safe_load import load_estimator
     from harness.models.sklearn_pointwise import SklearnPointwise
 
-    if "path" not in params:
-        raise ConfigError("model kind 'sklearn' needs params.path (a skops file of a fitted estimator, or a "
-                          "joblib/pickle file with trusted: true)")
+    _require(params, "sklearn", "path", "a skops file of a fitted estimator, or a joblib/pickle file with trusted: true")
     estimator = load_estimator(params.pop("path"), trusted=bool(params.pop("trusted", False)))
     return SklearnPointwise(estimator, **candidate_scorer_params(params, dataset, seed, build_model))
 
@@ -98,8 +107,7 @@ def _mlflow(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
     from harness.models.adapter_config import candidate_scorer_params
     from harness.models.mlflow_pyfunc import MLflowPyfunc
 
-    if "uri" not in params:
-        raise ConfigError("model kind 'mlflow' needs params.uri (models:/NAME@alias, models:/NAME/VERSION, runs:/...)")
+    _require(params, "mlflow", "uri", "models:/NAME@alias, models:/NAME/VERSION, runs:/...")
     uri = params.pop("uri")
     features = params.pop("features", None)
     out = candidate_scorer_params({**params, "features": features or "none"}, dataset, seed, build_model)
@@ -109,9 +117,8 @@ def _mlflow(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
 def _precomputed(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
     from harness.models.precomputed import load_precomputed
 
-    if "path" not in params:
-        raise ConfigError("model kind 'precomputed' needs params.path (Parquet/CSV: query_id, item_id, score[, rank]"
-                          "[, p], in the data's own ids; or a TREC run file)")
+    _require(params, "precomputed", "path",
+             "Parquet/CSV: query_id, item_id, score[, rank][, p], in the data's own ids; or a TREC run file")
     return load_precomputed(params.pop("path"), dataset=dataset, **params)
 
 
