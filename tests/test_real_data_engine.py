@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+import harness
 from harness.apps.cli import app
 from tests.conftest import small_config, write_config
 
@@ -76,6 +77,10 @@ def test_precomputed_scores_in_own_ids_equal_pytrec_eval(tmp_path: Path, string_
     users = pd.DataFrame({"uid": log["uid"].unique()})
     joined = users.merge(per_unit[per_unit.family == "ranking"], left_on="uid", right_on="unit_id")
     assert joined["uid"].nunique() == len(qrels)
+    # and so does the table read back through the API: the ids as the file stores them
+    stored = harness.read_results_folder(folder).per_unit
+    assert stored["unit_id"].dtype == per_unit["unit_id"].dtype
+    assert users.merge(stored, left_on="uid", right_on="unit_id")["uid"].nunique() == len(qrels)
 
 
 def test_calibration_and_off_policy_from_files_in_string_ids(tmp_path: Path) -> None:

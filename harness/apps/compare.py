@@ -21,7 +21,7 @@ from harness.evaluate.family import Statistic
 from harness.inference.gate import Verdict, comparison_rows, decide, invalidate, resample_count
 from harness.inference.paired import MetricComparison, compare_family
 from harness.results import assemble
-from harness.results.folder import EvalResult, StoredRun, new_run_id, read_results_folder
+from harness.results.folder import EvalResult, StoredRun, new_run_id, read_results_folder, wide_table
 from harness.spec.config import GateCriterion, load_criteria
 
 
@@ -49,10 +49,7 @@ class RunSide:
     def table(self, family: str) -> pd.DataFrame:
         """This model's per-unit values in ``family``: unit ids x metrics."""
         rows = self.stored.per_unit
-        rows = rows[(rows["model"] == self.model) & (rows["family"] == family)]
-        table = rows.pivot(index="unit_id", columns="metric", values="value")
-        table.columns.name = None
-        return table[list(dict.fromkeys(rows["metric"]))]
+        return wide_table(rows[(rows["model"] == self.model) & (rows["family"] == family)])
 
     def statistics(self, family: str) -> dict[str, Statistic]:
         """Ratio-type statistics rebuilt from the stored inputs by the family that wrote them."""
@@ -64,7 +61,7 @@ class RunSide:
             restore = family_class(family).restore_statistics
         except HarnessError:  # a family this build does not know: its mean-type metrics still compare
             return {}
-        inputs = rows.pivot(index="unit_id", columns="input", values="value")
+        inputs = wide_table(rows, "input")
         block = ((self.data.get("config") or {}).get("evaluate") or {}).get(family) or {}
         return restore(inputs, block)
 

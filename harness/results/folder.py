@@ -302,7 +302,9 @@ def long_table(family: str, per_model: dict[str, pd.DataFrame], *, name: str = "
 
 @dataclass
 class StoredRun:
-    """A results folder read back: ``results.json`` and both long tables (schema 2 shape)."""
+    """A results folder read back: ``results.json`` and both long tables (schema 2 shape),
+    ``unit_id`` as the files store it (int64 when every unit id is an integer, so that it
+    joins to the user's own integer-keyed tables; text otherwise)."""
 
     path: Path
     data: dict[str, Any]
@@ -327,10 +329,17 @@ def read_results_folder(path: str | Path) -> StoredRun:
     missing = set(PER_UNIT_COLUMNS) - set(per_unit.columns)
     if missing:
         raise ResultsError(f"{path}/{PER_UNIT} lacks column(s) {sorted(missing)}")
-    per_unit["unit_id"] = per_unit["unit_id"].astype(str)
     per_unit["model"] = per_unit["model"].astype(str)
-    inputs["unit_id"] = inputs["unit_id"].astype(str)
     return StoredRun(path, data, per_unit, inputs)
+
+
+def wide_table(rows: pd.DataFrame, column: str = "metric") -> pd.DataFrame:
+    """Rows of a long table as units x ``column`` (metric or input) values, in first-seen
+    column order, indexed by the unit id as text: the key per-unit frames use in memory,
+    whether the file stores the ids as integers or as text."""
+    table = rows.assign(unit_id=rows["unit_id"].astype(str)).pivot(index="unit_id", columns=column, values="value")
+    table.columns.name = None
+    return table[list(dict.fromkeys(rows[column]))]
 
 
 # schema 1: the unit family was the unit id's prefix; these pseudo-metrics were inputs

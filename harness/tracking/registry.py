@@ -43,7 +43,7 @@ def load_run_per_unit(run_uri: str, tracking_uri: str | None, *, fingerprint: st
     Returns ``(model name, {family: table indexed by unit_id, one column per metric})``.
     Refuses a run evaluated on other data (fingerprint) or lacking one of ``metrics``.
     """
-    from harness.results.folder import PER_UNIT, RESULTS_JSON, read_results_folder
+    from harness.results.folder import PER_UNIT, RESULTS_JSON, read_results_folder, wide_table
 
     run_id = parse_runs_uri(run_uri)
     client = _client(tracking_uri)
@@ -72,11 +72,7 @@ def load_run_per_unit(run_uri: str, tracking_uri: str | None, *, fingerprint: st
     missing = sorted(set(metrics) - set(long["metric"]))
     if missing:
         raise ConfigError(f"baseline {run_uri} has no per-unit values for {missing}")
-    tables = {family: rows.pivot(index="unit_id", columns="metric", values="value")
-              for family, rows in long.groupby("family", sort=False)}
-    for table in tables.values():
-        table.columns.name = None
-    return model, tables
+    return model, {family: wide_table(rows) for family, rows in long.groupby("family", sort=False)}
 
 
 def promote(ref: ModelRef, alias: str, tracking_uri: str | None) -> dict[str, str]:
