@@ -28,7 +28,7 @@ from .ids import CANONICAL_INT
 __all__ = ["QRELS_TABLE_SUFFIXES", "read_judgments", "read_trec_qrels", "read_trec_run", "write_trec_run"]
 
 # judgments stored as a table (``query_id, item_id, relevance``) rather than qrels lines
-QRELS_TABLE_SUFFIXES = (".parquet", ".pq")
+QRELS_TABLE_SUFFIXES = (".parquet", ".pq", ".csv")
 
 RUN_FIELDS = ("query_id", "q0", "item_id", "rank", "score", "tag")
 QRELS_FIELDS = ("query_id", "iteration", "item_id", "relevance")
@@ -168,9 +168,10 @@ def read_trec_qrels(path: str | Path) -> pd.DataFrame:
 
 
 def read_judgments(path: str | Path) -> pd.DataFrame:
-    """A collection's judgments: a TREC qrels file, or a Parquet table with columns
-    ``query_id``, ``item_id``, ``relevance`` (the form a warehouse export or a Spark job
-    writes; the Spark engine reads the same table where it computes).
+    """A collection's judgments: a TREC qrels file, or a Parquet or CSV table with
+    columns ``query_id``, ``item_id``, ``relevance`` (the form a warehouse export or a
+    Spark job writes; the Spark engine reads the Parquet table where it computes). A
+    CSV's ids stay text unless every one is a canonical integer, as for score files.
 
     Returns the frame of :func:`read_trec_qrels` (ids as stored, ``relevance`` int64),
     with the same checks: grades integers >= 0, no duplicate (query, doc) pair, not empty.
@@ -180,7 +181,7 @@ def read_judgments(path: str | Path) -> pd.DataFrame:
     from .tables import read_table
 
     name = str(path)
-    frame = read_table(path, columns=["query_id", "item_id", "relevance"])
+    frame = read_table(path, columns=["query_id", "item_id", "relevance"], id_columns=["query_id", "item_id"])
     if len(frame) == 0:
         raise DataValidationError(f"{name}: judgments table is empty (0 rows)")
     raw = frame["relevance"].to_numpy()

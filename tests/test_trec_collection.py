@@ -96,6 +96,32 @@ def test_trec_collection_per_query_equals_pytrec_eval(tmp_path: Path, string_ids
     assert data["dataset"]["n_users"] == 31  # the unjudged run query joins the id space
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+@pytest.mark.parametrize("string_ids", [True, False])
+def test_judgments_as_a_table_give_the_qrels_files_results(tmp_path: Path, string_ids: bool, suffix: str) -> None:
+    """The judgments as a table (CSV or Parquet: query_id, item_id, relevance) instead of
+    the TREC qrels file: the same per-query values, ids and their type, and fingerprint."""
+    from harness.datasets.trec import read_trec_qrels
+
+    qrels, runs = _collection(tmp_path, string_ids=string_ids)
+    table = tmp_path / f"judgments{suffix}"
+    frame = read_trec_qrels(qrels)
+    frame.to_csv(table, index=False) if suffix == ".csv" else frame.to_parquet(table)
+    found = {}
+    for name, judgments in (("qrels", qrels), ("table", table)):
+        cfg = _config(tmp_path, judgments, runs, missing="skip", no_relevant="zero")
+        cfg["output"] = str(tmp_path / name)
+        result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"])
+        assert result.exit_code in (0, 1), result.output
+        (folder,) = list((tmp_path / name).iterdir())
+        found[name] = (pd.read_parquet(folder / "per_unit.parquet"), json.loads((folder / "results.json").read_text()))
+    (want, want_data), (got, got_data) = found["qrels"], found["table"]
+    pd.testing.assert_frame_equal(got, want)
+    assert (got["unit_id"].dtype == np.int64) != string_ids
+    assert got_data["dataset"]["fingerprint"] == want_data["dataset"]["fingerprint"]
+    assert got_data["metrics"] == want_data["metrics"]
+
+
 def test_trec_config_errors_are_exit_2_at_validate(tmp_path: Path) -> None:
     qrels, runs = _collection(tmp_path, string_ids=True)
     cfg = _config(tmp_path, qrels, runs)
