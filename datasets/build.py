@@ -72,8 +72,9 @@ def _side_table(table: pd.DataFrame, key: str, raw_ids: np.ndarray, *, what: str
     pos = pd.Index(raw_ids).get_indexer(table[key])
     unknown = pos < 0
     if unknown.any():
+        keep = " (dataset.catalogue: item_features keeps the item table's)" if what.startswith("item") else ""
         warnings.append(f"{what}: {int(unknown.sum())} rows for ids without interactions are not part of "
-                        "the catalogue and were left out")
+                        f"the catalogue and were left out{keep}")
     out = table.loc[~unknown].drop(columns=[key])
     id_col = "item_id" if what.startswith("item") else "user_id"
     out.insert(0, id_col, pos[~unknown].astype(np.int64))
@@ -113,6 +114,7 @@ def build_dataset(
     item_categories: pd.DataFrame | None = None,
     known_items: pd.Series | None = None,
     known_users: pd.Series | None = None,
+    catalogue_items: pd.Series | None = None,
     id_kind: str = "id",
     item_features: pd.DataFrame | None = None,
     user_features: pd.DataFrame | None = None,
@@ -142,6 +144,11 @@ def build_dataset(
     known_items, known_users : Series, optional
         Raw ids of the item / user table (e.g. every movie listed); an interaction with
         another item / user is a violation.
+    catalogue_items : Series, optional
+        Raw ids of items that join the catalogue with or without interactions (the item
+        table's, with ``catalogue: item_features``): new items a model may rank. Without
+        it the catalogue is the items of the log, and side-table rows of other items are
+        left out (counted in ``warnings``).
     id_kind : {"id", "integer", "string"}
         What raw user and item ids must be (MovieLens ids are integers).
     item_features, user_features : DataFrame, optional
@@ -162,8 +169,8 @@ def build_dataset(
         raise ConfigError(f"duplicates: {duplicates!r} is unknown; known: {', '.join(DUPLICATE_POLICIES)}")
     warnings: list[str] = []
     frame, user_ids, item_ids = _checked_frame(log, rating_range=rating_range, known_users=known_users,
-                                               known_items=known_items, id_kind=id_kind, duplicates=duplicates,
-                                               warnings=warnings)
+                                               known_items=known_items, catalogue_items=catalogue_items,
+                                               id_kind=id_kind, duplicates=duplicates, warnings=warnings)
     split = _canonical({**split, "seed": split.get("seed", seed)} if split.get("kind") == "random" else split)
     ts = as_sortable_times(frame["timestamp"]) if "timestamp" in frame.columns else None
     test_mask = split_mask(split, users=frame["user_id"].to_numpy(), items=frame["item_id"].to_numpy(),
@@ -201,7 +208,8 @@ def build_dataset(
 
 
 def _checked_frame(log: pd.DataFrame, *, rating_range: tuple[float | None, float | None],
-                   known_users: pd.Series | None, known_items: pd.Series | None, id_kind: str, duplicates: str,
+                   known_users: pd.Series | None, known_items: pd.Series | None,
+                   catalogue_items: pd.Series | None, id_kind: str, duplicates: str,
                    warnings: list[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Validate the raw log, map ids, resolve duplicates; rows come out in (user, item) order,
     the canonical order that makes everything after it independent of the file's row order."""
@@ -216,7 +224,11 @@ def _checked_frame(log: pd.DataFrame, *, rating_range: tuple[float | None, float
     if any(v.column in ("user", "item", "*") for v in violations):
         raise_violations(violations)  # ids must be sound before they can be mapped
     users, user_ids = _map_ids(log["user"])
-    items, item_ids = _map_ids(log["item"])
+    if catalogue_items is None:
+        items, item_ids = _map_ids(log["item"])
+    else:  # every listed item gets a code, in the same sorted order, interactions or not
+        items, item_ids = _map_ids(pd.concat([log["item"], catalogue_items], ignore_index=True))
+        items = items[:len(log)]
     rows, n_dup = _unique_pairs(users, items, len(item_ids), log, keep_last=duplicates == "keep_last")
     if n_dup and duplicates == "error":
         dup_rows = _duplicate_rows(users, items, len(item_ids))

@@ -171,6 +171,47 @@ def test_a_thin_action_is_named_by_the_datas_own_item_id(tmp_path: Path, string_
     assert f"e.g. action {top_id!r}: estimated pi_e mass 0.10 on 2 logged rows" in note
 
 
+def test_catalogue_of_the_item_table_lets_scores_rank_items_without_interactions(tmp_path: Path) -> None:
+    """``catalogue: item_features``: the item table's items without interactions (new
+    items) join the catalogue, so a score file may rank them; they are never relevant,
+    so one ranked first pushes every held-out item down a place (nDCG by hand). By
+    default such a score file is refused, and the warning on the item table says how
+    to keep its items."""
+    from harness.evaluate.data import load_dataset
+    from harness.spec.config import parse_config
+
+    log, block = _world(tmp_path, string_ids=True)
+    new_items = ["sku90", "sku91"]
+    pd.DataFrame({"sku": [*log["sku"].unique(), *new_items]}).to_csv(tmp_path / "items.csv", index=False)
+    held = log.sort_values(["uid", "ts", "sku"]).groupby("uid").tail(2)
+    # every user: a new item first, then the two held-out items
+    scores = pd.concat([pd.DataFrame({"query_id": log["uid"].unique(), "item_id": "sku90", "score": 9.0}),
+                        held.rename(columns={"uid": "query_id", "sku": "item_id"})[["query_id", "item_id"]]
+                        .assign(score=1.0)])
+    scores.to_csv(tmp_path / "scores.csv", index=False)
+    block["item_features"] = {"path": str(tmp_path / "items.csv")}
+    cfg = small_config(tmp_path, dataset=block, gate=[])
+    cfg["models"] = {"new": {"kind": "precomputed", "params": {"path": str(tmp_path / "scores.csv")}}}
+    cfg.pop("compare")
+    cfg["evaluate"] = {"ranking": {"metrics": ["ndcg@10", "recall@1"]}}
+    refused = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"])
+    assert refused.exit_code == 2 and "name items the data set does not know (e.g. 'sku90')" in refused.stderr
+    assert "1 rows for ids without interactions are not part of the catalogue" not in refused.stderr
+    assert "2 rows for ids without interactions" in refused.stderr  # the two new items, counted
+    assert "dataset.catalogue: item_features keeps" in refused.stderr
+    cfg["dataset"] = {**block, "catalogue": "item_features"}
+    ds = load_dataset(parse_config(cfg))
+    assert ds.n_items == 42 and set(new_items) <= set(ds.item_ids) and list(ds.item_ids) == sorted(ds.item_ids)
+    assert not any("catalogue" in w for w in ds.warnings)
+    data, _ = _run(tmp_path, cfg)
+    values = {r["metric"]: r["value"] for r in data["metrics"]}
+    # relevant items at ranks 2 and 3 of 2 relevant: (1/log2(3) + 1/log2(4)) / (1 + 1/log2(3))
+    assert values["ndcg@10"] == pytest.approx((1 / np.log2(3) + 1 / np.log2(4)) / (1 + 1 / np.log2(3)), abs=1e-12)
+    assert values["recall@1"] == 0.0
+    with pytest.raises(harness.ConfigError, match="catalogue: item_features needs an item_features table"):
+        parse_config({**cfg, "dataset": {**cfg["dataset"], "item_features": None}})
+
+
 def test_slate_estimators_from_a_config(tmp_path: Path) -> None:
     """Logged slates (own string ids) -> each model as a Plackett-Luce policy -> SIPS and
     RIPS per slate; checked against a plain loop over slates and slots."""

@@ -165,12 +165,17 @@ class InteractionsDataset(_FileDataset):
     rating_max: float | None = None
     item_features: FeatureTable | None = None
     user_features: FeatureTable | None = None
+    catalogue: Literal["interactions", "item_features"] = Field(
+        "interactions", description="the items that can be recommended: those with interactions, or every item "
+                                    "the item_features table lists (new items without interactions too)")
 
     @model_validator(mode="after")
     def _relevance_column(self) -> "InteractionsDataset":
         source = self.relevance.source
         if source in ("rating", "label") and getattr(self.columns, source) is None:
             raise ValueError(f"relevance.from: {source} needs columns.{source} (or use from: interaction)")
+        if self.catalogue == "item_features" and self.item_features is None:
+            raise ValueError("catalogue: item_features needs an item_features table (the items it lists)")
         return self
 
 
