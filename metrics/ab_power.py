@@ -33,7 +33,7 @@ import numpy as np
 from scipy import optimize, special
 
 from harness.errors import ConfigError
-from harness.options import check_number, check_probability
+from harness.options import check_integer, check_number, check_probability
 
 from .sequential import cs_multiplier, cs_rho2
 
@@ -113,3 +113,18 @@ def ab_sample_size(effect: float, std_dev: float, *, alpha: float = 0.05, power:
         if hi > 1e15:
             raise ConfigError(f"effect {effect:g}: more than 1e15 units would be needed")
     return int(np.ceil(optimize.brentq(gap, lo, hi, xtol=0.5)))
+
+
+def ab_arm_sizes(n_units: int, allocation: float = 0.5) -> tuple[int, int]:
+    """``(treatment, control)`` units for a plan of ``n_units`` at ``allocation``: each
+    arm's share rounded up, so that neither arm falls short of the plan (their sum, the
+    units to enrol, may then exceed ``n_units`` by one).
+
+    >>> from harness.metrics.ab_power import ab_arm_sizes
+    >>> ab_arm_sizes(14913), ab_arm_sizes(10, 0.3)
+    ((7457, 7457), (3, 7))
+    """
+    n_units = check_integer(n_units, name="n_units", minimum=2)
+    allocation = check_probability(allocation, name="allocation", low_open=True, high_open=True)
+    # a share that is a whole number in exact arithmetic stays one (10 * 0.3 = 3.0000000000000004)
+    return tuple(int(np.ceil(round(n_units * share, 9))) for share in (allocation, 1 - allocation))  # type: ignore[return-value]

@@ -224,7 +224,14 @@ def test_plan_prints_the_sample_size_and_the_mde() -> None:
     res = runner.invoke(app, ["ab", "plan", "--baseline-rate", "0.1", "--mde", "0.02", "--relative"])
     assert res.exit_code == 0, res.output
     n = ab_sample_size(0.002, np.sqrt(0.09))
-    assert f"units needed: {n:,} in all" in res.output
+    arm = int(np.ceil(n / 2))  # each arm's half, rounded up: the total is their sum
+    assert f"units needed: {2 * arm:,} in all ({arm:,} treatment, {arm:,} control)" in res.output
+    # an uneven allocation: the arms are the plan's shares rounded up, the total their sum
+    res = runner.invoke(app, ["ab", "plan", "--std-dev", "1", "--mde", "0.1", "--allocation", "0.3"])
+    n = ab_sample_size(0.1, 1.0, allocation=0.3)
+    treatment, control = int(np.ceil(n * 0.3)), int(np.ceil(n * 0.7))
+    assert (n, treatment, control) == (3738, 1122, 2617)  # 0.3 * 3738 = 1121.4, 0.7 * 3738 = 2616.6
+    assert f"units needed: 3,739 in all (1,122 treatment, 2,617 control)" in res.output
     res = runner.invoke(app, ["ab", "plan", "--std-dev", "3", "--n-units", "100000", "--sequential",
                               "--variance-reduction", "0.3", "--tests", "4"])
     assert res.exit_code == 0, res.output

@@ -13,7 +13,7 @@ from harness.errors import ConfigError, DataValidationError
 from harness.metrics.ab import (ABMetric, ArmEstimate, Ratio, VariantMoments, ab_effect, add_moments, analyze_metric,
                                 arm_estimates, cluster_totals, moments_from_table, moments_table,
                                 heterogeneity_test, sample_ratio_mismatch, segment_moments, variant_moments)
-from harness.metrics.ab_power import ab_mde, ab_sample_size
+from harness.metrics.ab_power import ab_arm_sizes, ab_mde, ab_sample_size
 from harness.metrics.sequential import always_valid_inference, cs_multiplier, cs_rho2
 
 MEAN = ABMetric("y", Ratio("y"))
@@ -376,6 +376,21 @@ def test_power_formulas_against_scipy_and_a_simulation() -> None:
         ab_mde(100, 1.0, allocation=1.0)
     with pytest.raises(ConfigError, match="effect: 0"):
         ab_sample_size(0.0, 1.0)
+
+
+def test_arm_sizes_round_each_share_up_and_keep_the_plans_power() -> None:
+    """Each arm at least its share of the plan, so its MDE at the enrolled arm sizes is
+    no larger than the plan's; a whole share stays whole despite the float product."""
+    assert ab_arm_sizes(14913) == (7457, 7457) and ab_arm_sizes(14914) == (7457, 7457)
+    assert ab_arm_sizes(10, 0.3) == (3, 7) and ab_arm_sizes(11, 0.3) == (4, 8)
+    for allocation in (0.5, 0.3, 0.1):
+        n = ab_sample_size(0.05, 1.0, allocation=allocation)
+        t, c = ab_arm_sizes(n, allocation)
+        assert t >= n * allocation - 1e-9 and c >= n * (1 - allocation) - 1e-9 and t + c - n in (0, 1)
+        assert 1.0 * np.sqrt(1 / t + 1 / c) <= ab_mde(n, 1.0, allocation=allocation) / (stats.norm.ppf(0.975)
+                                                                                     + stats.norm.ppf(0.8)) + 1e-12
+    with pytest.raises(ConfigError, match="allocation"):
+        ab_arm_sizes(100, 0.0)
 
 
 # ----------------------------------------------------------------------------- segments

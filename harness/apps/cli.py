@@ -368,7 +368,7 @@ def ab_plan(
         import numpy as np
 
         from harness.errors import ConfigError
-        from harness.metrics.ab_power import ab_mde, ab_sample_size
+        from harness.metrics.ab_power import ab_arm_sizes, ab_mde, ab_sample_size
 
         if (std_dev is None) == (baseline_rate is None):
             raise ConfigError("ab plan: give exactly one of --std-dev or --baseline-rate")
@@ -387,9 +387,9 @@ def ab_plan(
                   f"{'always-valid' if sequential else 'fixed horizon'}, sd={sd:.6g}")
         if mde is not None:
             effect = mde * base if relative else mde
-            n = ab_sample_size(effect, sd, **opts)
-            print(f"units needed: {n:,} in all ({int(np.ceil(n * allocation)):,} treatment, "
-                  f"{int(np.ceil(n * (1 - allocation))):,} control) to detect {effect:.6g}"
+            treatment, control = ab_arm_sizes(ab_sample_size(effect, sd, **opts), allocation)
+            print(f"units needed: {treatment + control:,} in all ({treatment:,} treatment, "
+                  f"{control:,} control) to detect {effect:.6g}"
                   + (f" ({mde:.4g} relative)" if relative else "") + f"; {design}")
         else:
             m = ab_mde(n_units, sd, **opts)
