@@ -79,16 +79,22 @@ def test_history_puts_offline_deltas_beside_online_lifts(tmp_path: Path) -> None
         (tmp_path / f"ab{k}.yaml").write_text(yaml.safe_dump(cfg))
         res = runner.invoke(app, ["ab", str(tmp_path / f"e{k}.parquet"), "--config", str(tmp_path / f"ab{k}.yaml")])
         assert res.exit_code == 0, res.output
+    # a damaged results folder among the launches: left out, counted and named, not skipped silently
+    (tmp_path / "online" / "broken").mkdir()
+    (tmp_path / "online" / "broken" / "results.json").write_text("{not json")
     res = runner.invoke(app, ["history", str(tmp_path / "online")])
     assert res.exit_code == 0, res.output
-    hist = json.loads((tmp_path / "online" / "history.json").read_text())
+    assert "1 results folder(s) under" in res.stderr and "broken" in res.stderr
+    # written beside the run folders, not among them (RESULTS/history)
+    hist = json.loads((tmp_path / "online" / "history" / "history.json").read_text())
     launches = pd.DataFrame(hist["launches"])
     assert list(launches["offline:ndcg@10"]) == deltas  # in launch order
     (pair,) = hist["agreement"]
     assert (pair["offline_metric"], pair["online_metric"], pair["launches"]) == ("ndcg@10", "revenue", 6)
     assert pair["spearman"] == pytest.approx(stats.spearmanr(launches["offline:ndcg@10"],
                                                              launches["online:revenue"]).statistic)
-    assert (tmp_path / "online" / "history.png").is_file()
+    assert (tmp_path / "online" / "history" / "history.png").is_file()
+    assert not (tmp_path / "online" / "history.json").exists()
     empty = runner.invoke(app, ["history", str(tmp_path / "offline")])
     assert empty.exit_code == 2 and "no A/B results with a launch section" in empty.output
 
@@ -145,7 +151,7 @@ def test_history_reads_the_launches_logged_to_mlflow(tmp_path: Path, monkeypatch
         res = runner.invoke(app, ["ab", str(tmp_path / f"e{k}.parquet"), "--config", str(tmp_path / f"ab{k}.yaml")])
         assert res.exit_code == 0 and "logged to MLflow" in res.output, res.output
     assert runner.invoke(app, ["history", str(tmp_path / "online")]).exit_code == 0
-    from_folders = json.loads((tmp_path / "online" / "history.json").read_text())
+    from_folders = json.loads((tmp_path / "online" / "history" / "history.json").read_text())
     res = runner.invoke(app, ["history", "--mlflow"])
     assert res.exit_code == 0, res.output
     from_store = json.loads((tmp_path / "history" / "history.json").read_text())

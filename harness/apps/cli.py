@@ -425,7 +425,7 @@ def history(
     experiment: Optional[list[str]] = typer.Option(None, "--experiment", help="MLflow experiment(s) to read "
                                                    "(repeatable; default: all; implies --mlflow)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write history.json and history.png "
-                                          "(default: RESULTS, or ./history with --mlflow)."),
+                                          "(default: RESULTS/history, or ./history with --mlflow)."),
     confidence: float = typer.Option(0.95, help="Interval level."),
     absolute: bool = typer.Option(False, "--absolute", help="Online effects as absolute deltas (default: relative)."),
 ) -> None:
@@ -453,7 +453,10 @@ def history(
             out = output or Path("history")
         else:
             root = results or Path("results")
-            records, source, out = folder_records(root), str(root), output or root
+            (records, unreadable), source, out = folder_records(root), str(root), output or root / "history"
+            if unreadable:
+                print(f"NOTE: history: {len(unreadable)} results folder(s) under {root} cannot be read and are left "
+                      f"out, e.g. {unreadable[0]}", file=sys.stderr)
         hist = launch_history(records, confidence=check_confidence(confidence), relative=not absolute, source=source)
         with _wide_tables():
             print(hist.launches.to_string(index=False))

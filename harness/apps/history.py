@@ -77,18 +77,19 @@ def launch_row(data: dict[str, Any], *, relative: bool = True) -> dict[str, Any]
     return row
 
 
-def folder_records(root: str | Path) -> list[dict[str, Any]]:
-    """``results.json`` of every results folder under ``root`` (unreadable ones skipped)."""
+def folder_records(root: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """``results.json`` of every results folder under ``root``, and why each one that
+    cannot be read (damaged, a newer schema) was left out."""
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"history: {root} is not a folder of results")
-    out = []
+    out, unreadable = [], []
     for path in sorted(root.rglob("results.json")):
         try:
             out.append(read_results_json(path.parent))
-        except ResultsError:
-            continue
-    return out
+        except ResultsError as exc:
+            unreadable.append(str(exc))
+    return out, unreadable
 
 
 def launch_history(records: Iterable[dict[str, Any]], *, confidence: float = 0.95, relative: bool = True,
