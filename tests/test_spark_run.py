@@ -296,6 +296,8 @@ def test_spark_engine_reduces_grouped_ab_designs_to_the_local_numbers(spark, tmp
     ("mixed-cluster", r"1 cluster\(s\) have units in more than one variant, e.g. 'm3'"),
     ("missing-segment", r"segment column 'platform' has 2 missing value\(s\)"),
     ("repeated-week", r"1 duplicated \(user_id, week\) pair\(s\)"),
+    # the local reader also numbers the rows; Spark does not know the file's row order
+    ("missing-unit", r"column 'user_id' has 2 missing id\(s\) \(empty or null"),
 ])
 def test_spark_engine_refuses_bad_grouped_ab_data_as_the_local_engine(spark, tmp_path, damage, message):
     from harness.apps.ab import run_ab
@@ -313,6 +315,9 @@ def test_spark_engine_refuses_bad_grouped_ab_data_as_the_local_engine(spark, tmp
     elif damage == "missing-segment":
         table, cols = clustered.assign(platform=clustered["platform"].where(~clustered.index.isin([4, 9]))), {
             "segment": "platform"}
+    elif damage == "missing-unit":  # text ids, one null and one empty: both are no id
+        ids = clustered["user_id"].astype(str).where(clustered.index != 4, None).where(clustered.index != 9, " ")
+        table, cols = clustered.assign(user_id=ids), {}
     else:
         table, cols = pd.concat([weekly, weekly.iloc[[5]]], ignore_index=True), {"window": "week"}
     table.to_parquet(tmp_path / "bad.parquet")

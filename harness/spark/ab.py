@@ -23,7 +23,7 @@ from harness.metrics.holdout import ROWS, period_column
 from .session import require_columns, worker_errors
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
 
 def ab_moments(units: "DataFrame", columns: Sequence[str], *, variant: str = "variant",
@@ -86,6 +86,19 @@ def _moments(frame: "DataFrame", columns: list[str], keys: list[str], variants: 
             for g, part in _group_moments(frame, columns, keys).items()}
 
 
+def _missing_ids(frame: "DataFrame", column: str) -> "Column":
+    """Rows whose id in ``column`` is null or, for text, empty: no id, as the local
+    reader's ``check_ids_present`` counts them."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType
+
+    col = F.col(f"`{column}`")
+    missing = col.isNull()
+    if isinstance(frame.schema[column].dataType, StringType):
+        missing = missing | (F.trim(col) == "")
+    return F.sum(missing.cast("long"))
+
+
 def _check(units: "DataFrame", *, variant: str, cols: list[str], variants: Sequence[str], unit: str | None,
            window: str | None, labels: Sequence[tuple[str, str | None]], binary: Sequence[str],
            source: str) -> int:
@@ -114,11 +127,13 @@ def _check(units: "DataFrame", *, variant: str, cols: list[str], variants: Seque
                 .alias(f"_bad{j}") for j, c in enumerate(cols)],
               *[F.sum((~value[c].isin(0.0, 1.0)).cast("long")).alias(f"_off{j}") for j, c in enumerate(cols)
                 if c in binary],
-              *([F.countDistinct(*keyed).alias("_units")] if keyed else []),
+              *([F.countDistinct(*keyed).alias("_units"), _missing_ids(units, unit).alias("_no_unit")] if keyed else []),
               *[F.sum(F.col(f"`{c}`").isNull().cast("long")).alias(f"_null_{what}") for what, c in labels if c]]
     row = units.agg(*checks).first()
     if not row["_rows"]:
         raise DataValidationError(f"{source}: no rows")
+    if unit and row["_no_unit"]:  # the local reader's refusal; Spark does not number the rows
+        raise DataValidationError(f"{source}: column {unit!r} has {row['_no_unit']} missing id(s) (empty or null)")
     if row["_unknown"]:
         bad = [r[0] for r in units.select(label).where(~label.isin(list(variants)) | label.isNull())
                .distinct().limit(3).collect()]
