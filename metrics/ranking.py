@@ -164,6 +164,12 @@ def _item_keys(q_items: np.ndarray, r_items: np.ndarray, ties: str,
     both = np.concatenate([q_items.astype(object), r_items.astype(object)])
     kind = pd.api.types.infer_dtype(both, skipna=False)
     if kind not in ("string", "integer", "bytes"):
+        kinds = [pd.api.types.infer_dtype(ids, skipna=False) for ids in (q_items, r_items)]
+        if kinds[0] != kinds[1] and {"string", "integer"} >= set(kinds):  # each table sound, the two unlike
+            raise DataValidationError(
+                f"item_id: the qrels hold {kinds[0]} ids ({describe_examples(pd.unique(q_items))}) and the run "
+                f"{kinds[1]} ids ({describe_examples(pd.unique(r_items))}); check the id types: give both "
+                "tables the same one (e.g. .astype(str) on the integer one)")
         raise DataValidationError(f"item_id: ids must be all ints or all strings to be ordered; "
                                   f"got {kind} ({describe_examples(pd.unique(both))})")
     as_str = ties == "trec_eval"

@@ -182,6 +182,12 @@ def test_mixed_id_types_are_refused() -> None:
     run = pd.DataFrame({"query_id": [1, 1], "item_id": [1, "b"], "score": [0.5, 0.4]})
     with pytest.raises(DataValidationError, match="all ints or all strings"):
         evaluate_ranking(qrels, run, ["ndcg@2"])
+    # each table sound, the two unlike (integer judgments, text scores): each side's type named
+    qrels = pd.DataFrame({"query_id": [1, 1], "item_id": [10, 11], "relevance": [1, 0]})
+    run = pd.DataFrame({"query_id": [1, 1], "item_id": ["10", "11"], "score": [0.5, 0.4]})
+    with pytest.raises(DataValidationError, match=r"the qrels hold integer ids \(e.g. 10, 11\) and the run string "
+                                                  r"ids \(e.g. '10', '11'\); check the id types"):
+        evaluate_ranking(qrels, run, ["ndcg@2"])
 
 
 def test_metric_list_expansion() -> None:
