@@ -16,6 +16,7 @@ no cycle.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,8 @@ def _resolve(name: str) -> str | None:
     return None
 
 
-def imports_of(module: str) -> set[str]:
+@functools.cache  # parsed when a test first needs it: collection stays cheap on every worker
+def imports_of(module: str) -> frozenset[str]:
     tree = ast.parse(MODULES[module].read_text())
     package = module if MODULES[module].name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
@@ -97,10 +99,7 @@ def imports_of(module: str) -> set[str]:
             target = _resolve(name) if name.startswith("harness") else None
             if target is not None and target != module:
                 found.add(target)
-    return found
-
-
-GRAPH = {m: imports_of(m) for m in MODULES}
+    return frozenset(found)
 
 
 def test_every_module_has_a_stage() -> None:
@@ -113,7 +112,7 @@ def test_every_module_has_a_stage() -> None:
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_imports_point_down_the_spine(module: str) -> None:
     own = stage_of(module)
-    upward = sorted(t for t in GRAPH[module] if stage_of(t) > own)
+    upward = sorted(t for t in imports_of(module) if stage_of(t) > own)
     assert not upward, f"{module} (stage {own}) imports from later stages: {upward}"
 
 
@@ -131,7 +130,7 @@ def test_no_import_cycles() -> None:
         counter[0] += 1
         stack.append(v)
         on_stack.add(v)
-        for w in GRAPH[v]:
+        for w in imports_of(v):
             if w not in index:
                 visit(w)
                 low[v] = min(low[v], low[w])
@@ -150,7 +149,7 @@ def test_no_import_cycles() -> None:
             if len(real) > 1:
                 cycles.append(sorted(component))
 
-    for module in sorted(GRAPH):
+    for module in sorted(MODULES):
         if module not in index:
             visit(module)
     assert not cycles, f"import cycles: {cycles}"
@@ -158,7 +157,7 @@ def test_no_import_cycles() -> None:
 
 def test_the_checker_sees_a_planted_violation(tmp_path: Path) -> None:
     """The checks above are not vacuous: they see the imports they are meant to see."""
-    assert "harness.errors" in GRAPH["harness.types"]
+    assert "harness.errors" in imports_of("harness.types")
     assert stage_of("harness.inference.gate") > stage_of("harness.evaluate")
     assert stage_of("harness.metrics.stats") < stage_of("harness.spec.config")
-    assert any(stage_of(t) == stage_of("harness.inference") for t in GRAPH["harness.inference.gate"])
+    assert any(stage_of(t) == stage_of("harness.inference") for t in imports_of("harness.inference.gate"))
