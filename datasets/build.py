@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from harness.errors import ConfigError, DataValidationError
+from harness.errors import ConfigError, DataValidationError, plain_value
 
 from .base import InteractionDataset
 from .judgments import judge
@@ -52,10 +52,6 @@ def _unique_pairs(users: np.ndarray, items: np.ndarray, n_items: int, log: pd.Da
         order = _pair_order(users, items, n_items, log)
         return order[last], n_dup  # same groups, so the same 'last' flags
     return order, n_dup
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _duplicate_rows(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
@@ -232,7 +228,7 @@ def _checked_frame(log: pd.DataFrame, *, rating_range: tuple[float | None, float
     rows, n_dup = _unique_pairs(users, items, len(item_ids), log, keep_last=duplicates == "keep_last")
     if n_dup and duplicates == "error":
         dup_rows = _duplicate_rows(users, items, len(item_ids))
-        examples = tuple((_plain(user_ids[users[r]]), _plain(item_ids[items[r]])) for r in dup_rows[:3])
+        examples = tuple((plain_value(user_ids[users[r]]), plain_value(item_ids[items[r]])) for r in dup_rows[:3])
         violations.append(Violation("interactions", "user+item", "duplicate values of a unique key", n_dup, examples))
     raise_violations(violations)
     if n_dup:

@@ -53,10 +53,16 @@ class ResultsError(HarnessError, ValueError):
     exit_code = 2
 
 
+def plain_value(value: object) -> object:
+    """A NumPy scalar as the Python value it holds (JSON-ready, and printed without its
+    type: ``7``, not ``np.int64(7)``); any other value as it is."""
+    return value.item() if hasattr(value, "item") else value  # type: ignore[union-attr]
+
+
 def describe_examples(values: object, limit: int = 3) -> str:
     """Format the first ``limit`` offending values for an error message."""
     items = list(values)[:limit]  # type: ignore[call-overload]
-    text = ", ".join(repr(v.item() if hasattr(v, "item") else v) for v in items)
+    text = ", ".join(repr(plain_value(v)) for v in items)
     return f"e.g. {text}" if text else ""
 
 

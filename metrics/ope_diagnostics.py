@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import DataValidationError
+from harness.errors import DataValidationError, plain_value
 from harness.options import check_integer, check_number, check_probability
 
 from ._ope_inputs import check_propensities
@@ -117,12 +117,6 @@ class WeightDiagnostics:
     def gate_outcome_cap(self) -> str | None:
         """``"INCONCLUSIVE"`` when the weights cannot support a PASS, else None."""
         return "INCONCLUSIVE" if self.low_overlap else None
-
-
-def _plain(label: object) -> object:
-    """A Python value for an action label: NumPy scalars unwrapped (JSON-ready); the
-    labels of an object array (text ids) are Python values already."""
-    return label.item() if isinstance(label, np.generic) else label
 
 
 def pareto_k_threshold(n: int) -> float:
@@ -303,7 +297,7 @@ def weight_diagnostics(
         share = np.bincount(inverse, weights=w, minlength=labels.size) / n
         bad = (share >= min_action_mass) & (rows < min_action_rows)
         order = np.argsort(-share[bad], kind="stable")
-        thin = tuple((_plain(labels[bad][i]), int(rows[bad][i]), float(share[bad][i])) for i in order)
+        thin = tuple((plain_value(labels[bad][i]), int(rows[bad][i]), float(share[bad][i])) for i in order)
         if thin:
             a0, r0, m0 = thin[0]
             reasons.append(f"{len(thin)} thin action(s), e.g. action {a0!r}: estimated pi_e mass {m0:.2f} on "
