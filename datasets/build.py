@@ -19,7 +19,8 @@ from harness.errors import ConfigError, DataValidationError, plain_value
 
 from .base import InteractionDataset
 from .judgments import judge
-from .schema import Violation, find_violations, interactions_schema, raise_violations, reference_violations
+from .schema import (Violation, find_violations, in_source, interactions_schema, raise_violations,
+                     reference_violations)
 from .splits import as_sortable_times, split_mask
 
 COLD_START_POLICIES = ("keep", "exclude", "only")
@@ -111,6 +112,7 @@ def build_dataset(
     known_items: pd.Series | None = None,
     known_users: pd.Series | None = None,
     catalogue_items: pd.Series | None = None,
+    source: tuple[str, Mapping[str, str]] | None = None,
     id_kind: str = "id",
     item_features: pd.DataFrame | None = None,
     user_features: pd.DataFrame | None = None,
@@ -145,6 +147,9 @@ def build_dataset(
         table's, with ``catalogue: item_features``): new items a model may rank. Without
         it the catalogue is the items of the log, and side-table rows of other items are
         left out (counted in ``warnings``).
+    source : (file, {canonical column: source column}), optional
+        Where ``log`` was read from: its violations then name the file and the user's
+        own column names.
     id_kind : {"id", "integer", "string"}
         What raw user and item ids must be (MovieLens ids are integers).
     item_features, user_features : DataFrame, optional
@@ -166,7 +171,8 @@ def build_dataset(
     warnings: list[str] = []
     frame, user_ids, item_ids = _checked_frame(log, rating_range=rating_range, known_users=known_users,
                                                known_items=known_items, catalogue_items=catalogue_items,
-                                               id_kind=id_kind, duplicates=duplicates, warnings=warnings)
+                                               source=source, id_kind=id_kind, duplicates=duplicates,
+                                               warnings=warnings)
     split = _canonical({**split, "seed": split.get("seed", seed)} if split.get("kind") == "random" else split)
     ts = as_sortable_times(frame["timestamp"]) if "timestamp" in frame.columns else None
     test_mask = split_mask(split, users=frame["user_id"].to_numpy(), items=frame["item_id"].to_numpy(),
@@ -205,10 +211,14 @@ def build_dataset(
 
 def _checked_frame(log: pd.DataFrame, *, rating_range: tuple[float | None, float | None],
                    known_users: pd.Series | None, known_items: pd.Series | None,
-                   catalogue_items: pd.Series | None, id_kind: str, duplicates: str,
+                   catalogue_items: pd.Series | None, source: tuple[str, Mapping[str, str]] | None,
+                   id_kind: str, duplicates: str,
                    warnings: list[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Validate the raw log, map ids, resolve duplicates; rows come out in (user, item) order,
     the canonical order that makes everything after it independent of the file's row order."""
+    def raise_found(violations: list[Violation]) -> None:
+        raise_violations(violations if source is None else in_source(violations, *source))
+
     schema = interactions_schema(rating="rating" in log.columns, label="label" in log.columns,
                                  timestamp="timestamp" in log.columns, rating_range=rating_range, unique=False,
                                  ids=id_kind)  # type: ignore[arg-type]
@@ -218,7 +228,7 @@ def _checked_frame(log: pd.DataFrame, *, rating_range: tuple[float | None, float
             violations += reference_violations(log[col], known, table="interactions", column=col,
                                                parent_table=f"the {col} table")
     if any(v.column in ("user", "item", "*") for v in violations):
-        raise_violations(violations)  # ids must be sound before they can be mapped
+        raise_found(violations)  # ids must be sound before they can be mapped
     users, user_ids = _map_ids(log["user"])
     if catalogue_items is None:
         items, item_ids = _map_ids(log["item"])
@@ -230,7 +240,7 @@ def _checked_frame(log: pd.DataFrame, *, rating_range: tuple[float | None, float
         dup_rows = _duplicate_rows(users, items, len(item_ids))
         examples = tuple((plain_value(user_ids[users[r]]), plain_value(item_ids[items[r]])) for r in dup_rows[:3])
         violations.append(Violation("interactions", "user+item", "duplicate values of a unique key", n_dup, examples))
-    raise_violations(violations)
+    raise_found(violations)
     if n_dup:
         warnings.append(f"duplicates: {n_dup} repeated (user, item) rows replaced by the pair's latest row "
                         "(duplicates: keep_last)")

@@ -98,12 +98,14 @@ def dataset_from_spec(spec: Mapping[str, Any], *, seed: int) -> InteractionDatas
         item_feats = item_feats.drop(columns=[spec["item_features"]["category_column"]])  # type: ignore[union-attr]
     paths = spec["path"] if isinstance(spec["path"], list) else [spec["path"]]
     name = spec.get("name") or f"interactions:{Path(paths[0]).stem}"
+    files = str(paths[0]) if len(paths) == 1 else f"{paths[0]} (and {len(paths) - 1} more file(s))"
     catalogue = spec.get("catalogue", "interactions")
     settings = {"kind": "interactions", **({"catalogue": catalogue} if catalogue != "interactions" else {})}
     return build_dataset(log, name=name, item_categories=cats, item_features=item_feats,
                          known_items=None if item_feats is None else item_feats["item"],
                          known_users=None if user_feats is None else user_feats["user"],
                          catalogue_items=item_feats["item"] if catalogue == "item_features" else None,
+                         source=(files, columns),
                          user_features=user_feats, rating_range=(spec.get("rating_min"), spec.get("rating_max")),
                          settings=settings, **common)  # source column names are not content
 

@@ -8,8 +8,8 @@ rows break the rule and a few example values, so that a user can fix the file in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Literal, Mapping
 
 import numpy as np
 import pandas as pd
@@ -66,10 +66,28 @@ class Violation:
     rule: str
     count: int
     examples: tuple = field(default=())
+    file: str | None = None  # the table's file(s), when it was read from the user's files
 
     def __str__(self) -> str:
         ex = describe_examples(self.examples)
-        return f"{self.table}.{self.column}: {self.rule} ({self.count} rows{'; ' + ex if ex else ''})"
+        return f"{self.where}: {self.rule} ({self.count} rows{'; ' + ex if ex else ''})"
+
+    @property
+    def where(self) -> str:
+        """``table.column``, or the file and the column as the file names it."""
+        if self.file is None:
+            return f"{self.table}.{self.column}"
+        if self.column == "*":
+            return self.file
+        names = self.column.split("+")
+        return f"{self.file}: column{'s' if len(names) > 1 else ''} {', '.join(map(repr, names))}"
+
+
+def in_source(violations: list[Violation], file: str, columns: Mapping[str, str]) -> list[Violation]:
+    """The violations of a table read from ``file`` with source columns renamed to the
+    canonical ones (``columns``: canonical -> source), named as the user knows them."""
+    return [replace(v, file=file, column="+".join(columns.get(c, c) for c in v.column.split("+")))
+            for v in violations]
 
 
 def _dtype_ok(series: pd.Series, kind: Kind) -> bool:
@@ -108,10 +126,18 @@ def _timestamp_text(series: pd.Series) -> tuple[str, int, tuple]:
     numbers nor dates, or, when all are, what to write instead."""
     text = series.dropna().astype(str)
     numbers = pd.to_numeric(text, errors="coerce").notna()
-    dates = pd.to_datetime(text, errors="coerce", format="ISO8601").notna()
+    # utc=True: dates with and without a zone side by side are each still a date here
+    dates = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True).notna()
     bad = ~(numbers | dates)
     if bad.any():
         return "neither numbers nor ISO 8601 dates", int(bad.sum()), tuple(text[bad].head(3))
+    # the reader turns a column of dates in one ISO 8601 form into times; these were not
+    zoned = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True)
+    if dates.all() and zoned.any() and not zoned.all():
+        examples = (*text[zoned].head(1), *text[~zoned].head(2))
+        return (f"dates with a time zone ({int(zoned.sum())} rows) and without one ({int((~zoned).sum())} rows) "
+                "are not one time scale: write every date in one form (e.g. all UTC with Z), numbers "
+                "(e.g. Unix seconds) or a Parquet timestamp column"), int((~zoned).sum()), examples
     return ("dates as text are not read as times: write numbers (e.g. Unix seconds), or a Parquet "
             "timestamp column"), len(text), tuple(text.head(3))
 
@@ -158,7 +184,8 @@ def find_violations(df: pd.DataFrame, schema: Schema) -> list[Violation]:
                 out.append(Violation(schema.table, col.name,
                                      f"required column missing (columns: {sorted(present)})", len(df)))
             continue
-        out.extend(_column_violations(df, schema.table, col))
+        if len(df):  # an empty table has no values to check (a header-only CSV's columns have no type)
+            out.extend(_column_violations(df, schema.table, col))
     for key in schema.unique:
         if not set(key) <= present:
             continue

@@ -135,7 +135,8 @@ def test_items_missing_from_feature_table_are_an_error(tmp_path: Path) -> None:
     spec = {"kind": "interactions", "path": str(tmp_path / "log.csv"), "columns": MAPPING,
             "split": {"kind": "random"}, "relevance": {"from": "interaction"},
             "item_features": {"path": str(tmp_path / "items.csv"), "id_column": "sku"}}
-    with pytest.raises(DataValidationError, match=r"interactions.item: values not found in the item table"):
+    # named as the user knows it: the file and its own column name
+    with pytest.raises(DataValidationError, match=r"log.csv: column 'sku': values not found in the item table"):
         dataset_from_spec(spec, seed=0)
 
 
@@ -343,7 +344,7 @@ def test_interactions_config_through_the_runner(tmp_path: Path) -> None:
                                                            "columns": {"user": "customer", "item": "sku",
                                                                        "timestamp": "ts"}}}))
     assert again.fingerprint == ds.fingerprint  # same content under another column name
-    with pytest.raises(DataValidationError, match=r"interactions.user: values not found in the user table \(.*'user-0'"):
+    with pytest.raises(DataValidationError, match=r"log.parquet: column 'uid': values not found in the user table \(.*'user-0'"):
         load_dataset(parse_config({**BASE, "dataset": {**dataset, "user_features": {
             "path": str(tmp_path / "users.csv")}}}))
 
@@ -368,3 +369,22 @@ def test_yaml_date_cutoff(tmp_path: Path) -> None:
     text = text.replace("kind: interactions", "kind: interactions\n  split: {kind: temporal, cutoff: 2024-06-15}")
     (tmp_path / "c.yaml").write_text(text)
     assert load_config(tmp_path / "c.yaml").dataset.split.cutoff == "2024-06-15"
+
+
+def test_a_header_only_or_mixed_zone_log_is_one_message_naming_the_file(tmp_path: Path) -> None:
+    """A header-only CSV is "empty" and nothing else (its columns have no type to check);
+    dates with and without a zone in one CSV column (the reader leaves them text) are one
+    violation naming the file and the user's column (it was pandas' ValueError, exit 3)."""
+    spec = {"kind": "interactions", "path": str(tmp_path / "log.csv"), "columns": MAPPING,
+            "split": {"kind": "random"}, "relevance": {"from": "interaction"}}
+    (tmp_path / "log.csv").write_text("uid,sku,clicks,stars,ts\n")
+    with pytest.raises(DataValidationError) as empty:
+        dataset_from_spec(spec, seed=0)
+    assert str(empty.value) == f"1 data validation error(s):\n  {tmp_path / 'log.csv'}: table is empty (0 rows)"
+    df = clicks()
+    df["ts"] = pd.to_datetime(df["ts"], unit="s", utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    df.loc[:2, "ts"] = "2024-01-01 10:00"
+    df.to_csv(tmp_path / "log.csv", index=False)
+    with pytest.raises(DataValidationError, match=r"log.csv: column 'ts': expected timestamp values.*dates with a "
+                                                  r"time zone \(\d+ rows\) and without one \(3 rows\)"):
+        dataset_from_spec(spec, seed=0)

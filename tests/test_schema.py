@@ -133,3 +133,9 @@ def test_timestamps_as_text_name_the_bad_value_or_say_what_to_write() -> None:
     dates = _with(timestamp=["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"])
     [v] = find_violations(dates, SCHEMA)
     assert v.count == 4 and "write numbers (e.g. Unix seconds), or a Parquet timestamp column" in v.rule
+    # dates with and without a zone (a CSV the reader could not read as one time column): the
+    # rows without one are counted, one zoned example first (this raised pandas' ValueError)
+    zones = _with(timestamp=["2024-01-01T10:00:00Z", "2024-01-02 10:00", "2024-01-03T10:00:00+01:00", "2024-01-04"])
+    [v] = find_violations(zones, SCHEMA)
+    assert (v.count, v.examples) == (2, ("2024-01-01T10:00:00Z", "2024-01-02 10:00", "2024-01-04"))
+    assert "dates with a time zone (2 rows) and without one (2 rows) are not one time scale" in v.rule
