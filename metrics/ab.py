@@ -269,8 +269,34 @@ def moments_from_table(table: pd.DataFrame, *, variant: str = "variant", count: 
         bad = [columns[j] for j in range(len(columns)) if not np.isfinite(sums[j])]
         if bad:
             raise DataValidationError(f"{source}: variant {row[variant]!r}: sum of {bad[:3]} is not finite")
+        _check_realisable(row[variant], int(n), columns, sums, cross, source)
         out.append(VariantMoments(str(row[variant]), int(n), tuple(columns), sums, cross))
     return out
+
+
+def _check_realisable(name: object, n: int, columns: list[str], sums: np.ndarray, cross: np.ndarray,
+                      source: str) -> None:
+    """Refuse sums no data could give (an edited or mis-joined table): a negative
+    variance, ``n sum(x^2) < sum(x)^2``, or a correlation outside [-1, 1],
+    ``(n sum(ab) - sum(a) sum(b))^2 > var_a var_b`` (both n^2 times the sample moments).
+    Tolerances are relative, for sums computed in floating point."""
+    given = np.isfinite(np.diag(cross))
+    var = n * np.diag(cross) - sums ** 2
+    scale = n * np.abs(np.diag(cross)) + sums ** 2
+    for j in np.flatnonzero(given & (var < -1e-9 * scale)):
+        c = columns[j]
+        raise DataValidationError(
+            f"{source}: variant {name!r}: sum({c}*{c}) = {cross[j, j]:.6g} is below sum({c})^2 / n = "
+            f"{sums[j] ** 2 / n:.6g}: a negative variance, which no data can give")
+    for j, k in zip(*np.triu_indices(len(columns), 1)):
+        if not (given[j] and given[k] and np.isfinite(cross[j, k])):
+            continue
+        cov = n * cross[j, k] - sums[j] * sums[k]
+        if cov * cov > max(var[j], 0.0) * max(var[k], 0.0) * (1 + 1e-9) + 1e-9 * scale[j] * scale[k]:
+            a, b = columns[j], columns[k]
+            raise DataValidationError(
+                f"{source}: variant {name!r}: sum({a}*{b}) = {cross[j, k]:.6g} gives {a} and {b} a correlation "
+                "outside [-1, 1], which no data can give")
 
 
 def segmented_moments_from_table(table: pd.DataFrame, *, segment: str, variant: str = "variant",

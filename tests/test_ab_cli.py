@@ -141,6 +141,44 @@ def test_statistics_input_gives_the_per_unit_numbers(tmp_path: Path) -> None:
             assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-300), key
 
 
+def test_statistics_no_data_could_give_are_refused_naming_the_variant(tmp_path: Path) -> None:
+    """An edited or mis-joined statistics table: a negative variance, a correlation outside
+    [-1, 1], a proportion summing past its units. Exit 2 naming the file, the variant and
+    the rule (they were analysed: zero-width intervals, a conversion rate of 10.2)."""
+    code, _, first = _run(tmp_path, _data(tmp_path, fmt="csv"), _config(tmp_path))
+    good = pd.read_csv(tmp_path / "results" / first["run_id"] / "statistics.csv")
+    control = good["variant"] == "control"
+    n = int(good.loc[control, "n"].iloc[0])
+    s, ss = good.loc[control, "sum(revenue)"].iloc[0], good.loc[control, "sum(revenue*revenue)"].iloc[0]
+    cases = {
+        "sum(revenue*revenue)": (0.0, r"variant 'control': sum\(revenue\*revenue\) = 0 is below sum\(revenue\)\^2 / n"),
+        # a perfect correlation and a bit more: (n sum(ab) - sum(a) sum(b))^2 > var_a var_b
+        "sum(revenue*pre_revenue)": (None, r"sum\(revenue\*pre_revenue\) = .* gives revenue and pre_revenue a "
+                                          r"correlation outside \[-1, 1\]"),
+        # a negative count with sum(x^2) = 1: the variance is >= 0, only the proportion's range refuses it
+        "sum(converted)": (-1.0, rf"variant 'control': sum\(converted\) = -1 with {n} units: a "
+                                 rf"proportion's sum counts units, so it lies in \[0, {n}\]"),
+    }
+    for k, (column, (value, message)) in enumerate(cases.items()):
+        bad = good.copy()
+        if column == "sum(revenue*pre_revenue)":
+            sp, ssp = bad.loc[control, "sum(pre_revenue)"].iloc[0], bad.loc[control, "sum(pre_revenue*pre_revenue)"].iloc[0]
+            var_a, var_b = n * ss - s * s, n * ssp - sp * sp
+            value = (s * sp + 1.01 * np.sqrt(var_a * var_b)) / n
+        if column == "sum(converted)":  # its cross products with other columns not given (they are optional)
+            bad.loc[control, "sum(converted*converted)"] = 1.0
+            bad = bad.drop(columns=[c for c in bad.columns if "converted*" in c and c != "sum(converted*converted)"
+                                    or "*converted)" in c and c != "sum(converted*converted)"])
+        bad.loc[control, column] = value
+        bad.to_csv(tmp_path / f"bad{k}.csv", index=False)
+        cfg = _config(tmp_path, input="statistics", columns={"variant": "variant"}, output=str(tmp_path / f"out{k}"))
+        (tmp_path / "ab.yaml").write_text(yaml.safe_dump(cfg))
+        res = CliRunner().invoke(app, ["ab", str(tmp_path / f"bad{k}.csv"), "--config", str(tmp_path / "ab.yaml")])
+        assert res.exit_code == 2 and "Traceback" not in res.output, (column, res.output)
+        assert re.search(message, res.stderr), (column, res.stderr)
+        assert f"bad{k}.csv" in res.stderr and not (tmp_path / f"out{k}").exists()
+
+
 def test_cluster_randomised_data_is_analysed_by_cluster(tmp_path: Path) -> None:
     data = _data(tmp_path, clusters=40, n=8000)
     cfg = _config(tmp_path, columns={"variant": "variant", "unit": "user_id", "cluster": "market"})

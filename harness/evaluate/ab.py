@@ -86,11 +86,26 @@ def _from_statistics(spec: ABFamilySpec) -> ExperimentStatistics:
     else:
         have = {m.variant: m for m in moments_from_table(table, variant=cols.variant, source=data)}
         moments = [have[n] for n in names]
+    for where, part in (segments or {None: moments}).items():
+        _check_proportion_sums(part, [s.proportion for s in spec.metrics.values() if s.proportion],
+                               data if where is None else f"{data} (segment {where!r})")
     design: dict[str, Any] = {"input": "statistics", "unit": "unit", "n_units": sum(m.n for m in moments),
                               "fingerprint": data_fingerprint(data)}
     if UNITS in moments[0].columns:  # per-cluster totals (the statistics.csv of a clustered or holdout run)
         design.update(n_clusters=design["n_units"], variance="cluster-robust")
     return ExperimentStatistics(moments, segments, design, [])
+
+
+def _check_proportion_sums(moments: list[VariantMoments], proportions: list[str], source: str) -> None:
+    """A proportion's sum counts units with the outcome: between 0 and the units (n, or
+    the clusters' unit counts for per-cluster totals)."""
+    for m in moments:
+        for col in (c for c in proportions if c in m.columns):
+            total = m.sums[m.columns.index(col)]
+            units = m.sums[m.columns.index(UNITS)] if UNITS in m.columns else m.n
+            if not 0 <= total <= units:
+                raise DataValidationError(f"{source}: variant {m.variant!r}: sum({col}) = {total:.6g} with {units:.6g} "
+                                          f"units: a proportion's sum counts units, so it lies in [0, {units:.6g}]")
 
 
 def load_statistics(spec: ABFamilySpec, backend: Backend = LOCAL) -> ExperimentStatistics:
