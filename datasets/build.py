@@ -78,6 +78,11 @@ def _side_table(table: pd.DataFrame, key: str, raw_ids: np.ndarray, *, what: str
     return out.sort_values(id_col, kind="stable").reset_index(drop=True)
 
 
+def _time_text(value: Any) -> str:
+    """A timestamp for a message: a date as ISO 8601, a number as it is."""
+    return str(pd.Timestamp(value).isoformat()) if isinstance(value, np.datetime64) else repr(plain_value(value))
+
+
 def _cold_start(train: pd.DataFrame, test: pd.DataFrame, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
     """Boolean flags over test rows: user unseen in train, item unseen in train."""
     seen_u = np.zeros(n_users, dtype=bool)
@@ -182,6 +187,10 @@ def build_dataset(
     if len(test) == 0:
         raise DataValidationError(f"split {split}: no interaction was held out "
                                   f"({len(frame)} rows, {len(user_ids)} users); nothing to evaluate")
+    if len(train) == 0:  # e.g. a cutoff before the first timestamp, or in other units (ms against s)
+        raise DataValidationError(f"split {split}: every interaction was held out ({len(frame)} rows"
+                                  + (f", timestamps from {_time_text(ts.min())} to {_time_text(ts.max())}"
+                                     if ts is not None else "") + "); nothing to train on")
     n_users, n_items = len(user_ids), len(item_ids)
     with_test = int(np.unique(test["user_id"].to_numpy()).size)
     stats = {"train_rows": len(train), "test_rows": len(test), "users_with_test": with_test,

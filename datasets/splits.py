@@ -101,6 +101,11 @@ def temporal_split(timestamps: np.ndarray, *, test_fraction: float | None = None
             raise ConfigError(f"split temporal: test_fraction {test_fraction} leaves no train rows")
         return ts > cut
     if np.issubdtype(ts.dtype, np.datetime64):
+        if isinstance(cutoff, (int, float, np.number)) and not isinstance(cutoff, bool):
+            # pandas would read a number as nanoseconds since 1970: every row after the cutoff
+            as_seconds = pd.Timestamp(float(cutoff), unit="s", tz="UTC").isoformat().replace("+00:00", "Z")
+            raise ConfigError(f"split temporal: cutoff {cutoff!r} is a number but the timestamps are dates: give "
+                              f"the cutoff as a date (as Unix seconds, {cutoff!r} is {as_seconds!r})")
         cut = pd.Timestamp(cutoff)
         if cut.tz is not None:  # timestamps arrive as UTC instants (see as_sortable_times)
             cut = cut.tz_convert("UTC").tz_localize(None)

@@ -169,6 +169,18 @@ def test_datetime_timestamps_from_csv(tmp_path) -> None:
     assert held == {("a", 3), ("b", 1)}
     with pytest.raises(ConfigError, match="is not a number"):
         temporal_split(np.arange(3), cutoff="yesterday")
+    # a number against dates: pandas would read it as nanoseconds (everything after it); the
+    # message says what it is as Unix seconds
+    with pytest.raises(ConfigError, match=r"cutoff 1577923200 is a number but the timestamps are dates: give the "
+                                          r"cutoff as a date \(as Unix seconds, 1577923200 is '2020-01-02T00:00:00Z'\)"):
+        build_dataset(log, name="t", split={"kind": "temporal", "cutoff": 1577923200}, relevance={"from": "interaction"})
+    # a cutoff before every timestamp (or in other units: ms against s): nothing to train on
+    with pytest.raises(DataValidationError, match=r"every interaction was held out \(5 rows, timestamps from "
+                                                  r"2020-01-01T00:00:00 to 2020-01-03T00:00:00\); nothing to train on"):
+        build_dataset(log, name="t", split={"kind": "temporal", "cutoff": "2019-12-31"}, relevance={"from": "interaction"})
+    millis = log.assign(timestamp=((log["timestamp"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "ms")).to_numpy())
+    with pytest.raises(DataValidationError, match=r"timestamps from 1577836800000 to 1578009600000\); nothing to train"):
+        build_dataset(millis, name="t", split={"kind": "temporal", "cutoff": 1577923200}, relevance={"from": "interaction"})
 
 
 @pytest.mark.parametrize("kind", ["int", "float", "datetime", "huge"])
