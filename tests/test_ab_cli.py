@@ -229,6 +229,9 @@ def test_bad_data_is_exit_2_naming_the_problem(tmp_path: Path, mutate: Any, mess
     ({"analysis": {"bogus": 1}}, "analysis.bogus: unknown key"),
     ({"variants": {"control": "control", "treatments": ["treatment"], "split": {"control": 1}}},
      "needs a share for exactly"),
+    # fractions that do not add up: a typo, not weights (it became a sample-ratio mismatch, exit 4)
+    ({"variants": {"control": "control", "treatments": ["treatment"], "split": {"control": 0.5, "treatment": 0.6}}},
+     "the shares are fractions but sum to 1.1, not 1"),
 ])
 def test_bad_config_is_exit_2(tmp_path: Path, over: dict[str, Any], message: str) -> None:
     code, out, _ = _run(tmp_path, _data(tmp_path, n=200), _config(tmp_path, **over))

@@ -61,6 +61,11 @@ class ABVariants(Strict):
             bad = {k: v for k, v in self.split.items() if not v > 0}
             if bad:
                 raise ValueError(f"variants.split: shares must be > 0, got {bad}")
+            total = sum(self.split.values())
+            if all(v < 1 for v in self.split.values()) and abs(total - 1) > 1e-6:
+                # fractions that do not add up are a typo, not weights (weights: e.g. {a: 2, b: 1})
+                raise ValueError(f"variants.split: the shares are fractions but sum to {total:g}, not 1 "
+                                 f"({self.split}); give fractions that sum to 1, or weights such as 2 and 1")
         return self
 
     @property
