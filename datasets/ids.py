@@ -24,8 +24,20 @@ from harness.errors import DataValidationError, describe_examples
 
 __all__ = ["IdMap", "encode_pairs", "id_maps"]
 
-# an id that is a canonical integer (no sign or leading zeros to lose): ``42``, not ``042``
-CANONICAL_INT = r"^-?(0|[1-9][0-9]{0,17})$"
+def _digits_at_most(bound: str) -> str:
+    """A regex of the numbers with ``len(bound)`` digits that are <= ``bound``."""
+    parts = [bound[:i] + (f"[0-{int(d) - 1}]" if int(d) > 1 else "0") + f"[0-9]{{{len(bound) - i - 1}}}"
+             for i, d in enumerate(bound) if int(d) > 0 and (i > 0 or int(d) > 1)]
+    parts = [p.replace("[0-9]{0}", "") for p in parts]
+    if bound[0] > "1":  # the first digit may be 1..bound[0]-1 (never 0)
+        parts[0] = (f"[1-{int(bound[0]) - 1}]" if int(bound[0]) > 2 else "1") + f"[0-9]{{{len(bound) - 1}}}"
+    return "|".join([*parts, bound])
+
+
+# an id that is a canonical integer (no sign or leading zeros to lose: ``42``, not ``042``)
+# within int64, as hashed 64-bit ids are: up to 18 digits, or 19 up to 2^63 - 1 (-2^63)
+CANONICAL_INT = (r"^(?:0|-?[1-9][0-9]{0,17}|" + _digits_at_most(str(2**63 - 1)) + "|-(?:"
+                 + _digits_at_most(str(2**63)) + "))$")
 
 
 def _as_id_array(values: Any, *, source: str, column: str) -> np.ndarray:

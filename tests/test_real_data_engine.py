@@ -266,3 +266,35 @@ def test_slate_estimators_from_a_config(tmp_path: Path) -> None:
         clicks = slate["click"].to_numpy()
         assert ours.loc[sid, "slate_rips"] == pytest.approx(np.sum(pi_cascade / mu_cascade * clicks), rel=1e-9)
         assert ours.loc[sid, "slate_sips"] == pytest.approx(pi_cascade[-1] / mu_cascade[-1] * clicks.sum(), rel=1e-9)
+
+
+def test_hashed_64_bit_ids_stay_integers_to_the_results(tmp_path: Path) -> None:
+    """Ids up to the int64 bounds (hashed ids use all 64 bits) are integers from the CSV
+    to per_unit.parquet, so that the results join the user's int64 tables; one past the
+    bounds, a leading zero or a sign on zero make an id text. The regex checked against
+    Python's int on the bounds and around them."""
+    import re
+
+    from harness.datasets.ids import CANONICAL_INT
+
+    def canonical(text: str) -> bool:
+        return str(int(text)) == text and -2**63 <= int(text) < 2**63
+
+    edges = [2**63 - 1, 2**63, -2**63, -2**63 - 1, 10**18, 10**18 - 1, 10**19, 9223372036854775799, 0]
+    texts = [str(v) for e in edges for v in (e - 1, e, e + 1)] + ["-0", "042", "+7", "1.0", ""]
+    rng = np.random.default_rng(0)
+    texts += [str(int(v)) for v in rng.integers(-2**63, 2**63 - 1, 2000, dtype=np.int64)]
+    assert [bool(re.match(CANONICAL_INT, t)) for t in texts] == [t.lstrip("-").isdigit() and canonical(t)
+                                                                for t in texts]
+    log, block = _world(tmp_path, string_ids=False)
+    big = {u: 2**63 - 1 - 7 * k for k, u in enumerate(sorted(log["uid"].unique()))}
+    log = log.assign(uid=log["uid"].map(big))
+    log.to_csv(tmp_path / "log.csv", index=False)
+    cfg = small_config(tmp_path, dataset=block, gate=[])
+    cfg["models"] = {"popularity": {"kind": "popularity"}}
+    cfg.pop("compare")
+    cfg["evaluate"] = {"ranking": {"metrics": ["ndcg@10"]}}
+    _, folder = _run(tmp_path, cfg)
+    per_unit = pd.read_parquet(folder / "per_unit.parquet")
+    assert per_unit["unit_id"].dtype == np.int64 and set(per_unit["unit_id"]) <= set(big.values())
+    assert per_unit["unit_id"].max() == 2**63 - 1
