@@ -163,25 +163,29 @@ def build_model(name: str, kind: str, params: dict[str, Any], dataset: Dataset, 
     try:
         return factory(dict(params), dataset, seed)
     except TypeError as exc:
-        raise ConfigError(f"models.{name}.params: {exc}{_did_you_mean(str(exc))}") from None
+        raise ConfigError(f"models.{name}.params: {_unknown_parameter(str(exc), kind)}") from None
 
 
-def _did_you_mean(message: str) -> str:
-    """``"; did you mean 'n_neighbours'?"`` for ``Cls.__init__() got an unexpected keyword
-    argument 'n_neighbors'`` when the class has a parameter spelt close to it."""
+def _unknown_parameter(message: str, kind: str) -> str:
+    """``unknown parameter 'n_neighbors' of kind 'item_knn'; did you mean 'n_neighbours'?
+    (parameters: ...)`` for Python's ``Cls.__init__() got an unexpected keyword argument
+    'n_neighbors'`` (the message as it is for any other TypeError)."""
     import difflib
     import inspect
     import re
 
     import harness.models
 
-    match = re.search(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'", message)
+    match = re.search(r"(\w+)(?:\.__init__)?\(\) got an unexpected keyword argument '(\w+)'", message)
     cls = getattr(harness.models, match.group(1), None) if match else None
+    if cls is None and match and match.group(1) == "load_precomputed":  # a function, not a model class
+        from harness.models.precomputed import load_precomputed as cls
     if cls is None:
-        return ""
-    known = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
+        return message
+    known = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs", "source", "dataset")]
     close = difflib.get_close_matches(match.group(2), known, n=1)
-    return (f"; did you mean {close[0]!r}?" if close else "") + f" (parameters: {', '.join(known)})"
+    return (f"unknown parameter {match.group(2)!r} of kind {kind!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+            + f" (parameters: {', '.join(known)})")
 
 
 def check_model_kinds(models: dict[str, str]) -> None:
