@@ -126,6 +126,28 @@ def test_server_killed_mid_run_then_sync_logs_exactly_once(
         server.stop()
 
 
+def test_a_run_with_tracking_disabled_is_not_synced_unless_named(tmp_path: Path) -> None:
+    """``tracking: {enabled: false}``: the folder says ``disabled`` (not ``pending``), the
+    report does not offer an upload, and ``harness sync`` of the results root leaves it
+    alone (an outage's sync uploaded every such run); named on its own, it is logged."""
+    from tests.conftest import migrated_store
+
+    cfg = small_config(tmp_path, tracking={"enabled": False})
+    assert runner.invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"]).exit_code in (0, 1)
+    folder = _results_dir(tmp_path / "results")
+    assert json.loads((folder / "results.json").read_text())["tracking"]["status"] == "disabled"
+    assert "harness sync" not in (folder / "report.html").read_text()
+    uri = f"sqlite:///{migrated_store(tmp_path / 'store.db')}"
+    synced = runner.invoke(app, ["sync", str(tmp_path / "results"), "--tracking-uri", uri])
+    assert synced.exit_code == 0 and f"{folder.name}: tracking disabled in its config, not logged" in synced.stdout
+    assert json.loads((folder / "results.json").read_text())["tracking"]["status"] == "disabled"
+    assert MlflowClient(uri).search_experiments(filter_string=f"name = '{cfg['name']}'") == []
+    synced = runner.invoke(app, ["sync", str(folder), "--tracking-uri", uri])
+    assert synced.exit_code == 0 and "logged to" in synced.stdout, synced.output
+    data = json.loads((folder / "results.json").read_text())
+    assert data["tracking"]["status"] == "logged" and len(_runs_for(MlflowClient(uri), data["run_id"])) >= 1
+
+
 def test_sync_reports_still_unreachable(tmp_path: Path, unreachable_uri: str) -> None:
     cfg = small_config(tmp_path, tracking={"uri": unreachable_uri})
     assert runner.invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"]).exit_code == 0

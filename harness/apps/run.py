@@ -228,6 +228,8 @@ def save_and_track(result: EvalResult, out_root: Path, files: dict[str, str], *,
     """The end of every command that writes a run: the results folder, whole or not at all
     (its figures closed either way), then, with a ``tracking_uri``, MLflow
     (``result.tracking``). Returns the folder."""
+    if tracking_uri is None:  # tracking off: nothing is waiting for `harness sync` to upload
+        result.tracking = {**result.tracking, "status": "disabled"}
     try:
         results_dir = write_results(result, out_root, files, figures=figures, finalize=write_report)
     finally:

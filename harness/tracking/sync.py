@@ -1,4 +1,5 @@
-"""``harness sync``: log results folders whose tracking status is ``pending``."""
+"""``harness sync``: log results folders whose tracking status is ``pending`` (and a folder
+of a run with tracking disabled when it is named on its own)."""
 
 from __future__ import annotations
 
@@ -24,15 +25,22 @@ def results_folders(root: Path) -> list[Path]:
 
 
 def sync_results(root: str | Path, uri: str | None = None) -> SyncReport:
-    """Log every pending results folder under ``root``; already logged ones are left alone."""
+    """Log every pending results folder under ``root``; already logged ones are left alone,
+    and so are runs with tracking disabled unless ``root`` is that one folder (asked for by
+    name, it is logged)."""
     from harness.tracking.log import log_results
     from harness.tracking.store import resolve_uri
 
     report = SyncReport()
     for folder in results_folders(Path(root)):
         data = read_results_json(folder)
-        if data.get("tracking", {}).get("status") == "logged":
+        status = data.get("tracking", {}).get("status")
+        if status == "logged":
             report.lines.append(f"{folder.name}: already logged")
+            continue
+        if status == "disabled" and folder != Path(root):
+            report.lines.append(f"{folder.name}: tracking disabled in its config, not logged "
+                                f"(harness sync {folder} logs it)")
             continue
         configured = uri or data.get("tracking", {}).get("uri") or (data["config"].get("tracking") or {}).get("uri")
         target = resolve_uri(configured)
