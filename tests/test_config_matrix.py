@@ -300,9 +300,12 @@ def test_every_split_and_candidate_mode(tmp_path: Path, split: dict[str, Any], c
 def test_no_query_with_a_relevant_item_is_a_clear_error(tmp_path: Path) -> None:
     cfg = _base(tmp_path)
     cfg["evaluate"]["ranking"] = {"metrics": ["ndcg@10"], "relevance_threshold": 9}
-    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"])
-    assert result.exit_code == 2 and "none of the 55 judged queries has a relevant item (relevance >= 9)" \
-        in result.stderr, result.output
+    # validate refuses what run refuses, before any model is fitted, and says which setting to change
+    for command in (["run", "--no-progress"], ["validate"]):
+        result = CliRunner().invoke(app, [command[0], str(write_config(tmp_path, cfg)), *command[1:]])
+        assert result.exit_code == 2 and "none of the 55 judged queries has a relevant item (relevance >= 9); " \
+            "lower evaluate.ranking.relevance_threshold (the highest grade is" in result.stderr, result.output
+        assert "fitting" not in result.stderr
 
 
 @pytest.mark.parametrize("missing", ["error", "separate"])

@@ -388,3 +388,19 @@ def test_a_header_only_or_mixed_zone_log_is_one_message_naming_the_file(tmp_path
     with pytest.raises(DataValidationError, match=r"log.csv: column 'ts': expected timestamp values.*dates with a "
                                                   r"time zone \(\d+ rows\) and without one \(3 rows\)"):
         dataset_from_spec(spec, seed=0)
+
+
+def test_a_relevance_rule_that_judges_nothing_relevant_is_refused_at_validate(tmp_path: Path) -> None:
+    """Ratings of 1-5 with ``relevance: {from: rating, threshold: 6}``: every held-out item
+    is graded 0. validate refuses it as run does, naming the data set's rule as the fix
+    (the message named evaluate.ranking.relevance_threshold, which cannot help)."""
+    from harness.apps.validate import dry_run
+
+    clicks().to_csv(tmp_path / "log.csv", index=False)
+    dataset = {"kind": "interactions", "path": str(tmp_path / "log.csv"), "columns": MAPPING,
+               "split": {"kind": "leave_last_out", "k": 1}, "relevance": {"from": "rating", "threshold": 6}}
+    cfg = parse_config({**BASE, "dataset": dataset, "output": str(tmp_path / "out")})
+    with pytest.raises(DataValidationError, match=r"none of the 30 judged queries has a relevant item \(relevance "
+                                                  r">= 1\); the data set's relevance rule \(dataset.relevance\) "
+                                                  r"judged every held-out item 0"):
+        dry_run(cfg)

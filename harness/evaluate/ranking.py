@@ -89,6 +89,23 @@ class RankingFamily(Family[RankingEval]):
         self.users = id_maps(dataset)[0]
         self.counts: dict[str, dict[str, int]] = {}
         self.n_no_relevant = 0  # of a collection read by the backend (SourceCollection), from it
+        qrels = getattr(dataset, "qrels", None)  # judgments in memory (not a collection Spark reads)
+        if isinstance(qrels, pd.DataFrame) and len(qrels) and spec.no_relevant == "skip":
+            grades = qrels["relevance"].to_numpy()
+            if not (grades >= spec.relevance_threshold).any():  # what every model's run would refuse
+                raise self._nothing_relevant(int(qrels["query_id"].nunique()), int(grades.max()))
+
+    def _nothing_relevant(self, n_queries: int, top_grade: int | None = None) -> DataValidationError:
+        """No judged query has an item at the relevance threshold: nothing to average. The
+        fix is the data set's relevance rule when it graded everything 0, else the threshold."""
+        threshold = self.spec.relevance_threshold
+        fix = ("the data set's relevance rule (dataset.relevance) judged every held-out item 0: loosen it "
+               "(e.g. a lower rating threshold)" if top_grade == 0 else
+               f"lower evaluate.ranking.relevance_threshold (the highest grade is {top_grade})"
+               if top_grade is not None else
+               "lower evaluate.ranking.relevance_threshold, or check the data set's relevance rule")
+        return DataValidationError(f"ranking: none of the {n_queries} judged queries has a relevant item "
+                                   f"(relevance >= {threshold}); {fix}")
 
     def measure(self, view: ModelView) -> ModelOutput:
         curves = curve_names(self.spec.metrics)
@@ -108,10 +125,7 @@ class RankingFamily(Family[RankingEval]):
                         else ranking.query_ids)
             own_ids = False
         if res.per_query.empty:
-            raise DataValidationError(
-                f"ranking: none of the {res.skipped.get('no_relevant', 0)} judged queries has a relevant item "
-                f"(relevance >= {self.spec.relevance_threshold}); lower evaluate.ranking.relevance_threshold, or "
-                "check the data set's relevance rule")
+            raise self._nothing_relevant(res.skipped.get("no_relevant", 0))
         decode = (lambda ids: ids) if own_ids else self.users.decode
         per_query = self._missing(view.name, res.per_query, unranked, decode)
         self.counts[view.name] = {"judged": len(res.per_query) + sum(res.skipped.values()),
@@ -146,10 +160,7 @@ class RankingFamily(Family[RankingEval]):
         evaluated queries, those it ranked nothing for flagged): what :meth:`measure`
         does with a frame, through the table's aggregates."""
         if units.n_units == 0:
-            raise DataValidationError(
-                f"ranking: none of the {res.skipped.get('no_relevant', 0)} judged queries has a relevant item "
-                f"(relevance >= {self.spec.relevance_threshold}); lower evaluate.ranking.relevance_threshold, or "
-                "check the data set's relevance rule")
+            raise self._nothing_relevant(res.skipped.get("no_relevant", 0))
         n_all = units.n_units
         gone = units.n_flagged()
         if gone and self.spec.missing == "error":
