@@ -232,3 +232,24 @@ def test_model_returning_bad_probabilities_is_an_adapter_error(tmp_path, monkeyp
     monkeypatch.setattr(OracleClickModel, "predict_proba", lambda self, pairs: np.full(len(pairs), 1.5))
     with pytest.raises(AdapterError, match=r"model 'truth': \d+ probabilities outside \[0, 1\]"):
         run(parse_config(calib_config(tmp_path)), progress=False)
+
+
+def test_a_gate_on_calibration_for_a_model_without_probabilities_is_refused_before_fitting(
+        tmp_path, capsys) -> None:
+    """A candidate with no predict_proba (popularity) gated on brier and ece: validate and
+    run refuse it naming the metrics, the family and the model, before any model is
+    fitted (run computed every family, then failed at the gate). An extra model that is
+    not compared is skipped as before, and the skip is said once."""
+    from harness.apps.validate import dry_run
+
+    cfg = calib_config(tmp_path)
+    cfg["compare"]["candidates"] = ["popularity"]
+    message = r"gate: metric\(s\) \['brier', 'ece'\] \(calibration\) cannot be computed for 'popularity': it has no predict_proba\(\)"
+    with pytest.raises(ConfigError, match=message):
+        dry_run(parse_config(cfg))
+    with pytest.raises(ConfigError, match=message):
+        run(parse_config(cfg), output=tmp_path / "out", progress=False)
+    assert "fitting" not in capsys.readouterr().err
+    ok = run(parse_config(calib_config(tmp_path)), output=tmp_path / "out", progress=False)
+    assert ok.result.extra["calibration"]["skipped_models"] == ["popularity"]
+    assert capsys.readouterr().err.count("calibration: popularity has no predict_proba(); skipped") == 1

@@ -101,6 +101,8 @@ def evaluate_models(config: EvalConfig, dataset: Dataset | SourceCollection, *, 
             params = {**params, "tracking_uri": tracking_uri}  # load from the store the config names
         to_fit[name] = (dataset.runs[name] if isinstance(dataset, SourceCollection)
                         else build_model(name, spec.kind, params, dataset, config.seed))
+    evaluation.check_gate([c.metric for c in config.gate],
+                          {n: m for n, m in to_fit.items() if n in config.gated_models()})
     try:
         for name, model in to_fit.items():
             started_ms = int(time.time() * 1000)

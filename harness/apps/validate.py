@@ -94,6 +94,8 @@ def dry_run(config: EvalConfig, *, output: str | Path | None = None) -> DryRun:
               if not (spec.kind == "mlflow" and str(spec.params.get("uri", "")).startswith(("models:/", "runs:/")))}
     confidence = config.compare.confidence if config.compare else 0.95
     evaluation = Evaluation(config.evaluate.blocks(), dataset, seed=config.seed, confidence=confidence)
+    evaluation.check_gate([c.metric for c in config.gate],
+                          {n: m for n, m in models.items() if n in config.gated_models()})
     return DryRun(config, dataset, models, evaluation)
 
 

@@ -12,7 +12,6 @@ Each row's label and p are stored as the family's per-unit inputs, so that
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
@@ -30,10 +29,6 @@ from harness.spec.families import CalibrationEval
 from harness.types import Dataset
 
 LABEL, PROBA = "label", "p"
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def popularity_bucket_names(n_buckets: int) -> list[str]:
@@ -108,10 +103,12 @@ class CalibrationFamily(Family[CalibrationEval]):
         self.curves: dict[str, pd.DataFrame] = {}
         self.by_segment: dict[str, pd.DataFrame] = {}
 
+    def cannot_measure(self, view: ModelView) -> str | None:
+        return None if view.is_pointwise else "has no predict_proba()"
+
     def measure(self, view: ModelView) -> ModelOutput | None:
         """Score the click log with the model and compute every calibration output."""
-        if not view.is_pointwise:
-            _say(f"calibration: {view.name} has no predict_proba(); skipped")
+        if self.cannot_measure(view) is not None:  # the engine says so and lists it as skipped
             return None
         s, name = self.spec, view.name
         p = view.predict_proba(self.clicks[["query_id", "item_id"]])

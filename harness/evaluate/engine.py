@@ -8,6 +8,8 @@ per-unit tables.
 
 from __future__ import annotations
 
+import sys
+
 import pandas as pd
 
 from harness.errors import ConfigError
@@ -44,11 +46,29 @@ class Evaluation:
         for family in self.families:
             if not family.measures_models:
                 continue
+            if (reason := family.cannot_measure(view)) is not None:
+                print(f"{family.key}: {name} {reason}; skipped", file=sys.stderr, flush=True)
+                self.skipped[family.key].append(name)
+                continue
             output = family.measure(view)
             if output is None:
                 self.skipped[family.key].append(name)
             else:
                 self.outputs[family.key][name] = output
+
+    def check_gate(self, metrics: list[str], models: dict[str, object]) -> None:
+        """Refuse, before any model is fitted, a gate on a metric a compared model will not
+        have because its family skips that model (``ece`` for a model without
+        ``predict_proba``): the run would compute every family and then fail."""
+        for family in self.families:
+            if not family.measures_models or self.dataset is None:
+                continue
+            gated = [m for m in metrics if m in family.compared()]
+            for name, model in models.items():
+                reason = family.cannot_measure(ModelView(name, model, self.dataset, self.depth, progress=False))
+                if gated and reason is not None:
+                    raise ConfigError(f"gate: metric(s) {gated} ({family.key}) cannot be computed for {name!r}: it "
+                                      f"{reason}; gate on other metrics, or compare models that have them")
 
     def add_stored(self, name: str, tables: dict[str, pd.DataFrame]) -> None:
         """A model whose per-unit values come from a stored run, family by family."""

@@ -169,6 +169,12 @@ class Family(ABC, Generic[SpecT]):
         """Measure one model; None when the model cannot be measured by this family
         (e.g. it has no ``predict_proba``): it is then listed as skipped."""
 
+    def cannot_measure(self, view: "ModelView") -> str | None:
+        """Why this family skips ``view``'s model (``"has no predict_proba()"``), or None.
+        Known before the model is fitted, so that a gate on a metric a compared model
+        will not have is refused before anything runs."""
+        return None
+
     def compared(self) -> list[str]:
         """Metrics compared between models: the block's compared metrics by default."""
         return self.spec.compared_metrics()

@@ -154,12 +154,14 @@ class OffPolicyFamily(Family[OffPolicyEval]):
 
         return scores
 
+    def cannot_measure(self, view: ModelView) -> str | None:
+        return None if view.is_retriever else "has no retrieve()"
+
     def measure(self, view: ModelView) -> ModelOutput | None:
         """Turn the model into a policy and estimate its value on the logged rows."""
         from harness.metrics import OPEInputs, evaluate_off_policy
 
-        if not view.is_retriever:
-            _say(f"off-policy: {view.name} has no retrieve(); skipped")
+        if self.cannot_measure(view) is not None:  # the engine says so and lists it as skipped
             return None
         fb = self.feedback
         policy, pi_e = self.policy(view)

@@ -67,10 +67,13 @@ class SlateOffPolicyFamily(Family[SlateOffPolicyEval]):
         self.pscore = {"rips": cascade, "sips": np.repeat(cascade[self.len_list - 1 :: self.len_list], self.len_list)}
         self.unit_ids = pd.Index(self.slots["slate"].iloc[:: self.len_list].to_numpy(), name="unit_id")
 
+    def cannot_measure(self, view: ModelView) -> str | None:
+        return None if view.is_retriever else "has no retrieve()"
+
     def measure(self, view: ModelView) -> ModelOutput | None:
         from harness.models.policies import PlackettLucePolicy
 
-        if not view.is_retriever:
+        if self.cannot_measure(view) is not None:  # the engine says so and lists it as skipped
             return None
         k = self.len_list
         contexts = self.slots["context"].to_numpy()[::k]

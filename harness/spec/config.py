@@ -174,6 +174,13 @@ class EvalConfig(_Strict):
     engine: EngineSpec = Field(default_factory=EngineSpec)
     output: str = "results"
 
+    def gated_models(self) -> list[str]:
+        """The models the gate judges: the compared baseline and candidates (none without
+        a gate or a compare section)."""
+        if not self.gate or self.compare is None:
+            return []
+        return [self.compare.baseline, *self.compare.candidates]
+
     def reads_tables(self) -> bool:
         """True when a backend can measure every model from tables it reads where it
         computes: a ``trec`` data set, every model a ``precomputed`` score table (params
