@@ -11,8 +11,9 @@ With segment shares ``w_g`` and segment means ``m_g`` (the overall mean is
 and ``W + X = M1 - M0`` exactly (the symmetric shift-share split; per segment the two
 terms add to ``w1_g m1_g - w0_g m0_g``). A segment present in one run only takes the
 same mean in the other, so all of its change is mix. Simpson's paradox is flagged when
-the total change and the segments holding most of the traffic (by average share) move
-in opposite directions.
+the within-segment effect and the total point opposite ways (the mix turned the total
+around) and the segments holding most of the traffic (by average share) move against
+the total.
 
 Per-segment intervals of ``m1_g - m0_g`` are Welch t intervals at level ``1 - alpha / K``
 for ``K`` segments with units on both sides (Bonferroni), so that all of them hold at
@@ -128,13 +129,18 @@ def decompose_by_segment(before: np.ndarray, before_segments: np.ndarray, after:
         "ci_low": np.where(both, delta - half, np.nan), "ci_high": np.where(both, delta + half, np.nan),
         "within": within, "mix": mix})
     total = float(v1.mean() - v0.mean())
-    paradox, warning = _simpson(total, delta[both], ((w0 + w1) / 2)[both], out["segment"].to_numpy()[both])
+    paradox, warning = _simpson(total, float(within.sum()), float(mix.sum()), delta[both], ((w0 + w1) / 2)[both],
+                                out["segment"].to_numpy()[both])
     return SegmentDecomposition(out, total, float(within.sum()), float(mix.sum()), paradox, warning, confidence)
 
 
-def _simpson(total: float, delta: np.ndarray, weight: np.ndarray, names: np.ndarray) -> tuple[bool, str | None]:
-    """Flag when the segments holding most of the (average) traffic move against the total."""
-    if total == 0 or not delta.size:
+def _simpson(total: float, within: float, mix: float, delta: np.ndarray, weight: np.ndarray,
+             names: np.ndarray) -> tuple[bool, str | None]:
+    """Flag a reversal: the within-segment effect and the total point opposite ways (so
+    the mix shift turned the total around) while the segments holding most of the
+    (average) traffic moved against the total. Segments that moved against a total their
+    own change explains (mix ~ 0) are noise around it, not a paradox."""
+    if total == 0 or not delta.size or np.sign(within) != -np.sign(total):
         return False, None
     against = np.sign(delta) == -np.sign(total)
     if weight[against].sum() <= 0.5 * weight.sum():
@@ -142,4 +148,5 @@ def _simpson(total: float, delta: np.ndarray, weight: np.ndarray, names: np.ndar
     way = "fell" if total < 0 else "rose"
     return True, (f"Simpson's paradox: the metric {way} overall ({total:+.4g}) while segments holding "
                   f"{weight[against].sum() / weight.sum():.0%} of the traffic moved the other way "
-                  f"({', '.join(map(str, names[against][:5]))}): the change comes from the mix of segments")
+                  f"({', '.join(map(str, names[against][:5]))}): the change comes from the mix of segments "
+                  f"({mix:+.4g}; within {within:+.4g})")

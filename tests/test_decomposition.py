@@ -42,6 +42,18 @@ def test_no_paradox_when_segments_move_with_the_total() -> None:
     assert d.mix == pytest.approx(0.0, abs=1e-12) and d.within == pytest.approx(d.total, abs=1e-12)
 
 
+def test_no_paradox_when_the_total_is_the_segments_own_change() -> None:
+    """Same traffic on both sides (mix 0): the total rose because the small segment rose;
+    the large one moved down by noise. Not a reversal (it was flagged, saying the change
+    came from a mix that is exactly 0)."""
+    v0, s0 = units({"web": (200, 100), "app": (100, 30)})
+    v1, s1 = units({"web": (200, 99), "app": (100, 45)})
+    d = decompose_by_segment(v0, s0, v1, s1)
+    rows = d.table.set_index("segment")
+    assert rows.loc["web", "delta"] < 0 < d.total and rows.loc["web", "share_before"] > 0.5
+    assert d.mix == pytest.approx(0.0, abs=1e-12) and not d.simpsons_paradox and d.warning is None
+
+
 def test_a_segment_in_one_run_only_is_all_mix() -> None:
     v0, s0 = units({"A": (10, 5)})
     v1, s1 = units({"A": (10, 5), "new": (10, 10)})
