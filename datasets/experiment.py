@@ -82,6 +82,11 @@ def check_units(frame: pd.DataFrame, *, variant: str, columns: Sequence[str], va
         raise DataValidationError(f"{source}: column(s) {missing} not found (columns: {list(frame.columns)})")
     if len(frame) == 0:
         raise DataValidationError(f"{source}: no rows")
+    absent = _missing_labels(frame[variant])
+    if absent.any():
+        rows = np.flatnonzero(absent)[:3] + row_offset + 1
+        raise DataValidationError(f"{source}: column {variant!r} has {int(absent.sum())} row(s) with no variant "
+                                  f"(empty or null; row(s) {', '.join(map(str, rows))})")
     labels = frame[variant].astype(str).to_numpy()
     names = list(variants)
     known = np.isin(labels, names)
@@ -104,7 +109,7 @@ def check_units(frame: pd.DataFrame, *, variant: str, columns: Sequence[str], va
         j = int(np.flatnonzero(bad.any(axis=0))[0])
         rows = np.flatnonzero(bad[:, j])
         raise DataValidationError(f"{source}: column {cols[j]!r} has {rows.size} NaN/inf value(s), e.g. at row(s) "
-                                  f"{(rows[:3] + row_offset).tolist()}")
+                                  f"{', '.join(map(str, rows[:3] + row_offset + 1))}")
     for col in binary:
         v = values[:, cols.index(col)]
         off = (v != 0) & (v != 1)
@@ -126,12 +131,22 @@ def check_units(frame: pd.DataFrame, *, variant: str, columns: Sequence[str], va
     return ExperimentUnits(values, tuple(cols), codes, tuple(names), clusters, source, segments, segment_names)
 
 
+def _missing_labels(labels: pd.Series) -> np.ndarray:
+    """Rows without a label: null, or text that is empty once trimmed (a CSV's empty cell)."""
+    missing = labels.isna().to_numpy().copy()
+    if not pd.api.types.is_numeric_dtype(labels.dtype):  # vectorised (Arrow strings), no loop over rows
+        blank = labels.astype("string[pyarrow]").str.strip() == ""
+        missing |= blank.fillna(False).to_numpy(dtype=bool)
+    return missing
+
+
 def label_codes(frame: pd.DataFrame, column: str, *, what: str, source: str) -> tuple[np.ndarray, tuple[str, ...]]:
     """A label column (segment, window) as codes into its sorted distinct labels (as text);
     a missing label is an error naming the column and the count."""
     labels = frame[column]
-    if labels.isna().any():
-        raise DataValidationError(f"{source}: {what} column {column!r} has {int(labels.isna().sum())} missing value(s)")
+    absent = _missing_labels(labels)
+    if absent.any():  # an empty CSV cell is no label, not a segment named ''
+        raise DataValidationError(f"{source}: {what} column {column!r} has {int(absent.sum())} missing value(s)")
     cat = pd.Categorical(labels.astype(str))
     return cat.codes.astype(np.int64), tuple(str(c) for c in cat.categories)
 

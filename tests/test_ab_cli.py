@@ -206,8 +206,12 @@ def test_always_valid_intervals_are_wider(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("mutate,message", [
+    # rows count from 1, as in every message naming rows (it said [5], counting from 0)
     (lambda df: df.assign(revenue=np.where(np.arange(len(df)) == 5, np.nan, df.revenue)),
-     r"column 'revenue' has 1 NaN/inf value\(s\), e.g. at row\(s\) \[5\]"),
+     r"column 'revenue' has 1 NaN/inf value\(s\), e.g. at row\(s\) 6$"),
+    # no variant is not an unknown variant named '' or 'None'
+    (lambda df: df.assign(variant=df.variant.where(np.arange(len(df)) != 2, None)),
+     r"column 'variant' has 1 row\(s\) with no variant \(empty or null; row\(s\) 3\)"),
     (lambda df: df.assign(variant=np.where(np.arange(len(df)) < 3, "B2", df.variant)),
      r"3 row\(s\) of variant\(s\) not in the config \(e.g. 'B2'\)"),
     (lambda df: df.assign(converted=df.converted * 2), r"proportion column 'converted' must be 0/1"),
@@ -221,6 +225,19 @@ def test_bad_data_is_exit_2_naming_the_problem(tmp_path: Path, mutate: Any, mess
     code, out, _ = _run(tmp_path, path, _config(tmp_path))
     assert code == 2 and "Traceback" not in out
     assert re.search(message, out), out
+
+
+def test_an_empty_segment_cell_is_a_missing_segment(tmp_path: Path) -> None:
+    """A CSV's empty segment cell is no segment (it became a segment named '', dropped
+    with a warning as too small)."""
+    path = _data(tmp_path, fmt="csv")
+    df = pd.read_csv(path)
+    df["platform"] = np.where(np.arange(len(df)) % 2, "ios", "web")
+    df.loc[7, "platform"] = None
+    df.to_csv(path, index=False)
+    cfg = _config(tmp_path, columns={"variant": "variant", "unit": "user_id", "segment": "platform"})
+    code, out, _ = _run(tmp_path, path, cfg)
+    assert code == 2 and "segment column 'platform' has 1 missing value(s)" in out and "Traceback" not in out
 
 
 @pytest.mark.parametrize("over,message", [

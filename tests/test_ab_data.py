@@ -66,7 +66,8 @@ def test_errors_across_batches_name_the_row_and_the_count(tmp_path: Path) -> Non
     path = tmp_path / "exp.parquet"
     df.to_parquet(path, row_group_size=400)
     kw = dict(variant="variant", columns=["y"], variants=VARIANTS, batch_rows=400)
-    with pytest.raises(DataValidationError, match=r"column 'y' has 1 NaN/inf value\(s\), e.g. at row\(s\) \[1500\]"):
+    # the 1501st row (rows count from 1), in the fourth batch of 400
+    with pytest.raises(DataValidationError, match=r"column 'y' has 1 NaN/inf value\(s\), e.g. at row\(s\) 1501$"):
         reduce_units(path, **kw)
     df.loc[1500, "y"] = 1.0
     df.loc[1900, "user"] = df.loc[10, "user"]  # a duplicate in another batch

@@ -298,6 +298,7 @@ def test_spark_engine_reduces_grouped_ab_designs_to_the_local_numbers(spark, tmp
     ("repeated-week", r"1 duplicated \(user_id, week\) pair\(s\)"),
     # the local reader also numbers the rows; Spark does not know the file's row order
     ("missing-unit", r"column 'user_id' has 2 missing id\(s\) \(empty or null"),
+    ("missing-variant", r"column 'variant' has 2 row\(s\) with no variant \(empty or null"),
 ])
 def test_spark_engine_refuses_bad_grouped_ab_data_as_the_local_engine(spark, tmp_path, damage, message):
     from harness.apps.ab import run_ab
@@ -315,6 +316,9 @@ def test_spark_engine_refuses_bad_grouped_ab_data_as_the_local_engine(spark, tmp
     elif damage == "missing-segment":
         table, cols = clustered.assign(platform=clustered["platform"].where(~clustered.index.isin([4, 9]))), {
             "segment": "platform"}
+    elif damage == "missing-variant":  # one null, one blank: no variant (it was "a variant not in the config: ''")
+        table, cols = clustered.assign(variant=clustered["variant"].where(clustered.index != 4, None)
+                                       .where(clustered.index != 9, " ")), {}
     elif damage == "missing-unit":  # text ids, one null and one empty: both are no id
         ids = clustered["user_id"].astype(str).where(clustered.index != 4, None).where(clustered.index != 9, " ")
         table, cols = clustered.assign(user_id=ids), {}

@@ -87,8 +87,8 @@ def _moments(frame: "DataFrame", columns: list[str], keys: list[str], variants: 
 
 
 def _missing_ids(frame: "DataFrame", column: str) -> "Column":
-    """Rows whose id in ``column`` is null or, for text, empty: no id, as the local
-    reader's ``check_ids_present`` counts them."""
+    """Rows whose id or label in ``column`` is null or, for text, empty: none, as the
+    local reader counts them (``check_ids_present``, ``check_units``)."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType
 
@@ -121,7 +121,7 @@ def _check(units: "DataFrame", *, variant: str, cols: list[str], variants: Seque
     label = F.col(f"`{variant}`").cast("string")
     value = {c: F.col(f"`{c}`").cast("double") for c in cols}
     keyed = [F.col(f"`{unit}`"), *([F.col(f"`{window}`")] if window else [])] if unit else []
-    checks = [F.count(F.lit(1)).alias("_rows"),
+    checks = [F.count(F.lit(1)).alias("_rows"), _missing_ids(units, variant).alias("_no_variant"),
               F.sum((~label.isin(list(variants)) | label.isNull()).cast("long")).alias("_unknown"),
               *[F.sum((value[c].isNull() | F.isnan(value[c]) | (F.abs(value[c]) == float("inf"))).cast("long"))
                 .alias(f"_bad{j}") for j, c in enumerate(cols)],
@@ -134,6 +134,9 @@ def _check(units: "DataFrame", *, variant: str, cols: list[str], variants: Seque
         raise DataValidationError(f"{source}: no rows")
     if unit and row["_no_unit"]:  # the local reader's refusal; Spark does not number the rows
         raise DataValidationError(f"{source}: column {unit!r} has {row['_no_unit']} missing id(s) (empty or null)")
+    if row["_no_variant"]:
+        raise DataValidationError(f"{source}: column {variant!r} has {row['_no_variant']} row(s) with no variant "
+                                  "(empty or null)")
     if row["_unknown"]:
         bad = [r[0] for r in units.select(label).where(~label.isin(list(variants)) | label.isNull())
                .distinct().limit(3).collect()]
