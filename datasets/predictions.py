@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from harness.errors import ConfigError, DataValidationError, describe_examples
+from harness.errors import ConfigError, DataValidationError, describe_examples, plain_value
 
 from .ids import IdMap
 from .tables import _column_names, read_table
@@ -68,15 +68,28 @@ def _codes(df: pd.DataFrame, col: str, ids: IdMap | None, name: str) -> np.ndarr
     return arr.astype(np.int64)
 
 
-def _numeric(df: pd.DataFrame, col: str, name: str, qids: np.ndarray) -> np.ndarray:
+def _where(df: pd.DataFrame, bad: np.ndarray) -> str:
+    """The first offending rows of a score table: their (query_id, item_id) pairs in the
+    file's ids and their row numbers (1 = the first data row)."""
+    rows = np.flatnonzero(bad)[:3]
+    pairs = list(zip(df["query_id"].to_numpy()[rows], df["item_id"].to_numpy()[rows]))
+    return f"{describe_examples([tuple(map(plain_value, p)) for p in pairs])} as (query_id, item_id); row(s) " \
+           f"{', '.join(str(r + 1) for r in rows)}"
+
+
+def _numeric(df: pd.DataFrame, col: str, name: str) -> np.ndarray:
     values = df[col].to_numpy()
     if not np.issubdtype(values.dtype, np.number) or values.dtype.kind == "b":
-        raise DataValidationError(f"{name}: column {col!r} must be numeric, got dtype {values.dtype}")
+        parsed = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        text = ~np.isnan(parsed) | df[col].isna().to_numpy()  # numbers, or gaps that are NaN anyway
+        raise DataValidationError(f"{name}: column {col!r} must be numeric, got dtype {values.dtype}: "
+                                  f"{int((~text).sum())} value(s) are not numbers "
+                                  f"({describe_examples(pd.unique(values[~text]))}; {_where(df, ~text)})")
     out = values.astype(np.float64)
     bad = ~np.isfinite(out)
     if bad.any():
         raise DataValidationError(f"{name}: column {col!r} has {int(bad.sum())} NaN or infinite values "
-                                  f"({describe_examples(qids[bad])} as query ids)")
+                                  f"({_where(df, bad)})")
     return out
 
 
@@ -138,7 +151,7 @@ def read_predictions(source: str | Path | pd.DataFrame, *, users: IdMap | None =
     raw_q = df["query_id"].to_numpy()
     out = pd.DataFrame({"query_id": q, "item_id": _codes(df, "item_id", items, name)})
     for col in values:
-        out[col] = _numeric(df, col, name, raw_q)
+        out[col] = _numeric(df, col, name)
     if "p" in out.columns:
         p = out["p"].to_numpy()
         bad = (p < 0) | (p > 1)
@@ -148,7 +161,7 @@ def read_predictions(source: str | Path | pd.DataFrame, *, users: IdMap | None =
     dup = out.duplicated(["query_id", "item_id"]).to_numpy()
     if dup.any():
         raise DataValidationError(f"{name}: {int(dup.sum())} duplicate (query_id, item_id) rows "
-                                  f"({describe_examples(raw_q[dup])} as query ids)")
+                                  f"({_where(df, dup)})")
     if "rank" in df.columns:
         rank = df["rank"].to_numpy()
         if not np.issubdtype(rank.dtype, np.integer):

@@ -268,3 +268,26 @@ def test_trec_qrels_in_the_users_ids_encode_to_the_datasets_judgments(tmp_path, 
     bad.write_text(f"nobody 0 {raw['item_id'].iloc[0]} 1\n")
     with pytest.raises(DataValidationError, match=r"bad.txt: column 'query_id': 1 of 1 rows .* \(e\.g\. 'nobody'\)"):
         encode_pairs(read_trec_qrels(bad), ds, source=str(bad))
+
+
+def test_bad_scores_are_named_by_query_item_and_row(tmp_path: Path) -> None:
+    """A duplicated pair, a NaN score and a text score: the count, the (query_id,
+    item_id) pairs in the file's ids and the row numbers (1 = the first data row); the
+    text values too (the messages named query ids only, or only the column's dtype)."""
+    ds = _dataset(string_ids=True)
+    run = _random_run(ds)
+    q, i = run.loc[4, "query_id"], run.loc[4, "item_id"]
+    cases = [
+        (pd.concat([run, run.iloc[[4]]], ignore_index=True),
+         rf"1 duplicate \(query_id, item_id\) rows \(e.g. \('{q}', '{i}'\) as \(query_id, item_id\); row\(s\) {len(run) + 1}\)"),
+        (run.assign(score=run["score"].where(run.index != 4, np.nan)),
+         rf"column 'score' has 1 NaN or infinite values \(e.g. \('{q}', '{i}'\) as \(query_id, item_id\); row\(s\) 5\)"),
+        (run.assign(score=run["score"].astype(object).where(run.index != 4, "high")),
+         rf"column 'score' must be numeric, got dtype object: 1 value\(s\) are not numbers \(e.g. 'high'; e.g. "
+         rf"\('{q}', '{i}'\) as \(query_id, item_id\); row\(s\) 5\)"),
+    ]
+    for k, (frame, message) in enumerate(cases):
+        path = tmp_path / f"bad{k}.csv"
+        frame.to_csv(path, index=False)
+        with pytest.raises(DataValidationError, match=rf"bad{k}.csv: {message}"):
+            load_precomputed(path, dataset=ds)
