@@ -190,6 +190,11 @@ def test_cli_compare_picks_models_and_gate_file(tmp_path):
     assert out.exit_code == 0, out.output  # the guardrail regression is not gated by this file
     out = invoke(str(both), str(both), "--gate", str(gate))
     assert out.exit_code == 2 and "--baseline-model" in out.stderr
+    # a key typo in the gate file reads as in a run config (it was "gate[0.directon]: Extra inputs ...")
+    gate.write_text(yaml.safe_dump([{**GATE[0], "directon": "higher"}]))
+    out = invoke(str(both), str(both), "--baseline-model", "prod", "--gate", str(gate))
+    assert out.exit_code == 2 and f"invalid config --gate {gate}:\n  gate[0].directon: unknown key; did you mean " \
+        "'direction'?" in out.stderr, out.output
 
 
 @pytest.mark.parametrize("case, message", [

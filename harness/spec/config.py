@@ -421,16 +421,16 @@ def load_config(path: str | Path) -> EvalConfig:
     return parse_config(read_yaml(path, label="config"), source=str(path))
 
 
+class _GateSection(_Strict):
+    """Gate criteria on their own (a --gate file, a stored run's config), validated and
+    reported as the run config's ``gate`` is: ``gate[0].directon: unknown key; did you mean``."""
+
+    gate: list[GateCriterion]
+
+
 def load_criteria(raw: list, *, source: str = "the candidate run's config") -> list:
     """Validate gate criteria given as plain mappings; errors name each bad key."""
-    from pydantic import TypeAdapter, ValidationError
-
-    try:
-        return TypeAdapter(list[GateCriterion]).validate_python(raw)
-    except ValidationError as exc:
-        lines = [f"  gate[{'.'.join(str(p) for p in e['loc'])}]: {e['msg'].removeprefix('Value error, ')}"
-                 for e in exc.errors()]
-        raise ConfigError(f"{source}: invalid gate criteria:\n" + "\n".join(lines)) from None
+    return validate_mapping(_GateSection, {"gate": raw}, source=source).gate
 
 
 def load_gate_file(path: str) -> list:
