@@ -11,6 +11,8 @@ every other ``HarnessError`` -> 3.
 
 from __future__ import annotations
 
+import sys
+
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -51,6 +53,11 @@ class ResultsError(HarnessError, ValueError):
     """A results folder is missing, unreadable or of an unknown schema version."""
 
     exit_code = 2
+
+
+def say(message: str) -> None:
+    """A notice for the user, on stderr (stdout carries the results), flushed at once."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def plain_value(value: object) -> object:

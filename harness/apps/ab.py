@@ -10,11 +10,11 @@ mismatch: whatever the metrics say, the experiment cannot be read).
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from harness.errors import say
 from harness.evaluate import Evaluation, FamilyResult
 from harness.inference.gate import Verdict, comparison_rows, decide, invalidate
 from harness.apps.run import RunOutcome
@@ -24,10 +24,6 @@ from harness.results import assemble
 from harness.results.folder import EvalResult, new_run_id
 from harness.results.report import junit_xml, markdown_summary
 from harness.spec.ab import ABConfig
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def analyze(config: ABConfig, data: str | Path) -> tuple[dict[str, FamilyResult], list[MetricComparison], Verdict]:
@@ -58,7 +54,7 @@ def run_ab(config: ABConfig, data: str | Path, *, output: str | Path | None = No
     results, comparisons, verdict = analyze(config, data)
     notices = [n for r in results.values() for n in r.notices]
     for w in notices:
-        _say(f"WARNING: {w}")
+        say(f"WARNING: {w}")
     sections = assemble.family_sections(results)
     sections["ab"]["launch"] = launch
     design = sections["ab"]["design"]

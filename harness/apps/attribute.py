@@ -10,7 +10,6 @@ are logged as deltas on the candidate's child run (``delta_shapley/ranking/ndcg_
 
 from __future__ import annotations
 
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 from harness.adapters.pipeline import Pipeline
 from harness.adapters.registry import build_model, check_model_kinds
 from harness.apps.run import RunOutcome, config_hash, exit_code_for, resolve_tracking_uri, save_and_track
-from harness.errors import ConfigError
+from harness.errors import ConfigError, say
 from harness.evaluate.data import load_dataset, load_segments
 from harness.evaluate.family import mean_values
 from harness.inference.attribution import attribute_pipelines
@@ -36,10 +35,6 @@ from harness.results.report import junit_xml, markdown_summary
 from harness.spec.attribution import AttributionSpec, is_attribution_criterion
 from harness.spec.config import EvalConfig
 from harness.types import Dataset, adapter_call
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def build_pipelines(config: EvalConfig, dataset: Dataset, baseline: str, candidate: str) -> tuple[Pipeline, Pipeline]:
@@ -63,7 +58,7 @@ def build_pipelines(config: EvalConfig, dataset: Dataset, baseline: str, candida
         for stage in pipe.stages:
             if id(stage.model) in fitted or not hasattr(stage.model, "fit") or isinstance(stage.model, type):
                 continue
-            _say(f"fitting {name}/{stage.name} ({type(stage.model).__name__})")
+            say(f"fitting {name}/{stage.name} ({type(stage.model).__name__})")
             with adapter_call(f"{name}/{stage.name}", "fit", what="stage"):
                 stage.model.fit(dataset.train, n_users=dataset.n_users, n_items=dataset.n_items)
             fitted.add(id(stage.model))
@@ -84,7 +79,7 @@ def attribute(config: EvalConfig, *, output: str | Path | None = None, progress:
     baseline, candidate = config.attribution_pair()
     metrics = config.attribution_metrics()
     dataset = load_dataset(config)
-    _say(f"dataset {dataset.name}: {len(dataset.query_ids)} queries, fingerprint {dataset.fingerprint}")
+    say(f"dataset {dataset.name}: {len(dataset.query_ids)} queries, fingerprint {dataset.fingerprint}")
     segments = load_segments(spec.segments, dataset) if spec.segments is not None else None
     started_ms = int(time.time() * 1000)
     base, cand = build_pipelines(config, dataset, baseline, candidate)
@@ -99,7 +94,7 @@ def attribute(config: EvalConfig, *, output: str | Path | None = None, progress:
                                 options={"gain": ranking.gain, "ties": ranking.ties,
                                          "relevance_threshold": ranking.relevance_threshold}, progress=progress)
     players, plan, hv, columns, comparisons = found.players, found.plan, found.hybrids, found.columns, found.rows
-    _say(f"attribution: {len(players)} differing stages ({', '.join(players)}), {len(plan.masks)} hybrids"
+    say(f"attribution: {len(players)} differing stages ({', '.join(players)}), {len(plan.masks)} hybrids"
          + ("" if plan.exact else f" from {spec.n_permutations} sampled stage orders"))
     others = [c.metric for c in config.gate if not is_attribution_criterion(c.metric)]
     notices = list(columns.notes) + ([f"attribution: gate criteria on {others} are decided by 'harness run'"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.adapters.registry import build_model, check_model_kinds
-from harness.errors import ConfigError, InterruptedAfterWriting, TrackingError
+from harness.errors import ConfigError, InterruptedAfterWriting, TrackingError, say
 from harness.evaluate import Evaluation, FamilyResult
 from harness.evaluate.backend import Backend
 from harness.evaluate.data import dataset_summary, load_dataset
@@ -41,10 +40,6 @@ class RunOutcome:
     exit_code: int
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def config_hash(config: EvalConfig) -> str:
     text = json.dumps(config.model_dump(mode="json"), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -56,7 +51,7 @@ def engine_backend(engine: EngineSpec) -> Backend | None:
         return None
     from harness.spark.backend import SparkBackend
 
-    _say(f"engine: spark ({engine.master or 'the session default'})")
+    say(f"engine: spark ({engine.master or 'the session default'})")
     return SparkBackend.from_spec(engine)
 
 
@@ -82,7 +77,7 @@ def evaluate_models(config: EvalConfig, dataset: Dataset | SourceCollection, *, 
         tables, info[baseline] = prior_runs.load_prior_run(baseline, fingerprint=dataset.fingerprint,
                                                            metrics=ranking_metrics, tracking_uri=tracking_uri)
         evaluation.add_stored(baseline, tables)
-        _say(f"baseline {baseline}: reusing its per-unit values")
+        say(f"baseline {baseline}: reusing its per-unit values")
     specs, pinned = prior_runs.plan_models(config, tracking_uri)
     settings = prior_runs.eval_settings_hash(config)
     to_fit: dict[str, object] = {}
@@ -94,7 +89,7 @@ def evaluate_models(config: EvalConfig, dataset: Dataset | SourceCollection, *, 
             if stored is not None:
                 info[name]["reused_from"], tables = stored
                 evaluation.add_stored(name, tables)
-                _say(f"{name} ({pinned[name]}): reusing stored per-unit values of {stored[0]}")
+                say(f"{name} ({pinned[name]}): reusing stored per-unit values of {stored[0]}")
                 continue
         params = spec.params
         if spec.kind == "mlflow" and tracking_uri and "tracking_uri" not in params:
@@ -108,7 +103,7 @@ def evaluate_models(config: EvalConfig, dataset: Dataset | SourceCollection, *, 
             started_ms = int(time.time() * 1000)
             if hasattr(model, "fit"):
                 if specs[name].kind != "precomputed":  # stored scores: nothing to learn
-                    _say(f"fitting {name} ({specs[name].kind}) on {len(dataset.train)} interactions")
+                    say(f"fitting {name} ({specs[name].kind}) on {len(dataset.train)} interactions")
                 with adapter_call(name, "fit"):
                     model.fit(dataset.train, n_users=dataset.n_users, n_items=dataset.n_items)
             evaluation.add_model(name, model)
@@ -168,7 +163,7 @@ def run(
     backend = engine_backend(config.engine)
     dataset = load_dataset(config, backend)
     summary = dataset_summary(dataset)
-    _say(f"dataset {dataset.name}: {len(dataset.train)} train interactions, "
+    say(f"dataset {dataset.name}: {len(dataset.train)} train interactions, "
          f"{summary['n_queries']} queries, fingerprint {dataset.fingerprint}")
     needs_mlflow = config.tracking.enabled or any(s.kind == "mlflow" for s in config.models.values()) or (
         config.compare is not None and config.compare.baseline.startswith(("runs:/", "models:/")))
@@ -187,7 +182,7 @@ def _finish(config: EvalConfig, results: dict[str, FamilyResult], info: dict[str
     """Compare, gate, write the results folder and log it: the end of :func:`run`."""
     for result in results.values():
         for notice in result.notices:
-            _say(f"NOTE: {notice}")
+            say(f"NOTE: {notice}")
     verdict: Verdict | None = None
     rows: list[dict[str, Any]] = []
     if config.compare is not None:
@@ -195,7 +190,7 @@ def _finish(config: EvalConfig, results: dict[str, FamilyResult], info: dict[str
         # criteria naming an attribution term (shapley/<stage>/<metric>, ...) are harness attribute's
         criteria = [c for c in config.gate if not is_attribution_criterion(c.metric)]
         if len(criteria) < len(config.gate):
-            _say(f"NOTE: {len(config.gate) - len(criteria)} gate criteria name attribution terms: "
+            say(f"NOTE: {len(config.gate) - len(criteria)} gate criteria name attribution terms: "
                  "they are decided by 'harness attribute'")
         verdict = decide(criteria, comparisons, correction=config.compare.correction)
         verdict = invalidate(verdict, assemble.invalid(results))
@@ -240,7 +235,7 @@ def save_and_track(result: EvalResult, out_root: Path, files: dict[str, str], *,
 
             for fig in figures.values():
                 plt.close(fig)
-    _say(f"results written to {results_dir}")
+    say(f"results written to {results_dir}")
     if tracking_uri is not None:
         try:
             result.tracking = track(results_dir, result, tracking_uri)
@@ -266,9 +261,9 @@ def promote_candidate(config: EvalConfig, info: dict[str, Any], tracking_uri: st
     try:
         record = promote(parse_models_uri(uri), config.tracking.promote.alias, tracking_uri)
     except TrackingError as exc:
-        _say(f"WARNING: promotion failed: {exc}")
+        say(f"WARNING: promotion failed: {exc}")
         return {"status": "failed", "error": str(exc)}
-    _say(f"promoted {uri} to alias {record['alias']!r}")
+    say(f"promoted {uri} to alias {record['alias']!r}")
     return {"status": "promoted", **record}
 
 
@@ -278,10 +273,10 @@ def track(results_dir: Path, result: EvalResult, uri: str) -> dict[str, Any]:
 
     try:
         tracking = log_results(results_dir, result.to_json_dict(), uri)
-        _say(f"logged to MLflow at {uri} (parent run {tracking['mlflow_run_ids']['parent']})")
+        say(f"logged to MLflow at {uri} (parent run {tracking['mlflow_run_ids']['parent']})")
     except TrackingError as exc:
         tracking = {"status": "pending", "uri": uri, "mlflow_run_ids": {}, "error": str(exc)}
-        _say(f"WARNING: not logged to MLflow: {exc}. Results are safe in {results_dir}; upload "
+        say(f"WARNING: not logged to MLflow: {exc}. Results are safe in {results_dir}; upload "
              f"them later with 'harness sync {results_dir.parent}'.")
     update_tracking(results_dir, tracking)
     return tracking

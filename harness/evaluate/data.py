@@ -3,20 +3,16 @@ interaction files or a TREC collection; and the segments of its queries."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import pandas as pd
 
+from harness.errors import say
 from harness.evaluate.backend import Backend
 from harness.evaluate.sources import SourceCollection, collection_sources
 from harness.spec.attribution import ACTIVITY, POPULARITY, SegmentsSpec
 from harness.spec.config import EvalConfig
 from harness.types import Dataset
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def load_dataset(config: EvalConfig, backend: Backend | None = None) -> Dataset | SourceCollection:
@@ -31,7 +27,7 @@ def load_dataset(config: EvalConfig, backend: Backend | None = None) -> Dataset 
     if collection is not None:
         collection = backend.describe_collection(collection)
         for warning in collection.warnings:
-            _say(f"WARNING: dataset: {warning}")
+            say(f"WARNING: dataset: {warning}")
         return collection
     from harness.datasets import make_synthetic
 
@@ -53,7 +49,7 @@ def load_dataset(config: EvalConfig, backend: Backend | None = None) -> Dataset 
     if candidates is not None and candidates["kind"] != "full":
         dataset = _with_candidates(dataset, candidates)
     for warning in dataset.warnings:
-        _say(f"WARNING: dataset: {warning}")
+        say(f"WARNING: dataset: {warning}")
     return dataset
 
 

@@ -8,11 +8,9 @@ per-unit tables.
 
 from __future__ import annotations
 
-import sys
-
 import pandas as pd
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, say
 from harness.evaluate.backend import LOCAL, Backend
 from harness.evaluate.family import Family, FamilyResult, ModelOutput
 from harness.evaluate.model_view import ModelView
@@ -47,7 +45,7 @@ class Evaluation:
             if not family.measures_models:
                 continue
             if (reason := family.cannot_measure(view)) is not None:
-                print(f"{family.key}: {name} {reason}; skipped", file=sys.stderr, flush=True)
+                say(f"{family.key}: {name} {reason}; skipped")
                 self.skipped[family.key].append(name)
                 continue
             output = family.measure(view)

@@ -11,14 +11,13 @@ capped: its comparisons can FAIL but never PASS.
 
 from __future__ import annotations
 
-import sys
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from harness.errors import AdapterError, ConfigError, DataValidationError, describe_examples
+from harness.errors import AdapterError, ConfigError, DataValidationError, describe_examples, say
 from harness.evaluate.family import Family, FamilyResult, MetricValue, ModelOutput
 from harness.evaluate.model_view import ModelView
 from harness.spec.families import OffPolicyEval
@@ -29,10 +28,6 @@ _REWARD_MODELS = {
     "ridge": ("sklearn.linear_model", "Ridge", {"alpha": 1.0}),
     "xgboost": ("xgboost", "XGBClassifier", {"n_estimators": 50, "max_depth": 3, "n_jobs": 1}),
 }
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def load_feedback(spec: OffPolicyEval, dataset: Dataset, seed: int) -> tuple[Any, Any]:
@@ -97,7 +92,7 @@ class OffPolicyFamily(Family[OffPolicyEval]):
 
         module, cls, params = _REWARD_MODELS[self.spec.reward_model]
         model = getattr(importlib.import_module(module), cls)(**params)
-        _say(f"off-policy: cross-fitting a {self.spec.reward_model} reward model on {len(self.feedback)} rows")
+        say(f"off-policy: cross-fitting a {self.spec.reward_model} reward model on {len(self.feedback)} rows")
         return fit_reward_model(self.feedback, model, n_folds=self.spec.n_folds, seed=self.seed,
                                 max_bytes=self.spec.reward_max_bytes, design=self.spec.reward_design)
 
