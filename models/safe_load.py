@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -110,6 +111,9 @@ def load_estimator(path: str | Path, *, trusted: bool = False) -> Any:
     safe = ("skops: `skops.io.dump(estimator, 'model.skops')`" if _skops_available()
             else "skops: `pip install skops`, then `skops.io.dump(estimator, 'model.skops')`")
     if p.suffix.lower() == ".skops":
+        if not zipfile.is_zipfile(p):  # a skops file is a zip archive (skops raised BadZipFile)
+            raise ConfigError(f"{what}: {p} is not a skops file (not a zip archive); save the estimator "
+                              "with `skops.io.dump(estimator, 'model.skops')`")
         if not _skops_available():
             raise ConfigError(f"{what}: {p} is a skops file but the skops package is not installed "
                               "(`pip install skops`)")
@@ -275,5 +279,9 @@ def load_xgboost_booster(path: str | Path) -> Any:
     try:
         booster.load_model(str(p))
     except xgb.core.XGBoostError as exc:
-        raise ConfigError(f"{what}: cannot load {p}: {exc}") from exc
+        # XGBoost's message carries its C++ source location and stack trace: keep its reason
+        reason = str(exc).split("Stack trace:")[0].strip().splitlines()[0]
+        reason = reason.split(": ", 2)[-1] if reason.startswith("[") else reason
+        raise ConfigError(f"{what}: {p} is not an XGBoost model file XGBoost can read (save one with "
+                          f"`model.save_model('model.json')` or .ubj): {reason}") from exc
     return booster

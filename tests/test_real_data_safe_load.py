@@ -101,9 +101,28 @@ def fake_skops(monkeypatch):
     return calls
 
 
+def _zip(path: Path) -> None:
+    """An (empty) zip archive: what a skops file is, for the stand-in skops.io to read."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w"):
+        pass
+
+
+def test_a_skops_file_that_is_not_one_is_one_line(tmp_path):
+    """A text file named .skops: refused before skops reads it, with or without trusted
+    (skops raised zipfile.BadZipFile: a traceback and exit 3 from the CLI)."""
+    path = tmp_path / "model.skops"
+    path.write_text("not a model")
+    for trusted in (False, True):
+        with pytest.raises(ConfigError, match=r"sklearn: .*model.skops is not a skops file \(not a zip archive\); "
+                                              r"save the estimator with `skops.io.dump"):
+            load_estimator(path, trusted=trusted)
+
+
 def test_skops_files_with_untrusted_types_need_trusted(tmp_path, fake_skops):
     path = tmp_path / "model.skops"
-    path.write_bytes(b"PK")
+    _zip(path)
     with pytest.raises(ConfigError, match=r"types that skops does not trust by default: \['mypkg.Custom'\]"):
         load_estimator(path)
     assert "load" not in fake_skops
@@ -114,7 +133,7 @@ def test_skops_files_with_untrusted_types_need_trusted(tmp_path, fake_skops):
 def test_skops_file_without_the_package(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "skops.io", None)  # import fails
     path = tmp_path / "model.skops"
-    path.write_bytes(b"PK")
+    _zip(path)
     with pytest.raises(ConfigError, match=r"skops package is not installed \(`pip install skops`\)"):
         load_estimator(path)
     joblib.dump({"a": 1}, tmp_path / "m.pkl")
@@ -218,3 +237,8 @@ def test_xgboost_json_and_ubj_load_and_pickles_are_refused(tmp_path):
     joblib.dump(ranker, tmp_path / "m.joblib")
     with pytest.raises(ConfigError, match=r"m.joblib is a pickle; .*save_model\('model.json'\)"):
         load_xgboost_booster(tmp_path / "m.joblib")
+    # a file XGBoost cannot read: one line, without XGBoost's C++ location and stack trace
+    (tmp_path / "m.txt").write_text("not a model")
+    with pytest.raises(ConfigError, match=r"m.txt is not an XGBoost model file XGBoost can read") as bad:
+        load_xgboost_booster(tmp_path / "m.txt")
+    assert "\n" not in str(bad.value) and "Stack trace" not in str(bad.value) and ".cc:" not in str(bad.value)
