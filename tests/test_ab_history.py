@@ -97,6 +97,10 @@ def test_history_puts_offline_deltas_beside_online_lifts(tmp_path: Path) -> None
     assert not (tmp_path / "online" / "history.json").exists()
     empty = runner.invoke(app, ["history", str(tmp_path / "offline")])
     assert empty.exit_code == 2 and "no A/B results with a launch section" in empty.output
+    (tmp_path / "a-file").write_text("")  # --output under a file: one line, as every command (was a traceback)
+    under = runner.invoke(app, ["history", str(tmp_path / "online"), "--output", str(tmp_path / "a-file" / "h")])
+    assert under.exit_code == 2 and "a-file is a file, not a folder; pass --output a folder you can write" in \
+        under.stderr and "Traceback" not in under.output
 
 
 def test_a_launch_naming_a_missing_offline_run_is_exit_2(tmp_path: Path) -> None:

@@ -435,6 +435,7 @@ def history(
         import json
 
         from harness.apps.history import HISTORY_JSON, folder_records, history_figure, launch_history
+        from harness.apps.validate import check_output
         from harness.evaluate.plots import save_figure
         from harness.errors import ConfigError
         from harness.options import check_confidence
@@ -458,6 +459,7 @@ def history(
                 print(f"NOTE: history: {len(unreadable)} results folder(s) under {root} cannot be read and are left "
                       f"out, e.g. {unreadable[0]}", file=sys.stderr)
         hist = launch_history(records, confidence=check_confidence(confidence), relative=not absolute, source=source)
+        check_output(out, fix="pass --output a folder you can write")  # before printing, as every command
         with _wide_tables():
             print(hist.launches.to_string(index=False))
             print()
