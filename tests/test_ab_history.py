@@ -111,6 +111,27 @@ def test_a_launch_naming_a_missing_offline_run_is_exit_2(tmp_path: Path) -> None
     (tmp_path / "ab.yaml").write_text(yaml.safe_dump(cfg))
     res = CliRunner().invoke(app, ["ab", str(tmp_path / "e.parquet"), "--config", str(tmp_path / "ab.yaml")])
     assert res.exit_code == 2 and "nope" in res.output and "Traceback" not in res.output
+    # an A/B folder is not an offline run: its "deltas" would be another test's online lifts
+    del cfg["launch"]
+    (tmp_path / "ab.yaml").write_text(yaml.safe_dump(cfg))
+    assert CliRunner().invoke(app, ["ab", str(tmp_path / "e.parquet"), "--config", str(tmp_path / "ab.yaml")]
+                              ).exit_code in (0, 1)
+    (online,) = (tmp_path / "out").iterdir()
+    cfg["launch"] = {"offline_results": str(online)}
+    cfg["output"] = str(tmp_path / "out2")
+    (tmp_path / "ab.yaml").write_text(yaml.safe_dump(cfg))
+    res = CliRunner().invoke(app, ["ab", str(tmp_path / "e.parquet"), "--config", str(tmp_path / "ab.yaml")])
+    assert res.exit_code == 2 and "is an A/B test's results folder; name the offline `harness run` folder" in \
+        res.stderr and not (tmp_path / "out2").exists()
+    # an offline run with two candidates: say which to set (it said "None is not one candidate")
+    two = _offline(tmp_path, 1, 0.01)
+    data = json.loads((two / "results.json").read_text())
+    data["comparison"].append({**data["comparison"][0], "candidate": "other"})
+    (two / "results.json").write_text(json.dumps(data))
+    cfg["launch"] = {"offline_results": str(two)}
+    (tmp_path / "ab.yaml").write_text(yaml.safe_dump(cfg))
+    res = CliRunner().invoke(app, ["ab", str(tmp_path / "e.parquet"), "--config", str(tmp_path / "ab.yaml")])
+    assert res.exit_code == 2 and "compared 2 candidates; set launch.candidate to one of" in res.stderr, res.output
 
 
 def test_a_launch_is_logged_to_mlflow_with_its_offline_deltas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -34,9 +34,15 @@ def offline_record(config: ABConfig) -> dict[str, Any] | None:
     if launch is None:
         return None
     stored = read_results_folder(launch.offline_results)
+    if "ab" in (stored.data.get("families") or {}):  # its "deltas" would be another test's online lifts
+        raise ConfigError(f"launch.offline_results: {launch.offline_results} is an A/B test's results folder; "
+                          "name the offline `harness run` folder that sent the candidate to this test")
     rows = stored.data.get("comparison") or []
     candidates = list(dict.fromkeys(r["candidate"] for r in rows))
     candidate = launch.candidate or (candidates[0] if len(candidates) == 1 else None)
+    if candidate is None and launch.candidate is None and len(candidates) > 1:
+        raise ConfigError(f"launch.candidate: {launch.offline_results} compared {len(candidates)} candidates; "
+                          f"set launch.candidate to one of {candidates}")
     if candidate is None or candidate not in candidates:
         raise ConfigError(f"launch.candidate: {launch.candidate!r} is not one candidate of "
                           f"{launch.offline_results} (candidates: {candidates})")
