@@ -274,10 +274,11 @@ def _write_inputs(root: Path, cfg: dict[str, Any], log: pd.DataFrame | None) -> 
         if spec["kind"] == "precomputed":
             path = root / params["path"]
             if params.get("format") == "trec" or path.suffix in (".run", ".trec", ".txt"):
-                rank = ranked.groupby("query_id").cumcount() + 1
+                run = ranked[~ranked["query_id"].isin(users[::10])] if params.get("missing") == "empty" else ranked
+                rank = run.groupby("query_id").cumcount() + 1  # a run lacking judged topics exercises `missing`
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text("".join(f"{q} Q0 {i} {r} {s:.6f} spark\n" for q, i, r, s in
-                                        zip(ranked["query_id"], ranked["item_id"], rank, ranked["score"])))
+                                        zip(run["query_id"], run["item_id"], rank, run["score"])))
             elif params.get("missing") == "empty":  # a query the file lacks exercises `missing`
                 _write_table(ranked[~ranked["query_id"].isin(users[::10])], path)
             else:  # scores, and probabilities for every labelled pair (calibration)
