@@ -119,6 +119,9 @@ def test_bpr_checkpoint_serves_through_torch_retriever(world, tmp_path: Path) ->
     ("precomputed", {"pth": "s.csv"}, r"; got params: pth; did you mean 'path' \(not 'pth'\)\?$"),
     ("sklearn", {"paht": "m.skops"}, r"did you mean 'path' \(not 'paht'\)"),
     ("xgboost_ranker", {"n_candidates": 5}, r"needs params.path \(a saved XGBoost ranking model\); got params: n_candidates$"),
+    # raw ids are for mlflow models (it was "SklearnPointwise.__init__() missing ... 'features'")
+    ("sklearn", {"path": "m.skops", "features": "none"}, r"model kind 'sklearn' scores feature columns: features: none"),
+    ("xgboost_ranker", {"path": "m.json", "features": "none"}, r"features: none \(raw ids\) is for mlflow models"),
     ("pipeline", {"stages": []}, "non-empty list"),
 ])
 def test_registry_rejects_bad_params(world, kind: str, params: dict, match: str) -> None:

@@ -65,6 +65,15 @@ def _require(params: dict[str, Any], kind: str, key: str, what: str) -> None:
     raise ConfigError(f"model kind {kind!r} needs params.{key} ({what}){given}{hint}")
 
 
+def _feature_columns(params: dict[str, Any], kind: str) -> None:
+    """A model of feature columns cannot take ``features: none`` (the raw ids, which only
+    an ``mlflow`` model's own signature reads)."""
+    if params.get("features") == "none":
+        raise ConfigError(f"model kind {kind!r} scores feature columns: features: none (raw ids) is for mlflow "
+                          "models; use features: interaction (the columns of "
+                          "harness.models.features.interaction_features, which the model must be trained on)")
+
+
 def _two_tower(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
     from harness.models.two_tower import TwoTower
 
@@ -89,6 +98,7 @@ def _xgboost_ranker(params: dict[str, Any], dataset: Dataset, seed: int) -> obje
     from harness.models.xgboost_ranker import XGBoostRanker
 
     _require(params, "xgboost_ranker", "path", "a saved XGBoost ranking model")
+    _feature_columns(params, "xgboost_ranker")
     path = params.pop("path")
     return XGBoostRanker(path, **candidate_scorer_params(params, dataset, seed, build_model))
 
@@ -99,6 +109,7 @@ def _sklearn(params: dict[str, Any], dataset: Dataset, seed: int) -> object:
     from harness.models.sklearn_pointwise import SklearnPointwise
 
     _require(params, "sklearn", "path", "a skops file of a fitted estimator, or a joblib/pickle file with trusted: true")
+    _feature_columns(params, "sklearn")
     estimator = load_estimator(params.pop("path"), trusted=bool(params.pop("trusted", False)))
     return SklearnPointwise(estimator, **candidate_scorer_params(params, dataset, seed, build_model))
 
