@@ -19,10 +19,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from harness.errors import ConfigError, DataValidationError, describe_examples, plain_value
+from harness.errors import ConfigError, DataValidationError, describe_examples
 
 from .ids import IdMap
-from .tables import _column_names, read_table
+from .tables import _column_names, describe_rows, read_table
 from .trec import read_trec_run
 
 __all__ = ["TABLE_SUFFIXES", "TREC_SUFFIXES", "prediction_ids", "read_predictions"]
@@ -68,15 +68,6 @@ def _codes(df: pd.DataFrame, col: str, ids: IdMap | None, name: str) -> np.ndarr
     return arr.astype(np.int64)
 
 
-def _where(df: pd.DataFrame, bad: np.ndarray) -> str:
-    """The first offending rows of a score table: their (query_id, item_id) pairs in the
-    file's ids and their row numbers (1 = the first data row)."""
-    rows = np.flatnonzero(bad)[:3]
-    pairs = list(zip(df["query_id"].to_numpy()[rows], df["item_id"].to_numpy()[rows]))
-    return f"{describe_examples([tuple(map(plain_value, p)) for p in pairs])} as (query_id, item_id); row(s) " \
-           f"{', '.join(str(r + 1) for r in rows)}"
-
-
 def _numeric(df: pd.DataFrame, col: str, name: str) -> np.ndarray:
     values = df[col].to_numpy()
     if not np.issubdtype(values.dtype, np.number) or values.dtype.kind == "b":
@@ -84,12 +75,12 @@ def _numeric(df: pd.DataFrame, col: str, name: str) -> np.ndarray:
         text = ~np.isnan(parsed) | df[col].isna().to_numpy()  # numbers, or gaps that are NaN anyway
         raise DataValidationError(f"{name}: column {col!r} must be numeric, got dtype {values.dtype}: "
                                   f"{int((~text).sum())} value(s) are not numbers "
-                                  f"({describe_examples(pd.unique(values[~text]))}; {_where(df, ~text)})")
+                                  f"({describe_examples(pd.unique(values[~text]))}; {describe_rows(df, ~text)})")
     out = values.astype(np.float64)
     bad = ~np.isfinite(out)
     if bad.any():
         raise DataValidationError(f"{name}: column {col!r} has {int(bad.sum())} NaN or infinite values "
-                                  f"({_where(df, bad)})")
+                                  f"({describe_rows(df, bad)})")
     return out
 
 
@@ -161,7 +152,7 @@ def read_predictions(source: str | Path | pd.DataFrame, *, users: IdMap | None =
     dup = out.duplicated(["query_id", "item_id"]).to_numpy()
     if dup.any():
         raise DataValidationError(f"{name}: {int(dup.sum())} duplicate (query_id, item_id) rows "
-                                  f"({_where(df, dup)})")
+                                  f"({describe_rows(df, dup)})")
     if "rank" in df.columns:
         rank = df["rank"].to_numpy()
         if not np.issubdtype(rank.dtype, np.integer):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import pandas as pd
 
-from harness.errors import ConfigError, DataValidationError
+from harness.errors import ConfigError, DataValidationError, describe_examples, plain_value
 
 from .ids import CANONICAL_INT
 
@@ -71,6 +71,16 @@ def check_ids_present(data: "pa.Table | pa.RecordBatch", id_columns: Sequence[st
             rows = np.flatnonzero(missing.to_numpy(zero_copy_only=False))[:3] + row_offset + 1
             raise DataValidationError(f"{source}: column {name!r} has {n} missing id(s) (empty or null; "
                                       f"row(s) {', '.join(str(r) for r in rows)})")
+
+
+def describe_rows(frame: pd.DataFrame, bad: np.ndarray, *, rows: str = "row") -> str:
+    """The first offending rows of a (query_id, item_id) table for a message: their pairs
+    in the file's ids and their numbers (1 = the first data row; ``rows="line"`` for
+    TREC files, blank lines not counted)."""
+    at = np.flatnonzero(bad)[:3]
+    pairs = [tuple(map(plain_value, p)) for p in zip(frame["query_id"].to_numpy()[at], frame["item_id"].to_numpy()[at])]
+    return (f"{describe_examples(pairs)} as (query_id, item_id); {rows}(s) {', '.join(str(r + 1) for r in at)}"
+            + (" (blank lines not counted)" if rows == "line" else ""))
 
 
 def read_table(path: str | Path, *, delimiter: str | None = None, columns: Sequence[str] | None = None,

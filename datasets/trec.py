@@ -24,6 +24,7 @@ import pandas as pd
 from harness.errors import ConfigError, DataValidationError, describe_examples
 
 from .ids import CANONICAL_INT
+from .tables import describe_rows
 
 __all__ = ["QRELS_TABLE_SUFFIXES", "read_judgments", "read_trec_qrels", "read_trec_run", "write_trec_run"]
 
@@ -82,7 +83,7 @@ def _check_duplicates(frame: pd.DataFrame, name: str) -> None:
     dup = frame.duplicated(["query_id", "item_id"]).to_numpy()
     if dup.any():
         raise DataValidationError(f"{name}: {int(dup.sum())} duplicate (query, doc) lines "
-                                  f"({describe_examples(frame['query_id'].to_numpy()[dup])} as query ids)")
+                                  f"({describe_rows(frame, dup, rows='line')})")
 
 
 def read_trec_run(path: str | Path) -> pd.DataFrame:
