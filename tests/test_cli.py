@@ -250,3 +250,33 @@ def test_ctrl_c_while_logging_to_mlflow_says_the_folder_is_complete(tmp_path: Pa
     monkeypatch.setattr(tracking, "log_results", real)
     assert runner.invoke(app, ["sync", str(tmp_path / "results")]).exit_code == 0
     assert json.loads((folder / "results.json").read_text())["tracking"]["status"] == "logged"
+
+
+def test_python_warnings_are_one_line_and_the_gates_are_left_to_the_verdict(capsys, monkeypatch) -> None:
+    """A library's warning is one stderr line (it printed the source path and code line);
+    the gate's SkewWarning is not repeated, the verdict's WARNING lines carry it. MLflow's
+    download bars are off unless the user turned them on."""
+    import warnings
+
+    import typer
+
+    from harness.apps.cli import _guard
+    from harness.metrics.stats import SkewWarning
+
+    def body() -> int:
+        warnings.warn("skewed per-unit values", SkewWarning)
+        warnings.warn("a library's notice", UserWarning)
+        return 0
+
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
+    with pytest.raises(typer.Exit) as done:
+        _guard(body)
+    assert done.value.exit_code == 0
+    assert capsys.readouterr().err == "warning: UserWarning: a library's notice\n"
+    import os
+
+    assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "true")
+    with pytest.raises(typer.Exit):
+        _guard(lambda: 0)
+    assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "true"

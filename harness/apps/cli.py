@@ -9,8 +9,10 @@ modules (torch, mlflow) are imported inside commands so that ``--help`` is insta
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -46,11 +48,28 @@ def _quiet_root_logging() -> None:
         root.addHandler(logging.NullHandler())
 
 
+# the gate's warnings are in the verdict the command prints (its WARNING lines)
+_IN_THE_VERDICT = ("SkewWarning", "ResampleFloorWarning")
+
+
+def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Python warnings as one stderr line each (no source path or code line); the gate's
+    own are left to the verdict, which says them already."""
+    if category.__name__ not in _IN_THE_VERDICT:
+        print(f"warning: {category.__name__}: {message}", file=sys.stderr)
+
+
 def _guard(body: Callable[[], int]) -> None:
     """Run a command body and map its outcome and errors to exit codes."""
     _quiet_root_logging()
+    # MLflow's download bars (a runs:/ baseline, compare or history from a store) are not the
+    # command's progress: they printed even under --no-progress. The user's own setting wins.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
-        code = body()
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line
+            code = body()
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(exc.exit_code) from None
