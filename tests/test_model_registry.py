@@ -121,6 +121,15 @@ def test_config_baseline_can_be_a_prior_run(tmp_path: Path, mlflow_server: Mlflo
     child = client.get_run(data2["tracking"]["mlflow_run_ids"][baseline_uri])
     assert child.data.tags["harness.role"] == "baseline"
     assert child.data.tags["harness.reused_from"] == baseline_uri
+    # validate checks the baseline run as run does: a parent run, other data, a metric it lacks
+    parent = f"runs:/{data['tracking']['mlflow_run_ids']['parent']}"
+    other_data = {**second, "dataset": {**second["dataset"], "n_users": second["dataset"]["n_users"] + 10}}
+    new_metric = {**second, "evaluate": {"ranking": {"metrics": ["map@7"]}}, "gate": []}
+    for cfg, message in (({**second, "compare": {**second["compare"], "baseline": parent}}, "pick a child run"),
+                         (other_data, "was evaluated on dataset fingerprint"),
+                         (new_metric, "has no per-unit values for ['map@7']")):
+        result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path / "b", cfg))])
+        assert result.exit_code == 2 and message in result.stderr, result.output
 
 
 def test_promote_requires_a_registered_candidate(tmp_path: Path) -> None:

@@ -89,6 +89,13 @@ def dry_run(config: EvalConfig, *, output: str | Path | None = None) -> DryRun:
     dataset = load_dataset(config)
     if config.attribution is not None and config.attribution.segments is not None:
         load_segments(config.attribution.segments, dataset)
+    baseline = config.compare.baseline if config.compare else ""
+    if baseline.startswith("runs:/"):  # what run reuses: a child run, of this data, with these metrics
+        from harness.tracking.prior_runs import load_prior_run
+        from harness.tracking.store import resolve_uri
+
+        load_prior_run(baseline, fingerprint=dataset.fingerprint, metrics=config.evaluate.ranking.metrics,
+                       tracking_uri=resolve_uri(config.tracking.uri))
     models = {name: build_model(name, spec.kind, spec.params, dataset, config.seed)
               for name, spec in config.models.items()
               if not (spec.kind == "mlflow" and str(spec.params.get("uri", "")).startswith(("models:/", "runs:/")))}
