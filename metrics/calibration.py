@@ -49,6 +49,8 @@ CALIBRATION_METRICS = {name: "none" for name in (
     "calibration_slope", "calibration_intercept", "reliability", "resolution", "uncertainty")}
 # the metrics that are means over rows: they have per-row contributions
 PER_ROW_METRICS = ("brier", "log_loss")
+# errors and losses: a decrease is an improvement (oe_ratio and the slope aim at 1: neither way)
+LOWER_IS_BETTER = ("ece", "ece_debiased", "mce", "brier", "log_loss", "normalized_entropy")
 
 
 # ---------------------------------------------------------------- validation

@@ -52,14 +52,15 @@ def test_fisher_z_interval_covers_the_population_spearman() -> None:
     assert hits / 2000 == pytest.approx(0.95, abs=3 * np.sqrt(0.95 * 0.05 / 2000))
 
 
-def _offline(root: Path, k: int, ndcg_delta: float) -> Path:
-    """A ``harness run`` results folder whose candidate improved nDCG@10 by ``ndcg_delta``."""
-    row = {"metric": "ndcg@10", "baseline": "prod", "candidate": "cand", "delta": ndcg_delta,
-           "relative_delta": ndcg_delta / 0.3, "ci_low": ndcg_delta - 0.01, "ci_high": ndcg_delta + 0.01}
+def _offline(root: Path, k: int, ndcg_delta: float, **more: float) -> Path:
+    """A ``harness run`` results folder whose candidate improved nDCG@10 by ``ndcg_delta``
+    (and moved each metric of ``more`` by its value)."""
+    rows = [{"metric": m, "baseline": "prod", "candidate": "cand", "delta": d, "relative_delta": d / 0.3,
+             "ci_low": d - 0.01, "ci_high": d + 0.01} for m, d in {"ndcg@10": ndcg_delta, **more}.items()]
     result = EvalResult(run_id=f"2026010{k}T000000Z-off{k}", created_at=f"2026-01-0{k}T00:00:00+00:00",
                         config={"name": f"offline-{k}"}, config_hash="x", dataset={"name": "d", "fingerprint": "f"},
                         metrics=[], per_unit=pd.DataFrame(columns=["family", "model", "unit_id", "metric", "value"]),
-                        comparison=[row], verdict={"decision": "PASS"})
+                        comparison=rows, verdict={"decision": "PASS"})
     return write_results(result, root / "offline")
 
 
@@ -101,6 +102,40 @@ def test_history_puts_offline_deltas_beside_online_lifts(tmp_path: Path) -> None
     under = runner.invoke(app, ["history", str(tmp_path / "online"), "--output", str(tmp_path / "a-file" / "h")])
     assert under.exit_code == 2 and "a-file is a file, not a folder; pass --output a folder you can write" in \
         under.stderr and "Traceback" not in under.output
+
+
+def test_agreement_reads_each_metric_in_its_better_direction(tmp_path: Path) -> None:
+    """Offline ECE falls (better) as the online lift rises, over six launches: agreement 1
+    and Spearman +1 once ECE is read as lower-is-better; a metric the online side gates
+    as `lower` (a latency) is read that way too. The table keeps the raw deltas."""
+    rng = np.random.default_rng(3)
+    runner = CliRunner()
+    lifts = [0.01, 0.03, -0.02, 0.05, 0.02, -0.01]
+    for k, lift in enumerate(lifts, start=1):
+        n = 4000
+        treated = rng.random(n) < 0.5
+        y = rng.gamma(2, 5, n) * (1 + treated * 4 * lift)
+        latency = rng.gamma(2, 50, n) * (1 - treated * 2 * lift)  # a better candidate is faster
+        pd.DataFrame({"variant": np.where(treated, "B", "A"), "revenue": y, "latency": latency}).to_parquet(
+            tmp_path / f"e{k}.parquet")
+        cfg = {"name": f"launch-{k}", "variants": {"control": "A", "treatments": ["B"]},
+               "metrics": {"revenue": {"mean": "revenue"}, "latency": {"mean": "latency"}},
+               "gate": [{"metric": "latency", "role": "guardrail", "direction": "lower", "max_regression": 100.0}],
+               "launch": {"offline_results": str(_offline(tmp_path, k, lift, ece=-lift / 10))},
+               "tracking": {"enabled": False}, "output": str(tmp_path / "online")}
+        (tmp_path / f"ab{k}.yaml").write_text(yaml.safe_dump(cfg))
+        res = runner.invoke(app, ["ab", str(tmp_path / f"e{k}.parquet"), "--config", str(tmp_path / f"ab{k}.yaml")])
+        assert res.exit_code in (0, 1), res.output
+    assert runner.invoke(app, ["history", str(tmp_path / "online")]).exit_code == 0
+    hist = json.loads((tmp_path / "online" / "history" / "history.json").read_text())
+    pairs = {(p["offline_metric"], p["online_metric"]): p for p in hist["agreement"]}
+    ece = pairs[("ece", "revenue")]
+    assert (ece["offline_better"], ece["online_better"]) == ("lower", "higher")
+    assert ece["sign_agreement"] == 1.0 and ece["spearman"] == pytest.approx(1.0)
+    latency = pairs[("ndcg@10", "latency")]
+    assert latency["online_better"] == "lower" and latency["sign_agreement"] == 1.0
+    assert [r["offline:ece"] for r in hist["launches"]] == pytest.approx([-x / 10 for x in lifts])  # raw deltas
+    assert not any(k.startswith("better:") for k in hist["launches"][0])
 
 
 def test_a_launch_naming_a_missing_offline_run_is_exit_2(tmp_path: Path) -> None:

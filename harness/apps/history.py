@@ -52,7 +52,22 @@ def offline_record(config: ABConfig) -> dict[str, Any] | None:
             "treatment": launch.treatment or config.variants.treatments[0],
             "offline_verdict": (stored.data.get("verdict") or {}).get("decision"),
             "offline_deltas": {r["metric"]: r["delta"] for r in mine},
+            "offline_directions": _directions(stored.data),
             "offline_relative_deltas": {r["metric"]: r.get("relative_delta") for r in mine}}
+
+
+def _directions(data: dict[str, Any]) -> dict[str, str]:
+    """Which way is better for each metric a run's config gates on (its ``direction``)."""
+    return {c["metric"]: c.get("direction", "higher") for c in (data.get("config") or {}).get("gate") or []}
+
+
+def _better_sign(metric: str, declared: dict[str, str]) -> int:
+    """+1 when a rise of ``metric`` is an improvement, -1 when a fall is: the direction a
+    gate declared for it, else -1 for the errors and losses (ECE, Brier, log loss, ...)."""
+    from harness.metrics.calibration import LOWER_IS_BETTER
+
+    direction = declared.get(metric) or ("lower" if metric in LOWER_IS_BETTER else "higher")
+    return -1 if direction == "lower" else 1
 
 
 @dataclass
@@ -78,8 +93,12 @@ def launch_row(data: dict[str, Any], *, relative: bool = True) -> dict[str, Any]
                            "verdict": (data.get("verdict") or {}).get("decision")}
     row.update({f"offline:{m}": v for m, v in launch["offline_deltas"].items()})
     key = "relative_delta" if relative else "delta"
-    row.update({f"online:{c['metric']}": c.get(key) for c in data.get("comparison", [])
-                if c["candidate"] == launch["treatment"]})
+    online = {c["metric"]: c.get(key) for c in data.get("comparison", []) if c["candidate"] == launch["treatment"]}
+    row.update({f"online:{m}": v for m, v in online.items()})
+    # which way is an improvement, for the agreement (the table shows the raw deltas)
+    offline_dirs, online_dirs = launch.get("offline_directions") or {}, _directions(data)
+    row.update({f"better:offline:{m}": _better_sign(m, offline_dirs) for m in launch["offline_deltas"]})
+    row.update({f"better:online:{m}": _better_sign(m, online_dirs) for m in online})
     return row
 
 
@@ -112,18 +131,29 @@ def launch_history(records: Iterable[dict[str, Any]], *, confidence: float = 0.9
                           "launch.offline_results in its config)")
     # launch order: the A/B test's time, then (tests of the same second) the offline run's
     launches = launches.sort_values(["created_at", "offline_created_at"], kind="stable").reset_index(drop=True)
+    better = launches[[c for c in launches.columns if c.startswith("better:")]].fillna(1.0)
+    launches = launches.drop(columns=list(better.columns))
     offline = [c for c in launches.columns if c.startswith("offline:")]
     online = [c for c in launches.columns if c.startswith("online:")]
     pairs = []
     for off in offline:
         for on in online:
-            a = offline_online_agreement(launches[off].to_numpy(dtype=float), launches[on].to_numpy(dtype=float),
+            # both sides oriented so that + is an improvement: agreement means "predicts wins"
+            a = offline_online_agreement(launches[off].to_numpy(dtype=float) * better[f"better:{off}"].to_numpy(),
+                                         launches[on].to_numpy(dtype=float) * better[f"better:{on}"].to_numpy(),
                                          confidence=confidence)
             pairs.append({"offline_metric": off.removeprefix("offline:"), "online_metric": on.removeprefix("online:"),
+                          "offline_better": _way(better[f"better:{off}"]), "online_better": _way(better[f"better:{on}"]),
                           "launches": a.n, "spearman": a.spearman, "spearman_ci_low": a.spearman_ci_low,
                           "spearman_ci_high": a.spearman_ci_high, "sign_agreement": a.sign_agreement,
                           "sign_ci_low": a.sign_ci_low, "sign_ci_high": a.sign_ci_high, "signed": a.n_signed})
     return History(launches, pd.DataFrame(pairs))
+
+
+def _way(signs: pd.Series) -> str:
+    """How a metric's improvement was read over the launches: higher, lower, or mixed."""
+    ways = {"higher" if s > 0 else "lower" for s in signs}
+    return ways.pop() if len(ways) == 1 else "mixed"
 
 
 def history_figure(history: History) -> Any:
