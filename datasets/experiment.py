@@ -17,6 +17,8 @@ from harness.errors import ConfigError, DataValidationError, describe_examples
 
 from harness.metrics.ab import VariantMoments, add_moments, cluster_totals, segment_moments, variant_moments
 
+from .tables import missing_labels
+
 
 # rows read, checked and reduced at a time: about this many bytes of float64 values a batch
 BATCH_BYTES = 64 << 20
@@ -82,7 +84,7 @@ def check_units(frame: pd.DataFrame, *, variant: str, columns: Sequence[str], va
         raise DataValidationError(f"{source}: column(s) {missing} not found (columns: {list(frame.columns)})")
     if len(frame) == 0:
         raise DataValidationError(f"{source}: no rows")
-    absent = _missing_labels(frame[variant])
+    absent = missing_labels(frame[variant])
     if absent.any():
         rows = np.flatnonzero(absent)[:3] + row_offset + 1
         raise DataValidationError(f"{source}: column {variant!r} has {int(absent.sum())} row(s) with no variant "
@@ -131,20 +133,11 @@ def check_units(frame: pd.DataFrame, *, variant: str, columns: Sequence[str], va
     return ExperimentUnits(values, tuple(cols), codes, tuple(names), clusters, source, segments, segment_names)
 
 
-def _missing_labels(labels: pd.Series) -> np.ndarray:
-    """Rows without a label: null, or text that is empty once trimmed (a CSV's empty cell)."""
-    missing = labels.isna().to_numpy().copy()
-    if not pd.api.types.is_numeric_dtype(labels.dtype):  # vectorised (Arrow strings), no loop over rows
-        blank = labels.astype("string[pyarrow]").str.strip() == ""
-        missing |= blank.fillna(False).to_numpy(dtype=bool)
-    return missing
-
-
 def label_codes(frame: pd.DataFrame, column: str, *, what: str, source: str) -> tuple[np.ndarray, tuple[str, ...]]:
     """A label column (segment, window) as codes into its sorted distinct labels (as text);
     a missing label is an error naming the column and the count."""
     labels = frame[column]
-    absent = _missing_labels(labels)
+    absent = missing_labels(labels)
     if absent.any():  # an empty CSV cell is no label, not a segment named ''
         raise DataValidationError(f"{source}: {what} column {column!r} has {int(absent.sum())} missing value(s)")
     cat = pd.Categorical(labels.astype(str))

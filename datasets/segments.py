@@ -16,7 +16,7 @@ import pandas as pd
 
 from harness.errors import DataValidationError, describe_examples
 
-from .tables import read_table
+from .tables import missing_labels, read_table
 
 NO_SEGMENT = "(no segment)"
 
@@ -44,7 +44,7 @@ def read_segments(path: str | Path, *, by: str, id_column: str = "unit_id") -> p
     if dup.any():
         raise DataValidationError(f"{path}: {int(dup.sum())} unit id(s) listed more than once in {id_column!r} "
                                   f"({describe_examples(keys[dup])}); a unit belongs to one segment")
-    empty = (labels.isna() | (labels.astype(str).str.strip() == "")).to_numpy()
+    empty = missing_labels(labels)
     if empty.any():
         raise DataValidationError(f"{path}: {int(empty.sum())} unit(s) have no {by!r} "
                                   f"({describe_examples(keys[empty])}); fill them or drop the rows")

@@ -73,6 +73,16 @@ def check_ids_present(data: "pa.Table | pa.RecordBatch", id_columns: Sequence[st
                                       f"row(s) {', '.join(str(r) for r in rows)})")
 
 
+def missing_labels(labels: pd.Series) -> np.ndarray:
+    """Rows without a label (a segment, a variant): null, or text that is empty once
+    trimmed (a CSV's empty cell). Vectorised over Arrow strings, no loop over rows."""
+    missing = labels.isna().to_numpy().copy()
+    if not pd.api.types.is_numeric_dtype(labels.dtype):
+        blank = labels.astype("string[pyarrow]").str.strip() == ""
+        missing |= blank.fillna(False).to_numpy(dtype=bool)
+    return missing
+
+
 def describe_rows(frame: pd.DataFrame, bad: np.ndarray, *, rows: str = "row") -> str:
     """The first offending rows of a (query_id, item_id) table for a message: their pairs
     in the file's ids and their numbers (1 = the first data row; ``rows="line"`` for
