@@ -184,13 +184,12 @@ def _unknown_parameter(message: str, kind: str) -> str:
     import difflib
     import inspect
     import re
-
-    import harness.models
+    import sys
 
     match = re.search(r"(\w+)(?:\.__init__)?\(\) got an unexpected keyword argument '(\w+)'", message)
-    cls = getattr(harness.models, match.group(1), None) if match else None
-    if cls is None and match and match.group(1) == "load_precomputed":  # a function, not a model class
-        from harness.models.precomputed import load_precomputed as cls
+    # the class or function the factory called, in the harness.models module it imported
+    cls = next((vars(module)[match.group(1)] for key, module in list(sys.modules.items())
+                if key.startswith("harness.models.") and match.group(1) in vars(module)), None) if match else None
     if cls is None:
         return message
     known = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs", "source", "dataset")]
