@@ -25,12 +25,15 @@ from harness.errors import DataValidationError, describe_examples
 __all__ = ["IdMap", "encode_pairs", "id_maps"]
 
 def _digits_at_most(bound: str) -> str:
-    """A regex of the numbers with ``len(bound)`` digits that are <= ``bound``."""
-    parts = [bound[:i] + (f"[0-{int(d) - 1}]" if int(d) > 1 else "0") + f"[0-9]{{{len(bound) - i - 1}}}"
-             for i, d in enumerate(bound) if int(d) > 0 and (i > 0 or int(d) > 1)]
-    parts = [p.replace("[0-9]{0}", "") for p in parts]
-    if bound[0] > "1":  # the first digit may be 1..bound[0]-1 (never 0)
-        parts[0] = (f"[1-{int(bound[0]) - 1}]" if int(bound[0]) > 2 else "1") + f"[0-9]{{{len(bound) - 1}}}"
+    """A regex of the numbers with ``len(bound)`` digits that are <= ``bound``: ``bound``
+    itself, or its first i digits, a smaller digit, then any digits."""
+    parts = []
+    for i, d in enumerate(map(int, bound)):
+        low = 1 if i == 0 else 0  # no leading zero
+        if d > low:
+            rest = len(bound) - i - 1
+            parts.append(bound[:i] + (str(low) if d - 1 == low else f"[{low}-{d - 1}]")
+                         + (f"[0-9]{{{rest}}}" if rest else ""))
     return "|".join([*parts, bound])
 
 
