@@ -58,15 +58,17 @@ class Evaluation:
         """Refuse, before any model is fitted, a gate on a metric a compared model will not
         have because its family skips that model (``ece`` for a model without
         ``predict_proba``): the run would compute every family and then fail."""
+        if self.dataset is None:  # families that measure no models: nothing to skip
+            return
+        views = [ModelView(name, model, self.dataset, self.depth, progress=False) for name, model in models.items()]
         for family in self.families:
-            if not family.measures_models or self.dataset is None:
+            gated = [m for m in metrics if m in family.compared()] if family.measures_models else []
+            if not gated:
                 continue
-            gated = [m for m in metrics if m in family.compared()]
-            for name, model in models.items():
-                reason = family.cannot_measure(ModelView(name, model, self.dataset, self.depth, progress=False))
-                if gated and reason is not None:
-                    raise ConfigError(f"gate: metric(s) {gated} ({family.key}) cannot be computed for {name!r}: it "
-                                      f"{reason}; gate on other metrics, or compare models that have them")
+            for view in views:
+                if (reason := family.cannot_measure(view)) is not None:
+                    raise ConfigError(f"gate: metric(s) {gated} ({family.key}) cannot be computed for {view.name!r}: "
+                                      f"it {reason}; gate on other metrics, or compare models that have them")
 
     def add_stored(self, name: str, tables: dict[str, pd.DataFrame]) -> None:
         """A model whose per-unit values come from a stored run, family by family."""
