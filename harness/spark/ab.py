@@ -86,7 +86,7 @@ def _moments(frame: "DataFrame", columns: list[str], keys: list[str], variants: 
             for g, part in _group_moments(frame, columns, keys).items()}
 
 
-def _missing_ids(frame: "DataFrame", column: str) -> "Column":
+def _missing_count(frame: "DataFrame", column: str) -> "Column":
     """Rows whose id or label in ``column`` is null or, for text, empty: none, as the
     local reader counts them (``check_ids_present``, ``check_units``)."""
     from pyspark.sql import functions as F
@@ -121,13 +121,13 @@ def _check(units: "DataFrame", *, variant: str, cols: list[str], variants: Seque
     label = F.col(f"`{variant}`").cast("string")
     value = {c: F.col(f"`{c}`").cast("double") for c in cols}
     keyed = [F.col(f"`{unit}`"), *([F.col(f"`{window}`")] if window else [])] if unit else []
-    checks = [F.count(F.lit(1)).alias("_rows"), _missing_ids(units, variant).alias("_no_variant"),
+    checks = [F.count(F.lit(1)).alias("_rows"), _missing_count(units, variant).alias("_no_variant"),
               F.sum((~label.isin(list(variants)) | label.isNull()).cast("long")).alias("_unknown"),
               *[F.sum((value[c].isNull() | F.isnan(value[c]) | (F.abs(value[c]) == float("inf"))).cast("long"))
                 .alias(f"_bad{j}") for j, c in enumerate(cols)],
               *[F.sum((~value[c].isin(0.0, 1.0)).cast("long")).alias(f"_off{j}") for j, c in enumerate(cols)
                 if c in binary],
-              *([F.countDistinct(*keyed).alias("_units"), _missing_ids(units, unit).alias("_no_unit")] if keyed else []),
+              *([F.countDistinct(*keyed).alias("_units"), _missing_count(units, unit).alias("_no_unit")] if keyed else []),
               *[F.sum(F.col(f"`{c}`").isNull().cast("long")).alias(f"_null_{what}") for what, c in labels if c]]
     row = units.agg(*checks).first()
     if not row["_rows"]:
