@@ -234,3 +234,22 @@ def test_history_reads_the_launches_logged_to_mlflow(tmp_path: Path, monkeypatch
     assert bad.exit_code == 2 and "experiment(s) ['nope'] are not in the MLflow store" in bad.output
     both = runner.invoke(app, ["history", str(tmp_path / "online"), "--mlflow"])
     assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_a_metric_in_some_launches_only_keeps_its_direction() -> None:
+    """ECE in one of two launches: read lower-is-better (it was "mixed", the launch without
+    it counted as higher), and agreement over the launch that has it."""
+    from harness.apps.history import launch_history
+
+    def record(k: int, offline: dict, lift: float) -> dict:
+        return {"config": {"name": f"l{k}"}, "run_id": f"r{k}", "created_at": f"2026-01-0{k}T00:00:00+00:00",
+                "verdict": {"decision": "PASS"},
+                "ab": {"launch": {"treatment": "B", "offline_run_id": f"o{k}", "offline_created_at": None,
+                                  "offline_deltas": offline}},
+                "comparison": [{"candidate": "B", "metric": "ctr", "delta": lift, "relative_delta": lift}]}
+
+    hist = launch_history([record(1, {"ndcg@10": 0.02, "ece": -0.01}, 0.03), record(2, {"ndcg@10": -0.01}, -0.02)])
+    pairs = hist.agreement.set_index("offline_metric")
+    assert pairs.loc["ece", "offline_better"] == "lower" and pairs.loc["ndcg@10", "offline_better"] == "higher"
+    assert pairs.loc["ece", "launches"] == 1 and pairs.loc["ece", "sign_agreement"] == 1.0
+    assert pairs.loc["ndcg@10", "sign_agreement"] == 1.0

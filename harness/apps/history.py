@@ -131,7 +131,8 @@ def launch_history(records: Iterable[dict[str, Any]], *, confidence: float = 0.9
                           "launch.offline_results in its config)")
     # launch order: the A/B test's time, then (tests of the same second) the offline run's
     launches = launches.sort_values(["created_at", "offline_created_at"], kind="stable").reset_index(drop=True)
-    better = launches[[c for c in launches.columns if c.startswith("better:")]].fillna(1.0)
+    # a metric's sign is there in every launch that has the metric (NaN elsewhere, as its value)
+    better = launches[[c for c in launches.columns if c.startswith("better:")]]
     launches = launches.drop(columns=list(better.columns))
     offline = [c for c in launches.columns if c.startswith("offline:")]
     online = [c for c in launches.columns if c.startswith("online:")]
@@ -151,9 +152,15 @@ def launch_history(records: Iterable[dict[str, Any]], *, confidence: float = 0.9
 
 
 def _way(signs: pd.Series) -> str:
-    """How a metric's improvement was read over the launches: higher, lower, or mixed."""
-    ways = {"higher" if s > 0 else "lower" for s in signs}
+    """How a metric's improvement was read over the launches that have it: higher, lower,
+    or mixed."""
+    ways = {"higher" if s > 0 else "lower" for s in signs.dropna()}
     return ways.pop() if len(ways) == 1 else "mixed"
+
+
+def _better_note(way: str) -> str:
+    """An axis label's note when a rise is not what is better."""
+    return "" if way == "higher" else f" ({way} is better)" if way == "lower" else " (direction mixed)"
 
 
 def history_figure(history: History) -> Any:
@@ -174,8 +181,9 @@ def history_figure(history: History) -> Any:
         ax.scatter(x, y)
         ax.axhline(0, color="grey", lw=1)
         ax.axvline(0, color="grey", lw=1)
-        ax.set_xlabel(f"offline delta {p['offline_metric']}")
-        ax.set_ylabel(f"online lift {p['online_metric']} (%)")
+        # the points are the raw deltas; the agreement read each metric in its better direction
+        ax.set_xlabel(f"offline delta {p['offline_metric']}" + _better_note(p["offline_better"]))
+        ax.set_ylabel(f"online lift {p['online_metric']} (%)" + _better_note(p["online_better"]))
         ax.set_title(f"rho={p['spearman']:.2f} [{p['spearman_ci_low']:.2f}, {p['spearman_ci_high']:.2f}], "
                      f"sign {p['sign_agreement']:.0%}", fontsize=9)
     for ax in axes.ravel()[len(pairs):]:
