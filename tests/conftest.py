@@ -259,18 +259,20 @@ def _uses_module_fixture(item: pytest.Item) -> bool:
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the markers (its hook runs first otherwise)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests that use the live server are marked ``mlflow_server``, those that use the
     Spark session ``spark`` (deselect them with ``-m "not mlflow_server and not spark"``)."""
+    groups = config.pluginmanager.hasplugin("xdist")  # its marker is unknown under -p no:xdist
     for item in items:
         if "mlflow_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.mlflow_server)
         if "spark" in getattr(item, "fixturenames", ()):
             # one Spark session per test run: every Spark test on one xdist worker
             # (``--dist loadgroup``, as the Makefile runs the suite)
-            item.add_marker(pytest.mark.xdist_group("spark"))
+            if groups:
+                item.add_marker(pytest.mark.xdist_group("spark"))
             item.add_marker(pytest.mark.spark)
-        elif _uses_module_fixture(item):
+        elif groups and _uses_module_fixture(item):
             # a module's shared fixture (trained models, a browser) built once, on one
             # worker, instead of once on each worker its tests are dealt to
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))

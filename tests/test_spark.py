@@ -262,3 +262,35 @@ def _larger_than_memory(spark, tmp_path):
     got = found.per_query.where(F.col("query_id") < 300).toPandas().set_index("query_id").loc[local.index]
     assert np.abs(got[local.columns].to_numpy() - local.to_numpy()).max() <= TOL
     found.release()
+
+
+def test_python_workers_are_forked_with_the_kernels_loaded(spark, world):
+    """The sessions the harness starts fork their Python workers from
+    :mod:`harness.spark.daemon`: each worker starts with the compiled kernels already
+    imported (none imports them again after an error or an idle timeout), on numba's
+    workqueue layer (GNU OpenMP aborts a process forked after loading it), and a
+    parallel kernel run in such a worker gives the local numbers."""
+    import os
+
+    def report(batches):
+        import sys
+
+        loaded = "harness.metrics._ranking_kernels" in sys.modules  # before anything below imports it
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+            parent = f.read().replace(b"\0", b" ").decode()
+        for _ in batches:
+            pass
+        yield pd.DataFrame({"loaded": [loaded], "parent": [parent],
+                            "layer": [os.environ.get("NUMBA_THREADING_LAYER", "")]})
+
+    assert spark.conf.get("spark.python.daemon.module") == "harness.spark.daemon"
+    rows = spark.range(4, numPartitions=2).mapInPandas(report, "loaded boolean, parent string, layer string").collect()
+    assert rows and all(r["loaded"] and "harness.spark.daemon" in r["parent"] and r["layer"] == "workqueue"
+                        for r in rows), rows
+    from harness.spark import evaluate_ranking as spark_ranking
+
+    qrels, run, _ = world
+    found = spark_ranking(spark.createDataFrame(qrels), spark.createDataFrame(run), ["ndcg@10", "map"])
+    local = evaluate_ranking(qrels, run, ["ndcg@10", "map"])
+    assert all(abs(found.means[m] - local.means[m]) <= TOL for m in ("ndcg@10", "map"))
+    found.release()

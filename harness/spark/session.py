@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 
 INSTALL_HINT = "pip install 'recsys-harness[spark]'"
 # Defaults of a session the harness creates: few shuffle partitions (the backend's
-# groups are large), Arrow on, no UI port to collide with other sessions.
+# groups are large), Arrow on, no UI port to collide with other sessions, Python workers
+# forked with the harness's kernels already loaded (:mod:`harness.spark.daemon`).
 DEFAULT_CONF: dict[str, str] = {
+    "spark.python.daemon.module": "harness.spark.daemon",
     "spark.sql.shuffle.partitions": "8",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.ui.enabled": "false",
