@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from harness.apps.cli import app
-from tests.conftest import MlflowServer, small_config, write_config
+from tests.conftest import MlflowServer, Outage, small_config, write_config
 
 runner = CliRunner()
 
@@ -78,10 +78,14 @@ def test_run_is_logged_as_parent_and_children(tmp_path: Path, mlflow_server: Mlf
 
 
 def test_server_killed_mid_run_then_sync_logs_exactly_once(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    server = MlflowServer(tmp_path / "srv")
-    server.root.mkdir()
-    server.start()
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_server: MlflowServer) -> None:
+    """The server goes away after the parent run is created (its port closed and every
+    connection reset: :class:`~tests.conftest.Outage` in front of the live server): the
+    run finishes, its folder says ``pending``; back on the same port and store, the
+    partial parent is there, and ``harness sync`` (twice, then again with the local
+    status reset) leaves one parent and two children."""
+    server = Outage(mlflow_server.uri)
+    server.up()
     import harness.tracking.log as tracking
 
     real_create = tracking._params
@@ -91,11 +95,11 @@ def test_server_killed_mid_run_then_sync_logs_exactly_once(
     def kill_after_parent(params):
         calls["n"] += 1
         if calls["n"] == 2:  # the parent run exists; the first child's params are next
-            server.kill()
+            server.down()
         return real_create(params)
 
     monkeypatch.setattr(tracking, "_params", kill_after_parent)
-    cfg = small_config(tmp_path, tracking={"uri": server.uri})
+    cfg = small_config(tmp_path, tracking={"uri": server.uri}, name="killed-mid-run")
     try:
         result = runner.invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"])
         assert result.exit_code == 0, result.output
@@ -104,7 +108,7 @@ def test_server_killed_mid_run_then_sync_logs_exactly_once(
         assert data["tracking"]["status"] == "pending"
         monkeypatch.setattr(tracking, "_params", real_create)
 
-        server.start()  # same port, same store: the partial parent run is still there
+        server.up()  # same port, same store: the partial parent run is still there
         client = MlflowClient(server.uri)
         assert len(_runs_for(client, data["run_id"])) >= 1
         for _ in range(2):
@@ -123,7 +127,7 @@ def test_server_killed_mid_run_then_sync_logs_exactly_once(
         assert runner.invoke(app, ["sync", str(tmp_path / "results")]).exit_code == 0
         assert len(_runs_for(client, data["run_id"])) == 3
     finally:
-        server.stop()
+        server.down()
 
 
 def test_a_run_with_tracking_disabled_is_not_synced_unless_named(tmp_path: Path) -> None:
