@@ -205,20 +205,21 @@ def test_validate_checks_the_tables_a_spark_run_reads_without_reading_them(tmp_p
 
 
 @pytest.mark.parametrize("damage,message", [
-    (lambda run: run.assign(score=run["score"].where(run.index != 3)), r"neural.parquet: column 'score' has 1 NaN"),
-    (lambda run: run.rename(columns={"score": "s"}), r"neural.parquet: missing column\(s\) \['score'\]"),
-    (lambda run: pd.concat([run, run.iloc[[0]]]), r"neural.parquet: .*duplicate"),
+    (lambda run: run.assign(score=run["score"].where(run.index != 3)), r"bm25.parquet: column 'score' has 1 NaN"),
+    (lambda run: run.rename(columns={"score": "s"}), r"bm25.parquet: missing column\(s\) \['score'\]"),
+    (lambda run: pd.concat([run, run.iloc[[0]]]), r"bm25.parquet: .*duplicate"),
 ], ids=["nan-score", "no-score-column", "duplicate-pair"])
 def test_spark_engine_bad_score_table_is_exit_2_naming_it(spark, tmp_path, damage, message):
     """Bad rows found by a Spark worker reach the CLI as the local engine's exit-2 error,
-    naming the table and column, and no results folder is left behind."""
+    naming the table and column, and no results folder is left behind. (The first
+    model's table: the run stops there, with no other model evaluated first.)"""
     import yaml
     from typer.testing import CliRunner
 
     from harness.apps.cli import app
 
     cfg = _collection(tmp_path / "data", text_ids=True)
-    path = tmp_path / "data" / "neural.parquet"
+    path = tmp_path / "data" / "bm25.parquet"
     damage(pd.read_parquet(path)).to_parquet(path)
     cfg.update(engine={"kind": "spark"}, output=str(tmp_path / "results"))
     (tmp_path / "eval.yaml").write_text(yaml.safe_dump(cfg))
