@@ -682,23 +682,40 @@ def bootstrap_estimands(
     n = arr.shape[0]
     sums, totals = bootstrap_sums(arr, n_resamples=n_resamples, seed=seed, weights=weights)
     full = arr.sum(axis=0)
-    out: list[DeltaInference] = []
-    for est in estimands:
-        theta = float(est.combine(full[est.cols], np.float64(n)))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            reps = np.asarray((est.resample_combine or est.combine)(sums[:, est.cols], totals), dtype=np.float64)
-        inf = _from_replicates(theta, reps, n, method, confidence, lambda est=est: _jackknife(arr, est))
-        out.append(clip_interval(inf, est.bounds))
-    return out
+    thetas = [float(est.combine(full[est.cols], np.float64(n))) for est in estimands]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reps = [np.asarray((est.resample_combine or est.combine)(sums[:, est.cols], totals), dtype=np.float64)
+                for est in estimands]
+    if method == "bootstrap" and estimands:
+        # the percentile intervals of every estimand in one pass over the (estimand x
+        # resample) table: the same quantiles and standard deviations as one estimand at a
+        # time, without numpy's per-call overhead (tens of metrics, thousands of calls in a
+        # simulation)
+        for theta, r in zip(thetas, reps):
+            _check_defined(theta, r)
+        table = np.vstack(reps)
+        alpha = 1 - confidence
+        low, high = np.quantile(table, [alpha / 2, 1 - alpha / 2], axis=1)
+        ses = table.std(axis=1, ddof=1)
+        return [clip_interval(PercentileInference(theta, float(lo), float(hi), method, float(se), n, replicates=r),
+                              est.bounds)
+                for est, theta, r, lo, hi, se in zip(estimands, thetas, table, low, high, ses)]
+    return [clip_interval(_from_replicates(theta, r, n, method, confidence, lambda est=est: _jackknife(arr, est)),
+                          est.bounds)
+            for est, theta, r in zip(estimands, thetas, reps)]
+
+
+def _check_defined(theta: float, reps: np.ndarray) -> None:
+    if not np.isfinite(reps).all() or not np.isfinite(theta):
+        raise DataValidationError(
+            f"bootstrap: the statistic is undefined (division by zero?) on "
+            f"{int((~np.isfinite(reps)).sum())} of {reps.size} resamples")
 
 
 def _from_replicates(theta: float, reps: np.ndarray, n: int, method: str, confidence: float,
                      jackknife: Callable[[], np.ndarray]) -> DeltaInference:
     """Percentile or BCa inference from bootstrap replicates (jackknife values on demand)."""
-    if not np.isfinite(reps).all() or not np.isfinite(theta):
-        raise DataValidationError(
-            f"bootstrap: the statistic is undefined (division by zero?) on "
-            f"{int((~np.isfinite(reps)).sum())} of {reps.size} resamples")
+    _check_defined(theta, reps)
     alpha = 1 - confidence
     se = float(reps.std(ddof=1))
     if method == "bootstrap":
