@@ -19,8 +19,8 @@ import pyspark.worker  # noqa: F401  (what each forked worker runs)
 from pyspark.daemon import manager
 
 # the modules whose functions run in the workers (applyInPandas / mapInPandas)
-import harness.spark.ab  # noqa: F401
 import harness.spark.backend  # noqa: F401
+import harness.spark.collection  # noqa: F401  (a collection's fingerprint: _row_hashes)
 import harness.spark.off_policy  # noqa: F401
 import harness.spark.ranking  # noqa: F401
 import harness.spark.resample  # noqa: F401
