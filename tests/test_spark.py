@@ -294,3 +294,29 @@ def test_python_workers_are_forked_with_the_kernels_loaded(spark, world):
     local = evaluate_ranking(qrels, run, ["ndcg@10", "map"])
     assert all(abs(found.means[m] - local.means[m]) <= TOL for m in ("ndcg@10", "map"))
     found.release()
+
+
+def test_column_expressions_make_no_call_site_calls_to_the_jvm(spark, monkeypatch):
+    """The sessions the harness starts turn PySpark's DataFrame debugging context off:
+    with it, every Column function records the Python line that called it in the JVM
+    (extra py4j calls each: a third of a warm config run's driver time)."""
+    import pyspark.errors.utils as pyspark_errors
+    from py4j.clientserver import ClientServerConnection
+    from pyspark.sql import functions as F
+
+    assert spark.conf.get("spark.python.sql.dataFrameDebugging.enabled") == "false"
+    assert not pyspark_errors.is_debugging_enabled()
+    sent: list[str] = []
+    original = ClientServerConnection.send_command
+    monkeypatch.setattr(ClientServerConnection, "send_command",
+                        lambda self, command: sent.append(command[:1]) or original(self, command))
+
+    def calls() -> int:
+        sent.clear()
+        F.col("a") * 2
+        return len(sent)
+
+    off = calls()
+    monkeypatch.setattr(pyspark_errors, "_enable_debugging_cache", True)  # as PySpark's default would
+    on = calls()
+    assert off <= 6 and on >= off + 10, (off, on)
