@@ -95,8 +95,9 @@ def test_pass_writes_the_results_folder_and_matches_scipy(tmp_path: Path) -> Non
 
 
 def test_a_regression_beyond_the_guardrail_fails(tmp_path: Path) -> None:
-    code, out, res = _run(tmp_path, _data(tmp_path, ctr_lift=-0.3, n=20_000), _config(tmp_path))
+    code, out, res = _run(tmp_path, _data(tmp_path, ctr_lift=-0.3, n=20_000), _config(tmp_path), "--no-plots")
     assert code == 1, out
+    assert not (tmp_path / "results" / res["run_id"] / "plots").exists()  # --no-plots: no effects chart
     ctr = next(c for c in res["verdict"]["criteria"] if c["metric"] == "ctr")
     assert ctr["outcome"] == "FAIL" and res["verdict"]["decision"] == "FAIL"
 

@@ -78,7 +78,8 @@ def test_history_puts_offline_deltas_beside_online_lifts(tmp_path: Path) -> None
                "launch": {"offline_results": str(_offline(tmp_path, k, delta))},
                "tracking": {"enabled": False}, "output": str(tmp_path / "online")}
         (tmp_path / f"ab{k}.yaml").write_text(yaml.safe_dump(cfg))
-        res = runner.invoke(app, ["ab", str(tmp_path / f"e{k}.parquet"), "--config", str(tmp_path / f"ab{k}.yaml")])
+        res = runner.invoke(app, ["ab", str(tmp_path / f"e{k}.parquet"), "--config", str(tmp_path / f"ab{k}.yaml"),
+                                  "--no-plots"])
         assert res.exit_code == 0, res.output
     # a damaged results folder among the launches: left out, counted and named, not skipped silently
     (tmp_path / "online" / "broken").mkdir()
@@ -124,7 +125,8 @@ def test_agreement_reads_each_metric_in_its_better_direction(tmp_path: Path) -> 
                "launch": {"offline_results": str(_offline(tmp_path, k, lift, ece=-lift / 10))},
                "tracking": {"enabled": False}, "output": str(tmp_path / "online")}
         (tmp_path / f"ab{k}.yaml").write_text(yaml.safe_dump(cfg))
-        res = runner.invoke(app, ["ab", str(tmp_path / f"e{k}.parquet"), "--config", str(tmp_path / f"ab{k}.yaml")])
+        res = runner.invoke(app, ["ab", str(tmp_path / f"e{k}.parquet"), "--config", str(tmp_path / f"ab{k}.yaml"),
+                                  "--no-plots"])
         assert res.exit_code in (0, 1), res.output
     assert runner.invoke(app, ["history", str(tmp_path / "online")]).exit_code == 0
     hist = json.loads((tmp_path / "online" / "history" / "history.json").read_text())
@@ -208,7 +210,8 @@ def test_history_reads_the_launches_logged_to_mlflow(tmp_path: Path, monkeypatch
                "metrics": {"revenue": {"mean": "revenue"}},
                "launch": {"offline_results": str(_offline(tmp_path, k, delta))}, "output": str(tmp_path / "online")}
         (tmp_path / f"ab{k}.yaml").write_text(yaml.safe_dump(cfg))
-        res = runner.invoke(app, ["ab", str(tmp_path / f"e{k}.parquet"), "--config", str(tmp_path / f"ab{k}.yaml")])
+        res = runner.invoke(app, ["ab", str(tmp_path / f"e{k}.parquet"), "--config", str(tmp_path / f"ab{k}.yaml"),
+                                  "--no-plots"])
         assert res.exit_code == 0 and "logged to MLflow" in res.output, res.output
     assert runner.invoke(app, ["history", str(tmp_path / "online")]).exit_code == 0
     from_folders = json.loads((tmp_path / "online" / "history" / "history.json").read_text())

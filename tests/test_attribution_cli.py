@@ -94,9 +94,11 @@ def test_attribute_writes_the_section_per_unit_terms_and_waterfalls_and_gates_on
 def test_a_failing_attribution_criterion_exits_1(tmp_path: Path) -> None:
     cfg = attribution_config(tmp_path, gate=[
         {"metric": "shapley/retrieval/ndcg@10", "role": "guardrail", "direction": "lower", "max_regression": 0.0}])
-    result = runner.invoke(app, ["attribute", str(write_config(tmp_path, cfg)), "--no-progress"])
+    result = runner.invoke(app, ["attribute", str(write_config(tmp_path, cfg)), "--no-progress", "--no-plots"])
     assert result.exit_code == 1, result.output
     assert "GATE: FAIL" in result.stdout
+    (folder,) = (tmp_path / "results").iterdir()  # --no-plots: the verdict, no waterfalls
+    assert (folder / "results.json").is_file() and not (folder / "plots").exists()
 
 
 @pytest.mark.parametrize("change, message", [

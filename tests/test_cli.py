@@ -49,6 +49,29 @@ def test_run_passes_with_a_better_candidate(tmp_path: Path) -> None:
     assert "<testsuite" in (folder / "junit.xml").read_text()
 
 
+def test_no_plots_writes_the_same_results_without_figures(tmp_path: Path) -> None:
+    """``--no-plots``: no ``plots/`` and no chart in report.html; every number, the
+    verdict, per_unit.parquet, summary.md and junit.xml as with the figures."""
+    cfg = write_config(tmp_path, small_config(tmp_path))
+    folders = {}
+    for flag in ("--plots", "--no-plots"):
+        result = _invoke("run", str(cfg), "--no-progress", "--output", str(tmp_path / flag), flag)
+        assert result.exit_code == 0, result.output
+        folders[flag] = _only_results_dir(tmp_path / flag)
+    drawn, bare = folders["--plots"], folders["--no-plots"]
+    import matplotlib.pyplot as plt
+
+    assert plt.get_fignums() == []  # each figure drawn when saved, and closed
+    assert (drawn / "plots" / "ranking_curves.png").is_file() and not (bare / "plots").exists()
+    assert "<img" in (drawn / "report.html").read_text() and "<img" not in (bare / "report.html").read_text()
+    a, b = (json.loads((f / "results.json").read_text()) for f in (drawn, bare))
+    for key in ("metrics", "comparison", "verdict", "dataset", "config_hash"):
+        assert a[key] == b[key], key
+    assert pd.read_parquet(drawn / "per_unit.parquet").equals(pd.read_parquet(bare / "per_unit.parquet"))
+    for name in ("summary.md", "junit.xml"):
+        assert (drawn / name).read_text().replace(drawn.name, "") == (bare / name).read_text().replace(bare.name, "")
+
+
 def test_run_fails_on_a_regression(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, small_config(tmp_path, candidate={"kind": "random"}))
     result = _invoke("run", str(cfg), "--no-progress")

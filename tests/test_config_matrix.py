@@ -5,7 +5,9 @@ case changes one documented choice: every ranking metric (bare where it allows, 
 cut-off otherwise), tie mode, gain, missing policy, model kind, evaluation family,
 split, candidate mode, comparison method and correction. A case passes when the run
 exits 0 or 1 (a gate outcome), wrote a complete results folder, and measured what the
-case configured; exit 2 or 3 fails it.
+case configured; exit 2 or 3 fails it. The option sweeps run with ``--no-plots`` (an
+option changes the numbers a figure draws, not how it is drawn); every family's case
+draws its figures.
 """
 
 from __future__ import annotations
@@ -36,11 +38,13 @@ def _base(tmp_path: Path) -> dict[str, Any]:
     return cfg
 
 
-def _run(tmp_path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
-    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"])
+def _run(tmp_path: Path, cfg: dict[str, Any], *, plots: bool = False) -> dict[str, Any]:
+    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress",
+                                      "--plots" if plots else "--no-plots"])
     assert result.exit_code in (0, 1), result.output
     (folder,) = list(Path(cfg["output"]).iterdir())
     assert (folder / "per_unit.parquet").is_file() and (folder / "summary.md").is_file()
+    assert (folder / "plots").is_dir() == plots
     return json.loads((folder / "results.json").read_text())
 
 
@@ -203,8 +207,11 @@ def test_every_family(tmp_path: Path, family: str) -> None:
     cfg["models"] = {"popularity": {"kind": "oracle_clicks", "params": {"power": 2.0}},
                      "candidate": {"kind": "oracle_clicks"}}
     cfg["evaluate"][family] = FAMILIES[family]
-    data = _run(tmp_path, cfg)
+    data = _run(tmp_path, cfg, plots=True)
     assert family in data["families"]
+    (folder,) = list(Path(cfg["output"]).iterdir())
+    drawn = {p.stem for p in (folder / "plots").glob("*.png")}
+    assert {"ranking_curves", *(["reliability"] if family == "calibration" else [])} <= drawn, drawn
     expected = {"beyond_accuracy": set(FAMILIES["beyond_accuracy"]["metrics"]), "calibration": set(CALIBRATION_METRICS),
                 "off_policy": {"ips", "snips", "dm", "dr", "sndr"}}[family]
     assert expected <= _metrics_of(data)

@@ -119,6 +119,18 @@ def test_decompose_bad_input_is_exit_2_naming_the_problem(two_weeks: tuple[Path,
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+def test_decompose_without_plots_writes_the_section_and_no_waterfall(two_weeks: tuple[Path, Path, Path]) -> None:
+    before, after, tmp = two_weeks
+    result = runner.invoke(app, ["decompose", str(before), str(after), "--segments", str(tmp / "seg1.csv"),
+                                 "--segments-after", str(tmp / "seg2.csv"), "--by", "surface", "--id-column", "user",
+                                 "--no-track", "--no-plots", "-o", str(tmp / "out")])
+    assert result.exit_code == 0, result.output + result.stderr
+    folder = only_folder(tmp / "out")
+    entry = json.loads((folder / "results.json").read_text())["decomposition"]["metrics"]["ndcg@10"]
+    assert entry["total"] == pytest.approx(0.47 - 0.78) and not (folder / "plots").exists()
+    assert "mix shift" in (folder / "report.html").read_text()
+
+
 def test_duplicated_or_unlabelled_units_in_the_segment_table_are_refused(two_weeks: tuple[Path, Path, Path]) -> None:
     before, after, tmp = two_weeks
     pd.DataFrame({"user": ["u1", "u1"], "surface": ["head", "tail"]}).to_csv(tmp / "dup.csv", index=False)

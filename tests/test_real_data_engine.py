@@ -32,7 +32,7 @@ def _world(tmp_path: Path, *, string_ids: bool) -> tuple[pd.DataFrame, dict]:
 
 
 def _run(tmp_path: Path, cfg: dict) -> tuple[dict, Path]:
-    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"])
+    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress", "--no-plots"])
     assert result.exit_code in (0, 1), result.output
     (folder,) = list(Path(cfg["output"]).iterdir())
     return json.loads((folder / "results.json").read_text()), folder

@@ -75,7 +75,7 @@ def _pytrec(qrels: Path, run: Path) -> dict[str, dict[str, float]]:
 def test_trec_collection_per_query_equals_pytrec_eval(tmp_path: Path, string_ids: bool) -> None:
     qrels, runs = _collection(tmp_path, string_ids=string_ids)
     cfg = _config(tmp_path, qrels, runs, missing="skip", no_relevant="zero")  # trec_eval's per-query output
-    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"])
+    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress", "--no-plots"])
     assert result.exit_code in (0, 1), result.output
     assert "1 queries of the runs have no judgments" in result.stderr
     assert "3 judged queries have no relevant item (relevance >= 1): scored 0 on every metric" in result.stderr
@@ -111,7 +111,7 @@ def test_judgments_as_a_table_give_the_qrels_files_results(tmp_path: Path, strin
     for name, judgments in (("qrels", qrels), ("table", table)):
         cfg = _config(tmp_path, judgments, runs, missing="skip", no_relevant="zero")
         cfg["output"] = str(tmp_path / name)
-        result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"])
+        result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress", "--no-plots"])
         assert result.exit_code in (0, 1), result.output
         (folder,) = list((tmp_path / name).iterdir())
         found[name] = (pd.read_parquet(folder / "per_unit.parquet"), json.loads((folder / "results.json").read_text()))

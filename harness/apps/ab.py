@@ -43,8 +43,9 @@ def analyze(config: ABConfig, data: str | Path) -> tuple[dict[str, FamilyResult]
 
 
 def run_ab(config: ABConfig, data: str | Path, *, output: str | Path | None = None, inconclusive: str = "fail",
-           require_gate: bool = False) -> RunOutcome:
-    """Analyse the experiment, write the results folder, then log to MLflow."""
+           require_gate: bool = False, plots: bool = True) -> RunOutcome:
+    """Analyse the experiment, write the results folder (its figures unless ``plots`` is
+    off), then log to MLflow."""
     from harness.apps.history import offline_record
     from harness.apps.run import config_hash, exit_code_for, resolve_tracking_uri, save_and_track
     from harness.apps.validate import check_output
@@ -71,7 +72,7 @@ def run_ab(config: ABConfig, data: str | Path, *, output: str | Path | None = No
         extra=sections,
     )
     files = {"summary.md": markdown_summary(result), "junit.xml": junit_xml(result), **assemble.files(results)}
-    results_dir = save_and_track(result, out_root, files, figures=assemble.figures(results),
+    results_dir = save_and_track(result, out_root, files, figures=assemble.figures(results), plots=plots,
                                  tracking_uri=resolve_tracking_uri(config.tracking.uri)
                                  if config.tracking.enabled else None)
     return RunOutcome(result, results_dir, exit_code_for(verdict, inconclusive=inconclusive,

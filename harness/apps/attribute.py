@@ -66,8 +66,9 @@ def build_pipelines(config: EvalConfig, dataset: Dataset, baseline: str, candida
 
 
 def attribute(config: EvalConfig, *, output: str | Path | None = None, progress: bool = True,
-              inconclusive: str = "fail", require_gate: bool = False) -> RunOutcome:
-    """Attribute every metric's change to the differing stages, gate, write, log."""
+              inconclusive: str = "fail", require_gate: bool = False, plots: bool = True) -> RunOutcome:
+    """Attribute every metric's change to the differing stages, gate, write, log (the
+    waterfalls drawn unless ``plots`` is off)."""
     from harness.apps.validate import check_output
 
     if config.attribution is None:
@@ -146,7 +147,7 @@ def attribute(config: EvalConfig, *, output: str | Path | None = None, progress:
         figures.update(decomposition_figures(extra["decomposition"]))
     results_dir = save_and_track(result, out_root, {"summary.md": markdown_summary(result),
                                                     "junit.xml": junit_xml(result)}, figures=figures,
-                                 tracking_uri=resolve_tracking_uri(config.tracking.uri)
+                                 plots=plots, tracking_uri=resolve_tracking_uri(config.tracking.uri)
                                  if config.tracking.enabled else None)
     return RunOutcome(result, results_dir, exit_code_for(verdict, inconclusive=inconclusive,
                                                          require_gate=require_gate))

@@ -37,6 +37,9 @@ OUTPUT_OPTION = typer.Option(None, "--output", "-o", help="Results root (default
 INCONCLUSIVE_OPTION = typer.Option(InconclusivePolicy.fails, help="Exit code policy for INCONCLUSIVE.")
 PROGRESS_OPTION = typer.Option(True, help="Show progress bars on stderr.")
 REQUIRE_GATE_OPTION = typer.Option(False, "--require-gate", help=REQUIRE_GATE_HELP)
+PLOTS_OPTION = typer.Option(True, "--plots/--no-plots",
+                            help="Draw the figures (plots/*.png, the report's charts); --no-plots for a gate that "
+                                 "reads only the verdict: most of a small run's time.")
 
 
 def _quiet_root_logging() -> None:
@@ -90,14 +93,14 @@ def _guard(body: Callable[[], int]) -> None:
 
 
 def _run_config(config_path: Path, output: Optional[Path], inconclusive: InconclusivePolicy,
-                progress: bool, require_gate: bool = False) -> int:
+                progress: bool, require_gate: bool = False, plots: bool = True) -> int:
     from harness.apps.validate import load_config
     from harness.results.report import console_summary
     from harness.apps.run import run as run_eval
 
     config = load_config(config_path)
     outcome = run_eval(config, output=output, progress=progress, inconclusive=inconclusive.value,
-                       require_gate=require_gate)
+                       require_gate=require_gate, plots=plots)
     print(console_summary(outcome.result))
     print(f"\nresults: {outcome.results_dir}\nreport:  {outcome.results_dir / 'report.html'}")
     ui = (outcome.result.tracking.get("ui") or {}).get("parent")
@@ -113,9 +116,10 @@ def run(
     inconclusive: InconclusivePolicy = INCONCLUSIVE_OPTION,
     progress: bool = PROGRESS_OPTION,
     require_gate: bool = REQUIRE_GATE_OPTION,
+    plots: bool = PLOTS_OPTION,
 ) -> None:
     """Evaluate the models of CONFIG, compare them, apply the gate and log to MLflow."""
-    _guard(lambda: _run_config(config, output, inconclusive, progress, require_gate))
+    _guard(lambda: _run_config(config, output, inconclusive, progress, require_gate, plots))
 
 
 @app.command()
@@ -125,6 +129,7 @@ def attribute(
     inconclusive: InconclusivePolicy = INCONCLUSIVE_OPTION,
     progress: bool = PROGRESS_OPTION,
     require_gate: bool = REQUIRE_GATE_OPTION,
+    plots: bool = PLOTS_OPTION,
 ) -> None:
     """Attribute each metric's change between two pipelines to their stages (Shapley values,
     interactions, ceiling), with intervals; apply the gate criteria that name attributions."""
@@ -135,7 +140,7 @@ def attribute(
         from harness.apps.validate import load_config
 
         outcome = run_attribution(load_config(config), output=output, progress=progress,
-                                  inconclusive=inconclusive.value, require_gate=require_gate)
+                                  inconclusive=inconclusive.value, require_gate=require_gate, plots=plots)
         print_outcome(outcome)
         return outcome.exit_code
 
@@ -162,6 +167,7 @@ def decompose(
     track: bool = typer.Option(True, help="Log the results folder to MLflow (after it is on disk)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri",
                                                help="MLflow URI (run ids, logging; default: the harness store)."),
+    plots: bool = PLOTS_OPTION,
 ) -> None:
     """Which segment moved each metric between two runs: within-segment effect + mix shift
     (traffic moving between segments) = total change, per-segment intervals, Simpson's paradox."""
@@ -181,7 +187,7 @@ def decompose(
                                 tracking_uri=tracking_uri)
         section = result.extra["decomposition"]
         folder = save_and_track(result, root, {"summary.md": markdown_summary(result)},
-                                figures=decomposition_figures(section),
+                                figures=decomposition_figures(section), plots=plots,
                                 tracking_uri=resolve_tracking_uri(tracking_uri) if track else None)
         print(decomposition_table(section))
         print(f"\nresults: {folder}\nreport:  {folder / 'report.html'}")
@@ -345,6 +351,7 @@ def ab_analyze(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Results root (default: config's output)."),
     inconclusive: InconclusivePolicy = typer.Option(InconclusivePolicy.fails, help="Exit code policy for INCONCLUSIVE."),
     require_gate: bool = typer.Option(False, "--require-gate", help=REQUIRE_GATE_HELP),
+    plots: bool = PLOTS_OPTION,
 ) -> None:
     """Analyse an experiment and gate it: exit 0 PASS, 1 FAIL/INCONCLUSIVE, 2 bad input, 4 INVALID (SRM)."""
 
@@ -354,7 +361,7 @@ def ab_analyze(
         from harness.spec.ab import load_ab_config
 
         outcome = run_ab(load_ab_config(config), data, output=output, inconclusive=inconclusive.value,
-                         require_gate=require_gate)
+                         require_gate=require_gate, plots=plots)
         print(console_summary(outcome.result))
         print(srm_line(outcome.result))
         print(f"\nresults: {outcome.results_dir}")

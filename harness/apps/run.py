@@ -18,6 +18,7 @@ from typing import Any
 from harness.adapters.registry import build_model, check_model_kinds
 from harness.errors import ConfigError, InterruptedAfterWriting, TrackingError, say
 from harness.evaluate import Evaluation, FamilyResult
+from harness.evaluate.family import FigureDraw
 from harness.evaluate.backend import Backend
 from harness.evaluate.data import dataset_summary, load_dataset
 from harness.evaluate.sources import SourceCollection
@@ -154,8 +155,10 @@ def run(
     progress: bool = True,
     inconclusive: str = "fail",
     require_gate: bool = False,
+    plots: bool = True,
 ) -> RunOutcome:
-    """Evaluate, compare, gate, write the results folder, then log to MLflow."""
+    """Evaluate, compare, gate, write the results folder, then log to MLflow. ``plots=False``
+    draws no figures (``plots/``, the report's charts): a gate that reads the verdict."""
     from harness.apps.validate import check_output
 
     check_model_kinds({name: spec.kind for name, spec in config.models.items()})
@@ -171,14 +174,14 @@ def run(
     results, info = evaluate_models(config, dataset, progress=progress, tracking_uri=tracking_uri, backend=backend)
     try:
         return _finish(config, results, info, summary, out_root, tracking_uri=tracking_uri,
-                       inconclusive=inconclusive, require_gate=require_gate)
+                       inconclusive=inconclusive, require_gate=require_gate, plots=plots)
     finally:  # per-unit values a backend kept (Spark) are freed once the folder is written
         assemble.release(results)
 
 
 def _finish(config: EvalConfig, results: dict[str, FamilyResult], info: dict[str, dict[str, Any]],
             summary: dict[str, Any], out_root: Path, *, tracking_uri: str | None, inconclusive: str,
-            require_gate: bool) -> RunOutcome:
+            require_gate: bool, plots: bool) -> RunOutcome:
     """Compare, gate, write the results folder and log it: the end of :func:`run`."""
     for result in results.values():
         for notice in result.notices:
@@ -210,7 +213,7 @@ def _finish(config: EvalConfig, results: dict[str, FamilyResult], info: dict[str
     )
     results_dir = save_and_track(result, out_root, {"summary.md": markdown_summary(result),
                                                     "junit.xml": junit_xml(result), **assemble.files(results)},
-                                 figures=assemble.figures(results),
+                                 figures=assemble.figures(results), plots=plots,
                                  tracking_uri=tracking_uri if config.tracking.enabled else None)
     if config.tracking.enabled:
         if config.tracking.promote is not None and verdict is not None and verdict.decision == PASS:
@@ -220,21 +223,14 @@ def _finish(config: EvalConfig, results: dict[str, FamilyResult], info: dict[str
                                                          require_gate=require_gate))
 
 
-def save_and_track(result: EvalResult, out_root: Path, files: dict[str, str], *, figures: dict[str, Any],
-                   tracking_uri: str | None) -> Path:
+def save_and_track(result: EvalResult, out_root: Path, files: dict[str, str], *, figures: dict[str, FigureDraw],
+                   tracking_uri: str | None, plots: bool = True) -> Path:
     """The end of every command that writes a run: the results folder, whole or not at all
-    (its figures closed either way), then, with a ``tracking_uri``, MLflow
-    (``result.tracking``). Returns the folder."""
+    (``figures`` drawn into it unless ``plots`` is off), then, with a ``tracking_uri``,
+    MLflow (``result.tracking``). Returns the folder."""
     if tracking_uri is None:  # tracking off: nothing is waiting for `harness sync` to upload
         result.tracking = {**result.tracking, "status": "disabled"}
-    try:
-        results_dir = write_results(result, out_root, files, figures=figures, finalize=write_report)
-    finally:
-        if figures:
-            import matplotlib.pyplot as plt
-
-            for fig in figures.values():
-                plt.close(fig)
+    results_dir = write_results(result, out_root, files, figures=figures if plots else None, finalize=write_report)
     say(f"results written to {results_dir}")
     if tracking_uri is not None:
         try:

@@ -15,6 +15,7 @@ makes the verdict INVALID.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from harness.datasets.experiment import PeriodGroup, data_fingerprint, natural_o
 from harness.datasets.tables import read_table
 from harness.errors import DataValidationError
 from harness.evaluate.backend import LOCAL, Backend
-from harness.evaluate.family import Effect, Family, FamilyResult, MetricValue, ModelOutput
+from harness.evaluate.family import Effect, Family, FamilyResult, FigureDraw, MetricValue, ModelOutput
 from harness.metrics.ab import (UNITS, ABEffect, ABMetric, Ratio, VariantMoments, add_moments, analyze_metric,
                                 heterogeneity_test, moments_from_table, moments_table, sample_ratio_mismatch,
                                 segmented_moments_from_table)
@@ -313,10 +314,10 @@ class ABFamily(Family[ABFamilySpec]):
         extra = {"srm": asdict(srm), "design": stats.design, "segments": seg_rows, "heterogeneity": het,
                  "windows": win_rows, "window_heterogeneity": win_het, "sequential": seq.model_dump(),
                  "statistics": STATISTICS_FILE, **({"launches": launches} if launches else {})}
-        figures = {"ab_effects": effects_figure(effects)}
+        figures: dict[str, FigureDraw] = {"ab_effects": partial(effects_figure, effects)}
         if win_rows:
-            figures["ab_effect_over_time"] = effect_curve_figure(win_rows, spec.variants.control,
-                                                                 spec.columns.window or "window")
+            figures["ab_effect_over_time"] = partial(effect_curve_figure, win_rows, spec.variants.control,
+                                                     spec.columns.window or "window")
         return FamilyResult(
             self.key, self.unit, self.compared(), models, extra=extra, figures=figures, skipped=skipped,
             notices=[*stats.warnings, *notes, *win_notes], pairing="independent",

@@ -12,6 +12,7 @@ Each row's label and p are stored as the family's per-unit inputs, so that
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import pandas as pd
 from scipy import special
 
 from harness.errors import DataValidationError, describe_examples
-from harness.evaluate.family import Family, FamilyResult, MetricValue, ModelOutput, Statistic
+from harness.evaluate.family import Family, FamilyResult, FigureDraw, MetricValue, ModelOutput, Statistic
 from harness.evaluate.model_view import ModelView
 from harness.metrics import calibration as cal
 from harness.metrics._names import value_range
@@ -195,17 +196,14 @@ class CalibrationFamily(Family[CalibrationEval]):
             output.info = {}  # the metrics live in the family's section, not per model
         return result
 
-    def _figures(self, result: dict[str, Any]) -> dict[str, Any]:
+    def _figures(self, result: dict[str, Any]) -> dict[str, FigureDraw]:
         """``reliability`` (all models on one diagram) and ``calibration_by_segment``."""
-        import matplotlib.pyplot as plt
-
         from harness.evaluate.plots import plot_calibration_by_segment, plot_reliability
 
-        figures = {"reliability": plot_reliability(
-            self.curves, metrics={m: {"ece": s["metrics"]["ece"]} for m, s in result["models"].items()})}
+        figures: dict[str, FigureDraw] = {"reliability": partial(
+            plot_reliability, self.curves, metrics={m: {"ece": s["metrics"]["ece"]} for m, s in result["models"].items()})}
         if self.by_segment:
-            figures["calibration_by_segment"] = plot_calibration_by_segment(
-                self.by_segment, title=f"Calibration by {self.spec.segment_by.replace('_', ' ')}")
-        for fig in figures.values():  # saved later with the results folder; nothing stays open
-            plt.close(fig)
+            figures["calibration_by_segment"] = partial(
+                plot_calibration_by_segment, self.by_segment,
+                title=f"Calibration by {self.spec.segment_by.replace('_', ' ')}")
         return figures

@@ -55,6 +55,9 @@ if TYPE_CHECKING:  # figures are matplotlib objects; matplotlib loads only when 
     from harness.evaluate.model_view import ModelView
 
 Statistic = SumStatistic | WeightedStatistic
+# A figure of a run, drawn only when its results folder is written with figures (a run
+# with plots off draws none: the figures are most of a small run's time).
+FigureDraw = Callable[[], "Figure"]
 SpecT = TypeVar("SpecT", bound=FamilySpec)
 
 
@@ -94,7 +97,7 @@ class FamilyResult:
 
     ``compared`` lists the metrics that get paired comparisons (columns of ``per_unit``
     or keys of ``statistics``); ``extra`` goes to ``results.json[family]`` when not
-    empty; ``figures`` are saved as ``plots/<name>.png``; ``notices`` are what a reader
+    empty; ``figures`` draw what is saved as ``plots/<name>.png``; ``notices`` are what a reader
     must know (units scored 0 or left out, and how many), printed and stored.
     """
 
@@ -103,7 +106,7 @@ class FamilyResult:
     compared: list[str]
     models: dict[str, ModelOutput]
     extra: dict[str, Any] = field(default_factory=dict)
-    figures: dict[str, "Figure"] = field(default_factory=dict)
+    figures: dict[str, FigureDraw] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     # "same": every model on the same units; "common": models may lack some units (compared on the

@@ -15,6 +15,7 @@ same pass, and for pipelines the metrics of every stage but the last:
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -239,11 +240,8 @@ class RankingFamily(Family[RankingEval]):
                      pd.DataFrame({c: b["high"] for c, b in o.info["curve_intervals"].items()}, index=k))
                  for m, o in outputs.items() if o.info.get("curve_intervals")}
         if curves:
-            import matplotlib.pyplot as plt
-
             from harness.evaluate.plots import plot_metric_curves
 
-            result.figures["ranking_curves"] = fig = plot_metric_curves(curves, bands=bands,
-                                                                        confidence=self.confidence)
-            plt.close(fig)
+            result.figures["ranking_curves"] = partial(plot_metric_curves, curves, bands=bands,
+                                                       confidence=self.confidence)
         return result

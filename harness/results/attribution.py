@@ -8,7 +8,8 @@ total) and the ceiling analysis, and what stage-output reuse saved.
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,9 @@ from harness.errors import ResultsError
 from harness.evaluate.attribution import CEILING_COLUMNS, HybridValues, hybrid_name
 from harness.inference.paired import MetricComparison
 from harness.metrics.attribution import AttributionPlan, parse_term
+
+if TYPE_CHECKING:
+    from harness.evaluate.family import FigureDraw
 
 SECTION_VERSION = 1
 TERM_FIELDS = ("delta", "ci_low", "ci_high", "relative_delta", "relative_ci_low", "relative_ci_high",
@@ -107,13 +111,12 @@ def attribution_table(section: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def waterfall_figures(section: dict[str, Any]) -> dict[str, Any]:
-    """``attribution_<metric>`` -> waterfall figure (``@`` written ``_at_`` in the file name)."""
-    import matplotlib.pyplot as plt
-
+def waterfall_figures(section: dict[str, Any]) -> dict[str, FigureDraw]:
+    """``attribution_<metric>`` -> waterfall figure (``@`` written ``_at_`` in the file
+    name), drawn when saved."""
     from harness.evaluate.plots import plot_attribution_waterfall
 
-    figures = {}
+    figures: dict[str, FigureDraw] = {}
     for metric, entry in section["metrics"].items():
         terms = [t for t in section["terms"] if t["metric"] == metric]
         steps = [(t["stages"][0], t["estimate"], t["ci_low"], t["ci_high"]) for t in terms if t["kind"] == "shapley"]
@@ -123,8 +126,7 @@ def waterfall_figures(section: dict[str, Any]) -> dict[str, Any]:
                  " (split equally between the two)" for t in terms if t["kind"] == "interaction"]
         notes += [f"{t['kind'].replace('_', '-')} loss change: {t['estimate']:+.4f} [{t['ci_low']:+.4f}, "
                   f"{t['ci_high']:+.4f}]" for t in terms if t["kind"] in ("retrieval_limited", "ranking_limited")]
-        fig = plot_attribution_waterfall(metric, (section["baseline"], entry["baseline"]),
-                                         (section["candidate"], entry["candidate"]), steps, notes)
-        figures[f"attribution_{metric.replace('@', '_at_')}"] = fig
-        plt.close(fig)
+        figures[f"attribution_{metric.replace('@', '_at_')}"] = partial(
+            plot_attribution_waterfall, metric, (section["baseline"], entry["baseline"]),
+            (section["candidate"], entry["candidate"]), steps, notes)
     return figures

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import textwrap
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.evaluate.family import FigureDraw
 
 # a waterfall shows this many segments (largest within effects); the rest share one step
 MAX_WATERFALL_SEGMENTS = 8
@@ -49,19 +53,16 @@ def _steps(entry: dict[str, Any]) -> list[tuple[str, float, float, float]]:
     return steps
 
 
-def decomposition_figures(section: dict[str, Any]) -> dict[str, Any]:
+def decomposition_figures(section: dict[str, Any]) -> dict[str, FigureDraw]:
     """``decomposition_<metric>`` -> waterfall: before, each segment's within effect, the
-    mix shift, after (``@`` written ``_at_`` in the file name)."""
-    import matplotlib.pyplot as plt
-
+    mix shift, after (``@`` written ``_at_`` in the file name); drawn when saved."""
     from harness.evaluate.plots import plot_attribution_waterfall
 
-    figures = {}
+    figures: dict[str, FigureDraw] = {}
     for metric, entry in section["metrics"].items():
         notes = textwrap.wrap(entry["warning"], 110) if entry["warning"] else None
-        fig = plot_attribution_waterfall(
-            metric, (section["before"], entry["before"]), (section["after"], entry["after"]), _steps(entry),
-            notes, title=f"{metric}: change by {section['by']} (within each segment, then the mix shift)")
-        figures[f"decomposition_{metric.replace('@', '_at_')}"] = fig
-        plt.close(fig)
+        figures[f"decomposition_{metric.replace('@', '_at_')}"] = partial(
+            plot_attribution_waterfall, metric, (section["before"], entry["before"]),
+            (section["after"], entry["after"]), _steps(entry), notes,
+            title=f"{metric}: change by {section['by']} (within each segment, then the mix shift)")
     return figures

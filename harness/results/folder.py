@@ -206,11 +206,12 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 def write_results(result: EvalResult, output: str | Path, extra_files: dict[str, str] | None = None,
-                  figures: dict[str, Any] | None = None,
+                  figures: dict[str, Callable[[], Any]] | None = None,
                   finalize: Callable[[Path, dict[str, Any]], object] | None = None) -> Path:
     """Write the results folder completely under a temporary name, then rename it.
 
-    ``figures`` (name -> matplotlib figure) are saved as ``plots/<name>.png``;
+    ``figures`` (name -> a function drawing a matplotlib figure) are drawn and saved as
+    ``plots/<name>.png``, one at a time;
     ``finalize(folder, results_json)`` then adds what is made from the written folder
     (the HTML report). A crash leaves either no folder or a complete one, never a
     half-written one.
@@ -236,8 +237,8 @@ def write_results(result: EvalResult, output: str | Path, extra_files: dict[str,
         if figures:  # here only: reading a folder imports no evaluation code
             from harness.evaluate.plots import save_figure
 
-            for name, fig in figures.items():
-                save_figure(fig, tmp / "plots" / f"{name}.png")
+            for name, draw in figures.items():
+                save_figure(draw(), tmp / "plots" / f"{name}.png")
         if finalize is not None:
             finalize(tmp, result.to_json_dict())
         os.replace(tmp, final)
