@@ -52,16 +52,17 @@ def test_run_passes_with_a_better_candidate(tmp_path: Path) -> None:
 def test_no_plots_writes_the_same_results_without_figures(tmp_path: Path) -> None:
     """``--no-plots``: no ``plots/`` and no chart in report.html; every number, the
     verdict, per_unit.parquet, summary.md and junit.xml as with the figures."""
+    import matplotlib.pyplot as plt
+
     cfg = write_config(tmp_path, small_config(tmp_path))
+    open_before = plt.get_fignums()  # figures a test before this one left open in this process
     folders = {}
     for flag in ("--plots", "--no-plots"):
         result = _invoke("run", str(cfg), "--no-progress", "--output", str(tmp_path / flag), flag)
         assert result.exit_code == 0, result.output
         folders[flag] = _only_results_dir(tmp_path / flag)
     drawn, bare = folders["--plots"], folders["--no-plots"]
-    import matplotlib.pyplot as plt
-
-    assert plt.get_fignums() == []  # each figure drawn when saved, and closed
+    assert plt.get_fignums() == open_before  # each figure drawn when saved, and closed
     assert (drawn / "plots" / "ranking_curves.png").is_file() and not (bare / "plots").exists()
     assert "<img" in (drawn / "report.html").read_text() and "<img" not in (bare / "report.html").read_text()
     a, b = (json.loads((f / "results.json").read_text()) for f in (drawn, bare))
