@@ -65,7 +65,9 @@ def _run(tmp_path: Path, data: Path, cfg: dict[str, Any], *extra: str) -> tuple[
     path.write_text(yaml.safe_dump(cfg))
     out = Path(cfg["output"])
     before = set(out.glob("2*")) if out.exists() else set()
-    res = CliRunner().invoke(app, ["ab", str(data), "--config", str(path), *extra])
+    # figures only where a test asks for them (--plots): the rest read numbers and verdicts
+    plots = [] if "--plots" in extra else ["--no-plots"]
+    res = CliRunner().invoke(app, ["ab", str(data), "--config", str(path), *plots, *extra])
     new = sorted(set(out.glob("2*")) - before) if out.exists() else []  # this run's folder (ids may share a second)
     data_json = json.loads((new[0] / "results.json").read_text()) if new else None
     return res.exit_code, res.output, data_json
@@ -73,7 +75,7 @@ def _run(tmp_path: Path, data: Path, cfg: dict[str, Any], *extra: str) -> tuple[
 
 def test_pass_writes_the_results_folder_and_matches_scipy(tmp_path: Path) -> None:
     data = _data(tmp_path)
-    code, out, res = _run(tmp_path, data, _config(tmp_path))
+    code, out, res = _run(tmp_path, data, _config(tmp_path), "--plots")
     assert code == 0, out
     assert "GATE: PASS" in out and "SRM: ok" in out and "Traceback" not in out
     folder = tmp_path / "results" / res["run_id"]
@@ -95,7 +97,7 @@ def test_pass_writes_the_results_folder_and_matches_scipy(tmp_path: Path) -> Non
 
 
 def test_a_regression_beyond_the_guardrail_fails(tmp_path: Path) -> None:
-    code, out, res = _run(tmp_path, _data(tmp_path, ctr_lift=-0.3, n=20_000), _config(tmp_path), "--no-plots")
+    code, out, res = _run(tmp_path, _data(tmp_path, ctr_lift=-0.3, n=20_000), _config(tmp_path))
     assert code == 1, out
     assert not (tmp_path / "results" / res["run_id"] / "plots").exists()  # --no-plots: no effects chart
     ctr = next(c for c in res["verdict"]["criteria"] if c["metric"] == "ctr")

@@ -19,7 +19,7 @@ N_ROUNDS = 5000
 
 
 def _run(tmp_path: Path, cfg: dict) -> dict:
-    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"])
+    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress", "--no-plots"])
     assert result.exit_code in (0, 1), result.output
     (folder,) = list((tmp_path / "results").iterdir())
     return json.loads((folder / "results.json").read_text())

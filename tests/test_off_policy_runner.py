@@ -23,7 +23,7 @@ def _config(tmp_path: Path, **off_policy) -> dict:
 
 
 def _run(tmp_path: Path, cfg: dict) -> tuple[int, dict, Path]:
-    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"])
+    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress", "--no-plots"])
     assert result.exit_code in (0, 1), result.output
     (folder,) = list((tmp_path / "results").iterdir())
     return result.exit_code, json.loads((folder / "results.json").read_text()), folder
@@ -132,5 +132,5 @@ def test_feedback_with_unknown_users_is_refused(tmp_path: Path) -> None:
     path = write_logged_feedback(fb, tmp_path / "logs.parquet")
     cfg = small_config(tmp_path)
     cfg["evaluate"]["off_policy"] = {"feedback": str(path)}
-    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"])
+    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress", "--no-plots"])
     assert result.exit_code == 2 and "1 rows have a context_id" in result.stderr

@@ -101,7 +101,7 @@ def test_server_killed_mid_run_then_sync_logs_exactly_once(
     monkeypatch.setattr(tracking, "_params", kill_after_parent)
     cfg = small_config(tmp_path, tracking={"uri": server.uri}, name="killed-mid-run")
     try:
-        result = runner.invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"])
+        result = runner.invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress", "--no-plots"])
         assert result.exit_code == 0, result.output
         folder = _results_dir(tmp_path / "results")
         data = json.loads((folder / "results.json").read_text())
@@ -137,7 +137,7 @@ def test_a_run_with_tracking_disabled_is_not_synced_unless_named(tmp_path: Path)
     from tests.conftest import migrated_store
 
     cfg = small_config(tmp_path, tracking={"enabled": False})
-    assert runner.invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"]).exit_code in (0, 1)
+    assert runner.invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress", "--no-plots"]).exit_code in (0, 1)
     folder = _results_dir(tmp_path / "results")
     assert json.loads((folder / "results.json").read_text())["tracking"]["status"] == "disabled"
     assert "harness sync" not in (folder / "report.html").read_text()
@@ -154,7 +154,7 @@ def test_a_run_with_tracking_disabled_is_not_synced_unless_named(tmp_path: Path)
 
 def test_sync_reports_still_unreachable(tmp_path: Path, unreachable_uri: str) -> None:
     cfg = small_config(tmp_path, tracking={"uri": unreachable_uri})
-    assert runner.invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"]).exit_code == 0
+    assert runner.invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress", "--no-plots"]).exit_code == 0
     synced = runner.invoke(app, ["sync", str(tmp_path / "results")])
     assert synced.exit_code == 3 and "still pending" in synced.stdout
 
@@ -168,7 +168,7 @@ def test_default_store_is_one_per_user_wherever_harness_runs(tmp_path: Path, mon
     monkeypatch.setenv("HARNESS_HOME", str(home))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = small_config(tmp_path, tracking={})
-    assert runner.invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress"]).exit_code == 0
+    assert runner.invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress", "--no-plots"]).exit_code == 0
     store = runner.invoke(app, ["store"]).stdout.strip()
     assert store == f"sqlite:///{home / 'mlflow.db'}" and (home / "mlflow.db").is_file()
     assert list(work.iterdir()) == []
