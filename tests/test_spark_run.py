@@ -275,7 +275,7 @@ def test_spark_engine_reduces_grouped_ab_designs_to_the_local_numbers(spark, tmp
     table, columns, extra = DESIGNS[design]
     cols = {"variant": "variant", "unit": "user_id", **columns}
     outcomes = {kind: run_ab(parse_ab_config(ab_config(tmp_path / kind, engine={"kind": kind}, columns=cols,
-                                                       **extra)), tmp_path / f"{table}.parquet")
+                                                       **extra)), tmp_path / f"{table}.parquet", plots=False)
                 for kind in ("local", "spark")}
     a, b = (harness.read_results_folder(o.results_dir) for o in outcomes.values())
     assert outcomes["spark"].exit_code == outcomes["local"].exit_code

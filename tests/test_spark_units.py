@@ -136,15 +136,16 @@ def _no_local_reads(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(module, name, driver_read)
 
 
-def _both(cfg: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[object, object, DriverRows]:
+def _both(cfg: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *,
+          plots: bool = False) -> tuple[object, object, DriverRows]:
     """The local run, then the Spark run with the local readers refused and the rows
-    brought to the driver recorded."""
-    local = harness.run(harness.parse_config(cfg), output=tmp_path / "local", progress=False)
+    brought to the driver recorded (figures drawn with ``plots``)."""
+    local = harness.run(harness.parse_config(cfg), output=tmp_path / "local", progress=False, plots=plots)
     with monkeypatch.context() as patched:
         _no_local_reads(patched)
         rows = DriverRows(patched)
         found = harness.run(harness.parse_config({**cfg, "engine": {"kind": "spark"}}), output=tmp_path / "spark",
-                            progress=False)
+                            progress=False, plots=plots)
     return local, found, rows
 
 
@@ -184,8 +185,10 @@ def test_spark_run_keeps_per_query_values_in_spark_and_equals_local(spark, reque
     cfg = _config(base, missing=missing, compare={"baseline": "bm25", "candidates": ["neural"], "n_resamples": 100},
                   gate=[{"metric": "ndcg@5", "role": "primary", "direction": "higher"},
                         {"metric": "dcg@5", "role": "guardrail", "direction": "higher", "max_regression": 0.5}])
-    local, found, rows = _both(cfg, tmp_path, monkeypatch)
+    local, found, rows = _both(cfg, tmp_path, monkeypatch, plots=text_ids)
     assert_same_folder(local, found)  # the dataset section too: ids, counts, fingerprint, warnings
+    drawn = [sorted(p.name for p in (o.results_dir / "plots").glob("*.png")) if text_ids else [] for o in (local, found)]
+    assert drawn[1] == drawn[0] == (["ranking_curves.png"] if text_ids else [])  # curves from Spark aggregates
     assert "1 queries of the runs have no judgments" in " ".join(local.result.dataset["warnings"])
     assert (found.result.verdict["decision"], found.exit_code) == (decision, exit_code)
     methods = {r["metric"]: r["method"] for r in local.result.comparison}
