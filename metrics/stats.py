@@ -687,22 +687,26 @@ def bootstrap_estimands(
         reps = [np.asarray((est.resample_combine or est.combine)(sums[:, est.cols], totals), dtype=np.float64)
                 for est in estimands]
     if method == "bootstrap" and estimands:
-        # the percentile intervals of every estimand in one pass over the (estimand x
-        # resample) table: the same quantiles and standard deviations as one estimand at a
-        # time, without numpy's per-call overhead (tens of metrics, thousands of calls in a
-        # simulation)
-        for theta, r in zip(thetas, reps):
-            _check_defined(theta, r)
-        table = np.vstack(reps)
-        alpha = 1 - confidence
-        low, high = np.quantile(table, [alpha / 2, 1 - alpha / 2], axis=1)
-        ses = table.std(axis=1, ddof=1)
-        return [clip_interval(PercentileInference(theta, float(lo), float(hi), method, float(se), n, replicates=r),
-                              est.bounds)
-                for est, theta, r, lo, hi, se in zip(estimands, thetas, table, low, high, ses)]
+        # every estimand in one pass (tens of metrics, thousands of calls in a simulation)
+        return [clip_interval(inference, est.bounds) for est, inference in
+                zip(estimands, _percentile_inferences(thetas, np.vstack(reps), n, method, confidence))]
     return [clip_interval(_from_replicates(theta, r, n, method, confidence, lambda est=est: _jackknife(arr, est)),
                           est.bounds)
             for est, theta, r in zip(estimands, thetas, reps)]
+
+
+def _percentile_inferences(thetas: Sequence[float], table: np.ndarray, n: int, method: str,
+                           confidence: float) -> list[PercentileInference]:
+    """Percentile intervals of estimands whose bootstrap replicates are the rows of
+    ``table``: one quantile and one standard-deviation call over the whole table, the
+    same numbers, bit for bit, as one row at a time without numpy's per-call overhead."""
+    for theta, reps in zip(thetas, table):
+        _check_defined(theta, reps)
+    alpha = 1 - confidence
+    low, high = np.quantile(table, [alpha / 2, 1 - alpha / 2], axis=1)
+    ses = table.std(axis=1, ddof=1)
+    return [PercentileInference(theta, float(lo), float(hi), method, float(se), n, replicates=reps)
+            for theta, reps, lo, hi, se in zip(thetas, table, low, high, ses)]
 
 
 def _check_defined(theta: float, reps: np.ndarray) -> None:
@@ -715,12 +719,11 @@ def _check_defined(theta: float, reps: np.ndarray) -> None:
 def _from_replicates(theta: float, reps: np.ndarray, n: int, method: str, confidence: float,
                      jackknife: Callable[[], np.ndarray]) -> DeltaInference:
     """Percentile or BCa inference from bootstrap replicates (jackknife values on demand)."""
+    if method == "bootstrap":
+        return _percentile_inferences([theta], reps[np.newaxis], n, method, confidence)[0]
     _check_defined(theta, reps)
     alpha = 1 - confidence
     se = float(reps.std(ddof=1))
-    if method == "bootstrap":
-        lo, hi = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
-        return PercentileInference(theta, float(lo), float(hi), method, se, n, replicates=reps)
     if np.ptp(reps) <= 1e-12 * max(1.0, abs(theta)):
         z0 = a = 0.0  # no spread (e.g. identical models): BCa is the percentile interval
     else:
