@@ -441,6 +441,19 @@ def isolated_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
             mlflow.end_run()
 
 
+@pytest.fixture(autouse=True)
+def no_figure_left_open() -> Iterator[None]:
+    """No test leaves a matplotlib figure open: pyplot keeps every figure it made until
+    it is closed, so a leak in the harness's drawing code grows a notebook's or a
+    service's memory run after run (and here, every later test's)."""
+    yield
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is not None and plt.get_fignums():
+        labels = [plt.figure(n).get_label() or str(n) for n in plt.get_fignums()]
+        plt.close("all")
+        pytest.fail(f"{len(labels)} matplotlib figure(s) left open: {labels}")
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[MlflowServer]:
     """A real ``mlflow server`` on a free 127.0.0.1 port with a temporary SQLite store:

@@ -639,5 +639,8 @@ def test_wilson_interval_holds_the_observed_rate_exactly_at_0_and_1() -> None:
 
     y = np.array([0, 0, 0, 0, 0, 0, 0, 1, 1, 0])
     p = np.array([0.05] * 7 + [0.9, 0.8, 0.7])
+    import matplotlib.pyplot as plt
+
     fig = plot_reliability({"m": reliability_curve(y, p, n_bins=10)})
     assert fig.axes
+    plt.close(fig)

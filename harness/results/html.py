@@ -101,7 +101,7 @@ def render_report(report: ReportData) -> str:
         created_at=data.get("created_at"), decision=decision, decision_css=decision.lower(),
         reasons=verdict.get("reasons", []), warnings=verdict.get("warnings", []),
         baseline=(data.get("comparison") or [{}])[0].get("baseline"), gate=gate_table(data), sections=sections,
-        other_figures=others, notices=data.get("notices") or [], dataset_warnings=(data.get("dataset") or {})
+        other_figures=others, no_figures=not report.plots, notices=data.get("notices") or [], dataset_warnings=(data.get("dataset") or {})
         .get("warnings") or [], provenance=provenance_table(data), models=models_table(data),
         links=tracking.get("ui") or {}, pending=tracking.get("status") == "pending",
         config_json=json.dumps(data.get("config") or {}, indent=2, default=str))
