@@ -92,7 +92,8 @@ class IdMap:
         return cache["index"]
 
     @property
-    def _integer(self) -> bool:
+    def integer(self) -> bool:
+        """True when the ids are integers (or the codes themselves), False when text."""
         return self.raw is None or np.asarray(self.raw).dtype.kind in "iu"
 
     def examples(self, limit: int = 3) -> np.ndarray:
@@ -122,11 +123,11 @@ class IdMap:
         """
         ids = _as_id_array(values, source=source, column=column)
         codes = np.full(len(ids), -1, dtype=np.int64)
-        if ids.dtype.kind in "iu" and self._integer:
+        if ids.dtype.kind in "iu" and self.integer:
             codes = self._index.get_indexer(ids).astype(np.int64)
         elif ids.dtype.kind in "iu":  # integer ids against string raw ids: their decimal text
             codes = self._index.get_indexer(ids.astype(str).astype(object)).astype(np.int64)
-        elif self._integer:  # text ids against integer raw ids: canonical integers only
+        elif self.integer:  # text ids against integer raw ids: canonical integers only
             canonical = pd.Series(ids, dtype=object).str.match(CANONICAL_INT).to_numpy(dtype=bool)
             codes[canonical] = self._index.get_indexer(ids[canonical].astype(np.int64))
         else:
@@ -151,6 +152,12 @@ def id_maps(dataset: Any) -> tuple[IdMap, IdMap]:
     ``n_items`` and optional ``user_ids``, ``item_ids``)."""
     return (IdMap("user", int(dataset.n_users), getattr(dataset, "user_ids", None)),
             IdMap("item", int(dataset.n_items), getattr(dataset, "item_ids", None)))
+
+
+def id_types(dataset: Any) -> dict[str, str]:
+    """``{"user": kind, "item": kind}`` of a data set (as :func:`id_maps`), kind
+    ``"integer"`` or ``"text"``: how the data stores its ids."""
+    return {m.space: "integer" if m.integer else "text" for m in id_maps(dataset)}
 
 
 def encode_pairs(frame: pd.DataFrame, dataset: Any, *, source: str) -> pd.DataFrame:

@@ -160,3 +160,38 @@ def test_a_run_whose_item_ids_are_not_the_judgments_gets_a_notice(tmp_path: Path
     notes = [n for n in data["notices"] if "scores 0 on every metric" in n]
     assert len(notes) == 1 and notes[0].startswith("ranking: b scores 0 on every metric for all 27 evaluated"), notes
     assert "check that its item ids are the judgments'" in result.output
+
+
+@pytest.mark.parametrize("stored", ["text", "integer"])
+def test_ids_keep_the_type_the_tables_store(tmp_path: Path, stored: str) -> None:
+    """Parquet tables whose ids are digits: stored as text ("300"), ``per_unit.parquet``
+    keeps them text, so that it joins the user's own text column (and they are ordered
+    as text, "1000" before "301"); stored as integers, int64. ``results.json`` records
+    the type (``dataset.id_types``)."""
+    import harness
+    from harness.datasets.trec import read_trec_qrels, read_trec_run
+
+    qrels, runs = _collection(tmp_path, string_ids=False)  # digit ids: 300.., 7000..
+    cast = str if stored == "text" else np.int64
+    tables = []
+    for name, frame in (("judgments", read_trec_qrels(qrels)), *((p.stem, read_trec_run(p)) for p in runs)):
+        frame = frame.assign(query_id=frame["query_id"].astype(cast), item_id=frame["item_id"].astype(cast))
+        frame = frame.drop(columns=[c for c in ("rank", "tag") if c in frame.columns])  # the TREC order: by score
+        frame.to_parquet(tmp_path / f"{name}.parquet")
+        tables.append(tmp_path / f"{name}.parquet")
+    cfg = _config(tmp_path, tables[0], tables[1:], missing="skip")
+    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress", "--no-plots"])
+    assert result.exit_code in (0, 1), result.output
+    (folder,) = list((tmp_path / "results").iterdir())
+    per_unit = pd.read_parquet(folder / "per_unit.parquet")
+    data = json.loads((folder / "results.json").read_text())
+    assert data["dataset"]["id_types"] == {"user": stored, "item": stored}
+    if stored == "text":
+        assert per_unit["unit_id"].map(type).eq(str).all()
+        users = pd.DataFrame({"user": [str(300 + q) for q in range(31)], "segment": "s"})  # the user's own table
+        joined = per_unit.merge(users, left_on="unit_id", right_on="user", how="left")
+        assert joined["segment"].notna().all()
+    else:
+        assert per_unit["unit_id"].dtype == np.int64
+    assert harness.read_results_folder(folder).per_unit["unit_id"].equals(per_unit["unit_id"])
+    assert sorted(per_unit["unit_id"].astype(str).unique()) == sorted(str(300 + q) for q in range(30) if q % 10 != 3)  # no relevant: 3, 13, 23

@@ -21,7 +21,7 @@ from harness.adapters.pipeline import Pipeline
 from harness.adapters.registry import build_model, check_model_kinds
 from harness.apps.run import RunOutcome, config_hash, exit_code_for, resolve_tracking_uri, save_and_track
 from harness.errors import ConfigError, say
-from harness.evaluate.data import load_dataset, load_segments
+from harness.evaluate.data import id_types, load_dataset, load_segments
 from harness.evaluate.family import mean_values
 from harness.inference.attribution import attribute_pipelines
 from harness.inference.decomposition import decomposition_section
@@ -134,7 +134,8 @@ def attribute(config: EvalConfig, *, output: str | Path | None = None, progress:
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         config=config.model_dump(mode="json"),
         config_hash=config_hash(config),
-        dataset={"name": dataset.name, "fingerprint": dataset.fingerprint, "settings": dataset.settings},
+        dataset={"name": dataset.name, "fingerprint": dataset.fingerprint, "settings": dataset.settings,
+                 "id_types": id_types(dataset)},
         metrics=metric_rows,
         per_unit=per_unit,
         comparison=comparison_rows(comparisons, verdict),

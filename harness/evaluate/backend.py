@@ -121,10 +121,13 @@ class LocalBackend:
     def describe_collection(self, collection: "SourceCollection") -> "SourceCollection":
         from dataclasses import replace
 
+        from harness.datasets.ids import id_types
+
         dataset = _load_collection(collection)
         return replace(collection, n_users=dataset.n_users, n_items=dataset.n_items,
                        n_queries=len(dataset.query_ids), fingerprint=dataset.fingerprint,
-                       warnings=list(dataset.warnings), split_stats=dict(dataset.split_stats))
+                       warnings=list(dataset.warnings), split_stats=dict(dataset.split_stats),
+                       id_types=id_types(dataset))
 
     def evaluate_ranking_source(self, collection: "SourceCollection", scores: "ScoresSource",
                                 metrics: str | list[str], *, depth: int, **options: Any) -> "SourceRanking":

@@ -58,8 +58,20 @@ def dataset_summary(dataset: Dataset | SourceCollection) -> dict[str, Any]:
     n_queries = dataset.n_queries if isinstance(dataset, SourceCollection) else len(dataset.query_ids)
     return {"name": dataset.name, "fingerprint": dataset.fingerprint, "settings": dataset.settings,
             "n_users": dataset.n_users, "n_items": dataset.n_items, "n_queries": n_queries,
+            "id_types": id_types(dataset),
             **{key: getattr(dataset, key) for key in ("warnings", "cold_start", "split_stats")
                if getattr(dataset, key, None)}}
+
+
+def id_types(dataset: Dataset | SourceCollection) -> dict[str, str]:
+    """``{"user": kind, "item": kind}``, kind ``"integer"`` or ``"text"``: how the data
+    stores its ids, and so how ``per_unit.parquet`` writes them (text ids that look
+    like numbers stay text, to join the user's own text column)."""
+    if isinstance(dataset, SourceCollection):
+        return dict(dataset.id_types)
+    from harness.datasets.ids import id_types as stored_id_types
+
+    return stored_id_types(dataset)
 
 
 def _with_candidates(dataset: Dataset, spec: dict[str, Any]) -> Dataset:

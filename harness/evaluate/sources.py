@@ -62,6 +62,7 @@ class SourceCollection:
     fingerprint: str = ""
     warnings: list[str] = field(default_factory=list)
     split_stats: dict[str, int] = field(default_factory=dict)
+    id_types: dict[str, str] = field(default_factory=lambda: {"user": "integer", "item": "integer"})
     # what the engine reads of every data set; a collection has no training data
     train: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({"user_id": np.empty(0, np.int64),
                                                                      "item_id": np.empty(0, np.int64)}))

@@ -79,17 +79,18 @@ class PerUnitRows:
             rows += n
         return rows > 0
 
-    def write(self, path: Path) -> int:
+    def write(self, path: Path, *, text: bool = False) -> int:
         """Write the long table to ``path``: one Parquet file, its rows in the local order
         (per model, metric by metric, units in ascending id order). A kept table's batches
         are split by metric into temporary Parquet files beside ``path``, then copied into
-        it row group by row group; returns the number of rows."""
+        it row group by row group; returns the number of rows. ``text``: the ids stay text
+        (as :func:`typed_unit_ids`)."""
         import tempfile
 
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        integer = self._integer_ids()
+        integer = not text and self._integer_ids()
         schema: pa.Schema | None = None
         writer: pq.ParquetWriter | None = None
         n_rows = 0
@@ -225,12 +226,13 @@ def write_results(result: EvalResult, output: str | Path, extra_files: dict[str,
     tmp.mkdir()
     try:
         write_json_atomic(tmp / RESULTS_JSON, result.to_json_dict())
+        text = text_ids(result)
         if isinstance(result.per_unit, PerUnitRows):
-            result.per_unit.write(tmp / PER_UNIT)
+            result.per_unit.write(tmp / PER_UNIT, text=text)
         else:
-            typed_unit_ids(result.per_unit).to_parquet(tmp / PER_UNIT, index=False)
+            typed_unit_ids(result.per_unit, text=text).to_parquet(tmp / PER_UNIT, index=False)
         if result.inputs is not None and len(result.inputs):
-            typed_unit_ids(result.inputs).to_parquet(tmp / UNIT_INPUTS, index=False)
+            typed_unit_ids(result.inputs, text=text).to_parquet(tmp / UNIT_INPUTS, index=False)
         for name, text in (extra_files or {}).items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_text(text)
@@ -269,14 +271,21 @@ def read_results_json(results_dir: str | Path) -> dict[str, Any]:
     return data
 
 
-def typed_unit_ids(table: pd.DataFrame) -> pd.DataFrame:
+def typed_unit_ids(table: pd.DataFrame, *, text: bool = False) -> pd.DataFrame:
     """``table`` as written to disk: ``unit_id`` int64 when every unit id is a canonical
     integer (as the loaders read integer ids), so that the file joins to the user's own
-    tables on an integer key; any text id keeps the whole column text."""
+    tables on an integer key; any text id keeps the whole column text, and so does
+    ``text`` (the data stores its ids as text: ``"101"`` stays ``"101"``)."""
     units = table["unit_id"].astype(str)
-    if len(units) and canonical_integers(units):
+    if len(units) and not text and canonical_integers(units):
         return table.assign(unit_id=units.astype(np.int64))
-    return table
+    return table.assign(unit_id=units)
+
+
+def text_ids(result: "EvalResult") -> bool:
+    """True when the run's data stores its user (query) ids as text (``results.json``'s
+    ``dataset.id_types``; folders written before it was recorded: False)."""
+    return ((result.dataset or {}).get("id_types") or {}).get("user") == "text"
 
 
 def canonical_integers(ids: pd.Series) -> bool:

@@ -206,6 +206,7 @@ def describe_collection(spark: "SparkSession", collection: "SourceCollection",
             user_codes.unpersist()
             item_codes.unpersist()
     warnings = [collection.unjudged_warning(n_unjudged, examples)] if n_unjudged else []
+    kinds = {"user": "integer" if user_kind == "bigint" else "text", "item": "integer" if item_kind == "bigint" else "text"}
     return replace(collection, n_users=n_users, n_items=n_items, n_queries=n_judged, fingerprint=fingerprint,
-                   warnings=warnings, split_stats={"train_rows": 0, "test_rows": n_rows, "users_with_test": n_judged,
+                   warnings=warnings, id_types=kinds, split_stats={"train_rows": 0, "test_rows": n_rows, "users_with_test": n_judged,
                                                    "users_without_test": n_unjudged})
