@@ -10,10 +10,12 @@ runs' ids; only queries with judgments are evaluated, and the unjudged ones are 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+from harness.errors import ConfigError, DataValidationError
 
 from .base import InteractionDataset
 from .ids import encode_pairs
@@ -32,7 +34,20 @@ def _id_space(parts: Sequence[np.ndarray]) -> np.ndarray:
     return np.unique(text).astype(object)
 
 
-def load_trec_collection(qrels: str | Path, *, runs: Sequence[str | Path | tuple[str | Path, str]] = (),
+RunFile = str | Path | tuple[str | Path, str]
+
+
+def _run_ids(run: RunFile, model: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`prediction_ids` of one score file; its errors name ``model`` when given."""
+    try:
+        return prediction_ids(*(run if isinstance(run, tuple) else (run,)))
+    except (ConfigError, DataValidationError) as exc:
+        if model is None:
+            raise
+        raise type(exc)(f"model {model!r}: {exc}") from None
+
+
+def load_trec_collection(qrels: str | Path, *, runs: Sequence[RunFile] | Mapping[str, RunFile] = (),
                          name: str | None = None) -> InteractionDataset:
     """The data set of a TREC qrels file, with the ids of the runs to be evaluated on it.
 
@@ -41,11 +56,12 @@ def load_trec_collection(qrels: str | Path, *, runs: Sequence[str | Path | tuple
     qrels : str or Path
         ``qid iter docid rel`` lines (``harness.datasets.trec.read_trec_qrels``), or a
         Parquet table ``query_id, item_id, relevance`` (``read_judgments``).
-    runs : sequence of str, Path or (path, format)
+    runs : sequence of str, Path or (path, format), or a mapping model name -> one
         Score files (TREC runs or tables with ``query_id``, ``item_id``; ``format`` as
         ``harness.datasets.predictions.read_predictions``'s ``fmt``, default by suffix)
         whose query and document ids join the id spaces, so that unjudged documents are
-        known (and not relevant) rather than an error.
+        known (and not relevant) rather than an error. Keyed by model name, an error
+        reading one names its model.
     name : str, optional
         Default: ``trec:<qrels file stem>``.
 
@@ -75,7 +91,8 @@ def load_trec_collection(qrels: str | Path, *, runs: Sequence[str | Path | tuple
     ['trec: 1 queries of the runs have no judgments in q.qrels (e.g. q3); they are not evaluated, as in trec_eval']
     """
     judged = read_judgments(qrels)
-    run_ids = [prediction_ids(*(run if isinstance(run, tuple) else (run,))) for run in runs]
+    run_ids = [_run_ids(run, model) for model, run in (runs.items() if isinstance(runs, Mapping)
+                                                        else ((None, run) for run in runs))]
     user_ids = _id_space([judged["query_id"].to_numpy()] + [q for q, _ in run_ids])
     item_ids = _id_space([judged["item_id"].to_numpy()] + [i for _, i in run_ids])
     dataset = InteractionDataset(

@@ -73,6 +73,11 @@ def _numeric(df: pd.DataFrame, col: str, name: str) -> np.ndarray:
     if not np.issubdtype(values.dtype, np.number) or values.dtype.kind == "b":
         parsed = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         text = ~np.isnan(parsed) | df[col].isna().to_numpy()  # numbers, or gaps that are NaN anyway
+        if text.all():  # every value a number, written as text: the table's type, not its values
+            raise DataValidationError(
+                f"{name}: column {col!r} stores numbers as text (dtype {values.dtype}, "
+                f"{describe_examples(pd.unique(values))}); store it as a number type, e.g. "
+                f"frame[{col!r}] = frame[{col!r}].astype(float) before writing the table")
         raise DataValidationError(f"{name}: column {col!r} must be numeric, got dtype {values.dtype}: "
                                   f"{int((~text).sum())} value(s) are not numbers "
                                   f"({describe_examples(pd.unique(values[~text]))}; {describe_rows(df, ~text)})")

@@ -79,11 +79,13 @@ def _numbers(values: pd.Series, name: str, column: str, *, integer: bool) -> np.
     return parsed.astype(np.int64) if integer else parsed
 
 
-def _check_duplicates(frame: pd.DataFrame, name: str) -> None:
+def _check_duplicates(frame: pd.DataFrame, name: str, *, rows: str = "line") -> None:
+    """Refuse a (query, doc) pair given twice; ``rows``: "line" (a TREC file) or "row" (a table)."""
     dup = frame.duplicated(["query_id", "item_id"]).to_numpy()
     if dup.any():
-        raise DataValidationError(f"{name}: {int(dup.sum())} duplicate (query, doc) lines "
-                                  f"({describe_rows(frame, dup, rows='line')})")
+        what = "(query, doc) lines" if rows == "line" else "(query_id, item_id) rows"
+        raise DataValidationError(f"{name}: {int(dup.sum())} duplicate {what} "
+                                  f"({describe_rows(frame, dup, rows=rows)})")
 
 
 def read_trec_run(path: str | Path) -> pd.DataFrame:
@@ -186,6 +188,10 @@ def read_judgments(path: str | Path) -> pd.DataFrame:
     if len(frame) == 0:
         raise DataValidationError(f"{name}: judgments table is empty (0 rows)")
     raw = frame["relevance"].to_numpy()
+    if raw.dtype.kind in "OUST":  # grades written as text: the table's type, not its values
+        raise DataValidationError(f"{name}: column 'relevance' stores text (dtype {raw.dtype}, "
+                                  f"{describe_examples(pd.unique(raw))}), not integer grades; store it as integers, "
+                                  "e.g. frame['relevance'] = frame['relevance'].astype(int) before writing the table")
     rel = raw.astype(np.float64) if raw.dtype.kind in "iuf" else np.full(len(raw), np.nan)
     bad = ~np.isfinite(rel) | (rel < 0) | (rel != np.round(rel))
     if bad.any():
@@ -193,7 +199,7 @@ def read_judgments(path: str | Path) -> pd.DataFrame:
                                   f"{len(raw)} rows do not ({describe_examples(raw[bad])})")
     out = pd.DataFrame({"query_id": frame["query_id"], "item_id": frame["item_id"],
                         "relevance": rel.astype(np.int64)})
-    _check_duplicates(out, name)
+    _check_duplicates(out, name, rows="row")
     return out
 
 

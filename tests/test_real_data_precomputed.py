@@ -292,3 +292,10 @@ def test_bad_scores_are_named_by_query_item_and_row(tmp_path: Path) -> None:
         frame.to_csv(path, index=False)
         with pytest.raises(DataValidationError, match=rf"bad{k}.csv: {message}"):
             load_precomputed(path, dataset=ds)
+    # a Parquet table whose scores are numbers written as text: the type is named, not "0 values" (it said
+    # "0 value(s) are not numbers (; )")
+    path = tmp_path / "text_scores.parquet"
+    run.assign(score=run["score"].map(repr)).to_parquet(path)
+    with pytest.raises(DataValidationError, match=r"text_scores.parquet: column 'score' stores numbers as text "
+                                                  r"\(dtype object, e.g. '[-0-9.e]+', .*astype\(float\)"):
+        load_precomputed(path, dataset=ds)

@@ -195,3 +195,38 @@ def test_ids_keep_the_type_the_tables_store(tmp_path: Path, stored: str) -> None
         assert per_unit["unit_id"].dtype == np.int64
     assert harness.read_results_folder(folder).per_unit["unit_id"].equals(per_unit["unit_id"])
     assert sorted(per_unit["unit_id"].astype(str).unique()) == sorted(str(300 + q) for q in range(30) if q % 10 != 3)  # no relevant: 3, 13, 23
+
+
+def test_bad_judgments_tables_are_named_as_tables(tmp_path: Path) -> None:
+    """A judgments table (not a TREC file) with grades written as text, or a pair judged
+    twice: the message speaks of the table's column type and rows (it spoke of "lines"
+    and said the text grades "do not hold integers")."""
+    from harness.datasets.trec import read_judgments
+    from harness.errors import DataValidationError
+
+    frame = pd.DataFrame({"query_id": ["q1", "q1", "q2"], "item_id": ["d1", "d2", "d1"], "relevance": [1, 0, 2]})
+    frame.assign(relevance=frame["relevance"].astype(str)).to_parquet(tmp_path / "text.parquet")
+    with pytest.raises(DataValidationError, match=r"text.parquet: column 'relevance' stores text \(dtype object, "
+                                                  r"e.g. '1', '0', '2'\), not integer grades; .*astype\(int\)"):
+        read_judgments(tmp_path / "text.parquet")
+    pd.concat([frame, frame.iloc[[2]]], ignore_index=True).to_parquet(tmp_path / "twice.parquet")
+    with pytest.raises(DataValidationError, match=r"twice.parquet: 1 duplicate \(query_id, item_id\) rows "
+                                                  r"\(e.g. \('q2', 'd1'\) as \(query_id, item_id\); row\(s\) 4\)$"):
+        read_judgments(tmp_path / "twice.parquet")
+
+
+def test_score_table_errors_name_the_model(tmp_path: Path) -> None:
+    """A score file that is missing, or lacks judged queries: the message names the model
+    of the config as well as the file (it named only the file, or ``Precomputed(path)``)."""
+    qrels, runs = _collection(tmp_path, string_ids=True)
+    cfg = _config(tmp_path, qrels, runs)
+    cfg["models"]["a"]["params"]["path"] = str(tmp_path / "gone.parquet")
+    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress", "--no-plots"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"model 'a': precomputed: file not found: {tmp_path / 'gone.parquet'}" in result.output
+    cfg = _config(tmp_path, qrels, runs)
+    cfg["models"]["b"]["params"].pop("missing")  # run b says nothing for a judged query: an error by default
+    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress", "--no-plots"])
+    assert result.exit_code == 2
+    assert f"model 'b': Precomputed({runs[1]}): 1 of 30 queries asked for have no stored predictions" in result.output
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from harness.errors import ConfigError
+from harness.errors import AdapterError, ConfigError, DataValidationError
 from harness.types import Dataset
 
 # kind -> factory(params, dataset, seed) -> adapter; imports stay inside factories so
@@ -175,6 +175,12 @@ def build_model(name: str, kind: str, params: dict[str, Any], dataset: Dataset, 
         return factory(dict(params), dataset, seed)
     except TypeError as exc:
         raise ConfigError(f"models.{name}.params: {_unknown_parameter(str(exc), kind)}") from None
+    except (ConfigError, DataValidationError, AdapterError) as exc:
+        # a file, parameter or data error of the adapter names the model it was building,
+        # where the adapter's own message names only its file or class
+        if str(exc).startswith((f"models.{name}", f"model {name!r}", f"{name}:")):
+            raise
+        raise type(exc)(f"model {name!r}: {exc}") from None
 
 
 def _unknown_parameter(message: str, kind: str) -> str:
@@ -192,7 +198,9 @@ def _unknown_parameter(message: str, kind: str) -> str:
                 if key.startswith("harness.models.") and match.group(1) in vars(module)), None) if match else None
     if cls is None:
         return message
-    known = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs", "source", "dataset")]
+    # a file's ``source`` is the config's ``path`` (each factory passes it on as such)
+    known = ["path" if p == "source" else p for p in inspect.signature(cls).parameters
+             if p not in ("self", "args", "kwargs", "dataset")]
     close = difflib.get_close_matches(match.group(2), known, n=1)
     return (f"unknown parameter {match.group(2)!r} of kind {kind!r}" + (f"; did you mean {close[0]!r}?" if close else "")
             + f" (parameters: {', '.join(known)})")

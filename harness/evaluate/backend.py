@@ -156,7 +156,7 @@ def _load_collection(collection: "SourceCollection") -> "InteractionDataset":
     from harness.datasets.collection import load_trec_collection
 
     return load_trec_collection(collection.judgments, name=collection.name,
-                                runs=[(s.location, s.format) for s in collection.runs.values()])
+                                runs={model: (s.location, s.format) for model, s in collection.runs.items()})
 
 
 LOCAL = LocalBackend()

@@ -40,8 +40,8 @@ def load_dataset(config: EvalConfig, backend: Backend | None = None) -> Dataset 
     elif config.dataset.kind == "trec":  # judgments only: the runs' ids join the collection
         from harness.datasets.collection import load_trec_collection
 
-        runs = [(m.params["path"], m.params.get("format", "auto")) for m in config.models.values()
-                if m.kind == "precomputed" and "path" in m.params]
+        runs = {name: (m.params["path"], m.params.get("format", "auto")) for name, m in config.models.items()
+                if m.kind == "precomputed" and "path" in m.params}
         dataset = load_trec_collection(spec["qrels"], runs=runs, name=spec.get("name"))
     else:
         spec.pop("kind")

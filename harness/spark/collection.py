@@ -20,7 +20,7 @@ import pandas as pd
 
 from harness.datasets.base import TableDigest
 from harness.datasets.predictions import TABLE_SUFFIXES, TREC_SUFFIXES
-from harness.errors import ConfigError
+from harness.errors import ConfigError, DataValidationError
 
 from .session import read_table, require_columns, worker_errors
 
@@ -167,12 +167,13 @@ def _check_missing(collection: "SourceCollection", qrels: "DataFrame", runs: lis
 
     from harness.models.precomputed import missing_queries_error
 
-    for k, (source, run) in enumerate(zip(collection.runs.values(), runs)):
+    for k, ((model, source), run) in enumerate(zip(collection.runs.items(), runs)):
         if lacking.get(k):
             judged = qrels.select(F.col("query_id").cast(kind).alias("id")).distinct()
             missing = judged.join(run.select(F.col("query_id").cast(kind).alias("id")).distinct(), "id", "left_anti")
             examples = [r["id"] for r in missing.orderBy("id").limit(3).collect()]
-            raise missing_queries_error(source.name, lacking[k], n_judged, examples)
+            error = missing_queries_error(source.name, lacking[k], n_judged, examples)
+            raise DataValidationError(f"model {model!r}: {error}")  # as the local build_model names it
 
 
 def describe_collection(spark: "SparkSession", collection: "SourceCollection",
