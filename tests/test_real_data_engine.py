@@ -4,6 +4,7 @@ input (interactions, precomputed scores, labels, logged feedback) and every outp
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,20 @@ def test_calibration_and_off_policy_from_files_in_string_ids(tmp_path: Path) -> 
     merged = labels.merge(probs, left_on=["who", "what"], right_on=["query_id", "item_id"])
     brier = next(r["value"] for r in data["metrics"] if r["metric"] == "brier")
     assert brier == pytest.approx(np.mean((merged["p"] - merged["clicked"]) ** 2), abs=1e-12)
+    # probabilities for some labelled pairs only: validate refuses what run refuses, with run's message,
+    # naming the model (validate passed it; run failed after building every model)
+    probs.iloc[:-5].to_csv(tmp_path / "probs.csv", index=False)
+    cfg["models"]["other"] = {"kind": "item_knn"}  # refused before it is fitted
+    path = str(write_config(tmp_path, cfg))
+    outputs = [CliRunner().invoke(app, [command, path, *extra])
+               for command, extra in (("validate", []), ("run", ["--no-progress", "--no-plots"]))]
+    for result in outputs:
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert re.search(r"error: model 'prod': Precomputed\(.*probs.csv\): 5 of 300 labelled \(query, item\) pairs "
+                         r"have no stored p", result.stderr), result.stderr
+    assert "fitting other" not in outputs[1].stderr
+    probs.to_csv(tmp_path / "probs.csv", index=False)
+    del cfg["models"]["other"]
     bad = labels.assign(what=labels["what"].where(np.arange(300) > 2, "no-such-sku"))
     bad.to_parquet(tmp_path / "labels.parquet")
     result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, cfg))])

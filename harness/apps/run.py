@@ -99,6 +99,7 @@ def evaluate_models(config: EvalConfig, dataset: Dataset | SourceCollection, *, 
                         else build_model(name, spec.kind, params, dataset, config.seed))
     evaluation.check_gate([c.metric for c in config.gate],
                           {n: m for n, m in to_fit.items() if n in config.gated_models()})
+    evaluation.check_stored({n: m for n, m in to_fit.items() if specs[n].kind == "precomputed"})
     try:
         for name, model in to_fit.items():
             started_ms = int(time.time() * 1000)

@@ -103,6 +103,7 @@ def dry_run(config: EvalConfig, *, output: str | Path | None = None) -> DryRun:
     evaluation = Evaluation(config.evaluate.blocks(), dataset, seed=config.seed, confidence=confidence)
     evaluation.check_gate([c.metric for c in config.gate],
                           {n: m for n, m in models.items() if n in config.gated_models()})
+    evaluation.check_stored({n: m for n, m in models.items() if config.models[n].kind == "precomputed"})
     return DryRun(config, dataset, models, evaluation)
 
 

@@ -107,6 +107,11 @@ class CalibrationFamily(Family[CalibrationEval]):
     def cannot_measure(self, view: ModelView) -> str | None:
         return None if view.is_pointwise else "has no predict_proba()"
 
+    def check_stored(self, view: ModelView) -> None:
+        """Stored probabilities: one for every labelled pair (a lookup, as in :meth:`measure`)."""
+        if self.cannot_measure(view) is None:
+            view.predict_proba(self.clicks[["query_id", "item_id"]])
+
     def measure(self, view: ModelView) -> ModelOutput | None:
         """Score the click log with the model and compute every calibration output."""
         if self.cannot_measure(view) is not None:  # the engine says so and lists it as skipped

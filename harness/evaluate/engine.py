@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness.errors import ConfigError, say
+from harness.errors import ConfigError, DataValidationError, say
 from harness.evaluate.backend import LOCAL, Backend
 from harness.evaluate.family import Family, FamilyResult, ModelOutput
 from harness.evaluate.model_view import ModelView
@@ -69,6 +69,22 @@ class Evaluation:
                 if (reason := family.cannot_measure(view)) is not None:
                     raise ConfigError(f"gate: metric(s) {gated} ({family.key}) cannot be computed for {view.name!r}: "
                                       f"it {reason}; gate on other metrics, or compare models that have them")
+
+    def check_stored(self, models: dict[str, object]) -> None:
+        """Each family's :meth:`~harness.evaluate.family.Family.check_stored` of ``models``,
+        stored predictions (nothing to fit): their data errors are found before any model
+        is fitted, by ``harness validate`` as by ``harness run``; the message names the model."""
+        if self.dataset is None:
+            return
+        for name, model in models.items():
+            view = ModelView(name, model, self.dataset, self.depth, progress=False)
+            for family in self.families:
+                if not family.measures_models:
+                    continue
+                try:
+                    family.check_stored(view)
+                except DataValidationError as exc:
+                    raise DataValidationError(f"model {name!r}: {exc}") from None
 
     def add_stored(self, name: str, tables: dict[str, pd.DataFrame]) -> None:
         """A model whose per-unit values come from a stored run, family by family."""

@@ -178,6 +178,11 @@ class Family(ABC, Generic[SpecT]):
         will not have is refused before anything runs."""
         return None
 
+    def check_stored(self, view: "ModelView") -> None:
+        """Check a model that is stored predictions (nothing to fit) against this family's
+        inputs, raising what :meth:`measure` would raise: ``harness validate`` and the
+        start of a run refuse it before anything is fitted. Nothing by default."""
+
     def compared(self) -> list[str]:
         """Metrics compared between models: the block's compared metrics by default."""
         return self.spec.compared_metrics()
