@@ -215,6 +215,28 @@ def test_ctrl_c_exits_130_without_a_traceback_or_a_partial_folder(tmp_path: Path
     assert not results.exists() or not any(results.iterdir())
 
 
+def test_ctrl_c_after_the_outcome_keeps_the_commands_exit_code(tmp_path: Path) -> None:
+    """A Ctrl-C once the command has written its folder, logged and printed its verdict
+    (here: sent by the process itself as ``main()`` returns; a user's lands in Python's
+    second-long shutdown) leaves the verdict's exit code: it killed the process with
+    SIGINT (-2), read by a CI job as an interrupted run. The process's ``harness``
+    console script is ``main()``."""
+    import signal
+    import subprocess
+    import sys
+
+    path = write_config(tmp_path, small_config(tmp_path))
+    script = ("import os, signal, sys\n"
+              "from harness.apps.cli import main\n"
+              "sys.argv = ['harness', 'run', sys.argv[1], '--no-progress', '--no-plots']\n"
+              "try:\n    main()\n"
+              "except SystemExit:\n    os.kill(os.getpid(), signal.SIGINT)\n    raise\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=300,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.returncode in (0, 1), (proc.returncode, proc.stderr[-2000:])
+    assert "GATE:" in proc.stdout and "Traceback" not in proc.stderr
+
+
 def test_report_and_compare_refuse_an_output_they_cannot_write_before_writing(tmp_path: Path) -> None:
     """``report -o`` an existing folder or under an unwritable one, ``compare -o`` a file or
     an uncreatable folder: exit 2 with one line naming the path, no traceback and no

@@ -63,6 +63,25 @@ def _warning_line(message: Warning | str, category: type[Warning], filename: str
         print(f"warning: {category.__name__}: {message}", file=sys.stderr)
 
 
+# Set by main(): this process is the `harness` console script, whose signal handling is its own.
+_CONSOLE = False
+
+
+def _decided(code: int) -> typer.Exit:
+    """The command's exit, once its outcome is decided (folder, MLflow and output written).
+
+    In the console script, Ctrl-C is ignored from here on: Python's shutdown (tearing
+    down MLflow, SQLAlchemy, numba and their modules) takes a second or so, and a SIGINT
+    there killed the process (-2, "130" in a shell) after it had printed a PASS, so a CI
+    job read an interrupted run. An ignored SIGINT stays ignored through the shutdown
+    (Python restores the default disposition only over handlers of its own)."""
+    if _CONSOLE:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return typer.Exit(code)
+
+
 def _guard(body: Callable[[], int]) -> None:
     """Run a command body and map its outcome and errors to exit codes."""
     _quiet_root_logging()
@@ -75,21 +94,21 @@ def _guard(body: Callable[[], int]) -> None:
             code = body()
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(exc.exit_code) from None
-    except typer.Exit:
-        raise
+        raise _decided(exc.exit_code) from None
+    except typer.Exit as exc:
+        raise _decided(exc.exit_code) from None
     except InterruptedAfterWriting as exc:  # Ctrl-C while logging: the folder is whole
         print(f"interrupted while logging to MLflow: the results folder {exc.folder} is complete (tracking "
               f"pending); upload it with 'harness sync {exc.folder.parent}'", file=sys.stderr)
-        raise typer.Exit(130) from None
+        raise _decided(130) from None
     except KeyboardInterrupt:  # Ctrl-C: results folders are written whole or not at all
         print("interrupted: nothing was written (a results folder appears only when complete)", file=sys.stderr)
-        raise typer.Exit(130) from None
+        raise _decided(130) from None
     except Exception as exc:  # anything unexpected is exit 3, with the traceback for a bug report
         traceback.print_exc(file=sys.stderr)
         print(f"error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
-        raise typer.Exit(3) from None
-    raise typer.Exit(code)
+        raise _decided(3) from None
+    raise _decided(code)
 
 
 def _run_config(config_path: Path, output: Optional[Path], inconclusive: InconclusivePolicy,
@@ -545,6 +564,8 @@ class _ReaderGoneSafe:
 
 
 def main() -> None:
+    global _CONSOLE
+    _CONSOLE = True
     sys.stdout = _ReaderGoneSafe(sys.stdout)
     app()
 
