@@ -101,6 +101,24 @@ class InteractionDataset:
                        settings={**self.settings, "queries": label}, candidates=cands)
 
 
+class TrainingPairs:
+    """The (user, item) code pairs of a training table, for membership tests of ranked
+    lists: which ranked items are the user's own training items."""
+
+    def __init__(self, train: pd.DataFrame, n_items: int) -> None:
+        self.n_items = int(n_items)
+        self.keys = np.unique(train["user_id"].to_numpy(np.int64) * self.n_items + train["item_id"].to_numpy(np.int64))
+
+    def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``out[r, j]``: ``items[r, j]`` (codes, shape (m, k); negative = padding, never
+        contained) is a training item of ``users[r]``."""
+        keys = np.asarray(users, dtype=np.int64)[:, None] * self.n_items + items
+        if not len(self.keys):
+            return np.zeros(keys.shape, dtype=bool)
+        at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        return (self.keys[at] == keys) & (items >= 0)
+
+
 def fingerprint_tables(tables: dict[str, pd.DataFrame], settings: dict[str, Any]) -> str:
     """SHA-256 (first 16 hex digits) over table contents, column names and settings."""
     digest = TableDigest()

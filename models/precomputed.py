@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from harness.types import PAD_ITEM, PAD_SCORE, Ranking, check_probabilities
+from harness.datasets.base import TrainingPairs
 from harness.datasets.ids import IdMap, id_maps
 from harness.datasets.predictions import read_predictions
 from harness.errors import AdapterError, ConfigError, DataValidationError, describe_examples
@@ -71,21 +72,27 @@ class Precomputed:
     name : str, optional
     format : {"auto", "table", "trec"}, default "auto"
         By the file's suffix (``.trec``, ``.run``, ``.txt``: TREC run).
+    exclude_seen : bool, default False
+        Drop from each user's stored list the items of that user's training
+        interactions (given to ``fit``) before taking the top k, as the built-in
+        retrievers do by default; False: the stored lists as they are.
     """
 
     def __init__(self, source: str | Path | pd.DataFrame, *, dataset: Any = None,
                  missing: Literal["error", "empty"] = "error", name: str | None = None,
-                 format: Format = "auto") -> None:
+                 format: Format = "auto", exclude_seen: bool = False) -> None:
         if missing not in ("error", "empty"):
             raise ConfigError(f"precomputed: missing must be 'error' or 'empty', got {missing!r}")
         users, items = _maps(dataset)
         self._setup(read_predictions(source, users=users, items=items, fmt=format), source, missing, name,
-                    users, items)
+                    users, items, exclude_seen)
         self.check_queries(getattr(dataset, "query_ids", ()))  # the judged queries: every run asks for them
 
     def _setup(self, df: pd.DataFrame, source: Any, missing: str, name: str | None,
-               users: IdMap | None, items: IdMap | None) -> None:
+               users: IdMap | None, items: IdMap | None, exclude_seen: bool = False) -> None:
         self.missing = missing
+        self.exclude_seen = bool(exclude_seen)
+        self._seen: TrainingPairs | None = None  # the training pairs, with exclude_seen
         self.name = display_name(source, name)
         self._user_map, self._item_map = users, items
         self.has_scores = "score" in df.columns
@@ -143,15 +150,23 @@ class Precomputed:
                                "scores (add score, or use this model for calibration only)")
 
     def fit(self, train: pd.DataFrame, *, n_users: int, n_items: int) -> "Precomputed":
-        """Nothing to learn; ids beyond the catalogue are reported by the runner."""
+        """Nothing to learn; with ``exclude_seen``, the training pairs to drop from the lists."""
+        if self.exclude_seen:
+            self._seen = TrainingPairs(train, n_items)
         return self
 
     def retrieve(self, query_ids: np.ndarray, k: int) -> Ranking:
         self._need_scores()
         query_ids = np.asarray(query_ids, dtype=np.int64)
         pos, found = self._rows(query_ids)
-        items = np.where(found[:, None], self._items[pos, :k], PAD_ITEM)
-        scores = np.where(found[:, None], self._scores[pos, :k], PAD_SCORE)
+        width = None if self._seen is not None else k  # seen items dropped first, then the top k
+        items = np.where(found[:, None], self._items[pos, :width], PAD_ITEM)
+        scores = np.where(found[:, None], self._scores[pos, :width], PAD_SCORE)
+        if self._seen is not None:
+            seen = self._seen.contains(query_ids, items)
+            keep = np.argsort(seen, axis=1, kind="stable")  # each row's unseen items first, in stored order
+            items = np.where(np.take_along_axis(seen, keep, 1), PAD_ITEM, np.take_along_axis(items, keep, 1))[:, :k]
+            scores = np.where(items == PAD_ITEM, PAD_SCORE, np.take_along_axis(scores, keep, 1)[:, :k])
         return Ranking(query_ids, items, scores).padded(k)
 
     def rank(self, candidates: Ranking, k: int) -> Ranking:
@@ -192,7 +207,7 @@ class PrecomputedProba(Precomputed):
 
 def load_precomputed(source: str | Path | pd.DataFrame, *, dataset: Any = None,
                      missing: Literal["error", "empty"] = "error", name: str | None = None,
-                     format: Format = "auto") -> Precomputed:
+                     format: Format = "auto", exclude_seen: bool = False) -> Precomputed:
     """A ``PrecomputedProba`` when the predictions have a ``p`` column, else a
     ``Precomputed`` (which the calibration family then skips, as it has no
     ``predict_proba``). Parameters as ``Precomputed``."""
@@ -202,6 +217,6 @@ def load_precomputed(source: str | Path | pd.DataFrame, *, dataset: Any = None,
     df = read_predictions(source, users=users, items=items, fmt=format)
     cls = PrecomputedProba if "p" in df.columns else Precomputed
     model = cls.__new__(cls)
-    model._setup(df, source, missing, name, users, items)
+    model._setup(df, source, missing, name, users, items, exclude_seen)
     model.check_queries(getattr(dataset, "query_ids", ()))
     return model

@@ -110,7 +110,7 @@ def test_bpr_checkpoint_serves_through_torch_retriever(world, tmp_path: Path) ->
     ("bpr_mf", {"depth": 3}, r"unknown parameter 'depth' of kind 'bpr_mf' \(parameters: "),
     # a function behind the kind (load_precomputed) is not named; its parameters are
     ("precomputed", {"path": "s.csv", "mising": "empty"},
-     r"unknown parameter 'mising' of kind 'precomputed'; did you mean 'missing'\? \(parameters: path, missing, name, format\)"),
+     r"unknown parameter 'mising' of kind 'precomputed'; did you mean 'missing'\? \(parameters: path, missing, name, format, exclude_seen\)"),
     ("torch_retriever", {}, "needs params.checkpoint"),
     ("precomputed", {}, "needs params.path"),
     ("mlflow", {}, "needs params.uri"),

@@ -313,3 +313,42 @@ def test_hashed_64_bit_ids_stay_integers_to_the_results(tmp_path: Path) -> None:
     per_unit = pd.read_parquet(folder / "per_unit.parquet")
     assert per_unit["unit_id"].dtype == np.int64 and set(per_unit["unit_id"]) <= set(big.values())
     assert per_unit["unit_id"].max() == 2**63 - 1
+
+
+def test_stored_scores_that_rank_training_items_get_a_notice_and_exclude_seen(tmp_path: Path) -> None:
+    """A score file that ranks each user's own training items, against item_knn (which
+    leaves them out): a notice counts them, for that model only; ``exclude_seen: true``
+    drops them (no notice), and nDCG@10 then equals the file without them."""
+    log, block = _world(tmp_path, string_ids=True)
+    rng = np.random.default_rng(2)
+    every = pd.MultiIndex.from_product([log["uid"].unique(), log["sku"].unique()], names=["query_id", "item_id"])
+    scores = every.to_frame(index=False).assign(score=rng.random(len(every)))  # every item, seen ones too
+    scores.to_parquet(tmp_path / "scores.parquet")
+    cfg = small_config(tmp_path, dataset=block, gate=[])
+    cfg["models"] = {"prod": {"kind": "precomputed", "params": {"path": str(tmp_path / "scores.parquet")}},
+                     "knn": {"kind": "item_knn"}}
+    cfg["compare"] = {"baseline": "prod", "candidates": ["knn"], "n_resamples": 200}
+    cfg["evaluate"] = {"ranking": {"metrics": ["ndcg@10"]}}
+    data, folder = _run(tmp_path, cfg)
+    notes = [n for n in data["notices"] if "training items" in n]
+    assert len(notes) == 1 and notes[0].startswith("ranking: prod ranks ") and "exclude_seen: true" in notes[0], notes
+    held = log.sort_values(["uid", "ts", "sku"]).groupby("uid").tail(2)
+    train = log.drop(held.index)
+    judged = pd.read_parquet(folder / "per_unit.parquet")["unit_id"].unique()  # the queries asked for
+    top = scores[scores["query_id"].isin(judged)].sort_values(["score", "item_id"], ascending=[False, True])
+    hits = top.groupby("query_id").head(10).merge(train, left_on=["query_id", "item_id"], right_on=["uid", "sku"])
+    assert (f"prod ranks {len(hits)} of its users' own training items (in {hits['query_id'].nunique()} queries' "
+            "top 10)") in notes[0]
+
+    cfg["models"]["prod"]["params"]["exclude_seen"] = True
+    cfg["output"] = str(tmp_path / "results-unseen")
+    data, _ = _run(tmp_path, cfg)
+    assert not [n for n in data["notices"] if "training items" in n]
+    unseen = scores.merge(train, left_on=["query_id", "item_id"], right_on=["uid", "sku"], how="left",
+                          indicator=True).query("_merge == 'left_only'")[["query_id", "item_id", "score"]]
+    unseen.to_parquet(tmp_path / "unseen.parquet")
+    cfg["models"]["prod"]["params"] = {"path": str(tmp_path / "unseen.parquet")}
+    cfg["output"] = str(tmp_path / "results-filtered")
+    filtered, _ = _run(tmp_path, cfg)
+    value = {d: next(r["value"] for r in x["metrics"] if r["model"] == "prod") for d, x in (("a", data), ("b", filtered))}
+    assert value["a"] == value["b"]

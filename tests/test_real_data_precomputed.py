@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import pytrec_eval
 
-from harness.types import PointwiseModel
+from harness.types import PAD_ITEM, PointwiseModel
 from harness.datasets.build import build_dataset
 from harness.datasets.ids import IdMap, id_maps
 from harness.datasets.synthetic import make_synthetic
@@ -299,3 +299,32 @@ def test_bad_scores_are_named_by_query_item_and_row(tmp_path: Path) -> None:
     with pytest.raises(DataValidationError, match=r"text_scores.parquet: column 'score' stores numbers as text "
                                                   r"\(dtype object, e.g. '[-0-9.e]+', .*astype\(float\)"):
         load_precomputed(path, dataset=ds)
+
+
+@pytest.mark.parametrize("string_ids", [True, False])
+def test_exclude_seen_drops_each_users_training_items_before_the_top_k(string_ids: bool) -> None:
+    """``exclude_seen: true``: each user's stored list without that user's training
+    items, in stored order, then its top k (checked row by row against a plain loop);
+    without it, the stored lists as they are, training items included."""
+    ds = _dataset(string_ids)
+    rng = np.random.default_rng(4)
+    train = ds.train
+    seen_raw = pd.DataFrame({"query_id": ds.user_ids[train["user_id"].to_numpy()],
+                             "item_id": ds.item_ids[train["item_id"].to_numpy()]})
+    run = pd.concat([_random_run(ds)[["query_id", "item_id"]], seen_raw]).drop_duplicates(["query_id", "item_id"])
+    run["score"] = rng.permutation(len(run)).astype(float)  # training items mixed in at every rank
+    kept = load_precomputed(run, dataset=ds).fit(train, n_users=ds.n_users, n_items=ds.n_items)
+    dropped = load_precomputed(run, dataset=ds, exclude_seen=True).fit(train, n_users=ds.n_users, n_items=ds.n_items)
+    k = 10
+    got_kept, got = kept.retrieve(ds.query_ids, k), dropped.retrieve(ds.query_ids, k)
+    seen = set(zip(train["user_id"], train["item_id"]))
+    items = pd.Index(ds.item_ids)
+    n_seen_kept = 0
+    for row, user in enumerate(ds.query_ids):
+        stored = run[run["query_id"] == ds.user_ids[user]].sort_values("score", ascending=False)
+        codes = items.get_indexer(stored["item_id"])
+        want = [c for c in codes if (user, c) not in seen][:k]
+        assert got.items[row, :len(want)].tolist() == want and (got.items[row, len(want):] == PAD_ITEM).all()
+        assert got_kept.items[row, :min(k, len(codes))].tolist() == codes[:k].tolist()
+        n_seen_kept += sum((user, c) in seen for c in codes[:k])
+    assert n_seen_kept > 0  # the stored lists do rank training items

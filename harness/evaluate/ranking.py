@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from harness.datasets.base import TrainingPairs
 from harness.datasets.ids import id_maps
 from harness.errors import DataValidationError, describe_examples
 from harness.evaluate.family import Family, FamilyResult, ModelOutput, mean_values
@@ -89,6 +90,8 @@ class RankingFamily(Family[RankingEval]):
         super().__init__(spec, dataset, seed=seed, confidence=confidence)
         self.users = id_maps(dataset)[0]
         self.counts: dict[str, dict[str, int]] = {}
+        self.seen_ranked: dict[str, tuple[int, int]] = {}  # model -> (training items ranked, queries)
+        self._training_pairs: TrainingPairs | None = None
         self.n_no_relevant = 0  # of a collection read by the backend (SourceCollection), from it
         qrels = getattr(dataset, "qrels", None)  # judgments in memory (not a collection Spark reads)
         if isinstance(qrels, pd.DataFrame) and len(qrels) and spec.no_relevant == "skip":
@@ -121,6 +124,7 @@ class RankingFamily(Family[RankingEval]):
             res, unranked, own_ids = found.result, found.unranked, True
         else:
             ranking = view.ranking.top(self.depth())
+            self._count_seen(view.name, ranking)
             res = self.backend.evaluate_ranking(self.dataset.qrels, ranking, self.spec.metrics, **options)
             unranked = (np.asarray(ranking.query_ids)[ranking.items[:, 0] == PAD_ITEM] if ranking.k
                         else ranking.query_ids)
@@ -145,6 +149,18 @@ class RankingFamily(Family[RankingEval]):
                                                 name="unit_id"))
         return ModelOutput(per_unit=per_query, values=mean_values(per_query, self.confidence),
                            info=info)
+
+    def _count_seen(self, name: str, ranking: Ranking) -> None:
+        """How many of the model's ranked items are its users' own training items (and in
+        how many queries): the built-in retrievers leave them out by default, stored
+        scores keep whatever they hold, so two models may not be ranking the same pool."""
+        if not len(self.dataset.train) or not ranking.k:
+            return
+        if self._training_pairs is None:
+            self._training_pairs = TrainingPairs(self.dataset.train, self.dataset.n_items)
+        hit = self._training_pairs.contains(np.asarray(ranking.query_ids), ranking.items)
+        if hit.any():
+            self.seen_ranked[name] = (int(hit.sum()), int(hit.any(axis=1).sum()))
 
     def _info(self, res: RankingResult) -> dict[str, object]:
         """``results.json["units"][model]``: counts and the metric@k curves with their bands."""
@@ -228,6 +244,14 @@ class RankingFamily(Family[RankingEval]):
                 result.notices.append(f"ranking: {model} scores 0 on every metric for all {output.values[0].n_units} "
                                       "evaluated queries: none of the items it ranks is relevant; check that its "
                                       "item ids are the judgments' (same case, type and prefix)")
+        for model, (n_items, n_queries) in self.seen_ranked.items():
+            if model in outputs:
+                result.notices.append(
+                    f"ranking: {model} ranks {n_items} of its users' own training items (in {n_queries} queries' "
+                    f"top {self.depth()}): they are relevant only if the user came back to them in the test "
+                    "split, and the built-in retrievers leave them out (exclude_seen: true, their default), so "
+                    "models that keep them are not ranking the same pool; drop them from stored scores with "
+                    "params.exclude_seen: true (precomputed)")
         no_relevant = self.n_no_relevant if isinstance(self.dataset, SourceCollection) else int(
             (self.dataset.qrels.groupby("query_id")["relevance"].max() < self.spec.relevance_threshold).sum())
         if no_relevant:
