@@ -90,9 +90,13 @@ def test_pass_writes_the_results_folder_and_matches_scipy(tmp_path: Path) -> Non
     assert rows["revenue"]["method"] == "cuped" and rows["revenue"]["variance_reduction"] > 0.5
     assert rows["revenue"]["outcome"] == "PASS" and res["verdict"]["decision"] == "PASS"
     assert res["ab"]["srm"]["invalid"] is False
-    assert "### Sample ratio" in (folder / "summary.md").read_text()
+    summary = (folder / "summary.md").read_text()
+    assert "### Sample ratio" in summary
+    # the variants are independent groups: neither the summary nor the report calls the comparison paired
+    assert "(independent groups, " in summary and "(paired" not in summary
     html = (folder / "report.html").read_text()  # the HTML report's A/B section: variants, effects, SRM, plot
     assert "A/B test" in html and "Sample ratio: chi2" in html and "Treatment effects with their intervals" in html
+    assert "Paired comparison" not in html
     assert f"{rows['conversion']['delta']:+.4f}" in html
 
 

@@ -205,6 +205,8 @@ def test_cli_compare_picks_models_and_gate_file(tmp_path):
 ])
 def test_cli_compare_bad_input_exits_2(tmp_path, case, message):
     per_unit = tables()
+    if case == "metric":  # a metric in both runs that no gate criterion names
+        per_unit = {name: frame.assign(**{"mrr@10": frame.iloc[:, 0] / 2}) for name, frame in per_unit.items()}
     base = write_run(tmp_path / "a", {"prod": per_unit["prod"]},
                      fingerprint="other" if case == "fingerprint" else "fp1")
     cand = write_run(tmp_path / "b", {"cand": per_unit["cand"]}, gate=GATE)
@@ -220,6 +222,8 @@ def test_cli_compare_bad_input_exits_2(tmp_path, case, message):
     out = invoke(*args)
     assert out.exit_code == 2, out.output
     assert message in out.stderr
+    if case == "metric":  # every metric both runs have (it listed the gate's only)
+        assert f"common: {list(per_unit['cand'].columns)}" in out.stderr, out.stderr
 
 
 def test_cli_compare_reads_mlflow_run_ids(tmp_path):

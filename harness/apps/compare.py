@@ -284,8 +284,10 @@ def compare_runs(
              if (p := _family_pair(family, base, cand, (b_name, c_name), wanted)) is not None]
     have = [m for p in pairs for m in p.compared]
     absent = [m for m in list(metrics or []) + [c.metric for c in criteria] if m not in have]
-    if absent:
-        raise ConfigError(f"compare: metric(s) {sorted(set(absent))} are not in both runs; common: {have}")
+    if absent:  # the message lists every metric both runs have, not only those asked for
+        common = [m for family in cand.families()
+                  if (p := _family_pair(family, base, cand, (b_name, c_name), None)) is not None for m in p.compared]
+        raise ConfigError(f"compare: metric(s) {sorted(set(absent))} are not in both runs; common: {common}")
     method = method or spec.get("method", "auto")
     confidence = confidence or spec.get("confidence", 0.95)
     correction = correction or spec.get("correction", "holm")

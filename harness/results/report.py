@@ -94,7 +94,10 @@ def _comparison_section(result: EvalResult) -> list[str]:
     if not rows:
         return []
     level = rows[0].get("confidence", 0.95)
-    out = ["", f"### Comparison with `{rows[0]['baseline']}` (paired, {rows[0].get('method', '')})", "",
+    # an A/B test compares independent groups (its variants); offline runs, paired units
+    pairings = {f.get("pairing") for f in (result.extra.get("families") or {}).values() if f.get("compared")}
+    design = "independent groups" if pairings == {"independent"} else "paired"
+    out = ["", f"### Comparison with `{rows[0]['baseline']}` ({design}, {rows[0].get('method', '')})", "",
            f"| candidate | metric | baseline | candidate | delta | {level * 100:g}% CI | relative | p (two-sided) "
            "| MDE |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

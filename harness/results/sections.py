@@ -146,7 +146,9 @@ def comparison_table(report: ReportData, key: str) -> Table | None:
     body = [[Cell(r["candidate"]), Cell(r["metric"]), number(r.get("baseline_value")),
              number(r.get("candidate_value")), number(r["delta"], "+.4f"),
              interval(r["ci_low"], r["ci_high"], "+.4f"), number(r.get("p_two_sided"), ".3g")] for r in rows]
-    return Table(f"Paired comparison with {rows[0]['baseline']}",
+    independent = report.family(key).get("pairing") == "independent"  # an A/B test's variants
+    return Table(f"Comparison with {rows[0]['baseline']} (independent groups)" if independent
+                 else f"Paired comparison with {rows[0]['baseline']}",
                  ["candidate", "metric", "baseline", "candidate value", "delta", "interval", "p (two-sided)"], body)
 
 
