@@ -135,10 +135,13 @@ class IdMap:
         unknown = codes < 0
         if unknown.any():
             bad = pd.unique(ids[unknown])
+            # items a score file may rank that nobody interacted with: the catalogue option
+            hint = ("; items without interactions (new items) join the catalogue from the data set's item "
+                    "table (dataset.catalogue: item_features)" if self.space == "item" else "")
             raise DataValidationError(
                 f"{source}: column {column!r}: {int(unknown.sum())} of {len(ids)} rows ({len(bad)} distinct ids) "
                 f"name {self.space}s the data set does not know ({describe_examples(bad)}); the data set's "
-                f"{self.n} {self.space} ids are its own ids, {describe_examples(self.examples())}")
+                f"{self.n} {self.space} ids are its own ids, {describe_examples(self.examples())}{hint}")
         return codes
 
     def decode(self, codes: np.ndarray) -> np.ndarray:

@@ -39,6 +39,11 @@ def missing_queries_error(name: str, n_missing: int, n_asked: int, examples: obj
     """The error of stored predictions (``missing: error``) that lack queries the run asks
     for, wherever the file is read (here, or by the Spark engine), so the user reads one
     message; ``examples``: some of those queries, in the user's ids."""
+    if n_missing == n_asked:  # not one: most often ids of another form, not missing queries
+        return DataValidationError(
+            f"{name}: none of the {n_asked} queries asked for has stored predictions "
+            f"({describe_examples(examples)}): check that the file's query ids are the data's, in the same form "
+            "(case, prefix, separators, text or integer)")
     return DataValidationError(
         f"{name}: {n_missing} of {n_asked} queries asked for have no stored predictions "
         f"({describe_examples(examples)}); set the model's params.missing: empty to rank nothing for them "

@@ -328,3 +328,14 @@ def test_exclude_seen_drops_each_users_training_items_before_the_top_k(string_id
         assert got_kept.items[row, :min(k, len(codes))].tolist() == codes[:k].tolist()
         n_seen_kept += sum((user, c) in seen for c in codes[:k])
     assert n_seen_kept > 0  # the stored lists do rank training items
+
+
+def test_unknown_items_point_to_the_item_catalogue() -> None:
+    """Score rows naming items nobody interacted with: the message names them, and the
+    data set option that adds items without interactions (catalogue: item_features)."""
+    ds = _dataset(string_ids=True)
+    run = _random_run(ds)
+    run.loc[0, "item_id"] = "new-sku"
+    with pytest.raises(DataValidationError, match=r"1 of \d+ rows \(1 distinct ids\) name items the data set does not "
+                                                  r"know \(e.g. 'new-sku'\).*dataset.catalogue: item_features"):
+        load_precomputed(run, dataset=ds)

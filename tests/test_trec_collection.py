@@ -229,4 +229,12 @@ def test_score_table_errors_name_the_model(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress", "--no-plots"])
     assert result.exit_code == 2
     assert f"model 'b': Precomputed({runs[1]}): 1 of 30 queries asked for have no stored predictions" in result.output
+    # ids of another form ("topic_3" for "topic-3"): not one judged query found, and the message says what to check
+    renamed = tmp_path / "renamed.run"
+    renamed.write_text(runs[0].read_text().replace("topic-", "topic_"))
+    cfg = _config(tmp_path, qrels, [renamed, runs[1]])
+    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress", "--no-plots"])
+    assert result.exit_code == 2
+    assert ("model 'a': Precomputed(" in result.output and "none of the 30 queries asked for has stored predictions "
+            "(e.g. 'topic-0'" in result.output and "same form" in result.output), result.output
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
