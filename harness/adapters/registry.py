@@ -175,9 +175,15 @@ def build_model(name: str, kind: str, params: dict[str, Any], dataset: Dataset, 
         return factory(dict(params), dataset, seed)
     except TypeError as exc:
         raise ConfigError(f"models.{name}.params: {_unknown_parameter(str(exc), kind)}") from None
+
+
+def build_config_model(name: str, kind: str, params: dict[str, Any], dataset: Dataset, seed: int) -> object:
+    """:func:`build_model` of the config's model ``name``: a file, parameter or data error
+    names the model (``model 'prod': ...``), where the adapter's own message names only
+    its file or class. (Nested builds, a pipeline's stages, are named by their owner.)"""
+    try:
+        return build_model(name, kind, params, dataset, seed)
     except (ConfigError, DataValidationError, AdapterError) as exc:
-        # a file, parameter or data error of the adapter names the model it was building,
-        # where the adapter's own message names only its file or class
         if str(exc).startswith((f"models.{name}", f"model {name!r}", f"{name}:")):
             raise
         raise type(exc)(f"model {name!r}: {exc}") from None

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from harness.adapters.pipeline import Pipeline
-from harness.adapters.registry import build_model, check_model_kinds
+from harness.adapters.registry import build_config_model, check_model_kinds
 from harness.apps.run import RunOutcome, config_hash, exit_code_for, resolve_tracking_uri, save_and_track
 from harness.errors import ConfigError, say
 from harness.evaluate.data import id_types, load_dataset, load_segments
@@ -43,7 +43,7 @@ def build_pipelines(config: EvalConfig, dataset: Dataset, baseline: str, candida
     pipes = {}
     for name in (baseline, candidate):
         spec = config.models[name]
-        model = build_model(name, spec.kind, spec.params, dataset, config.seed)
+        model = build_config_model(name, spec.kind, spec.params, dataset, config.seed)
         if not isinstance(model, Pipeline):
             raise ConfigError(f"attribution: model {name!r} is not a pipeline")
         pipes[name] = model

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.adapters.registry import build_model, check_model_kinds
+from harness.adapters.registry import build_config_model, check_model_kinds
 from harness.errors import ConfigError, InterruptedAfterWriting, TrackingError, say
 from harness.evaluate import Evaluation, FamilyResult
 from harness.evaluate.family import FigureDraw
@@ -96,7 +96,7 @@ def evaluate_models(config: EvalConfig, dataset: Dataset | SourceCollection, *, 
         if spec.kind == "mlflow" and tracking_uri and "tracking_uri" not in params:
             params = {**params, "tracking_uri": tracking_uri}  # load from the store the config names
         to_fit[name] = (dataset.runs[name] if isinstance(dataset, SourceCollection)
-                        else build_model(name, spec.kind, params, dataset, config.seed))
+                        else build_config_model(name, spec.kind, params, dataset, config.seed))
     evaluation.check_gate([c.metric for c in config.gate],
                           {n: m for n, m in to_fit.items() if n in config.gated_models()})
     evaluation.check_stored({n: m for n, m in to_fit.items() if specs[n].kind == "precomputed"})

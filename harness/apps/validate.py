@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.adapters.registry import build_model, check_model_kinds
+from harness.adapters.registry import build_config_model, check_model_kinds
 from harness.errors import ConfigError
 from harness.evaluate import Evaluation
 from harness.evaluate.data import load_dataset, load_segments
@@ -96,7 +96,7 @@ def dry_run(config: EvalConfig, *, output: str | Path | None = None) -> DryRun:
 
         load_prior_run(baseline, fingerprint=dataset.fingerprint, metrics=config.evaluate.ranking.metrics,
                        tracking_uri=resolve_uri(config.tracking.uri))
-    models = {name: build_model(name, spec.kind, spec.params, dataset, config.seed)
+    models = {name: build_config_model(name, spec.kind, spec.params, dataset, config.seed)
               for name, spec in config.models.items()
               if not (spec.kind == "mlflow" and str(spec.params.get("uri", "")).startswith(("models:/", "runs:/")))}
     confidence = config.compare.confidence if config.compare else 0.95
