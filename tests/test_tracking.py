@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -168,7 +169,15 @@ def test_default_store_is_one_per_user_wherever_harness_runs(tmp_path: Path, mon
     monkeypatch.setenv("HARNESS_HOME", str(home))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = small_config(tmp_path, tracking={})
-    assert runner.invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress", "--no-plots"]).exit_code == 0
+    announced: list[logging.LogRecord] = []  # MLflow's INFO lines as it creates the new store's tables
+    handler = logging.Handler()
+    handler.emit = announced.append  # type: ignore[method-assign]
+    logging.getLogger("mlflow.store.db.utils").addHandler(handler)
+    try:
+        assert runner.invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress", "--no-plots"]).exit_code == 0
+    finally:
+        logging.getLogger("mlflow.store.db.utils").removeHandler(handler)
+    assert [r.getMessage() for r in announced if r.levelno < logging.WARNING] == []
     store = runner.invoke(app, ["store"]).stdout.strip()
     assert store == f"sqlite:///{home / 'mlflow.db'}" and (home / "mlflow.db").is_file()
     assert list(work.iterdir()) == []

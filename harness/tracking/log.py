@@ -20,6 +20,7 @@ compares several candidates). ``report.html`` is logged beside the results.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import urllib.error
@@ -71,6 +72,20 @@ def _few_retries() -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextlib.contextmanager
+def _quiet_store_creation() -> Iterator[None]:
+    """MLflow announces at INFO that it creates a new SQLite store's tables ("Creating
+    initial MLflow database tables...", "Updating database tables"): on a user's first
+    run, two lines of MLflow's own among the harness's; its warnings still show."""
+    logger = logging.getLogger("mlflow.store.db.utils")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def git_commit() -> str | None:
@@ -153,7 +168,7 @@ def log_results(results_dir: str | Path, data: dict[str, Any], uri: str) -> dict
     check_reachable(uri)
     prepare_store(uri)
     results_dir = Path(results_dir)
-    with _few_retries():
+    with _few_retries(), _quiet_store_creation():
         try:
             client = MlflowClient(tracking_uri=uri)
             return _log(client, results_dir, data, uri)
