@@ -144,6 +144,12 @@ def test_validate_describes_the_collection(tmp_path: Path) -> None:
     assert "valid (2 models built" in result.stdout and "31 users" in result.stdout
     assert "judgments as given, no split; 1 queries of the score files have none" in result.stdout
     assert "split None" not in result.stdout
+    # the Python API's result reads in a line, not the collection's every id
+    import harness
+
+    dry = harness.validate(tmp_path / "eval.yaml")
+    assert repr(dry) == "DryRun(config='trec', dataset='trec:judgments' (31 users, 80 items), models=['a', 'b'], " \
+                        "families=['ranking'])"
 
 
 def test_a_run_whose_item_ids_are_not_the_judgments_gets_a_notice(tmp_path: Path) -> None:

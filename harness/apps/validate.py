@@ -33,6 +33,11 @@ class DryRun:
     models: dict[str, object]
     evaluation: Evaluation
 
+    def __repr__(self) -> str:  # a line, not the data set's every id and table
+        return (f"DryRun(config={self.config.name!r}, dataset={self.dataset.name!r} "
+                f"({self.dataset.n_users} users, {self.dataset.n_items} items), models={list(self.models)}, "
+                f"families={[f.key for f in self.evaluation.families]})")
+
 
 def load_config(path: str | Path) -> EvalConfig:
     """Read and validate a YAML config: the schema, then what needs the adapter registry."""
