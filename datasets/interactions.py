@@ -115,7 +115,9 @@ def describe_dataset(ds: InteractionDataset) -> str:
     rel = ds.qrels["relevance"].to_numpy()
     cs = ds.cold_start
     split = ds.settings.get("split")
-    lines = [f"dataset {ds.name}: {ds.n_users} users, {ds.n_items} items, {len(ds.train)} train interactions, "
+    # a TREC collection (judgments as given, no split) has queries and documents, not users and items
+    users, items = ("query ids", "document ids") if split is None else ("users", "items")
+    lines = [f"dataset {ds.name}: {ds.n_users} {users}, {ds.n_items} {items}, {len(ds.train)} train interactions, "
              f"{len(ds.qrels)} judgments ({int((rel >= 1).sum())} relevant) over {len(ds.query_ids)} queries"]
     if split is None:  # judgments given as they are (a TREC collection): no split, no training data
         lines.append(f"  judgments as given, no split; {ds.split_stats.get('users_without_test', 0)} queries of the "

@@ -90,6 +90,8 @@ def test_pass_writes_the_results_folder_and_matches_scipy(tmp_path: Path) -> Non
     assert rows["revenue"]["method"] == "cuped" and rows["revenue"]["variance_reduction"] > 0.5
     assert rows["revenue"]["outcome"] == "PASS" and res["verdict"]["decision"] == "PASS"
     assert res["ab"]["srm"]["invalid"] is False
+    per_unit = pd.read_parquet(folder / "per_unit.parquet")  # as the README says: the usual columns, no rows
+    assert list(per_unit.columns) == ["family", "model", "unit_id", "metric", "value"] and per_unit.empty
     summary = (folder / "summary.md").read_text()
     assert "### Sample ratio" in summary
     # the variants are independent groups: neither the summary nor the report calls the comparison paired

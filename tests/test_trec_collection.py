@@ -141,7 +141,7 @@ def test_validate_describes_the_collection(tmp_path: Path) -> None:
     qrels, runs = _collection(tmp_path, string_ids=False)
     result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, _config(tmp_path, qrels, runs)))])
     assert result.exit_code == 0, result.output
-    assert "valid (2 models built" in result.stdout and "31 users" in result.stdout
+    assert "valid (2 models built" in result.stdout and "31 query ids, 80 document ids" in result.stdout
     assert "judgments as given, no split; 1 queries of the score files have none" in result.stdout
     assert "split None" not in result.stdout
     # the Python API's result reads in a line, not the collection's every id
