@@ -78,6 +78,7 @@ class InterruptedAfterWriting(KeyboardInterrupt):
     folder stays, tracking ``pending``, for ``harness sync``. Not a :class:`HarnessError`:
     it is an interrupt, exit code 130, with its own message."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, logged_run: str | None = None) -> None:
         super().__init__(str(folder))
         self.folder = folder
+        self.logged_run = logged_run  # the MLflow parent run, when logging had completed

@@ -300,6 +300,41 @@ def test_ctrl_c_while_logging_to_mlflow_says_the_folder_is_complete(tmp_path: Pa
     assert json.loads((folder / "results.json").read_text())["tracking"]["status"] == "logged"
 
 
+def test_ctrl_c_after_logging_says_the_run_is_logged_and_sync_records_it(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C once MLflow has the run, while the folder's own tracking record is written:
+    exit 130, and the message names the logged parent run (it said "tracking pending",
+    "upload it"); harness sync then records that run, without logging a second one."""
+    from mlflow.tracking import MlflowClient
+
+    import harness.apps.run as run_module
+
+    real = run_module.update_tracking
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "update_tracking", interrupted)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = small_config(tmp_path, tracking={"uri": uri})
+    result = runner.invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress", "--no-plots"])
+    assert result.exit_code == 130, result.output
+    (folder,) = (tmp_path / "results").iterdir()
+    client = MlflowClient(uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name == cfg["name"]]
+    parents = [r for r in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    assert (f"interrupted after logging to MLflow (parent run {parents[0].info.run_id}): the results folder "
+            f"{folder} is complete") in result.output and "upload it" not in result.output
+    assert json.loads((folder / "results.json").read_text())["tracking"]["status"] == "pending"
+    monkeypatch.setattr(run_module, "update_tracking", real)
+    assert runner.invoke(app, ["sync", str(tmp_path / "results")]).exit_code == 0
+    data = json.loads((folder / "results.json").read_text())["tracking"]
+    assert data["status"] == "logged" and data["mlflow_run_ids"]["parent"] == parents[0].info.run_id
+    assert len([r for r in client.search_runs([experiment.experiment_id])
+                if "mlflow.parentRunId" not in r.data.tags]) == 1
+
+
 def test_python_warnings_are_one_line_and_the_gates_are_left_to_the_verdict(capsys, monkeypatch) -> None:
     """A library's warning is one stderr line (it printed the source path and code line);
     the gate's SkewWarning is not repeated, the verdict's WARNING lines carry it. MLflow's

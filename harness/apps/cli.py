@@ -98,8 +98,13 @@ def _guard(body: Callable[[], int]) -> None:
     except typer.Exit as exc:
         raise _decided(exc.exit_code) from None
     except InterruptedAfterWriting as exc:  # Ctrl-C while logging: the folder is whole
-        print(f"interrupted while logging to MLflow: the results folder {exc.folder} is complete (tracking "
-              f"pending); upload it with 'harness sync {exc.folder.parent}'", file=sys.stderr)
+        if exc.logged_run is not None:
+            print(f"interrupted after logging to MLflow (parent run {exc.logged_run}): the results folder "
+                  f"{exc.folder} is complete, its record still says pending; 'harness sync {exc.folder.parent}' "
+                  "records the logged run (it uploads nothing twice)", file=sys.stderr)
+        else:
+            print(f"interrupted while logging to MLflow: the results folder {exc.folder} is complete (tracking "
+                  f"pending); upload it with 'harness sync {exc.folder.parent}'", file=sys.stderr)
         raise _decided(130) from None
     except KeyboardInterrupt:  # Ctrl-C: results folders are written whole or not at all
         print("interrupted: nothing was written (a results folder appears only when complete)", file=sys.stderr)

@@ -236,6 +236,8 @@ def save_and_track(result: EvalResult, out_root: Path, files: dict[str, str], *,
     if tracking_uri is not None:
         try:
             result.tracking = track(results_dir, result, tracking_uri)
+        except InterruptedAfterWriting:
+            raise
         except KeyboardInterrupt:
             raise InterruptedAfterWriting(results_dir) from None
     return results_dir
@@ -270,10 +272,16 @@ def track(results_dir: Path, result: EvalResult, uri: str) -> dict[str, Any]:
 
     try:
         tracking = log_results(results_dir, result.to_json_dict(), uri)
-        say(f"logged to MLflow at {uri} (parent run {tracking['mlflow_run_ids']['parent']})")
     except TrackingError as exc:
         tracking = {"status": "pending", "uri": uri, "mlflow_run_ids": {}, "error": str(exc)}
         say(f"WARNING: not logged to MLflow: {exc}. Results are safe in {results_dir}; upload "
              f"them later with 'harness sync {results_dir.parent}'.")
-    update_tracking(results_dir, tracking)
+        update_tracking(results_dir, tracking)
+        return tracking
+    parent = tracking["mlflow_run_ids"]["parent"]
+    try:  # logged: a Ctrl-C now leaves only the folder's own record of it to write
+        say(f"logged to MLflow at {uri} (parent run {parent})")
+        update_tracking(results_dir, tracking)
+    except KeyboardInterrupt:
+        raise InterruptedAfterWriting(results_dir, logged_run=parent) from None
     return tracking
