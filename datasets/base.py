@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 
 @dataclass
@@ -101,22 +104,22 @@ class InteractionDataset:
                        settings={**self.settings, "queries": label}, candidates=cands)
 
 
-class TrainingPairs:
-    """The (user, item) code pairs of a training table, for membership tests of ranked
-    lists: which ranked items are the user's own training items."""
+def seen_matrix(train: pd.DataFrame, n_users: int, n_items: int) -> "sp.csr_matrix":
+    """Boolean CSR matrix of (user, item) pairs seen in training."""
+    import scipy.sparse as sp
 
-    def __init__(self, train: pd.DataFrame, n_items: int) -> None:
-        self.n_items = int(n_items)
-        self.keys = np.unique(train["user_id"].to_numpy(np.int64) * self.n_items + train["item_id"].to_numpy(np.int64))
+    users = train["user_id"].to_numpy()
+    items = train["item_id"].to_numpy()
+    data = np.ones(len(users), dtype=bool)
+    return sp.csr_matrix((data, (users, items)), shape=(n_users, n_items))
 
-    def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """``out[r, j]``: ``items[r, j]`` (codes, shape (m, k); negative = padding, never
-        contained) is a training item of ``users[r]``."""
-        keys = np.asarray(users, dtype=np.int64)[:, None] * self.n_items + items
-        if not len(self.keys):
-            return np.zeros(keys.shape, dtype=bool)
-        at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
-        return (self.keys[at] == keys) & (items >= 0)
+
+def seen_pairs(seen: "sp.csr_matrix", users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``out[r, j]``: ``items[r, j]`` (codes, shape (m, k); negative = padding, never
+    seen) is a training item of ``users[r]``, looked up in ``seen`` (:func:`seen_matrix`)."""
+    rows = np.broadcast_to(np.asarray(users, dtype=np.int64)[:, None], items.shape)
+    hit = np.asarray(seen[rows.ravel(), np.maximum(items, 0).ravel()], dtype=bool).reshape(items.shape)
+    return hit & (items >= 0)
 
 
 def fingerprint_tables(tables: dict[str, pd.DataFrame], settings: dict[str, Any]) -> str:

@@ -106,7 +106,7 @@ class PairScorer:
     def fit(self, train: pd.DataFrame, *, n_users: int, n_items: int) -> "PairScorer":
         """Fit the candidate retriever (if any) and remember the catalogue; the scorer itself
         is used as given."""
-        from ._scoring import seen_matrix
+        from harness.datasets.base import seen_matrix
 
         self.n_items = n_items
         self._seen = seen_matrix(train, n_users, n_items) if self.exclude_seen else None

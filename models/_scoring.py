@@ -8,18 +8,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from harness.datasets.base import seen_matrix
 from harness.types import Ranking
 
 # Dense score blocks are kept under this many float64 cells (64 MiB).
 DEFAULT_BLOCK_CELLS = 8_000_000
-
-
-def seen_matrix(train: pd.DataFrame, n_users: int, n_items: int) -> sp.csr_matrix:
-    """Boolean CSR matrix of (user, item) pairs seen in training."""
-    users = train["user_id"].to_numpy()
-    items = train["item_id"].to_numpy()
-    data = np.ones(len(users), dtype=bool)
-    return sp.csr_matrix((data, (users, items)), shape=(n_users, n_items))
 
 
 class CatalogueScorer(ABC):

@@ -17,18 +17,21 @@ ids. Messages name queries and items by the user's own ids.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from harness.types import PAD_ITEM, PAD_SCORE, Ranking, check_probabilities
-from harness.datasets.base import TrainingPairs
+from harness.datasets.base import seen_matrix, seen_pairs
 from harness.datasets.ids import IdMap, id_maps
 from harness.datasets.predictions import read_predictions
 from harness.errors import AdapterError, ConfigError, DataValidationError, describe_examples
 
 from ._candidates import candidate_pairs, check_candidates, rerank
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 __all__ = ["Precomputed", "PrecomputedProba", "load_precomputed", "missing_queries_error", "read_predictions"]
 
@@ -97,7 +100,7 @@ class Precomputed:
                users: IdMap | None, items: IdMap | None, exclude_seen: bool = False) -> None:
         self.missing = missing
         self.exclude_seen = bool(exclude_seen)
-        self._seen: TrainingPairs | None = None  # the training pairs, with exclude_seen
+        self._seen: sp.csr_matrix | None = None  # the training pairs (seen_matrix), with exclude_seen
         self.name = display_name(source, name)
         self._user_map, self._item_map = users, items
         self.has_scores = "score" in df.columns
@@ -157,7 +160,7 @@ class Precomputed:
     def fit(self, train: pd.DataFrame, *, n_users: int, n_items: int) -> "Precomputed":
         """Nothing to learn; with ``exclude_seen``, the training pairs to drop from the lists."""
         if self.exclude_seen:
-            self._seen = TrainingPairs(train, n_items)
+            self._seen = seen_matrix(train, n_users, n_items)
         return self
 
     def retrieve(self, query_ids: np.ndarray, k: int) -> Ranking:
@@ -168,7 +171,7 @@ class Precomputed:
         items = np.where(found[:, None], self._items[pos, :width], PAD_ITEM)
         scores = np.where(found[:, None], self._scores[pos, :width], PAD_SCORE)
         if self._seen is not None:
-            seen = self._seen.contains(query_ids, items)
+            seen = seen_pairs(self._seen, query_ids, items)
             keep = np.argsort(seen, axis=1, kind="stable")  # each row's unseen items first, in stored order
             items = np.where(np.take_along_axis(seen, keep, 1), PAD_ITEM, np.take_along_axis(items, keep, 1))[:, :k]
             scores = np.where(items == PAD_ITEM, PAD_SCORE, np.take_along_axis(scores, keep, 1)[:, :k])

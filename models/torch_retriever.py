@@ -20,8 +20,8 @@ import scipy.sparse as sp
 from harness.types import PAD_ITEM, PAD_SCORE, Ranking, adapter_call
 from harness.errors import AdapterError, ConfigError, describe_examples
 from harness.interrupts import interruption_point, interrupts_held
+from harness.datasets.base import seen_matrix
 
-from ._scoring import seen_matrix
 from .safe_load import load_torch_module
 
 DEFAULT_MEMORY_BUDGET_MB = 256

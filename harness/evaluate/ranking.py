@@ -16,13 +16,13 @@ same pass, and for pipelines the metrics of every stage but the last:
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
 from scipy import special
 
-from harness.datasets.base import TrainingPairs
+from harness.datasets.base import seen_matrix, seen_pairs
 from harness.datasets.ids import id_maps
 from harness.errors import DataValidationError, describe_examples
 from harness.evaluate.family import Family, FamilyResult, ModelOutput, mean_values
@@ -34,6 +34,9 @@ from harness.metrics._names import parse_label, parse_metric_names, value_range
 from harness.metrics.ranking import RankingResult
 from harness.spec.families import RankingEval
 from harness.types import PAD_ITEM, Dataset, Ranking
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 # retrieval depth when no metric has a cut-off (e.g. only full-list 'map')
 DEFAULT_DEPTH = 100
@@ -91,7 +94,7 @@ class RankingFamily(Family[RankingEval]):
         self.users = id_maps(dataset)[0]
         self.counts: dict[str, dict[str, int]] = {}
         self.seen_ranked: dict[str, tuple[int, int]] = {}  # model -> (training items ranked, queries)
-        self._training_pairs: TrainingPairs | None = None
+        self._seen: sp.csr_matrix | None = None  # the data set's training pairs (seen_matrix), when needed
         self.n_no_relevant = 0  # of a collection read by the backend (SourceCollection), from it
         qrels = getattr(dataset, "qrels", None)  # judgments in memory (not a collection Spark reads)
         if isinstance(qrels, pd.DataFrame) and len(qrels) and spec.no_relevant == "skip":
@@ -156,9 +159,9 @@ class RankingFamily(Family[RankingEval]):
         scores keep whatever they hold, so two models may not be ranking the same pool."""
         if not len(self.dataset.train) or not ranking.k:
             return
-        if self._training_pairs is None:
-            self._training_pairs = TrainingPairs(self.dataset.train, self.dataset.n_items)
-        hit = self._training_pairs.contains(np.asarray(ranking.query_ids), ranking.items)
+        if self._seen is None:
+            self._seen = seen_matrix(self.dataset.train, self.dataset.n_users, self.dataset.n_items)
+        hit = seen_pairs(self._seen, np.asarray(ranking.query_ids), ranking.items)
         if hit.any():
             self.seen_ranked[name] = (int(hit.sum()), int(hit.any(axis=1).sum()))
 
