@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from harness.errors import ConfigError, DataValidationError
+from harness.errors import ConfigError, DataValidationError, for_model
 
 from .base import InteractionDataset
 from .ids import encode_pairs
@@ -44,7 +44,7 @@ def _run_ids(run: RunFile, model: str | None) -> tuple[np.ndarray, np.ndarray]:
     except (ConfigError, DataValidationError) as exc:
         if model is None:
             raise
-        raise type(exc)(f"model {model!r}: {exc}") from None
+        raise for_model(exc, model) from None
 
 
 def load_trec_collection(qrels: str | Path, *, runs: Sequence[RunFile] | Mapping[str, RunFile] = (),

@@ -66,6 +66,15 @@ def plain_value(value: object) -> object:
     return value.item() if hasattr(value, "item") else value  # type: ignore[union-attr]
 
 
+def for_model(exc: HarnessError, model: str) -> HarnessError:
+    """``exc`` as the same kind of error naming the config's ``model`` (``model 'prod':
+    ...``), for an adapter or a file reader whose own message names only its file or
+    class; an error that names the model already is returned as it is."""
+    if str(exc).startswith((f"models.{model}", f"model {model!r}", f"{model}:")):
+        return exc
+    return type(exc)(f"model {model!r}: {exc}")
+
+
 def describe_examples(values: object, limit: int = 3) -> str:
     """Format the first ``limit`` offending values for an error message."""
     items = list(values)[:limit]  # type: ignore[call-overload]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from harness.errors import AdapterError, ConfigError, DataValidationError
+from harness.errors import AdapterError, ConfigError, DataValidationError, for_model
 from harness.types import Dataset
 
 # kind -> factory(params, dataset, seed) -> adapter; imports stay inside factories so
@@ -184,9 +184,7 @@ def build_config_model(name: str, kind: str, params: dict[str, Any], dataset: Da
     try:
         return build_model(name, kind, params, dataset, seed)
     except (ConfigError, DataValidationError, AdapterError) as exc:
-        if str(exc).startswith((f"models.{name}", f"model {name!r}", f"{name}:")):
-            raise
-        raise type(exc)(f"model {name!r}: {exc}") from None
+        raise for_model(exc, name) from None
 
 
 def _unknown_parameter(message: str, kind: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness.errors import ConfigError, DataValidationError, say
+from harness.errors import ConfigError, DataValidationError, for_model, say
 from harness.evaluate.backend import LOCAL, Backend
 from harness.evaluate.family import Family, FamilyResult, ModelOutput
 from harness.evaluate.model_view import ModelView
@@ -84,7 +84,7 @@ class Evaluation:
                 try:
                     family.check_stored(view)
                 except DataValidationError as exc:
-                    raise DataValidationError(f"model {name!r}: {exc}") from None
+                    raise for_model(exc, name) from None
 
     def add_stored(self, name: str, tables: dict[str, pd.DataFrame]) -> None:
         """A model whose per-unit values come from a stored run, family by family."""

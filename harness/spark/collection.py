@@ -20,7 +20,7 @@ import pandas as pd
 
 from harness.datasets.base import TableDigest
 from harness.datasets.predictions import TABLE_SUFFIXES, TREC_SUFFIXES
-from harness.errors import ConfigError, DataValidationError
+from harness.errors import ConfigError, for_model
 
 from .session import read_table, require_columns, worker_errors
 
@@ -172,8 +172,8 @@ def _check_missing(collection: "SourceCollection", qrels: "DataFrame", runs: lis
             judged = qrels.select(F.col("query_id").cast(kind).alias("id")).distinct()
             missing = judged.join(run.select(F.col("query_id").cast(kind).alias("id")).distinct(), "id", "left_anti")
             examples = [r["id"] for r in missing.orderBy("id").limit(3).collect()]
-            error = missing_queries_error(source.name, lacking[k], n_judged, examples)
-            raise DataValidationError(f"model {model!r}: {error}")  # as the local build_model names it
+            # named as the local engine names it (registry.build_config_model)
+            raise for_model(missing_queries_error(source.name, lacking[k], n_judged, examples), model)
 
 
 def describe_collection(spark: "SparkSession", collection: "SourceCollection",
