@@ -279,7 +279,7 @@ def typed_unit_ids(table: pd.DataFrame, *, text: bool = False) -> pd.DataFrame:
     units = table["unit_id"].astype(str)
     if len(units) and not text and canonical_integers(units):
         return table.assign(unit_id=units.astype(np.int64))
-    return table.assign(unit_id=units)
+    return table
 
 
 def text_ids(result: "EvalResult") -> bool:
