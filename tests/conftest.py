@@ -155,11 +155,13 @@ class MlflowServer:
         self.launch()
         self.wait_healthy(timeout)
 
-    def launch(self) -> None:
-        """Start the server process and return at once (see :meth:`wait_healthy`)."""
+    def launch(self, *, template: bool = True) -> None:
+        """Start the server process and return at once (see :meth:`wait_healthy`). Its
+        new store is a copy of this process's template, or, without ``template``, made
+        by the server itself (MLflow's migrations run in the server process, not here)."""
         mlflow_bin = shutil.which("mlflow", path=str(VENV_BIN)) or "mlflow"
         db = self.root / "mlflow.db"
-        if not db.exists():  # a restart keeps its store
+        if template and not db.exists():  # a restart keeps its store
             migrated_store(db)
         # No job runner: it is a third Python process (MLflow's GenAI jobs), which the
         # harness never uses, and it costs as much CPU to start as the server itself.
@@ -271,20 +273,22 @@ class Outage:
 class SharedServer:
     """Under xdist, one ``mlflow server`` for every worker, started by the controller
     before the workers (its start, ~10 CPU-s, overlaps their start-up and collection
-    instead of being paid once per worker when its first test needs it)."""
+    instead of being paid once per worker when its first test needs it). The server
+    migrates its own store: made here, from the template, the controller would import
+    MLflow and run the migrations (~3 s) before it starts any worker."""
 
     def __init__(self) -> None:
         import tempfile
 
         self.root = Path(tempfile.mkdtemp(prefix="harness-mlflow-server-"))
         self.server = MlflowServer(self.root)
-        self.server.launch()
+        self.server.launch(template=False)
 
     def pytest_configure_node(self, node: Any) -> None:  # xdist hook: what a worker is told
         node.workerinput["harness_mlflow_port"] = self.server.port
 
     def stop(self) -> None:
-        self.server.stop()
+        self.server.kill()  # its store is deleted next: a graceful shutdown (~1.5 s) keeps nothing
         shutil.rmtree(self.root, ignore_errors=True)
 
 
