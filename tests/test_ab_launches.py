@@ -40,8 +40,8 @@ def _world(users: int, seed: int, *, text_ids: bool = True) -> pd.DataFrame:
     y = base[u] + 0.3 * w + rng.normal(0, 2, u.size)
     for start, on, effect in PLANTED.values():
         y = y + effect * (treated & (w >= start) & ((surface == on) if on else True))
-    return pd.DataFrame({"user": [f"user{i}" for i in u] if text_ids else u, "week": w, "surface": surface, "variant": arm[u],
-                         "sessions": y})
+    user = [f"user{i}" for i in u] if text_ids else u
+    return pd.DataFrame({"user": user, "week": w, "surface": surface, "variant": arm[u], "sessions": y})
 
 
 def _config(tmp_path: Path) -> Path:
