@@ -73,6 +73,15 @@ def rerank(candidates: Ranking, rows: np.ndarray, cols: np.ndarray, scores: np.n
     return Ranking(np.asarray(candidates.query_ids), items.astype(np.int64), top).padded(k)
 
 
+def drop_to_trailing_padding(items: np.ndarray, dropped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row of ``items`` with its ``dropped`` entries turned into padding and moved
+    last, the kept ones first in their order (a stable sort on the mask, so padding
+    trails as a Ranking's must); and the permutation, to move a score matrix alike
+    (``np.take_along_axis(scores, order, 1)``)."""
+    order = np.argsort(dropped, axis=1, kind="stable")
+    return np.where(np.take_along_axis(dropped, order, 1), PAD_ITEM, np.take_along_axis(items, order, 1)), order
+
+
 def check_candidates(candidates: object, k: int, *, source: str) -> Ranking:
     """A ranker's input must be a ``Ranking`` and ``k`` a positive int."""
     if not isinstance(candidates, Ranking):
@@ -140,9 +149,8 @@ class PairScorer:
         """Every item as a candidate of every query in ``q`` (seen items as padding)."""
         items = np.broadcast_to(np.arange(self.n_items, dtype=np.int64), (len(q), self.n_items)).copy()
         if self._seen is not None:
-            rows, cols = self._seen[q].nonzero()  # type: ignore[index]
-            items[rows, cols] = PAD_ITEM
-            # padding must trail: move real items first, keeping id order
-            items = np.take_along_axis(items, np.argsort(items == PAD_ITEM, axis=1, kind="stable"), axis=1)
+            seen = np.zeros(items.shape, dtype=bool)
+            seen[self._seen[q].nonzero()] = True  # type: ignore[index]
+            items, _ = drop_to_trailing_padding(items, seen)
         scores = np.where(items == PAD_ITEM, PAD_SCORE, 0.0)
         return Ranking(q, items, scores)

@@ -28,7 +28,7 @@ from harness.datasets.ids import IdMap, id_maps
 from harness.datasets.predictions import read_predictions
 from harness.errors import AdapterError, ConfigError, DataValidationError, describe_examples
 
-from ._candidates import candidate_pairs, check_candidates, rerank
+from ._candidates import candidate_pairs, check_candidates, drop_to_trailing_padding, rerank
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -171,10 +171,9 @@ class Precomputed:
         items = np.where(found[:, None], self._items[pos, :width], PAD_ITEM)
         scores = np.where(found[:, None], self._scores[pos, :width], PAD_SCORE)
         if self._seen is not None:
-            seen = seen_pairs(self._seen, query_ids, items)
-            keep = np.argsort(seen, axis=1, kind="stable")  # each row's unseen items first, in stored order
-            items = np.where(np.take_along_axis(seen, keep, 1), PAD_ITEM, np.take_along_axis(items, keep, 1))[:, :k]
-            scores = np.where(items == PAD_ITEM, PAD_SCORE, np.take_along_axis(scores, keep, 1)[:, :k])
+            items, order = drop_to_trailing_padding(items, seen_pairs(self._seen, query_ids, items))
+            items = items[:, :k]
+            scores = np.where(items == PAD_ITEM, PAD_SCORE, np.take_along_axis(scores, order, 1)[:, :k])
         return Ranking(query_ids, items, scores).padded(k)
 
     def rank(self, candidates: Ranking, k: int) -> Ranking:
