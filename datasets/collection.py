@@ -20,7 +20,7 @@ from harness.errors import ConfigError, DataValidationError, for_model
 from .base import InteractionDataset
 from .ids import encode_pairs
 from .predictions import prediction_ids
-from .trec import read_judgments
+from .trec import judgments_and_notice
 
 __all__ = ["load_trec_collection"]
 
@@ -68,14 +68,15 @@ def load_trec_collection(qrels: str | Path, *, runs: Sequence[RunFile] | Mapping
     Returns
     -------
     InteractionDataset
-        ``qrels`` in codes with every judged grade (0 included), an empty ``train``,
-        ``user_ids``/``item_ids`` the collection's own ids, and a warning counting run
+        ``qrels`` in codes with every judged grade (0 included; a negative grade read
+        as 0, as in trec_eval), an empty ``train``, ``user_ids``/``item_ids`` the
+        collection's own ids, and warnings counting the negative grades and the run
         queries without judgments (not evaluated, as in trec_eval).
 
     Raises
     ------
     ConfigError, DataValidationError
-        From reading the files (missing file, malformed lines, negative grades, duplicates).
+        From reading the files (missing file, malformed lines, grades that are not integers, duplicates).
 
     Examples
     --------
@@ -90,7 +91,7 @@ def load_trec_collection(qrels: str | Path, *, runs: Sequence[RunFile] | Mapping
     >>> ds.warnings
     ['trec: 1 queries of the runs have no judgments in q.qrels (e.g. q3); they are not evaluated, as in trec_eval']
     """
-    judged = read_judgments(qrels)
+    judged, negative_grades = judgments_and_notice(qrels)
     run_ids = [_run_ids(run, model) for model, run in (runs.items() if isinstance(runs, Mapping)
                                                         else ((None, run) for run in runs))]
     user_ids = _id_space([judged["query_id"].to_numpy()] + [q for q, _ in run_ids])
@@ -102,6 +103,8 @@ def load_trec_collection(qrels: str | Path, *, runs: Sequence[RunFile] | Mapping
         settings={"kind": "trec"})
     coded = encode_pairs(judged, dataset, source=str(qrels))
     dataset.qrels = coded.sort_values(["query_id", "item_id"], kind="stable").reset_index(drop=True)
+    if negative_grades:
+        dataset.warnings.append(negative_grades)
     judged_queries = np.unique(dataset.qrels["query_id"].to_numpy())
     unjudged = np.setdiff1d(np.arange(len(user_ids)), judged_queries)
     if len(unjudged):

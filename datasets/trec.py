@@ -16,6 +16,7 @@ kept for reference: ``harness.models.precomputed`` checks it only for table file
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +27,40 @@ from harness.errors import ConfigError, DataValidationError, describe_examples
 from .ids import CANONICAL_INT
 from .tables import describe_rows
 
-__all__ = ["QRELS_TABLE_SUFFIXES", "read_judgments", "read_trec_qrels", "read_trec_run", "write_trec_run"]
+__all__ = ["QRELS_TABLE_SUFFIXES", "NegativeGradesWarning", "judgments_and_notice", "negative_grades_notice",
+           "read_judgments", "read_trec_qrels", "read_trec_run", "write_trec_run"]
 
 # judgments stored as a table (``query_id, item_id, relevance``) rather than qrels lines
 QRELS_TABLE_SUFFIXES = (".parquet", ".pq", ".csv")
+
+
+
+class NegativeGradesWarning(UserWarning):
+    """Judgments graded below 0 (a collection's junk or spam label, such as the -2 of the
+    ClueWeb web track qrels) were read as grade 0: not relevant, no gain, as trec_eval
+    and pytrec_eval read them."""
+
+
+def negative_grades_notice(source: str, n_negative: int, values: object) -> str:
+    """What a data set says of ``n_negative`` judgments of ``source`` graded below 0
+    (``values``: their distinct grades, ascending), read as 0; the Spark engine says the
+    same of a judgments table."""
+    return (f"trec: {n_negative} judgments of {Path(source).name} have negative grades "
+            f"({describe_examples(values)}); they are read as not relevant (grade 0), as in trec_eval")
+
+
+def _grades_from_zero(rel: np.ndarray, source: str) -> tuple[np.ndarray, str | None]:
+    """``rel`` with its negative grades read as 0, and the notice that counts them."""
+    negative = rel < 0
+    if not negative.any():
+        return rel, None
+    return np.where(negative, 0, rel), negative_grades_notice(source, int(negative.sum()), np.unique(rel[negative]))
+
+
+def _warn(notice: str | None) -> None:
+    if notice is not None:
+        warnings.warn(notice, NegativeGradesWarning, stacklevel=3)
+
 
 RUN_FIELDS = ("query_id", "q0", "item_id", "rank", "score", "tag")
 QRELS_FIELDS = ("query_id", "iteration", "item_id", "relevance")
@@ -139,7 +170,9 @@ def read_trec_qrels(path: str | Path) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        ``query_id``, ``item_id`` (as in ``read_trec_run``), ``relevance`` (int64 >= 0).
+        ``query_id``, ``item_id`` (as in ``read_trec_run``), ``relevance`` (int64 >= 0:
+        a negative grade, a collection's junk label, is read as 0, not relevant, as
+        trec_eval reads it; a :class:`NegativeGradesWarning` counts them).
 
     Raises
     ------
@@ -147,8 +180,7 @@ def read_trec_qrels(path: str | Path) -> pd.DataFrame:
         The file does not exist.
     DataValidationError
         Empty file, lines with another number of fields, relevance that is not an
-        integer >= 0 (trec_eval reads a negative grade as not relevant; write 0), duplicate
-        (query, doc) lines.
+        integer, duplicate (query, doc) lines.
 
     Examples
     --------
@@ -159,15 +191,17 @@ def read_trec_qrels(path: str | Path) -> pd.DataFrame:
     >>> read_trec_qrels(f).to_dict("list")
     {'query_id': [1, 1], 'item_id': [10, 11], 'relevance': [2, 0]}
     """
+    frame, notice = _qrels_lines(path)
+    _warn(notice)
+    return frame
+
+
+def _qrels_lines(path: str | Path) -> tuple[pd.DataFrame, str | None]:
     frame, name = _read_fields(path, QRELS_FIELDS, "qrels")
-    rel = _numbers(frame["relevance"], name, "relevance", integer=True)
-    if (rel < 0).any():
-        raise DataValidationError(f"{name}: field 'relevance' has {int((rel < 0).sum())} negative grades "
-                                  f"({describe_examples(rel[rel < 0])}); trec_eval reads them as not relevant: "
-                                  "write 0")
+    rel, notice = _grades_from_zero(_numbers(frame["relevance"], name, "relevance", integer=True), name)
     out = pd.DataFrame({"query_id": _ids(frame["query_id"]), "item_id": _ids(frame["item_id"]), "relevance": rel})
     _check_duplicates(out, name)
-    return out
+    return out, notice
 
 
 def read_judgments(path: str | Path) -> pd.DataFrame:
@@ -177,10 +211,19 @@ def read_judgments(path: str | Path) -> pd.DataFrame:
     CSV's ids stay text unless every one is a canonical integer, as for score files.
 
     Returns the frame of :func:`read_trec_qrels` (ids as stored, ``relevance`` int64),
-    with the same checks: grades integers >= 0, no duplicate (query, doc) pair, not empty.
+    with the same checks: integer grades (negative ones read as 0, with a
+    :class:`NegativeGradesWarning`), no duplicate (query, doc) pair, not empty.
     """
+    frame, notice = judgments_and_notice(path)
+    _warn(notice)
+    return frame
+
+
+def judgments_and_notice(path: str | Path) -> tuple[pd.DataFrame, str | None]:
+    """:func:`read_judgments`, and the notice of its negative grades (None when there
+    is none) returned for a data set's warnings instead of warned."""
     if Path(path).suffix.lower() not in QRELS_TABLE_SUFFIXES:
-        return read_trec_qrels(path)
+        return _qrels_lines(path)
     from .tables import read_table
 
     name = str(path)
@@ -193,14 +236,14 @@ def read_judgments(path: str | Path) -> pd.DataFrame:
                                   f"{describe_examples(pd.unique(raw))}), not integer grades; store it as integers, "
                                   "e.g. frame['relevance'] = frame['relevance'].astype(int) before writing the table")
     rel = raw.astype(np.float64) if raw.dtype.kind in "iuf" else np.full(len(raw), np.nan)
-    bad = ~np.isfinite(rel) | (rel < 0) | (rel != np.round(rel))
+    bad = ~np.isfinite(rel) | (rel != np.round(rel))
     if bad.any():
-        raise DataValidationError(f"{name}: column 'relevance' must hold integers >= 0; {int(bad.sum())} of "
+        raise DataValidationError(f"{name}: column 'relevance' must hold integer grades; {int(bad.sum())} of "
                                   f"{len(raw)} rows do not ({describe_examples(raw[bad])})")
-    out = pd.DataFrame({"query_id": frame["query_id"], "item_id": frame["item_id"],
-                        "relevance": rel.astype(np.int64)})
+    grades, notice = _grades_from_zero(rel.astype(np.int64), name)
+    out = pd.DataFrame({"query_id": frame["query_id"], "item_id": frame["item_id"], "relevance": grades})
     _check_duplicates(out, name, rows="row")
-    return out
+    return out, notice
 
 
 def write_trec_run(run: pd.DataFrame, path: str | Path, *, tag: str = "harness") -> Path:

@@ -27,12 +27,13 @@ pytestmark = pytest.mark.usefixtures("nothing_left_cached")
 
 
 def _collection(folder: Path, *, text_ids: bool, n_queries: int = 60, gaps: dict[str, list[int]] | None = None,
-                noise: dict[str, float] | None = None, seed: int = 5) -> tuple[dict, list[object]]:
+                noise: dict[str, float] | None = None, seed: int = 5, junk: int = 0) -> tuple[dict, list[object]]:
     """Judgments and one score table per model (``noise``: how far its scores are from
     the relevance; ``gaps``: the judged queries, by position, a table has no row for,
     its params then ``missing: empty``; every table also ranks one query nobody judged),
-    ids text or integers whose decimal order is not their numeric order. Returns the
-    config's dataset and models, and the query ids."""
+    ids text or integers whose decimal order is not their numeric order; ``junk``: that
+    many judgments of grade 0 stored as -2 or -1 instead (a collection's junk labels, read
+    as 0). Returns the config's dataset and models, and the query ids."""
     rng = np.random.default_rng(seed)
     noise = noise or {"bm25": 1.0, "neural": 0.6}
     gaps = gaps or {}
@@ -43,7 +44,10 @@ def _collection(folder: Path, *, text_ids: bool, n_queries: int = 60, gaps: dict
                          columns=["query_id", "item_id", "relevance"])
     qrels.loc[qrels["query_id"] == queries[1], "relevance"] = 0  # judged, nothing relevant
     folder.mkdir(parents=True, exist_ok=True)
-    qrels.to_parquet(folder / "judgments.parquet")
+    stored = qrels.copy()
+    zeros = np.flatnonzero(qrels["relevance"].to_numpy() == 0)[:junk]
+    stored.loc[zeros, "relevance"] = np.resize([-2, -1], len(zeros))
+    stored.to_parquet(folder / "judgments.parquet")
     truth = {(q, it): g for q, it, g in qrels.itertuples(index=False)}
     models = {}
     for name, sd in noise.items():
@@ -132,7 +136,7 @@ def _no_local_reads(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("the driver read an input table")
 
     for module, name in ((collection, "load_trec_collection"), (precomputed, "load_precomputed"),
-                         (predictions, "read_predictions"), (collection, "read_judgments")):
+                         (predictions, "read_predictions"), (collection, "judgments_and_notice")):
         monkeypatch.setattr(module, name, driver_read)
 
 
@@ -249,13 +253,16 @@ def test_spark_run_pairs_the_common_queries_as_local(spark, tmp_path, monkeypatc
     local engine's) from the collected paired values, equal to local."""
     base, _ = _collection(tmp_path / "data", text_ids=True, n_queries=50,
                           gaps={"bm25": [2], "neural": [5, 9], "hybrid": [9, 11]},
-                          noise={"bm25": 1.0, "neural": 0.6, "hybrid": 0.8})
+                          noise={"bm25": 1.0, "neural": 0.6, "hybrid": 0.8}, junk=5)
     cfg = _config(base, missing="skip", gate=[{"metric": "recall@10", "role": "guardrail", "max_regression": 0.05}],
                   compare={"baseline": "bm25", "candidates": ["neural", "hybrid"], "method": "bootstrap",
                            "n_resamples": 200})
     local, found, _ = _both(cfg, tmp_path, monkeypatch)
-    assert_same_folder(local, found)
+    assert_same_folder(local, found)  # the dataset's warnings and fingerprint too
     data = harness.read_results_folder(found.results_dir).data
+    # junk grades counted by a Spark aggregate, read as 0 in Spark as by the local loader
+    assert data["dataset"]["warnings"][0] == ("trec: 5 judgments of judgments.parquet have negative grades "
+                                              "(e.g. -2, -1); they are read as not relevant (grade 0), as in trec_eval")
     assert data["families"]["ranking"]["pairing"] == "common"
     assert {r["n_units"] for r in data["comparison"]} == {50 - 1 - 4}  # no relevant item: 1; gaps: 2, 5, 9, 11
     n_eval = {m: data["ranking"]["counts"][m]["evaluated"] for m in ("bm25", "neural", "hybrid")}

@@ -18,9 +18,10 @@ from tests.conftest import write_config
 METRICS = {"ndcg@10": "ndcg_cut_10", "recall@10": "recall_10", "precision@5": "P_5", "map@100": "map_cut_100"}
 
 
-def _collection(folder: Path, *, string_ids: bool, seed: int = 0) -> tuple[Path, list[Path]]:
+def _collection(folder: Path, *, string_ids: bool, seed: int = 0, junk: bool = False) -> tuple[Path, list[Path]]:
     """A qrels file (grades 0-2, some queries judged only 0) and two runs over judged and
-    unjudged documents, with tied scores and a query the qrels do not hold."""
+    unjudged documents, with tied scores and a query the qrels do not hold; with ``junk``,
+    every third grade 0 written -2 or -1 (a web collection's junk and spam labels)."""
     rng = np.random.default_rng(seed)
     qid = (lambda q: f"topic-{q}") if string_ids else (lambda q: str(300 + q))
     doc = (lambda d: f"D{d:04d}") if string_ids else (lambda d: str(7000 + d))
@@ -28,6 +29,9 @@ def _collection(folder: Path, *, string_ids: bool, seed: int = 0) -> tuple[Path,
     for q in range(30):
         judged = rng.choice(60, 12, replace=False)
         grades = np.zeros(12, int) if q % 10 == 3 else rng.integers(0, 3, 12)
+        if junk:
+            zeros = np.flatnonzero(grades == 0)[::3]
+            grades[zeros] = np.resize([-2, -1], len(zeros))
         lines += [f"{qid(q)} 0 {doc(d)} {g}" for d, g in zip(judged, grades)]
     qrels = folder / "judgments.qrels"
     qrels.write_text("\n".join(lines) + "\n")
@@ -71,12 +75,18 @@ def _pytrec(qrels: Path, run: Path) -> dict[str, dict[str, float]]:
     return pytrec_eval.RelevanceEvaluator(judged, set(METRICS.values()) - {"map_cut_100"} | {"map_cut"}).evaluate(scored)
 
 
-@pytest.mark.parametrize("string_ids", [True, False])
-def test_trec_collection_per_query_equals_pytrec_eval(tmp_path: Path, string_ids: bool) -> None:
-    qrels, runs = _collection(tmp_path, string_ids=string_ids)
+@pytest.mark.parametrize("string_ids,junk", [(True, True), (False, False)], ids=["text-ids-junk-grades", "integer-ids"])
+def test_trec_collection_per_query_equals_pytrec_eval(tmp_path: Path, string_ids: bool, junk: bool) -> None:
+    """Negative grades (``junk``) are read as pytrec_eval reads them: not relevant, no gain."""
+    qrels, runs = _collection(tmp_path, string_ids=string_ids, junk=junk)
     cfg = _config(tmp_path, qrels, runs, missing="skip", no_relevant="zero")  # trec_eval's per-query output
     result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress", "--no-plots"])
     assert result.exit_code in (0, 1), result.output
+    n_junk = sum(int(line.split()[3]) < 0 for line in qrels.read_text().splitlines())
+    assert (n_junk > 0) == junk
+    notice = (f"trec: {n_junk} judgments of judgments.qrels have negative grades (e.g. -2, -1); they are read as not "
+              "relevant (grade 0), as in trec_eval")
+    assert (notice in " ".join(result.stderr.split())) == junk
     assert "1 queries of the runs have no judgments" in result.stderr
     assert "3 judged queries have no relevant item (relevance >= 1): scored 0 on every metric" in result.stderr
     (folder,) = list((tmp_path / "results").iterdir())
@@ -94,6 +104,7 @@ def test_trec_collection_per_query_equals_pytrec_eval(tmp_path: Path, string_ids
                 assert got[q] == pytest.approx(values[trec_name], abs=1e-6), (model, metric, q)
     data = json.loads((folder / "results.json").read_text())
     assert data["dataset"]["n_users"] == 31  # the unjudged run query joins the id space
+    assert (notice in data["dataset"]["warnings"]) == junk
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
@@ -132,9 +143,36 @@ def test_trec_config_errors_are_exit_2_at_validate(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, cfg))])
     assert result.exit_code == 2 and "TREC qrels file not found" in result.stderr and "nowhere.qrels" in result.stderr
     bad = tmp_path / "bad.qrels"
-    bad.write_text("topic-1 0 D0001 -1\n")
+    bad.write_text("topic-1 0 D0001 1.5\n")
     result = CliRunner().invoke(app, ["validate", str(write_config(tmp_path, _config(tmp_path, bad, runs)))])
-    assert result.exit_code == 2 and "negative grades" in result.stderr and "Traceback" not in result.output
+    assert result.exit_code == 2 and "must hold integers" in result.stderr and "Traceback" not in result.output
+
+
+def test_negative_grades_are_read_as_zero_and_counted(tmp_path: Path) -> None:
+    """A junk grade (-2, -1) in a qrels file or a judgments table: grade 0 (not relevant),
+    with a NegativeGradesWarning from the readers and a data set warning from the
+    collection loader, which does not warn twice."""
+    import warnings
+
+    from harness.datasets.collection import load_trec_collection
+    from harness.datasets.trec import NegativeGradesWarning, read_judgments, read_trec_qrels
+
+    path = tmp_path / "web.qrels"
+    path.write_text("q1 0 d1 2\nq1 0 d2 -2\nq1 0 d3 -1\nq2 0 d1 -2\nq2 0 d4 0\n")
+    with pytest.warns(NegativeGradesWarning, match=r"3 judgments of web.qrels have negative grades \(e\.g\. -2, -1\)"):
+        frame = read_trec_qrels(path)
+    assert frame["relevance"].tolist() == [2, 0, 0, 0, 0]
+    table = tmp_path / "web.parquet"
+    pd.DataFrame({"query_id": ["q1", "q1", "q2"], "item_id": ["d1", "d2", "d1"],
+                  "relevance": [1.0, -1.0, 0.0]}).to_parquet(table)
+    with pytest.warns(NegativeGradesWarning, match=r"1 judgments of web.parquet have negative grades \(e\.g\. -1\)"):
+        assert read_judgments(table)["relevance"].tolist() == [1, 0, 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dataset = load_trec_collection(path)
+    assert dataset.warnings == ["trec: 3 judgments of web.qrels have negative grades (e.g. -2, -1); they are read as "
+                                "not relevant (grade 0), as in trec_eval"]
+    assert dataset.qrels["relevance"].tolist() == [2, 0, 0, 0, 0]
 
 
 def test_validate_describes_the_collection(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from harness.metrics.ranking import (RANKING_METRICS, RankingResult, _curve_spec
 from harness.types import Ranking
 
 from .ab import unit_periods, unit_statistics
-from .collection import JUDGMENTS, SCORES, SourceTables, check_location, describe_collection
+from .collection import SCORES, SourceTables, check_location, describe_collection, read_judgments
 from .off_policy import INPUTS, estimate_off_policy
 from .ranking import N_REL, RANKED, evaluate_ranking
 from .session import read_table, spark_session
@@ -158,7 +158,7 @@ class SparkBackend:
         specs = parse_metric_names(metrics, known=RANKING_METRICS)
         curve_specs = _curve_specs(curves, max_k) if curves else []
         labels = list(dict.fromkeys([s.label for s in specs] + [s.label for s in curve_specs]))
-        qrels = self._tables.read(collection.judgments, what="judgments", columns=JUDGMENTS)
+        qrels = read_judgments(self._tables, collection.judgments)
         run = self._tables.read(scores.location, what=f"model {scores.name}", columns=SCORES, fmt=scores.format)
         with _named(collection.judgments, scores.location):
             found = evaluate_ranking(qrels, run, labels, depth=depth, moments=[s.label for s in specs], **options)

@@ -87,6 +87,35 @@ class SourceTables:
         return self._frames[key]
 
 
+def read_judgments(tables: SourceTables, location: str) -> "DataFrame":
+    """The judgments table with its negative grades read as 0 (not relevant), as the
+    local loader and trec_eval read them; a grade column that is not numeric is left
+    to the checks of the ranking kernels' front door, which name it."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import NumericType
+
+    qrels = tables.read(location, what="judgments", columns=JUDGMENTS)
+    if not isinstance(qrels.schema["relevance"].dataType, NumericType):
+        return qrels
+    grade = F.col("relevance")
+    return qrels.withColumn("relevance", F.when(grade < 0, F.lit(0)).otherwise(grade))
+
+
+def _negative_grades(qrels: "DataFrame", location: str) -> str | None:
+    """The local loader's notice of the judgments graded below 0, from one aggregate
+    (their number and distinct grades) of the table as stored."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import NumericType
+
+    from harness.datasets.trec import negative_grades_notice
+
+    if not isinstance(qrels.schema["relevance"].dataType, NumericType):
+        return None
+    grade = F.col("relevance")
+    n, values = qrels.where(grade < 0).agg(F.count(F.lit(1)), F.array_sort(F.collect_set(grade.cast("bigint")))).first()
+    return negative_grades_notice(location, n, values) if n else None
+
+
 def _id_space(frames: list["DataFrame"], column: str) -> tuple["DataFrame", str]:
     """Distinct ids of ``column`` over ``frames`` (column ``id``) and their Spark type:
     bigint when every table stores integers, else string (an integer id then matches its
@@ -183,7 +212,8 @@ def describe_collection(spark: "SparkSession", collection: "SourceCollection",
     from pyspark.sql import functions as F
 
     tables = tables or SourceTables(spark)
-    qrels = tables.read(collection.judgments, what="judgments", columns=JUDGMENTS)
+    stored = tables.read(collection.judgments, what="judgments", columns=JUDGMENTS)
+    qrels = read_judgments(tables, collection.judgments)
     runs = [tables.read(s.location, what=f"model {s.name}", columns=SCORES, fmt=s.format)
             for s in collection.runs.values()]
     users, user_kind = _id_space([qrels, *runs], "query_id")
@@ -198,6 +228,7 @@ def describe_collection(spark: "SparkSession", collection: "SourceCollection",
         examples = ([r["id"] for r in flags.where(~F.col("judged")).orderBy("id").limit(3).collect()]
                     if n_unjudged else [])  # in code order: the ids' ascending order
         _check_missing(collection, qrels, runs, user_kind, n_judged, dict(zip(checked, n_lacking)))
+        negative_grades = _negative_grades(stored, collection.judgments)
         user_codes, item_codes = _codes(spark, users).cache(), _codes(spark, items).cache()
         try:
             fingerprint, n_rows = _fingerprint(qrels, user_codes, item_codes, (user_kind, item_kind),
@@ -206,7 +237,8 @@ def describe_collection(spark: "SparkSession", collection: "SourceCollection",
         finally:
             user_codes.unpersist()
             item_codes.unpersist()
-    warnings = [collection.unjudged_warning(n_unjudged, examples)] if n_unjudged else []
+    warnings = ([negative_grades] if negative_grades else []) + (
+        [collection.unjudged_warning(n_unjudged, examples)] if n_unjudged else [])
     kinds = {"user": "integer" if user_kind == "bigint" else "text", "item": "integer" if item_kind == "bigint" else "text"}
     return replace(collection, n_users=n_users, n_items=n_items, n_queries=n_judged, fingerprint=fingerprint,
                    warnings=warnings, id_types=kinds, split_stats={"train_rows": 0, "test_rows": n_rows, "users_with_test": n_judged,
