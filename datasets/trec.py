@@ -34,7 +34,6 @@ __all__ = ["QRELS_TABLE_SUFFIXES", "NegativeGradesWarning", "judgments_and_notic
 QRELS_TABLE_SUFFIXES = (".parquet", ".pq", ".csv")
 
 
-
 class NegativeGradesWarning(UserWarning):
     """Judgments graded below 0 (a collection's junk or spam label, such as the -2 of the
     ClueWeb web track qrels) were read as grade 0: not relevant, no gain, as trec_eval

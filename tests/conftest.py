@@ -319,9 +319,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Every test has run: the objects alive now (MLflow's, PyTorch's, Spark's modules
-    and caches) stay alive until the process exits, so the full collections that follow
-    (pytest's, five in a row, looking for exceptions raised in ``__del__``, then the
-    interpreter's at exit) need not walk them again: 2-3 s at the end of each worker."""
+    and caches) stay alive until the process exits, so after one last collection (which
+    finalises the last tests' garbage, reporting an exception raised in a ``__del__``)
+    the full collections that follow (pytest's, five in a row, then the interpreter's at
+    exit) need not walk them again: 2-3 s at the end of each worker."""
+    gc.collect()
     gc.freeze()
 
 

@@ -243,7 +243,8 @@ def _write_big_tables(folder: Path) -> None:
     written a part at a time with Arrow (generated in Spark, the rows' 600 MB took as long
     to make as the test's evaluation). Query q ranks items (31 q + 97 s) mod 100003 at
     slots s = 0..99, each item id left-padded to ID_CHARS characters with "item-"
-    ("item-item-...-4711"); every fifth slot is judged, with a grade in {0, 1, 2}."""
+    ("item-item-...-item-i4711", as Spark's lpad); every fifth slot is judged, with a
+    grade in {0, 1, 2}."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq

@@ -25,7 +25,7 @@ from harness.errors import ConfigError, for_model
 from .session import read_table, require_columns, worker_errors
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
     from harness.evaluate.sources import SourceCollection
 
@@ -87,32 +87,43 @@ class SourceTables:
         return self._frames[key]
 
 
-def read_judgments(tables: SourceTables, location: str) -> "DataFrame":
-    """The judgments table with its negative grades read as 0 (not relevant), as the
-    local loader and trec_eval read them; a grade column that is not numeric is left
-    to the checks of the ranking kernels' front door, which name it."""
+def _negative_grade(qrels: "DataFrame") -> "Column | None":
+    """Whether a row's grade is a negative whole number (read as 0), or None when the
+    grade column is not numeric. A fraction, -inf, NaN or null is not one: left as it
+    is, the ranking kernels' front door refuses it, as the local loader does."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import NumericType
 
-    qrels = tables.read(location, what="judgments", columns=JUDGMENTS)
     if not isinstance(qrels.schema["relevance"].dataType, NumericType):
-        return qrels
+        return None
     grade = F.col("relevance")
-    return qrels.withColumn("relevance", F.when(grade < 0, F.lit(0)).otherwise(grade))
+    return (grade < 0) & (grade > float("-inf")) & (grade == F.floor(grade))
+
+
+def read_judgments(tables: SourceTables, location: str) -> "DataFrame":
+    """The judgments table with its negative grades read as 0 (not relevant), as the
+    local loader and trec_eval read them."""
+    from pyspark.sql import functions as F
+
+    qrels = tables.read(location, what="judgments", columns=JUDGMENTS)
+    negative = _negative_grade(qrels)
+    if negative is None:
+        return qrels
+    return qrels.withColumn("relevance", F.when(negative, F.lit(0)).otherwise(F.col("relevance")))
 
 
 def _negative_grades(qrels: "DataFrame", location: str) -> str | None:
     """The local loader's notice of the judgments graded below 0, from one aggregate
     (their number and distinct grades) of the table as stored."""
     from pyspark.sql import functions as F
-    from pyspark.sql.types import NumericType
 
     from harness.datasets.trec import negative_grades_notice
 
-    if not isinstance(qrels.schema["relevance"].dataType, NumericType):
+    negative = _negative_grade(qrels)
+    if negative is None:
         return None
-    grade = F.col("relevance")
-    n, values = qrels.where(grade < 0).agg(F.count(F.lit(1)), F.array_sort(F.collect_set(grade.cast("bigint")))).first()
+    grade = F.col("relevance").cast("bigint")
+    n, values = qrels.where(negative).agg(F.count(F.lit(1)), F.array_sort(F.collect_set(grade))).first()
     return negative_grades_notice(location, n, values) if n else None
 
 
