@@ -269,20 +269,25 @@ def test_spark_run_pairs_the_common_queries_as_local(spark, tmp_path, monkeypatc
     assert n_eval == {"bm25": 48, "neural": 47, "hybrid": 47}
 
 
-def test_a_fractional_negative_grade_is_refused_by_both_engines(spark, tmp_path):
-    """Only whole negative grades are junk labels read as 0: a -1.5 beside a -2.0 in a
-    float grade column is refused on Spark as locally, naming the column and the value,
-    not read as 0."""
+@pytest.mark.parametrize("bad", [[-1.5], [np.nan, 2.5]], ids=["negative-fraction", "nan-and-fraction"])
+def test_grades_that_are_not_whole_are_refused_by_both_engines(spark, tmp_path, bad):
+    """Only whole negative grades are junk labels read as 0: a -1.5 beside a -2.0, or a
+    NaN, in a float grade column is refused before any model, on Spark with the local
+    loader's message (the column, the count, the first values)."""
     base, _ = _collection(tmp_path / "data", text_ids=True, n_queries=10, junk=2)
     path = Path(base["dataset"]["qrels"])
     stored = pd.read_parquet(path).astype({"relevance": float})
-    stored.loc[stored.index[stored["relevance"] == 0][0], "relevance"] = -1.5
+    stored.loc[stored.index[stored["relevance"] == 0][:len(bad)], "relevance"] = bad
     stored.to_parquet(path)
     cfg = _config(base, missing="skip", compare={"baseline": "bm25", "candidates": ["neural"]}, gate=[])
+    errors = []
     for engine in ("local", "spark"):
-        with pytest.raises(DataValidationError, match=r"judgments.parquet.*'relevance'.*-1\.5"):
+        with pytest.raises(DataValidationError) as refused:
             harness.run(harness.parse_config({**cfg, "engine": {"kind": engine}}), output=tmp_path / engine,
                         progress=False)
+        errors.append(str(refused.value))
+    assert errors[1] == errors[0]
+    assert f"column 'relevance' must hold integer grades; {len(bad)} of {len(stored)} rows do not" in errors[0]
 
 
 def test_spark_collection_refuses_methods_it_cannot_compute_at_validation(tmp_path):

@@ -20,7 +20,7 @@ import pandas as pd
 
 from harness.datasets.base import TableDigest
 from harness.datasets.predictions import TABLE_SUFFIXES, TREC_SUFFIXES
-from harness.errors import ConfigError, for_model
+from harness.errors import ConfigError, DataValidationError, describe_examples, for_model
 
 from .session import read_table, require_columns, worker_errors
 
@@ -87,17 +87,26 @@ class SourceTables:
         return self._frames[key]
 
 
-def _negative_grade(qrels: "DataFrame") -> "Column | None":
-    """Whether a row's grade is a negative whole number (read as 0), or None when the
-    grade column is not numeric. A fraction, -inf, NaN or null is not one: left as it
-    is, the ranking kernels' front door refuses it, as the local loader does."""
+def _whole_grade(qrels: "DataFrame") -> "Column | None":
+    """Whether a row's grade is a whole number (not null, NaN, infinite or a fraction),
+    or None when the grade column is not numeric (the ranking kernels' front door
+    refuses it, naming the table)."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import NumericType
 
     if not isinstance(qrels.schema["relevance"].dataType, NumericType):
         return None
     grade = F.col("relevance")
-    return (grade < 0) & (grade > float("-inf")) & (grade == F.floor(grade))
+    return F.coalesce(~F.isnan(grade) & (F.abs(grade) < float("inf")) & (grade == F.floor(grade)), F.lit(False))
+
+
+def _negative_grade(qrels: "DataFrame") -> "Column | None":
+    """Whether a row's grade is a negative whole number (read as 0), or None when the
+    grade column is not numeric."""
+    from pyspark.sql import functions as F
+
+    whole = _whole_grade(qrels)
+    return None if whole is None else whole & (F.col("relevance") < 0)
 
 
 def read_judgments(tables: SourceTables, location: str) -> "DataFrame":
@@ -112,19 +121,26 @@ def read_judgments(tables: SourceTables, location: str) -> "DataFrame":
     return qrels.withColumn("relevance", F.when(negative, F.lit(0)).otherwise(F.col("relevance")))
 
 
-def _negative_grades(qrels: "DataFrame", location: str) -> str | None:
-    """The local loader's notice of the judgments graded below 0, from one aggregate
-    (their number and distinct grades) of the table as stored."""
+def _check_grades(qrels: "DataFrame", location: str) -> str | None:
+    """Refuse grades that are not whole numbers with the local loader's message, and
+    return its notice of the negative ones (None if there is none), from one aggregate
+    of the table as stored: rows, rows not whole, rows negative and their grades."""
     from pyspark.sql import functions as F
 
     from harness.datasets.trec import negative_grades_notice
 
-    negative = _negative_grade(qrels)
-    if negative is None:
+    whole, negative = _whole_grade(qrels), _negative_grade(qrels)
+    if whole is None or negative is None:
         return None
-    grade = F.col("relevance").cast("bigint")
-    n, values = qrels.where(negative).agg(F.count(F.lit(1)), F.array_sort(F.collect_set(grade))).first()
-    return negative_grades_notice(location, n, values) if n else None
+    counted = qrels.agg(F.count(F.lit(1)), F.sum((~whole).cast("long")), F.sum(negative.cast("long")),
+                        F.array_sort(F.collect_set(F.when(negative, F.col("relevance").cast("bigint"))))).first()
+    n_rows, n_bad, n_negative, values = counted[0], counted[1] or 0, counted[2] or 0, counted[3]
+    if n_bad:
+        rows = qrels.where(~whole).select("relevance").limit(3).collect()  # a file's first ones, as locally
+        bad = [float("nan") if r[0] is None else r[0] for r in rows]
+        raise DataValidationError(f"{location}: column 'relevance' must hold integer grades; {n_bad} of {n_rows} rows "
+                                  f"do not ({describe_examples(bad)})")
+    return negative_grades_notice(location, n_negative, values) if n_negative else None
 
 
 def _id_space(frames: list["DataFrame"], column: str) -> tuple["DataFrame", str]:
@@ -231,6 +247,7 @@ def describe_collection(spark: "SparkSession", collection: "SourceCollection",
     items, item_kind = _id_space([qrels, *runs], "item_id")
     checked = [k for k, source in enumerate(collection.runs.values()) if source.missing == "error"]
     with worker_errors():
+        negative_grades = _check_grades(stored, collection.judgments)  # first, as the local loader reads them
         flags = _query_flags(qrels, runs, user_kind, checked)
         counts = flags.agg(F.count(F.lit(1)), F.sum(F.col("judged").cast("long")),
                            *[F.sum(F.col(f"lacking{k}").cast("long")) for k in checked]).first()
@@ -239,7 +256,6 @@ def describe_collection(spark: "SparkSession", collection: "SourceCollection",
         examples = ([r["id"] for r in flags.where(~F.col("judged")).orderBy("id").limit(3).collect()]
                     if n_unjudged else [])  # in code order: the ids' ascending order
         _check_missing(collection, qrels, runs, user_kind, n_judged, dict(zip(checked, n_lacking)))
-        negative_grades = _negative_grades(stored, collection.judgments)
         user_codes, item_codes = _codes(spark, users).cache(), _codes(spark, items).cache()
         try:
             fingerprint, n_rows = _fingerprint(qrels, user_codes, item_codes, (user_kind, item_kind),
