@@ -134,3 +134,29 @@ def test_feedback_with_unknown_users_is_refused(tmp_path: Path) -> None:
     cfg["evaluate"]["off_policy"] = {"feedback": str(path)}
     result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress", "--no-plots"])
     assert result.exit_code == 2 and "1 rows have a context_id" in result.stderr
+
+
+def test_a_policy_the_logs_never_show_is_refused_naming_the_model(tmp_path: Path) -> None:
+    """Logged actions that are never the model's top item: pi_e is 0 on every row and the
+    self-normalised estimate 0 / 0; the run stops with exit 2 naming the model and the
+    estimator, before any folder is written."""
+    from harness.adapters.registry import build_model
+    from harness.apps.run import load_dataset
+    from harness.datasets.bandit import LoggedFeedback, write_logged_feedback
+
+    cfg = small_config(tmp_path)
+    config = parse_config(cfg)
+    dataset = load_dataset(config)
+    spec = config.models["popularity"]
+    model = build_model("popularity", spec.kind, dict(spec.params), dataset, config.seed)
+    model.fit(dataset.train, n_users=dataset.n_users, n_items=dataset.n_items)
+    users = np.arange(3)
+    top = model.retrieve(users, 1).items[:, 0]
+    fb = LoggedFeedback(action=(top + 1) % dataset.n_items, reward=np.array([1.0, 0.0, 1.0]),
+                        pscore=np.full(3, 0.02), n_actions=dataset.n_items, context_id=users)
+    cfg["evaluate"]["off_policy"] = {"feedback": str(write_logged_feedback(fb, tmp_path / "logs.parquet"))}
+    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, cfg)), "--no-progress", "--no-plots"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert ("model 'popularity': snips: pi_e is 0 on all 3 logged rows, so the self-normalised estimate is 0 / 0"
+            in " ".join(result.stderr.split()))
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.errors import AdapterError, ConfigError, DataValidationError, describe_examples, say
+from harness.errors import AdapterError, ConfigError, DataValidationError, describe_examples, for_model, say
 from harness.evaluate.family import Family, FamilyResult, MetricValue, ModelOutput
 from harness.evaluate.model_view import ModelView
 from harness.spec.families import OffPolicyEval
@@ -168,9 +168,12 @@ class OffPolicyFamily(Family[OffPolicyEval]):
         data = OPEInputs(reward=fb.reward, pscore=fb.pscore, pi_e=pi_e, action=actions,
                          q_hat=self.reward_fit.q_hat if self.reward_fit else None, v_hat=v_hat)
         s = self.spec
-        result = evaluate_off_policy(data, s.estimators, method=s.method, n_bootstrap=s.n_bootstrap,
-                                     seed=self.seed, resampling=s.resampling, min_ess=s.min_ess, min_ess_ratio=s.min_ess_ratio,
-                                     bounds=s.reward_range, estimate=self.backend.estimate_intervals)
+        try:
+            result = evaluate_off_policy(data, s.estimators, method=s.method, n_bootstrap=s.n_bootstrap, seed=self.seed,
+                                         resampling=s.resampling, min_ess=s.min_ess, min_ess_ratio=s.min_ess_ratio,
+                                         bounds=s.reward_range, estimate=self.backend.estimate_intervals)
+        except DataValidationError as exc:  # an estimator names itself, not the model whose policy it estimates
+            raise for_model(exc, view.name) from None
         if self.logs is not None:
             self.true_values[view.name] = self._true_value(policy)
         caps = {m: f"too little overlap with the logs: {d.overlap_reason}"
