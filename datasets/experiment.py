@@ -213,6 +213,12 @@ class UnitStatistics:
     windows: dict[str, list[VariantMoments]] | None = None
 
 
+def unit_clusters(unit: str) -> str:
+    """What the clusters are when each is one unit's rows (a holdout's (unit, window)
+    rows), for :func:`harness.metrics.ab.mixed_clusters_error`."""
+    return f"unit(s) ({unit!r} column)"
+
+
 def _add(acc: list[VariantMoments] | None, part: list[VariantMoments]) -> list[VariantMoments]:
     return part if acc is None else [add_moments([a, b]) for a, b in zip(acc, part)]
 
@@ -234,6 +240,7 @@ def reduce_units(path: str | Path, *, variant: str, columns: Sequence[str], vari
     experiment is clustered by ``cluster`` (pass the unit column to cluster by unit)."""
     names = _names(dict(variant=variant, columns=columns, unit=unit, cluster=cluster, segment=segment,
                         window=window))
+    units = unit_clusters(unit) if cluster is not None and cluster == unit else None
     cols = list(dict.fromkeys(columns))
     if batch_rows is None:
         batch_rows = int(min(BATCH_ROWS, max(4096, BATCH_BYTES // (8 * max(len(cols), 1)))))
@@ -264,7 +271,7 @@ def reduce_units(path: str | Path, *, variant: str, columns: Sequence[str], vari
             local = np.array([seg_index.setdefault(g, len(seg_index)) for g in u.segment_names], dtype=np.int64)
             seg = local[u.segments]
         if u.clusters is not None and cluster_robust:
-            t = cluster_totals(u.values, u.codes, u.clusters, columns=cols, segments=seg)
+            t = cluster_totals(u.values, u.codes, u.clusters, columns=cols, segments=seg, units=units)
             partial.append((t.ids, t.values, t.variants, t.segments))
         else:
             if u.clusters is not None:
@@ -290,7 +297,7 @@ def reduce_units(path: str | Path, *, variant: str, columns: Sequence[str], vari
     if clustered:
         ids_, vals, arms, segs = (np.concatenate([p[i] for p in partial]) if partial[0][i] is not None else None
                                   for i in range(4))
-        t = cluster_totals(vals[:, :-1], arms, ids_, columns=cols, segments=segs, counts=vals[:, -1])
+        t = cluster_totals(vals[:, :-1], arms, ids_, columns=cols, segments=segs, counts=vals[:, -1], units=units)
         n_clusters = int(t.values.shape[0])
         cols = list(t.columns)
         if t.segments is None:
@@ -372,7 +379,8 @@ def reduce_periods(path: str | Path, *, variant: str, unit: str, window: str, co
         win_codes, win_names = label_codes(frame, window, what="window", source=str(path))
         # units by hashing (no sort of text ids), then each unit's variant (one per unit, else an error)
         inverse, unit_ids = pd.factorize(frame[unit].to_numpy())
-        per_unit = cluster_totals(np.zeros((len(frame), 0)), u.codes, inverse, columns=[])
+        per_unit = cluster_totals(np.zeros((len(frame), 0)), u.codes, inverse, columns=[], units=unit_clusters(unit),
+                                  names=unit_ids)
         surf = label_codes(frame, surface, what="surface", source=str(path)) if surface else None
         values = np.column_stack([u.values, np.ones(len(frame))])
         wide = np.zeros((unit_ids.size, values.shape[1] * len(slots)))
@@ -393,7 +401,9 @@ def reduce_periods(path: str | Path, *, variant: str, unit: str, window: str, co
     if offset == 0:
         raise DataValidationError(f"{path}: no rows")
     ids, vals, arms = (np.concatenate([p[i] for p in parts]) for i in range(3))
-    t = cluster_totals(vals, arms, pd.factorize(ids)[0], columns=names, counts=np.zeros(ids.size))
+    codes, uniques = pd.factorize(ids)
+    t = cluster_totals(vals, arms, codes, columns=names, counts=np.zeros(ids.size), units=unit_clusters(unit),
+                       names=np.asarray(uniques))
     out = variant_moments(t.values[:, :-1], t.variants, names=variants, columns=names)
     empty = [m.variant for m in out if m.n < 2]
     if empty:

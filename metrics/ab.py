@@ -177,32 +177,50 @@ class ClusterTotals:
     ids: np.ndarray | None = None
 
 
-def _per_cluster(inverse: np.ndarray, codes: np.ndarray, cluster_ids: np.ndarray, what: str) -> np.ndarray:
-    """Each cluster's code, refusing a cluster whose units carry two codes."""
+def mixed_clusters_error(n_mixed: int, examples: object, what: str,
+                         units: str | None = None) -> DataValidationError:
+    """The error for ``n_mixed`` clusters seen in more than one ``what`` (variant or
+    segment); ``units`` names the clusters when each is one unit over several rows (a
+    holdout's (user, week) rows: "unit(s) ('user' column)"), the Spark engine's too."""
+    if units is not None:
+        return DataValidationError(f"{n_mixed} {units} have rows in more than one {what}, "
+                                   f"{describe_examples(examples)}: a unit stays in one {what} for the whole "
+                                   "experiment")
+    return DataValidationError(f"{n_mixed} cluster(s) have units in more than one {what}, "
+                               f"{describe_examples(examples)}: a cluster-randomised design keeps a whole cluster "
+                               f"in one {what}")
+
+
+def _per_cluster(inverse: np.ndarray, codes: np.ndarray, cluster_ids: np.ndarray, what: str,
+                 units: str | None) -> np.ndarray:
+    """Each cluster's code, refusing a cluster whose units carry two codes (named by
+    ``cluster_ids``)."""
     lo = np.full(cluster_ids.size, np.iinfo(np.int64).max)
     hi = np.full(cluster_ids.size, -1)
     np.minimum.at(lo, inverse, codes)
     np.maximum.at(hi, inverse, codes)
     mixed = np.flatnonzero(lo != hi)
     if mixed.size:
-        raise DataValidationError(f"{mixed.size} cluster(s) have units in more than one {what}, "
-                                  f"{describe_examples(cluster_ids[mixed])}: a cluster-randomised design "
-                                  f"keeps a whole cluster in one {what}")
+        raise mixed_clusters_error(mixed.size, cluster_ids[mixed], what, units)
     return lo
 
 
 def cluster_totals(values: np.ndarray, variants: np.ndarray, clusters: np.ndarray, *,
                    columns: Sequence[str], segments: np.ndarray | None = None,
-                   counts: np.ndarray | None = None) -> ClusterTotals:
+                   counts: np.ndarray | None = None, units: str | None = None,
+                   names: np.ndarray | None = None) -> ClusterTotals:
     """Per-cluster totals of each column plus the cluster's unit count (column ``UNITS``).
     A cluster seen in two variants (or two segments) is an error: the design was not
-    randomised by that cluster. ``counts`` (default 1 per row) are the units each row
-    stands for: partial totals of data chunks combine by passing their ``UNITS`` column."""
+    randomised by that cluster (``units``: each cluster is one unit's rows, so named, see
+    :func:`mixed_clusters_error`; ``names``: the ids that integer ``clusters`` index, to
+    name them). ``counts`` (default 1 per row) are the units each row stands for:
+    partial totals of data chunks combine by passing their ``UNITS`` column."""
     cluster_ids, inverse = np.unique(np.asarray(clusters), return_inverse=True)
     n_clusters = cluster_ids.size
-    arms = _per_cluster(inverse, np.asarray(variants, dtype=np.int64), cluster_ids, "variant")
-    segs = None if segments is None else _per_cluster(inverse, np.asarray(segments, dtype=np.int64), cluster_ids,
-                                                      "segment")
+    named = cluster_ids if names is None else np.asarray(names)[cluster_ids]
+    arms = _per_cluster(inverse, np.asarray(variants, dtype=np.int64), named, "variant", units)
+    segs = None if segments is None else _per_cluster(inverse, np.asarray(segments, dtype=np.int64), named,
+                                                      "segment", units)
     x = np.asarray(values, dtype=np.float64)
     totals = np.column_stack([np.bincount(inverse, weights=x[:, j], minlength=n_clusters)
                               for j in range(x.shape[1])] + [np.bincount(inverse, weights=counts, minlength=n_clusters)])

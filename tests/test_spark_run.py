@@ -300,6 +300,8 @@ def test_spark_engine_reduces_grouped_ab_designs_to_the_local_numbers(spark, tmp
     # the local reader also numbers the rows; Spark does not know the file's row order
     ("missing-unit", r"column 'user_id' has 2 missing id\(s\) \(empty or null"),
     ("missing-variant", r"column 'variant' has 2 row\(s\) with no variant \(empty or null"),
+    ("unit-switches-variant", r"^1 unit\(s\) \('user_id' column\) have rows in more than one variant, e\.g\. "
+                              r"'user0': a unit stays in one variant for the whole experiment$"),
 ])
 def test_spark_engine_refuses_bad_grouped_ab_data_as_the_local_engine(spark, tmp_path, damage, message):
     from harness.apps.ab import run_ab
@@ -323,6 +325,11 @@ def test_spark_engine_refuses_bad_grouped_ab_data_as_the_local_engine(spark, tmp
     elif damage == "missing-unit":  # text ids, one null and one empty: both are no id
         ids = clustered["user_id"].astype(str).where(clustered.index != 4, None).where(clustered.index != 9, " ")
         table, cols = clustered.assign(user_id=ids), {}
+    elif damage == "unit-switches-variant":  # a holdout's user moved to the other arm after week 1
+        later = weekly.index[weekly["user_id"] == "user0"][1:]
+        other = "treatment" if weekly.loc[later[0], "variant"] == "control" else "control"
+        table, cols = weekly.assign(variant=weekly["variant"].where(~weekly.index.isin(later), other)), {
+            "window": "week"}
     else:
         table, cols = pd.concat([weekly, weekly.iloc[[5]]], ignore_index=True), {"window": "week"}
     table.to_parquet(tmp_path / "bad.parquet")

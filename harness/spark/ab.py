@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from harness.datasets.experiment import PeriodGroup, UnitStatistics, launch_period, natural_order
+from harness.datasets.experiment import PeriodGroup, UnitStatistics, launch_period, natural_order, unit_clusters
 from harness.errors import DataValidationError, describe_examples
-from harness.metrics.ab import UNITS, VariantMoments, add_moments, moments_from_table, moments_table
+from harness.metrics.ab import (UNITS, VariantMoments, add_moments, mixed_clusters_error, moments_from_table,
+                                moments_table)
 from harness.metrics.holdout import ROWS, period_column
 
 from .session import require_columns, worker_errors
@@ -189,7 +190,8 @@ def unit_statistics(units: "DataFrame", *, variant: str, columns: Sequence[str],
             windows = {g[0]: found[g] for g in sorted(found, key=lambda g: natural_order(g[0]))}
         rows, n_clusters, clustered = units, None, bool(cluster and cluster_robust)
         if clustered:  # one row per cluster, read three times: kept, not recomputed
-            rows = _cluster_totals(units, cols, variant=variant, cluster=str(cluster), segment=segment)
+            rows = _cluster_totals(units, cols, variant=variant, cluster=str(cluster), segment=segment,
+                                   unit_label=unit_clusters(unit) if unit is not None and cluster == unit else None)
             n_clusters = rows.count()
             cols = [*cols, UNITS]
         elif cluster:
@@ -211,7 +213,7 @@ def unit_statistics(units: "DataFrame", *, variant: str, columns: Sequence[str],
 
 
 def _cluster_totals(units: "DataFrame", cols: list[str], *, variant: str, cluster: str,
-                    segment: str | None) -> "DataFrame":
+                    segment: str | None, unit_label: str | None = None) -> "DataFrame":
     """One row per cluster, persisted (the caller unpersists it): its variant (and
     segment), each column's total and its unit count (``UNITS``), as
     :func:`harness.metrics.ab.cluster_totals`; a cluster whose units are in two variants
@@ -227,25 +229,24 @@ def _cluster_totals(units: "DataFrame", cols: list[str], *, variant: str, cluste
                    F.count(F.lit(1)).cast("double").alias(UNITS))).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         for _, what in labels:
-            _refuse_mixed(totals, what)
+            _refuse_mixed(totals, what, unit_label)
     except BaseException:
         totals.unpersist()
         raise
     return totals
 
 
-def _refuse_mixed(totals: "DataFrame", what: str) -> None:
+def _refuse_mixed(totals: "DataFrame", what: str, unit_label: str | None = None) -> None:
     """Refuse, as :func:`harness.metrics.ab.cluster_totals` does, clusters (``_cluster``)
-    whose units carry more than one ``what`` (``_kinds_<what>`` distinct values)."""
+    whose units carry more than one ``what`` (``_kinds_<what>`` distinct values);
+    ``unit_label`` names clusters that are each one unit's rows."""
     from pyspark.sql import functions as F
 
     mixed = totals.where(F.col(f"_kinds_{what}") > 1)
     n_mixed = mixed.count()
     if n_mixed:
         examples = [r[0] for r in mixed.select("_cluster").orderBy("_cluster").limit(3).collect()]
-        raise DataValidationError(f"{n_mixed} cluster(s) have units in more than one {what}, "
-                                  f"{describe_examples(examples)}: a cluster-randomised design "
-                                  f"keeps a whole cluster in one {what}")
+        raise mixed_clusters_error(n_mixed, examples, what, unit_label)
 
 
 def unit_periods(units: "DataFrame", *, variant: str, unit: str, window: str, columns: Sequence[str],
@@ -285,7 +286,7 @@ def unit_periods(units: "DataFrame", *, variant: str, unit: str, window: str, co
                     .agg(F.min(label).alias("_variant"), F.countDistinct(label).alias("_kinds_variant"),
                          *[sums[n].alias(n) for n in names])).persist(StorageLevel.MEMORY_AND_DISK)
         try:  # one row per unit, read twice
-            _refuse_mixed(per_unit, "variant")
+            _refuse_mixed(per_unit, "variant", unit_clusters(unit))
             moments = _moments(per_unit, names, ["_variant"], variants)[()]
         finally:
             per_unit.unpersist()
