@@ -168,7 +168,7 @@ def iter_batches(path: str | Path, *, columns: Sequence[str], id_columns: Sequen
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from .tables import _column_names, check_ids_present
+    from .tables import _column_names, check_ids_present, unreadable_table
 
     path = Path(path)
     if not path.is_file():
@@ -196,7 +196,7 @@ def iter_batches(path: str | Path, *, columns: Sequence[str], id_columns: Sequen
             offset += batch.num_rows
             yield batch.to_pandas()
     except (OSError, pa.ArrowInvalid) as exc:
-        raise DataValidationError(f"{path}: cannot be read as a table: {exc}") from None
+        raise unreadable_table(path, exc, have) from None
 
 
 @dataclass

@@ -3,6 +3,7 @@ every value is a canonical integer (so ``"007"`` never becomes ``7``)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -33,6 +34,21 @@ def _column_names(path: Path, delimiter: str) -> list[str]:
             return list(reader.schema.names)
     except (OSError, pa.ArrowInvalid) as exc:  # an empty, truncated or non-table file
         raise DataValidationError(f"{path}: cannot be read as a table: {exc}") from None
+
+
+# Arrow's CSV reader on a cell that is not of its column's type (0-based column number)
+_CSV_CELL = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", re.S)
+
+
+def unreadable_table(path: Path, exc: Exception, names: Sequence[str]) -> DataValidationError:
+    """The error for a file Arrow cannot read; a CSV cell that is not a number names its
+    column (``names``: the file's columns, in order) instead of Arrow's column number."""
+    found = _CSV_CELL.search(str(exc))
+    if found and int(found.group(1)) < len(names):
+        column, kind, value = names[int(found.group(1))], found.group(2), found.group(3)
+        wanted = "integers" if kind.startswith(("int", "uint")) else "numbers" if kind in ("double", "float") else kind
+        return DataValidationError(f"{path}: column {column!r} must hold {wanted}; a cell holds {value!r}")
+    return DataValidationError(f"{path}: cannot be read as a table: {exc}")
 
 
 def _canonical_int_ids(table: "pa.Table", names: Sequence[str]) -> "pa.Table":
@@ -113,6 +129,7 @@ def read_table(path: str | Path, *, delimiter: str | None = None, columns: Seque
         raise ConfigError(f"data file not found: {path}")
     is_parquet = path.suffix.lower() in (".parquet", ".pq")
     delim = delimiter or ("\t" if path.suffix.lower() in (".tsv", ".tab") else ",")
+    names: list[str] = []
     try:
         if columns is not None or id_columns or label_columns:
             names = _column_names(path, delim)
@@ -129,6 +146,6 @@ def read_table(path: str | Path, *, delimiter: str | None = None, columns: Seque
                                        column_types={c: pa.string() for c in (*id_columns, *label_columns)}))
             table = _canonical_int_ids(table, (*id_columns, *label_columns))
     except (OSError, pa.ArrowInvalid) as exc:
-        raise DataValidationError(f"{path}: cannot be read as a table: {exc}") from None
+        raise unreadable_table(path, exc, names or _column_names(path, delim)) from None
     check_ids_present(table, id_columns, path)  # a gap keeps a CSV column text: still seen here
     return table.to_pandas()

@@ -249,6 +249,19 @@ def test_an_empty_segment_cell_is_a_missing_segment(tmp_path: Path) -> None:
     assert code == 2 and "segment column 'platform' has 1 missing value(s)" in out and "Traceback" not in out
 
 
+def test_a_csv_cell_that_is_not_a_number_names_its_column(tmp_path: Path) -> None:
+    """Arrow's own message counted columns from 0 ('In CSV column #2 ... invalid value
+    'abc''): the column is named instead."""
+    path = _data(tmp_path, fmt="csv")
+    df = pd.read_csv(path, dtype={"user_id": str})
+    df["revenue"] = df["revenue"].astype(object)
+    df.loc[5, "revenue"] = "abc"
+    df.to_csv(path, index=False)
+    code, out, _ = _run(tmp_path, path, _config(tmp_path))
+    assert code == 2 and "Traceback" not in out
+    assert f"{path.name}: column 'revenue' must hold numbers; a cell holds 'abc'" in " ".join(out.split())
+
+
 @pytest.mark.parametrize("over,message", [
     ({"metrics": {"r": {"mean": "revenue", "ratio": ["clicks", "impressions"]}}}, "exactly one of"),
     ({"gate": [{"metric": "nope", "role": "primary"}]}, "gate: metric(s) ['nope'] are not in metrics"),
