@@ -233,9 +233,11 @@ def analyze_launches(spec: ABFamilySpec, backend: Backend = LOCAL) -> list[dict[
         empty = [m.variant for m in moments if not _has_rows(m, group.label, period)]
         if empty:
             on = f" on surface {x.surface!r} ({holdout.surface!r} column)" if x.surface else ""
+            check = (f"; check holdout.launches against the data: the start as the {cols.window!r} column writes it"
+                     + (f", the surface as the {holdout.surface!r} column does (case included)" if x.surface else ""))
             raise DataValidationError(f"{spec.data}: launch {x.name!r} starts in window {x.start_label!r} "
                                       f"({cols.window!r} column){on}, but variant(s) {empty} have no rows from "
-                                      "then until the next launch; check holdout.launches against the data")
+                                      f"then until the next launch{check}")
         for name, metric in metrics.items():
             for treatment in moments[1:]:
                 e = launch_effect(control, treatment, metric.value, launch=x.name, metric_name=name,
