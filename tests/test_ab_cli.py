@@ -88,6 +88,12 @@ def test_pass_writes_the_results_folder_and_matches_scipy(tmp_path: Path) -> Non
     ref = stats.ttest_ind(t.converted, c.converted, equal_var=False)
     assert rows["conversion"]["p_two_sided"] == pytest.approx(ref.pvalue, rel=1e-8)
     assert rows["revenue"]["method"] == "cuped" and rows["revenue"]["variance_reduction"] > 0.5
+    # the console's comparison says its CUPED delta is not the difference of the raw means shown above it
+    r = rows["revenue"]
+    assert (f"revenue: delta adjusted by CUPED (adjusted means {r['baseline_value']:.4f} vs "
+            f"{r['candidate_value']:.4f}, variance {-r['variance_reduction']:+.2%}); the metric table shows raw "
+            "means") in " ".join(out.split())
+    assert "conversion: delta adjusted" not in out
     assert rows["revenue"]["outcome"] == "PASS" and res["verdict"]["decision"] == "PASS"
     assert res["ab"]["srm"]["invalid"] is False
     per_unit = pd.read_parquet(folder / "per_unit.parquet")  # as the README says: the usual columns, no rows

@@ -65,7 +65,13 @@ def _comparison_text(rows: list[dict[str, object]]) -> str:
     })
     if not any(r.get("outcome") for r in rows):  # no criterion decided anything: the gate columns stay empty
         table = table.drop(columns=["gate p adj.", "outcome"])
-    return table.to_string(index=False, line_width=CONSOLE_WIDTH)
+    # a CUPED delta is not the difference of the raw means in the metric table: say so
+    notes = [f"{r['metric']}" + (f" ({r['candidate']})" if several else "") + ": delta adjusted by CUPED "
+             f"(adjusted means {_num(r.get('baseline_value'), '.4f')} vs {_num(r.get('candidate_value'), '.4f')}, "
+             f"variance {_pct(-float(r.get('variance_reduction') or 0.0))}); the metric table shows raw means"
+             for r in rows if r.get("method") == "cuped"]
+    return "\n".join([table.to_string(index=False, line_width=CONSOLE_WIDTH),
+                      *[line for n in notes for line in _wrapped(n, "  ", "    ")]])
 
 
 def console_summary(result: EvalResult) -> str:
