@@ -325,6 +325,13 @@ def test_plan_prints_the_sample_size_and_the_mde() -> None:
     assert f"minimum detectable effect with 100,000 units: {m:.6g}" in res.output
     bad = runner.invoke(app, ["ab", "plan", "--std-dev", "3"])
     assert bad.exit_code == 2 and "exactly one of --mde" in bad.output
+    # a bad value is named by its flag, not by the planning function's parameter
+    for args, message in ((["--std-dev", "-1", "--n-units", "1000"], "--std-dev: must be in (0, inf], got -1.0"),
+                          (["--std-dev", "1", "--mde", "0"], "--mde: 0 cannot be detected"),
+                          (["--std-dev", "1", "--n-units", "1000", "--power", "1.5"], "--power: must be in (0, 1)"),
+                          (["--std-dev", "1", "--n-units", "1000", "--tests", "0"], "--tests: 0 must be >= 1")):
+        bad = runner.invoke(app, ["ab", "plan", *args])
+        assert bad.exit_code == 2 and message in bad.output and "Traceback" not in bad.output, bad.output
 
 
 def test_segments_get_corrected_intervals_and_a_heterogeneity_test(tmp_path: Path) -> None:

@@ -435,19 +435,32 @@ def ab_plan(
         design = (f"alpha={alpha:g} ({sides}-sided{f', /{tests} tests' if tests > 1 else ''}), power={power:g}, "
                   f"allocation={allocation:g}, variance reduction={variance_reduction:g}, "
                   f"{'always-valid' if sequential else 'fixed horizon'}, sd={sd:.6g}")
-        if mde is not None:
-            effect = mde * base if relative else mde
-            treatment, control = ab_arm_sizes(ab_sample_size(effect, sd, **opts), allocation)
-            print(f"units needed: {treatment + control:,} in all ({treatment:,} treatment, "
-                  f"{control:,} control) to detect {effect:.6g}"
-                  + (f" ({mde:.4g} relative)" if relative else "") + f"; {design}")
-        else:
-            m = ab_mde(n_units, sd, **opts)
-            rel = f" ({m / base:+.4%} of the baseline {base:g})" if base else ""
-            print(f"minimum detectable effect with {n_units:,} units: {m:.6g}{rel}; {design}")
+        try:
+            if mde is not None:
+                effect = mde * base if relative else mde
+                treatment, control = ab_arm_sizes(ab_sample_size(effect, sd, **opts), allocation)
+                print(f"units needed: {treatment + control:,} in all ({treatment:,} treatment, "
+                      f"{control:,} control) to detect {effect:.6g}"
+                      + (f" ({mde:.4g} relative)" if relative else "") + f"; {design}")
+            else:
+                m = ab_mde(n_units, sd, **opts)
+                rel = f" ({m / base:+.4%} of the baseline {base:g})" if base else ""
+                print(f"minimum detectable effect with {n_units:,} units: {m:.6g}{rel}; {design}")
+        except ConfigError as exc:  # the planning functions name their parameters: say the flag instead
+            name, sep, rest = str(exc).partition(": ")
+            flag = _PLAN_FLAGS.get(name.split(" ")[0])
+            if not sep or flag is None:
+                raise
+            raise ConfigError(f"{flag}{name[len(name.split(' ')[0]):]}: {rest}") from None
         return 0
 
     _guard(body)
+
+
+# ab plan's flags, by the name of the planning functions' parameters (harness.metrics.ab_power)
+_PLAN_FLAGS = {"std_dev": "--std-dev", "effect": "--mde", "n_units": "--n-units", "alpha": "--alpha",
+               "power": "--power", "allocation": "--allocation", "sides": "--sides",
+               "variance_reduction": "--variance-reduction", "n_tests": "--tests"}
 
 
 @app.command()
