@@ -67,13 +67,14 @@ def data_fingerprint(location: str | Path) -> str | None:
 
 def check_units(frame: pd.DataFrame, *, variant: str, columns: Sequence[str], variants: Sequence[str],
                 unit: str | None = None, cluster: str | None = None, segment: str | None = None,
-                binary: Sequence[str] = (), source: str = "experiment data", row_offset: int = 0,
-                require_all: bool = True) -> ExperimentUnits:
+                binary: Sequence[str] = (), counts: Sequence[str] = (), source: str = "experiment data",
+                row_offset: int = 0, require_all: bool = True) -> ExperimentUnits:
     """Check a per-unit table and return its arrays.
 
     Refused, naming the column, the count and examples: a missing column; a metric column
     that is not numeric or has NaN/inf values; a ``binary`` (proportion) column with
-    values other than 0/1; a variant not in ``variants``; a planned variant without units;
+    values other than 0/1; a ``counts`` column (a ratio metric's denominator: impressions,
+    sessions) with negative values; a variant not in ``variants``; a planned variant without units;
     duplicated ``unit`` ids; missing ``cluster`` ids. Row numbers in messages count from
     ``row_offset`` (the frame is a batch of a larger file); ``require_all=False`` leaves
     the check that every variant has units to the caller (a batch may lack one).
@@ -118,6 +119,11 @@ def check_units(frame: pd.DataFrame, *, variant: str, columns: Sequence[str], va
         if off.any():
             raise DataValidationError(f"{source}: proportion column {col!r} must be 0/1; {int(off.sum())} row(s) "
                                       f"are not ({describe_examples(np.unique(v[off]))})")
+    for col in counts:
+        v = values[:, cols.index(col)]
+        if (v < 0).any():
+            raise DataValidationError(f"{source}: column {col!r}, a ratio metric's denominator, must be >= 0; "
+                                      f"{int((v < 0).sum())} row(s) are not ({describe_examples(np.unique(v[v < 0]))})")
     if unit:
         dup = frame[unit][frame[unit].duplicated()]
         if len(dup):
@@ -225,8 +231,8 @@ def _add(acc: list[VariantMoments] | None, part: list[VariantMoments]) -> list[V
 
 def reduce_units(path: str | Path, *, variant: str, columns: Sequence[str], variants: Sequence[str],
                  unit: str | None = None, cluster: str | None = None, segment: str | None = None,
-                 window: str | None = None, binary: Sequence[str] = (), cluster_robust: bool = True,
-                 batch_rows: int | None = None) -> UnitStatistics:
+                 window: str | None = None, binary: Sequence[str] = (), counts: Sequence[str] = (),
+                 cluster_robust: bool = True, batch_rows: int | None = None) -> UnitStatistics:
     """Stream a per-unit file batch by batch: check each batch (:func:`check_units`), reduce
     it to moments, add them up. With ``cluster`` and ``cluster_robust`` each batch is
     reduced to per-cluster partial totals, combined at the end (memory: one batch plus
@@ -258,7 +264,7 @@ def reduce_units(path: str | Path, *, variant: str, columns: Sequence[str], vari
         if len(frame) == 0:
             continue
         u = check_units(frame, variant=variant, columns=cols, variants=variants, cluster=cluster, segment=segment,
-                        binary=binary, source=str(path), row_offset=offset, require_all=False)
+                        binary=binary, counts=counts, source=str(path), row_offset=offset, require_all=False)
         if window:
             win_codes, win_names = label_codes(frame, window, what="window", source=str(path))
             local = np.array([win_index.setdefault(g, len(win_index)) for g in win_names], dtype=np.int64)

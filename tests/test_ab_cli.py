@@ -230,6 +230,9 @@ def test_always_valid_intervals_are_wider(tmp_path: Path) -> None:
     (lambda df: df.assign(variant=np.where(np.arange(len(df)) < 3, "B2", df.variant)),
      r"3 row\(s\) of variant\(s\) not in the config \(e.g. 'B2'\)"),
     (lambda df: df.assign(converted=df.converted * 2), r"proportion column 'converted' must be 0/1"),
+    # a ratio's denominator counts (impressions): below 0 is a data error, not a metric value
+    (lambda df: df.assign(impressions=np.where(np.arange(len(df)) == 4, -5, df.impressions)),
+     r"column 'impressions', a ratio metric's denominator, must be >= 0; 1 row\(s\) are not \(e\.g\. -5\.0\)"),
     (lambda df: df.drop(columns=["clicks"]), r"columns \['clicks'\] not found"),
     (lambda df: pd.concat([df, df.iloc[:2]]), r"'user_id' has 2 duplicated unit id\(s\)"),
     (lambda df: df.assign(revenue="x"), r"column 'revenue' is not numeric"),

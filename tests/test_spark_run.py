@@ -156,6 +156,17 @@ def test_spark_engine_reduces_ab_units_to_the_local_numbers(spark, tmp_path):
     bad.to_parquet(tmp_path / "bad.parquet")
     with pytest.raises(DataValidationError, match=r"proportion column 'converted' must be 0/1; 1 row"):
         run_ab(parse_ab_config(ab_config(tmp_path, engine={"kind": "spark"})), tmp_path / "bad.parquet")
+    # a ratio's denominator below 0 (impressions -5, -2): the same refusal on both engines
+    bad = pd.read_parquet(data)
+    bad.loc[[3, 8], "impressions"] = [-5, -2]
+    bad.to_parquet(tmp_path / "negative.parquet")
+    refused = []
+    for kind in ("local", "spark"):
+        with pytest.raises(DataValidationError) as error:
+            run_ab(parse_ab_config(ab_config(tmp_path / kind, engine={"kind": kind})), tmp_path / "negative.parquet")
+        refused.append(str(error.value))
+    assert refused[0] == refused[1] == (f"{tmp_path / 'negative.parquet'}: column 'impressions', a ratio metric's "
+                                        "denominator, must be >= 0; 2 row(s) are not (e.g. -5.0, -2.0)")
 
 
 def test_spark_engine_refuses_text_tables_naming_them(spark, tmp_path):

@@ -118,11 +118,12 @@ def load_statistics(spec: ABFamilySpec, backend: Backend = LOCAL) -> ExperimentS
         return _from_statistics(spec)
     names, cols = spec.variants.names, spec.columns
     binary = [s.proportion for s in spec.metrics.values() if s.proportion]
+    counts = [s.ratio[1] for s in spec.metrics.values() if s.ratio]  # denominators: impressions, sessions
     robust = spec.analysis.variance == "auto"
     cluster = cols.cluster or (cols.unit if cols.window else None)  # a holdout's units repeat over windows
     red = backend.unit_statistics(spec.data, variant=cols.variant, columns=metric_columns(spec), variants=names,
                                   unit=cols.unit, cluster=cluster, segment=cols.segment, window=cols.window,
-                                  binary=binary, cluster_robust=robust)
+                                  binary=binary, counts=counts, cluster_robust=robust)
     design: dict[str, Any] = {"input": "units", "unit": cols.unit or "row", "n_units": red.n_units,
                               "fingerprint": backend.data_fingerprint(spec.data)}
     warnings: list[str] = []

@@ -46,7 +46,7 @@ class Backend(Protocol):
 
     def unit_statistics(self, data: str, *, variant: str, columns: Sequence[str], variants: Sequence[str],
                         unit: str | None = None, cluster: str | None = None, segment: str | None = None,
-                        window: str | None = None, binary: Sequence[str] = (),
+                        window: str | None = None, binary: Sequence[str] = (), counts: Sequence[str] = (),
                         cluster_robust: bool = True) -> "UnitStatistics":
         """An experiment's per-unit table (``data``: where it is stored) reduced to
         sufficient statistics, checked and grouped as
@@ -98,12 +98,13 @@ class LocalBackend:
 
     def unit_statistics(self, data: str, *, variant: str, columns: Sequence[str], variants: Sequence[str],
                         unit: str | None = None, cluster: str | None = None, segment: str | None = None,
-                        window: str | None = None, binary: Sequence[str] = (),
+                        window: str | None = None, binary: Sequence[str] = (), counts: Sequence[str] = (),
                         cluster_robust: bool = True) -> "UnitStatistics":
         from harness.datasets.experiment import reduce_units
 
         return reduce_units(data, variant=variant, columns=columns, variants=variants, unit=unit, cluster=cluster,
-                            segment=segment, window=window, binary=binary, cluster_robust=cluster_robust)
+                            segment=segment, window=window, binary=binary, counts=counts,
+                            cluster_robust=cluster_robust)
 
     def unit_periods(self, data: str, *, variant: str, unit: str, window: str, columns: Sequence[str],
                      variants: Sequence[str], groups: Sequence["PeriodGroup"],

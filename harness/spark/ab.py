@@ -102,7 +102,7 @@ def _missing_count(frame: "DataFrame", column: str) -> "Column":
 
 def _check(units: "DataFrame", *, variant: str, cols: list[str], variants: Sequence[str], unit: str | None,
            window: str | None, labels: Sequence[tuple[str, str | None]], binary: Sequence[str],
-           source: str) -> int:
+           source: str, counts: Sequence[str] = ()) -> int:
     """The refusals of :func:`harness.datasets.experiment.reduce_units` (and
     ``reduce_periods``), in their order and words, from one Spark aggregation (plus a
     lookup of examples when one fails): ``unit`` ids unique (per ``window`` when given),
@@ -128,6 +128,7 @@ def _check(units: "DataFrame", *, variant: str, cols: list[str], variants: Seque
                 .alias(f"_bad{j}") for j, c in enumerate(cols)],
               *[F.sum((~value[c].isin(0.0, 1.0)).cast("long")).alias(f"_off{j}") for j, c in enumerate(cols)
                 if c in binary],
+              *[F.sum((value[c] < 0).cast("long")).alias(f"_neg{j}") for j, c in enumerate(cols) if c in counts],
               *([F.countDistinct(*keyed).alias("_units"), _missing_count(units, unit).alias("_no_unit")] if keyed else []),
               *[F.sum(F.col(f"`{c}`").isNull().cast("long")).alias(f"_null_{what}") for what, c in labels if c]]
     row = units.agg(*checks).first()
@@ -149,6 +150,12 @@ def _check(units: "DataFrame", *, variant: str, cols: list[str], variants: Seque
         if c in binary and row[f"_off{j}"]:
             raise DataValidationError(f"{source}: proportion column {c!r} must be 0/1; {row[f'_off{j}']} "
                                       "row(s) are not")
+    for j, c in enumerate(cols):  # after every column's NaN check, as the local reader
+        if c in counts and row[f"_neg{j}"]:
+            negative = [r[0] for r in units.select(value[c]).where(value[c] < 0).distinct().orderBy(value[c])
+                        .limit(3).collect()]
+            raise DataValidationError(f"{source}: column {c!r}, a ratio metric's denominator, must be >= 0; "
+                                      f"{row[f'_neg{j}']} row(s) are not ({describe_examples(negative)})")
     if unit and row["_units"] != row["_rows"]:
         n_dup = row["_rows"] - row["_units"]
         found = [", ".join(str(v) for v in r[:-1]) for r in units.groupBy(*keyed).count()
@@ -167,8 +174,8 @@ def _check(units: "DataFrame", *, variant: str, cols: list[str], variants: Seque
 
 def unit_statistics(units: "DataFrame", *, variant: str, columns: Sequence[str], variants: Sequence[str],
                     unit: str | None = None, cluster: str | None = None, segment: str | None = None,
-                    window: str | None = None, binary: Sequence[str] = (), cluster_robust: bool = True,
-                    source: str) -> UnitStatistics:
+                    window: str | None = None, binary: Sequence[str] = (), counts: Sequence[str] = (),
+                    cluster_robust: bool = True, source: str) -> UnitStatistics:
     """:func:`harness.datasets.experiment.reduce_units` of a per-unit experiment table on
     Spark: the same checks and refusals, then the same sufficient statistics, computed by
     Spark aggregations (only one row per variant, segment or window reaches the driver).
@@ -183,7 +190,7 @@ def unit_statistics(units: "DataFrame", *, variant: str, columns: Sequence[str],
     with worker_errors():
         n_rows = _check(units, variant=variant, cols=cols, variants=variants, unit=unit, window=window,
                         labels=[("cluster", cluster), ("segment", segment), ("window", window)], binary=binary,
-                        source=source)
+                        counts=counts, source=source)
         windows = None
         if window:
             found = _moments(units, cols, [window, variant], variants)

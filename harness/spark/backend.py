@@ -113,13 +113,13 @@ class SparkBackend:
 
     def unit_statistics(self, data: str, *, variant: str, columns: Sequence[str], variants: Sequence[str],
                         unit: str | None = None, cluster: str | None = None, segment: str | None = None,
-                        window: str | None = None, binary: Sequence[str] = (),
+                        window: str | None = None, binary: Sequence[str] = (), counts: Sequence[str] = (),
                         cluster_robust: bool = True) -> "UnitStatistics":
         """An experiment's per-unit table read and reduced by Spark (checked as locally)."""
         check_location(data, what="A/B data")
         return unit_statistics(read_table(self.spark, data), variant=variant, columns=columns, variants=variants,
                                unit=unit, cluster=cluster, segment=segment, window=window, binary=binary,
-                               cluster_robust=cluster_robust, source=data)
+                               counts=counts, cluster_robust=cluster_robust, source=data)
 
     def unit_periods(self, data: str, *, variant: str, unit: str, window: str, columns: Sequence[str],
                      variants: Sequence[str], groups: Sequence["PeriodGroup"],
