@@ -122,8 +122,7 @@ def check_units(frame: pd.DataFrame, *, variant: str, columns: Sequence[str], va
     for col in counts:
         v = values[:, cols.index(col)]
         if (v < 0).any():
-            raise DataValidationError(f"{source}: column {col!r}, a ratio metric's denominator, must be >= 0; "
-                                      f"{int((v < 0).sum())} row(s) are not ({describe_examples(np.unique(v[v < 0]))})")
+            raise negative_counts_error(source, col, int((v < 0).sum()), np.unique(v[v < 0]))
     if unit:
         dup = frame[unit][frame[unit].duplicated()]
         if len(dup):
@@ -219,10 +218,17 @@ class UnitStatistics:
     windows: dict[str, list[VariantMoments]] | None = None
 
 
-def unit_clusters(unit: str) -> str:
-    """What the clusters are when each is one unit's rows (a holdout's (unit, window)
-    rows), for :func:`harness.metrics.ab.mixed_clusters_error`."""
-    return f"unit(s) ({unit!r} column)"
+def unit_clusters(unit: str | None, cluster: str | None) -> str | None:
+    """What the clusters are when each is one unit's rows (``cluster`` is the ``unit``
+    column: a holdout's (unit, window) rows), for
+    :func:`harness.metrics.ab.mixed_clusters_error`; None for clusters of units."""
+    return f"unit(s) ({unit!r} column)" if unit is not None and cluster == unit else None
+
+
+def negative_counts_error(source: str, column: str, n_rows: int, examples: object) -> DataValidationError:
+    """The refusal of a ratio metric's denominator below 0 (both engines say it)."""
+    return DataValidationError(f"{source}: column {column!r}, a ratio metric's denominator, must be >= 0; "
+                               f"{n_rows} row(s) are not ({describe_examples(examples)})")
 
 
 def _add(acc: list[VariantMoments] | None, part: list[VariantMoments]) -> list[VariantMoments]:
@@ -246,7 +252,7 @@ def reduce_units(path: str | Path, *, variant: str, columns: Sequence[str], vari
     experiment is clustered by ``cluster`` (pass the unit column to cluster by unit)."""
     names = _names(dict(variant=variant, columns=columns, unit=unit, cluster=cluster, segment=segment,
                         window=window))
-    units = unit_clusters(unit) if cluster is not None and cluster == unit else None
+    units = unit_clusters(unit, cluster)
     cols = list(dict.fromkeys(columns))
     if batch_rows is None:
         batch_rows = int(min(BATCH_ROWS, max(4096, BATCH_BYTES // (8 * max(len(cols), 1)))))
@@ -385,8 +391,8 @@ def reduce_periods(path: str | Path, *, variant: str, unit: str, window: str, co
         win_codes, win_names = label_codes(frame, window, what="window", source=str(path))
         # units by hashing (no sort of text ids), then each unit's variant (one per unit, else an error)
         inverse, unit_ids = pd.factorize(frame[unit].to_numpy())
-        per_unit = cluster_totals(np.zeros((len(frame), 0)), u.codes, inverse, columns=[], units=unit_clusters(unit),
-                                  names=unit_ids)
+        per_unit = cluster_totals(np.zeros((len(frame), 0)), u.codes, inverse, columns=[],
+                                  units=unit_clusters(unit, unit), names=unit_ids)
         surf = label_codes(frame, surface, what="surface", source=str(path)) if surface else None
         values = np.column_stack([u.values, np.ones(len(frame))])
         wide = np.zeros((unit_ids.size, values.shape[1] * len(slots)))
@@ -408,7 +414,7 @@ def reduce_periods(path: str | Path, *, variant: str, unit: str, window: str, co
         raise DataValidationError(f"{path}: no rows")
     ids, vals, arms = (np.concatenate([p[i] for p in parts]) for i in range(3))
     codes, uniques = pd.factorize(ids)
-    t = cluster_totals(vals, arms, codes, columns=names, counts=np.zeros(ids.size), units=unit_clusters(unit),
+    t = cluster_totals(vals, arms, codes, columns=names, counts=np.zeros(ids.size), units=unit_clusters(unit, unit),
                        names=np.asarray(uniques))
     out = variant_moments(t.values[:, :-1], t.variants, names=variants, columns=names)
     empty = [m.variant for m in out if m.n < 2]

@@ -33,7 +33,7 @@ def _column_names(path: Path, delimiter: str) -> list[str]:
         with pacsv.open_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter)) as reader:
             return list(reader.schema.names)
     except (OSError, pa.ArrowInvalid) as exc:  # an empty, truncated or non-table file
-        raise DataValidationError(f"{path}: cannot be read as a table: {exc}") from None
+        raise unreadable_table(path, exc, []) from None
 
 
 # Arrow's CSV reader on a cell that is not of its column's type (0-based column number)

@@ -27,8 +27,8 @@ from harness.errors import ConfigError, DataValidationError, describe_examples
 from .ids import CANONICAL_INT
 from .tables import describe_rows
 
-__all__ = ["QRELS_TABLE_SUFFIXES", "NegativeGradesWarning", "judgments_and_notice", "negative_grades_notice",
-           "read_judgments", "read_trec_qrels", "read_trec_run", "write_trec_run"]
+__all__ = ["QRELS_TABLE_SUFFIXES", "NegativeGradesWarning", "grades_error", "judgments_and_notice",
+           "negative_grades_notice", "read_judgments", "read_trec_qrels", "read_trec_run", "write_trec_run"]
 
 # judgments stored as a table (``query_id, item_id, relevance``) rather than qrels lines
 QRELS_TABLE_SUFFIXES = (".parquet", ".pq", ".csv")
@@ -54,6 +54,12 @@ def _grades_from_zero(rel: np.ndarray, source: str) -> tuple[np.ndarray, str | N
     if not negative.any():
         return rel, None
     return np.where(negative, 0, rel), negative_grades_notice(source, int(negative.sum()), np.unique(rel[negative]))
+
+
+def grades_error(source: str, n_bad: int, n_rows: int, examples: object) -> DataValidationError:
+    """The refusal of judgments whose grades are not whole numbers (the Spark engine's too)."""
+    return DataValidationError(f"{source}: column 'relevance' must hold integer grades; {n_bad} of {n_rows} rows "
+                               f"do not ({describe_examples(examples)})")
 
 
 def _warn(notice: str | None) -> None:
@@ -237,8 +243,7 @@ def judgments_and_notice(path: str | Path) -> tuple[pd.DataFrame, str | None]:
     rel = raw.astype(np.float64) if raw.dtype.kind in "iuf" else np.full(len(raw), np.nan)
     bad = ~np.isfinite(rel) | (rel != np.round(rel))
     if bad.any():
-        raise DataValidationError(f"{name}: column 'relevance' must hold integer grades; {int(bad.sum())} of "
-                                  f"{len(raw)} rows do not ({describe_examples(raw[bad])})")
+        raise grades_error(name, int(bad.sum()), len(raw), raw[bad])
     grades, notice = _grades_from_zero(rel.astype(np.int64), name)
     out = pd.DataFrame({"query_id": frame["query_id"], "item_id": frame["item_id"], "relevance": grades})
     _check_duplicates(out, name, rows="row")

@@ -447,11 +447,11 @@ def ab_plan(
                 rel = f" ({m / base:+.4%} of the baseline {base:g})" if base else ""
                 print(f"minimum detectable effect with {n_units:,} units: {m:.6g}{rel}; {design}")
         except ConfigError as exc:  # the planning functions name their parameters: say the flag instead
-            name, sep, rest = str(exc).partition(": ")
-            flag = _PLAN_FLAGS.get(name.split(" ")[0])
-            if not sep or flag is None:
+            head, sep, rest = str(exc).partition(": ")
+            param, space, value = head.partition(" ")  # "std_dev" or "effect 1e-09"
+            if not sep or param not in _PLAN_FLAGS:
                 raise
-            raise ConfigError(f"{flag}{name[len(name.split(' ')[0]):]}: {rest}") from None
+            raise ConfigError(f"{_PLAN_FLAGS[param]}{space}{value}: {rest}") from None
         return 0
 
     _guard(body)

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from harness.datasets.experiment import PeriodGroup, UnitStatistics, launch_period, natural_order, unit_clusters
+from harness.datasets.experiment import (PeriodGroup, UnitStatistics, launch_period, natural_order,
+                                         negative_counts_error, unit_clusters)
 from harness.errors import DataValidationError, describe_examples
 from harness.metrics.ab import (UNITS, VariantMoments, add_moments, mixed_clusters_error, moments_from_table,
                                 moments_table)
@@ -154,8 +155,7 @@ def _check(units: "DataFrame", *, variant: str, cols: list[str], variants: Seque
         if c in counts and row[f"_neg{j}"]:
             negative = [r[0] for r in units.select(value[c]).where(value[c] < 0).distinct().orderBy(value[c])
                         .limit(3).collect()]
-            raise DataValidationError(f"{source}: column {c!r}, a ratio metric's denominator, must be >= 0; "
-                                      f"{row[f'_neg{j}']} row(s) are not ({describe_examples(negative)})")
+            raise negative_counts_error(source, c, row[f"_neg{j}"], negative)
     if unit and row["_units"] != row["_rows"]:
         n_dup = row["_rows"] - row["_units"]
         found = [", ".join(str(v) for v in r[:-1]) for r in units.groupBy(*keyed).count()
@@ -198,7 +198,7 @@ def unit_statistics(units: "DataFrame", *, variant: str, columns: Sequence[str],
         rows, n_clusters, clustered = units, None, bool(cluster and cluster_robust)
         if clustered:  # one row per cluster, read three times: kept, not recomputed
             rows = _cluster_totals(units, cols, variant=variant, cluster=str(cluster), segment=segment,
-                                   unit_label=unit_clusters(unit) if unit is not None and cluster == unit else None)
+                                   unit_label=unit_clusters(unit, cluster))
             n_clusters = rows.count()
             cols = [*cols, UNITS]
         elif cluster:
@@ -293,7 +293,7 @@ def unit_periods(units: "DataFrame", *, variant: str, unit: str, window: str, co
                     .agg(F.min(label).alias("_variant"), F.countDistinct(label).alias("_kinds_variant"),
                          *[sums[n].alias(n) for n in names])).persist(StorageLevel.MEMORY_AND_DISK)
         try:  # one row per unit, read twice
-            _refuse_mixed(per_unit, "variant", unit_clusters(unit))
+            _refuse_mixed(per_unit, "variant", unit_clusters(unit, unit))
             moments = _moments(per_unit, names, ["_variant"], variants)[()]
         finally:
             per_unit.unpersist()

@@ -20,7 +20,7 @@ import pandas as pd
 
 from harness.datasets.base import TableDigest
 from harness.datasets.predictions import TABLE_SUFFIXES, TREC_SUFFIXES
-from harness.errors import ConfigError, DataValidationError, describe_examples, for_model
+from harness.errors import ConfigError, for_model
 
 from .session import read_table, require_columns, worker_errors
 
@@ -127,7 +127,7 @@ def _check_grades(qrels: "DataFrame", location: str) -> str | None:
     of the table as stored: rows, rows not whole, rows negative and their grades."""
     from pyspark.sql import functions as F
 
-    from harness.datasets.trec import negative_grades_notice
+    from harness.datasets.trec import grades_error, negative_grades_notice
 
     whole, negative = _whole_grade(qrels), _negative_grade(qrels)
     if whole is None or negative is None:
@@ -138,8 +138,7 @@ def _check_grades(qrels: "DataFrame", location: str) -> str | None:
     if n_bad:
         rows = qrels.where(~whole).select("relevance").limit(3).collect()  # a file's first ones, as locally
         bad = [float("nan") if r[0] is None else r[0] for r in rows]
-        raise DataValidationError(f"{location}: column 'relevance' must hold integer grades; {n_bad} of {n_rows} rows "
-                                  f"do not ({describe_examples(bad)})")
+        raise grades_error(location, n_bad, n_rows, bad)
     return negative_grades_notice(location, n_negative, values) if n_negative else None
 
 
